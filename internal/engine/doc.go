@@ -1,0 +1,51 @@
+// Package engine is KVDB's ordered in-memory key-value store: the state
+// machine every replica applies committed raft entries to.
+//
+// # Data model
+//
+// Keys are non-empty byte strings ordered bytewise. Every key carries three
+// revisions with etcd semantics: CreateRevision (the store revision at which
+// the key was last created), ModRevision (the revision of its last
+// modification) and Version (the number of puts since creation). The store
+// revision moves by exactly one per Apply that changes something, so a
+// revision names a consistent state shared by all replicas.
+//
+// # Concurrency contract
+//
+//   - Exactly one goroutine (the raft apply loop) calls Apply, MarkApplied
+//     and Restore, in log order. They are not safe to call concurrently with
+//     each other.
+//   - Get, Range, Revision, AppliedIndex, Len, MemoryUsage, Hash and Snapshot
+//     are safe to call from any number of goroutines, concurrently with the
+//     writer.
+//   - A Snapshot, once taken, is immutable and safe for concurrent use; it
+//     never blocks the store.
+//
+// # Invariants
+//
+//   - The map (point reads) and the B-tree (ordered scans) always hold the
+//     same set of *entry pointers; both are only changed under the write lock,
+//     so readers never observe a half-applied Apply.
+//   - An *entry is immutable once published. Updates install a new entry.
+//     This is what makes copy-on-write snapshots (btree.Copy) safe: a snapshot
+//     may share entries with the live tree forever.
+//   - Bytes returned to callers (KeyValue.Key, KeyValue.Value) alias entry
+//     memory and must never be modified by callers.
+//   - AppliedIndex never decreases except through Restore; Apply ignores
+//     entries at or below it, which makes log replay idempotent.
+//   - Every key/value accepted by ValidateOp fits the snapshot format limits
+//     (MaxKeySize, MaxValueSize), so every state can be snapshotted and
+//     restored.
+//
+// # Snapshot format (version 1)
+//
+//	"KVDBSNAP"                 8 bytes magic
+//	format version             uint16 big endian
+//	applied index              uint64 big endian
+//	revision                   uint64 big endian
+//	entry count                uint64 big endian
+//	entries, strictly increasing key order:
+//	  uvarint len(key), key, uvarint len(value), value,
+//	  varint create, varint mod, varint version
+//	CRC32C (Castagnoli)        uint32 big endian, over every preceding byte
+package engine
