@@ -1,0 +1,218 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvdb/kvdb/internal/raftnode"
+	"github.com/kvdb/kvdb/internal/service"
+)
+
+// config is everything kvdb-server reads from flags and the environment.
+type config struct {
+	NodeID        string
+	Address       string
+	Peers         []peer
+	DataDir       string
+	MaxMemory     int64
+	EnableRaft    bool
+	EnableMetrics bool
+	SyncWrites    bool
+
+	SyncInterval      time.Duration
+	SnapshotCount     uint64
+	HeartbeatInterval time.Duration
+	ElectionTicks     int
+	RequestTimeout    time.Duration
+	Limits            service.Limits
+	LogFormat         string
+	LogLevel          slog.Level
+	ShowVersion       bool
+}
+
+// peer is one -peers entry: "host:port" or "id=host:port".
+type peer struct {
+	ID      string
+	Address string
+}
+
+// envBindings are the seed's environment variables (and a few more); a flag
+// given on the command line wins over its variable.
+var envBindings = map[string]string{
+	"node-id":        "NODE_ID",
+	"address":        "ADDRESS",
+	"peers":          "PEERS",
+	"data-dir":       "DATA_DIR",
+	"max-memory":     "MAX_MEMORY",
+	"enable-raft":    "ENABLE_RAFT",
+	"enable-metrics": "ENABLE_METRICS",
+	"sync-writes":    "SYNC_WRITES",
+	"log-format":     "LOG_FORMAT",
+	"log-level":      "LOG_LEVEL",
+}
+
+// parseConfig parses args (without the program name) with env as the
+// environment lookup.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("kvdb-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		c         config
+		peers     string
+		maxMem    = sizeFlag{}
+		keySize   = sizeFlag{}
+		valSize   = sizeFlag{}
+		reqSize   = sizeFlag{}
+		logLevel  string
+		snapCount uint64
+	)
+	d := service.DefaultLimits
+	_ = maxMem.Set("1GB")
+	_ = keySize.Set(strconv.Itoa(d.MaxKeySize))
+	_ = valSize.Set(strconv.Itoa(d.MaxValueSize))
+	_ = reqSize.Set(strconv.Itoa(d.MaxRequestSize))
+	keySize.text, valSize.text, reqSize.text = "4KiB", "1MiB", "4MiB"
+
+	fs.StringVar(&c.NodeID, "node-id", "", "unique node name (env NODE_ID); defaults to node1 for a standalone node")
+	fs.StringVar(&c.Address, "address", ":8080", "listen address for gRPC, HTTP and the binary protocol (env ADDRESS)")
+	fs.StringVar(&peers, "peers", "", "comma-separated other members, host:port or id=host:port (env PEERS); needs -enable-raft")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the WAL and snapshots (env DATA_DIR)")
+	fs.Var(&maxMem, "max-memory", "memory limit for stored data: 1GB, 512MB, 64KiB or bytes (env MAX_MEMORY)")
+	fs.BoolVar(&c.EnableRaft, "enable-raft", false, "join the peers in -peers as a raft cluster (env ENABLE_RAFT); false runs a standalone node, still logged through raft's WAL")
+	fs.BoolVar(&c.EnableMetrics, "enable-metrics", true, "serve Prometheus /metrics on -address (env ENABLE_METRICS)")
+	fs.BoolVar(&c.SyncWrites, "sync-writes", false, "fsync the WAL before acknowledging writes (env SYNC_WRITES); false fsyncs every -sync-interval")
+	fs.DurationVar(&c.SyncInterval, "sync-interval", raftnode.DefaultSyncInterval, "background fsync interval when -sync-writes=false: the most a machine crash can lose")
+	fs.Uint64Var(&snapCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots (the WAL is compacted after each)")
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", raftnode.DefaultTickInterval, "raft heartbeat interval (one raft tick)")
+	fs.IntVar(&c.ElectionTicks, "election-ticks", raftnode.DefaultElectionTicks, "election timeout in heartbeat intervals")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", service.DefaultRequestTimeout, "deadline for requests that carry none")
+	fs.Var(&keySize, "max-key-size", "largest key accepted")
+	fs.Var(&valSize, "max-value-size", "largest value accepted")
+	fs.IntVar(&c.Limits.MaxBatchOps, "max-batch-ops", d.MaxBatchOps, "most operations in one batch")
+	fs.Var(&reqSize, "max-request-size", "largest request accepted")
+	fs.IntVar(&c.Limits.MaxRangeLimit, "max-range-limit", d.MaxRangeLimit, "most keys one range request returns")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json (env LOG_FORMAT)")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error (env LOG_LEVEL)")
+	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
+
+	// Environment first, so that flags parsed next override it.
+	for name, env := range envBindings {
+		if v := getenv(env); v != "" {
+			if err := fs.Set(name, v); err != nil {
+				return nil, fmt.Errorf("environment variable %s=%q: %w", env, v, err)
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	c.MaxMemory = maxMem.bytes
+	c.SnapshotCount = snapCount
+	c.Limits.MaxKeySize = int(keySize.bytes)
+	c.Limits.MaxValueSize = int(valSize.bytes)
+	c.Limits.MaxRequestSize = int(reqSize.bytes)
+	if err := c.Limits.Validate(); err != nil {
+		return nil, err
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: use debug, info, warn or error", logLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return nil, fmt.Errorf("-log-format %q: use text or json", c.LogFormat)
+	}
+	var err error
+	if c.Peers, err = parsePeers(peers); err != nil {
+		return nil, err
+	}
+	if len(c.Peers) > 0 && !c.EnableRaft {
+		return nil, errors.New("-peers needs -enable-raft=true (a node with peers is a raft cluster member)")
+	}
+	if len(c.Peers) > 0 {
+		return nil, errors.New("-peers: multi-node clusters are not available in this build yet; run without -peers for a single node")
+	}
+	if c.NodeID == "" {
+		c.NodeID = "node1"
+	}
+	if c.MaxMemory < 0 {
+		return nil, errors.New("-max-memory must not be negative")
+	}
+	if c.ElectionTicks <= 1 {
+		return nil, errors.New("-election-ticks must be at least 2")
+	}
+	return &c, nil
+}
+
+func parsePeers(s string) ([]peer, error) {
+	var out []peer
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p := peer{Address: f}
+		if id, addr, ok := strings.Cut(f, "="); ok {
+			p = peer{ID: id, Address: addr}
+		}
+		if _, _, err := splitHostPort(p.Address); err != nil {
+			return nil, fmt.Errorf("-peers entry %q: %w", f, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func splitHostPort(addr string) (string, string, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return "", "", fmt.Errorf("address %q has no port", addr)
+	}
+	port := addr[i+1:]
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return "", "", fmt.Errorf("address %q has an invalid port", addr)
+	}
+	return addr[:i], port, nil
+}
+
+// memberID derives a node's raft member id from its name, deterministically,
+// so every member computes the same ids for the same names.
+func memberID(nodeID string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(nodeID))
+	if id := h.Sum64(); id != 0 {
+		return id
+	}
+	return 1
+}
+
+// clusterID derives the cluster id from the initial members' ids.
+func clusterID(members []uint64) uint64 {
+	sorted := append([]uint64(nil), members...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	h := fnv.New64a()
+	h.Write([]byte("kvdb-cluster"))
+	for _, m := range sorted {
+		fmt.Fprintf(h, ":%x", m)
+	}
+	return h.Sum64()
+}
+
+func newLogger(c *config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+

@@ -1,0 +1,111 @@
+// Command kvdb-server runs one KVDB node.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kvdb/kvdb/internal/raftnode"
+	"github.com/kvdb/kvdb/internal/service"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// shutdownTimeout bounds how long in-flight requests may take to finish.
+const shutdownTimeout = 10 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kvdb-server: %v\n", err)
+		return 2
+	}
+	if cfg.ShowVersion {
+		fmt.Fprintln(os.Stdout, version)
+		return 0
+	}
+	log := newLogger(cfg, stderr)
+	id := memberID(cfg.NodeID)
+	srv, err := service.New(service.Config{
+		NodeID:         cfg.NodeID,
+		MemberID:       id,
+		ClusterID:      clusterID([]uint64{id}),
+		Address:        cfg.Address,
+		DataDir:        cfg.DataDir,
+		MaxMemory:      cfg.MaxMemory,
+		Version:        version,
+		Limits:         cfg.Limits,
+		RequestTimeout: cfg.RequestTimeout,
+		EnableMetrics:  cfg.EnableMetrics,
+		Logger:         log,
+		Raft: raftnode.Config{
+			SyncWrites:    cfg.SyncWrites,
+			SyncInterval:  cfg.SyncInterval,
+			TickInterval:  cfg.HeartbeatInterval,
+			ElectionTicks: cfg.ElectionTicks,
+			SnapshotCount: cfg.SnapshotCount,
+		},
+	})
+	if err != nil {
+		log.Error("cannot start node", "err", err)
+		return 1
+	}
+	lis, err := net.Listen("tcp", cfg.Address)
+	if err != nil {
+		log.Error("cannot listen", "address", cfg.Address, "err", err)
+		_ = srv.Shutdown(context.Background())
+		return 1
+	}
+	mode := "standalone"
+	if cfg.EnableRaft {
+		mode = "raft"
+	}
+	log.Info("kvdb-server started", "node_id", cfg.NodeID, "member_id", fmt.Sprintf("%x", id),
+		"address", lis.Addr().String(), "data_dir", cfg.DataDir, "mode", mode,
+		"sync_writes", cfg.SyncWrites, "max_memory", cfg.MaxMemory, "version", version)
+
+	sigC := make(chan os.Signal, 1)
+	signal.Notify(sigC, syscall.SIGINT, syscall.SIGTERM)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+
+	code := 0
+	select {
+	case sig := <-sigC:
+		log.Info("shutting down", "signal", sig.String())
+	case err := <-serveErr:
+		if err != nil {
+			log.Error("serving failed", "err", err)
+			code = 1
+		}
+	case <-srv.Node().Done():
+		log.Error("raft node stopped unexpectedly")
+		code = 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Error("shutdown", "err", err)
+		code = 1
+	}
+	if code == 0 {
+		log.Info("stopped cleanly")
+	}
+	return code
+}

@@ -1,0 +1,161 @@
+package raftnode
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// snapshotDone tells the raft loop a snapshot file is durable.
+type snapshotDone struct {
+	meta *raftpb.SnapshotMetadata
+}
+
+// applyLoop applies committed entries in order. It is the only goroutine
+// that calls the state machine after start-up.
+// confState is the membership as of the last applied entry; it starts as
+// the one recovered from disk.
+func (n *Node) applyLoop(confState *raftpb.ConfState) {
+	defer close(n.done)
+	var (
+		lastTerm     uint64
+		snapshotting = make(chan struct{}, 1)
+		lastSnap     = n.snapIndex.Load()
+	)
+	for b := range n.applyC {
+		if b.snapshot != nil {
+			if err := n.restoreSnapshot(b.snapshot); err != nil {
+				n.fail(err)
+				continue
+			}
+			confState = proto.Clone(b.snapshot.GetMetadata().GetConfState()).(*raftpb.ConfState)
+			lastSnap = b.snapshot.GetMetadata().GetIndex()
+			n.reads.advance(lastSnap)
+			continue
+		}
+		for _, e := range b.entries {
+			index := e.GetIndex()
+			if index <= n.reads.applied.Load() {
+				continue
+			}
+			lastTerm = e.GetTerm()
+			if cs, ok := b.confStates[index]; ok {
+				confState = cs
+			}
+			data := e.GetData()
+			if e.GetType() != raftpb.EntryNormal || len(data) < idHeaderLen {
+				n.sm.Apply(index, nil)
+				continue
+			}
+			id := binary.BigEndian.Uint64(data)
+			val := n.sm.Apply(index, data[idHeaderLen:])
+			n.waits.trigger(id, result{val: val})
+		}
+		if len(b.entries) == 0 {
+			continue
+		}
+		applied := b.entries[len(b.entries)-1].GetIndex()
+		if applied > n.reads.applied.Load() {
+			n.reads.advance(applied)
+		}
+		if applied-lastSnap >= n.cfg.SnapshotCount {
+			select {
+			case snapshotting <- struct{}{}:
+				lastSnap = applied
+				meta := &raftpb.SnapshotMetadata{
+					ConfState: proto.Clone(confState).(*raftpb.ConfState),
+					Index:     proto.Uint64(applied),
+					Term:      proto.Uint64(lastTerm),
+				}
+				sn := n.sm.Snapshot()
+				go func() {
+					defer func() { <-snapshotting }()
+					n.saveSnapshot(meta, sn)
+				}()
+			default:
+				// The previous snapshot is still being written.
+			}
+		}
+	}
+	// Wait for a snapshot being written, then fail whoever still waits.
+	snapshotting <- struct{}{}
+	n.waits.failAll(ErrStopped)
+}
+
+// saveSnapshot streams sn to a snapshot file, off the apply loop, and then
+// hands the metadata to the raft loop to record and compact.
+func (n *Node) saveSnapshot(meta *raftpb.SnapshotMetadata, sn Snapshot) {
+	start := time.Now()
+	if sn.Index() != meta.GetIndex() {
+		panic(fmt.Sprintf("raftnode: snapshot at %d taken for index %d", sn.Index(), meta.GetIndex()))
+	}
+	var size int64
+	err := n.snaps.Save(meta, func(w io.Writer) error {
+		var err error
+		size, err = sn.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		n.log.Error("snapshot failed", "index", meta.GetIndex(), "err", err)
+		return
+	}
+	n.log.Info("snapshot saved", "index", meta.GetIndex(), "term", meta.GetTerm(),
+		"bytes", size, "duration", time.Since(start).Round(time.Millisecond))
+	select {
+	case n.snapDoneC <- snapshotDone{meta: meta}:
+	case <-n.raftDone:
+	}
+}
+
+// snapshotSaved runs on the raft loop once a snapshot file is durable: the
+// WAL records it, the in-memory log is compacted keeping some entries for
+// slow followers, and WAL segments and snapshot files it made obsolete go.
+func (n *Node) snapshotSaved(d snapshotDone) error {
+	index := d.meta.GetIndex()
+	if err := n.wal.SaveSnapshot(d.meta); err != nil {
+		return fmt.Errorf("raftnode: record snapshot in WAL: %w", err)
+	}
+	if err := n.wal.Sync(); err != nil {
+		return fmt.Errorf("raftnode: WAL fsync: %w", err)
+	}
+	if _, err := n.store.CreateSnapshot(index, d.meta.GetConfState(), nil); err != nil {
+		n.log.Warn("raft log snapshot", "index", index, "err", err)
+	}
+	if index > n.cfg.SnapshotCatchUpEntries {
+		compact := index - n.cfg.SnapshotCatchUpEntries
+		if first, _ := n.store.FirstIndex(); compact > first {
+			if err := n.store.Compact(compact); err != nil {
+				n.log.Warn("raft log compaction", "index", compact, "err", err)
+			}
+		}
+	}
+	if err := n.wal.ReleaseTo(index); err != nil {
+		n.log.Warn("releasing WAL segments", "index", index, "err", err)
+	}
+	if err := n.snaps.Purge(2); err != nil {
+		n.log.Warn("purging old snapshots", "err", err)
+	}
+	n.snapIndex.Store(index)
+	return nil
+}
+
+// restoreSnapshot replaces the state machine with a snapshot received from
+// the leader (already saved to disk by the transport).
+func (n *Node) restoreSnapshot(s *raftpb.Snapshot) error {
+	index := s.GetMetadata().GetIndex()
+	rc, _, err := n.snaps.Open(index)
+	if err != nil {
+		return fmt.Errorf("raftnode: open received snapshot %d: %w", index, err)
+	}
+	defer rc.Close()
+	if err := n.sm.Restore(rc); err != nil {
+		return fmt.Errorf("raftnode: restore received snapshot %d: %w", index, err)
+	}
+	n.log.Info("restored snapshot from leader", "index", index, "term", s.GetMetadata().GetTerm())
+	n.snapIndex.Store(index)
+	return nil
+}

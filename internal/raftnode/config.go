@@ -1,0 +1,122 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults follow etcd's: 100 ms heartbeat, 1 s election timeout, a snapshot
+// every 10,000 applied entries keeping 5,000 for slow followers.
+const (
+	DefaultTickInterval           = 100 * time.Millisecond
+	DefaultElectionTicks          = 10
+	DefaultHeartbeatTicks         = 1
+	DefaultSyncInterval           = 100 * time.Millisecond
+	DefaultSnapshotCount          = 10_000
+	DefaultSnapshotCatchUpEntries = 5_000
+	DefaultMaxPendingProposals    = 20_000
+	DefaultMaxApplyBacklog        = 50_000
+	DefaultMaxSizePerMsg          = 1 << 20
+	DefaultMaxInflightMsgs        = 256
+	DefaultMaxUncommittedSize     = 64 << 20
+)
+
+// Peer is an initial cluster member, used only when bootstrapping a fresh
+// data directory.
+type Peer struct {
+	ID      uint64
+	Context []byte
+}
+
+// Config configures a Node. Zero durations and counts take the defaults.
+type Config struct {
+	// ID is this node's raft member id; never 0.
+	ID uint64
+	// Peers are the initial voters, this node included, for a fresh data
+	// directory. Empty means a single voter: this node alone.
+	Peers []Peer
+	// DataDir holds the wal/ and snap/ directories.
+	DataDir string
+	// SyncWrites fsyncs every Ready before its writes are acknowledged.
+	SyncWrites bool
+	// SyncInterval is the background fsync period when SyncWrites is off:
+	// the most a machine crash can lose.
+	SyncInterval time.Duration
+	// TickInterval is the raft logical clock period.
+	TickInterval time.Duration
+	// ElectionTicks and HeartbeatTicks are in TickIntervals.
+	ElectionTicks  int
+	HeartbeatTicks int
+	// SnapshotCount is the number of applied entries between snapshots.
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many entries before a snapshot stay in the
+	// in-memory log so a slightly lagging follower needs no snapshot.
+	SnapshotCatchUpEntries uint64
+	// MaxPendingProposals bounds proposals waiting for their result.
+	MaxPendingProposals int
+	// MaxApplyBacklog bounds committed-but-not-applied entries; past it new
+	// proposals are refused with ErrOverloaded.
+	MaxApplyBacklog uint64
+	// MaxUncommittedSize bounds the bytes of uncommitted entries raft holds.
+	MaxUncommittedSize uint64
+	// WALSegmentSize is the WAL rotation size (0: the wal package default).
+	WALSegmentSize int64
+	// Transport sends raft messages to peers; nil for a single voter.
+	Transport Transport
+	// Logger receives the node's log lines; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = DefaultSyncInterval
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.ElectionTicks <= 0 {
+		c.ElectionTicks = DefaultElectionTicks
+	}
+	if c.HeartbeatTicks <= 0 {
+		c.HeartbeatTicks = DefaultHeartbeatTicks
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = DefaultSnapshotCatchUpEntries
+	}
+	if c.MaxPendingProposals <= 0 {
+		c.MaxPendingProposals = DefaultMaxPendingProposals
+	}
+	if c.MaxApplyBacklog == 0 {
+		c.MaxApplyBacklog = DefaultMaxApplyBacklog
+	}
+	if c.MaxUncommittedSize == 0 {
+		c.MaxUncommittedSize = DefaultMaxUncommittedSize
+	}
+	if c.Transport == nil {
+		c.Transport = nopTransport{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if len(c.Peers) == 0 {
+		c.Peers = []Peer{{ID: c.ID}}
+	}
+}
+
+func (c *Config) validate() error {
+	if c.ID == 0 {
+		return errors.New("raftnode: member id must not be 0")
+	}
+	if c.DataDir == "" {
+		return errors.New("raftnode: data dir must be set")
+	}
+	if c.ElectionTicks <= c.HeartbeatTicks {
+		return fmt.Errorf("raftnode: election ticks (%d) must exceed heartbeat ticks (%d)", c.ElectionTicks, c.HeartbeatTicks)
+	}
+	return nil
+}

@@ -1,0 +1,318 @@
+package raftnode
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvdb/kvdb/internal/raftnode/snap"
+	"github.com/kvdb/kvdb/internal/raftnode/wal"
+)
+
+// StateMachine is what the node applies committed entries to. Apply,
+// Snapshot and Restore are called from one goroutine at a time, in log order.
+type StateMachine interface {
+	// Apply applies the command of the committed entry at index. data is nil
+	// for entries that carry no command (raft's empty entries, membership
+	// changes); the machine must still record index as applied. The result
+	// is handed to the proposer waiting for the entry, if any.
+	Apply(index uint64, data []byte) any
+	// AppliedIndex is the index of the last entry applied.
+	AppliedIndex() uint64
+	// Snapshot returns a point-in-time view at AppliedIndex. It must be cheap
+	// to take: it is streamed to disk while the machine keeps applying.
+	Snapshot() Snapshot
+	// Restore replaces the machine's whole state with a stream written by a
+	// Snapshot's WriteTo.
+	Restore(r io.Reader) error
+}
+
+// Snapshot is a point-in-time view of a StateMachine.
+type Snapshot interface {
+	Index() uint64
+	io.WriterTo
+}
+
+// Status is a node's raft position, read without stopping the raft loop.
+type Status struct {
+	ID        uint64
+	Leader    uint64
+	Term      uint64
+	State     raft.StateType
+	Commit    uint64
+	Applied   uint64
+	LastIndex uint64
+	// SnapshotIndex is the index of the newest snapshot on disk.
+	SnapshotIndex uint64
+}
+
+// idHeaderLen prefixes every proposed entry with the request id its
+// proposer waits on.
+const idHeaderLen = 8
+
+type proposal struct {
+	id   uint64
+	data []byte
+}
+
+type readRequest struct {
+	ch chan readResult
+}
+
+type readResult struct {
+	index uint64
+	err   error
+}
+
+// applyBatch is one Ready's committed entries, or a snapshot to restore.
+type applyBatch struct {
+	entries    []*raftpb.Entry
+	confStates map[uint64]*raftpb.ConfState
+	snapshot   *raftpb.Snapshot
+}
+
+// Node is one raft member. All methods are safe for concurrent use.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	sm     StateMachine
+	rn     *raft.RawNode
+	store  *raft.MemoryStorage
+	wal    *wal.WAL
+	snaps  *snap.Snapshotter
+	lock   *dirLock
+	waits  *waitRegistry
+	reads  appliedWaiters
+	idBase uint64
+	idSeq  atomic.Uint64
+
+	proposeC  chan proposal
+	readC     chan readRequest
+	stepC     chan *raftpb.Message
+	snapDoneC chan snapshotDone
+	reportC   chan func(*raft.RawNode)
+	applyC    chan applyBatch
+
+	// Published by the raft loop after every iteration.
+	term, lead, commit, lastIndex, snapIndex atomic.Uint64
+	state                                    atomic.Uint32
+
+	stopOnce sync.Once
+	stopC    chan struct{}
+	raftDone chan struct{}
+	done     chan struct{}
+	errMu    sync.Mutex
+	stopErr  error
+}
+
+// Start opens (or creates) the data directory, replays the snapshot and WAL
+// into sm, and starts the raft and apply loops.
+func Start(cfg Config, sm StateMachine) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "raft", "member", fmt.Sprintf("%x", cfg.ID)),
+		sm:        sm,
+		waits:     newWaitRegistry(),
+		proposeC:  make(chan proposal, 4096),
+		readC:     make(chan readRequest, 4096),
+		stepC:     make(chan *raftpb.Message, 4096),
+		snapDoneC: make(chan snapshotDone, 1),
+		reportC:   make(chan func(*raft.RawNode), 256),
+		applyC:    make(chan applyBatch, 256),
+		stopC:     make(chan struct{}),
+		raftDone:  make(chan struct{}),
+		done:      make(chan struct{}),
+		// Ids are unique per node across restarts: the member id's low 16
+		// bits, then the start time in ms, then a sequence.
+		idBase: (cfg.ID&0xffff)<<48 | (uint64(time.Now().UnixMilli())&0xffffffffff)<<8,
+	}
+	if err := n.open(); err != nil {
+		return nil, err
+	}
+	// MemoryStorage.InitialState is unsynchronised; read it before the raft
+	// loop starts writing.
+	_, cs, err := n.store.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	go n.applyLoop(proto.Clone(cs).(*raftpb.ConfState))
+	go n.raftLoop()
+	return n, nil
+}
+
+// ID is this node's raft member id.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// Status returns the node's last published raft position.
+func (n *Node) Status() Status {
+	return Status{
+		ID:            n.cfg.ID,
+		Leader:        n.lead.Load(),
+		Term:          n.term.Load(),
+		State:         raft.StateType(n.state.Load()),
+		Commit:        n.commit.Load(),
+		Applied:       n.reads.applied.Load(),
+		LastIndex:     n.lastIndex.Load(),
+		SnapshotIndex: n.snapIndex.Load(),
+	}
+}
+
+// Term is the current raft term.
+func (n *Node) Term() uint64 { return n.term.Load() }
+
+// Propose appends data to the replicated log and waits until it has been
+// applied locally, returning the state machine's result. ctx bounds the
+// wait; a proposal whose ctx expires may still be applied later.
+func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
+	if n.waits.pending.Load() >= int64(n.cfg.MaxPendingProposals) {
+		return nil, ErrOverloaded
+	}
+	if n.commit.Load() > n.reads.applied.Load()+n.cfg.MaxApplyBacklog {
+		return nil, ErrOverloaded
+	}
+	id := n.idBase + n.idSeq.Add(1)
+	buf := make([]byte, idHeaderLen+len(data))
+	binary.BigEndian.PutUint64(buf, id)
+	copy(buf[idHeaderLen:], data)
+
+	ch := n.waits.register(id)
+	select {
+	case n.proposeC <- proposal{id: id, data: buf}:
+	case <-n.stopC:
+		n.waits.cancel(id)
+		return nil, ErrStopped
+	default:
+		n.waits.cancel(id)
+		return nil, ErrOverloaded
+	}
+	select {
+	case r := <-ch:
+		return r.val, r.err
+	case <-ctx.Done():
+		n.waits.cancel(id)
+		return nil, ctx.Err()
+	case <-n.done:
+		return nil, ErrStopped
+	}
+}
+
+// ReadIndex waits until the local state machine reflects every write
+// committed before the call: it confirms leadership with a ReadIndex round
+// (batched with other waiting readers) and then waits for the apply loop to
+// reach the confirmed index.
+func (n *Node) ReadIndex(ctx context.Context) error {
+	req := readRequest{ch: make(chan readResult, 1)}
+	select {
+	case n.readC <- req:
+	case <-n.stopC:
+		return ErrStopped
+	default:
+		return ErrOverloaded
+	}
+	var index uint64
+	select {
+	case r := <-req.ch:
+		if r.err != nil {
+			return r.err
+		}
+		index = r.index
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrStopped
+	}
+	return n.WaitApplied(ctx, index)
+}
+
+// WaitApplied waits until the apply loop has applied index.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	ch := n.reads.wait(index)
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrStopped
+	}
+}
+
+// Step hands a message received from a peer to raft.
+func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
+	select {
+	case n.stepC <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopC:
+		return ErrStopped
+	}
+}
+
+// ReportUnreachable tells raft a peer could not be reached.
+func (n *Node) ReportUnreachable(id uint64) {
+	n.report(func(rn *raft.RawNode) { rn.ReportUnreachable(id) })
+}
+
+// ReportSnapshot tells raft how sending a snapshot to a peer ended.
+func (n *Node) ReportSnapshot(id uint64, failed bool) {
+	status := raft.SnapshotFinish
+	if failed {
+		status = raft.SnapshotFailure
+	}
+	n.report(func(rn *raft.RawNode) { rn.ReportSnapshot(id, status) })
+}
+
+// report queues f for the raft loop, dropping it when the queue is full:
+// reports are hints raft recovers from on its own.
+func (n *Node) report(f func(*raft.RawNode)) {
+	select {
+	case n.reportC <- f:
+	default:
+	}
+}
+
+// Done is closed once the node has fully stopped.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Stop stops the loops, waits for in-flight applies, syncs and closes the
+// WAL. Waiters still pending get ErrStopped. It returns the first error
+// either loop ended with.
+func (n *Node) Stop() error {
+	n.stopOnce.Do(func() { close(n.stopC) })
+	<-n.done
+	n.errMu.Lock()
+	defer n.errMu.Unlock()
+	return n.stopErr
+}
+
+// fail records a fatal loop error and stops the node.
+func (n *Node) fail(err error) {
+	n.log.Error("raft node failed; stopping", "err", err)
+	n.errMu.Lock()
+	if n.stopErr == nil {
+		n.stopErr = err
+	}
+	n.errMu.Unlock()
+	n.stopOnce.Do(func() { close(n.stopC) })
+}
+
+// errStop is returned internally when a loop sees stopC closed.
+var errStop = errors.New("raftnode: stopping")

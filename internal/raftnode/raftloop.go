@@ -1,0 +1,288 @@
+package raftnode
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// maxProposalsPerIteration bounds how many queued proposals one loop
+// iteration hands to raft, so ticks and peer messages are never starved.
+const maxProposalsPerIteration = 1024
+
+// raftLoop is the only goroutine that touches n.rn and n.wal.
+func (n *Node) raftLoop() {
+	defer close(n.raftDone)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	var syncTick <-chan time.Time
+	if !n.cfg.SyncWrites {
+		t := time.NewTicker(n.cfg.SyncInterval)
+		defer t.Stop()
+		syncTick = t.C
+	}
+	rl := &readLoop{}
+
+	// A lone voter need not wait an election timeout to lead.
+	if n.singleVoter() {
+		_ = n.rn.Campaign()
+	}
+	var lastLead uint64
+	for {
+		select {
+		case <-ticker.C:
+			n.rn.Tick()
+			rl.tick(n)
+		case p := <-n.proposeC:
+			n.propose(p)
+			for i := 0; i < maxProposalsPerIteration; i++ {
+				select {
+				case p := <-n.proposeC:
+					n.propose(p)
+					continue
+				default:
+				}
+				break
+			}
+		case r := <-n.readC:
+			rl.enqueue(r)
+		case m := <-n.stepC:
+			_ = n.rn.Step(m)
+		case f := <-n.reportC:
+			f(n.rn)
+		case d := <-n.snapDoneC:
+			if err := n.snapshotSaved(d); err != nil {
+				n.fail(err)
+				n.shutdownRaft()
+				return
+			}
+		case <-syncTick:
+			if err := n.wal.Sync(); err != nil {
+				n.fail(fmt.Errorf("raftnode: background WAL sync: %w", err))
+				n.shutdownRaft()
+				return
+			}
+		case <-n.stopC:
+			n.shutdownRaft()
+			return
+		}
+		rl.maybeSend(n)
+		if n.rn.HasReady() {
+			if err := n.handleReady(rl); err != nil {
+				n.fail(err)
+				n.shutdownRaft()
+				return
+			}
+		}
+		if lead := n.lead.Load(); lead != lastLead {
+			n.log.Info("leader changed", "leader", fmt.Sprintf("%x", lead), "term", n.term.Load())
+			lastLead = lead
+		}
+	}
+}
+
+func (n *Node) singleVoter() bool {
+	st := n.rn.Status()
+	voters := st.Config.Voters.IDs()
+	_, self := voters[n.cfg.ID]
+	return len(voters) == 1 && self
+}
+
+func (n *Node) propose(p proposal) {
+	if err := n.rn.Propose(p.data); err != nil {
+		n.waits.trigger(p.id, result{err: ErrProposalDropped})
+	}
+}
+
+// handleReady runs the Ready contract described in doc.go.
+func (n *Node) handleReady(rl *readLoop) error {
+	rd := n.rn.Ready()
+	if rd.SoftState != nil {
+		n.lead.Store(rd.SoftState.Lead)
+		n.state.Store(uint32(rd.SoftState.RaftState))
+	}
+	isLeader := raft.StateType(n.state.Load()) == raft.StateLeader
+	// 1. A leader's messages may leave before its own append.
+	if isLeader {
+		n.cfg.Transport.Send(rd.Messages)
+	}
+	// 2. Persist.
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.wal.SaveSnapshot(rd.Snapshot.GetMetadata()); err != nil {
+			return fmt.Errorf("raftnode: save snapshot marker: %w", err)
+		}
+	}
+	var hs *raftpb.HardState
+	if rd.HardState != nil {
+		hs = rd.HardState
+	}
+	if err := n.wal.Save(hs, rd.Entries); err != nil {
+		return fmt.Errorf("raftnode: WAL append: %w", err)
+	}
+	if n.cfg.SyncWrites && (rd.MustSync || !raft.IsEmptySnap(rd.Snapshot)) {
+		if err := n.wal.Sync(); err != nil {
+			return fmt.Errorf("raftnode: WAL fsync: %w", err)
+		}
+	} else if err := n.wal.Flush(); err != nil {
+		return fmt.Errorf("raftnode: WAL write: %w", err)
+	}
+	// 3. In-memory log, then the followers' acknowledgements.
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.store.ApplySnapshot(rd.Snapshot); err != nil {
+			return fmt.Errorf("raftnode: apply snapshot to raft log: %w", err)
+		}
+		n.sendApply(applyBatch{snapshot: rd.Snapshot})
+	}
+	if hs != nil {
+		if err := n.store.SetHardState(hs); err != nil {
+			return fmt.Errorf("raftnode: %w", err)
+		}
+	}
+	if len(rd.Entries) > 0 {
+		if err := n.store.Append(rd.Entries); err != nil {
+			return fmt.Errorf("raftnode: append to raft log: %w", err)
+		}
+	}
+	if !isLeader {
+		n.cfg.Transport.Send(rd.Messages)
+	}
+	// 4. Committed entries to the apply loop; membership changes take effect
+	// in raft here, in the goroutine that owns it.
+	if len(rd.CommittedEntries) > 0 {
+		b := applyBatch{entries: rd.CommittedEntries}
+		for _, e := range rd.CommittedEntries {
+			if cs := n.applyConfChange(e); cs != nil {
+				if b.confStates == nil {
+					b.confStates = make(map[uint64]*raftpb.ConfState)
+				}
+				b.confStates[e.GetIndex()] = cs
+			}
+		}
+		n.sendApply(b)
+	}
+	for _, rs := range rd.ReadStates {
+		rl.resolve(rs)
+	}
+	// Publish before Advance so readers see at least what was persisted.
+	if hs != nil {
+		n.term.Store(hs.GetTerm())
+		n.commit.Store(hs.GetCommit())
+	}
+	if last, err := n.store.LastIndex(); err == nil {
+		n.lastIndex.Store(last)
+	}
+	// 5.
+	n.rn.Advance(rd)
+	return nil
+}
+
+// applyConfChange applies a committed membership change to raft and returns
+// the resulting ConfState, or nil when e is not a membership change.
+func (n *Node) applyConfChange(e *raftpb.Entry) *raftpb.ConfState {
+	var cc raftpb.ConfChangeI
+	switch e.GetType() {
+	case raftpb.EntryConfChange:
+		var c raftpb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+			panic(fmt.Sprintf("raftnode: committed conf change at %d does not decode: %v", e.GetIndex(), err))
+		}
+		cc = &c
+	case raftpb.EntryConfChangeV2:
+		var c raftpb.ConfChangeV2
+		if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+			panic(fmt.Sprintf("raftnode: committed conf change at %d does not decode: %v", e.GetIndex(), err))
+		}
+		cc = &c
+	default:
+		return nil
+	}
+	cs := n.rn.ApplyConfChange(cc)
+	n.log.Info("membership changed", "index", e.GetIndex(), "voters", cs.GetVoters(), "learners", cs.GetLearners())
+	return cs
+}
+
+// sendApply queues a batch for the apply loop. The queue is bounded; when
+// the apply loop falls behind the raft loop waits here, which is the
+// backpressure that keeps committed-but-unapplied entries bounded.
+func (n *Node) sendApply(b applyBatch) {
+	n.applyC <- b
+}
+
+// shutdownRaft ends the raft side: the apply loop finishes what it was
+// handed, the WAL is synced and closed.
+func (n *Node) shutdownRaft() {
+	close(n.applyC)
+	if err := n.wal.Close(); err != nil {
+		n.log.Error("closing WAL", "err", err)
+	}
+	if err := n.cfg.Transport.Close(); err != nil {
+		n.log.Warn("closing transport", "err", err)
+	}
+}
+
+// readLoop batches linearizable reads: every reader waiting when a ReadIndex
+// round starts is answered by that round, so the cost of confirming
+// leadership is shared by all of them.
+type readLoop struct {
+	queued   []readRequest
+	inflight []readRequest
+	seq      uint64
+	ctx      [8]byte
+	ticks    int
+}
+
+func (rl *readLoop) enqueue(r readRequest) { rl.queued = append(rl.queued, r) }
+
+func (rl *readLoop) maybeSend(n *Node) {
+	if len(rl.inflight) > 0 || len(rl.queued) == 0 {
+		return
+	}
+	if n.lead.Load() == raft.None {
+		rl.failQueued(ErrNoLeader)
+		return
+	}
+	rl.inflight, rl.queued = rl.queued, rl.inflight[:0]
+	rl.seq++
+	rl.ticks = 0
+	binary.BigEndian.PutUint64(rl.ctx[:], rl.seq)
+	n.rn.ReadIndex(append([]byte(nil), rl.ctx[:]...))
+}
+
+func (rl *readLoop) resolve(rs raft.ReadState) {
+	if len(rs.RequestCtx) != 8 || binary.BigEndian.Uint64(rs.RequestCtx) != rl.seq {
+		return
+	}
+	for _, r := range rl.inflight {
+		r.ch <- readResult{index: rs.Index}
+	}
+	clear(rl.inflight)
+	rl.inflight = rl.inflight[:0]
+}
+
+// tick fails a round that got no answer within an election timeout: the
+// request or its answer was lost with a leader change.
+func (rl *readLoop) tick(n *Node) {
+	if len(rl.inflight) == 0 {
+		return
+	}
+	rl.ticks++
+	if rl.ticks > n.cfg.ElectionTicks {
+		for _, r := range rl.inflight {
+			r.ch <- readResult{err: ErrNoLeader}
+		}
+		clear(rl.inflight)
+		rl.inflight = rl.inflight[:0]
+	}
+}
+
+func (rl *readLoop) failQueued(err error) {
+	for _, r := range rl.queued {
+		r.ch <- readResult{err: err}
+	}
+	clear(rl.queued)
+	rl.queued = rl.queued[:0]
+}

@@ -1,0 +1,74 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/raftnode"
+	"github.com/kvdb/kvdb/internal/raftnode/snap"
+	"github.com/kvdb/kvdb/internal/raftnode/wal"
+)
+
+var (
+	// ErrKeyNotFound is returned by Get for a missing key.
+	ErrKeyNotFound = errors.New("service: key not found")
+	// ErrInvalidArgument wraps every validation failure.
+	ErrInvalidArgument = errors.New("service: invalid argument")
+)
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}
+
+// errorCodes is the one table from package errors to gRPC codes. The first
+// entry that matches with errors.Is wins.
+var errorCodes = []struct {
+	err  error
+	code codes.Code
+}{
+	{ErrKeyNotFound, codes.NotFound},
+	{ErrInvalidArgument, codes.InvalidArgument},
+	{engine.ErrCorruptSnapshot, codes.DataLoss},
+	{wal.ErrCorrupt, codes.DataLoss},
+	{snap.ErrCorrupt, codes.DataLoss},
+	{raftnode.ErrOverloaded, codes.ResourceExhausted},
+	{raftnode.ErrProposalDropped, codes.Unavailable},
+	{raftnode.ErrNoLeader, codes.Unavailable},
+	{raftnode.ErrStopped, codes.Unavailable},
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+	{context.Canceled, codes.Canceled},
+}
+
+// Code maps an error to its gRPC code.
+func Code(err error) codes.Code {
+	if err == nil {
+		return codes.OK
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Code()
+	}
+	for _, e := range errorCodes {
+		if errors.Is(err, e.err) {
+			return e.code
+		}
+	}
+	return codes.Internal
+}
+
+// toStatus converts a package error into the gRPC status a client sees.
+// Messages lose the internal "service: " prefixes only where they would
+// confuse a user; the text otherwise stays as written.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(Code(err), err.Error())
+}

@@ -1,0 +1,366 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/soheilhy/cmux"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/raftnode"
+)
+
+// DefaultRequestTimeout bounds a request whose caller set no deadline.
+const DefaultRequestTimeout = 5 * time.Second
+
+// Config assembles a node.
+type Config struct {
+	NodeID    string // human name (-node-id)
+	MemberID  uint64 // raft member id derived from NodeID
+	ClusterID uint64
+	Address   string // -address, reported by STATS
+	DataDir   string
+	MaxMemory int64 // bytes; reported by STATS (enforced by eviction, later)
+	Version   string
+	Limits    Limits
+	// RequestTimeout bounds requests without a deadline.
+	RequestTimeout time.Duration
+	// Raft is passed to raftnode.Start; ID and DataDir are filled in.
+	Raft   raftnode.Config
+	Logger *slog.Logger
+	// EnableMetrics serves /metrics on the HTTP side of the port.
+	EnableMetrics bool
+}
+
+// Server is one KVDB node: engine, raft node and the RPC services.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	limits Limits
+	store  *engine.Store
+	node   *raftnode.Node
+	ops    *opRecorder
+	names  map[uint64]string
+
+	grpc   *grpc.Server
+	health *health.Server
+	http   *http.Server
+
+	conns    atomic.Int64
+	mu       sync.Mutex
+	mux      cmux.CMux
+	stopOnce sync.Once
+	stopC    chan struct{}
+	wg       sync.WaitGroup
+}
+
+// New opens the node's data directory, replays it and starts raft. The
+// node serves nothing until Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	cfg.Limits.setDefaults()
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		limits: cfg.Limits,
+		store:  engine.New(),
+		ops:    newOpRecorder(),
+		names:  map[uint64]string{cfg.MemberID: cfg.NodeID},
+		stopC:  make(chan struct{}),
+	}
+	rc := cfg.Raft
+	rc.ID = cfg.MemberID
+	rc.DataDir = cfg.DataDir
+	rc.Logger = cfg.Logger
+	node, err := raftnode.Start(rc, &fsm{store: s.store})
+	if err != nil {
+		return nil, err
+	}
+	s.node = node
+	s.buildGRPC()
+	s.buildHTTP()
+	s.wg.Add(1)
+	go s.healthLoop()
+	return s, nil
+}
+
+func (s *Server) buildGRPC() {
+	var unary []grpc.UnaryServerInterceptor
+	unary = append(unary, recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(
+		func(ctx context.Context, p any) error {
+			s.log.Error("panic in request handler", "panic", fmt.Sprint(p))
+			return status.Errorf(codes.Internal, "internal error")
+		})))
+	// Request logs are debug-only; building their fields costs, so the
+	// interceptor is only installed when debug logging is on.
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		unary = append(unary, logging.UnaryServerInterceptor(interceptorLogger(s.log),
+			logging.WithLogOnEvents(logging.FinishCall),
+			logging.WithLevels(func(c codes.Code) logging.Level {
+				switch c {
+				case codes.Internal, codes.DataLoss, codes.Unknown:
+					return logging.LevelWarn
+				}
+				return logging.LevelDebug
+			})))
+	}
+	unary = append(unary, s.statsInterceptor)
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor()),
+		// Requests up to twice the limit reach the handler, which rejects
+		// those over the limit with INVALID_ARGUMENT naming it.
+		grpc.MaxRecvMsgSize(2*s.limits.MaxRequestSize),
+		grpc.MaxSendMsgSize(64<<20),
+	)
+	kvdbv1.RegisterKVServiceServer(s.grpc, &kvService{s: s})
+	kvdbv1.RegisterAdminServiceServer(s.grpc, &adminService{s: s})
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+}
+
+func interceptorLogger(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
+
+// opNames maps full gRPC method names to the operation names of STATS.
+var opNames = map[string]string{
+	"/kvdb.v1.KVService/Get":    "GET",
+	"/kvdb.v1.KVService/Put":    "PUT",
+	"/kvdb.v1.KVService/Delete": "DELETE",
+	"/kvdb.v1.KVService/Range":  "RANGE",
+	"/kvdb.v1.KVService/Batch":  "BATCH",
+}
+
+// statsInterceptor applies the default deadline and records the latency of
+// every KV operation for STATS.
+func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+	}
+	op, ok := opNames[info.FullMethod]
+	if !ok {
+		return h(ctx, req)
+	}
+	start := time.Now()
+	resp, err := h(ctx, req)
+	s.ops.observe(op, time.Since(start))
+	return resp, err
+}
+
+func (s *Server) buildHTTP() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if ok, why := s.ready(); !ok {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// ready is true when the node knows a leader and has applied everything it
+// knows to be committed.
+func (s *Server) ready() (bool, string) {
+	st := s.node.Status()
+	if st.Leader == 0 {
+		return false, "no leader"
+	}
+	if st.Applied < st.Commit {
+		return false, fmt.Sprintf("applied index %d behind commit index %d", st.Applied, st.Commit)
+	}
+	return true, ""
+}
+
+func (s *Server) healthLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	last := healthpb.HealthCheckResponse_UNKNOWN
+	for {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ok, _ := s.ready(); ok {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		if st != last {
+			for _, svc := range []string{"", kvdbv1.KVService_ServiceDesc.ServiceName, kvdbv1.AdminService_ServiceDesc.ServiceName} {
+				s.health.SetServingStatus(svc, st)
+			}
+			last = st
+		}
+		select {
+		case <-t.C:
+		case <-s.stopC:
+			return
+		}
+	}
+}
+
+// Serve serves gRPC and HTTP/1 (health, metrics) on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	l = &countingListener{Listener: l, n: &s.conns}
+	m := cmux.New(l)
+	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
+	httpL := m.Match(cmux.HTTP1Fast())
+	s.mu.Lock()
+	s.mux = m
+	s.mu.Unlock()
+
+	errC := make(chan error, 3)
+	go func() { errC <- s.grpc.Serve(grpcL) }()
+	go func() { errC <- s.http.Serve(httpL) }()
+	go func() { errC <- m.Serve() }()
+	err := <-errC
+	select {
+	case <-s.stopC:
+		return nil
+	default:
+	}
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, cmux.ErrListenerClosed) || errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, lets in-flight requests finish
+// (until ctx expires), then stops raft, which syncs and closes the WAL.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.stopOnce.Do(func() {
+		close(s.stopC)
+		s.health.Shutdown()
+		done := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.grpc.Stop()
+		}
+		_ = s.http.Shutdown(ctx)
+		s.mu.Lock()
+		if s.mux != nil {
+			s.mux.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+		err = s.node.Stop()
+	})
+	return err
+}
+
+// propose encodes cmd, hands it to raft and waits for its applied result.
+func (s *Server) propose(ctx context.Context, cmd *raftv1.Command) (engine.Result, error) {
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return engine.Result{}, fmt.Errorf("service: encode command: %w", err)
+	}
+	if err := s.limits.checkRequestSize(len(data)); err != nil {
+		return engine.Result{}, err
+	}
+	v, err := s.node.Propose(ctx, data)
+	if err != nil {
+		return engine.Result{}, err
+	}
+	r, ok := v.(applyResult)
+	if !ok {
+		return engine.Result{}, fmt.Errorf("service: unexpected apply result %T", v)
+	}
+	return r.res, r.err
+}
+
+// waitRead makes a read linearizable unless the caller asked for a
+// serializable (local) one.
+func (s *Server) waitRead(ctx context.Context, c kvdbv1.Consistency) error {
+	if c == kvdbv1.Consistency_CONSISTENCY_SERIALIZABLE {
+		return nil
+	}
+	return s.node.ReadIndex(ctx)
+}
+
+func (s *Server) header(rev int64) *kvdbv1.ResponseHeader {
+	return &kvdbv1.ResponseHeader{
+		ClusterId: s.cfg.ClusterID,
+		MemberId:  s.cfg.MemberID,
+		Revision:  rev,
+		RaftTerm:  s.node.Term(),
+	}
+}
+
+// Store exposes the engine for tests and tools in this module.
+func (s *Server) Store() *engine.Store { return s.store }
+
+// Node exposes the raft node for tests and tools in this module.
+func (s *Server) Node() *raftnode.Node { return s.node }
+
+// countingListener counts open client connections for STATS.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.n.Add(1)
+	return &countingConn{Conn: c, n: l.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n    *atomic.Int64
+	once sync.Once
+}
+
+func (c *countingConn) Close() error {
+	c.once.Do(func() { c.n.Add(-1) })
+	return c.Conn.Close()
+}
+
+func (s *Server) memberName(id uint64) string {
+	if id == 0 {
+		return ""
+	}
+	if n, ok := s.names[id]; ok {
+		return n
+	}
+	return strings.ToLower(fmt.Sprintf("%x", id))
+}
