@@ -20,7 +20,12 @@ type snapshotDone struct {
 // confState is the membership as of the last applied entry; it starts as
 // the one recovered from disk.
 func (n *Node) applyLoop(confState *raftpb.ConfState) {
-	defer close(n.done)
+	defer func() {
+		// The raft loop has closed the WAL (it closed applyC first).
+		<-n.raftDone
+		n.lock.release()
+		close(n.done)
+	}()
 	var (
 		lastTerm     uint64
 		snapshotting = make(chan struct{}, 1)

@@ -27,7 +27,15 @@ func (n *Node) raftLoop() {
 	}
 	rl := &readLoop{}
 
-	// A lone voter need not wait an election timeout to lead.
+	// A lone voter need not wait an election timeout to lead. A fresh node's
+	// bootstrap membership must be applied first, so drain that Ready.
+	if n.rn.HasReady() {
+		if err := n.handleReady(rl); err != nil {
+			n.fail(err)
+			n.shutdownRaft()
+			return
+		}
+	}
 	if n.singleVoter() {
 		_ = n.rn.Campaign()
 	}
@@ -71,7 +79,9 @@ func (n *Node) raftLoop() {
 			return
 		}
 		rl.maybeSend(n)
-		if n.rn.HasReady() {
+		// Advance can make more work ready at once (a leader's own append
+		// acknowledgement commits entries), so drain until raft is idle.
+		for n.rn.HasReady() {
 			if err := n.handleReady(rl); err != nil {
 				n.fail(err)
 				n.shutdownRaft()

@@ -21,8 +21,15 @@ var (
 	ErrInvalidArgument = errors.New("service: invalid argument")
 )
 
+// invalidError is a validation failure; its text is what the client reads,
+// so it carries no package prefix.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string        { return e.msg }
+func (e *invalidError) Is(target error) bool { return target == ErrInvalidArgument }
+
 func invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
 // errorCodes is the one table from package errors to gRPC codes. The first

@@ -75,7 +75,7 @@ func (f *fsm) decode(cmd *raftv1.Command) ([]engine.Op, error) {
 	// malformed entry from reaching the engine on any replica.
 	for _, op := range ops {
 		if err := engine.ValidateOp(op); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+			return nil, invalidf("%v", err)
 		}
 	}
 	f.ops = ops

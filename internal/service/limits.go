@@ -68,7 +68,7 @@ func (l *Limits) checkRangeEnd(key, end []byte) error {
 		return invalidf("range_end is %d bytes, over the max-key-size limit of %d bytes", len(end), l.MaxKeySize)
 	}
 	op := engine.Op{Type: engine.OpDeleteRange, Key: key, End: end}
-	if len(end) > 0 {
+	if len(end) > 0 && !(len(end) == 1 && end[0] == 0) {
 		if err := engine.ValidateOp(op); err != nil {
 			return invalidf("%v", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func startNode(t *testing.T, dir string, mutate func(*Config)) *testNode {
 		MemberID:  1,
 		ClusterID: 42,
 		DataDir:   dir,
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:    testLogger(),
 		Raft:      raftnode.Config{TickInterval: 10 * time.Millisecond},
 	}
 	if mutate != nil {
@@ -134,4 +135,11 @@ func TestPutGetDeleteRoundTrip(t *testing.T) {
 	if err != nil || del.GetDeleted() != 0 {
 		t.Fatalf("Delete missing = %v, %v", del, err)
 	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("KVDB_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+)
+
+// helpText is printed by HELP. The exit-status rule is spelled out here
+// because it is the one thing a script author must know.
+const helpText = `Commands (case-insensitive):
+  GET key                       print the value, or (nil) when the key is missing
+  PUT key value                 store value; the value is the rest of the line, spaces included
+  DELETE key                    delete a key; prints the number of keys deleted
+  RANGE [prefix [limit]]        list keys starting with prefix (all keys without one)
+  BATCH PUT k v ... DELETE k    atomic batch; values are single words here
+  STATS                         server statistics as JSON
+  STATUS                        node raft status
+  HELP                          this text
+  QUIT | EXIT                   leave the shell
+A failed command prints "(error) <message>" and the shell carries on. When
+commands come from a pipe or file instead of a terminal, kvdbctl exits with
+status 1 at the end if any of them failed, so scripts can tell.
+`
+
+// execLine runs one shell command, writing its answer to w. quit reports
+// QUIT/EXIT. A non-nil error means the command failed; the caller prints it
+// as "(error) ..." so the interactive and scripted shells agree.
+func (a *app) execLine(ctx context.Context, w io.Writer, line string) (quit bool, err error) {
+	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	name, rest := nextToken(line)
+	if name == "" {
+		return false, nil
+	}
+	switch strings.ToUpper(name) {
+	case "GET":
+		key, extra := nextToken(rest)
+		if key == "" || strings.TrimSpace(extra) != "" {
+			return false, errors.New("usage: GET key")
+		}
+		err := a.get(ctx, w, key)
+		if errors.Is(err, errKeyNotFound) {
+			// Redis-style nil: a missing key is an answer, not a failure.
+			return false, writeText(w, "(nil)\n")
+		}
+		return false, err
+	case "PUT", "SET":
+		key, value := nextToken(rest)
+		// The value is everything after the key, kept verbatim, so JSON
+		// documents with spaces need no quoting (the seed's own example).
+		value = strings.TrimLeft(value, " \t")
+		if key == "" || value == "" {
+			return false, errors.New("usage: PUT key value")
+		}
+		return false, a.put(ctx, w, key, value, false)
+	case "DELETE", "DEL":
+		key, extra := nextToken(rest)
+		if key == "" || strings.TrimSpace(extra) != "" {
+			return false, errors.New("usage: DELETE key")
+		}
+		return false, a.deleteKeys(ctx, w, &kvdbv1.DeleteRequest{Key: []byte(key)})
+	case "RANGE", "SCAN":
+		return false, a.execRange(ctx, w, rest)
+	case "BATCH":
+		ops, err := parseBatchOps(strings.Fields(rest))
+		if err != nil {
+			return false, fmt.Errorf("%w; usage: BATCH PUT k1 v1 PUT k2 v2 DELETE k3", err)
+		}
+		return false, a.batch(ctx, w, ops)
+	case "STATS":
+		if strings.TrimSpace(rest) != "" {
+			return false, errors.New("usage: STATS")
+		}
+		return false, a.stats(ctx, w)
+	case "STATUS":
+		if strings.TrimSpace(rest) != "" {
+			return false, errors.New("usage: STATUS")
+		}
+		return false, a.status(ctx, w)
+	case "HELP", "?":
+		return false, writeText(w, "%s", helpText)
+	case "QUIT", "EXIT":
+		return true, nil
+	case "BEGIN", "COMMIT", "ROLLBACK":
+		// The seed listed interactive transactions; the gRPC API has atomic
+		// batches instead, so say so rather than "unknown command".
+		return false, fmt.Errorf("%s is not supported: use BATCH for atomic multi-key writes", strings.ToUpper(name))
+	default:
+		return false, fmt.Errorf("unknown command %q (type HELP)", name)
+	}
+}
+
+// execRange handles "RANGE [prefix [limit]]".
+func (a *app) execRange(ctx context.Context, w io.Writer, args string) error {
+	fields := strings.Fields(args)
+	if len(fields) > 2 {
+		return errors.New("usage: RANGE [prefix [limit]]")
+	}
+	req := &kvdbv1.RangeRequest{}
+	if len(fields) == 0 {
+		setWholeKeyspace(req)
+	} else {
+		req.Key, req.Prefix = []byte(fields[0]), true
+	}
+	if len(fields) == 2 {
+		limit, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil || limit < 0 {
+			return fmt.Errorf("invalid limit %q: want a non-negative integer", fields[1])
+		}
+		req.Limit = limit
+	}
+	resp, err := a.rangeKeys(ctx, w, req)
+	if err != nil {
+		return err
+	}
+	if a.output == outputText && len(resp.GetKvs()) == 0 {
+		// In the shell silence would look like a hang; say it was empty.
+		return writeText(w, "(empty)\n")
+	}
+	return nil
+}
+
+// nextToken splits off the first whitespace-separated word of s. rest starts
+// right after the word, leading whitespace included, so callers that need
+// the remainder verbatim (PUT's value) get it untouched.
+func nextToken(s string) (token, rest string) {
+	s = strings.TrimLeft(s, " \t")
+	if i := strings.IndexAny(s, " \t"); i >= 0 {
+		return s[:i], s[i:]
+	}
+	return s, ""
+}
