@@ -1,0 +1,61 @@
+// Package arch checks the import rules of ARCHITECTURE.md: the engine and
+// the raft node never depend on the service, client or commands.
+package arch
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/kvdb/kvdb"
+
+// rules lists, for each guarded package tree, the module packages it may
+// depend on (transitively) besides its own subpackages.
+var rules = map[string][]string{
+	"internal/engine":   nil,
+	"internal/raftnode": {"gen/kvdb/raft/v1"},
+}
+
+// violations returns the module packages in deps that pkg may not use.
+func violations(pkg string, allow, deps []string) []string {
+	var bad []string
+	for _, dep := range deps {
+		rel, ok := strings.CutPrefix(dep, module+"/")
+		if !ok || rel == pkg || strings.HasPrefix(rel, pkg+"/") {
+			continue
+		}
+		permitted := false
+		for _, a := range allow {
+			if rel == a || strings.HasPrefix(rel, a+"/") {
+				permitted = true
+			}
+		}
+		if !permitted {
+			bad = append(bad, rel)
+		}
+	}
+	return bad
+}
+
+func TestImportGraph(t *testing.T) {
+	for pkg, allow := range rules {
+		cmd := exec.Command("go", "list", "-deps", "./"+pkg+"/...")
+		cmd.Dir = "../.."
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		if bad := violations(pkg, allow, strings.Fields(string(out))); len(bad) > 0 {
+			t.Errorf("%s depends on %v, which ARCHITECTURE.md forbids", pkg, bad)
+		}
+	}
+}
+
+func TestViolationsDetects(t *testing.T) {
+	deps := []string{"fmt", module + "/internal/engine", module + "/internal/raftnode/wal", module + "/internal/service", module + "/gen/kvdb/raft/v1"}
+	got := violations("internal/raftnode", []string{"gen/kvdb/raft/v1"}, deps)
+	if strings.Join(got, ",") != "internal/engine,internal/service" {
+		t.Fatalf("violations = %v", got)
+	}
+}
