@@ -214,5 +214,3 @@ func newLogger(c *config, w io.Writer) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
-
-

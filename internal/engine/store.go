@@ -17,11 +17,11 @@ import (
 //
 // It was measured by TestEntryOverhead, which applies 100k entries with
 // 16-byte keys and values to a fresh Store and divides the runtime.MemStats
-// HeapAlloc growth, minus the key/value bytes, by the entry count (observed
-// ~120-140 B/entry on linux/amd64, Go 1.26; the figure depends on where the
-// map sits in its growth cycle). MemoryUsage is a logical estimate for quotas,
-// not an exact heap accounting.
-const EntryOverhead = 128
+// HeapAlloc growth (after GC), minus the key/value bytes, by the entry count:
+// ~111 B/entry on linux/amd64, Go 1.26 (64 B entry struct, ~35-45 B map slot
+// share, ~10 B B-tree slot). The map part swings with its growth cycle, so
+// MemoryUsage is a logical estimate for quotas, not exact heap accounting.
+const EntryOverhead = 112
 
 // entry is immutable once published: a modification installs a new *entry.
 // Snapshots share entries with the live tree, so mutating one in place would
@@ -76,9 +76,9 @@ type KeyValue struct {
 // single writer goroutine. Returned KeyValues alias engine memory (read-only).
 type Store struct {
 	mu   sync.RWMutex
-	m    map[string]*entry       // point reads; guarded by mu
+	m    map[string]*entry     // point reads; guarded by mu
 	tree *btree.BTreeG[*entry] // ordered scans; guarded by mu
-	mem  int64                   // guarded by mu
+	mem  int64                 // guarded by mu
 
 	// rev and applied are written only under mu but read lock-free, so the
 	// cheap accessors never contend with readers holding mu.

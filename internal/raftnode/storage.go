@@ -129,4 +129,3 @@ func (n *Node) open() (err error) {
 		"wal_repaired_bytes", contents.RepairedBytes)
 	return nil
 }
-

@@ -94,7 +94,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 }
 
 type kvRecord struct {
-	value                     string
+	value                string
 	create, mod, version int64
 }
 

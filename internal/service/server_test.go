@@ -27,6 +27,10 @@ type testNode struct {
 }
 
 func startNode(t *testing.T, dir string, mutate func(*Config)) *testNode {
+	return startNodeTB(t, dir, mutate)
+}
+
+func startNodeTB(t testing.TB, dir string, mutate func(*Config)) *testNode {
 	t.Helper()
 	cfg := Config{
 		NodeID:    "node1",
@@ -59,7 +63,7 @@ func startNode(t *testing.T, dir string, mutate func(*Config)) *testNode {
 	return n
 }
 
-func (n *testNode) stop(t *testing.T) {
+func (n *testNode) stop(t testing.TB) {
 	if n.srv == nil {
 		return
 	}
@@ -75,7 +79,7 @@ func (n *testNode) stop(t *testing.T) {
 	n.srv = nil
 }
 
-func waitLeader(t *testing.T, n *testNode) {
+func waitLeader(t testing.TB, n *testNode) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 )
 
 // TestNewcomerFlow is the README's flow with the real binaries: put and get

@@ -1,0 +1,221 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"unsafe"
+)
+
+// OpType is the kind of a write operation.
+type OpType uint8
+
+const (
+	// OpPut creates or replaces Key with Value.
+	OpPut OpType = iota + 1
+	// OpDelete removes the single key Key.
+	OpDelete
+	// OpDeleteRange removes every key in [Key, End), End interpreted as in
+	// Range (End == []byte{0} means every key >= Key).
+	OpDeleteRange
+)
+
+func (t OpType) String() string {
+	switch t {
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	case OpDeleteRange:
+		return "delete-range"
+	}
+	return fmt.Sprintf("OpType(%d)", uint8(t))
+}
+
+// Op is one write operation. Apply copies Key, Value and End, so the caller
+// may reuse its buffers once Apply returns.
+type Op struct {
+	Type       OpType
+	Key, Value []byte
+	End        []byte
+	PrevKV     bool
+}
+
+// OpResult is the outcome of one Op. Prev aliases engine memory (read-only).
+type OpResult struct {
+	// Prev holds the previous key-values (for OpPut the value being
+	// overwritten, for deletes the removed ones); only set when Op.PrevKV
+	// is true and something existed.
+	Prev []KeyValue
+	// Deleted is the number of keys removed by OpDelete/OpDeleteRange.
+	Deleted int64
+}
+
+// Result is the outcome of one Apply: the store revision after it and one
+// OpResult per Op, in order.
+type Result struct {
+	Revision int64
+	Ops      []OpResult
+}
+
+// Errors returned by ValidateOp.
+var (
+	ErrEmptyKey      = errors.New("engine: empty key")
+	ErrKeyTooLarge   = errors.New("engine: key too large")
+	ErrValueTooLarge = errors.New("engine: value too large")
+	ErrInvalidRange  = errors.New("engine: invalid range: end <= key")
+	ErrUnknownOp     = errors.New("engine: unknown op type")
+)
+
+// ValidateOp reports whether op is well formed. It is a pure function; the
+// service layer calls it before proposing, and Apply calls it again so a bad
+// log entry can never diverge replicas. Size limits match the snapshot format
+// so any accepted state can be snapshotted.
+func ValidateOp(op Op) error {
+	if len(op.Key) == 0 {
+		return ErrEmptyKey
+	}
+	if len(op.Key) > MaxKeySize {
+		return ErrKeyTooLarge
+	}
+	switch op.Type {
+	case OpPut:
+		if len(op.Value) > MaxValueSize {
+			return ErrValueTooLarge
+		}
+	case OpDelete:
+	case OpDeleteRange:
+		if len(op.End) > MaxKeySize {
+			return ErrKeyTooLarge
+		}
+		if !isAllEnd(op.End) && bytes.Compare(op.End, op.Key) <= 0 {
+			return ErrInvalidRange
+		}
+	default:
+		return ErrUnknownOp
+	}
+	return nil
+}
+
+// Apply applies ops atomically at one new revision (Revision()+1) if at least
+// one op changes something; otherwise the revision does not move. index is
+// the raft index of the entry carrying ops: entries with index <=
+// AppliedIndex() are ignored (ok=false, Result{Revision: Revision()}) so
+// replays are idempotent. Ops failing ValidateOp are skipped (zero OpResult)
+// rather than panicking: every replica skips them identically.
+//
+// Apply must be called from the single writer goroutine. Readers never
+// observe a partially applied call: all ops run under the write lock.
+func (s *Store) Apply(index uint64, ops []Op) (Result, bool) {
+	if index <= s.applied.Load() {
+		return Result{Revision: s.rev.Load()}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	rev := s.rev.Load() + 1
+	changed := false
+	res := Result{Ops: make([]OpResult, len(ops))}
+	for i := range ops {
+		op := &ops[i]
+		if ValidateOp(*op) != nil {
+			continue
+		}
+		var c bool
+		switch op.Type {
+		case OpPut:
+			c = s.put(op, rev, &res.Ops[i])
+		case OpDelete:
+			c = s.deleteKey(op, &res.Ops[i])
+		case OpDeleteRange:
+			c = s.deleteRange(op, &res.Ops[i])
+		}
+		changed = changed || c
+	}
+	if changed {
+		s.rev.Store(rev)
+	}
+	s.applied.Store(index)
+	res.Revision = s.rev.Load()
+	return res, true
+}
+
+// MarkApplied advances AppliedIndex for raft entries that carry no engine op
+// (empty entries, conf changes). Lower or equal indexes are ignored.
+func (s *Store) MarkApplied(index uint64) {
+	if index <= s.applied.Load() {
+		return
+	}
+	s.mu.Lock()
+	s.applied.Store(index)
+	s.mu.Unlock()
+}
+
+func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
+	old, exists := s.m[string(op.Key)]
+	e := newEntry(op.Key, op.Value)
+	e.create, e.mod, e.version = rev, rev, 1
+	if exists {
+		e.create = old.create
+		e.version = old.version + 1
+		s.mem -= old.size()
+		if op.PrevKV {
+			r.Prev = []KeyValue{old.kv(false)}
+		}
+	}
+	// Assigning over an existing string key also replaces the map's stored
+	// key, so the old entry's buffer is not kept alive by the map.
+	s.m[e.key] = e
+	s.tree.Set(e)
+	s.mem += e.size()
+	return true
+}
+
+// newEntry copies key and value into a single allocation: one malloc per
+// put, and the key sits next to its value in memory. A new buffer is used
+// even on overwrite so the old value bytes can be collected.
+func newEntry(key, value []byte) *entry {
+	buf := make([]byte, len(key)+len(value))
+	copy(buf, key)
+	copy(buf[len(key):], value)
+	return &entry{key: unsafe.String(&buf[0], len(key)), value: buf[len(key):]}
+}
+
+func (s *Store) deleteKey(op *Op, r *OpResult) bool {
+	old, exists := s.m[string(op.Key)]
+	if !exists {
+		return false
+	}
+	s.remove(old)
+	r.Deleted = 1
+	if op.PrevKV {
+		r.Prev = []KeyValue{old.kv(false)}
+	}
+	return true
+}
+
+func (s *Store) deleteRange(op *Op, r *OpResult) bool {
+	// Collect first: the tree must not be mutated while it is being iterated.
+	var victims []*entry
+	s.ascendRange(op.Key, op.End, func(e *entry) bool {
+		victims = append(victims, e)
+		return true
+	})
+	if len(victims) == 0 {
+		return false
+	}
+	for _, e := range victims {
+		s.remove(e)
+		if op.PrevKV {
+			r.Prev = append(r.Prev, e.kv(false))
+		}
+	}
+	r.Deleted = int64(len(victims))
+	return true
+}
+
+func (s *Store) remove(e *entry) {
+	delete(s.m, e.key)
+	s.tree.Delete(e)
+	s.mem -= e.size()
+}

@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"unsafe"
+)
+
+// ErrCorruptSnapshot wraps every Restore failure, whatever its cause
+// (including I/O errors from the reader, which are wrapped as well).
+var ErrCorruptSnapshot = errors.New("engine: corrupt snapshot")
+
+// readChunk bounds how much Restore allocates ahead of data actually read:
+// a lying length field cannot make it allocate more than this before the
+// stream runs out.
+const readChunk = 1 << 20
+
+// decoder reads the snapshot stream, checksumming exactly the bytes consumed
+// (bufio reads ahead, so the CRC cannot be taken over raw reads).
+type decoder struct {
+	r       *bufio.Reader
+	crc     uint32
+	one     [1]byte          // ReadByte's CRC input, kept here so it does not escape per call
+	scratch [MaxKeySize]byte // keys are read here first, then copied once
+}
+
+func (d *decoder) ReadByte() (byte, error) {
+	b, err := d.r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	d.one[0] = b
+	d.crc = crc32.Update(d.crc, castagnoli, d.one[:])
+	return b, nil
+}
+
+func (d *decoder) readFull(p []byte) error {
+	if _, err := io.ReadFull(d.r, p); err != nil {
+		return err
+	}
+	d.crc = crc32.Update(d.crc, castagnoli, p)
+	return nil
+}
+
+// readBytes reads n bytes, growing the buffer chunk by chunk so allocation
+// tracks data that is really present.
+func (d *decoder) readBytes(n int) ([]byte, error) {
+	b := make([]byte, 0, readChunk)
+	for len(b) < n {
+		c := min(n-len(b), readChunk)
+		b = append(b, make([]byte, c)...)
+		if err := d.readFull(b[len(b)-c:]); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (d *decoder) uvarint(what string, limit uint64) (uint64, error) {
+	v, err := binary.ReadUvarint(d)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	if v > limit {
+		return 0, fmt.Errorf("%s %d exceeds limit %d", what, v, limit)
+	}
+	return v, nil
+}
+
+func (d *decoder) varint(what string) (int64, error) {
+	v, err := binary.ReadVarint(d)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, nil
+}
+
+// Restore replaces the whole store (keys, revision, applied index, memory
+// usage) with the state streamed by Snapshot.WriteTo. Everything is
+// validated before the store is touched: magic, format version, length
+// limits (checked before allocating), strictly increasing keys, per-entry
+// revision sanity and the CRC32C trailer, with no trailing bytes allowed.
+// On any error the store is unchanged and the error wraps ErrCorruptSnapshot.
+//
+// Restore must be called from the writer goroutine (not concurrently with
+// Apply). Readers keep seeing the old state until the final swap.
+func (s *Store) Restore(r io.Reader) error {
+	st, err := decodeSnapshot(r)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
+	}
+	s.mu.Lock()
+	s.m, s.tree, s.mem = st.m, st.tree, st.mem
+	s.rev.Store(st.rev.Load())
+	s.applied.Store(st.applied.Load())
+	s.mu.Unlock()
+	return nil
+}
+
+// decodeSnapshot builds a detached store image from r; it never panics.
+func decodeSnapshot(r io.Reader) (*Store, error) {
+	d := &decoder{r: bufio.NewReaderSize(r, 64<<10)}
+	var hdr [headerSize]byte
+	if err := d.readFull(hdr[:]); err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	if string(hdr[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, errors.New("bad magic")
+	}
+	off := len(snapshotMagic)
+	if v := binary.BigEndian.Uint16(hdr[off:]); v != snapshotVersion {
+		return nil, fmt.Errorf("unsupported format version %d", v)
+	}
+	index := binary.BigEndian.Uint64(hdr[off+2:])
+	rev := int64(binary.BigEndian.Uint64(hdr[off+10:]))
+	count := binary.BigEndian.Uint64(hdr[off+18:])
+	if rev < 0 {
+		return nil, fmt.Errorf("negative revision %d", rev)
+	}
+	if count > 0 && rev == 0 {
+		return nil, errors.New("entries at revision 0")
+	}
+
+	// The count is untrusted: cap the size hint so a lying header cannot
+	// force a huge up-front allocation.
+	st := &Store{m: make(map[string]*entry, min(count, 1<<16)), tree: newTree()}
+	st.rev.Store(rev)
+	st.applied.Store(index)
+	var prev *entry
+	for i := uint64(0); i < count; i++ {
+		e, err := d.entry(i, rev)
+		if err != nil {
+			return nil, err
+		}
+		if prev != nil && e.key <= prev.key {
+			return nil, fmt.Errorf("entry %d: keys not strictly increasing", i)
+		}
+		st.m[e.key] = e
+		// Keys arrive sorted, so Load (append-optimised Set) is cheap.
+		st.tree.Load(e)
+		st.mem += e.size()
+		prev = e
+	}
+
+	want := d.crc
+	var trailer [4]byte
+	if _, err := io.ReadFull(d.r, trailer[:]); err != nil {
+		return nil, fmt.Errorf("checksum: %w", err)
+	}
+	if got := binary.BigEndian.Uint32(trailer[:]); got != want {
+		return nil, fmt.Errorf("checksum mismatch: stream %08x, computed %08x", got, want)
+	}
+	if _, err := d.r.ReadByte(); err != io.EOF {
+		if err == nil {
+			return nil, errors.New("trailing data after checksum")
+		}
+		return nil, fmt.Errorf("after checksum: %w", err)
+	}
+	return st, nil
+}
+
+func (d *decoder) entry(i uint64, rev int64) (*entry, error) {
+	klen, err := d.uvarint("key length", MaxKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", i, err)
+	}
+	if klen == 0 {
+		return nil, fmt.Errorf("entry %d: empty key", i)
+	}
+	key := d.scratch[:klen]
+	if err := d.readFull(key); err != nil {
+		return nil, fmt.Errorf("entry %d key: %w", i, err)
+	}
+	vlen, err := d.uvarint("value length", MaxValueSize)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", i, err)
+	}
+	var e *entry
+	if vlen <= readChunk {
+		// Same single-allocation layout as Apply's newEntry.
+		buf := make([]byte, int(klen)+int(vlen))
+		copy(buf, key)
+		if err := d.readFull(buf[klen:]); err != nil {
+			return nil, fmt.Errorf("entry %d value: %w", i, err)
+		}
+		e = &entry{key: unsafe.String(&buf[0], int(klen)), value: buf[klen:]}
+	} else {
+		value, err := d.readBytes(int(vlen))
+		if err != nil {
+			return nil, fmt.Errorf("entry %d value: %w", i, err)
+		}
+		e = &entry{key: string(key), value: value}
+	}
+	if e.create, err = d.varint("create revision"); err != nil {
+		return nil, fmt.Errorf("entry %d: %w", i, err)
+	}
+	if e.mod, err = d.varint("mod revision"); err != nil {
+		return nil, fmt.Errorf("entry %d: %w", i, err)
+	}
+	if e.version, err = d.varint("version"); err != nil {
+		return nil, fmt.Errorf("entry %d: %w", i, err)
+	}
+	if e.create < 1 || e.mod < e.create || e.mod > rev || e.version < 1 {
+		return nil, fmt.Errorf("entry %d: invalid revisions create=%d mod=%d version=%d (store revision %d)",
+			i, e.create, e.mod, e.version, rev)
+	}
+	return e, nil
+}
