@@ -14,6 +14,7 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/soheilhy/cmux"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -190,6 +191,9 @@ func (s *Server) buildHTTP() {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	if s.cfg.EnableMetrics {
+		mux.Handle("/metrics", promhttp.Handler())
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }
 
