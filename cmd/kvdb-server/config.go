@@ -4,10 +4,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
-	"sort"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +20,8 @@ type config struct {
 	NodeID        string
 	Address       string
 	Peers         []peer
+	Advertise     string
+	Join          string
 	DataDir       string
 	MaxMemory     int64
 	EnableRaft    bool
@@ -47,16 +48,18 @@ type peer struct {
 // envBindings are the seed's environment variables (and a few more); a flag
 // given on the command line wins over its variable.
 var envBindings = map[string]string{
-	"node-id":        "NODE_ID",
-	"address":        "ADDRESS",
-	"peers":          "PEERS",
-	"data-dir":       "DATA_DIR",
-	"max-memory":     "MAX_MEMORY",
-	"enable-raft":    "ENABLE_RAFT",
-	"enable-metrics": "ENABLE_METRICS",
-	"sync-writes":    "SYNC_WRITES",
-	"log-format":     "LOG_FORMAT",
-	"log-level":      "LOG_LEVEL",
+	"node-id":           "NODE_ID",
+	"address":           "ADDRESS",
+	"peers":             "PEERS",
+	"data-dir":          "DATA_DIR",
+	"max-memory":        "MAX_MEMORY",
+	"enable-raft":       "ENABLE_RAFT",
+	"enable-metrics":    "ENABLE_METRICS",
+	"sync-writes":       "SYNC_WRITES",
+	"advertise-address": "ADVERTISE_ADDRESS",
+	"join":              "JOIN",
+	"log-format":        "LOG_FORMAT",
+	"log-level":         "LOG_LEVEL",
 }
 
 // parseConfig parses args (without the program name) with env as the
@@ -83,7 +86,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 
 	fs.StringVar(&c.NodeID, "node-id", "", "unique node name (env NODE_ID); defaults to node1 for a standalone node")
 	fs.StringVar(&c.Address, "address", ":8080", "listen address for gRPC, HTTP and the binary protocol (env ADDRESS)")
-	fs.StringVar(&peers, "peers", "", "comma-separated other members, host:port or id=host:port (env PEERS); needs -enable-raft")
+	fs.StringVar(&peers, "peers", "", "comma-separated other members, host:port (the host is the node id) or id=host:port (env PEERS); needs -enable-raft")
+	fs.StringVar(&c.Advertise, "advertise-address", "", "address peers and clients use to reach this node (env ADVERTISE_ADDRESS); default: -address, with the node id as host when -address has none")
+	fs.StringVar(&c.Join, "join", "", "address of a member of a running cluster to join (env JOIN); ignored once the data dir holds state")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the WAL and snapshots (env DATA_DIR)")
 	fs.Var(&maxMem, "max-memory", "memory limit for stored data: 1GB, 512MB, 64KiB or bytes (env MAX_MEMORY)")
 	fs.BoolVar(&c.EnableRaft, "enable-raft", false, "join the peers in -peers as a raft cluster (env ENABLE_RAFT); false runs a standalone node, still logged through raft's WAL")
@@ -138,12 +143,43 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if len(c.Peers) > 0 && !c.EnableRaft {
 		return nil, errors.New("-peers needs -enable-raft=true (a node with peers is a raft cluster member)")
 	}
-	if len(c.Peers) > 0 {
-		return nil, errors.New("-peers: multi-node clusters are not available in this build yet; run without -peers for a single node")
+	if c.Join != "" && !c.EnableRaft {
+		return nil, errors.New("-join needs -enable-raft=true")
+	}
+	if c.Join != "" && len(c.Peers) > 0 {
+		return nil, errors.New("use either -peers (to form a new cluster) or -join (to enter a running one), not both")
 	}
 	if c.NodeID == "" {
+		if c.EnableRaft {
+			return nil, errors.New("-node-id is required for a raft cluster member")
+		}
 		c.NodeID = "node1"
 	}
+	if c.Advertise == "" {
+		host, port, err := splitHostPort(c.Address)
+		if err != nil {
+			return nil, fmt.Errorf("-address: %w", err)
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" || host == "[::]" {
+			// Peers reach a node by its name, as in the seed's compose
+			// setup where node2 is the host name of the node named node2.
+			host = c.NodeID
+		}
+		c.Advertise = host + ":" + port
+	}
+	var others []peer
+	seen := map[string]bool{c.NodeID: true}
+	for _, p := range c.Peers {
+		if p.ID == c.NodeID {
+			continue // the node itself in a shared peer list
+		}
+		if seen[p.ID] {
+			return nil, fmt.Errorf("-peers names %q twice", p.ID)
+		}
+		seen[p.ID] = true
+		others = append(others, p)
+	}
+	c.Peers = others
 	if c.MaxMemory < 0 {
 		return nil, errors.New("-max-memory must not be negative")
 	}
@@ -164,8 +200,16 @@ func parsePeers(s string) ([]peer, error) {
 		if id, addr, ok := strings.Cut(f, "="); ok {
 			p = peer{ID: id, Address: addr}
 		}
-		if _, _, err := splitHostPort(p.Address); err != nil {
+		host, _, err := splitHostPort(p.Address)
+		if err != nil {
 			return nil, fmt.Errorf("-peers entry %q: %w", f, err)
+		}
+		if p.ID == "" {
+			// The seed's form names a peer by its host: node2:8080 is node2.
+			if host == "" || net.ParseIP(strings.Trim(host, "[]")) != nil {
+				return nil, fmt.Errorf("-peers entry %q: give the node id as id=%s when the host is an IP address", f, f)
+			}
+			p.ID = host
 		}
 		out = append(out, p)
 	}
@@ -182,29 +226,6 @@ func splitHostPort(addr string) (string, string, error) {
 		return "", "", fmt.Errorf("address %q has an invalid port", addr)
 	}
 	return addr[:i], port, nil
-}
-
-// memberID derives a node's raft member id from its name, deterministically,
-// so every member computes the same ids for the same names.
-func memberID(nodeID string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(nodeID))
-	if id := h.Sum64(); id != 0 {
-		return id
-	}
-	return 1
-}
-
-// clusterID derives the cluster id from the initial members' ids.
-func clusterID(members []uint64) uint64 {
-	sorted := append([]uint64(nil), members...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-	h := fnv.New64a()
-	h.Write([]byte("kvdb-cluster"))
-	for _, m := range sorted {
-		fmt.Fprintf(h, ":%x", m)
-	}
-	return h.Sum64()
 }
 
 func newLogger(c *config, w io.Writer) *slog.Logger {

@@ -41,26 +41,52 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 0
 	}
 	log := newLogger(cfg, stderr)
-	id := memberID(cfg.NodeID)
+	id := service.MemberID(cfg.NodeID)
+	self := raftnode.Member{ID: id, Name: cfg.NodeID, Address: cfg.Advertise}
+	members := []raftnode.Member{self}
+	for _, p := range cfg.Peers {
+		members = append(members, raftnode.Member{ID: service.MemberID(p.ID), Name: p.ID, Address: p.Address})
+	}
+	ids := make([]uint64, len(members))
+	for i, m := range members {
+		ids[i] = m.ID
+	}
+	raftCfg := raftnode.Config{
+		Peers:         members,
+		SyncWrites:    cfg.SyncWrites,
+		SyncInterval:  cfg.SyncInterval,
+		TickInterval:  cfg.HeartbeatInterval,
+		ElectionTicks: cfg.ElectionTicks,
+		SnapshotCount: cfg.SnapshotCount,
+	}
+	clusterID := service.ClusterID(ids)
+	hasState := raftnode.HasState(cfg.DataDir)
+	if hasState && (len(cfg.Peers) > 0 || cfg.Join != "") {
+		log.Info("data dir holds state: membership comes from it, -peers and -join are ignored", "data_dir", cfg.DataDir)
+	}
+	if cfg.Join != "" && !hasState {
+		joined, cid, err := joinCluster(context.Background(), log, cfg.Join, cfg.NodeID, cfg.Advertise)
+		if err != nil {
+			log.Error("cannot join the cluster", "via", cfg.Join, "err", err)
+			return 1
+		}
+		raftCfg.Peers, raftCfg.Join, raftCfg.JoinMembers, clusterID = nil, true, joined, cid
+		log.Info("added to the cluster; waiting for the leader to send the log", "members", len(joined))
+	}
 	srv, err := service.New(service.Config{
-		NodeID:         cfg.NodeID,
-		MemberID:       id,
-		ClusterID:      clusterID([]uint64{id}),
-		Address:        cfg.Address,
-		DataDir:        cfg.DataDir,
-		MaxMemory:      cfg.MaxMemory,
-		Version:        version,
-		Limits:         cfg.Limits,
-		RequestTimeout: cfg.RequestTimeout,
-		EnableMetrics:  cfg.EnableMetrics,
-		Logger:         log,
-		Raft: raftnode.Config{
-			SyncWrites:    cfg.SyncWrites,
-			SyncInterval:  cfg.SyncInterval,
-			TickInterval:  cfg.HeartbeatInterval,
-			ElectionTicks: cfg.ElectionTicks,
-			SnapshotCount: cfg.SnapshotCount,
-		},
+		NodeID:           cfg.NodeID,
+		MemberID:         id,
+		ClusterID:        clusterID,
+		AdvertiseAddress: cfg.Advertise,
+		Address:          cfg.Address,
+		DataDir:          cfg.DataDir,
+		MaxMemory:        cfg.MaxMemory,
+		Version:          version,
+		Limits:           cfg.Limits,
+		RequestTimeout:   cfg.RequestTimeout,
+		EnableMetrics:    cfg.EnableMetrics,
+		Logger:           log,
+		Raft:             raftCfg,
 	})
 	if err != nil {
 		log.Error("cannot start node", "err", err)
@@ -77,7 +103,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		mode = "raft"
 	}
 	log.Info("kvdb-server started", "node_id", cfg.NodeID, "member_id", fmt.Sprintf("%x", id),
-		"address", lis.Addr().String(), "data_dir", cfg.DataDir, "mode", mode,
+		"address", lis.Addr().String(), "advertise", cfg.Advertise, "data_dir", cfg.DataDir, "mode", mode,
+		"members", len(srv.Node().Members()),
 		"sync_writes", cfg.SyncWrites, "max_memory", cfg.MaxMemory, "version", version)
 
 	sigC := make(chan os.Signal, 1)

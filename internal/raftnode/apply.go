@@ -8,6 +8,8 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
 )
 
 // snapshotDone tells the raft loop a snapshot file is durable.
@@ -50,6 +52,7 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 			lastTerm = e.GetTerm()
 			if cs, ok := b.confStates[index]; ok {
 				confState = cs
+				n.applyMembership(e, cs)
 			}
 			data := e.GetData()
 			if e.GetType() != raftpb.EntryNormal || len(data) < idHeaderLen {
@@ -77,9 +80,10 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 					Term:      proto.Uint64(lastTerm),
 				}
 				sn := n.sm.Snapshot()
+				members := n.members.encode()
 				go func() {
 					defer func() { <-snapshotting }()
-					n.saveSnapshot(meta, sn)
+					n.saveSnapshot(meta, sn, members)
 				}()
 			default:
 				// The previous snapshot is still being written.
@@ -93,13 +97,16 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 
 // saveSnapshot streams sn to a snapshot file, off the apply loop, and then
 // hands the metadata to the raft loop to record and compact.
-func (n *Node) saveSnapshot(meta *raftpb.SnapshotMetadata, sn Snapshot) {
+func (n *Node) saveSnapshot(meta *raftpb.SnapshotMetadata, sn Snapshot, members *raftv1.MemberList) {
 	start := time.Now()
 	if sn.Index() != meta.GetIndex() {
 		panic(fmt.Sprintf("raftnode: snapshot at %d taken for index %d", sn.Index(), meta.GetIndex()))
 	}
 	var size int64
 	err := n.snaps.Save(meta, func(w io.Writer) error {
+		if err := writeMembersSection(w, members); err != nil {
+			return err
+		}
 		var err error
 		size, err = sn.WriteTo(w)
 		return err
@@ -152,15 +159,44 @@ func (n *Node) snapshotSaved(d snapshotDone) error {
 // the leader (already saved to disk by the transport).
 func (n *Node) restoreSnapshot(s *raftpb.Snapshot) error {
 	index := s.GetMetadata().GetIndex()
-	rc, _, err := n.snaps.Open(index)
-	if err != nil {
-		return fmt.Errorf("raftnode: open received snapshot %d: %w", index, err)
-	}
-	defer rc.Close()
-	if err := n.sm.Restore(rc); err != nil {
+	if _, err := n.restoreFromFile(index); err != nil {
 		return fmt.Errorf("raftnode: restore received snapshot %d: %w", index, err)
+	}
+	if n.members.isRemoved(n.cfg.ID) {
+		n.removed.Store(true)
 	}
 	n.log.Info("restored snapshot from leader", "index", index, "term", s.GetMetadata().GetTerm())
 	n.snapIndex.Store(index)
 	return nil
+}
+
+// applyMembership records an applied membership change: names and
+// addresses, the transport's address book, and whether this node is out.
+func (n *Node) applyMembership(e *raftpb.Entry, cs *raftpb.ConfState) {
+	var cc raftpb.ConfChange
+	if e.GetType() != raftpb.EntryConfChange || proto.Unmarshal(e.GetData(), &cc) != nil {
+		n.members.mu.Lock()
+		n.members.setConfState(cs)
+		n.members.mu.Unlock()
+		return
+	}
+	n.members.apply(&cc, cs)
+	id := cc.GetNodeId()
+	switch cc.GetType() {
+	case raftpb.ConfChangeType_ConfChangeRemoveNode:
+		if id == n.cfg.ID {
+			n.removed.Store(true)
+			n.log.Warn("this member was removed from the cluster")
+		} else {
+			n.cfg.Transport.RemovePeer(id)
+		}
+	default:
+		if m, ok := n.members.get(id); ok && id != n.cfg.ID {
+			n.cfg.Transport.AddPeer(id, m.Address)
+		}
+	}
+	if reqID := cc.GetId(); reqID != 0 {
+		n.confPending.CompareAndSwap(reqID, 0)
+		n.waits.trigger(reqID, result{})
+	}
 }

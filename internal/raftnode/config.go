@@ -23,20 +23,25 @@ const (
 	DefaultMaxUncommittedSize     = 64 << 20
 )
 
-// Peer is an initial cluster member, used only when bootstrapping a fresh
-// data directory.
-type Peer struct {
-	ID      uint64
-	Context []byte
-}
-
 // Config configures a Node. Zero durations and counts take the defaults.
 type Config struct {
 	// ID is this node's raft member id; never 0.
 	ID uint64
+	// Name and Address describe this node to its peers.
+	Name    string
+	Address string
+	// ClusterID identifies the cluster; peers from another cluster are refused.
+	ClusterID uint64
 	// Peers are the initial voters, this node included, for a fresh data
-	// directory. Empty means a single voter: this node alone.
-	Peers []Peer
+	// directory; ignored when the data directory holds state. Empty means a
+	// single voter: this node alone.
+	Peers []Member
+	// Join starts a fresh node without bootstrapping: it waits for the
+	// leader of an existing cluster (which must already have added it with
+	// a membership change) to send it the log. JoinMembers seeds the
+	// transport's address book.
+	Join        bool
+	JoinMembers []Member
 	// DataDir holds the wal/ and snap/ directories.
 	DataDir string
 	// SyncWrites fsyncs every Ready before its writes are acknowledged.
@@ -103,8 +108,8 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if len(c.Peers) == 0 {
-		c.Peers = []Peer{{ID: c.ID}}
+	if len(c.Peers) == 0 && !c.Join {
+		c.Peers = []Member{{ID: c.ID, Name: c.Name, Address: c.Address}}
 	}
 }
 
@@ -114,6 +119,16 @@ func (c *Config) validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("raftnode: data dir must be set")
+	}
+	self := false
+	for _, p := range c.Peers {
+		if p.ID == 0 {
+			return fmt.Errorf("raftnode: peer %q has member id 0", p.Name)
+		}
+		self = self || p.ID == c.ID
+	}
+	if len(c.Peers) > 0 && !self {
+		return errors.New("raftnode: the initial members must include this node")
 	}
 	if c.ElectionTicks <= c.HeartbeatTicks {
 		return fmt.Errorf("raftnode: election ticks (%d) must exceed heartbeat ticks (%d)", c.ElectionTicks, c.HeartbeatTicks)

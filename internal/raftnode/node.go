@@ -96,12 +96,20 @@ type Node struct {
 	idBase uint64
 	idSeq  atomic.Uint64
 
+	members   *membership
 	proposeC  chan proposal
-	readC     chan readRequest
-	stepC     chan *raftpb.Message
-	snapDoneC chan snapshotDone
-	reportC   chan func(*raft.RawNode)
-	applyC    chan applyBatch
+	confC     chan confRequest
+	transferC chan transferRequest
+	removed   atomic.Bool
+	// confPending is the request id of a membership change not yet applied;
+	// confPendingTicks (raft loop only) lets a lost one expire.
+	confPending      atomic.Uint64
+	confPendingTicks int
+	readC            chan readRequest
+	stepC            chan *raftpb.Message
+	snapDoneC        chan snapshotDone
+	reportC          chan func(*raft.RawNode)
+	applyC           chan applyBatch
 
 	// Published by the raft loop after every iteration.
 	term, lead, commit, lastIndex, snapIndex atomic.Uint64
@@ -127,7 +135,10 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		log:       cfg.Logger.With("component", "raft", "member", fmt.Sprintf("%x", cfg.ID)),
 		sm:        sm,
 		waits:     newWaitRegistry(),
+		members:   newMembership(),
 		proposeC:  make(chan proposal, 4096),
+		confC:     make(chan confRequest),
+		transferC: make(chan transferRequest),
 		readC:     make(chan readRequest, 4096),
 		stepC:     make(chan *raftpb.Message, 4096),
 		snapDoneC: make(chan snapshotDone, 1),
@@ -157,6 +168,18 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 // ID is this node's raft member id.
 func (n *Node) ID() uint64 { return n.cfg.ID }
 
+// ClusterID is the id of the cluster this node belongs to.
+func (n *Node) ClusterID() uint64 { return n.cfg.ClusterID }
+
+// Members lists the current members with their names and addresses.
+func (n *Node) Members() []MemberStatus { return n.members.list() }
+
+// Member returns what is known of member id.
+func (n *Node) Member(id uint64) (Member, bool) { return n.members.get(id) }
+
+// Removed is true once this node has been removed from the cluster.
+func (n *Node) Removed() bool { return n.removed.Load() }
+
 // Status returns the node's last published raft position.
 func (n *Node) Status() Status {
 	return Status{
@@ -178,6 +201,9 @@ func (n *Node) Term() uint64 { return n.term.Load() }
 // applied locally, returning the state machine's result. ctx bounds the
 // wait; a proposal whose ctx expires may still be applied later.
 func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
+	if n.removed.Load() {
+		return nil, ErrRemoved
+	}
 	if n.waits.pending.Load() >= int64(n.cfg.MaxPendingProposals) {
 		return nil, ErrOverloaded
 	}
@@ -296,6 +322,11 @@ func (n *Node) Done() <-chan struct{} { return n.done }
 // WAL. Waiters still pending get ErrStopped. It returns the first error
 // either loop ended with.
 func (n *Node) Stop() error {
+	select {
+	case <-n.stopC:
+	default:
+		n.HandOffLeadership()
+	}
 	n.stopOnce.Do(func() { close(n.stopC) })
 	<-n.done
 	n.errMu.Lock()
@@ -316,3 +347,33 @@ func (n *Node) fail(err error) {
 
 // errStop is returned internally when a loop sees stopC closed.
 var errStop = errors.New("raftnode: stopping")
+
+// HandOffLeadership moves leadership to the most up-to-date follower before
+// a leader stops, so the cluster does not wait an election timeout. It does
+// nothing on a follower or a single voter.
+func (n *Node) HandOffLeadership() {
+	if raft.StateType(n.state.Load()) != raft.StateLeader || len(n.members.list()) < 2 {
+		return
+	}
+	timeout := 2 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	target, err := n.TransferLeadership(ctx, 0)
+	if err != nil {
+		n.log.Warn("could not hand leadership over before stopping", "err", err)
+		return
+	}
+	n.log.Info("handed leadership over before stopping", "to", fmt.Sprintf("%x", target), "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// Kill stops the node at once, without handing leadership over: what a
+// crash looks like to the rest of the cluster. The WAL is still closed
+// cleanly; tests that need lost unsynced writes kill a real process.
+func (n *Node) Kill() error {
+	n.stopOnce.Do(func() { close(n.stopC) })
+	<-n.done
+	n.errMu.Lock()
+	defer n.errMu.Unlock()
+	return n.stopErr
+}

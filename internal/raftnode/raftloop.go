@@ -46,6 +46,15 @@ func (n *Node) raftLoop() {
 		case <-ticker.C:
 			n.rn.Tick()
 			rl.tick(n)
+			if n.confPending.Load() != 0 {
+				if n.confPendingTicks++; n.confPendingTicks > 3*n.cfg.ElectionTicks {
+					n.confPending.Store(0) // lost with a leader change
+				}
+			}
+		case req := <-n.confC:
+			n.proposeConfChange(req)
+		case req := <-n.transferC:
+			n.transferLeadership(req)
 		case p := <-n.proposeC:
 			// Let the handlers that are about to propose run first: on a
 			// busy node this turns many one-entry Readies (one WAL write

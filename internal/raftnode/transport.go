@@ -1,29 +1,50 @@
 package raftnode
 
 import (
+	"context"
+	"io"
+
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// Transport carries raft messages to peers. Send must not block the raft
-// loop: implementations queue per peer, drop on overflow and report the peer
-// unreachable through the Reporter they were built with. The raft loop owns
-// msgs only for the duration of the call; implementations that keep a
-// message past Send must not modify it.
+// Transport carries raft messages between members. Send must never block
+// the raft loop: implementations queue per peer, drop on overflow and report
+// the peer unreachable to the Host. MsgSnap messages are sent as a stream:
+// the snapshot body is read from Host.OpenSnapshot in chunks and handed to
+// the receiver's Host.ReceiveSnapshot, and the outcome goes to
+// Host.ReportSnapshot. The raft loop owns msgs only during Send;
+// implementations that keep a message must not modify it.
 type Transport interface {
+	// Start gives the transport its host; called once, before any Send.
+	Start(h Host) error
 	Send(msgs []*raftpb.Message)
+	// AddPeer and RemovePeer keep the transport's address book in step with
+	// the membership. They may be called from any goroutine.
+	AddPeer(id uint64, address string)
+	RemovePeer(id uint64)
 	Close() error
 }
 
-// Reporter is how a transport tells raft about delivery failures; Node
-// implements it.
-type Reporter interface {
+// Host is the node side of a transport. Node implements it.
+type Host interface {
+	ID() uint64
+	ClusterID() uint64
+	// Step hands a received message to raft.
+	Step(ctx context.Context, m *raftpb.Message) error
+	// ReceiveSnapshot stores a snapshot streamed by the leader and then
+	// steps its MsgSnap.
+	ReceiveSnapshot(ctx context.Context, m *raftpb.Message, body io.Reader) error
+	// OpenSnapshot opens the body of the local snapshot at index.
+	OpenSnapshot(index uint64) (io.ReadCloser, error)
 	ReportUnreachable(id uint64)
 	ReportSnapshot(id uint64, failed bool)
 }
 
-// nopTransport is the transport of a single-voter node: it has no peers, so
-// raft never addresses a message to anyone.
+// nopTransport is the transport of a single voter: nobody to talk to.
 type nopTransport struct{}
 
+func (nopTransport) Start(Host) error       { return nil }
 func (nopTransport) Send([]*raftpb.Message) {}
+func (nopTransport) AddPeer(uint64, string) {}
+func (nopTransport) RemovePeer(uint64)      {}
 func (nopTransport) Close() error           { return nil }

@@ -2,10 +2,16 @@ package service
 
 import (
 	"context"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"slices"
+	"strings"
 
 	"go.etcd.io/raft/v3"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/raftnode"
 )
 
 // adminService implements kvdbv1.AdminServiceServer.
@@ -85,4 +91,104 @@ func stateName(st raft.StateType) string {
 		return "leader"
 	}
 	return "unknown"
+}
+
+func (a *adminService) MemberList(ctx context.Context, _ *kvdbv1.MemberListRequest) (*kvdbv1.MemberListResponse, error) {
+	return &kvdbv1.MemberListResponse{Header: a.s.header(a.s.store.Revision()), Members: a.s.members()}, nil
+}
+
+func (s *Server) members() []*kvdbv1.Member {
+	lead := s.node.Status().Leader
+	var out []*kvdbv1.Member
+	for _, m := range s.node.Members() {
+		out = append(out, &kvdbv1.Member{Id: m.ID, Name: m.Name, Address: m.Address, IsLeader: m.ID == lead, IsLearner: m.Learner})
+	}
+	return out
+}
+
+func (a *adminService) MemberAdd(ctx context.Context, req *kvdbv1.MemberAddRequest) (*kvdbv1.MemberAddResponse, error) {
+	name, addr := strings.TrimSpace(req.GetName()), strings.TrimSpace(req.GetAddress())
+	if name == "" || addr == "" {
+		return nil, toStatus(invalidf("a new member needs a name and an address"))
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, toStatus(invalidf("address %q: %v", addr, err))
+	}
+	m := raftnode.Member{ID: MemberID(name), Name: name, Address: addr}
+	if err := a.s.node.AddMember(ctx, m); err != nil {
+		return nil, toStatus(err)
+	}
+	a.s.log.Info("member added", "name", name, "address", addr, "member_id", fmt.Sprintf("%x", m.ID))
+	return &kvdbv1.MemberAddResponse{
+		Header:  a.s.header(a.s.store.Revision()),
+		Member:  &kvdbv1.Member{Id: m.ID, Name: m.Name, Address: m.Address},
+		Members: a.s.members(),
+	}, nil
+}
+
+func (a *adminService) MemberRemove(ctx context.Context, req *kvdbv1.MemberRemoveRequest) (*kvdbv1.MemberRemoveResponse, error) {
+	id, err := a.s.resolveMember(req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := a.s.node.RemoveMember(ctx, id); err != nil {
+		return nil, toStatus(err)
+	}
+	a.s.log.Info("member removed", "name", req.GetName(), "member_id", fmt.Sprintf("%x", id))
+	return &kvdbv1.MemberRemoveResponse{Header: a.s.header(a.s.store.Revision()), Members: a.s.members()}, nil
+}
+
+func (a *adminService) TransferLeader(ctx context.Context, req *kvdbv1.TransferLeaderRequest) (*kvdbv1.TransferLeaderResponse, error) {
+	var target uint64
+	if req.GetName() != "" {
+		id, err := a.s.resolveMember(req.GetName())
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		target = id
+	}
+	lead, err := a.s.node.TransferLeadership(ctx, target)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	a.s.log.Info("leadership transferred", "to", a.s.memberName(lead))
+	return &kvdbv1.TransferLeaderResponse{Header: a.s.header(a.s.store.Revision()), Leader: a.s.memberName(lead)}, nil
+}
+
+// resolveMember finds a current member by name, or by its id in hex.
+func (s *Server) resolveMember(name string) (uint64, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return 0, invalidf("member name must not be empty")
+	}
+	for _, m := range s.node.Members() {
+		if m.Name == name || fmt.Sprintf("%x", m.ID) == strings.ToLower(name) {
+			return m.ID, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: no member named %q", raftnode.ErrUnknownMember, name)
+}
+
+// MemberID derives a member's raft id from its name. Every node derives the
+// same ids from the same names, which is what lets the seed's
+// -peers=node2:8080,node3:8080 form a cluster without ids on the command line.
+func MemberID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	if id := h.Sum64(); id != 0 {
+		return id
+	}
+	return 1
+}
+
+// ClusterID derives the cluster id from the initial members' ids.
+func ClusterID(members []uint64) uint64 {
+	sorted := append([]uint64(nil), members...)
+	slices.Sort(sorted)
+	h := fnv.New64a()
+	h.Write([]byte("kvdb-cluster"))
+	for _, m := range sorted {
+		fmt.Fprintf(h, ":%x", m)
+	}
+	return h.Sum64()
 }

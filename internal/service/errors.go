@@ -47,6 +47,11 @@ var errorCodes = []struct {
 	{raftnode.ErrProposalDropped, codes.Unavailable},
 	{raftnode.ErrNoLeader, codes.Unavailable},
 	{raftnode.ErrStopped, codes.Unavailable},
+	{raftnode.ErrRemoved, codes.FailedPrecondition},
+	{raftnode.ErrNotLeader, codes.FailedPrecondition},
+	{raftnode.ErrConfChangeInProgress, codes.FailedPrecondition},
+	{raftnode.ErrWouldLoseQuorum, codes.FailedPrecondition},
+	{raftnode.ErrUnknownMember, codes.NotFound},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

@@ -79,7 +79,7 @@ func BenchmarkGRPC(b *testing.B) {
 
 func benchNode(b *testing.B, syncWrites bool) *testNode {
 	b.Helper()
-	return startNodeTB(b, b.TempDir(), func(c *Config) { c.Raft.SyncWrites = syncWrites; c.Raft.TickInterval = 0 })
+	return startNodeTB(b, b.TempDir(), func(c *Config) { c.Raft.SyncWrites = syncWrites; c.Raft.TickInterval = 0 }, true)
 }
 
 func preload(b *testing.B, n *testNode, value []byte) {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,9 +44,14 @@ type Config struct {
 	Limits    Limits
 	// RequestTimeout bounds requests without a deadline.
 	RequestTimeout time.Duration
-	// Raft is passed to raftnode.Start; ID and DataDir are filled in.
-	Raft   raftnode.Config
-	Logger *slog.Logger
+	// Raft is passed to raftnode.Start; ID, Name, Address, ClusterID and
+	// DataDir are filled in from the fields above. Raft.Peers, Raft.Join and
+	// Raft.JoinMembers describe the cluster. A nil Raft.Transport gets the
+	// gRPC peer transport, served on the node's own port.
+	Raft raftnode.Config
+	// AdvertiseAddress is how peers and clients reach this node (host:port).
+	AdvertiseAddress string
+	Logger           *slog.Logger
 	// EnableMetrics serves /metrics on the HTTP side of the port.
 	EnableMetrics bool
 }
@@ -60,13 +64,16 @@ type Server struct {
 	store  *engine.Store
 	node   *raftnode.Node
 	ops    *opRecorder
-	names  map[uint64]string
+
+	transport *raftnode.GRPCTransport // nil when the caller brought its own
 
 	grpc   *grpc.Server
 	health *health.Server
 	http   *http.Server
 
 	conns    atomic.Int64
+	inflight atomic.Int64
+	draining atomic.Bool
 	mu       sync.Mutex
 	mux      cmux.CMux
 	stopOnce sync.Once
@@ -90,13 +97,19 @@ func New(cfg Config) (*Server, error) {
 		limits: cfg.Limits,
 		store:  engine.New(),
 		ops:    newOpRecorder(),
-		names:  map[uint64]string{cfg.MemberID: cfg.NodeID},
 		stopC:  make(chan struct{}),
 	}
 	rc := cfg.Raft
 	rc.ID = cfg.MemberID
+	rc.Name = cfg.NodeID
+	rc.Address = cfg.AdvertiseAddress
+	rc.ClusterID = cfg.ClusterID
 	rc.DataDir = cfg.DataDir
 	rc.Logger = cfg.Logger
+	if rc.Transport == nil {
+		s.transport = raftnode.NewGRPCTransport(cfg.Logger)
+		rc.Transport = s.transport
+	}
 	node, err := raftnode.Start(rc, &fsm{store: s.store})
 	if err != nil {
 		return nil, err
@@ -143,6 +156,9 @@ func (s *Server) buildGRPC() {
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if s.transport != nil {
+		raftv1.RegisterRaftServiceServer(s.grpc, s.transport)
+	}
 	reflection.Register(s.grpc)
 }
 
@@ -164,6 +180,11 @@ var opNames = map[string]string{
 // statsInterceptor applies the default deadline and records the latency of
 // every KV operation for STATS.
 func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	if s.draining.Load() {
+		return nil, status.Error(codes.Unavailable, "node is shutting down")
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
@@ -201,6 +222,9 @@ func (s *Server) buildHTTP() {
 // knows to be committed.
 func (s *Server) ready() (bool, string) {
 	st := s.node.Status()
+	if s.node.Removed() {
+		return false, "removed from the cluster"
+	}
 	if st.Leader == 0 {
 		return false, "no leader"
 	}
@@ -261,30 +285,55 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Shutdown stops accepting connections, lets in-flight requests finish
-// (until ctx expires), then stops raft, which syncs and closes the WAL.
+// (until ctx expires), then stops raft, which hands leadership over and
+// syncs and closes the WAL.
 func (s *Server) Shutdown(ctx context.Context) error {
+	return s.shutdown(ctx, false)
+}
+
+// Kill stops the node like a crash: no leadership hand-over, in-flight
+// requests cut. For tests.
+func (s *Server) Kill() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.shutdown(ctx, true)
+}
+
+func (s *Server) shutdown(ctx context.Context, kill bool) error {
 	var err error
 	s.stopOnce.Do(func() {
 		close(s.stopC)
 		s.health.Shutdown()
-		done := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			s.grpc.Stop()
+		if kill {
+			err = s.node.Kill()
+		} else {
+			// Hand leadership over while peers can still reach us, then
+			// refuse new requests and let the ones in flight finish: they
+			// need raft, so raft stops after them.
+			s.node.HandOffLeadership()
+			s.draining.Store(true)
+			t := time.NewTicker(5 * time.Millisecond)
+			for s.inflight.Load() > 0 && ctx.Err() == nil {
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				}
+			}
+			t.Stop()
 		}
-		_ = s.http.Shutdown(ctx)
 		s.mu.Lock()
 		if s.mux != nil {
 			s.mux.Close()
 		}
 		s.mu.Unlock()
+		if !kill {
+			err = s.node.Stop()
+		}
+		// Raft streams from peers never end on their own, so no graceful
+		// stop here: every unary request has finished or been cut by ctx.
+		s.grpc.Stop()
+		_ = s.http.Shutdown(ctx)
 		s.wg.Wait()
-		err = s.node.Stop()
 	})
 	return err
 }
@@ -320,7 +369,7 @@ func (s *Server) waitRead(ctx context.Context, c kvdbv1.Consistency) error {
 
 func (s *Server) header(rev int64) *kvdbv1.ResponseHeader {
 	return &kvdbv1.ResponseHeader{
-		ClusterId: s.cfg.ClusterID,
+		ClusterId: s.node.ClusterID(),
 		MemberId:  s.cfg.MemberID,
 		Revision:  rev,
 		RaftTerm:  s.node.Term(),
@@ -363,8 +412,8 @@ func (s *Server) memberName(id uint64) string {
 	if id == 0 {
 		return ""
 	}
-	if n, ok := s.names[id]; ok {
-		return n
+	if m, ok := s.node.Member(id); ok && m.Name != "" {
+		return m.Name
 	}
-	return strings.ToLower(fmt.Sprintf("%x", id))
+	return fmt.Sprintf("%x", id)
 }

@@ -27,10 +27,10 @@ type testNode struct {
 }
 
 func startNode(t *testing.T, dir string, mutate func(*Config)) *testNode {
-	return startNodeTB(t, dir, mutate)
+	return startNodeTB(t, dir, mutate, true)
 }
 
-func startNodeTB(t testing.TB, dir string, mutate func(*Config)) *testNode {
+func startNodeTB(t testing.TB, dir string, mutate func(*Config), wait bool) *testNode {
 	t.Helper()
 	cfg := Config{
 		NodeID:    "node1",
@@ -59,7 +59,9 @@ func startNodeTB(t testing.TB, dir string, mutate func(*Config)) *testNode {
 	}
 	n.conn, n.kv, n.admin = conn, kvdbv1.NewKVServiceClient(conn), kvdbv1.NewAdminServiceClient(conn)
 	t.Cleanup(func() { n.stop(t) })
-	waitLeader(t, n)
+	if wait {
+		waitLeader(t, n)
+	}
 	return n
 }
 
@@ -67,6 +69,7 @@ func (n *testNode) stop(t testing.TB) {
 	if n.srv == nil {
 		return
 	}
+	defer func() { n.srv = nil }()
 	n.conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

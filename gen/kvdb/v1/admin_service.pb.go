@@ -696,6 +696,501 @@ func (x *OperationStats) GetP99Latency() int64 {
 	return 0
 }
 
+// Member describes one cluster member.
+type Member struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the raft member id.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// name is the member's node id.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// address is where the member serves clients and peers.
+	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// is_leader is true for the current leader.
+	IsLeader bool `protobuf:"varint,4,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	// is_learner is true for a non-voting member.
+	IsLearner     bool `protobuf:"varint,5,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Member) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Member) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Member) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Member) GetIsLeader() bool {
+	if x != nil {
+		return x.IsLeader
+	}
+	return false
+}
+
+func (x *Member) GetIsLearner() bool {
+	if x != nil {
+		return x.IsLearner
+	}
+	return false
+}
+
+// MemberListRequest asks for the members.
+type MemberListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberListRequest) Reset() {
+	*x = MemberListRequest{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberListRequest) ProtoMessage() {}
+
+func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberListRequest.ProtoReflect.Descriptor instead.
+func (*MemberListRequest) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{10}
+}
+
+// MemberListResponse lists the members.
+type MemberListResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header describes the answering node.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// members are the current members, voters first.
+	Members       []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberListResponse) Reset() {
+	*x = MemberListResponse{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberListResponse) ProtoMessage() {}
+
+func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberListResponse.ProtoReflect.Descriptor instead.
+func (*MemberListResponse) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MemberListResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *MemberListResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// MemberAddRequest adds a member.
+type MemberAddRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the new member's node id; its member id is derived from it.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// address is where the new member will listen (host:port).
+	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberAddRequest) Reset() {
+	*x = MemberAddRequest{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberAddRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberAddRequest) ProtoMessage() {}
+
+func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
+func (*MemberAddRequest) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MemberAddRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberAddRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// MemberAddResponse reports the added member and the new membership.
+type MemberAddResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header describes the answering node.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// member is the member that was added.
+	Member *Member `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	// members is the membership after the change.
+	Members       []*Member `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberAddResponse) Reset() {
+	*x = MemberAddResponse{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberAddResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberAddResponse) ProtoMessage() {}
+
+func (x *MemberAddResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberAddResponse.ProtoReflect.Descriptor instead.
+func (*MemberAddResponse) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MemberAddResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *MemberAddResponse) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *MemberAddResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// MemberRemoveRequest removes a member.
+type MemberRemoveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the node id of the member to remove (or its id in hex).
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberRemoveRequest) Reset() {
+	*x = MemberRemoveRequest{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberRemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberRemoveRequest) ProtoMessage() {}
+
+func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
+func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MemberRemoveRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// MemberRemoveResponse reports the membership after a removal.
+type MemberRemoveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header describes the answering node.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// members is the membership after the change.
+	Members       []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberRemoveResponse) Reset() {
+	*x = MemberRemoveResponse{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberRemoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberRemoveResponse) ProtoMessage() {}
+
+func (x *MemberRemoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberRemoveResponse.ProtoReflect.Descriptor instead.
+func (*MemberRemoveResponse) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MemberRemoveResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *MemberRemoveResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// TransferLeaderRequest asks the leader to hand over leadership.
+type TransferLeaderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the node id of the member to lead (or its id in hex).
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TransferLeaderRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// TransferLeaderResponse reports the new leader.
+type TransferLeaderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header describes the answering node.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// leader is the node id of the leader after the transfer.
+	Leader        string `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TransferLeaderResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TransferLeaderResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
 var File_kvdb_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_kvdb_v1_admin_service_proto_rawDesc = "" +
@@ -759,10 +1254,43 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\vp95_latency\x18\x04 \x01(\x03R\n" +
 	"p95Latency\x12\x1f\n" +
 	"\vp99_latency\x18\x05 \x01(\x03R\n" +
-	"p99Latency2\x81\x01\n" +
+	"p99Latency\"\x82\x01\n" +
+	"\x06Member\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x1b\n" +
+	"\tis_leader\x18\x04 \x01(\bR\bisLeader\x12\x1d\n" +
+	"\n" +
+	"is_learner\x18\x05 \x01(\bR\tisLearner\"\x13\n" +
+	"\x11MemberListRequest\"p\n" +
+	"\x12MemberListResponse\x12/\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12)\n" +
+	"\amembers\x18\x02 \x03(\v2\x0f.kvdb.v1.MemberR\amembers\"@\n" +
+	"\x10MemberAddRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\x98\x01\n" +
+	"\x11MemberAddResponse\x12/\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12'\n" +
+	"\x06member\x18\x02 \x01(\v2\x0f.kvdb.v1.MemberR\x06member\x12)\n" +
+	"\amembers\x18\x03 \x03(\v2\x0f.kvdb.v1.MemberR\amembers\")\n" +
+	"\x13MemberRemoveRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"r\n" +
+	"\x14MemberRemoveResponse\x12/\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12)\n" +
+	"\amembers\x18\x02 \x03(\v2\x0f.kvdb.v1.MemberR\amembers\"+\n" +
+	"\x15TransferLeaderRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"a\n" +
+	"\x16TransferLeaderResponse\x12/\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader2\xac\x03\n" +
 	"\fAdminService\x129\n" +
 	"\x06Status\x12\x16.kvdb.v1.StatusRequest\x1a\x17.kvdb.v1.StatusResponse\x126\n" +
-	"\x05Stats\x12\x15.kvdb.v1.StatsRequest\x1a\x16.kvdb.v1.StatsResponseB)Z'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3"
+	"\x05Stats\x12\x15.kvdb.v1.StatsRequest\x1a\x16.kvdb.v1.StatsResponse\x12E\n" +
+	"\n" +
+	"MemberList\x12\x1a.kvdb.v1.MemberListRequest\x1a\x1b.kvdb.v1.MemberListResponse\x12B\n" +
+	"\tMemberAdd\x12\x19.kvdb.v1.MemberAddRequest\x1a\x1a.kvdb.v1.MemberAddResponse\x12K\n" +
+	"\fMemberRemove\x12\x1c.kvdb.v1.MemberRemoveRequest\x1a\x1d.kvdb.v1.MemberRemoveResponse\x12Q\n" +
+	"\x0eTransferLeader\x12\x1e.kvdb.v1.TransferLeaderRequest\x1a\x1f.kvdb.v1.TransferLeaderResponseB)Z'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3"
 
 var (
 	file_kvdb_v1_admin_service_proto_rawDescOnce sync.Once
@@ -776,38 +1304,63 @@ func file_kvdb_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_kvdb_v1_admin_service_proto_rawDescData
 }
 
-var file_kvdb_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_kvdb_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_kvdb_v1_admin_service_proto_goTypes = []any{
-	(*StatusRequest)(nil),    // 0: kvdb.v1.StatusRequest
-	(*StatusResponse)(nil),   // 1: kvdb.v1.StatusResponse
-	(*StatsRequest)(nil),     // 2: kvdb.v1.StatsRequest
-	(*StatsResponse)(nil),    // 3: kvdb.v1.StatsResponse
-	(*StorageStats)(nil),     // 4: kvdb.v1.StorageStats
-	(*NetworkStats)(nil),     // 5: kvdb.v1.NetworkStats
-	(*RaftStats)(nil),        // 6: kvdb.v1.RaftStats
-	(*OperationMetrics)(nil), // 7: kvdb.v1.OperationMetrics
-	(*OperationStats)(nil),   // 8: kvdb.v1.OperationStats
-	nil,                      // 9: kvdb.v1.OperationMetrics.OperationsEntry
-	(*ResponseHeader)(nil),   // 10: kvdb.v1.ResponseHeader
+	(*StatusRequest)(nil),          // 0: kvdb.v1.StatusRequest
+	(*StatusResponse)(nil),         // 1: kvdb.v1.StatusResponse
+	(*StatsRequest)(nil),           // 2: kvdb.v1.StatsRequest
+	(*StatsResponse)(nil),          // 3: kvdb.v1.StatsResponse
+	(*StorageStats)(nil),           // 4: kvdb.v1.StorageStats
+	(*NetworkStats)(nil),           // 5: kvdb.v1.NetworkStats
+	(*RaftStats)(nil),              // 6: kvdb.v1.RaftStats
+	(*OperationMetrics)(nil),       // 7: kvdb.v1.OperationMetrics
+	(*OperationStats)(nil),         // 8: kvdb.v1.OperationStats
+	(*Member)(nil),                 // 9: kvdb.v1.Member
+	(*MemberListRequest)(nil),      // 10: kvdb.v1.MemberListRequest
+	(*MemberListResponse)(nil),     // 11: kvdb.v1.MemberListResponse
+	(*MemberAddRequest)(nil),       // 12: kvdb.v1.MemberAddRequest
+	(*MemberAddResponse)(nil),      // 13: kvdb.v1.MemberAddResponse
+	(*MemberRemoveRequest)(nil),    // 14: kvdb.v1.MemberRemoveRequest
+	(*MemberRemoveResponse)(nil),   // 15: kvdb.v1.MemberRemoveResponse
+	(*TransferLeaderRequest)(nil),  // 16: kvdb.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 17: kvdb.v1.TransferLeaderResponse
+	nil,                            // 18: kvdb.v1.OperationMetrics.OperationsEntry
+	(*ResponseHeader)(nil),         // 19: kvdb.v1.ResponseHeader
 }
 var file_kvdb_v1_admin_service_proto_depIdxs = []int32{
-	10, // 0: kvdb.v1.StatusResponse.header:type_name -> kvdb.v1.ResponseHeader
-	10, // 1: kvdb.v1.StatsResponse.header:type_name -> kvdb.v1.ResponseHeader
+	19, // 0: kvdb.v1.StatusResponse.header:type_name -> kvdb.v1.ResponseHeader
+	19, // 1: kvdb.v1.StatsResponse.header:type_name -> kvdb.v1.ResponseHeader
 	4,  // 2: kvdb.v1.StatsResponse.storage:type_name -> kvdb.v1.StorageStats
 	5,  // 3: kvdb.v1.StatsResponse.network:type_name -> kvdb.v1.NetworkStats
 	6,  // 4: kvdb.v1.StatsResponse.raft:type_name -> kvdb.v1.RaftStats
 	7,  // 5: kvdb.v1.StatsResponse.metrics:type_name -> kvdb.v1.OperationMetrics
-	9,  // 6: kvdb.v1.OperationMetrics.operations:type_name -> kvdb.v1.OperationMetrics.OperationsEntry
-	8,  // 7: kvdb.v1.OperationMetrics.OperationsEntry.value:type_name -> kvdb.v1.OperationStats
-	0,  // 8: kvdb.v1.AdminService.Status:input_type -> kvdb.v1.StatusRequest
-	2,  // 9: kvdb.v1.AdminService.Stats:input_type -> kvdb.v1.StatsRequest
-	1,  // 10: kvdb.v1.AdminService.Status:output_type -> kvdb.v1.StatusResponse
-	3,  // 11: kvdb.v1.AdminService.Stats:output_type -> kvdb.v1.StatsResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	18, // 6: kvdb.v1.OperationMetrics.operations:type_name -> kvdb.v1.OperationMetrics.OperationsEntry
+	19, // 7: kvdb.v1.MemberListResponse.header:type_name -> kvdb.v1.ResponseHeader
+	9,  // 8: kvdb.v1.MemberListResponse.members:type_name -> kvdb.v1.Member
+	19, // 9: kvdb.v1.MemberAddResponse.header:type_name -> kvdb.v1.ResponseHeader
+	9,  // 10: kvdb.v1.MemberAddResponse.member:type_name -> kvdb.v1.Member
+	9,  // 11: kvdb.v1.MemberAddResponse.members:type_name -> kvdb.v1.Member
+	19, // 12: kvdb.v1.MemberRemoveResponse.header:type_name -> kvdb.v1.ResponseHeader
+	9,  // 13: kvdb.v1.MemberRemoveResponse.members:type_name -> kvdb.v1.Member
+	19, // 14: kvdb.v1.TransferLeaderResponse.header:type_name -> kvdb.v1.ResponseHeader
+	8,  // 15: kvdb.v1.OperationMetrics.OperationsEntry.value:type_name -> kvdb.v1.OperationStats
+	0,  // 16: kvdb.v1.AdminService.Status:input_type -> kvdb.v1.StatusRequest
+	2,  // 17: kvdb.v1.AdminService.Stats:input_type -> kvdb.v1.StatsRequest
+	10, // 18: kvdb.v1.AdminService.MemberList:input_type -> kvdb.v1.MemberListRequest
+	12, // 19: kvdb.v1.AdminService.MemberAdd:input_type -> kvdb.v1.MemberAddRequest
+	14, // 20: kvdb.v1.AdminService.MemberRemove:input_type -> kvdb.v1.MemberRemoveRequest
+	16, // 21: kvdb.v1.AdminService.TransferLeader:input_type -> kvdb.v1.TransferLeaderRequest
+	1,  // 22: kvdb.v1.AdminService.Status:output_type -> kvdb.v1.StatusResponse
+	3,  // 23: kvdb.v1.AdminService.Stats:output_type -> kvdb.v1.StatsResponse
+	11, // 24: kvdb.v1.AdminService.MemberList:output_type -> kvdb.v1.MemberListResponse
+	13, // 25: kvdb.v1.AdminService.MemberAdd:output_type -> kvdb.v1.MemberAddResponse
+	15, // 26: kvdb.v1.AdminService.MemberRemove:output_type -> kvdb.v1.MemberRemoveResponse
+	17, // 27: kvdb.v1.AdminService.TransferLeader:output_type -> kvdb.v1.TransferLeaderResponse
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_kvdb_v1_admin_service_proto_init() }
@@ -822,7 +1375,7 @@ func file_kvdb_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvdb_v1_admin_service_proto_rawDesc), len(file_kvdb_v1_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/raftnode"
+)
+
+// joinTimeout bounds the whole join handshake.
+const joinTimeout = 30 * time.Second
+
+// joinCluster asks a running cluster, through the member at addr, to add
+// this node, and returns the membership and cluster id to start with. The
+// leader is found through MemberList; transient errors are retried.
+func joinCluster(ctx context.Context, log *slog.Logger, addr, name, advertise string) ([]raftnode.Member, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	backoff := 200 * time.Millisecond
+	for {
+		members, cid, err := tryJoin(ctx, addr, name, advertise)
+		if err == nil {
+			return members, cid, nil
+		}
+		code := status.Code(err)
+		if code != codes.Unavailable && code != codes.FailedPrecondition && code != codes.DeadlineExceeded {
+			return nil, 0, err
+		}
+		log.Warn("join attempt failed; retrying", "via", addr, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("joining through %s: %w (last error: %v)", addr, ctx.Err(), err)
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func tryJoin(ctx context.Context, addr, name, advertise string) ([]raftnode.Member, uint64, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer conn.Close()
+	list, err := kvdbv1.NewAdminServiceClient(conn).MemberList(ctx, &kvdbv1.MemberListRequest{})
+	if err != nil {
+		return nil, 0, err
+	}
+	leaderAddr := ""
+	for _, m := range list.GetMembers() {
+		if m.GetIsLeader() {
+			leaderAddr = m.GetAddress()
+		}
+		if m.GetName() == name {
+			// An earlier attempt got through; start with what is there.
+			return toMembers(list.GetMembers()), list.GetHeader().GetClusterId(), nil
+		}
+	}
+	if leaderAddr == "" {
+		return nil, 0, status.Error(codes.Unavailable, "the cluster has no leader")
+	}
+	lconn := conn
+	if leaderAddr != addr {
+		if lconn, err = grpc.NewClient(leaderAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			return nil, 0, err
+		}
+		defer lconn.Close()
+	}
+	resp, err := kvdbv1.NewAdminServiceClient(lconn).MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: name, Address: advertise})
+	if err != nil {
+		if strings.Contains(status.Convert(err).Message(), "already a voter") {
+			return tryJoin(ctx, addr, name, advertise)
+		}
+		return nil, 0, err
+	}
+	return toMembers(resp.GetMembers()), resp.GetHeader().GetClusterId(), nil
+}
+
+func toMembers(ms []*kvdbv1.Member) []raftnode.Member {
+	out := make([]raftnode.Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, raftnode.Member{ID: m.GetId(), Name: m.GetName(), Address: m.GetAddress()})
+	}
+	return out
+}
