@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 12m
 FUZZTIME     ?= 10s
 
 .PHONY: all build run run-server run-client test test-short test-coverage benchmark \
-        generate check-generate lint tools fuzz clean
+        generate check-generate lint tools fuzz clean test-linearizability
 
 all: build
 
@@ -47,6 +47,15 @@ test-coverage:
 	$(GO) test -count=1 -coverprofile=coverage.out ./...
 	$(GO) tool cover -func=coverage.out | tail -1
 	$(GO) tool cover -html=coverage.out -o coverage.html
+
+## test-linearizability: many seeded fault-injection runs checked with
+## porcupine (make test-linearizability SEEDS=50 FIRST_SEED=1). A failing
+## seed is printed with the command that replays it.
+SEEDS      ?= 20
+FIRST_SEED ?= 1
+test-linearizability:
+	KVDB_LIN_SEEDS=$(SEEDS) KVDB_LIN_FIRST_SEED=$(FIRST_SEED) $(GO) test -count=1 -timeout 60m \
+	  -run 'TestLinearizability' -v ./internal/service/ | grep -E '^(=== RUN|--- |\s+lin_test|PASS|FAIL|ok)'
 
 ## fuzz: run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
 fuzz:

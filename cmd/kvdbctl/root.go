@@ -119,6 +119,8 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 		newBatchCmd(a),
 		newStatsCmd(a),
 		newStatusCmd(a),
+		newMemberCmd(a),
+		newLeaderCmd(a),
 	)
 	return root
 }

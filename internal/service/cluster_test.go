@@ -25,6 +25,17 @@ type testCluster struct {
 	nodes   []*testNode
 	mutate  func(*Config)
 	monitor *leaderMonitor
+	mu      sync.Mutex // guards nodes against concurrent clients
+}
+
+// kv returns node i's client, or nil when it is down.
+func (c *testCluster) kv(i int) kvdbv1.KVServiceClient {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nodes[i] == nil {
+		return nil
+	}
+	return c.nodes[i].kv
 }
 
 func newCluster(t testing.TB, size int, mutate func(*Config)) *testCluster {
@@ -63,7 +74,7 @@ func (c *testCluster) members() []raftnode.Member {
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
-	c.nodes[i] = startNodeTB(c.t, c.dirs[i], func(cfg *Config) {
+	n := startNodeTB(c.t, c.dirs[i], func(cfg *Config) {
 		cfg.NodeID, cfg.MemberID, cfg.ClusterID = c.names[i], c.ids[i], 7
 		cfg.AdvertiseAddress = "mem:" + c.names[i]
 		cfg.Raft.Peers = c.members()
@@ -73,27 +84,36 @@ func (c *testCluster) start(i int) {
 			c.mutate(cfg)
 		}
 	}, false)
-	c.monitor.watch(c.nodes[i].srv.Node())
+	c.mu.Lock()
+	c.nodes[i] = n
+	c.mu.Unlock()
+	c.monitor.watch(n.srv.Node())
 }
 
 // stop stops node i gracefully (no-op when stopped).
 func (c *testCluster) stop(i int) {
-	if n := c.nodes[i]; n != nil {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if n != nil {
 		n.stop(c.t)
-		c.nodes[i] = nil
 	}
 }
 
 // kill stops node i like a crash.
 func (c *testCluster) kill(i int) {
-	if n := c.nodes[i]; n != nil {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if n != nil {
 		n.conn.Close()
 		if err := n.srv.Kill(); err != nil {
 			c.t.Errorf("kill %s: %v", c.names[i], err)
 		}
 		<-n.done
 		n.srv = nil
-		c.nodes[i] = nil
 	}
 }
 
