@@ -228,6 +228,9 @@ func (s *Server) ready() (bool, string) {
 	if st.Leader == 0 {
 		return false, "no leader"
 	}
+	if st.Commit == 0 {
+		return false, "no log received yet"
+	}
 	if st.Applied < st.Commit {
 		return false, fmt.Sprintf("applied index %d behind commit index %d", st.Applied, st.Commit)
 	}

@@ -77,8 +77,21 @@ type serverProc struct {
 
 func startServer(t *testing.T, addr, dataDir string, extra ...string) *serverProc {
 	t.Helper()
+	p := spawnServer(t, append([]string{"-node-id=node1", "-address=" + addr, "-data-dir=" + dataDir, "-heartbeat-interval=20ms"}, extra...)...)
+	p.waitReady(t)
+	return p
+}
+
+// spawnServer starts kvdb-server with exactly args and does not wait.
+func spawnServer(t *testing.T, args ...string) *serverProc {
+	t.Helper()
 	server, _ := binaries(t)
-	args := append([]string{"-node-id=node1", "-address=" + addr, "-data-dir=" + dataDir, "-heartbeat-interval=20ms"}, extra...)
+	addr := ""
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "-address="); ok {
+			addr = v
+		}
+	}
 	cmd := exec.Command(server, args...)
 	p := &serverProc{cmd: cmd, addr: addr, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = &lockedWriter{w: p.stderr}
@@ -88,7 +101,6 @@ func startServer(t *testing.T, addr, dataDir string, extra ...string) *serverPro
 	}
 	go func() { p.exited <- cmd.Wait() }()
 	t.Cleanup(func() { p.kill() })
-	p.waitReady(t)
 	return p
 }
 
