@@ -121,6 +121,7 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 		newStatusCmd(a),
 		newMemberCmd(a),
 		newLeaderCmd(a),
+		newHealthCmd(a),
 	)
 	return root
 }
