@@ -99,10 +99,15 @@ func preload(b *testing.B, n *testNode, value []byte) {
 // runClients splits b.N calls over benchClients goroutines sharing
 // benchConns connections and reports throughput and latency percentiles.
 func runClients(b *testing.B, addr string, call func(context.Context, kvdbv1.KVServiceClient, int) error) {
+	runClientsOn(b, []string{addr}, call)
+}
+
+// runClientsOn spreads the connections over addrs.
+func runClientsOn(b *testing.B, addrs []string, call func(context.Context, kvdbv1.KVServiceClient, int) error) {
 	b.Helper()
 	clients := make([]kvdbv1.KVServiceClient, benchConns)
 	for i := range clients {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addrs[i%len(addrs)], grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -43,13 +43,38 @@ func startNodeTB(t testing.TB, dir string, mutate func(*Config), wait bool) *tes
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	n := startOn(t, dir, lis, cfg)
+	if wait {
+		waitLeader(t, n)
+	}
+	return n
+}
+
+// startNodeOn starts a node serving on lis, without waiting for a leader.
+func startNodeOn(t testing.TB, dir string, lis net.Listener, mutate func(*Config)) *testNode {
+	cfg := Config{
+		NodeID:    "node1",
+		MemberID:  1,
+		ClusterID: 42,
+		DataDir:   dir,
+		Logger:    testLogger(),
+		Raft:      raftnode.Config{TickInterval: 10 * time.Millisecond},
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	return startOn(t, dir, lis, cfg)
+}
+
+func startOn(t testing.TB, dir string, lis net.Listener, cfg Config) *testNode {
+	t.Helper()
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
 	}
 	n := &testNode{srv: srv, addr: lis.Addr().String(), done: make(chan error, 1)}
 	go func() { n.done <- srv.Serve(lis) }()
@@ -59,9 +84,6 @@ func startNodeTB(t testing.TB, dir string, mutate func(*Config), wait bool) *tes
 	}
 	n.conn, n.kv, n.admin = conn, kvdbv1.NewKVServiceClient(conn), kvdbv1.NewAdminServiceClient(conn)
 	t.Cleanup(func() { n.stop(t) })
-	if wait {
-		waitLeader(t, n)
-	}
 	return n
 }
 
