@@ -144,6 +144,11 @@ func runClients(b *testing.B, addr string, call func(context.Context, kvdbv1.KVS
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
+	reportLatencies(b, lat, elapsed)
+}
+
+// reportLatencies reports b.N/elapsed as ops/s and the p50/p99 of lat.
+func reportLatencies(b *testing.B, lat [][]time.Duration, elapsed time.Duration) {
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
