@@ -44,6 +44,9 @@ type app struct {
 
 	// cli is created on first use: commands such as help never need it.
 	cli *client
+
+	// txnID is the REPL's open transaction (BEGIN), "" outside one.
+	txnID string
 }
 
 // run executes one kvdbctl invocation and returns the process exit status.
@@ -119,6 +122,7 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 		newBatchCmd(a),
 		newStatsCmd(a),
 		newStatusCmd(a),
+		newTxnCmd(a),
 	)
 	return root
 }
