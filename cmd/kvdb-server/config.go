@@ -33,6 +33,8 @@ type config struct {
 	HeartbeatInterval time.Duration
 	ElectionTicks     int
 	RequestTimeout    time.Duration
+	TxnTimeout        time.Duration
+	MaxTxns           int
 	Limits            service.Limits
 	LogFormat         string
 	LogLevel          slog.Level
@@ -74,6 +76,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		keySize   = sizeFlag{}
 		valSize   = sizeFlag{}
 		reqSize   = sizeFlag{}
+		txnSize   = sizeFlag{}
 		logLevel  string
 		snapCount uint64
 	)
@@ -82,6 +85,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	_ = keySize.Set(strconv.Itoa(d.MaxKeySize))
 	_ = valSize.Set(strconv.Itoa(d.MaxValueSize))
 	_ = reqSize.Set(strconv.Itoa(d.MaxRequestSize))
+	_ = txnSize.Set(strconv.Itoa(d.MaxTxnBytes))
 	keySize.text, valSize.text, reqSize.text = "4KiB", "1MiB", "4MiB"
 
 	fs.StringVar(&c.NodeID, "node-id", "", "unique node name (env NODE_ID); defaults to node1 for a standalone node")
@@ -104,6 +108,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.Limits.MaxBatchOps, "max-batch-ops", d.MaxBatchOps, "most operations in one batch")
 	fs.Var(&reqSize, "max-request-size", "largest request accepted")
 	fs.IntVar(&c.Limits.MaxRangeLimit, "max-range-limit", d.MaxRangeLimit, "most keys one range request returns")
+	fs.DurationVar(&c.TxnTimeout, "txn-timeout", service.DefaultTxnIdleTimeout, "discard an interactive transaction idle this long")
+	fs.IntVar(&c.MaxTxns, "max-txns", 10_000, "most interactive transactions open at once on this node")
+	fs.IntVar(&c.Limits.MaxTxnOps, "max-txn-ops", d.MaxTxnOps, "most reads, ranges and writes one transaction holds")
+	fs.Var(&txnSize, "max-txn-bytes", "most key and value bytes one transaction holds")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json (env LOG_FORMAT)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error (env LOG_LEVEL)")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
@@ -127,6 +135,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.Limits.MaxKeySize = int(keySize.bytes)
 	c.Limits.MaxValueSize = int(valSize.bytes)
 	c.Limits.MaxRequestSize = int(reqSize.bytes)
+	c.Limits.MaxTxnBytes = int(txnSize.bytes)
 	if err := c.Limits.Validate(); err != nil {
 		return nil, err
 	}
@@ -182,6 +191,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.Peers = others
 	if c.MaxMemory < 0 {
 		return nil, errors.New("-max-memory must not be negative")
+	}
+	if c.TxnTimeout <= 0 || c.MaxTxns <= 0 || c.Limits.MaxTxnOps <= 0 || c.Limits.MaxTxnBytes <= 0 {
+		return nil, errors.New("-txn-timeout, -max-txns, -max-txn-ops and -max-txn-bytes must be positive")
 	}
 	if c.ElectionTicks <= 1 {
 		return nil, errors.New("-election-ticks must be at least 2")

@@ -84,6 +84,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		Version:          version,
 		Limits:           cfg.Limits,
 		RequestTimeout:   cfg.RequestTimeout,
+		TxnIdleTimeout:   cfg.TxnTimeout,
+		MaxTxns:          cfg.MaxTxns,
 		EnableMetrics:    cfg.EnableMetrics,
 		Logger:           log,
 		Raft:             raftCfg,

@@ -20,6 +20,7 @@ type client struct {
 	conn    *grpc.ClientConn
 	kv      kvdbv1.KVServiceClient
 	admin   kvdbv1.AdminServiceClient
+	txn     kvdbv1.TxnServiceClient
 }
 
 // dial prepares a connection. grpc.NewClient does not connect yet, so an
@@ -34,6 +35,7 @@ func dial(address string) (*client, error) {
 		conn:    conn,
 		kv:      kvdbv1.NewKVServiceClient(conn),
 		admin:   kvdbv1.NewAdminServiceClient(conn),
+		txn:     kvdbv1.NewTxnServiceClient(conn),
 	}, nil
 }
 

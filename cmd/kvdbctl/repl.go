@@ -110,6 +110,7 @@ func (a *app) runInteractive(ctx context.Context) error {
 		if quit {
 			return nil
 		}
+		rl.SetPrompt(a.prompt())
 	}
 }
 

@@ -19,6 +19,11 @@ const helpText = `Commands (case-insensitive):
   DELETE key                    delete a key; prints the number of keys deleted
   RANGE [prefix [limit]]        list keys starting with prefix (all keys without one)
   BATCH PUT k v ... DELETE k    atomic batch; values are single words here
+  BEGIN [txid]                  start a transaction: GET/PUT/DELETE/RANGE then go to it
+                                (prompt kvdb(txid)> ); writes show QUEUED until COMMIT
+  COMMIT                        apply the transaction atomically; ABORTED means a key it
+                                read was changed by someone else: nothing applied, retry
+  ROLLBACK                      discard the transaction
   STATS                         server statistics as JSON
   STATUS                        node raft status
   HELP                          this text
@@ -43,6 +48,9 @@ func (a *app) execLine(ctx context.Context, w io.Writer, line string) (quit bool
 		if key == "" || strings.TrimSpace(extra) != "" {
 			return false, errors.New("usage: GET key")
 		}
+		if a.txnID != "" {
+			return false, a.txnGet(ctx, w, key)
+		}
 		err := a.get(ctx, w, key)
 		if errors.Is(err, errKeyNotFound) {
 			// Redis-style nil: a missing key is an answer, not a failure.
@@ -57,16 +65,25 @@ func (a *app) execLine(ctx context.Context, w io.Writer, line string) (quit bool
 		if key == "" || value == "" {
 			return false, errors.New("usage: PUT key value")
 		}
+		if a.txnID != "" {
+			return false, a.txnPut(ctx, w, key, value)
+		}
 		return false, a.put(ctx, w, key, value, false)
 	case "DELETE", "DEL":
 		key, extra := nextToken(rest)
 		if key == "" || strings.TrimSpace(extra) != "" {
 			return false, errors.New("usage: DELETE key")
 		}
+		if a.txnID != "" {
+			return false, a.txnDelete(ctx, w, key)
+		}
 		return false, a.deleteKeys(ctx, w, &kvdbv1.DeleteRequest{Key: []byte(key)})
 	case "RANGE", "SCAN":
 		return false, a.execRange(ctx, w, rest)
 	case "BATCH":
+		if a.txnID != "" {
+			return false, fmt.Errorf("BATCH is not allowed inside transaction %s: use PUT/DELETE, then COMMIT", a.txnID)
+		}
 		ops, err := parseBatchOps(strings.Fields(rest))
 		if err != nil {
 			return false, fmt.Errorf("%w; usage: BATCH PUT k1 v1 PUT k2 v2 DELETE k3", err)
@@ -85,11 +102,16 @@ func (a *app) execLine(ctx context.Context, w io.Writer, line string) (quit bool
 	case "HELP", "?":
 		return false, writeText(w, "%s", helpText)
 	case "QUIT", "EXIT":
+		if a.txnID != "" {
+			// Leaving discards the open transaction rather than letting it
+			// sit until it expires.
+			_ = a.txnEnd(ctx, io.Discard, "ROLLBACK", "")
+		}
 		return true, nil
-	case "BEGIN", "COMMIT", "ROLLBACK":
-		// The seed listed interactive transactions; the gRPC API has atomic
-		// batches instead, so say so rather than "unknown command".
-		return false, fmt.Errorf("%s is not supported: use BATCH for atomic multi-key writes", strings.ToUpper(name))
+	case "BEGIN":
+		return false, a.txnBegin(ctx, w, rest)
+	case "COMMIT", "ROLLBACK":
+		return false, a.txnEnd(ctx, w, strings.ToUpper(name), rest)
 	default:
 		return false, fmt.Errorf("unknown command %q (type HELP)", name)
 	}
@@ -113,6 +135,9 @@ func (a *app) execRange(ctx context.Context, w io.Writer, args string) error {
 			return fmt.Errorf("invalid limit %q: want a non-negative integer", fields[1])
 		}
 		req.Limit = limit
+	}
+	if a.txnID != "" {
+		return a.txnRange(ctx, w, req)
 	}
 	resp, err := a.rangeKeys(ctx, w, req)
 	if err != nil {

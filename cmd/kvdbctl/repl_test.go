@@ -132,7 +132,9 @@ func TestREPLCommandErrors(t *testing.T) {
 		{"BATCH PUT k", "(error) batch op 1: put needs KEY and VALUE; usage: BATCH PUT k1 v1 PUT k2 v2 DELETE k3\n"},
 		{"BATCH", "(error) empty batch: want put KEY VALUE or delete KEY; usage: BATCH PUT k1 v1 PUT k2 v2 DELETE k3\n"},
 		{"STATS now", "(error) usage: STATS\n"},
-		{"begin tx1", "(error) BEGIN is not supported: use BATCH for atomic multi-key writes\n"},
+		{"COMMIT", "(error) COMMIT without a transaction: BEGIN one first\n"},
+		{"rollback", "(error) ROLLBACK without a transaction: BEGIN one first\n"},
+		{"BEGIN a b", "(error) usage: BEGIN [txid]\n"},
 		{"xyzzy", "(error) unknown command \"xyzzy\" (type HELP)\n"},
 	}
 	for _, tt := range tests {

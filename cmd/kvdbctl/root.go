@@ -44,6 +44,9 @@ type app struct {
 
 	// cli is created on first use: commands such as help never need it.
 	cli *client
+
+	// txnID is the REPL's open transaction (BEGIN), "" outside one.
+	txnID string
 }
 
 // run executes one kvdbctl invocation and returns the process exit status.
@@ -122,6 +125,7 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 		newMemberCmd(a),
 		newLeaderCmd(a),
 		newHealthCmd(a),
+		newTxnCmd(a),
 	)
 	return root
 }

@@ -14,6 +14,17 @@ type StatsJSON struct {
 	Network NetworkJSON `json:"network"`
 	Raft    RaftJSON    `json:"raft"`
 	Metrics MetricsJSON `json:"metrics"`
+	// Transactions is the additive fifth section: this node's transaction
+	// counters.
+	Transactions TransactionsJSON `json:"transactions"`
+}
+
+// TransactionsJSON is the "transactions" section.
+type TransactionsJSON struct {
+	Commits int64 `json:"commits"`
+	Aborts  int64 `json:"aborts"`
+	Active  int64 `json:"active"`
+	Expired int64 `json:"expired"`
 }
 
 // StorageJSON is the "storage" section.
@@ -88,6 +99,8 @@ func StatsToJSON(resp *kvdbv1.StatsResponse) StatsJSON {
 			Operations:    make(map[string]OperationStatJSON, len(m.GetOperations())),
 		},
 	}
+	tx := resp.GetTransactions()
+	out.Transactions = TransactionsJSON{Commits: tx.GetCommits(), Aborts: tx.GetAborts(), Active: tx.GetActive(), Expired: tx.GetExpired()}
 	for name, op := range m.GetOperations() {
 		out.Metrics.Operations[name] = OperationStatJSON{
 			Count:      op.GetCount(),

@@ -18,6 +18,9 @@ const (
 	// OpDeleteRange removes every key in [Key, End), End interpreted as in
 	// Range (End == []byte{0} means every key >= Key).
 	OpDeleteRange
+	// OpRange reads Key (End empty) or [Key, End) like Range, seeing the
+	// writes of the ops before it in the same call. It changes nothing.
+	OpRange
 )
 
 func (t OpType) String() string {
@@ -28,6 +31,8 @@ func (t OpType) String() string {
 		return "delete"
 	case OpDeleteRange:
 		return "delete-range"
+	case OpRange:
+		return "range"
 	}
 	return fmt.Sprintf("OpType(%d)", uint8(t))
 }
@@ -39,6 +44,8 @@ type Op struct {
 	Key, Value []byte
 	End        []byte
 	PrevKV     bool
+	// Range tunes an OpRange.
+	Range RangeOptions
 }
 
 // OpResult is the outcome of one Op. Prev aliases engine memory (read-only).
@@ -49,6 +56,10 @@ type OpResult struct {
 	Prev []KeyValue
 	// Deleted is the number of keys removed by OpDelete/OpDeleteRange.
 	Deleted int64
+	// KVs, More and Count are the answer of an OpRange (as in RangeResult).
+	KVs   []KeyValue
+	More  bool
+	Count int64
 }
 
 // Result is the outcome of one Apply: the store revision after it and one
@@ -84,7 +95,10 @@ func ValidateOp(op Op) error {
 			return ErrValueTooLarge
 		}
 	case OpDelete:
-	case OpDeleteRange:
+	case OpDeleteRange, OpRange:
+		if op.Type == OpRange && len(op.End) == 0 {
+			return nil
+		}
 		if len(op.End) > MaxKeySize {
 			return ErrKeyTooLarge
 		}
@@ -113,9 +127,18 @@ func (s *Store) Apply(index uint64, ops []Op) (Result, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
+	res := Result{Ops: make([]OpResult, len(ops))}
+	s.applyLocked(ops, res.Ops)
+	s.applied.Store(index)
+	res.Revision = s.rev.Load()
+	return res, true
+}
+
+// applyLocked runs ops at revision Revision()+1, filling out (one OpResult
+// per op), and moves the revision if something changed. Callers hold mu.
+func (s *Store) applyLocked(ops []Op, out []OpResult) {
 	rev := s.rev.Load() + 1
 	changed := false
-	res := Result{Ops: make([]OpResult, len(ops))}
 	for i := range ops {
 		op := &ops[i]
 		if ValidateOp(*op) != nil {
@@ -124,20 +147,20 @@ func (s *Store) Apply(index uint64, ops []Op) (Result, bool) {
 		var c bool
 		switch op.Type {
 		case OpPut:
-			c = s.put(op, rev, &res.Ops[i])
+			c = s.put(op, rev, &out[i])
 		case OpDelete:
-			c = s.deleteKey(op, &res.Ops[i])
+			c = s.deleteKey(op, &out[i])
 		case OpDeleteRange:
-			c = s.deleteRange(op, &res.Ops[i])
+			c = s.deleteRange(op, &out[i])
+		case OpRange:
+			r := s.rangeLocked(op.Key, op.End, op.Range)
+			out[i].KVs, out[i].More, out[i].Count = r.KVs, r.More, r.Count
 		}
 		changed = changed || c
 	}
 	if changed {
 		s.rev.Store(rev)
 	}
-	s.applied.Store(index)
-	res.Revision = s.rev.Load()
-	return res, true
 }
 
 // MarkApplied advances AppliedIndex for raft entries that carry no engine op

@@ -26,6 +26,12 @@ import (
 //	stats                                 revision, applied index, len, memory
 //	dump                                  every key with revisions
 //	snapshot-roundtrip                    WriteTo+Restore into a new store, compare
+//	txn [index=<n>]                       one ApplyTxn; input lines:
+//	    read k=<key> mod=<rev>             a point-read check
+//	    range k=<key> end=<end> count=<n> max=<rev>   a range-read check
+//	    cmp k=<key> target=value|version|create|mod op=eq|ne|gt|lt [v=<value>] [n=<number>]
+//	    success | failure                  following ops go to that branch
+//	    put/delete/delete-range ...        as in batch; get k=<key> [end=<end>] reads
 func TestDataDriven(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		s := New()
@@ -84,6 +90,12 @@ func buildOp(t *testing.T, cmd string, args map[string]string) Op {
 		return Op{Type: OpDelete, Key: ddBytes(args["k"]), PrevKV: prev}
 	case "delete-range":
 		return Op{Type: OpDeleteRange, Key: ddBytes(args["k"]), End: ddBytes(args["end"]), PrevKV: prev}
+	case "get":
+		var end []byte
+		if v, ok := args["end"]; ok {
+			end = ddBytes(v)
+		}
+		return Op{Type: OpRange, Key: ddBytes(args["k"]), End: end}
 	}
 	t.Fatalf("unknown op %q", cmd)
 	return Op{}
@@ -153,6 +165,8 @@ func runCmd(t *testing.T, s *Store, d *datadriven.TestData) string {
 		}
 		res, ok := s.Apply(next(), ops)
 		return check(fmtResult(res, ok, ops))
+	case "txn":
+		return check(runTxn(t, s, d, next()))
 	case "get":
 		kv, ok := s.Get(ddBytes(args["k"]))
 		if !ok {
@@ -211,4 +225,58 @@ func runCmd(t *testing.T, s *Store, d *datadriven.TestData) string {
 	}
 	d.Fatalf(t, "unknown command %q", d.Cmd)
 	return ""
+}
+
+var (
+	ddTargets = map[string]CompareTarget{"value": CompareValue, "version": CompareVersion, "create": CompareCreate, "mod": CompareMod}
+	ddCmpOps  = map[string]CompareOp{"eq": CompareEqual, "ne": CompareNotEqual, "gt": CompareGreater, "lt": CompareLess}
+)
+
+func runTxn(t *testing.T, s *Store, d *datadriven.TestData, index uint64) string {
+	var txn Txn
+	branch := &txn.Success
+	num := func(a map[string]string, k string) int64 {
+		n, _ := strconv.ParseInt(a[k], 10, 64)
+		return n
+	}
+	for _, line := range strings.Split(d.Input, "\n") {
+		cmd, a := parseArgs(line)
+		switch cmd {
+		case "":
+		case "read":
+			txn.Reads = append(txn.Reads, ReadCheck{Key: ddBytes(a["k"]), ModRevision: num(a, "mod")})
+		case "range":
+			txn.Ranges = append(txn.Ranges, RangeCheck{Key: ddBytes(a["k"]), End: ddBytes(a["end"]), Count: num(a, "count"), MaxModRevision: num(a, "max")})
+		case "cmp":
+			txn.Compares = append(txn.Compares, Compare{Key: ddBytes(a["k"]), Target: ddTargets[a["target"]], Op: ddCmpOps[a["op"]], Value: ddBytes(a["v"]), Number: num(a, "n")})
+		case "success":
+			branch = &txn.Success
+		case "failure":
+			branch = &txn.Failure
+		default:
+			*branch = append(*branch, buildOp(t, cmd, a))
+		}
+	}
+	res, ok, err := s.ApplyTxn(index, &txn)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("invalid: %v rev=%d\n", err, res.Revision)
+	case res.Conflict != nil:
+		return fmt.Sprintf("conflict on %s rev=%d\n", res.Conflict, res.Revision)
+	}
+	ops := txn.Success
+	if !res.Succeeded {
+		ops = txn.Failure
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "succeeded=%v ", res.Succeeded)
+	b.WriteString(fmtResult(res.Result, ok, ops))
+	for i, r := range res.Ops {
+		if ops[i].Type == OpRange {
+			for _, kv := range r.KVs {
+				fmt.Fprintf(&b, "  op %d: %s\n", i, fmtKV(kv, false))
+			}
+		}
+	}
+	return b.String()
 }

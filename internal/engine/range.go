@@ -56,6 +56,11 @@ func PrefixEnd(prefix []byte) []byte {
 func (s *Store) Range(start, end []byte, opts RangeOptions) RangeResult {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.rangeLocked(start, end, opts)
+}
+
+// rangeLocked is Range for callers holding mu (read or write).
+func (s *Store) rangeLocked(start, end []byte, opts RangeOptions) RangeResult {
 	res := RangeResult{Revision: s.rev.Load()}
 
 	if len(end) == 0 {

@@ -76,6 +76,12 @@ func (s *Server) Stats() *kvdbv1.StatsResponse {
 			CommitIndex: st.Commit,
 		},
 		Metrics: m,
+		Transactions: &kvdbv1.TransactionStats{
+			Commits: s.txns.commits.Load(),
+			Aborts:  s.txns.aborts.Load(),
+			Active:  int64(s.txns.activeCount()),
+			Expired: s.txns.expiredN.Load(),
+		},
 	}
 }
 

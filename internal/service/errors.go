@@ -39,6 +39,11 @@ var errorCodes = []struct {
 	code codes.Code
 }{
 	{ErrKeyNotFound, codes.NotFound},
+	{ErrTxnConflict, codes.Aborted},
+	{ErrTxnNotFound, codes.NotFound},
+	{ErrTxnExpired, codes.FailedPrecondition},
+	{ErrTxnExists, codes.AlreadyExists},
+	{ErrTooManyTxns, codes.ResourceExhausted},
 	{ErrInvalidArgument, codes.InvalidArgument},
 	{engine.ErrCorruptSnapshot, codes.DataLoss},
 	{wal.ErrCorrupt, codes.DataLoss},

@@ -24,6 +24,8 @@ var _ raftnode.StateMachine = (*fsm)(nil)
 type applyResult struct {
 	res engine.Result
 	err error
+	// txn is set for a TxnCommand.
+	txn *engine.TxnResult
 }
 
 func (f *fsm) Apply(index uint64, data []byte) any {
@@ -38,6 +40,9 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 		// reason to stop the replica. Skip it deterministically.
 		f.store.MarkApplied(index)
 		return applyResult{err: fmt.Errorf("service: undecodable command at index %d: %w", index, err)}
+	}
+	if t, ok := cmd.GetOp().(*raftv1.Command_Txn); ok {
+		return f.applyTxn(index, t.Txn)
 	}
 	ops, err := f.decode(&cmd)
 	if err != nil {

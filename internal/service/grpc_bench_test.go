@@ -149,6 +149,11 @@ func runClientsOn(b *testing.B, addrs []string, call func(context.Context, kvdbv
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
+	reportLatencies(b, lat, elapsed)
+}
+
+// reportLatencies reports b.N/elapsed as ops/s and the p50/p99 of lat.
+func reportLatencies(b *testing.B, lat [][]time.Duration, elapsed time.Duration) {
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)

@@ -78,30 +78,13 @@ func (k *kvService) Delete(ctx context.Context, req *kvdbv1.DeleteRequest) (*kvd
 }
 
 func (k *kvService) Range(ctx context.Context, req *kvdbv1.RangeRequest) (*kvdbv1.RangeResponse, error) {
-	key, end := req.GetKey(), req.GetRangeEnd()
-	if req.GetPrefix() {
-		if len(key) == 0 {
-			end = []byte{0}
-		} else {
-			end = engine.PrefixEnd(key)
-		}
-	}
-	// An empty key with range_end "\x00" is a scan of every key.
-	if len(key) == 0 && !(len(end) == 1 && end[0] == 0) {
-		return nil, toStatus(invalidf("key must not be empty (use prefix with an empty key, or range_end \"\\x00\", to scan everything)"))
-	}
-	if len(key) > k.s.limits.MaxKeySize {
-		return nil, toStatus(invalidf("key is %d bytes, over the max-key-size limit of %d bytes", len(key), k.s.limits.MaxKeySize))
-	}
-	if err := k.s.limits.checkRangeEnd(key, end); err != nil {
+	key, end, err := k.s.rangeBounds(req.GetKey(), req.GetRangeEnd(), req.GetPrefix())
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	if req.GetLimit() < 0 {
-		return nil, toStatus(invalidf("limit must not be negative"))
-	}
-	limit := int(req.GetLimit())
-	if limit == 0 || limit > k.s.limits.MaxRangeLimit {
-		limit = k.s.limits.MaxRangeLimit
+	limit, err := k.s.rangeLimit(req.GetLimit())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	if err := k.s.waitRead(ctx, req.GetConsistency()); err != nil {
 		return nil, toStatus(err)
@@ -161,6 +144,40 @@ func (k *kvService) Batch(ctx context.Context, req *kvdbv1.BatchRequest) (*kvdbv
 		}
 	}
 	return resp, nil
+}
+
+// rangeBounds validates a range request's key, range_end and prefix and
+// returns the [key, end) the engine reads (end empty: just key).
+func (s *Server) rangeBounds(key, end []byte, prefix bool) ([]byte, []byte, error) {
+	if prefix {
+		if len(key) == 0 {
+			end = []byte{0}
+		} else {
+			end = engine.PrefixEnd(key)
+		}
+	}
+	// An empty key with range_end "\x00" is a scan of every key.
+	if len(key) == 0 && !(len(end) == 1 && end[0] == 0) {
+		return nil, nil, invalidf("key must not be empty (use prefix with an empty key, or range_end \"\\x00\", to scan everything)")
+	}
+	if len(key) > s.limits.MaxKeySize {
+		return nil, nil, invalidf("key is %d bytes, over the max-key-size limit of %d bytes", len(key), s.limits.MaxKeySize)
+	}
+	if err := s.limits.checkRangeEnd(key, end); err != nil {
+		return nil, nil, err
+	}
+	return key, end, nil
+}
+
+// rangeLimit turns a request's limit into the number of keys to return.
+func (s *Server) rangeLimit(limit int64) (int, error) {
+	if limit < 0 {
+		return 0, invalidf("limit must not be negative")
+	}
+	if limit == 0 || limit > int64(s.limits.MaxRangeLimit) {
+		return s.limits.MaxRangeLimit, nil
+	}
+	return int(limit), nil
 }
 
 func toProtoKV(kv engine.KeyValue, keysOnly bool) *kvdbv1.KeyValue {

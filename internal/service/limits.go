@@ -14,6 +14,8 @@ type Limits struct {
 	MaxBatchOps    int // operations in one Batch; default 10,000
 	MaxRequestSize int // encoded request bytes; default 4 MiB
 	MaxRangeLimit  int // keys one Range returns at most; default 10,000
+	MaxTxnOps      int // reads, ranges and writes one transaction holds; default 10,000
+	MaxTxnBytes    int // key and value bytes one transaction holds; default 2 MiB
 }
 
 // DefaultLimits are the limits a node uses unless configured otherwise.
@@ -23,6 +25,8 @@ var DefaultLimits = Limits{
 	MaxBatchOps:    10_000,
 	MaxRequestSize: 4 << 20,
 	MaxRangeLimit:  10_000,
+	MaxTxnOps:      10_000,
+	MaxTxnBytes:    2 << 20,
 }
 
 func (l *Limits) setDefaults() {
@@ -41,6 +45,12 @@ func (l *Limits) setDefaults() {
 	}
 	if l.MaxRangeLimit <= 0 {
 		l.MaxRangeLimit = d.MaxRangeLimit
+	}
+	if l.MaxTxnOps <= 0 {
+		l.MaxTxnOps = d.MaxTxnOps
+	}
+	if l.MaxTxnBytes <= 0 {
+		l.MaxTxnBytes = min(d.MaxTxnBytes, l.MaxRequestSize/2)
 	}
 }
 
@@ -96,6 +106,11 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("max-request-size (%d) must hold one key and one value (%d bytes)", l.MaxRequestSize, l.MaxKeySize+l.MaxValueSize)
 	case l.MaxRangeLimit <= 0:
 		return fmt.Errorf("max-range-limit must be positive")
+	case l.MaxTxnOps < 0:
+		return fmt.Errorf("max-txn-ops must be positive")
+	case l.MaxTxnBytes < 0 || l.MaxTxnBytes > l.MaxRequestSize:
+		// The commit entry carries every read key and written value.
+		return fmt.Errorf("max-txn-bytes must be between 1 byte and max-request-size (%d)", l.MaxRequestSize)
 	}
 	return nil
 }

@@ -54,6 +54,11 @@ type Config struct {
 	Logger           *slog.Logger
 	// EnableMetrics serves /metrics on the HTTP side of the port.
 	EnableMetrics bool
+	// TxnIdleTimeout discards an interactive transaction idle this long
+	// (default DefaultTxnIdleTimeout).
+	TxnIdleTimeout time.Duration
+	// MaxTxns bounds the open interactive transactions (default 10,000).
+	MaxTxns int
 }
 
 // Server is one KVDB node: engine, raft node and the RPC services.
@@ -64,6 +69,7 @@ type Server struct {
 	store  *engine.Store
 	node   *raftnode.Node
 	ops    *opRecorder
+	txns   *txnManager
 
 	transport *raftnode.GRPCTransport // nil when the caller brought its own
 
@@ -91,6 +97,12 @@ func New(cfg Config) (*Server, error) {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	cfg.Limits.setDefaults()
+	if cfg.TxnIdleTimeout <= 0 {
+		cfg.TxnIdleTimeout = DefaultTxnIdleTimeout
+	}
+	if cfg.MaxTxns <= 0 {
+		cfg.MaxTxns = 10_000
+	}
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -115,10 +127,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.node = node
+	s.txns = newTxnManager(cfg.TxnIdleTimeout, cfg.MaxTxns, &s.limits, fmt.Sprintf("%x", cfg.MemberID))
 	s.buildGRPC()
 	s.buildHTTP()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.healthLoop()
+	go func() {
+		defer s.wg.Done()
+		s.txns.run(s.stopC)
+	}()
 	return s, nil
 }
 
@@ -153,6 +170,7 @@ func (s *Server) buildGRPC() {
 	)
 	kvdbv1.RegisterKVServiceServer(s.grpc, &kvService{s: s})
 	kvdbv1.RegisterAdminServiceServer(s.grpc, &adminService{s: s})
+	kvdbv1.RegisterTxnServiceServer(s.grpc, &txnService{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -175,6 +193,15 @@ var opNames = map[string]string{
 	"/kvdb.v1.KVService/Delete": "DELETE",
 	"/kvdb.v1.KVService/Range":  "RANGE",
 	"/kvdb.v1.KVService/Batch":  "BATCH",
+
+	"/kvdb.v1.TxnService/Begin":    "BEGIN",
+	"/kvdb.v1.TxnService/Get":      "TXN_GET",
+	"/kvdb.v1.TxnService/Range":    "TXN_RANGE",
+	"/kvdb.v1.TxnService/Put":      "TXN_PUT",
+	"/kvdb.v1.TxnService/Delete":   "TXN_DELETE",
+	"/kvdb.v1.TxnService/Commit":   "COMMIT",
+	"/kvdb.v1.TxnService/Rollback": "ROLLBACK",
+	"/kvdb.v1.TxnService/Execute":  "EXECUTE",
 }
 
 // statsInterceptor applies the default deadline and records the latency of
@@ -248,7 +275,7 @@ func (s *Server) healthLoop() {
 			st = healthpb.HealthCheckResponse_SERVING
 		}
 		if st != last {
-			for _, svc := range []string{"", kvdbv1.KVService_ServiceDesc.ServiceName, kvdbv1.AdminService_ServiceDesc.ServiceName} {
+			for _, svc := range []string{"", kvdbv1.KVService_ServiceDesc.ServiceName, kvdbv1.AdminService_ServiceDesc.ServiceName, kvdbv1.TxnService_ServiceDesc.ServiceName} {
 				s.health.SetServingStatus(svc, st)
 			}
 			last = st
@@ -343,22 +370,29 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 
 // propose encodes cmd, hands it to raft and waits for its applied result.
 func (s *Server) propose(ctx context.Context, cmd *raftv1.Command) (engine.Result, error) {
+	r, err := s.proposeApply(ctx, cmd)
+	return r.res, err
+}
+
+// proposeApply is propose returning the whole applyResult (transactions
+// need more than the engine.Result).
+func (s *Server) proposeApply(ctx context.Context, cmd *raftv1.Command) (applyResult, error) {
 	data, err := proto.Marshal(cmd)
 	if err != nil {
-		return engine.Result{}, fmt.Errorf("service: encode command: %w", err)
+		return applyResult{}, fmt.Errorf("service: encode command: %w", err)
 	}
 	if err := s.limits.checkRequestSize(len(data)); err != nil {
-		return engine.Result{}, err
+		return applyResult{}, err
 	}
 	v, err := s.node.Propose(ctx, data)
 	if err != nil {
-		return engine.Result{}, err
+		return applyResult{}, err
 	}
 	r, ok := v.(applyResult)
 	if !ok {
-		return engine.Result{}, fmt.Errorf("service: unexpected apply result %T", v)
+		return applyResult{}, fmt.Errorf("service: unexpected apply result %T", v)
 	}
-	return r.res, r.err
+	return r, r.err
 }
 
 // waitRead makes a read linearizable unless the caller asked for a

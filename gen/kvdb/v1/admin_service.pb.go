@@ -249,7 +249,8 @@ func (*StatsRequest) Descriptor() ([]byte, []int) {
 	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{2}
 }
 
-// StatsResponse carries the statistics in the four sections of STATS.
+// StatsResponse carries the statistics in the sections of STATS: the
+// seed's four plus transactions.
 type StatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// header describes the answering node.
@@ -261,7 +262,9 @@ type StatsResponse struct {
 	// raft describes the consensus state.
 	Raft *RaftStats `protobuf:"bytes,4,opt,name=raft,proto3" json:"raft,omitempty"`
 	// metrics holds per-operation counters and latencies.
-	Metrics       *OperationMetrics `protobuf:"bytes,5,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	Metrics *OperationMetrics `protobuf:"bytes,5,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	// transactions counts this node's transactions (additive fifth section).
+	Transactions  *TransactionStats `protobuf:"bytes,6,opt,name=transactions,proto3" json:"transactions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -331,6 +334,87 @@ func (x *StatsResponse) GetMetrics() *OperationMetrics {
 	return nil
 }
 
+func (x *StatsResponse) GetTransactions() *TransactionStats {
+	if x != nil {
+		return x.Transactions
+	}
+	return nil
+}
+
+// TransactionStats counts the transactions served by this node.
+type TransactionStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// commits is the number of transactions committed (interactive commits and
+	// Execute calls).
+	Commits int64 `protobuf:"varint,1,opt,name=commits,proto3" json:"commits,omitempty"`
+	// aborts is the number of commits refused with ABORTED (a read changed).
+	Aborts int64 `protobuf:"varint,2,opt,name=aborts,proto3" json:"aborts,omitempty"`
+	// active is the number of interactive transactions open now.
+	Active int64 `protobuf:"varint,3,opt,name=active,proto3" json:"active,omitempty"`
+	// expired is the number of transactions dropped after the idle timeout.
+	Expired       int64 `protobuf:"varint,4,opt,name=expired,proto3" json:"expired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransactionStats) Reset() {
+	*x = TransactionStats{}
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransactionStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransactionStats) ProtoMessage() {}
+
+func (x *TransactionStats) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransactionStats.ProtoReflect.Descriptor instead.
+func (*TransactionStats) Descriptor() ([]byte, []int) {
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TransactionStats) GetCommits() int64 {
+	if x != nil {
+		return x.Commits
+	}
+	return 0
+}
+
+func (x *TransactionStats) GetAborts() int64 {
+	if x != nil {
+		return x.Aborts
+	}
+	return 0
+}
+
+func (x *TransactionStats) GetActive() int64 {
+	if x != nil {
+		return x.Active
+	}
+	return 0
+}
+
+func (x *TransactionStats) GetExpired() int64 {
+	if x != nil {
+		return x.Expired
+	}
+	return 0
+}
+
 // StorageStats describes the store.
 type StorageStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -348,7 +432,7 @@ type StorageStats struct {
 
 func (x *StorageStats) Reset() {
 	*x = StorageStats{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[4]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +444,7 @@ func (x *StorageStats) String() string {
 func (*StorageStats) ProtoMessage() {}
 
 func (x *StorageStats) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[4]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +457,7 @@ func (x *StorageStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageStats.ProtoReflect.Descriptor instead.
 func (*StorageStats) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{4}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StorageStats) GetKeys() int64 {
@@ -419,7 +503,7 @@ type NetworkStats struct {
 
 func (x *NetworkStats) Reset() {
 	*x = NetworkStats{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[5]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +515,7 @@ func (x *NetworkStats) String() string {
 func (*NetworkStats) ProtoMessage() {}
 
 func (x *NetworkStats) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[5]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +528,7 @@ func (x *NetworkStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkStats.ProtoReflect.Descriptor instead.
 func (*NetworkStats) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{5}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NetworkStats) GetActiveConnections() int64 {
@@ -489,7 +573,7 @@ type RaftStats struct {
 
 func (x *RaftStats) Reset() {
 	*x = RaftStats{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[6]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +585,7 @@ func (x *RaftStats) String() string {
 func (*RaftStats) ProtoMessage() {}
 
 func (x *RaftStats) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[6]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +598,7 @@ func (x *RaftStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStats.ProtoReflect.Descriptor instead.
 func (*RaftStats) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{6}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RaftStats) GetNodeId() string {
@@ -572,7 +656,7 @@ type OperationMetrics struct {
 
 func (x *OperationMetrics) Reset() {
 	*x = OperationMetrics{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[7]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +668,7 @@ func (x *OperationMetrics) String() string {
 func (*OperationMetrics) ProtoMessage() {}
 
 func (x *OperationMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[7]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +681,7 @@ func (x *OperationMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperationMetrics.ProtoReflect.Descriptor instead.
 func (*OperationMetrics) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{7}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OperationMetrics) GetUptimeSeconds() float64 {
@@ -633,7 +717,7 @@ type OperationStats struct {
 
 func (x *OperationStats) Reset() {
 	*x = OperationStats{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[8]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +729,7 @@ func (x *OperationStats) String() string {
 func (*OperationStats) ProtoMessage() {}
 
 func (x *OperationStats) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[8]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +742,7 @@ func (x *OperationStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperationStats.ProtoReflect.Descriptor instead.
 func (*OperationStats) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{8}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OperationStats) GetCount() int64 {
@@ -715,7 +799,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[9]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +811,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[9]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +824,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{9}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Member) GetId() uint64 {
@@ -787,7 +871,7 @@ type MemberListRequest struct {
 
 func (x *MemberListRequest) Reset() {
 	*x = MemberListRequest{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[10]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +883,7 @@ func (x *MemberListRequest) String() string {
 func (*MemberListRequest) ProtoMessage() {}
 
 func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[10]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +896,7 @@ func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberListRequest.ProtoReflect.Descriptor instead.
 func (*MemberListRequest) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{10}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{11}
 }
 
 // MemberListResponse lists the members.
@@ -828,7 +912,7 @@ type MemberListResponse struct {
 
 func (x *MemberListResponse) Reset() {
 	*x = MemberListResponse{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[11]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +924,7 @@ func (x *MemberListResponse) String() string {
 func (*MemberListResponse) ProtoMessage() {}
 
 func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[11]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +937,7 @@ func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberListResponse.ProtoReflect.Descriptor instead.
 func (*MemberListResponse) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{11}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MemberListResponse) GetHeader() *ResponseHeader {
@@ -883,7 +967,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[12]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +979,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[12]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +992,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{12}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MemberAddRequest) GetName() string {
@@ -940,7 +1024,7 @@ type MemberAddResponse struct {
 
 func (x *MemberAddResponse) Reset() {
 	*x = MemberAddResponse{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[13]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1036,7 @@ func (x *MemberAddResponse) String() string {
 func (*MemberAddResponse) ProtoMessage() {}
 
 func (x *MemberAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[13]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1049,7 @@ func (x *MemberAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddResponse.ProtoReflect.Descriptor instead.
 func (*MemberAddResponse) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{13}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MemberAddResponse) GetHeader() *ResponseHeader {
@@ -1000,7 +1084,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[14]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1096,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[14]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1109,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{14}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MemberRemoveRequest) GetName() string {
@@ -1048,7 +1132,7 @@ type MemberRemoveResponse struct {
 
 func (x *MemberRemoveResponse) Reset() {
 	*x = MemberRemoveResponse{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[15]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1144,7 @@ func (x *MemberRemoveResponse) String() string {
 func (*MemberRemoveResponse) ProtoMessage() {}
 
 func (x *MemberRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[15]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1157,7 @@ func (x *MemberRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveResponse.ProtoReflect.Descriptor instead.
 func (*MemberRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{15}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MemberRemoveResponse) GetHeader() *ResponseHeader {
@@ -1101,7 +1185,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[16]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1197,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[16]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1210,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{16}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TransferLeaderRequest) GetName() string {
@@ -1149,7 +1233,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[17]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1245,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_v1_admin_service_proto_msgTypes[17]
+	mi := &file_kvdb_v1_admin_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1258,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{17}
+	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TransferLeaderResponse) GetHeader() *ResponseHeader {
@@ -1213,13 +1297,19 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\fmemory_usage\x18\v \x01(\x03R\vmemoryUsage\x12\x19\n" +
 	"\bdata_dir\x18\f \x01(\tR\adataDir\x12(\n" +
 	"\x10leader_member_id\x18\r \x01(\x04R\x0eleaderMemberId\"\x0e\n" +
-	"\fStatsRequest\"\xff\x01\n" +
+	"\fStatsRequest\"\xbe\x02\n" +
 	"\rStatsResponse\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12/\n" +
 	"\astorage\x18\x02 \x01(\v2\x15.kvdb.v1.StorageStatsR\astorage\x12/\n" +
 	"\anetwork\x18\x03 \x01(\v2\x15.kvdb.v1.NetworkStatsR\anetwork\x12&\n" +
 	"\x04raft\x18\x04 \x01(\v2\x12.kvdb.v1.RaftStatsR\x04raft\x123\n" +
-	"\ametrics\x18\x05 \x01(\v2\x19.kvdb.v1.OperationMetricsR\ametrics\"~\n" +
+	"\ametrics\x18\x05 \x01(\v2\x19.kvdb.v1.OperationMetricsR\ametrics\x12=\n" +
+	"\ftransactions\x18\x06 \x01(\v2\x19.kvdb.v1.TransactionStatsR\ftransactions\"v\n" +
+	"\x10TransactionStats\x12\x18\n" +
+	"\acommits\x18\x01 \x01(\x03R\acommits\x12\x16\n" +
+	"\x06aborts\x18\x02 \x01(\x03R\x06aborts\x12\x16\n" +
+	"\x06active\x18\x03 \x01(\x03R\x06active\x12\x18\n" +
+	"\aexpired\x18\x04 \x01(\x03R\aexpired\"~\n" +
 	"\fStorageStats\x12\x12\n" +
 	"\x04keys\x18\x01 \x01(\x03R\x04keys\x12!\n" +
 	"\fmemory_usage\x18\x02 \x01(\x03R\vmemoryUsage\x12\x1d\n" +
@@ -1304,63 +1394,65 @@ func file_kvdb_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_kvdb_v1_admin_service_proto_rawDescData
 }
 
-var file_kvdb_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_kvdb_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_kvdb_v1_admin_service_proto_goTypes = []any{
 	(*StatusRequest)(nil),          // 0: kvdb.v1.StatusRequest
 	(*StatusResponse)(nil),         // 1: kvdb.v1.StatusResponse
 	(*StatsRequest)(nil),           // 2: kvdb.v1.StatsRequest
 	(*StatsResponse)(nil),          // 3: kvdb.v1.StatsResponse
-	(*StorageStats)(nil),           // 4: kvdb.v1.StorageStats
-	(*NetworkStats)(nil),           // 5: kvdb.v1.NetworkStats
-	(*RaftStats)(nil),              // 6: kvdb.v1.RaftStats
-	(*OperationMetrics)(nil),       // 7: kvdb.v1.OperationMetrics
-	(*OperationStats)(nil),         // 8: kvdb.v1.OperationStats
-	(*Member)(nil),                 // 9: kvdb.v1.Member
-	(*MemberListRequest)(nil),      // 10: kvdb.v1.MemberListRequest
-	(*MemberListResponse)(nil),     // 11: kvdb.v1.MemberListResponse
-	(*MemberAddRequest)(nil),       // 12: kvdb.v1.MemberAddRequest
-	(*MemberAddResponse)(nil),      // 13: kvdb.v1.MemberAddResponse
-	(*MemberRemoveRequest)(nil),    // 14: kvdb.v1.MemberRemoveRequest
-	(*MemberRemoveResponse)(nil),   // 15: kvdb.v1.MemberRemoveResponse
-	(*TransferLeaderRequest)(nil),  // 16: kvdb.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 17: kvdb.v1.TransferLeaderResponse
-	nil,                            // 18: kvdb.v1.OperationMetrics.OperationsEntry
-	(*ResponseHeader)(nil),         // 19: kvdb.v1.ResponseHeader
+	(*TransactionStats)(nil),       // 4: kvdb.v1.TransactionStats
+	(*StorageStats)(nil),           // 5: kvdb.v1.StorageStats
+	(*NetworkStats)(nil),           // 6: kvdb.v1.NetworkStats
+	(*RaftStats)(nil),              // 7: kvdb.v1.RaftStats
+	(*OperationMetrics)(nil),       // 8: kvdb.v1.OperationMetrics
+	(*OperationStats)(nil),         // 9: kvdb.v1.OperationStats
+	(*Member)(nil),                 // 10: kvdb.v1.Member
+	(*MemberListRequest)(nil),      // 11: kvdb.v1.MemberListRequest
+	(*MemberListResponse)(nil),     // 12: kvdb.v1.MemberListResponse
+	(*MemberAddRequest)(nil),       // 13: kvdb.v1.MemberAddRequest
+	(*MemberAddResponse)(nil),      // 14: kvdb.v1.MemberAddResponse
+	(*MemberRemoveRequest)(nil),    // 15: kvdb.v1.MemberRemoveRequest
+	(*MemberRemoveResponse)(nil),   // 16: kvdb.v1.MemberRemoveResponse
+	(*TransferLeaderRequest)(nil),  // 17: kvdb.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 18: kvdb.v1.TransferLeaderResponse
+	nil,                            // 19: kvdb.v1.OperationMetrics.OperationsEntry
+	(*ResponseHeader)(nil),         // 20: kvdb.v1.ResponseHeader
 }
 var file_kvdb_v1_admin_service_proto_depIdxs = []int32{
-	19, // 0: kvdb.v1.StatusResponse.header:type_name -> kvdb.v1.ResponseHeader
-	19, // 1: kvdb.v1.StatsResponse.header:type_name -> kvdb.v1.ResponseHeader
-	4,  // 2: kvdb.v1.StatsResponse.storage:type_name -> kvdb.v1.StorageStats
-	5,  // 3: kvdb.v1.StatsResponse.network:type_name -> kvdb.v1.NetworkStats
-	6,  // 4: kvdb.v1.StatsResponse.raft:type_name -> kvdb.v1.RaftStats
-	7,  // 5: kvdb.v1.StatsResponse.metrics:type_name -> kvdb.v1.OperationMetrics
-	18, // 6: kvdb.v1.OperationMetrics.operations:type_name -> kvdb.v1.OperationMetrics.OperationsEntry
-	19, // 7: kvdb.v1.MemberListResponse.header:type_name -> kvdb.v1.ResponseHeader
-	9,  // 8: kvdb.v1.MemberListResponse.members:type_name -> kvdb.v1.Member
-	19, // 9: kvdb.v1.MemberAddResponse.header:type_name -> kvdb.v1.ResponseHeader
-	9,  // 10: kvdb.v1.MemberAddResponse.member:type_name -> kvdb.v1.Member
-	9,  // 11: kvdb.v1.MemberAddResponse.members:type_name -> kvdb.v1.Member
-	19, // 12: kvdb.v1.MemberRemoveResponse.header:type_name -> kvdb.v1.ResponseHeader
-	9,  // 13: kvdb.v1.MemberRemoveResponse.members:type_name -> kvdb.v1.Member
-	19, // 14: kvdb.v1.TransferLeaderResponse.header:type_name -> kvdb.v1.ResponseHeader
-	8,  // 15: kvdb.v1.OperationMetrics.OperationsEntry.value:type_name -> kvdb.v1.OperationStats
-	0,  // 16: kvdb.v1.AdminService.Status:input_type -> kvdb.v1.StatusRequest
-	2,  // 17: kvdb.v1.AdminService.Stats:input_type -> kvdb.v1.StatsRequest
-	10, // 18: kvdb.v1.AdminService.MemberList:input_type -> kvdb.v1.MemberListRequest
-	12, // 19: kvdb.v1.AdminService.MemberAdd:input_type -> kvdb.v1.MemberAddRequest
-	14, // 20: kvdb.v1.AdminService.MemberRemove:input_type -> kvdb.v1.MemberRemoveRequest
-	16, // 21: kvdb.v1.AdminService.TransferLeader:input_type -> kvdb.v1.TransferLeaderRequest
-	1,  // 22: kvdb.v1.AdminService.Status:output_type -> kvdb.v1.StatusResponse
-	3,  // 23: kvdb.v1.AdminService.Stats:output_type -> kvdb.v1.StatsResponse
-	11, // 24: kvdb.v1.AdminService.MemberList:output_type -> kvdb.v1.MemberListResponse
-	13, // 25: kvdb.v1.AdminService.MemberAdd:output_type -> kvdb.v1.MemberAddResponse
-	15, // 26: kvdb.v1.AdminService.MemberRemove:output_type -> kvdb.v1.MemberRemoveResponse
-	17, // 27: kvdb.v1.AdminService.TransferLeader:output_type -> kvdb.v1.TransferLeaderResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	20, // 0: kvdb.v1.StatusResponse.header:type_name -> kvdb.v1.ResponseHeader
+	20, // 1: kvdb.v1.StatsResponse.header:type_name -> kvdb.v1.ResponseHeader
+	5,  // 2: kvdb.v1.StatsResponse.storage:type_name -> kvdb.v1.StorageStats
+	6,  // 3: kvdb.v1.StatsResponse.network:type_name -> kvdb.v1.NetworkStats
+	7,  // 4: kvdb.v1.StatsResponse.raft:type_name -> kvdb.v1.RaftStats
+	8,  // 5: kvdb.v1.StatsResponse.metrics:type_name -> kvdb.v1.OperationMetrics
+	4,  // 6: kvdb.v1.StatsResponse.transactions:type_name -> kvdb.v1.TransactionStats
+	19, // 7: kvdb.v1.OperationMetrics.operations:type_name -> kvdb.v1.OperationMetrics.OperationsEntry
+	20, // 8: kvdb.v1.MemberListResponse.header:type_name -> kvdb.v1.ResponseHeader
+	10, // 9: kvdb.v1.MemberListResponse.members:type_name -> kvdb.v1.Member
+	20, // 10: kvdb.v1.MemberAddResponse.header:type_name -> kvdb.v1.ResponseHeader
+	10, // 11: kvdb.v1.MemberAddResponse.member:type_name -> kvdb.v1.Member
+	10, // 12: kvdb.v1.MemberAddResponse.members:type_name -> kvdb.v1.Member
+	20, // 13: kvdb.v1.MemberRemoveResponse.header:type_name -> kvdb.v1.ResponseHeader
+	10, // 14: kvdb.v1.MemberRemoveResponse.members:type_name -> kvdb.v1.Member
+	20, // 15: kvdb.v1.TransferLeaderResponse.header:type_name -> kvdb.v1.ResponseHeader
+	9,  // 16: kvdb.v1.OperationMetrics.OperationsEntry.value:type_name -> kvdb.v1.OperationStats
+	0,  // 17: kvdb.v1.AdminService.Status:input_type -> kvdb.v1.StatusRequest
+	2,  // 18: kvdb.v1.AdminService.Stats:input_type -> kvdb.v1.StatsRequest
+	11, // 19: kvdb.v1.AdminService.MemberList:input_type -> kvdb.v1.MemberListRequest
+	13, // 20: kvdb.v1.AdminService.MemberAdd:input_type -> kvdb.v1.MemberAddRequest
+	15, // 21: kvdb.v1.AdminService.MemberRemove:input_type -> kvdb.v1.MemberRemoveRequest
+	17, // 22: kvdb.v1.AdminService.TransferLeader:input_type -> kvdb.v1.TransferLeaderRequest
+	1,  // 23: kvdb.v1.AdminService.Status:output_type -> kvdb.v1.StatusResponse
+	3,  // 24: kvdb.v1.AdminService.Stats:output_type -> kvdb.v1.StatsResponse
+	12, // 25: kvdb.v1.AdminService.MemberList:output_type -> kvdb.v1.MemberListResponse
+	14, // 26: kvdb.v1.AdminService.MemberAdd:output_type -> kvdb.v1.MemberAddResponse
+	16, // 27: kvdb.v1.AdminService.MemberRemove:output_type -> kvdb.v1.MemberRemoveResponse
+	18, // 28: kvdb.v1.AdminService.TransferLeader:output_type -> kvdb.v1.TransferLeaderResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_kvdb_v1_admin_service_proto_init() }
@@ -1375,7 +1467,7 @@ func file_kvdb_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvdb_v1_admin_service_proto_rawDesc), len(file_kvdb_v1_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

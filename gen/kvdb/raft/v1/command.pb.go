@@ -21,6 +21,185 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TxnCompareTarget is the key field a compare reads.
+type TxnCompareTarget int32
+
+const (
+	// TXN_COMPARE_TARGET_UNSPECIFIED is invalid.
+	TxnCompareTarget_TXN_COMPARE_TARGET_UNSPECIFIED TxnCompareTarget = 0
+	// TXN_COMPARE_TARGET_VALUE compares the value.
+	TxnCompareTarget_TXN_COMPARE_TARGET_VALUE TxnCompareTarget = 1
+	// TXN_COMPARE_TARGET_VERSION compares the version.
+	TxnCompareTarget_TXN_COMPARE_TARGET_VERSION TxnCompareTarget = 2
+	// TXN_COMPARE_TARGET_CREATE compares the create revision.
+	TxnCompareTarget_TXN_COMPARE_TARGET_CREATE TxnCompareTarget = 3
+	// TXN_COMPARE_TARGET_MOD compares the mod revision.
+	TxnCompareTarget_TXN_COMPARE_TARGET_MOD TxnCompareTarget = 4
+)
+
+// Enum value maps for TxnCompareTarget.
+var (
+	TxnCompareTarget_name = map[int32]string{
+		0: "TXN_COMPARE_TARGET_UNSPECIFIED",
+		1: "TXN_COMPARE_TARGET_VALUE",
+		2: "TXN_COMPARE_TARGET_VERSION",
+		3: "TXN_COMPARE_TARGET_CREATE",
+		4: "TXN_COMPARE_TARGET_MOD",
+	}
+	TxnCompareTarget_value = map[string]int32{
+		"TXN_COMPARE_TARGET_UNSPECIFIED": 0,
+		"TXN_COMPARE_TARGET_VALUE":       1,
+		"TXN_COMPARE_TARGET_VERSION":     2,
+		"TXN_COMPARE_TARGET_CREATE":      3,
+		"TXN_COMPARE_TARGET_MOD":         4,
+	}
+)
+
+func (x TxnCompareTarget) Enum() *TxnCompareTarget {
+	p := new(TxnCompareTarget)
+	*p = x
+	return p
+}
+
+func (x TxnCompareTarget) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TxnCompareTarget) Descriptor() protoreflect.EnumDescriptor {
+	return file_kvdb_raft_v1_command_proto_enumTypes[0].Descriptor()
+}
+
+func (TxnCompareTarget) Type() protoreflect.EnumType {
+	return &file_kvdb_raft_v1_command_proto_enumTypes[0]
+}
+
+func (x TxnCompareTarget) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TxnCompareTarget.Descriptor instead.
+func (TxnCompareTarget) EnumDescriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{0}
+}
+
+// TxnCompareOperator relates the field to the operand.
+type TxnCompareOperator int32
+
+const (
+	// TXN_COMPARE_OPERATOR_UNSPECIFIED is invalid.
+	TxnCompareOperator_TXN_COMPARE_OPERATOR_UNSPECIFIED TxnCompareOperator = 0
+	// TXN_COMPARE_OPERATOR_EQUAL is field == operand.
+	TxnCompareOperator_TXN_COMPARE_OPERATOR_EQUAL TxnCompareOperator = 1
+	// TXN_COMPARE_OPERATOR_NOT_EQUAL is field != operand.
+	TxnCompareOperator_TXN_COMPARE_OPERATOR_NOT_EQUAL TxnCompareOperator = 2
+	// TXN_COMPARE_OPERATOR_GREATER is field > operand.
+	TxnCompareOperator_TXN_COMPARE_OPERATOR_GREATER TxnCompareOperator = 3
+	// TXN_COMPARE_OPERATOR_LESS is field < operand.
+	TxnCompareOperator_TXN_COMPARE_OPERATOR_LESS TxnCompareOperator = 4
+)
+
+// Enum value maps for TxnCompareOperator.
+var (
+	TxnCompareOperator_name = map[int32]string{
+		0: "TXN_COMPARE_OPERATOR_UNSPECIFIED",
+		1: "TXN_COMPARE_OPERATOR_EQUAL",
+		2: "TXN_COMPARE_OPERATOR_NOT_EQUAL",
+		3: "TXN_COMPARE_OPERATOR_GREATER",
+		4: "TXN_COMPARE_OPERATOR_LESS",
+	}
+	TxnCompareOperator_value = map[string]int32{
+		"TXN_COMPARE_OPERATOR_UNSPECIFIED": 0,
+		"TXN_COMPARE_OPERATOR_EQUAL":       1,
+		"TXN_COMPARE_OPERATOR_NOT_EQUAL":   2,
+		"TXN_COMPARE_OPERATOR_GREATER":     3,
+		"TXN_COMPARE_OPERATOR_LESS":        4,
+	}
+)
+
+func (x TxnCompareOperator) Enum() *TxnCompareOperator {
+	p := new(TxnCompareOperator)
+	*p = x
+	return p
+}
+
+func (x TxnCompareOperator) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TxnCompareOperator) Descriptor() protoreflect.EnumDescriptor {
+	return file_kvdb_raft_v1_command_proto_enumTypes[1].Descriptor()
+}
+
+func (TxnCompareOperator) Type() protoreflect.EnumType {
+	return &file_kvdb_raft_v1_command_proto_enumTypes[1]
+}
+
+func (x TxnCompareOperator) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TxnCompareOperator.Descriptor instead.
+func (TxnCompareOperator) EnumDescriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+// TxnOpType is the kind of a transaction operation.
+type TxnOpType int32
+
+const (
+	// TXN_OP_TYPE_UNSPECIFIED is invalid.
+	TxnOpType_TXN_OP_TYPE_UNSPECIFIED TxnOpType = 0
+	// TXN_OP_TYPE_PUT stores key = value.
+	TxnOpType_TXN_OP_TYPE_PUT TxnOpType = 1
+	// TXN_OP_TYPE_DELETE removes key, or [key, range_end) when range_end is set.
+	TxnOpType_TXN_OP_TYPE_DELETE TxnOpType = 2
+	// TXN_OP_TYPE_RANGE reads key, or [key, range_end) when range_end is set.
+	TxnOpType_TXN_OP_TYPE_RANGE TxnOpType = 3
+)
+
+// Enum value maps for TxnOpType.
+var (
+	TxnOpType_name = map[int32]string{
+		0: "TXN_OP_TYPE_UNSPECIFIED",
+		1: "TXN_OP_TYPE_PUT",
+		2: "TXN_OP_TYPE_DELETE",
+		3: "TXN_OP_TYPE_RANGE",
+	}
+	TxnOpType_value = map[string]int32{
+		"TXN_OP_TYPE_UNSPECIFIED": 0,
+		"TXN_OP_TYPE_PUT":         1,
+		"TXN_OP_TYPE_DELETE":      2,
+		"TXN_OP_TYPE_RANGE":       3,
+	}
+)
+
+func (x TxnOpType) Enum() *TxnOpType {
+	p := new(TxnOpType)
+	*p = x
+	return p
+}
+
+func (x TxnOpType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TxnOpType) Descriptor() protoreflect.EnumDescriptor {
+	return file_kvdb_raft_v1_command_proto_enumTypes[2].Descriptor()
+}
+
+func (TxnOpType) Type() protoreflect.EnumType {
+	return &file_kvdb_raft_v1_command_proto_enumTypes[2]
+}
+
+func (x TxnOpType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TxnOpType.Descriptor instead.
+func (TxnOpType) EnumDescriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
 // Command is the payload of one raft log entry: a write that every replica
 // applies to its store in log order. It is internal to the cluster.
 type Command struct {
@@ -32,6 +211,7 @@ type Command struct {
 	//	*Command_Put
 	//	*Command_Delete
 	//	*Command_Batch
+	//	*Command_Txn
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -101,6 +281,15 @@ func (x *Command) GetBatch() *BatchCommand {
 	return nil
 }
 
+func (x *Command) GetTxn() *TxnCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -120,11 +309,18 @@ type Command_Batch struct {
 	Batch *BatchCommand `protobuf:"bytes,3,opt,name=batch,proto3,oneof"`
 }
 
+type Command_Txn struct {
+	// txn validates reads or compares and applies writes atomically.
+	Txn *TxnCommand `protobuf:"bytes,4,opt,name=txn,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_Delete) isCommand_Op() {}
 
 func (*Command_Batch) isCommand_Op() {}
+
+func (*Command_Txn) isCommand_Op() {}
 
 // PutCommand stores one key.
 type PutCommand struct {
@@ -364,15 +560,424 @@ func (x *BatchCommandOp) GetValue() []byte {
 	return nil
 }
 
+// TxnCommand is a transaction validated and applied atomically in one entry:
+// an interactive commit (reads and ranges to validate, success = the
+// buffered writes) or a conditional Execute (compares choosing between
+// success and failure). If any read or range check fails nothing is applied
+// and the result names the conflicting key.
+type TxnCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reads are point reads that must be unchanged.
+	Reads []*ReadCheck `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
+	// ranges are range reads that must be unchanged.
+	Ranges []*RangeCheck `protobuf:"bytes,2,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// compares choose between success and failure.
+	Compares []*TxnCompare `protobuf:"bytes,3,rep,name=compares,proto3" json:"compares,omitempty"`
+	// success runs when every check and compare holds.
+	Success []*TxnOp `protobuf:"bytes,4,rep,name=success,proto3" json:"success,omitempty"`
+	// failure runs when the checks hold but a compare does not.
+	Failure       []*TxnOp `protobuf:"bytes,5,rep,name=failure,proto3" json:"failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnCommand) Reset() {
+	*x = TxnCommand{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnCommand) ProtoMessage() {}
+
+func (x *TxnCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnCommand.ProtoReflect.Descriptor instead.
+func (*TxnCommand) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TxnCommand) GetReads() []*ReadCheck {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+func (x *TxnCommand) GetRanges() []*RangeCheck {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *TxnCommand) GetCompares() []*TxnCompare {
+	if x != nil {
+		return x.Compares
+	}
+	return nil
+}
+
+func (x *TxnCommand) GetSuccess() []*TxnOp {
+	if x != nil {
+		return x.Success
+	}
+	return nil
+}
+
+func (x *TxnCommand) GetFailure() []*TxnOp {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+// ReadCheck is one recorded point read.
+type ReadCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key that was read.
+	Key []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// mod_revision the key had when read, 0 when it was absent.
+	ModRevision   int64 `protobuf:"varint,2,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadCheck) Reset() {
+	*x = ReadCheck{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadCheck) ProtoMessage() {}
+
+func (x *ReadCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadCheck.ProtoReflect.Descriptor instead.
+func (*ReadCheck) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReadCheck) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ReadCheck) GetModRevision() int64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+// RangeCheck is one recorded range read: the range is unchanged exactly when
+// it still holds count keys and none was modified after max_mod_revision
+// (every write after the read carries a larger revision; a delete alone
+// lowers the count).
+type RangeCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the start of the range (inclusive).
+	Key []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// range_end is the exclusive end ("\x00": to the end of the keyspace).
+	RangeEnd []byte `protobuf:"bytes,2,opt,name=range_end,json=rangeEnd,proto3" json:"range_end,omitempty"`
+	// count is the number of keys the range held when read.
+	Count int64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// max_mod_revision is the largest mod revision in the range when read.
+	MaxModRevision int64 `protobuf:"varint,4,opt,name=max_mod_revision,json=maxModRevision,proto3" json:"max_mod_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RangeCheck) Reset() {
+	*x = RangeCheck{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeCheck) ProtoMessage() {}
+
+func (x *RangeCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeCheck.ProtoReflect.Descriptor instead.
+func (*RangeCheck) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RangeCheck) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RangeCheck) GetRangeEnd() []byte {
+	if x != nil {
+		return x.RangeEnd
+	}
+	return nil
+}
+
+func (x *RangeCheck) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *RangeCheck) GetMaxModRevision() int64 {
+	if x != nil {
+		return x.MaxModRevision
+	}
+	return 0
+}
+
+// TxnCompare is one condition.
+type TxnCompare struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key whose field is compared.
+	Key []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// target is the field compared.
+	Target TxnCompareTarget `protobuf:"varint,2,opt,name=target,proto3,enum=kvdb.raft.v1.TxnCompareTarget" json:"target,omitempty"`
+	// operator relates field and operand.
+	Operator TxnCompareOperator `protobuf:"varint,3,opt,name=operator,proto3,enum=kvdb.raft.v1.TxnCompareOperator" json:"operator,omitempty"`
+	// value is the operand of a value compare.
+	Value []byte `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	// number is the operand of a version or revision compare.
+	Number        int64 `protobuf:"varint,5,opt,name=number,proto3" json:"number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnCompare) Reset() {
+	*x = TxnCompare{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnCompare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnCompare) ProtoMessage() {}
+
+func (x *TxnCompare) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnCompare.ProtoReflect.Descriptor instead.
+func (*TxnCompare) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TxnCompare) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *TxnCompare) GetTarget() TxnCompareTarget {
+	if x != nil {
+		return x.Target
+	}
+	return TxnCompareTarget_TXN_COMPARE_TARGET_UNSPECIFIED
+}
+
+func (x *TxnCompare) GetOperator() TxnCompareOperator {
+	if x != nil {
+		return x.Operator
+	}
+	return TxnCompareOperator_TXN_COMPARE_OPERATOR_UNSPECIFIED
+}
+
+func (x *TxnCompare) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *TxnCompare) GetNumber() int64 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+// TxnOp is one operation of a transaction.
+type TxnOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type is the operation.
+	Type TxnOpType `protobuf:"varint,1,opt,name=type,proto3,enum=kvdb.raft.v1.TxnOpType" json:"type,omitempty"`
+	// key to write, delete or read (the start of a range).
+	Key []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// range_end is the exclusive end of a delete or read range.
+	RangeEnd []byte `protobuf:"bytes,3,opt,name=range_end,json=rangeEnd,proto3" json:"range_end,omitempty"`
+	// value to store (puts).
+	Value []byte `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	// prev_kv asks for the previous key-values (puts and deletes).
+	PrevKv bool `protobuf:"varint,5,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	// limit caps the keys a range returns; 0 means no limit.
+	Limit int64 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	// keys_only leaves values out of a range's result.
+	KeysOnly bool `protobuf:"varint,7,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	// count_only returns only the count of a range.
+	CountOnly     bool `protobuf:"varint,8,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnOp) Reset() {
+	*x = TxnOp{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnOp) ProtoMessage() {}
+
+func (x *TxnOp) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnOp.ProtoReflect.Descriptor instead.
+func (*TxnOp) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TxnOp) GetType() TxnOpType {
+	if x != nil {
+		return x.Type
+	}
+	return TxnOpType_TXN_OP_TYPE_UNSPECIFIED
+}
+
+func (x *TxnOp) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *TxnOp) GetRangeEnd() []byte {
+	if x != nil {
+		return x.RangeEnd
+	}
+	return nil
+}
+
+func (x *TxnOp) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *TxnOp) GetPrevKv() bool {
+	if x != nil {
+		return x.PrevKv
+	}
+	return false
+}
+
+func (x *TxnOp) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *TxnOp) GetKeysOnly() bool {
+	if x != nil {
+		return x.KeysOnly
+	}
+	return false
+}
+
+func (x *TxnOp) GetCountOnly() bool {
+	if x != nil {
+		return x.CountOnly
+	}
+	return false
+}
+
 var File_kvdb_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\"\xa8\x01\n" +
+	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\"\xd6\x01\n" +
 	"\aCommand\x12,\n" +
 	"\x03put\x18\x01 \x01(\v2\x18.kvdb.raft.v1.PutCommandH\x00R\x03put\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.kvdb.raft.v1.DeleteCommandH\x00R\x06delete\x122\n" +
-	"\x05batch\x18\x03 \x01(\v2\x1a.kvdb.raft.v1.BatchCommandH\x00R\x05batchB\x04\n" +
+	"\x05batch\x18\x03 \x01(\v2\x1a.kvdb.raft.v1.BatchCommandH\x00R\x05batch\x12,\n" +
+	"\x03txn\x18\x04 \x01(\v2\x18.kvdb.raft.v1.TxnCommandH\x00R\x03txnB\x04\n" +
 	"\x02op\"M\n" +
 	"\n" +
 	"PutCommand\x12\x10\n" +
@@ -388,7 +993,57 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x0eBatchCommandOp\x12\x16\n" +
 	"\x06delete\x18\x01 \x01(\bR\x06delete\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05valueB.Z,github.com/kvdb/kvdb/gen/kvdb/raft/v1;raftv1b\x06proto3"
+	"\x05value\x18\x03 \x01(\fR\x05value\"\x81\x02\n" +
+	"\n" +
+	"TxnCommand\x12-\n" +
+	"\x05reads\x18\x01 \x03(\v2\x17.kvdb.raft.v1.ReadCheckR\x05reads\x120\n" +
+	"\x06ranges\x18\x02 \x03(\v2\x18.kvdb.raft.v1.RangeCheckR\x06ranges\x124\n" +
+	"\bcompares\x18\x03 \x03(\v2\x18.kvdb.raft.v1.TxnCompareR\bcompares\x12-\n" +
+	"\asuccess\x18\x04 \x03(\v2\x13.kvdb.raft.v1.TxnOpR\asuccess\x12-\n" +
+	"\afailure\x18\x05 \x03(\v2\x13.kvdb.raft.v1.TxnOpR\afailure\"@\n" +
+	"\tReadCheck\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12!\n" +
+	"\fmod_revision\x18\x02 \x01(\x03R\vmodRevision\"{\n" +
+	"\n" +
+	"RangeCheck\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1b\n" +
+	"\trange_end\x18\x02 \x01(\fR\brangeEnd\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\x12(\n" +
+	"\x10max_mod_revision\x18\x04 \x01(\x03R\x0emaxModRevision\"\xc2\x01\n" +
+	"\n" +
+	"TxnCompare\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x126\n" +
+	"\x06target\x18\x02 \x01(\x0e2\x1e.kvdb.raft.v1.TxnCompareTargetR\x06target\x12<\n" +
+	"\boperator\x18\x03 \x01(\x0e2 .kvdb.raft.v1.TxnCompareOperatorR\boperator\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x16\n" +
+	"\x06number\x18\x05 \x01(\x03R\x06number\"\xe4\x01\n" +
+	"\x05TxnOp\x12+\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x17.kvdb.raft.v1.TxnOpTypeR\x04type\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1b\n" +
+	"\trange_end\x18\x03 \x01(\fR\brangeEnd\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x17\n" +
+	"\aprev_kv\x18\x05 \x01(\bR\x06prevKv\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\x03R\x05limit\x12\x1b\n" +
+	"\tkeys_only\x18\a \x01(\bR\bkeysOnly\x12\x1d\n" +
+	"\n" +
+	"count_only\x18\b \x01(\bR\tcountOnly*\xaf\x01\n" +
+	"\x10TxnCompareTarget\x12\"\n" +
+	"\x1eTXN_COMPARE_TARGET_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18TXN_COMPARE_TARGET_VALUE\x10\x01\x12\x1e\n" +
+	"\x1aTXN_COMPARE_TARGET_VERSION\x10\x02\x12\x1d\n" +
+	"\x19TXN_COMPARE_TARGET_CREATE\x10\x03\x12\x1a\n" +
+	"\x16TXN_COMPARE_TARGET_MOD\x10\x04*\xbf\x01\n" +
+	"\x12TxnCompareOperator\x12$\n" +
+	" TXN_COMPARE_OPERATOR_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aTXN_COMPARE_OPERATOR_EQUAL\x10\x01\x12\"\n" +
+	"\x1eTXN_COMPARE_OPERATOR_NOT_EQUAL\x10\x02\x12 \n" +
+	"\x1cTXN_COMPARE_OPERATOR_GREATER\x10\x03\x12\x1d\n" +
+	"\x19TXN_COMPARE_OPERATOR_LESS\x10\x04*l\n" +
+	"\tTxnOpType\x12\x1b\n" +
+	"\x17TXN_OP_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fTXN_OP_TYPE_PUT\x10\x01\x12\x16\n" +
+	"\x12TXN_OP_TYPE_DELETE\x10\x02\x12\x15\n" +
+	"\x11TXN_OP_TYPE_RANGE\x10\x03B.Z,github.com/kvdb/kvdb/gen/kvdb/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_kvdb_raft_v1_command_proto_rawDescOnce sync.Once
@@ -402,24 +1057,42 @@ func file_kvdb_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_kvdb_raft_v1_command_proto_rawDescData
 }
 
-var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_kvdb_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_kvdb_raft_v1_command_proto_goTypes = []any{
-	(*Command)(nil),        // 0: kvdb.raft.v1.Command
-	(*PutCommand)(nil),     // 1: kvdb.raft.v1.PutCommand
-	(*DeleteCommand)(nil),  // 2: kvdb.raft.v1.DeleteCommand
-	(*BatchCommand)(nil),   // 3: kvdb.raft.v1.BatchCommand
-	(*BatchCommandOp)(nil), // 4: kvdb.raft.v1.BatchCommandOp
+	(TxnCompareTarget)(0),   // 0: kvdb.raft.v1.TxnCompareTarget
+	(TxnCompareOperator)(0), // 1: kvdb.raft.v1.TxnCompareOperator
+	(TxnOpType)(0),          // 2: kvdb.raft.v1.TxnOpType
+	(*Command)(nil),         // 3: kvdb.raft.v1.Command
+	(*PutCommand)(nil),      // 4: kvdb.raft.v1.PutCommand
+	(*DeleteCommand)(nil),   // 5: kvdb.raft.v1.DeleteCommand
+	(*BatchCommand)(nil),    // 6: kvdb.raft.v1.BatchCommand
+	(*BatchCommandOp)(nil),  // 7: kvdb.raft.v1.BatchCommandOp
+	(*TxnCommand)(nil),      // 8: kvdb.raft.v1.TxnCommand
+	(*ReadCheck)(nil),       // 9: kvdb.raft.v1.ReadCheck
+	(*RangeCheck)(nil),      // 10: kvdb.raft.v1.RangeCheck
+	(*TxnCompare)(nil),      // 11: kvdb.raft.v1.TxnCompare
+	(*TxnOp)(nil),           // 12: kvdb.raft.v1.TxnOp
 }
 var file_kvdb_raft_v1_command_proto_depIdxs = []int32{
-	1, // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
-	2, // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
-	3, // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
-	4, // 3: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	4,  // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
+	5,  // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
+	6,  // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
+	8,  // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
+	7,  // 4: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
+	9,  // 5: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
+	10, // 6: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
+	11, // 7: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
+	12, // 8: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
+	12, // 9: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
+	0,  // 10: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
+	1,  // 11: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
+	2,  // 12: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_kvdb_raft_v1_command_proto_init() }
@@ -431,19 +1104,21 @@ func file_kvdb_raft_v1_command_proto_init() {
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_Batch)(nil),
+		(*Command_Txn)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvdb_raft_v1_command_proto_rawDesc), len(file_kvdb_raft_v1_command_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   5,
+			NumEnums:      3,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_kvdb_raft_v1_command_proto_goTypes,
 		DependencyIndexes: file_kvdb_raft_v1_command_proto_depIdxs,
+		EnumInfos:         file_kvdb_raft_v1_command_proto_enumTypes,
 		MessageInfos:      file_kvdb_raft_v1_command_proto_msgTypes,
 	}.Build()
 	File_kvdb_raft_v1_command_proto = out.File

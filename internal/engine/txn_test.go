@@ -1,0 +1,62 @@
+package engine
+
+import "testing"
+
+func TestCompareOperators(t *testing.T) {
+	s := New()
+	s.Apply(1, []Op{put("k", "m")})     // rev 1: k create=1 mod=1 ver=1
+	s.Apply(2, []Op{put("other", "x")}) // rev 2
+	s.Apply(3, []Op{put("k", "m")})     // rev 3: k create=1 mod=3 ver=2
+	k := []byte("k")
+	tests := []struct {
+		name string
+		c    Compare
+		want bool
+	}{
+		{"value eq", Compare{Key: k, Target: CompareValue, Op: CompareEqual, Value: []byte("m")}, true},
+		{"value eq other", Compare{Key: k, Target: CompareValue, Op: CompareEqual, Value: []byte("n")}, false},
+		{"value ne", Compare{Key: k, Target: CompareValue, Op: CompareNotEqual, Value: []byte("n")}, true},
+		{"value gt", Compare{Key: k, Target: CompareValue, Op: CompareGreater, Value: []byte("l")}, true},
+		{"value gt equal", Compare{Key: k, Target: CompareValue, Op: CompareGreater, Value: []byte("m")}, false},
+		{"value lt", Compare{Key: k, Target: CompareValue, Op: CompareLess, Value: []byte("mm")}, true},
+		{"version eq", Compare{Key: k, Target: CompareVersion, Op: CompareEqual, Number: 2}, true},
+		{"version gt", Compare{Key: k, Target: CompareVersion, Op: CompareGreater, Number: 2}, false},
+		{"version lt", Compare{Key: k, Target: CompareVersion, Op: CompareLess, Number: 3}, true},
+		{"create eq", Compare{Key: k, Target: CompareCreate, Op: CompareEqual, Number: 1}, true},
+		{"create ne", Compare{Key: k, Target: CompareCreate, Op: CompareNotEqual, Number: 1}, false},
+		{"mod eq", Compare{Key: k, Target: CompareMod, Op: CompareEqual, Number: 3}, true},
+		{"mod gt", Compare{Key: k, Target: CompareMod, Op: CompareGreater, Number: 2}, true},
+		{"mod lt", Compare{Key: k, Target: CompareMod, Op: CompareLess, Number: 3}, false},
+		{"missing version eq 0", Compare{Key: []byte("nope"), Target: CompareVersion, Op: CompareEqual, Number: 0}, true},
+		{"missing mod lt 1", Compare{Key: []byte("nope"), Target: CompareMod, Op: CompareLess, Number: 1}, true},
+		{"missing value ne", Compare{Key: []byte("nope"), Target: CompareValue, Op: CompareNotEqual, Value: []byte("x")}, false},
+		{"missing value eq empty", Compare{Key: []byte("nope"), Target: CompareValue, Op: CompareEqual}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := s.compareLocked(&tc.c); got != tc.want {
+				t.Fatalf("compare = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestApplyTxnInvalidAppliesNothing(t *testing.T) {
+	s := New()
+	txn := &Txn{Success: []Op{put("a", "1"), {Type: OpPut}}}
+	res, ok, err := s.ApplyTxn(1, txn)
+	if err == nil || !ok || res.Revision != 0 || s.Len() != 0 || s.AppliedIndex() != 1 {
+		t.Fatalf("ApplyTxn = %+v, %v, %v; len %d applied %d", res, ok, err, s.Len(), s.AppliedIndex())
+	}
+	bad := []*Txn{
+		{Compares: []Compare{{Key: []byte("k")}}},
+		{Reads: []ReadCheck{{Key: nil}}},
+		{Ranges: []RangeCheck{{Key: []byte("b"), End: []byte("a")}}},
+		{Ranges: []RangeCheck{{Key: []byte("b")}}},
+	}
+	for i, txn := range bad {
+		if err := ValidateTxn(txn); err == nil {
+			t.Errorf("txn %d: ValidateTxn accepted %+v", i, txn)
+		}
+	}
+}
