@@ -61,6 +61,7 @@ type Server struct {
 	node   *raftnode.Node
 	ops    *opRecorder
 	names  map[uint64]string
+	writes *coalescer
 
 	grpc   *grpc.Server
 	health *health.Server
@@ -102,6 +103,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.node = node
+	s.writes = newCoalescer(s, s.stopC)
 	s.buildGRPC()
 	s.buildHTTP()
 	s.wg.Add(1)
@@ -285,16 +287,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		s.wg.Wait()
 		err = s.node.Stop()
+		s.writes.wg.Wait()
 	})
 	return err
 }
 
-// propose encodes cmd, hands it to raft and waits for its applied result.
+// errServerStopping fails writes still queued when the server shuts down.
+var errServerStopping = raftnode.ErrStopped
+
+// propose encodes cmd and waits for its applied result. The write goes
+// through the coalescer, which may share its raft entry with other writes.
 func (s *Server) propose(ctx context.Context, cmd *raftv1.Command) (engine.Result, error) {
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return engine.Result{}, fmt.Errorf("service: encode command: %w", err)
 	}
+	return s.writes.wait(ctx, data)
+}
+
+// proposeData hands one encoded command to raft as its own entry and waits
+// for its applied result.
+func (s *Server) proposeData(ctx context.Context, data []byte) (engine.Result, error) {
 	if err := s.limits.checkRequestSize(len(data)); err != nil {
 		return engine.Result{}, err
 	}

@@ -32,6 +32,7 @@ type Command struct {
 	//	*Command_Put
 	//	*Command_Delete
 	//	*Command_Batch
+	//	*Command_Multi
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -101,6 +102,15 @@ func (x *Command) GetBatch() *BatchCommand {
 	return nil
 }
 
+func (x *Command) GetMulti() *MultiCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Multi); ok {
+			return x.Multi
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -120,11 +130,68 @@ type Command_Batch struct {
 	Batch *BatchCommand `protobuf:"bytes,3,opt,name=batch,proto3,oneof"`
 }
 
+type Command_Multi struct {
+	// multi carries independent writes coalesced into one entry.
+	Multi *MultiCommand `protobuf:"bytes,4,opt,name=multi,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_Delete) isCommand_Op() {}
 
 func (*Command_Batch) isCommand_Op() {}
+
+func (*Command_Multi) isCommand_Op() {}
+
+// MultiCommand is many independent writes, usually of different clients,
+// gathered by the service into one raft entry so that one proposal, one WAL
+// record and one apply-loop step serve them all. Each command is applied in
+// order at its own revision and has its own result, exactly as if it had been
+// proposed alone; a failing command does not affect the others.
+type MultiCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// commands are applied in order; none of them is itself a multi.
+	Commands      []*Command `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiCommand) Reset() {
+	*x = MultiCommand{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiCommand) ProtoMessage() {}
+
+func (x *MultiCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiCommand.ProtoReflect.Descriptor instead.
+func (*MultiCommand) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MultiCommand) GetCommands() []*Command {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
 
 // PutCommand stores one key.
 type PutCommand struct {
@@ -141,7 +208,7 @@ type PutCommand struct {
 
 func (x *PutCommand) Reset() {
 	*x = PutCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +220,7 @@ func (x *PutCommand) String() string {
 func (*PutCommand) ProtoMessage() {}
 
 func (x *PutCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +233,7 @@ func (x *PutCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCommand.ProtoReflect.Descriptor instead.
 func (*PutCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PutCommand) GetKey() []byte {
@@ -205,7 +272,7 @@ type DeleteCommand struct {
 
 func (x *DeleteCommand) Reset() {
 	*x = DeleteCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +284,7 @@ func (x *DeleteCommand) String() string {
 func (*DeleteCommand) ProtoMessage() {}
 
 func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +297,7 @@ func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCommand.ProtoReflect.Descriptor instead.
 func (*DeleteCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DeleteCommand) GetKey() []byte {
@@ -265,7 +332,7 @@ type BatchCommand struct {
 
 func (x *BatchCommand) Reset() {
 	*x = BatchCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +344,7 @@ func (x *BatchCommand) String() string {
 func (*BatchCommand) ProtoMessage() {}
 
 func (x *BatchCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +357,7 @@ func (x *BatchCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommand.ProtoReflect.Descriptor instead.
 func (*BatchCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BatchCommand) GetOps() []*BatchCommandOp {
@@ -315,7 +382,7 @@ type BatchCommandOp struct {
 
 func (x *BatchCommandOp) Reset() {
 	*x = BatchCommandOp{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +394,7 @@ func (x *BatchCommandOp) String() string {
 func (*BatchCommandOp) ProtoMessage() {}
 
 func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +407,7 @@ func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommandOp.ProtoReflect.Descriptor instead.
 func (*BatchCommandOp) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BatchCommandOp) GetDelete() bool {
@@ -368,12 +435,15 @@ var File_kvdb_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\"\xa8\x01\n" +
+	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\"\xdc\x01\n" +
 	"\aCommand\x12,\n" +
 	"\x03put\x18\x01 \x01(\v2\x18.kvdb.raft.v1.PutCommandH\x00R\x03put\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.kvdb.raft.v1.DeleteCommandH\x00R\x06delete\x122\n" +
-	"\x05batch\x18\x03 \x01(\v2\x1a.kvdb.raft.v1.BatchCommandH\x00R\x05batchB\x04\n" +
-	"\x02op\"M\n" +
+	"\x05batch\x18\x03 \x01(\v2\x1a.kvdb.raft.v1.BatchCommandH\x00R\x05batch\x122\n" +
+	"\x05multi\x18\x04 \x01(\v2\x1a.kvdb.raft.v1.MultiCommandH\x00R\x05multiB\x04\n" +
+	"\x02op\"A\n" +
+	"\fMultiCommand\x121\n" +
+	"\bcommands\x18\x01 \x03(\v2\x15.kvdb.raft.v1.CommandR\bcommands\"M\n" +
 	"\n" +
 	"PutCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -402,24 +472,27 @@ func file_kvdb_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_kvdb_raft_v1_command_proto_rawDescData
 }
 
-var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_kvdb_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),        // 0: kvdb.raft.v1.Command
-	(*PutCommand)(nil),     // 1: kvdb.raft.v1.PutCommand
-	(*DeleteCommand)(nil),  // 2: kvdb.raft.v1.DeleteCommand
-	(*BatchCommand)(nil),   // 3: kvdb.raft.v1.BatchCommand
-	(*BatchCommandOp)(nil), // 4: kvdb.raft.v1.BatchCommandOp
+	(*MultiCommand)(nil),   // 1: kvdb.raft.v1.MultiCommand
+	(*PutCommand)(nil),     // 2: kvdb.raft.v1.PutCommand
+	(*DeleteCommand)(nil),  // 3: kvdb.raft.v1.DeleteCommand
+	(*BatchCommand)(nil),   // 4: kvdb.raft.v1.BatchCommand
+	(*BatchCommandOp)(nil), // 5: kvdb.raft.v1.BatchCommandOp
 }
 var file_kvdb_raft_v1_command_proto_depIdxs = []int32{
-	1, // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
-	2, // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
-	3, // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
-	4, // 3: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2, // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
+	3, // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
+	4, // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
+	1, // 3: kvdb.raft.v1.Command.multi:type_name -> kvdb.raft.v1.MultiCommand
+	0, // 4: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
+	5, // 5: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_kvdb_raft_v1_command_proto_init() }
@@ -431,6 +504,7 @@ func file_kvdb_raft_v1_command_proto_init() {
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_Batch)(nil),
+		(*Command_Multi)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -438,7 +512,7 @@ func file_kvdb_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvdb_raft_v1_command_proto_rawDesc), len(file_kvdb_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
