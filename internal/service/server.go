@@ -50,6 +50,8 @@ type Config struct {
 	Logger *slog.Logger
 	// EnableMetrics serves /metrics on the HTTP side of the port.
 	EnableMetrics bool
+	// Binary tunes the binary protocol served on the same port.
+	Binary BinaryConfig
 }
 
 // Server is one KVDB node: engine, raft node and the RPC services.
@@ -66,6 +68,11 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	http   *http.Server
+	binary *binaryServer
+
+	// testHookBeforeReadIndex, when set by a test before Serve, runs before
+	// each binary-protocol read batch asks raft for a read index.
+	testHookBeforeReadIndex func()
 
 	conns    atomic.Int64
 	mu       sync.Mutex
@@ -106,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 	s.writes = newCoalescer(s, s.stopC)
 	s.buildGRPC()
 	s.buildHTTP()
+	s.binary = newBinaryServer(s, cfg.Binary)
 	s.wg.Add(1)
 	go s.healthLoop()
 	return s, nil
@@ -236,17 +244,22 @@ func (s *Server) healthLoop() {
 	}
 }
 
-// Serve serves gRPC and HTTP/1 (health, metrics) on l until Shutdown.
+// Serve serves gRPC, HTTP/1 (health, metrics) and the binary protocol on l
+// until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	l = &countingListener{Listener: l, n: &s.conns}
 	m := cmux.New(l)
+	// The binary magic is matched first: the HTTP/1 matcher would take
+	// "KVDB" for the start of a request line.
+	binL := m.Match(binaryMatcher)
 	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
 	httpL := m.Match(cmux.HTTP1Fast())
 	s.mu.Lock()
 	s.mux = m
 	s.mu.Unlock()
 
-	errC := make(chan error, 3)
+	errC := make(chan error, 4)
+	go func() { errC <- s.binary.serve(binL) }()
 	go func() { errC <- s.grpc.Serve(grpcL) }()
 	go func() { errC <- s.http.Serve(httpL) }()
 	go func() { errC <- m.Serve() }()
@@ -285,6 +298,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.mux.Close()
 		}
 		s.mu.Unlock()
+		s.binary.shutdown()
 		s.wg.Wait()
 		err = s.node.Stop()
 		s.writes.wg.Wait()

@@ -236,3 +236,13 @@ func (r *Reader) Next() (Frame, error) {
 	}
 	return parseHeader(b)
 }
+
+// HasFrame reports whether a whole frame is already buffered, so Next will
+// not touch the stream.
+func (r *Reader) HasFrame() bool {
+	if r.end-r.start < 4 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(r.buf[r.start:]))
+	return r.end-r.start >= n+4
+}
