@@ -24,7 +24,7 @@ const (
 
 // Defaults for the limits a server announces in its hello.
 const (
-	DefaultMaxFrameSize = 4<<20 + 64 << 10 // a max-size request plus headroom
+	DefaultMaxFrameSize = 4<<20 + 64<<10 // a max-size request plus headroom
 	DefaultMaxInFlight  = 1024
 	// MaxResponseFrameSize bounds a response frame a client accepts.
 	MaxResponseFrameSize = 64 << 20
