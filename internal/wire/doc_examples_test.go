@@ -77,7 +77,11 @@ func annotate(name string, b []byte) string {
 	line(8, fmt.Sprintf("request id %d", binary.BigEndian.Uint64(b)))
 	isResp := strings.Contains(name, "response") || st != StatusOK || op == OpError
 	i64 := func(what string) { line(8, fmt.Sprintf("%s %d", what, int64(binary.BigEndian.Uint64(b)))) }
-	u32 := func(what string) int { n := int(binary.BigEndian.Uint32(b)); line(4, fmt.Sprintf("%s %d", what, n)); return n }
+	u32 := func(what string) int {
+		n := int(binary.BigEndian.Uint32(b))
+		line(4, fmt.Sprintf("%s %d", what, n))
+		return n
+	}
 	str := func(what string, n int) {
 		if n > 0 {
 			line(n, fmt.Sprintf("%s %q", what, b[:n]))
