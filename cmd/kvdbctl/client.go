@@ -11,32 +11,47 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	kvclient "github.com/kvdb/kvdb/client"
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
-// client is a gRPC connection to one KVDB node with its service stubs.
+// client is a connection to one KVDB node with its service stubs. With
+// --protocol binary the KV calls go through the public client package over
+// the binary protocol; admin calls (status, stats) always use gRPC on the
+// same port.
 type client struct {
 	address string
 	conn    *grpc.ClientConn
 	kv      kvdbv1.KVServiceClient
 	admin   kvdbv1.AdminServiceClient
 	txn     kvdbv1.TxnServiceClient
+	binary  *kvclient.Client // set for --protocol binary
 }
 
 // dial prepares a connection. grpc.NewClient does not connect yet, so an
-// unreachable server shows up on the first RPC, where check() names it.
-func dial(address string) (*client, error) {
+// unreachable server shows up on the first RPC, where check() names it. The
+// binary protocol connects at once and reports an unreachable server here.
+func dial(address string, protocol kvclient.Protocol) (*client, error) {
 	conn, err := grpc.NewClient(dialTarget(address), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", address, err)
 	}
-	return &client{
+	c := &client{
 		address: address,
 		conn:    conn,
 		kv:      kvdbv1.NewKVServiceClient(conn),
 		admin:   kvdbv1.NewAdminServiceClient(conn),
 		txn:     kvdbv1.NewTxnServiceClient(conn),
-	}, nil
+	}
+	if protocol == kvclient.ProtocolBinary {
+		b, err := kvclient.New(context.Background(), kvclient.Options{Endpoints: []string{dialTarget(address)}, Protocol: protocol, PoolSize: 1})
+		if err != nil {
+			conn.Close()
+			return nil, &unreachableError{address: address, err: err}
+		}
+		c.binary, c.kv = b, b.KVService()
+	}
+	return c, nil
 }
 
 // dialTarget turns a listen-style address (":8080", as the server's -address
@@ -49,6 +64,9 @@ func dialTarget(address string) string {
 }
 
 func (c *client) close() error {
+	if c.binary != nil {
+		_ = c.binary.Close()
+	}
 	return c.conn.Close()
 }
 

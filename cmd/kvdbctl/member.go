@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	kvclient "github.com/kvdb/kvdb/client"
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
@@ -164,7 +165,7 @@ func (a *app) onLeader(ctx context.Context, f func(context.Context, *client) err
 	if leader == a.address || leader == dialTarget(a.address) {
 		return f(ctx, c)
 	}
-	lc, err := dial(leader)
+	lc, err := dial(leader, kvclient.ProtocolGRPC)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	kvclient "github.com/kvdb/kvdb/client"
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
@@ -38,6 +39,10 @@ type app struct {
 	timeout         time.Duration
 	output          string
 	consistencyFlag string
+	protocolFlag    string
+
+	// protocol is protocolFlag parsed: the transport of KV commands.
+	protocol kvclient.Protocol
 
 	// consistency is consistencyFlag parsed, used by every read.
 	consistency kvdbv1.Consistency
@@ -113,6 +118,7 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "timeout of each request (0: none)")
 	pf.StringVarP(&a.output, "output", "o", outputText, "output format: text or json")
 	pf.StringVar(&a.consistencyFlag, "consistency", "l", "read consistency: l (linearizable) or s (serializable, may be stale)")
+	pf.StringVar(&a.protocolFlag, "protocol", "grpc", "transport of KV commands: grpc or binary (docs/protocol.md)")
 
 	root.AddCommand(
 		newGetCmd(a),
@@ -152,6 +158,11 @@ func (a *app) resolveFlags(cmd *cobra.Command) error {
 		return &usageError{err: err}
 	}
 	a.consistency = c
+	p, err := kvclient.ParseProtocol(a.protocolFlag)
+	if err != nil {
+		return &usageError{err: err}
+	}
+	a.protocol = p
 	return nil
 }
 
@@ -205,7 +216,7 @@ func (a *app) client() (*client, error) {
 	if a.cli != nil {
 		return a.cli, nil
 	}
-	c, err := dial(a.address)
+	c, err := dial(a.address, a.protocol)
 	if err != nil {
 		return nil, err
 	}

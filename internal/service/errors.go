@@ -12,6 +12,7 @@ import (
 	"github.com/kvdb/kvdb/internal/raftnode"
 	"github.com/kvdb/kvdb/internal/raftnode/snap"
 	"github.com/kvdb/kvdb/internal/raftnode/wal"
+	"github.com/kvdb/kvdb/internal/wire"
 )
 
 var (
@@ -88,4 +89,18 @@ func toStatus(err error) error {
 		return err
 	}
 	return status.Error(Code(err), err.Error())
+}
+
+// WireStatus maps an error to the binary protocol's status byte through the
+// same table: the byte is the gRPC code's number (docs/protocol.md).
+func WireStatus(err error) wire.Status {
+	return wire.Status(Code(err))
+}
+
+// errorMessage is the text a client reads for err on either transport.
+func errorMessage(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return s.Message()
+	}
+	return err.Error()
 }

@@ -44,6 +44,9 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 	if t, ok := cmd.GetOp().(*raftv1.Command_Txn); ok {
 		return f.applyTxn(index, t.Txn)
 	}
+	if m, ok := cmd.GetOp().(*raftv1.Command_Multi); ok {
+		return f.applyMulti(index, m.Multi.GetCommands())
+	}
 	ops, err := f.decode(&cmd)
 	if err != nil {
 		f.store.MarkApplied(index)
@@ -51,6 +54,39 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 	}
 	res, _ := f.store.Apply(index, ops)
 	return applyResult{res: res}
+}
+
+// multiResult is the result of a MultiCommand entry: one applyResult per
+// coalesced command, in order.
+type multiResult []applyResult
+
+// applyMulti applies each command of a MultiCommand at its own revision. A
+// command that does not decode or validate gets its own error and an empty
+// group, which changes nothing; the others are unaffected.
+func (f *fsm) applyMulti(index uint64, cmds []*raftv1.Command) any {
+	out := make(multiResult, len(cmds))
+	groups := make([][]engine.Op, len(cmds))
+	for i, c := range cmds {
+		if _, nested := c.GetOp().(*raftv1.Command_Multi); nested {
+			out[i].err = invalidf("nested multi command")
+			continue
+		}
+		f.ops = nil // each group keeps its own slice
+		ops, err := f.decode(c)
+		if err != nil {
+			out[i].err = err
+			continue
+		}
+		groups[i] = ops
+	}
+	f.ops = nil
+	res, _ := f.store.ApplyEach(index, groups)
+	for i := range res {
+		if out[i].err == nil {
+			out[i].res = res[i]
+		}
+	}
+	return out
 }
 
 func (f *fsm) decode(cmd *raftv1.Command) ([]engine.Op, error) {

@@ -59,6 +59,8 @@ type Config struct {
 	TxnIdleTimeout time.Duration
 	// MaxTxns bounds the open interactive transactions (default 10,000).
 	MaxTxns int
+	// Binary tunes the binary protocol served on the same port.
+	Binary BinaryConfig
 }
 
 // Server is one KVDB node: engine, raft node and the RPC services.
@@ -70,12 +72,18 @@ type Server struct {
 	node   *raftnode.Node
 	ops    *opRecorder
 	txns   *txnManager
+	writes *coalescer
 
 	transport *raftnode.GRPCTransport // nil when the caller brought its own
 
 	grpc   *grpc.Server
 	health *health.Server
 	http   *http.Server
+	binary *binaryServer
+
+	// testHookBeforeReadIndex, when set by a test before Serve, runs before
+	// each binary-protocol read batch asks raft for a read index.
+	testHookBeforeReadIndex func()
 
 	conns    atomic.Int64
 	inflight atomic.Int64
@@ -128,8 +136,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.node = node
 	s.txns = newTxnManager(cfg.TxnIdleTimeout, cfg.MaxTxns, &s.limits, fmt.Sprintf("%x", cfg.MemberID))
+	s.writes = newCoalescer(s, s.stopC)
 	s.buildGRPC()
 	s.buildHTTP()
+	s.binary = newBinaryServer(s, cfg.Binary)
 	s.wg.Add(2)
 	go s.healthLoop()
 	go func() {
@@ -288,17 +298,22 @@ func (s *Server) healthLoop() {
 	}
 }
 
-// Serve serves gRPC and HTTP/1 (health, metrics) on l until Shutdown.
+// Serve serves gRPC, HTTP/1 (health, metrics) and the binary protocol on l
+// until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	l = &countingListener{Listener: l, n: &s.conns}
 	m := cmux.New(l)
+	// The binary magic is matched first: the HTTP/1 matcher would take
+	// "KVDB" for the start of a request line.
+	binL := m.Match(binaryMatcher)
 	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
 	httpL := m.Match(cmux.HTTP1Fast())
 	s.mu.Lock()
 	s.mux = m
 	s.mu.Unlock()
 
-	errC := make(chan error, 3)
+	errC := make(chan error, 4)
+	go func() { errC <- s.binary.serve(binL) }()
 	go func() { errC <- s.grpc.Serve(grpcL) }()
 	go func() { errC <- s.http.Serve(httpL) }()
 	go func() { errC <- m.Serve() }()
@@ -356,6 +371,7 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 			s.mux.Close()
 		}
 		s.mu.Unlock()
+		s.binary.shutdown()
 		if !kill {
 			err = s.node.Stop()
 		}
@@ -364,23 +380,37 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 		s.grpc.Stop()
 		_ = s.http.Shutdown(ctx)
 		s.wg.Wait()
+		s.writes.wg.Wait()
 	})
 	return err
 }
 
-// propose encodes cmd, hands it to raft and waits for its applied result.
+// errServerStopping fails writes still queued when the server shuts down.
+var errServerStopping = raftnode.ErrStopped
+
+// propose encodes cmd and waits for its applied result. The write goes
+// through the coalescer, which may share its raft entry with other writes.
 func (s *Server) propose(ctx context.Context, cmd *raftv1.Command) (engine.Result, error) {
-	r, err := s.proposeApply(ctx, cmd)
-	return r.res, err
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return engine.Result{}, fmt.Errorf("service: encode command: %w", err)
+	}
+	return s.writes.wait(ctx, data)
 }
 
-// proposeApply is propose returning the whole applyResult (transactions
-// need more than the engine.Result).
+// proposeApply proposes cmd as its own raft entry and returns the whole
+// applyResult (transactions need more than the engine.Result).
 func (s *Server) proposeApply(ctx context.Context, cmd *raftv1.Command) (applyResult, error) {
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return applyResult{}, fmt.Errorf("service: encode command: %w", err)
 	}
+	return s.proposeData(ctx, data)
+}
+
+// proposeData hands one encoded command to raft as its own entry and waits
+// for its applied result.
+func (s *Server) proposeData(ctx context.Context, data []byte) (applyResult, error) {
 	if err := s.limits.checkRequestSize(len(data)); err != nil {
 		return applyResult{}, err
 	}

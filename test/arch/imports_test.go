@@ -15,6 +15,8 @@ const module = "github.com/kvdb/kvdb"
 var rules = map[string][]string{
 	"internal/engine":   nil,
 	"internal/raftnode": {"gen/kvdb/raft/v1"},
+	"internal/wire":     nil,
+	"client":            {"internal/wire", "gen/kvdb/v1"},
 }
 
 // violations returns the module packages in deps that pkg may not use.

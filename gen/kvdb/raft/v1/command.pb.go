@@ -212,6 +212,7 @@ type Command struct {
 	//	*Command_Delete
 	//	*Command_Batch
 	//	*Command_Txn
+	//	*Command_Multi
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -290,6 +291,15 @@ func (x *Command) GetTxn() *TxnCommand {
 	return nil
 }
 
+func (x *Command) GetMulti() *MultiCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Multi); ok {
+			return x.Multi
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -314,6 +324,11 @@ type Command_Txn struct {
 	Txn *TxnCommand `protobuf:"bytes,4,opt,name=txn,proto3,oneof"`
 }
 
+type Command_Multi struct {
+	// multi carries independent writes coalesced into one entry.
+	Multi *MultiCommand `protobuf:"bytes,5,opt,name=multi,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_Delete) isCommand_Op() {}
@@ -321,6 +336,58 @@ func (*Command_Delete) isCommand_Op() {}
 func (*Command_Batch) isCommand_Op() {}
 
 func (*Command_Txn) isCommand_Op() {}
+
+func (*Command_Multi) isCommand_Op() {}
+
+// MultiCommand is many independent writes, usually of different clients,
+// gathered by the service into one raft entry so that one proposal, one WAL
+// record and one apply-loop step serve them all. Each command is applied in
+// order at its own revision and has its own result, exactly as if it had been
+// proposed alone; a failing command does not affect the others.
+type MultiCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// commands are applied in order; none of them is itself a multi.
+	Commands      []*Command `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiCommand) Reset() {
+	*x = MultiCommand{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiCommand) ProtoMessage() {}
+
+func (x *MultiCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiCommand.ProtoReflect.Descriptor instead.
+func (*MultiCommand) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MultiCommand) GetCommands() []*Command {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
 
 // PutCommand stores one key.
 type PutCommand struct {
@@ -337,7 +404,7 @@ type PutCommand struct {
 
 func (x *PutCommand) Reset() {
 	*x = PutCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +416,7 @@ func (x *PutCommand) String() string {
 func (*PutCommand) ProtoMessage() {}
 
 func (x *PutCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +429,7 @@ func (x *PutCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCommand.ProtoReflect.Descriptor instead.
 func (*PutCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PutCommand) GetKey() []byte {
@@ -401,7 +468,7 @@ type DeleteCommand struct {
 
 func (x *DeleteCommand) Reset() {
 	*x = DeleteCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +480,7 @@ func (x *DeleteCommand) String() string {
 func (*DeleteCommand) ProtoMessage() {}
 
 func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +493,7 @@ func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCommand.ProtoReflect.Descriptor instead.
 func (*DeleteCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DeleteCommand) GetKey() []byte {
@@ -461,7 +528,7 @@ type BatchCommand struct {
 
 func (x *BatchCommand) Reset() {
 	*x = BatchCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +540,7 @@ func (x *BatchCommand) String() string {
 func (*BatchCommand) ProtoMessage() {}
 
 func (x *BatchCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +553,7 @@ func (x *BatchCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommand.ProtoReflect.Descriptor instead.
 func (*BatchCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BatchCommand) GetOps() []*BatchCommandOp {
@@ -511,7 +578,7 @@ type BatchCommandOp struct {
 
 func (x *BatchCommandOp) Reset() {
 	*x = BatchCommandOp{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +590,7 @@ func (x *BatchCommandOp) String() string {
 func (*BatchCommandOp) ProtoMessage() {}
 
 func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +603,7 @@ func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommandOp.ProtoReflect.Descriptor instead.
 func (*BatchCommandOp) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BatchCommandOp) GetDelete() bool {
@@ -583,7 +650,7 @@ type TxnCommand struct {
 
 func (x *TxnCommand) Reset() {
 	*x = TxnCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +662,7 @@ func (x *TxnCommand) String() string {
 func (*TxnCommand) ProtoMessage() {}
 
 func (x *TxnCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +675,7 @@ func (x *TxnCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnCommand.ProtoReflect.Descriptor instead.
 func (*TxnCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TxnCommand) GetReads() []*ReadCheck {
@@ -659,7 +726,7 @@ type ReadCheck struct {
 
 func (x *ReadCheck) Reset() {
 	*x = ReadCheck{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +738,7 @@ func (x *ReadCheck) String() string {
 func (*ReadCheck) ProtoMessage() {}
 
 func (x *ReadCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +751,7 @@ func (x *ReadCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadCheck.ProtoReflect.Descriptor instead.
 func (*ReadCheck) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadCheck) GetKey() []byte {
@@ -721,7 +788,7 @@ type RangeCheck struct {
 
 func (x *RangeCheck) Reset() {
 	*x = RangeCheck{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +800,7 @@ func (x *RangeCheck) String() string {
 func (*RangeCheck) ProtoMessage() {}
 
 func (x *RangeCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +813,7 @@ func (x *RangeCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCheck.ProtoReflect.Descriptor instead.
 func (*RangeCheck) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RangeCheck) GetKey() []byte {
@@ -796,7 +863,7 @@ type TxnCompare struct {
 
 func (x *TxnCompare) Reset() {
 	*x = TxnCompare{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +875,7 @@ func (x *TxnCompare) String() string {
 func (*TxnCompare) ProtoMessage() {}
 
 func (x *TxnCompare) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +888,7 @@ func (x *TxnCompare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnCompare.ProtoReflect.Descriptor instead.
 func (*TxnCompare) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TxnCompare) GetKey() []byte {
@@ -884,7 +951,7 @@ type TxnOp struct {
 
 func (x *TxnOp) Reset() {
 	*x = TxnOp{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -896,7 +963,7 @@ func (x *TxnOp) String() string {
 func (*TxnOp) ProtoMessage() {}
 
 func (x *TxnOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -909,7 +976,7 @@ func (x *TxnOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnOp.ProtoReflect.Descriptor instead.
 func (*TxnOp) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TxnOp) GetType() TxnOpType {
@@ -972,13 +1039,16 @@ var File_kvdb_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\"\xd6\x01\n" +
+	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\"\x8a\x02\n" +
 	"\aCommand\x12,\n" +
 	"\x03put\x18\x01 \x01(\v2\x18.kvdb.raft.v1.PutCommandH\x00R\x03put\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.kvdb.raft.v1.DeleteCommandH\x00R\x06delete\x122\n" +
 	"\x05batch\x18\x03 \x01(\v2\x1a.kvdb.raft.v1.BatchCommandH\x00R\x05batch\x12,\n" +
-	"\x03txn\x18\x04 \x01(\v2\x18.kvdb.raft.v1.TxnCommandH\x00R\x03txnB\x04\n" +
-	"\x02op\"M\n" +
+	"\x03txn\x18\x04 \x01(\v2\x18.kvdb.raft.v1.TxnCommandH\x00R\x03txn\x122\n" +
+	"\x05multi\x18\x05 \x01(\v2\x1a.kvdb.raft.v1.MultiCommandH\x00R\x05multiB\x04\n" +
+	"\x02op\"A\n" +
+	"\fMultiCommand\x121\n" +
+	"\bcommands\x18\x01 \x03(\v2\x15.kvdb.raft.v1.CommandR\bcommands\"M\n" +
 	"\n" +
 	"PutCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -1058,41 +1128,44 @@ func file_kvdb_raft_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_kvdb_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_kvdb_raft_v1_command_proto_goTypes = []any{
 	(TxnCompareTarget)(0),   // 0: kvdb.raft.v1.TxnCompareTarget
 	(TxnCompareOperator)(0), // 1: kvdb.raft.v1.TxnCompareOperator
 	(TxnOpType)(0),          // 2: kvdb.raft.v1.TxnOpType
 	(*Command)(nil),         // 3: kvdb.raft.v1.Command
-	(*PutCommand)(nil),      // 4: kvdb.raft.v1.PutCommand
-	(*DeleteCommand)(nil),   // 5: kvdb.raft.v1.DeleteCommand
-	(*BatchCommand)(nil),    // 6: kvdb.raft.v1.BatchCommand
-	(*BatchCommandOp)(nil),  // 7: kvdb.raft.v1.BatchCommandOp
-	(*TxnCommand)(nil),      // 8: kvdb.raft.v1.TxnCommand
-	(*ReadCheck)(nil),       // 9: kvdb.raft.v1.ReadCheck
-	(*RangeCheck)(nil),      // 10: kvdb.raft.v1.RangeCheck
-	(*TxnCompare)(nil),      // 11: kvdb.raft.v1.TxnCompare
-	(*TxnOp)(nil),           // 12: kvdb.raft.v1.TxnOp
+	(*MultiCommand)(nil),    // 4: kvdb.raft.v1.MultiCommand
+	(*PutCommand)(nil),      // 5: kvdb.raft.v1.PutCommand
+	(*DeleteCommand)(nil),   // 6: kvdb.raft.v1.DeleteCommand
+	(*BatchCommand)(nil),    // 7: kvdb.raft.v1.BatchCommand
+	(*BatchCommandOp)(nil),  // 8: kvdb.raft.v1.BatchCommandOp
+	(*TxnCommand)(nil),      // 9: kvdb.raft.v1.TxnCommand
+	(*ReadCheck)(nil),       // 10: kvdb.raft.v1.ReadCheck
+	(*RangeCheck)(nil),      // 11: kvdb.raft.v1.RangeCheck
+	(*TxnCompare)(nil),      // 12: kvdb.raft.v1.TxnCompare
+	(*TxnOp)(nil),           // 13: kvdb.raft.v1.TxnOp
 }
 var file_kvdb_raft_v1_command_proto_depIdxs = []int32{
-	4,  // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
-	5,  // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
-	6,  // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
-	8,  // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
-	7,  // 4: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
-	9,  // 5: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
-	10, // 6: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
-	11, // 7: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
-	12, // 8: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
-	12, // 9: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
-	0,  // 10: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
-	1,  // 11: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
-	2,  // 12: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	5,  // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
+	6,  // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
+	7,  // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
+	9,  // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
+	4,  // 4: kvdb.raft.v1.Command.multi:type_name -> kvdb.raft.v1.MultiCommand
+	3,  // 5: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
+	8,  // 6: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
+	10, // 7: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
+	11, // 8: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
+	12, // 9: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
+	13, // 10: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
+	13, // 11: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
+	0,  // 12: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
+	1,  // 13: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
+	2,  // 14: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_kvdb_raft_v1_command_proto_init() }
@@ -1105,6 +1178,7 @@ func file_kvdb_raft_v1_command_proto_init() {
 		(*Command_Delete)(nil),
 		(*Command_Batch)(nil),
 		(*Command_Txn)(nil),
+		(*Command_Multi)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1112,7 +1186,7 @@ func file_kvdb_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvdb_raft_v1_command_proto_rawDesc), len(file_kvdb_raft_v1_command_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

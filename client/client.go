@@ -1,0 +1,544 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/wire"
+)
+
+// Protocol chooses a transport.
+type Protocol int
+
+// Transports.
+const (
+	ProtocolGRPC Protocol = iota
+	ProtocolBinary
+)
+
+// ParseProtocol reads "grpc" or "binary".
+func ParseProtocol(s string) (Protocol, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "grpc":
+		return ProtocolGRPC, nil
+	case "binary":
+		return ProtocolBinary, nil
+	}
+	return 0, fmt.Errorf("unknown protocol %q: want grpc or binary", s)
+}
+
+// Options configure a Client. Zero values take the defaults.
+type Options struct {
+	// Endpoints are node addresses (host:port); at least one.
+	Endpoints []string
+	// Protocol is the transport; gRPC by default.
+	Protocol Protocol
+	// PoolSize is the number of connections to the leader (default 4).
+	PoolSize int
+	// DialTimeout bounds connecting to one endpoint (default 5 s).
+	DialTimeout time.Duration
+	// RequestTimeout applies to calls whose context has no deadline
+	// (default 5 s).
+	RequestTimeout time.Duration
+	// MaxRetries bounds the retries of an idempotent call (default 5).
+	MaxRetries int
+	// BackoffBase is the first retry delay; it doubles per retry up to
+	// BackoffMax (defaults 20 ms and 1 s).
+	BackoffBase, BackoffMax time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.PoolSize <= 0 {
+		o.PoolSize = 4
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 5 * time.Second
+	}
+	if o.MaxRetries <= 0 {
+		o.MaxRetries = 5
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = 20 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = time.Second
+	}
+}
+
+// pool is the connections to one endpoint.
+type pool struct {
+	addr   string
+	grpc   []*grpcConn
+	binary []*binaryConn
+	next   atomic.Uint64
+	mu     sync.Mutex // guards redialling binary connections
+}
+
+// Client is a KVDB client. Safe for concurrent use.
+type Client struct {
+	opts Options
+
+	mu     sync.Mutex
+	pool   *pool // the leader's (or best known endpoint's) connections
+	closed bool
+}
+
+// New connects to the leader among opts.Endpoints (or, when none says it
+// leads, the first endpoint that answers).
+func New(ctx context.Context, opts Options) (*Client, error) {
+	opts.setDefaults()
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("kvdb: no endpoints")
+	}
+	c := &Client{opts: opts}
+	if _, err := c.discover(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes every connection. Calls in flight fail with ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	p := c.pool
+	c.pool, c.closed = nil, true
+	c.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+	return nil
+}
+
+// Endpoint is the address the Client currently sends to.
+func (c *Client) Endpoint() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pool == nil {
+		return ""
+	}
+	return c.pool.addr
+}
+
+func (p *pool) close() {
+	for _, g := range p.grpc {
+		g.conn.Close()
+	}
+	for _, b := range p.binary {
+		if b != nil {
+			b.close()
+		}
+	}
+}
+
+// discover asks every endpoint for its status and switches the pool to the
+// leader. It returns the chosen pool.
+func (c *Client) discover(ctx context.Context) (*pool, error) {
+	var firstOK string
+	var lastErr error
+	for _, ep := range c.opts.Endpoints {
+		g, err := dialGRPC(ep)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
+		st, err := g.admin.Status(sctx, &kvdbv1.StatusRequest{})
+		cancel()
+		g.conn.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if firstOK == "" {
+			firstOK = ep
+		}
+		if st.GetIsLeader() {
+			return c.use(ctx, ep)
+		}
+	}
+	if firstOK != "" {
+		return c.use(ctx, firstOK)
+	}
+	return nil, &Error{Code: codes.Unavailable, Message: fmt.Sprintf("no endpoint of %v answered: %v", c.opts.Endpoints, lastErr)}
+}
+
+// use makes addr the current endpoint, dialling its pool if it is not
+// already the current one.
+func (c *Client) use(ctx context.Context, addr string) (*pool, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c.pool != nil && c.pool.addr == addr {
+		p := c.pool
+		c.mu.Unlock()
+		return p, nil
+	}
+	c.mu.Unlock()
+	p := &pool{addr: addr}
+	for range c.opts.PoolSize {
+		if c.opts.Protocol == ProtocolBinary {
+			dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
+			b, err := dialBinary(dctx, addr)
+			cancel()
+			if err != nil {
+				p.close()
+				return nil, err
+			}
+			p.binary = append(p.binary, b)
+		} else {
+			g, err := dialGRPC(addr)
+			if err != nil {
+				p.close()
+				return nil, err
+			}
+			p.grpc = append(p.grpc, g)
+		}
+	}
+	c.mu.Lock()
+	old := c.pool
+	if c.closed {
+		c.mu.Unlock()
+		p.close()
+		return nil, ErrClosed
+	}
+	c.pool = p
+	c.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	return p, nil
+}
+
+func (c *Client) current() (*pool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.pool == nil {
+		return nil, ErrClosed
+	}
+	return c.pool, nil
+}
+
+// binaryConn picks the pool's next binary connection, redialling one that
+// broke.
+func (p *pool) pickBinary(ctx context.Context, dialTimeout time.Duration) (*binaryConn, error) {
+	i := int(p.next.Add(1) % uint64(len(p.binary)))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.binary[i]
+	if b != nil && !b.broken() {
+		return b, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	nb, err := dialBinary(dctx, p.addr)
+	if err != nil {
+		return nil, &Error{Code: codes.Unavailable, Message: err.Error()}
+	}
+	p.binary[i] = nb
+	return nb, nil
+}
+
+// idempotent reports whether req may be sent again after a failure.
+func idempotent(op wire.Opcode) bool {
+	switch op {
+	case wire.OpGet, wire.OpRange, wire.OpPing, wire.OpStats:
+		return true
+	}
+	return false
+}
+
+// do sends req and waits for its reply, applying the default deadline and
+// retrying idempotent requests on UNAVAILABLE with backoff and leader
+// discovery.
+func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.RequestTimeout)
+		defer cancel()
+	}
+	backoff := c.opts.BackoffBase
+	for attempt := 0; ; attempt++ {
+		resp, err := c.once(ctx, req)
+		if err == nil || !idempotent(req.Op) || !retryable(err) || attempt >= c.opts.MaxRetries {
+			return resp, err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		}
+		backoff = min(2*backoff, c.opts.BackoffMax)
+		_, _ = c.discover(ctx)
+	}
+}
+
+func (c *Client) once(ctx context.Context, req *wire.Request) (*wire.Response, error) {
+	p, err := c.current()
+	if err != nil {
+		return nil, err
+	}
+	if len(p.grpc) > 0 {
+		g := p.grpc[p.next.Add(1)%uint64(len(p.grpc))]
+		return g.do(ctx, req)
+	}
+	f := c.startOn(ctx, p, req)
+	return f.Wait(ctx)
+}
+
+// Future is the pending result of an asynchronous call.
+type Future struct {
+	done chan struct{}
+	resp *wire.Response
+	err  error
+	conn *binaryConn
+	id   uint64
+}
+
+func newFuture() *Future { return &Future{done: make(chan struct{})} }
+
+func (f *Future) complete(resp *wire.Response, err error) {
+	if err == nil && resp.Status != wire.StatusOK {
+		err = wireError(resp.Status, resp.Payload)
+	}
+	f.resp, f.err = resp, err
+	close(f.done)
+}
+
+// Done is closed once the result is available.
+func (f *Future) Done() <-chan struct{} { return f.done }
+
+// Wait waits for the reply or for ctx to end.
+func (f *Future) Wait(ctx context.Context) (*wire.Response, error) {
+	select {
+	case <-f.done:
+		return f.resp, f.err
+	case <-ctx.Done():
+		if f.conn != nil {
+			f.conn.forget(f.id)
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// startOn sends req on one of p's binary connections without waiting.
+func (c *Client) startOn(ctx context.Context, p *pool, req *wire.Request) *Future {
+	f := newFuture()
+	b, err := p.pickBinary(ctx, c.opts.DialTimeout)
+	if err != nil {
+		f.complete(nil, err)
+		return f
+	}
+	f.conn = b
+	f.id = b.send(req, f.complete)
+	return f
+}
+
+// start begins req asynchronously. On the binary transport the request is
+// pipelined on a pooled connection; on gRPC it runs on its own goroutine.
+// Asynchronous calls are not retried.
+func (c *Client) start(ctx context.Context, req *wire.Request) *Future {
+	p, err := c.current()
+	if err != nil {
+		f := newFuture()
+		f.complete(nil, err)
+		return f
+	}
+	if len(p.binary) > 0 {
+		return c.startOn(ctx, p, req)
+	}
+	f := newFuture()
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+		defer cancel()
+		f.complete(c.once(ctx, req))
+	}()
+	return f
+}
+
+// KeyValue is a key with its value and revisions.
+type KeyValue struct {
+	Key, Value                           []byte
+	CreateRevision, ModRevision, Version int64
+}
+
+func toKV(w wire.KeyValue) KeyValue {
+	return KeyValue{Key: w.Key, Value: w.Value, CreateRevision: w.CreateRevision, ModRevision: w.ModRevision, Version: w.Version}
+}
+
+// ReadOption tunes a read.
+type ReadOption func(*uint8)
+
+// Serializable reads the node's local state without confirming leadership:
+// faster, possibly stale.
+func Serializable() ReadOption { return func(f *uint8) { *f |= wire.FlagSerializable } }
+
+func readFlags(opts []ReadOption) uint8 {
+	var f uint8
+	for _, o := range opts {
+		o(&f)
+	}
+	return f
+}
+
+// Get returns key; a missing key fails with an error matching ErrNotFound.
+func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (KeyValue, error) {
+	resp, err := c.do(ctx, &wire.Request{Op: wire.OpGet, Flags: readFlags(opts), Key: key})
+	if err != nil {
+		return KeyValue{}, err
+	}
+	return toKV(resp.KV), nil
+}
+
+// Put stores value under key and returns the revision it created.
+func (c *Client) Put(ctx context.Context, key, value []byte) (int64, error) {
+	resp, err := c.do(ctx, &wire.Request{Op: wire.OpPut, Key: key, Value: value})
+	if err != nil {
+		return 0, err
+	}
+	return resp.Revision, nil
+}
+
+// Delete removes key and reports how many keys were removed (0 or 1).
+func (c *Client) Delete(ctx context.Context, key []byte) (int64, error) {
+	resp, err := c.do(ctx, &wire.Request{Op: wire.OpDelete, Key: key})
+	if err != nil {
+		return 0, err
+	}
+	return resp.Deleted, nil
+}
+
+// RangeOptions tune Range.
+type RangeOptions struct {
+	End          []byte // exclusive end; empty: just Key; "\x00": to the end
+	Prefix       bool   // every key starting with Key (End ignored)
+	Limit        int64  // 0: the server's limit
+	KeysOnly     bool
+	CountOnly    bool
+	Serializable bool
+}
+
+// RangeResult is what Range found.
+type RangeResult struct {
+	KVs      []KeyValue
+	Count    int64
+	More     bool
+	Revision int64
+}
+
+// Range scans keys in byte order.
+func (c *Client) Range(ctx context.Context, key []byte, o RangeOptions) (RangeResult, error) {
+	req := &wire.Request{Op: wire.OpRange, Key: key, End: o.End, Limit: o.Limit}
+	for _, f := range []struct {
+		on   bool
+		flag uint8
+	}{{o.Prefix, wire.FlagPrefix}, {o.KeysOnly, wire.FlagKeysOnly}, {o.CountOnly, wire.FlagCountOnly}, {o.Serializable, wire.FlagSerializable}} {
+		if f.on {
+			req.Flags |= f.flag
+		}
+	}
+	resp, err := c.do(ctx, req)
+	if err != nil {
+		return RangeResult{}, err
+	}
+	r := RangeResult{Count: resp.Count, More: resp.More, Revision: resp.Revision}
+	for _, kv := range resp.KVs {
+		r.KVs = append(r.KVs, toKV(kv))
+	}
+	return r, nil
+}
+
+// BatchOp is one write of a Batch: a put, or a delete when Delete is set.
+type BatchOp struct {
+	Delete     bool
+	Key, Value []byte
+}
+
+// BatchResult reports an applied batch.
+type BatchResult struct {
+	Revision, Puts, Deleted int64
+}
+
+// Batch applies puts and deletes atomically at one revision.
+func (c *Client) Batch(ctx context.Context, ops []BatchOp) (BatchResult, error) {
+	req := &wire.Request{Op: wire.OpBatch, Ops: make([]wire.BatchOp, len(ops))}
+	for i, op := range ops {
+		req.Ops[i] = wire.BatchOp{Type: wire.BatchPut, Key: op.Key, Value: op.Value}
+		if op.Delete {
+			req.Ops[i] = wire.BatchOp{Type: wire.BatchDelete, Key: op.Key}
+		}
+	}
+	resp, err := c.do(ctx, req)
+	if err != nil {
+		return BatchResult{}, err
+	}
+	return BatchResult{Revision: resp.Revision, Puts: resp.Puts, Deleted: resp.Deleted}, nil
+}
+
+// Ping checks that the current endpoint answers.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.do(ctx, &wire.Request{Op: wire.OpPing})
+	return err
+}
+
+// Stats returns the node's STATS sections.
+func (c *Client) Stats(ctx context.Context) (*kvdbv1.StatsResponse, error) {
+	resp, err := c.do(ctx, &wire.Request{Op: wire.OpStats})
+	if err != nil {
+		return nil, err
+	}
+	st := &kvdbv1.StatsResponse{}
+	if err := protojson.Unmarshal(resp.Payload, st); err != nil {
+		return nil, fmt.Errorf("kvdb: decode stats: %w", err)
+	}
+	return st, nil
+}
+
+// GetFuture is the pending result of GetAsync.
+type GetFuture struct{ f *Future }
+
+// Wait returns the key-value or the error.
+func (g GetFuture) Wait(ctx context.Context) (KeyValue, error) {
+	resp, err := g.f.Wait(ctx)
+	if err != nil {
+		return KeyValue{}, err
+	}
+	return toKV(resp.KV), nil
+}
+
+// PutFuture is the pending result of PutAsync.
+type PutFuture struct{ f *Future }
+
+// Wait returns the revision the put created, or the error.
+func (p PutFuture) Wait(ctx context.Context) (int64, error) {
+	resp, err := p.f.Wait(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return resp.Revision, nil
+}
+
+// GetAsync sends a Get without waiting for it. key must not be modified
+// until the Future completes.
+func (c *Client) GetAsync(ctx context.Context, key []byte, opts ...ReadOption) GetFuture {
+	return GetFuture{c.start(ctx, &wire.Request{Op: wire.OpGet, Flags: readFlags(opts), Key: key})}
+}
+
+// PutAsync sends a Put without waiting for it. key and value must not be
+// modified until the Future completes.
+func (c *Client) PutAsync(ctx context.Context, key, value []byte) PutFuture {
+	return PutFuture{c.start(ctx, &wire.Request{Op: wire.OpPut, Key: key, Value: value})}
+}

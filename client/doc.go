@@ -1,0 +1,26 @@
+// Package client is the Go client of KVDB. One Client speaks either
+// transport of a node's port: gRPC (the default) or the pipelined binary
+// protocol of docs/protocol.md (Options.Protocol = ProtocolBinary).
+//
+// A Client holds a pool of connections (Options.PoolSize) to the leader of
+// the endpoints it was given, found through AdminService.Status and found
+// again when a request fails with UNAVAILABLE. Reads (Get, Range, Ping,
+// Stats) are retried with exponential backoff on UNAVAILABLE; writes are
+// never retried, since a write whose reply was lost may have been applied.
+// Every call takes a context; a call without a deadline gets
+// Options.RequestTimeout.
+//
+// For throughput, the *Async methods return at once with a Future; on the
+// binary transport many of them share one connection, pipelined, and their
+// replies are matched by request id.
+//
+// Transactions: TxnService is being built separately; the binary opcodes
+// BEGIN/COMMIT/ROLLBACK/TXN are reserved and both transports already carry
+// any request through one internal call (Client.do), so transaction methods
+// are added here once the server serves them.
+//
+// # Concurrency
+//
+// A Client and its Futures are safe for concurrent use. Returned values are
+// owned by the caller.
+package client

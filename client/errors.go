@@ -1,0 +1,60 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvdb/kvdb/internal/wire"
+)
+
+// Error is a request the server answered with a status other than OK. Code
+// uses the numbers of gRPC codes on both transports.
+type Error struct {
+	Code    codes.Code
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("kvdb: %s: %s", e.Code, e.Message) }
+
+// GRPCStatus lets status.FromError and status.Code read an Error.
+func (e *Error) GRPCStatus() *status.Status { return status.New(e.Code, e.Message) }
+
+// ErrNotFound is matched by errors.Is for a NOT_FOUND answer.
+var ErrNotFound = &Error{Code: codes.NotFound, Message: "key not found"}
+
+// Is makes errors.Is(err, ErrNotFound) true for every NOT_FOUND answer.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t == ErrNotFound && e.Code == codes.NotFound
+}
+
+// ErrClosed is returned by calls on a closed Client or a broken connection.
+var ErrClosed = errors.New("kvdb: connection closed")
+
+func wireError(st wire.Status, msg []byte) error {
+	return &Error{Code: codes.Code(st), Message: string(msg)}
+}
+
+// Code returns the status code of err (codes.OK for nil, codes.Unknown for
+// errors that carry none).
+func Code(err error) codes.Code {
+	if err == nil {
+		return codes.OK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if errors.Is(err, ErrClosed) {
+		return codes.Unavailable
+	}
+	return status.Code(err)
+}
+
+// retryable reports whether a failed idempotent request may be sent again.
+func retryable(err error) bool {
+	return Code(err) == codes.Unavailable
+}

@@ -1,0 +1,261 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/kvdb/kvdb/internal/wire"
+)
+
+// binaryConn serves one binary-protocol connection.
+//
+// Goroutines: readLoop owns the wire.Reader and decodes requests in order;
+// it answers cheap requests (PING, serializable reads, STATS) inline, hands
+// linearizable reads to one goroutine per batch (one ReadIndex serves every
+// read that arrived before it) and writes to the coalescer. writeLoop writes
+// replies that complete asynchronously. Replies go into one buffer (out)
+// under mu and reach the socket in as few writes as possible: the reader
+// flushes before it would block on the socket, and asynchronous completions
+// wake writeLoop, which writes everything that accumulated meanwhile.
+type binaryConn struct {
+	b   *binaryServer
+	s   *Server
+	c   net.Conn
+	rd  *wire.Reader
+	req wire.Request
+
+	// slots holds one token per request in flight (MaxInFlight).
+	slots chan struct{}
+
+	mu    sync.Mutex
+	out   []byte // replies not yet written; guarded by mu
+	spare []byte // the other buffer, swapped with out by flush; guarded by wmu
+
+	wmu  sync.Mutex // serialises writes to c
+	kick chan struct{}
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	ctx       context.Context // cancelled by close
+	cancel    context.CancelFunc
+
+	// reads are linearizable reads waiting for the next ReadIndex batch;
+	// owned by readLoop.
+	reads []pendingRead
+}
+
+// pendingRead is a decoded GET or RANGE whose key bytes were copied out of
+// the reader's buffer.
+type pendingRead struct {
+	op       wire.Opcode
+	flags    uint8
+	id       uint64
+	key, end []byte
+	limit    int64
+	start    time.Time
+}
+
+func newBinaryConn(b *binaryServer, c net.Conn) *binaryConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &binaryConn{
+		ctx:    ctx,
+		cancel: cancel,
+		b:      b,
+		s:      b.s,
+		c:      c,
+		slots:  make(chan struct{}, b.cfg.MaxInFlight),
+		kick:   make(chan struct{}, 1),
+		closed: make(chan struct{}),
+	}
+}
+
+func (c *binaryConn) close() {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.cancel()
+		c.c.Close()
+	})
+}
+
+// send appends one encoded reply and releases the request's slot.
+func (c *binaryConn) send(frame func([]byte) []byte) {
+	c.mu.Lock()
+	c.out = frame(c.out)
+	c.mu.Unlock()
+	<-c.slots
+}
+
+// sendAsync is send for replies completed off the read loop: it also wakes
+// writeLoop.
+func (c *binaryConn) sendAsync(frame func([]byte) []byte) {
+	c.send(frame)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flush writes every buffered reply in one write.
+func (c *binaryConn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	buf := c.out
+	c.out = c.spare[:0]
+	c.mu.Unlock()
+	var err error
+	if len(buf) > 0 {
+		_ = c.c.SetWriteDeadline(time.Now().Add(binaryWriteTimeout))
+		_, err = c.c.Write(buf)
+	}
+	// Do not keep a huge buffer (a large RANGE reply) for the connection's
+	// lifetime.
+	if cap(buf) > 1<<20 {
+		buf = nil
+	}
+	c.spare = buf[:0]
+	if err != nil {
+		c.close()
+	}
+	return err
+}
+
+func (c *binaryConn) writeLoop() {
+	defer c.b.wg.Done()
+	for {
+		select {
+		case <-c.kick:
+			if c.flush() != nil {
+				return
+			}
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *binaryConn) readLoop() {
+	defer c.b.wg.Done()
+	defer c.b.forget(c)
+	defer c.close()
+	if !c.handshake() {
+		return
+	}
+	c.rd = wire.NewReader(c.c, binaryReadBufferSize, c.b.maxFrame())
+	for {
+		if !c.rd.HasFrame() {
+			// About to wait for the client: whatever is decoded must not
+			// wait with us.
+			c.dispatchReads()
+			if c.flush() != nil {
+				return
+			}
+			if c.rd.Buffered() == 0 {
+				_ = c.c.SetReadDeadline(time.Now().Add(c.b.cfg.IdleTimeout))
+			} else {
+				_ = c.c.SetReadDeadline(time.Now().Add(c.b.cfg.ReadTimeout))
+			}
+		}
+		f, err := c.rd.Next()
+		if err != nil {
+			c.fail(f, err)
+			return
+		}
+		select {
+		case c.slots <- struct{}{}:
+		default:
+			// At the in-flight cap: stop reading until a reply frees a slot.
+			c.dispatchReads()
+			if c.flush() != nil {
+				return
+			}
+			select {
+			case c.slots <- struct{}{}:
+			case <-c.closed:
+				return
+			}
+		}
+		if !c.handle(f) {
+			return
+		}
+	}
+}
+
+// handshake reads the client hello and answers it. A wrong version gets a
+// hello with HelloUnsupportedVersion, then the connection closes.
+func (c *binaryConn) handshake() bool {
+	var hello [wire.ClientHelloSize]byte
+	_ = c.c.SetReadDeadline(time.Now().Add(c.b.cfg.ReadTimeout))
+	if _, err := io.ReadFull(c.c, hello[:]); err != nil {
+		return false
+	}
+	sh := wire.ServerHello{Version: wire.Version, MaxFrameSize: uint32(c.b.maxFrame()), MaxInFlight: uint32(c.b.cfg.MaxInFlight)}
+	_, err := wire.ParseClientHello(hello[:])
+	if err != nil {
+		sh.Status = wire.HelloUnsupportedVersion
+	}
+	_ = c.c.SetWriteDeadline(time.Now().Add(binaryWriteTimeout))
+	if _, werr := c.c.Write(wire.AppendServerHello(nil, sh)); werr != nil {
+		return false
+	}
+	return err == nil
+}
+
+// fail ends the connection after a read error. A protocol violation gets an
+// ERROR frame (status INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for a frame
+// over the limit) before the close; a closed or timed-out socket does not.
+func (c *binaryConn) fail(f wire.Frame, err error) {
+	var st wire.Status
+	switch {
+	case errors.Is(err, wire.ErrFrameTooLarge):
+		st = wire.StatusResourceExhausted
+	case errors.Is(err, wire.ErrFrameTooShort), errors.Is(err, wire.ErrReservedBits):
+		st = wire.StatusInvalidArgument
+	default:
+		// EOF, reset, deadline: nothing to say, nobody to say it to.
+		c.flush()
+		return
+	}
+	c.protocolError(wire.OpError, f.ID, st, err)
+}
+
+func (c *binaryConn) protocolError(op wire.Opcode, id uint64, st wire.Status, err error) {
+	c.dispatchReads()
+	c.mu.Lock()
+	c.out = wire.AppendError(c.out, op, id, st, err.Error())
+	c.mu.Unlock()
+	c.flush()
+}
+
+// requestContext bounds one request (or one batch of reads).
+func (c *binaryConn) requestContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.s.cfg.RequestTimeout)
+}
+
+// errorReply returns a frame builder for an error reply to op/id.
+func errorReply(op wire.Opcode, id uint64, err error) func([]byte) []byte {
+	st, msg := WireStatus(err), errorMessage(err)
+	return func(b []byte) []byte { return wire.AppendError(b, op, id, st, msg) }
+}
+
+// handle serves one frame. It returns false when the connection must close.
+func (c *binaryConn) handle(f wire.Frame) bool {
+	if !f.Op.Valid() {
+		c.send(func(b []byte) []byte {
+			return wire.AppendError(b, f.Op, f.ID, wire.StatusUnimplemented, fmt.Sprintf("unknown opcode 0x%02x", uint8(f.Op)))
+		})
+		return true
+	}
+	if err := wire.DecodeRequest(f, &c.req); err != nil {
+		<-c.slots
+		c.protocolError(f.Op, f.ID, wire.StatusInvalidArgument, fmt.Errorf("malformed %s request: %w", f.Op, err))
+		return false
+	}
+	c.serve(&c.req)
+	return true
+}
