@@ -310,4 +310,3 @@ func TestTxnStrictSerializabilityUnderFaults(t *testing.T) {
 		t.Fatalf("porcupine timed out on %d transactions", len(hist))
 	}
 }
-
