@@ -95,6 +95,18 @@ func (rr *recordReader) next() ([]byte, error) {
 		// write if nothing follows that could be acknowledged data: either no
 		// payload bytes at all, or exactly the claimed payload up to EOF.
 		torn := remain == headerSize || end == rr.size
+		if !torn && h == [headerSize]byte{} {
+			// Some filesystems extend a file with zeros before the data
+			// reaches the disk; a crash then leaves a zero-filled tail. It
+			// holds nothing that was ever acknowledged.
+			zeros, err := rr.restIsZero(remain - headerSize)
+			if err != nil {
+				return nil, err
+			}
+			if zeros {
+				return nil, &decodeError{offset: rr.off, torn: true, reason: "zero-filled tail"}
+			}
+		}
 		return nil, &decodeError{offset: rr.off, torn: torn, reason: "header checksum mismatch"}
 	}
 	if n == 0 || n > maxRecordSize {
@@ -115,6 +127,27 @@ func (rr *recordReader) next() ([]byte, error) {
 	}
 	rr.off = end
 	return p, nil
+}
+
+// restIsZero reads the next n bytes and reports whether all are zero.
+func (rr *recordReader) restIsZero(n int64) (bool, error) {
+	var chunk [32 << 10]byte
+	for n > 0 {
+		k := int64(len(chunk))
+		if n < k {
+			k = n
+		}
+		if _, err := io.ReadFull(rr.r, chunk[:k]); err != nil {
+			return false, fmt.Errorf("wal: read record tail: %w", err)
+		}
+		for _, b := range chunk[:k] {
+			if b != 0 {
+				return false, nil
+			}
+		}
+		n -= k
+	}
+	return true, nil
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crcTable) }

@@ -649,3 +649,40 @@ func TestDecodeRejectsHugeLength(t *testing.T) {
 		t.Fatalf("allocated %d bytes for a rejected record", cap(rr.buf))
 	}
 }
+
+// A tail of zeros after the last record (a filesystem that extended the
+// file before the data landed) is a torn tail: cut off, not refused. A
+// zero header followed by anything else is still corruption.
+func TestZeroFilledTail(t *testing.T) {
+	const n = 6
+	src := t.TempDir()
+	bounds := buildLog(t, src, n, 0)
+	end := bounds[n]
+	for _, zeros := range []int64{headerSize + 1, 4096, 100_000} {
+		dir := copyDir(t, src)
+		path := lastSegmentPath(t, dir)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		must(t, err)
+		_, err = f.Write(make([]byte, zeros))
+		must(t, err)
+		must(t, f.Close())
+		_, c, err := Open(dir, Options{Logger: quiet})
+		if err != nil {
+			t.Fatalf("%d zero bytes: %v", zeros, err)
+		}
+		if c.RepairedBytes != zeros {
+			t.Fatalf("%d zero bytes: repaired %d", zeros, c.RepairedBytes)
+		}
+		checkEntries(t, c.Entries, ents(1, n, 1))
+	}
+	dir := copyDir(t, src)
+	path := lastSegmentPath(t, dir)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	tail := make([]byte, 4096)
+	tail[3000] = 1
+	_, err = f.Write(tail)
+	must(t, err)
+	must(t, f.Close())
+	wantCorruption(t, dir, path, end)
+}
