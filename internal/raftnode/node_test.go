@@ -1,0 +1,268 @@
+package raftnode
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logSM is a state machine that records every command it applies, in
+// order: enough to check what raftnode delivers without the engine.
+type logSM struct {
+	mu      sync.Mutex
+	applied uint64
+	cmds    []string
+}
+
+type logSnap struct {
+	index uint64
+	cmds  []string
+}
+
+func (s *logSnap) Index() uint64 { return s.index }
+
+func (s *logSnap) WriteTo(w io.Writer) (int64, error) {
+	bw := bufio.NewWriter(w)
+	var n int64
+	for _, c := range append([]string{fmt.Sprint(s.index)}, s.cmds...) {
+		var hdr [binary.MaxVarintLen64]byte
+		k := binary.PutUvarint(hdr[:], uint64(len(c)))
+		bw.Write(hdr[:k])
+		bw.WriteString(c)
+		n += int64(k + len(c))
+	}
+	return n, bw.Flush()
+}
+
+func (s *logSM) Apply(index uint64, data []byte) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applied = index
+	if data == nil {
+		return nil
+	}
+	s.cmds = append(s.cmds, string(data))
+	return len(s.cmds)
+}
+
+func (s *logSM) AppliedIndex() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied
+}
+
+func (s *logSM) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &logSnap{index: s.applied, cmds: append([]string(nil), s.cmds...)}
+}
+
+func (s *logSM) Restore(r io.Reader) error {
+	br := bufio.NewReader(r)
+	var items []string
+	for {
+		n, err := binary.ReadUvarint(br)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return err
+		}
+		items = append(items, string(b))
+	}
+	if len(items) == 0 {
+		return errors.New("empty snapshot")
+	}
+	var idx uint64
+	fmt.Sscan(items[0], &idx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applied, s.cmds = idx, items[1:]
+	return nil
+}
+
+func (s *logSM) commands() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.cmds...)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startSingle(t *testing.T, dir string, sm *logSM, mutate func(*Config)) *Node {
+	t.Helper()
+	cfg := Config{ID: 1, Name: "n1", Address: "mem:n1", ClusterID: 5, DataDir: dir,
+		TickInterval: 5 * time.Millisecond, Logger: quietLogger()}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	n, err := Start(cfg, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop() })
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Status().Leader != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("single voter did not elect itself")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return n
+}
+
+func TestSingleNodeProposeReadRestart(t *testing.T) {
+	dir := t.TempDir()
+	sm := &logSM{}
+	n := startSingle(t, dir, sm, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := 0; i < 100; i++ {
+		v, err := n.Propose(ctx, []byte(fmt.Sprint("cmd-", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.(int) != i+1 {
+			t.Fatalf("proposal %d applied as #%v", i, v)
+		}
+	}
+	if err := n.ReadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := n.Status(); st.Applied < st.Commit || st.Commit == 0 || st.State != 2 {
+		t.Fatalf("status after ReadIndex = %+v", st)
+	}
+	// A cancelled context ends the wait.
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if _, err := n.Propose(cctx, []byte("late")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Propose with a cancelled ctx = %v", err)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Propose(ctx, []byte("after stop")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Propose after Stop = %v", err)
+	}
+	want := sm.commands()
+
+	sm2 := &logSM{}
+	startSingle(t, dir, sm2, nil)
+	got := sm2.commands()
+	// The cancelled proposal may or may not have been applied; nothing else differs.
+	if len(got) < 100 || fmt.Sprint(got[:100]) != fmt.Sprint(want[:100]) {
+		t.Fatalf("replayed %d commands, want the first 100 of %v", len(got), len(want))
+	}
+}
+
+func TestSnapshotCompactsTheWAL(t *testing.T) {
+	dir := t.TempDir()
+	sm := &logSM{}
+	mutate := func(c *Config) {
+		c.SnapshotCount = 50
+		c.SnapshotCatchUpEntries = 10
+		c.WALSegmentSize = 4 << 10
+	}
+	n := startSingle(t, dir, sm, mutate)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	payload := make([]byte, 200)
+	for i := 0; i < 400; i++ {
+		copy(payload, fmt.Sprintf("cmd-%04d", i))
+		if _, err := n.Propose(ctx, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Status().SnapshotIndex < 300 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if si := n.Status().SnapshotIndex; si < 300 {
+		t.Fatalf("snapshot index %d after 400 proposals with SnapshotCount 50", si)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	// 400 records of ~230 bytes fill ~23 segments of 4 KiB; released
+	// segments must be gone.
+	if len(segs) > 8 {
+		t.Fatalf("%d WAL segments left after snapshots", len(segs))
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dir, "snap", "*.snap"))
+	if len(snaps) == 0 || len(snaps) > 2 {
+		t.Fatalf("%d snapshot files, want 1 or 2", len(snaps))
+	}
+	want := sm.commands()
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	sm2 := &logSM{}
+	startSingle(t, dir, sm2, mutate)
+	if got := sm2.commands(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after restart from snapshot + WAL: %d commands, want %d", len(got), len(want))
+	}
+}
+
+func TestThreeNodesOverMemNetwork(t *testing.T) {
+	net := NewMemNetwork(1)
+	defer net.Close()
+	members := []Member{{ID: 1, Name: "a", Address: "mem:a"}, {ID: 2, Name: "b", Address: "mem:b"}, {ID: 3, Name: "c", Address: "mem:c"}}
+	nodes := make([]*Node, 3)
+	sms := make([]*logSM, 3)
+	for i := range nodes {
+		sms[i] = &logSM{}
+		n, err := Start(Config{ID: members[i].ID, Name: members[i].Name, Address: members[i].Address, ClusterID: 5,
+			DataDir: t.TempDir(), Peers: members, Transport: net.Transport(members[i].ID),
+			TickInterval: 5 * time.Millisecond, Logger: quietLogger()}, sms[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = n
+		defer n.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Proposals on every node, followers included, are applied everywhere
+	// in the same order.
+	for i := 0; i < 30; i++ {
+		for {
+			_, err := nodes[i%3].Propose(ctx, []byte(fmt.Sprint("p", i)))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrProposalDropped) {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond) // no leader yet
+		}
+	}
+	for _, n := range nodes {
+		if err := n.ReadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i < 3; i++ {
+		if fmt.Sprint(sms[i].commands()) != fmt.Sprint(sms[0].commands()) {
+			t.Fatalf("node %d applied %v, node 0 %v", i, sms[i].commands(), sms[0].commands())
+		}
+	}
+	var names []string
+	for _, m := range nodes[2].Members() {
+		names = append(names, m.Name+"@"+m.Address)
+	}
+	sort.Strings(names)
+	if fmt.Sprint(names) != "[a@mem:a b@mem:b c@mem:c]" {
+		t.Fatalf("members = %v", names)
+	}
+}
