@@ -20,7 +20,7 @@ import (
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
-// The linearizability check: concurrent clients put and get a few keys on
+// The linearizability check: concurrent clients put, get and compare-and-swap (Execute) a few keys on
 // a 3-node cluster while partitions, leader kills and restarts are
 // injected; the history is checked with porcupine. An operation whose
 // outcome is unknown (timeout, node killed) is kept with an open end: it
@@ -35,17 +35,20 @@ type linOp uint8
 const (
 	linGet linOp = iota
 	linPut
+	linCAS // put value if the key holds expect
 )
 
 type linInput struct {
-	op    linOp
-	key   string
-	value string
+	op     linOp
+	key    string
+	value  string
+	expect string
 }
 
 type linOutput struct {
 	value   string
 	found   bool
+	swapped bool
 	unknown bool
 }
 
@@ -74,6 +77,16 @@ var kvModel = porcupine.Model{
 		switch in.op {
 		case linPut:
 			return true, linState{value: in.value, found: true}
+		case linCAS:
+			match := st.found && st.value == in.expect
+			next := st
+			if match {
+				next = linState{value: in.value, found: true}
+			}
+			if out.unknown {
+				return true, next
+			}
+			return out.swapped == match, next
 		default:
 			if out.unknown {
 				return true, st
@@ -85,6 +98,9 @@ var kvModel = porcupine.Model{
 		in, out := input.(linInput), output.(linOutput)
 		if in.op == linPut {
 			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
+		}
+		if in.op == linCAS {
+			return fmt.Sprintf("cas(%s, %s -> %s) = %v (unknown %v)", in.key, in.expect, in.value, out.swapped, out.unknown)
 		}
 		if out.unknown {
 			return fmt.Sprintf("get(%s) -> ?", in.key)
@@ -149,25 +165,41 @@ func runLinearizability(t *testing.T, seed uint64, duration time.Duration) bool 
 		wg.Add(1)
 		go func(client int) {
 			defer wg.Done()
+			lastSeen := map[string]string{}
 			for n := 0; !stop.Load() && n < 100_000; n++ {
-				kv := c.kv(crng.IntN(3))
-				if kv == nil {
+				node := crng.IntN(3)
+				kv := c.kv(node)
+				if kv == nil || c.txnClient(node) == nil {
 					time.Sleep(time.Millisecond)
 					continue
 				}
-				in := linInput{op: linOp(crng.IntN(2)), key: keys[crng.IntN(len(keys))]}
+				in := linInput{op: linOp(crng.IntN(3)), key: keys[crng.IntN(len(keys))]}
+				if in.op == linCAS && lastSeen[in.key] == "" {
+					in.op = linGet // learn a value to swap from first
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				call := now()
 				var out linOutput
 				var err error
-				if in.op == linPut {
+				switch in.op {
+				case linPut:
 					in.value = fmt.Sprintf("c%d-%d", client, n)
 					_, err = kv.Put(ctx, &kvdbv1.PutRequest{Key: []byte(in.key), Value: []byte(in.value)})
-				} else {
+				case linCAS:
+					in.value, in.expect = fmt.Sprintf("c%d-%d", client, n), lastSeen[in.key]
+					var resp *kvdbv1.ExecuteResponse
+					resp, err = c.txnClient(node).Execute(ctx, &kvdbv1.ExecuteRequest{
+						Compares: []*kvdbv1.Compare{{Key: []byte(in.key), Operator: kvdbv1.CompareOperator_COMPARE_OPERATOR_EQUAL,
+							Operand: &kvdbv1.Compare_Value{Value: []byte(in.expect)}}},
+						Success: []*kvdbv1.ExecuteOp{{Op: &kvdbv1.ExecuteOp_Put{Put: &kvdbv1.PutRequest{Key: []byte(in.key), Value: []byte(in.value)}}}},
+					})
+					out.swapped = err == nil && resp.GetSucceeded()
+				default:
 					var resp *kvdbv1.GetResponse
 					resp, err = kv.Get(ctx, &kvdbv1.GetRequest{Key: []byte(in.key)})
 					if err == nil {
 						out = linOutput{value: string(resp.GetKv().GetValue()), found: true}
+						lastSeen[in.key] = out.value
 					} else if status.Code(err) == codes.NotFound {
 						out, err = linOutput{}, nil
 					}
@@ -176,11 +208,11 @@ func runLinearizability(t *testing.T, seed uint64, duration time.Duration) bool 
 				ret := now()
 				if err != nil {
 					time.Sleep(5 * time.Millisecond) // no hot loop while there is no leader
-					if in.op == linPut && definitelyNotApplied(err) {
+					if in.op != linGet && definitelyNotApplied(err) {
 						continue // raft refused it: it had no effect
 					}
 					out.unknown = true
-					if in.op == linPut {
+					if in.op != linGet {
 						// The write may still apply at any later time.
 						ret = farFuture
 					}
@@ -224,7 +256,13 @@ func runLinearizability(t *testing.T, seed uint64, duration time.Duration) bool 
 		t.Fatalf("only %d operations completed: the run exercised nothing", known.Load())
 	}
 	res, info := porcupine.CheckOperationsVerbose(kvModel, history, 60*time.Second)
-	t.Logf("seed %d: %d operations (%d with a known outcome), result %s", seed, len(history), known.Load(), res)
+	swaps := 0
+	for _, op := range history {
+		if op.Output.(linOutput).swapped {
+			swaps++
+		}
+	}
+	t.Logf("seed %d: %d operations (%d with a known outcome, %d successful compare-and-swaps), result %s", seed, len(history), known.Load(), swaps, res)
 	if res == porcupine.Illegal {
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("kvdb-lin-seed-%d.html", seed))
 		if err := porcupine.VisualizePath(kvModel, info, path); err == nil {
@@ -275,6 +313,17 @@ func TestLinearizabilityModelRejectsStaleRead(t *testing.T) {
 	}
 	if !porcupine.CheckOperations(kvModel, unknownWrite) {
 		t.Fatal("an unknown write that applied late was rejected")
+	}
+	badSwap := []porcupine.Operation{
+		op(0, linInput{op: linPut, key: "a", value: "1"}, 0, linOutput{}, 10),
+		op(1, linInput{op: linCAS, key: "a", expect: "2", value: "3"}, 20, linOutput{swapped: true}, 30),
+	}
+	if porcupine.CheckOperations(kvModel, badSwap) {
+		t.Fatal("a compare-and-swap that succeeded against the wrong value passed")
+	}
+	badSwap[1].Input = linInput{op: linCAS, key: "a", expect: "1", value: "3"}
+	if !porcupine.CheckOperations(kvModel, badSwap) {
+		t.Fatal("a correct compare-and-swap was rejected")
 	}
 	neverApplied := append(unknownWrite[:2:2], op(1, linInput{op: linGet, key: "a"}, 60, linOutput{}, 70))
 	if !porcupine.CheckOperations(kvModel, neverApplied) {

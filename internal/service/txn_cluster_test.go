@@ -17,6 +17,9 @@ import (
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
+// txnClient returns node i's transaction client, or nil when it is down.
+func (c *testCluster) txnClient(i int) kvdbv1.TxnServiceClient { return c.txn(i) }
+
 // txn returns node i's transaction client, or nil when it is down.
 func (c *testCluster) txn(i int) kvdbv1.TxnServiceClient {
 	c.mu.Lock()
