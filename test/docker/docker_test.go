@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	grpcstatus "google.golang.org/grpc/status"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
@@ -85,7 +87,23 @@ func waitLeader(t *testing.T, nodes []node, alive []int) int {
 	return -1
 }
 
+// put writes k=v, retrying UNAVAILABLE (no leader known yet) for a few
+// seconds as a client would.
 func put(n node, k, v string) error {
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err = n.kv.Put(ctx, &kvdbv1.PutRequest{Key: []byte(k), Value: []byte(v)})
+		cancel()
+		if grpcstatus.Code(err) != codes.Unavailable {
+			return err
+		}
+	}
+	return err
+}
+
+// putOnce writes without retrying.
+func putOnce(n node, k, v string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, err := n.kv.Put(ctx, &kvdbv1.PutRequest{Key: []byte(k), Value: []byte(v)})
@@ -167,7 +185,7 @@ func TestComposeCluster(t *testing.T) {
 		}
 	}
 	// The old leader cannot commit alone.
-	if err := put(nodes[leader], "isolated", "v"); err == nil {
+	if err := putOnce(nodes[leader], "isolated", "v"); err == nil {
 		t.Fatal("the partitioned old leader acknowledged a write")
 	}
 	run(t, "docker", "network", "connect", "--alias", hosts[leader], network, names[leader])
