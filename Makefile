@@ -129,8 +129,8 @@ $(TOOLS)/grpcurl:
 ## test-clients: a real node on loopback driven by the Python example, the
 ## Python client test script and grpcurl through server reflection.
 test-clients: client-deps $(TOOLS)/grpcurl
-	KVDB_TEST_CLIENTS=1 PYTHON=$(PYTHON) GRPCURL=$(TOOLS)/grpcurl \
-	  $(GO) test -count=1 -timeout 5m -v ./test/clients/
+	PYTHON=$(PYTHON) GRPCURL=$(TOOLS)/grpcurl \
+	  $(GO) test -tags clients -count=1 -timeout 5m -v ./test/clients/
 
 ## breaking: buf breaking of api/proto against BREAKING_AGAINST (a git ref).
 ## Unset, it is the merge base with origin/main when HEAD is not on it (a
@@ -153,6 +153,7 @@ breaking: tools
 lint: tools
 	$(TOOLS)/buf lint
 	$(GO) vet ./...
+	$(GO) vet -tags clients ./test/clients/
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1)
 
 ## docker-build: static binaries into build/docker, then the kvdb:latest
