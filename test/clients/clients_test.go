@@ -170,7 +170,8 @@ func run(t *testing.T, env []string, name string, args ...string) (string, int) 
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = root()
-	cmd.Env = append(os.Environ(), env...)
+	// No __pycache__ in the source tree.
+	cmd.Env = append(append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1"), env...)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("%s %v: timed out\n%s", name, args, out)
