@@ -7,6 +7,16 @@ TOOLS         := $(CURDIR)/.tools/bin
 BUF_VERSION   := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPCURL_VERSION            := v1.9.3
+
+# PYTHON is the interpreter the Python client is generated for and tested
+# with: Debian's /usr/bin/python3, because python3-grpcio and python3-protobuf
+# install into it. A python3 found first on PATH (pyenv, a virtualenv) usually
+# lacks grpc; override with PYTHON=... only for one that has it.
+PYTHON        ?= /usr/bin/python3
+# The Debian packages generate-clients and test-clients need.
+CLIENT_DEBS   := protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf
+SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 ADDRESS  ?= :8080
 DATA_DIR ?= ./data
@@ -17,7 +27,8 @@ FUZZTIME     ?= 10s
 
 .PHONY: all build run run-server run-client test test-short test-coverage benchmark \
         generate check-generate lint tools fuzz clean test-linearizability \
-        docker-build docker-up docker-down test-docker
+        docker-build docker-up docker-down test-docker \
+        client-deps generate-clients check-generate-clients test-clients breaking
 
 all: build
 
@@ -89,9 +100,60 @@ check-generate: generate
 	@git diff --exit-code -- gen/ || (echo "gen/ is stale: run 'make generate' and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- gen/)" || (git status --porcelain -- gen/; echo "gen/ has untracked files: run 'make generate' and commit" >&2; exit 1)
 
+## client-deps: protoc, the gRPC Python plugin and Python's grpc and protobuf
+## from Debian, installed with apt-get only when one of them is missing.
+client-deps:
+	@if command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null && \
+	    $(PYTHON) -c 'import grpc, google.protobuf' 2>/dev/null; then :; else \
+	  echo "installing $(CLIENT_DEBS)"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(CLIENT_DEBS); \
+	fi
+
+## generate-clients: regenerate the Python client in gen/python from the
+## public API (kvdb/v1 only: kvdb/raft/v1 is internal to the cluster).
+generate-clients: client-deps
+	rm -rf gen/python/kvdb
+	mkdir -p gen/python
+	protoc -I api/proto --python_out=gen/python --pyi_out=gen/python \
+	  --grpc_python_out=gen/python --plugin=protoc-gen-grpc_python=$$(command -v grpc_python_plugin) \
+	  api/proto/kvdb/v1/*.proto
+
+## check-generate-clients: fail when the committed gen/python is stale.
+check-generate-clients: generate-clients
+	@git diff --exit-code -- gen/python || (echo "gen/python is stale: run 'make generate-clients' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- gen/python)" || (git status --porcelain -- gen/python; echo "gen/python has untracked files: run 'make generate-clients' and commit" >&2; exit 1)
+
+$(TOOLS)/grpcurl:
+	GOBIN=$(TOOLS) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+## test-clients: a real node on loopback driven by the Python example, the
+## Python client test script and grpcurl through server reflection.
+test-clients: client-deps $(TOOLS)/grpcurl
+	PYTHON=$(PYTHON) GRPCURL=$(TOOLS)/grpcurl \
+	  $(GO) test -tags clients -count=1 -timeout 5m -v ./test/clients/
+
+## breaking: buf breaking of api/proto against BREAKING_AGAINST (a git ref).
+## Unset, it is the merge base with origin/main when HEAD is not on it (a
+## branch), else HEAD~1 (the previous commit). A ref that does not exist (a
+## shallow or one-commit clone) or holds no api/proto is skipped.
+BREAKING_AGAINST ?=
+breaking: tools
+	@set -e; against="$(BREAKING_AGAINST)"; \
+	if [ -z "$$against" ]; then \
+	  base=$$(git merge-base HEAD origin/main 2>/dev/null || true); \
+	  if [ -n "$$base" ] && [ "$$base" != "$$(git rev-parse HEAD)" ]; then against=$$base; else against=HEAD~1; fi; \
+	fi; \
+	if ! sha=$$(git rev-parse --verify -q "$$against^{commit}"); then \
+	  echo "breaking: no commit $$against to compare with (shallow or first commit): skipped"; exit 0; fi; \
+	if ! git cat-file -e "$$sha:api/proto" 2>/dev/null; then \
+	  echo "breaking: $$against has no api/proto: skipped"; exit 0; fi; \
+	echo "breaking: api/proto against $$against ($$sha)"; \
+	$(TOOLS)/buf breaking --against ".git#ref=$$sha"
+
 lint: tools
 	$(TOOLS)/buf lint
 	$(GO) vet ./...
+	$(GO) vet -tags clients ./test/clients/
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1)
 
 ## docker-build: static binaries into build/docker, then the kvdb:latest

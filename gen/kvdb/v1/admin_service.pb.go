@@ -249,8 +249,8 @@ func (*StatsRequest) Descriptor() ([]byte, []int) {
 	return file_kvdb_v1_admin_service_proto_rawDescGZIP(), []int{2}
 }
 
-// StatsResponse carries the statistics in the sections of STATS: the
-// seed's four plus transactions.
+// StatsResponse carries the statistics in the sections of STATS: storage,
+// network, raft and metrics, plus transactions.
 type StatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// header describes the answering node.
