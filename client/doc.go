@@ -14,10 +14,11 @@
 // binary transport many of them share one connection, pipelined, and their
 // replies are matched by request id.
 //
-// Transactions: TxnService is being built separately; the binary opcodes
-// BEGIN/COMMIT/ROLLBACK/TXN are reserved and both transports already carry
-// any request through one internal call (Client.do), so transaction methods
-// are added here once the server serves them.
+// Transactions: Begin returns a Txn (optimistic, serializable; Commit fails
+// with ErrAborted on a conflict and the transaction should be retried from
+// Begin). On the binary transport a Txn owns a connection of its own, since
+// the protocol's transactions are connection-scoped. CompareAndSwap is the
+// one-shot conditional write.
 //
 // # Concurrency
 //

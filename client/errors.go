@@ -25,10 +25,11 @@ func (e *Error) GRPCStatus() *status.Status { return status.New(e.Code, e.Messag
 // ErrNotFound is matched by errors.Is for a NOT_FOUND answer.
 var ErrNotFound = &Error{Code: codes.NotFound, Message: "key not found"}
 
-// Is makes errors.Is(err, ErrNotFound) true for every NOT_FOUND answer.
+// Is makes errors.Is(err, ErrNotFound) true for every NOT_FOUND answer and
+// errors.Is(err, ErrAborted) for every ABORTED one.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t == ErrNotFound && e.Code == codes.NotFound
+	return ok && (t == ErrNotFound && e.Code == codes.NotFound || t == ErrAborted && e.Code == codes.Aborted)
 }
 
 // ErrClosed is returned by calls on a closed Client or a broken connection.

@@ -201,6 +201,26 @@ func (n *Node) Term() uint64 { return n.term.Load() }
 // applied locally, returning the state machine's result. ctx bounds the
 // wait; a proposal whose ctx expires may still be applied later.
 func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
+	p, err := n.Enqueue(data)
+	if err != nil {
+		return nil, err
+	}
+	return p.Wait(ctx)
+}
+
+// Proposal is a proposal handed to the raft loop whose result can be
+// awaited once.
+type Proposal struct {
+	n  *Node
+	id uint64
+	ch chan result
+}
+
+// Enqueue hands data to the raft loop without waiting for it to commit.
+// Proposals enqueued one after another by the same goroutine reach the log
+// in that order (unless raft drops one). It fails at once with
+// ErrOverloaded when a queue is full.
+func (n *Node) Enqueue(data []byte) (*Proposal, error) {
 	if n.removed.Load() {
 		return nil, ErrRemoved
 	}
@@ -225,13 +245,20 @@ func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 		n.waits.cancel(id)
 		return nil, ErrOverloaded
 	}
+	return &Proposal{n: n, id: id, ch: ch}, nil
+}
+
+// Wait waits until the proposal has been applied locally and returns the
+// state machine's result. When ctx ends first the proposal may still be
+// applied later.
+func (p *Proposal) Wait(ctx context.Context) (any, error) {
 	select {
-	case r := <-ch:
+	case r := <-p.ch:
 		return r.val, r.err
 	case <-ctx.Done():
-		n.waits.cancel(id)
+		p.n.waits.cancel(p.id)
 		return nil, ctx.Err()
-	case <-n.done:
+	case <-p.n.done:
 		return nil, ErrStopped
 	}
 }

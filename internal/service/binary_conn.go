@@ -47,6 +47,14 @@ type binaryConn struct {
 	// reads are linearizable reads waiting for the next ReadIndex batch;
 	// owned by readLoop.
 	reads []pendingRead
+
+	// writes counts this connection's writes not yet answered; a
+	// transactional request waits for them so it runs after them.
+	writes sync.WaitGroup
+	// txnID is the connection's open transaction ("" when none) and txnSeq
+	// numbers the transactions BEGIN opened; both owned by readLoop.
+	txnID  string
+	txnSeq uint64
 }
 
 // pendingRead is a decoded GET or RANGE whose key bytes were copied out of
@@ -143,6 +151,7 @@ func (c *binaryConn) readLoop() {
 	defer c.b.wg.Done()
 	defer c.b.forget(c)
 	defer c.close()
+	defer c.rollbackOpen()
 	if !c.handshake() {
 		return
 	}

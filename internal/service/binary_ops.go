@@ -1,7 +1,6 @@
 package service
 
 import (
-	"errors"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -11,10 +10,6 @@ import (
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/wire"
 )
-
-// errTxnUnavailable answers the transaction opcodes until the transaction
-// service is part of this build.
-var errTxnUnavailable = errors.New("transactions are not available on this server version")
 
 // serve dispatches one decoded request. req aliases the reader's buffer, so
 // anything that outlives this call is copied first.
@@ -35,19 +30,23 @@ func (c *binaryConn) serve(req *wire.Request) {
 		c.send(func(b []byte) []byte {
 			return wire.AppendResponse(b, &wire.Response{Op: wire.OpStats, ID: id, Payload: js})
 		})
-	case wire.OpGet, wire.OpRange:
-		c.read(req)
-	case wire.OpPut:
-		c.put(req)
-	case wire.OpDelete:
-		c.delete(req)
+	case wire.OpBegin, wire.OpCommit, wire.OpRollback, wire.OpTxn:
+		c.serveTxn(req)
+	case wire.OpGet, wire.OpRange, wire.OpPut, wire.OpDelete:
+		if req.Flags&wire.FlagInTxn != 0 {
+			c.serveTxn(req)
+			return
+		}
+		switch op {
+		case wire.OpGet, wire.OpRange:
+			c.read(req)
+		case wire.OpPut:
+			c.put(req)
+		default:
+			c.delete(req)
+		}
 	case wire.OpBatch:
 		c.batch(req)
-	case wire.OpBegin, wire.OpCommit, wire.OpRollback, wire.OpTxn:
-		// Extension point: connection-scoped transactions plug in here once
-		// TxnService is in the build (docs/protocol.md describes the frames).
-		st := wire.StatusUnimplemented
-		c.send(func(b []byte) []byte { return wire.AppendError(b, op, id, st, errTxnUnavailable.Error()) })
 	}
 }
 
@@ -78,9 +77,6 @@ func (c *binaryConn) read(req *wire.Request) {
 }
 
 func (c *binaryConn) validateRead(req *wire.Request) error {
-	if req.Flags&wire.FlagInTxn != 0 {
-		return errTxnUnavailable
-	}
 	if req.Op == wire.OpGet {
 		return c.s.limits.checkKey(req.Key)
 	}
@@ -166,7 +162,9 @@ func opName(op wire.Opcode) string { return op.String() }
 // from the applied result.
 func (c *binaryConn) write(op wire.Opcode, id uint64, data []byte, reply func([]byte, engine.Result) []byte) {
 	start := time.Now()
+	c.writes.Add(1)
 	done := func(res engine.Result, err error) {
+		defer c.writes.Done()
 		if err != nil {
 			c.sendAsync(errorReply(op, id, err))
 		} else {
@@ -203,9 +201,6 @@ func (c *binaryConn) put(req *wire.Request) {
 }
 
 func (c *binaryConn) checkWrite(req *wire.Request) error {
-	if req.Flags&wire.FlagInTxn != 0 {
-		return errTxnUnavailable
-	}
 	return c.s.limits.checkKey(req.Key)
 }
 

@@ -135,14 +135,62 @@ func TestBinaryEveryOpcode(t *testing.T) {
 	if err := json.Unmarshal(r.Payload, &stats); err != nil || stats.Network.ActiveConnections == "" || stats.Network.ActiveConnections == "0" {
 		t.Fatalf("STATS = %s (%v)", r.Payload, err)
 	}
-	for _, op := range []wire.Opcode{wire.OpBegin, wire.OpCommit, wire.OpRollback, wire.OpTxn} {
-		if r := c.call(&wire.Request{Op: op, ID: 12}); r.Status != wire.StatusUnimplemented {
-			t.Fatalf("%s = %+v", op, r)
-		}
+	// Connection-scoped transactions: COMMIT without BEGIN is refused,
+	// BEGIN / IN_TXN ops / COMMIT apply atomically, ROLLBACK discards, and
+	// TXN is compare-and-swap.
+	if r := c.call(&wire.Request{Op: wire.OpCommit, ID: 12}); r.Status != wire.StatusFailedPrecondition {
+		t.Fatalf("COMMIT without BEGIN = %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpBegin, ID: 13}); r.Status != wire.StatusOK || r.TxnID != 1 {
+		t.Fatalf("BEGIN = %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpBegin, ID: 14}); r.Status != wire.StatusFailedPrecondition {
+		t.Fatalf("second BEGIN = %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpPut, ID: 15, Flags: wire.FlagInTxn, Key: []byte("t1"), Value: []byte("v1")}); r.Status != wire.StatusOK {
+		t.Fatalf("PUT in txn = %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 16, Flags: wire.FlagInTxn, Key: []byte("t1")}); r.Status != wire.StatusOK || string(r.KV.Value) != "v1" {
+		t.Fatalf("GET in txn (read-your-writes) = %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 17, Key: []byte("t1")}); r.Status != wire.StatusNotFound {
+		t.Fatalf("GET outside the txn before COMMIT = %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpCommit, ID: 18}); r.Status != wire.StatusOK || r.Revision == 0 {
+		t.Fatalf("COMMIT = %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 19, Key: []byte("t1")}); r.Status != wire.StatusOK || string(r.KV.Value) != "v1" {
+		t.Fatalf("GET after COMMIT = %+v", r)
+	}
+	c.call(&wire.Request{Op: wire.OpBegin, ID: 20})
+	c.call(&wire.Request{Op: wire.OpPut, ID: 21, Flags: wire.FlagInTxn, Key: []byte("t2"), Value: []byte("v")})
+	if r := c.call(&wire.Request{Op: wire.OpRollback, ID: 22}); r.Status != wire.StatusOK {
+		t.Fatalf("ROLLBACK = %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 23, Key: []byte("t2")}); r.Status != wire.StatusNotFound {
+		t.Fatalf("rolled-back write visible: %+v", r)
+	}
+	cas := func(id uint64, expect string) *wire.Response {
+		return c.call(&wire.Request{Op: wire.OpTxn, ID: id,
+			Compares: []wire.Compare{{Key: []byte("t1"), Target: wire.TargetValue, Result: wire.CompareEqual, Value: []byte(expect)}},
+			Ops:      []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("t1"), Value: []byte("swapped")}},
+			Failure:  []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("cas-failed"), Value: []byte("1")}}})
+	}
+	if r := cas(24, "nope"); r.Status != wire.StatusOK || r.Succeeded {
+		t.Fatalf("TXN with a false compare = %+v", r)
+	}
+	if r := cas(25, "v1"); r.Status != wire.StatusOK || !r.Succeeded {
+		t.Fatalf("TXN = %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 26, Key: []byte("t1")}); string(r.KV.Value) != "swapped" {
+		t.Fatalf("after TXN: %+v", r)
+	}
+	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 27, Key: []byte("cas-failed")}); r.Status != wire.StatusOK {
+		t.Fatalf("failure branch not applied: %+v", r)
 	}
 	// Binary requests are counted in STATS like gRPC ones.
 	st := n.srv.Stats()
-	if st.GetMetrics().GetOperations()["PUT"].GetCount() != 2 || st.GetMetrics().GetOperations()["GET"].GetCount() < 3 {
+	if st.GetMetrics().GetOperations()["PUT"].GetCount() != 2 || st.GetMetrics().GetOperations()["GET"].GetCount() < 6 {
 		t.Fatalf("op stats = %v", st.GetMetrics().GetOperations())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/raftnode"
 )
 
 // Coalescing bounds: one raft entry carries at most this many client writes
@@ -128,8 +129,22 @@ func (c *coalescer) run() {
 				break drain
 			}
 		}
+		// Enqueue here, in the order the writes arrived, so entries reach
+		// the log in that order; only the waiting happens concurrently.
+		data := batch[0].data
+		if len(batch) > 1 {
+			data = encodeMulti(batch, size)
+		}
+		p, err := c.s.node.Enqueue(data)
+		if err != nil {
+			<-c.sem
+			for _, w := range batch {
+				w.done(engine.Result{}, err)
+			}
+			continue
+		}
 		c.wg.Add(1)
-		go c.propose(batch, size)
+		go c.await(batch, p)
 	}
 }
 
@@ -144,17 +159,21 @@ func (c *coalescer) failQueued() {
 	}
 }
 
-func (c *coalescer) propose(batch []pendingWrite, size int) {
+// await waits for an enqueued entry and hands each write its result.
+func (c *coalescer) await(batch []pendingWrite, p *raftnode.Proposal) {
 	defer c.wg.Done()
 	defer func() { <-c.sem }()
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.RequestTimeout)
 	defer cancel()
+	v, err := p.Wait(ctx)
 	if len(batch) == 1 {
-		r, err := c.s.proposeData(ctx, batch[0].data)
+		r, _ := v.(applyResult)
+		if err == nil {
+			err = r.err
+		}
 		batch[0].done(r.res, err)
 		return
 	}
-	v, err := c.s.node.Propose(ctx, encodeMulti(batch, size))
 	if err != nil {
 		for _, w := range batch {
 			w.done(engine.Result{}, err)
