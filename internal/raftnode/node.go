@@ -194,6 +194,17 @@ func (n *Node) Status() Status {
 	}
 }
 
+// Stats returns the node's cumulative storage counters. Safe to call from
+// any goroutine.
+func (n *Node) Stats() Stats {
+	ws := n.wal.Stats()
+	return Stats{
+		WALBytesWritten:  ws.BytesWritten,
+		WALSyncs:         ws.Syncs,
+		PendingProposals: n.waits.pending.Load(),
+	}
+}
+
 // Term is the current raft term.
 func (n *Node) Term() uint64 { return n.term.Load() }
 
@@ -201,6 +212,14 @@ func (n *Node) Term() uint64 { return n.term.Load() }
 // applied locally, returning the state machine's result. ctx bounds the
 // wait; a proposal whose ctx expires may still be applied later.
 func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
+	v, err := n.proposeAndWait(ctx, data)
+	if err != nil {
+		n.cfg.Metrics.ProposalFailed(err)
+	}
+	return v, err
+}
+
+func (n *Node) proposeAndWait(ctx context.Context, data []byte) (any, error) {
 	if n.removed.Load() {
 		return nil, ErrRemoved
 	}

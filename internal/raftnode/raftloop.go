@@ -106,6 +106,7 @@ func (n *Node) raftLoop() {
 		}
 		if lead := n.lead.Load(); lead != lastLead {
 			n.log.Info("leader changed", "leader", fmt.Sprintf("%x", lead), "term", n.term.Load())
+			n.cfg.Metrics.LeaderChanged(lead)
 			lastLead = lead
 		}
 	}
