@@ -20,6 +20,7 @@ var errTxnUnavailable = errors.New("transactions are not available on this serve
 // anything that outlives this call is copied first.
 func (c *binaryConn) serve(req *wire.Request) {
 	op, id := req.Op, req.ID
+	c.s.metrics.binaryRequest(op)
 	switch op {
 	case wire.OpPing:
 		payload := req.Payload
@@ -64,7 +65,7 @@ func (c *binaryConn) read(req *wire.Request) {
 		c.out = c.s.appendRead(c.out, req.Op, req.Flags, req.ID, req.Key, req.End, req.Limit)
 		c.mu.Unlock()
 		<-c.slots
-		c.s.ops.observe(opName(req.Op), time.Since(start))
+		c.s.ops.observe("binary", opName(req.Op), time.Since(start))
 		return
 	}
 	// One allocation holds both keys: they must outlive the reader's buffer.
@@ -119,7 +120,7 @@ func (c *binaryConn) dispatchReads() {
 		c.mu.Unlock()
 		for _, r := range reads {
 			<-c.slots
-			c.s.ops.observe(opName(r.op), time.Since(r.start))
+			c.s.ops.observe("binary", opName(r.op), time.Since(r.start))
 		}
 		c.flush()
 	}()
@@ -172,7 +173,7 @@ func (c *binaryConn) write(op wire.Opcode, id uint64, data []byte, reply func([]
 		} else {
 			c.sendAsync(func(b []byte) []byte { return reply(b, res) })
 		}
-		c.s.ops.observe(opName(op), time.Since(start))
+		c.s.ops.observe("binary", opName(op), time.Since(start))
 	}
 	// submit blocks only while the coalescer's queue is full; the
 	// connection's context ends that wait when the connection closes.
