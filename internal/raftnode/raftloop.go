@@ -235,7 +235,13 @@ func (n *Node) applyConfChange(e *raftpb.Entry) *raftpb.ConfState {
 		return nil
 	}
 	cs := n.rn.ApplyConfChange(cc)
-	n.log.Info("membership changed", "index", e.GetIndex(), "voters", cs.GetVoters(), "learners", cs.GetLearners())
+	// The one log line per membership change, on every member.
+	var changes []string
+	for _, c := range cc.AsV2().GetChanges() {
+		changes = append(changes, fmt.Sprintf("%s %x", c.GetType(), c.GetNodeId()))
+	}
+	n.log.Info("membership changed", "index", e.GetIndex(), "changes", changes,
+		"voters", cs.GetVoters(), "learners", cs.GetLearners())
 	return cs
 }
 

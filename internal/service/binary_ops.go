@@ -4,7 +4,6 @@ import (
 	"errors"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
@@ -28,7 +27,7 @@ func (c *binaryConn) serve(req *wire.Request) {
 			return wire.AppendResponse(b, &wire.Response{Op: wire.OpPing, ID: id, Payload: payload})
 		})
 	case wire.OpStats:
-		js, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(c.s.Stats())
+		js, err := statsJSON(c.s.Stats())
 		if err != nil {
 			c.send(errorReply(op, id, err))
 			return
