@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -427,5 +429,34 @@ func TestMetricsEndpoints(t *testing.T) {
 	}
 	if err := off.srv.ServeMetrics(l); !errors.Is(err, errMetricsDisabled) {
 		t.Fatalf("ServeMetrics with metrics disabled = %v", err)
+	}
+}
+
+// TestMetricsDocumented: every kvdb_ metric a node exposes is described in
+// docs/monitoring.md.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "monitoring.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, t.TempDir(), func(c *Config) { c.EnableMetrics = true })
+	dialRaw(t, n.addr).call(&wire.Request{Op: wire.OpPing, ID: 1}) // creates the per-opcode samples
+	fams, err := n.srv.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, f := range fams {
+		name := f.GetName()
+		if !strings.HasPrefix(name, "kvdb_") && !strings.HasPrefix(name, "grpc_server_") {
+			continue
+		}
+		seen++
+		if !bytes.Contains(doc, []byte("`"+name)) {
+			t.Errorf("%s is not in docs/monitoring.md", name)
+		}
+	}
+	if seen < 20 {
+		t.Fatalf("only %d kvdb_/grpc_ metric families registered", seen)
 	}
 }
