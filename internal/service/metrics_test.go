@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/raftnode"
@@ -326,6 +327,12 @@ func TestStatsSeedShapeMatchesMetrics(t *testing.T) {
 	dec.UseNumber()
 	if err := dec.Decode(&st); err != nil {
 		t.Fatalf("STATS does not decode into the seed's shape: %v\n%s", err, resp.Payload)
+	}
+	// The Go client reads the same payload with protojson.
+	var pb kvdbv1.StatsResponse
+	if err := protojson.Unmarshal(resp.Payload, &pb); err != nil || pb.GetStorage().GetKeys() != 3 ||
+		pb.GetMetrics().GetOperations()["PUT"].GetCount() != 4 {
+		t.Fatalf("protojson decode of STATS: %v, %v", err, &pb)
 	}
 	ops := st.Metrics.Operations
 	if ops["PUT"].Count != 4 || ops["GET"].Count != 3 || ops["DELETE"].Count != 1 || len(ops) != 3 {
