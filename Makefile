@@ -27,7 +27,7 @@ FUZZTIME     ?= 10s
 
 .PHONY: all build run run-server run-client test test-short test-coverage benchmark \
         generate check-generate lint tools fuzz clean test-linearizability \
-        docker-build docker-up docker-down test-docker \
+        docker-build docker-up docker-down test-docker test-prometheus \
         client-deps generate-clients check-generate-clients test-clients breaking
 
 all: build
@@ -77,6 +77,18 @@ fuzz:
 	    $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+## test-prometheus: a real Prometheus (Debian's package, installed here when
+## missing) scrapes a three-process cluster on loopback and must see exactly
+## one leader. Our own prometheus process runs on a free port; the package's
+## service is not started (RUNLEVEL=1 keeps invoke-rc.d from starting it).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	CI=$${CI:-1} $(GO) test -count=1 -timeout 5m -run '^TestPrometheusScrapesCluster$$' -v ./test/e2e/
 
 benchmark:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/...

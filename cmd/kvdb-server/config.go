@@ -26,7 +26,10 @@ type config struct {
 	MaxMemory     int64
 	EnableRaft    bool
 	EnableMetrics bool
-	SyncWrites    bool
+	// MetricsAddress, when set, serves /metrics, /healthz and /readyz on a
+	// second, HTTP-only listener too.
+	MetricsAddress string
+	SyncWrites     bool
 
 	SyncInterval      time.Duration
 	SnapshotCount     uint64
@@ -57,6 +60,7 @@ var envBindings = map[string]string{
 	"max-memory":        "MAX_MEMORY",
 	"enable-raft":       "ENABLE_RAFT",
 	"enable-metrics":    "ENABLE_METRICS",
+	"metrics-address":   "METRICS_ADDRESS",
 	"sync-writes":       "SYNC_WRITES",
 	"advertise-address": "ADVERTISE_ADDRESS",
 	"join":              "JOIN",
@@ -97,6 +101,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(&maxMem, "max-memory", "memory limit for stored data: 1GB, 512MB, 64KiB or bytes (env MAX_MEMORY)")
 	fs.BoolVar(&c.EnableRaft, "enable-raft", false, "join the peers in -peers as a raft cluster (env ENABLE_RAFT); false runs a standalone node, still logged through raft's WAL")
 	fs.BoolVar(&c.EnableMetrics, "enable-metrics", true, "serve Prometheus /metrics on -address (env ENABLE_METRICS)")
+	fs.StringVar(&c.MetricsAddress, "metrics-address", "", "also serve /metrics, /healthz and /readyz over plain HTTP on this address, e.g. 127.0.0.1:9100 (env METRICS_ADDRESS); needs -enable-metrics")
 	fs.BoolVar(&c.SyncWrites, "sync-writes", false, "fsync the WAL before acknowledging writes (env SYNC_WRITES); false fsyncs every -sync-interval")
 	fs.DurationVar(&c.SyncInterval, "sync-interval", raftnode.DefaultSyncInterval, "background fsync interval when -sync-writes=false: the most a machine crash can lose")
 	fs.Uint64Var(&snapCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots (the WAL is compacted after each)")
@@ -189,6 +194,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		others = append(others, p)
 	}
 	c.Peers = others
+	if c.MetricsAddress != "" {
+		if !c.EnableMetrics {
+			return nil, errors.New("-metrics-address needs -enable-metrics=true")
+		}
+		if _, _, err := splitHostPort(c.MetricsAddress); err != nil {
+			return nil, fmt.Errorf("-metrics-address: %w", err)
+		}
+	}
 	if c.MaxMemory < 0 {
 		return nil, errors.New("-max-memory must not be negative")
 	}

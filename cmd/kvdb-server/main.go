@@ -100,6 +100,15 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		_ = srv.Shutdown(context.Background())
 		return 1
 	}
+	var metricsLis net.Listener
+	if cfg.MetricsAddress != "" {
+		if metricsLis, err = net.Listen("tcp", cfg.MetricsAddress); err != nil {
+			log.Error("cannot listen", "metrics_address", cfg.MetricsAddress, "err", err)
+			lis.Close()
+			_ = srv.Shutdown(context.Background())
+			return 1
+		}
+	}
 	mode := "standalone"
 	if cfg.EnableRaft {
 		mode = "raft"
@@ -111,8 +120,16 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 
 	sigC := make(chan os.Signal, 1)
 	signal.Notify(sigC, syscall.SIGINT, syscall.SIGTERM)
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(lis) }()
+	if metricsLis != nil {
+		log.Info("serving metrics", "metrics_address", metricsLis.Addr().String())
+		go func() {
+			if err := srv.ServeMetrics(metricsLis); err != nil {
+				serveErr <- err
+			}
+		}()
+	}
 
 	code := 0
 	select {

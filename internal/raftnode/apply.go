@@ -60,7 +60,9 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 				continue
 			}
 			id := binary.BigEndian.Uint64(data)
+			start := time.Now()
 			val := n.sm.Apply(index, data[idHeaderLen:])
+			n.cfg.Metrics.EntryApplied(time.Since(start))
 			n.waits.trigger(id, result{val: val})
 		}
 		if len(b.entries) == 0 {
@@ -115,8 +117,10 @@ func (n *Node) saveSnapshot(meta *raftpb.SnapshotMetadata, sn Snapshot, members 
 		n.log.Error("snapshot failed", "index", meta.GetIndex(), "err", err)
 		return
 	}
+	took := time.Since(start)
+	n.cfg.Metrics.SnapshotSaved(took, size)
 	n.log.Info("snapshot saved", "index", meta.GetIndex(), "term", meta.GetTerm(),
-		"bytes", size, "duration", time.Since(start).Round(time.Millisecond))
+		"bytes", size, "duration", took.Round(time.Millisecond))
 	select {
 	case n.snapDoneC <- snapshotDone{meta: meta}:
 	case <-n.raftDone:

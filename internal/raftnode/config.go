@@ -72,6 +72,8 @@ type Config struct {
 	Transport Transport
 	// Logger receives the node's log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics receives the node's events; nil means NopMetrics.
+	Metrics Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -107,6 +109,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NopMetrics{}
 	}
 	if len(c.Peers) == 0 && !c.Join {
 		c.Peers = []Member{{ID: c.ID, Name: c.Name, Address: c.Address}}

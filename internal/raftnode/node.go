@@ -194,6 +194,17 @@ func (n *Node) Status() Status {
 	}
 }
 
+// Stats returns the node's cumulative storage counters. Safe to call from
+// any goroutine.
+func (n *Node) Stats() Stats {
+	ws := n.wal.Stats()
+	return Stats{
+		WALBytesWritten:  ws.BytesWritten,
+		WALSyncs:         ws.Syncs,
+		PendingProposals: n.waits.pending.Load(),
+	}
+}
+
 // Term is the current raft term.
 func (n *Node) Term() uint64 { return n.term.Load() }
 
@@ -221,6 +232,14 @@ type Proposal struct {
 // in that order (unless raft drops one). It fails at once with
 // ErrOverloaded when a queue is full.
 func (n *Node) Enqueue(data []byte) (*Proposal, error) {
+	p, err := n.enqueue(data)
+	if err != nil {
+		n.cfg.Metrics.ProposalFailed(err)
+	}
+	return p, err
+}
+
+func (n *Node) enqueue(data []byte) (*Proposal, error) {
 	if n.removed.Load() {
 		return nil, ErrRemoved
 	}
@@ -252,6 +271,14 @@ func (n *Node) Enqueue(data []byte) (*Proposal, error) {
 // state machine's result. When ctx ends first the proposal may still be
 // applied later.
 func (p *Proposal) Wait(ctx context.Context) (any, error) {
+	v, err := p.wait(ctx)
+	if err != nil {
+		p.n.cfg.Metrics.ProposalFailed(err)
+	}
+	return v, err
+}
+
+func (p *Proposal) wait(ctx context.Context) (any, error) {
 	select {
 	case r := <-p.ch:
 		return r.val, r.err

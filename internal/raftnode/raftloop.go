@@ -106,6 +106,7 @@ func (n *Node) raftLoop() {
 		}
 		if lead := n.lead.Load(); lead != lastLead {
 			n.log.Info("leader changed", "leader", fmt.Sprintf("%x", lead), "term", n.term.Load())
+			n.cfg.Metrics.LeaderChanged(lead)
 			lastLead = lead
 		}
 	}
@@ -174,6 +175,10 @@ func (n *Node) handleReady(rl *readLoop) error {
 		if err := n.store.SetHardState(hs); err != nil {
 			return fmt.Errorf("raftnode: %w", err)
 		}
+		// Published before the entries it commits are applied, so no one
+		// sees applied > commit.
+		n.term.Store(hs.GetTerm())
+		n.commit.Store(hs.GetCommit())
 	}
 	if len(rd.Entries) > 0 {
 		if err := n.store.Append(rd.Entries); err != nil {
@@ -199,11 +204,6 @@ func (n *Node) handleReady(rl *readLoop) error {
 	}
 	for _, rs := range rd.ReadStates {
 		rl.resolve(rs)
-	}
-	// Publish before Advance so readers see at least what was persisted.
-	if hs != nil {
-		n.term.Store(hs.GetTerm())
-		n.commit.Store(hs.GetCommit())
 	}
 	if last, err := n.store.LastIndex(); err == nil {
 		n.lastIndex.Store(last)
@@ -234,7 +234,13 @@ func (n *Node) applyConfChange(e *raftpb.Entry) *raftpb.ConfState {
 		return nil
 	}
 	cs := n.rn.ApplyConfChange(cc)
-	n.log.Info("membership changed", "index", e.GetIndex(), "voters", cs.GetVoters(), "learners", cs.GetLearners())
+	// The one log line per membership change, on every member.
+	var changes []string
+	for _, c := range cc.AsV2().GetChanges() {
+		changes = append(changes, fmt.Sprintf("%s %x", c.GetType(), c.GetNodeId()))
+	}
+	n.log.Info("membership changed", "index", e.GetIndex(), "changes", changes,
+		"voters", cs.GetVoters(), "learners", cs.GetLearners())
 	return cs
 }
 

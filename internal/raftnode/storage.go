@@ -64,6 +64,7 @@ func (n *Node) open() (err error) {
 	w, contents, err := wal.Open(filepath.Join(n.cfg.DataDir, "wal"), wal.Options{
 		SegmentSize: n.cfg.WALSegmentSize,
 		Logger:      n.cfg.Logger,
+		OnSync:      n.cfg.Metrics.WALSynced,
 	})
 	if err != nil {
 		return fmt.Errorf("raftnode: open WAL: %w", err)

@@ -124,7 +124,8 @@ func (a *adminService) MemberAdd(ctx context.Context, req *kvdbv1.MemberAddReque
 	if err := a.s.node.AddMember(ctx, m); err != nil {
 		return nil, toStatus(err)
 	}
-	a.s.log.Info("member added", "name", name, "address", addr, "member_id", fmt.Sprintf("%x", m.ID))
+	// raftnode logs the change itself on every member; this is the request.
+	a.s.log.Debug("member added", "name", name, "address", addr, "member_id", fmt.Sprintf("%x", m.ID))
 	return &kvdbv1.MemberAddResponse{
 		Header:  a.s.header(a.s.store.Revision()),
 		Member:  &kvdbv1.Member{Id: m.ID, Name: m.Name, Address: m.Address},
@@ -140,7 +141,8 @@ func (a *adminService) MemberRemove(ctx context.Context, req *kvdbv1.MemberRemov
 	if err := a.s.node.RemoveMember(ctx, id); err != nil {
 		return nil, toStatus(err)
 	}
-	a.s.log.Info("member removed", "name", req.GetName(), "member_id", fmt.Sprintf("%x", id))
+	// raftnode logs the change itself on every member; this is the request.
+	a.s.log.Debug("member removed", "name", req.GetName(), "member_id", fmt.Sprintf("%x", id))
 	return &kvdbv1.MemberRemoveResponse{Header: a.s.header(a.s.store.Revision()), Members: a.s.members()}, nil
 }
 
@@ -157,7 +159,8 @@ func (a *adminService) TransferLeader(ctx context.Context, req *kvdbv1.TransferL
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	a.s.log.Info("leadership transferred", "to", a.s.memberName(lead))
+	// raftnode logs the change itself on every member; this is the request.
+	a.s.log.Debug("leadership transferred", "to", a.s.memberName(lead))
 	return &kvdbv1.TransferLeaderResponse{Header: a.s.header(a.s.store.Revision()), Leader: a.s.memberName(lead)}, nil
 }
 

@@ -103,6 +103,13 @@ func (b *binaryServer) serve(l net.Listener) error {
 	}
 }
 
+// connCount is the number of open binary-protocol connections.
+func (b *binaryServer) connCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
 func (b *binaryServer) forget(c *binaryConn) {
 	b.mu.Lock()
 	delete(b.conns, c)

@@ -3,7 +3,6 @@ package service
 import (
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
@@ -15,6 +14,7 @@ import (
 // anything that outlives this call is copied first.
 func (c *binaryConn) serve(req *wire.Request) {
 	op, id := req.Op, req.ID
+	c.s.metrics.binaryRequest(op)
 	switch op {
 	case wire.OpPing:
 		payload := req.Payload
@@ -22,7 +22,7 @@ func (c *binaryConn) serve(req *wire.Request) {
 			return wire.AppendResponse(b, &wire.Response{Op: wire.OpPing, ID: id, Payload: payload})
 		})
 	case wire.OpStats:
-		js, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(c.s.Stats())
+		js, err := statsJSON(c.s.Stats())
 		if err != nil {
 			c.send(errorReply(op, id, err))
 			return
@@ -63,7 +63,7 @@ func (c *binaryConn) read(req *wire.Request) {
 		c.out = c.s.appendRead(c.out, req.Op, req.Flags, req.ID, req.Key, req.End, req.Limit)
 		c.mu.Unlock()
 		<-c.slots
-		c.s.ops.observe(opName(req.Op), time.Since(start))
+		c.s.ops.observe("binary", opName(req.Op), time.Since(start))
 		return
 	}
 	// One allocation holds both keys: they must outlive the reader's buffer.
@@ -115,7 +115,7 @@ func (c *binaryConn) dispatchReads() {
 		c.mu.Unlock()
 		for _, r := range reads {
 			<-c.slots
-			c.s.ops.observe(opName(r.op), time.Since(r.start))
+			c.s.ops.observe("binary", opName(r.op), time.Since(r.start))
 		}
 		c.flush()
 	}()
@@ -170,7 +170,7 @@ func (c *binaryConn) write(op wire.Opcode, id uint64, data []byte, reply func([]
 		} else {
 			c.sendAsync(func(b []byte) []byte { return reply(b, res) })
 		}
-		c.s.ops.observe(opName(op), time.Since(start))
+		c.s.ops.observe("binary", opName(op), time.Since(start))
 	}
 	// submit blocks only while the coalescer's queue is full; the
 	// connection's context ends that wait when the connection closes.

@@ -36,7 +36,7 @@ func (c *binaryConn) serveTxn(req *wire.Request) {
 	} else {
 		c.send(frame)
 	}
-	c.s.ops.observe("TXN_"+opName(req.Op), time.Since(start))
+	c.s.ops.observe("binary", "TXN_"+opName(req.Op), time.Since(start))
 }
 
 func (c *binaryConn) txnRequest(ctx context.Context, req *wire.Request) (func([]byte) []byte, error) {

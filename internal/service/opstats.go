@@ -6,14 +6,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// opHistogram is a lock-free log-linear latency histogram in microseconds:
-// each power of two is split into 4 buckets, so a percentile read from it is
-// within ~19% of the true value. Recording is two atomic adds.
+// Operation latencies are recorded once, here, and read two ways: STATS
+// (metrics.operations: count, ops/s, average, p95, p99 in µs) and the
+// Prometheus histogram kvdb_operation_duration_seconds, which this recorder
+// exports as a collector. Both are views of the same counters, so they
+// always agree.
+
+// opHistogram is a lock-free log-linear latency histogram over whole
+// microseconds: each power of two is split into 4 buckets, so a percentile
+// read from it is within ~19% of the true value. Recording is two atomic
+// adds.
 type opHistogram struct {
-	count   atomic.Int64
-	sumUs   atomic.Int64
+	sumNs   atomic.Int64
 	buckets [64 * 4]atomic.Int64
 }
 
@@ -38,9 +46,11 @@ func bucketUpper(b int) uint64 {
 }
 
 func (h *opHistogram) observe(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
 	us := uint64(d.Microseconds())
-	h.count.Add(1)
-	h.sumUs.Add(int64(us))
+	h.sumNs.Add(int64(d))
 	b := bucketOf(us)
 	if b >= len(h.buckets) {
 		b = len(h.buckets) - 1
@@ -48,9 +58,8 @@ func (h *opHistogram) observe(d time.Duration) {
 	h.buckets[b].Add(1)
 }
 
-// quantile returns the upper bound of the bucket holding quantile q.
-func (h *opHistogram) quantile(q float64) int64 {
-	total := h.count.Load()
+// quantile returns the upper bound, in µs, of the bucket holding quantile q.
+func quantile(counts *[64 * 4]int64, total int64, q float64) int64 {
 	if total == 0 {
 		return 0
 	}
@@ -59,46 +68,108 @@ func (h *opHistogram) quantile(q float64) int64 {
 		rank = total - 1
 	}
 	var seen int64
-	for b := range h.buckets {
-		seen += h.buckets[b].Load()
+	for b := range counts {
+		seen += counts[b]
 		if seen > rank {
 			return int64(bucketUpper(b))
 		}
 	}
-	return int64(bucketUpper(len(h.buckets) - 1))
+	return int64(bucketUpper(len(counts) - 1))
 }
 
-// opRecorder keeps one histogram per operation name (GET, PUT, ...).
+// promBounds are the exported bucket bounds: powers of two from 1 µs to
+// ~8.4 s. Each is the lower edge of a fine bucket, so the exported
+// cumulative counts are exact sums of fine buckets (an observation of d
+// whole microseconds is counted in le=2^k µs exactly when d < 2^k).
+var promBounds = func() []float64 {
+	var out []float64
+	for k := 0; k <= 23; k++ {
+		out = append(out, float64(uint64(1)<<k)/1e6)
+	}
+	return out
+}()
+
+// opKey names one recorded operation.
+type opKey struct {
+	protocol string // "grpc" or "binary"
+	op       string // GET, PUT, ... (the names STATS uses)
+}
+
+// opRecorder keeps one histogram per protocol and operation name.
 type opRecorder struct {
 	start time.Time
+	desc  *prometheus.Desc
 	mu    sync.RWMutex
-	ops   map[string]*opHistogram
+	ops   map[opKey]*opHistogram
 	total atomic.Int64
 }
 
+var _ prometheus.Collector = (*opRecorder)(nil)
+
 func newOpRecorder() *opRecorder {
-	return &opRecorder{start: time.Now(), ops: make(map[string]*opHistogram)}
+	return &opRecorder{
+		start: time.Now(),
+		ops:   make(map[opKey]*opHistogram),
+		desc: prometheus.NewDesc("kvdb_operation_duration_seconds",
+			"Time from receiving a client operation to its reply being ready, by protocol (grpc, binary) and operation; the source of STATS metrics.operations.",
+			[]string{"protocol", "operation"}, nil),
+	}
 }
 
-func (r *opRecorder) histogram(op string) *opHistogram {
+func (r *opRecorder) histogram(k opKey) *opHistogram {
 	r.mu.RLock()
-	h := r.ops[op]
+	h := r.ops[k]
 	r.mu.RUnlock()
 	if h != nil {
 		return h
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if h = r.ops[op]; h == nil {
+	if h = r.ops[k]; h == nil {
 		h = &opHistogram{}
-		r.ops[op] = h
+		r.ops[k] = h
 	}
 	return h
 }
 
-func (r *opRecorder) observe(op string, d time.Duration) {
+func (r *opRecorder) observe(protocol, op string, d time.Duration) {
 	r.total.Add(1)
-	r.histogram(op).observe(d)
+	r.histogram(opKey{protocol, op}).observe(d)
+}
+
+// Describe implements prometheus.Collector.
+func (r *opRecorder) Describe(ch chan<- *prometheus.Desc) { ch <- r.desc }
+
+// Collect implements prometheus.Collector.
+func (r *opRecorder) Collect(ch chan<- prometheus.Metric) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for k, h := range r.ops {
+		var counts [64 * 4]int64
+		for b := range h.buckets {
+			counts[b] = h.buckets[b].Load()
+		}
+		cum := make(map[float64]uint64, len(promBounds))
+		var total uint64
+		b := 0
+		for _, le := range promBounds {
+			limitUs := uint64(le * 1e6) // exclusive: values below le
+			for ; b < len(counts) && bucketUpper(b) < limitUs; b++ {
+				total += uint64(counts[b])
+			}
+			cum[le] = total
+		}
+		var count uint64
+		for _, c := range counts {
+			count += uint64(c)
+		}
+		sum := time.Duration(h.sumNs.Load()).Seconds()
+		m, err := prometheus.NewConstHistogram(r.desc, count, sum, cum, k.protocol, k.op)
+		if err != nil {
+			continue
+		}
+		ch <- m
+	}
 }
 
 type opSnapshot struct {
@@ -108,15 +179,35 @@ type opSnapshot struct {
 	AvgUs, P95Us, P99Us int64
 }
 
+// snapshot merges the protocols of each operation for STATS.
 func (r *opRecorder) snapshot() (uptime time.Duration, ops []opSnapshot) {
 	uptime = time.Since(r.start)
+	type merged struct {
+		counts [64 * 4]int64
+		sumNs  int64
+	}
+	byName := map[string]*merged{}
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for name, h := range r.ops {
-		c := h.count.Load()
-		s := opSnapshot{Name: name, Count: c, P95Us: h.quantile(0.95), P99Us: h.quantile(0.99)}
+	for k, h := range r.ops {
+		m := byName[k.op]
+		if m == nil {
+			m = &merged{}
+			byName[k.op] = m
+		}
+		for b := range h.buckets {
+			m.counts[b] += h.buckets[b].Load()
+		}
+		m.sumNs += h.sumNs.Load()
+	}
+	r.mu.RUnlock()
+	for name, m := range byName {
+		var c int64
+		for _, n := range m.counts {
+			c += n
+		}
+		s := opSnapshot{Name: name, Count: c, P95Us: quantile(&m.counts, c, 0.95), P99Us: quantile(&m.counts, c, 0.99)}
 		if c > 0 {
-			s.AvgUs = h.sumUs.Load() / c
+			s.AvgUs = m.sumNs / c / int64(time.Microsecond)
 		}
 		if secs := uptime.Seconds(); secs > 0 {
 			s.OpsPerSec = float64(c) / secs

@@ -1,12 +1,14 @@
 package service
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/raftnode"
@@ -32,7 +34,10 @@ func TestRestartKeepsEverything(t *testing.T) {
 				c.Raft.WALSegmentSize = 256 << 10
 			}
 			n := startNode(t, dir, mutate)
-			ctx := ctxT(t)
+			// 10,000 writes: a bound for a slow, loaded -race run, not a
+			// timing expectation.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
 			const keys = 10_000
 			var wg sync.WaitGroup
 			errs := make(chan error, 16)

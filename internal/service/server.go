@@ -13,7 +13,6 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/soheilhy/cmux"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -65,21 +64,23 @@ type Config struct {
 
 // Server is one KVDB node: engine, raft node and the RPC services.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	limits Limits
-	store  *engine.Store
-	node   *raftnode.Node
-	ops    *opRecorder
-	txns   *txnManager
-	writes *coalescer
+	cfg     Config
+	log     *slog.Logger
+	limits  Limits
+	store   *engine.Store
+	node    *raftnode.Node
+	ops     *opRecorder
+	metrics *serverMetrics
+	txns    *txnManager
+	writes  *coalescer
 
 	transport *raftnode.GRPCTransport // nil when the caller brought its own
 
-	grpc   *grpc.Server
-	health *health.Server
-	http   *http.Server
-	binary *binaryServer
+	grpc        *grpc.Server
+	health      *health.Server
+	http        *http.Server
+	metricsHTTP *http.Server // --metrics-address, when ServeMetrics runs
+	binary      *binaryServer
 
 	// testHookBeforeReadIndex, when set by a test before Serve, runs before
 	// each binary-protocol read batch asks raft for a read index.
@@ -112,12 +113,13 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxTxns = 10_000
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		limits: cfg.Limits,
-		store:  engine.New(),
-		ops:    newOpRecorder(),
-		stopC:  make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		limits:  cfg.Limits,
+		store:   engine.New(),
+		ops:     newOpRecorder(),
+		metrics: newServerMetrics(),
+		stopC:   make(chan struct{}),
 	}
 	rc := cfg.Raft
 	rc.ID = cfg.MemberID
@@ -126,6 +128,7 @@ func New(cfg Config) (*Server, error) {
 	rc.ClusterID = cfg.ClusterID
 	rc.DataDir = cfg.DataDir
 	rc.Logger = cfg.Logger
+	rc.Metrics = s.metrics
 	if rc.Transport == nil {
 		s.transport = raftnode.NewGRPCTransport(cfg.Logger)
 		rc.Transport = s.transport
@@ -140,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 	s.buildGRPC()
 	s.buildHTTP()
 	s.binary = newBinaryServer(s, cfg.Binary)
+	s.registerStateMetrics()
 	s.wg.Add(2)
 	go s.healthLoop()
 	go func() {
@@ -169,10 +173,10 @@ func (s *Server) buildGRPC() {
 				return logging.LevelDebug
 			})))
 	}
-	unary = append(unary, s.statsInterceptor)
+	unary = append(unary, s.metrics.grpc.UnaryServerInterceptor(), s.statsInterceptor)
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor()),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), s.metrics.grpc.StreamServerInterceptor()),
 		// Requests up to twice the limit reach the handler, which rejects
 		// those over the limit with INVALID_ARGUMENT naming it.
 		grpc.MaxRecvMsgSize(2*s.limits.MaxRequestSize),
@@ -188,6 +192,7 @@ func (s *Server) buildGRPC() {
 		raftv1.RegisterRaftServiceServer(s.grpc, s.transport)
 	}
 	reflection.Register(s.grpc)
+	s.metrics.grpc.InitializeMetrics(s.grpc)
 }
 
 func interceptorLogger(l *slog.Logger) logging.Logger {
@@ -233,11 +238,17 @@ func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.Unary
 	}
 	start := time.Now()
 	resp, err := h(ctx, req)
-	s.ops.observe(op, time.Since(start))
+	s.ops.observe("grpc", op, time.Since(start))
 	return resp, err
 }
 
 func (s *Server) buildHTTP() {
+	s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+}
+
+// httpHandler serves /healthz, /readyz and, unless metrics are disabled,
+// /metrics.
+func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -250,9 +261,32 @@ func (s *Server) buildHTTP() {
 		fmt.Fprintln(w, "ok")
 	})
 	if s.cfg.EnableMetrics {
-		mux.Handle("/metrics", promhttp.Handler())
+		mux.Handle("/metrics", s.MetricsHandler())
 	}
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return mux
+}
+
+// ServeMetrics serves /metrics, /healthz and /readyz over HTTP/1 on l (the
+// --metrics-address listener) until Shutdown.
+func (s *Server) ServeMetrics(l net.Listener) error {
+	if !s.cfg.EnableMetrics {
+		return errMetricsDisabled
+	}
+	srv := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	select {
+	case <-s.stopC:
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	default:
+	}
+	s.metricsHTTP = srv
+	s.mu.Unlock()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // ready is true when the node knows a leader and has applied everything it
@@ -379,6 +413,11 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 		// stop here: every unary request has finished or been cut by ctx.
 		s.grpc.Stop()
 		_ = s.http.Shutdown(ctx)
+		s.mu.Lock()
+		if s.metricsHTTP != nil {
+			_ = s.metricsHTTP.Shutdown(ctx)
+		}
+		s.mu.Unlock()
 		s.wg.Wait()
 		s.writes.wg.Wait()
 	})

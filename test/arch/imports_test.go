@@ -54,6 +54,22 @@ func TestImportGraph(t *testing.T) {
 	}
 }
 
+// TestRaftnodeHasNoMetricsLibrary: raftnode reports through its Metrics
+// interface; only the service knows Prometheus.
+func TestRaftnodeHasNoMetricsLibrary(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "./internal/raftnode/...", "./internal/engine/...")
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.Contains(dep, "prometheus") {
+			t.Errorf("raftnode or engine depends on %s", dep)
+		}
+	}
+}
+
 func TestViolationsDetects(t *testing.T) {
 	deps := []string{"fmt", module + "/internal/engine", module + "/internal/raftnode/wal", module + "/internal/service", module + "/gen/kvdb/raft/v1"}
 	got := violations("internal/raftnode", []string{"gen/kvdb/raft/v1"}, deps)

@@ -21,11 +21,19 @@ type procCluster struct {
 	addrs []string
 	dirs  []string
 	procs []*serverProc
+	// extra returns more flags for node i (nil: none).
+	extra func(i int) []string
 }
 
 func startProcCluster(t *testing.T) *procCluster {
 	t.Helper()
-	c := &procCluster{names: []string{"n1", "n2", "n3"}}
+	return startProcClusterWith(t, nil)
+}
+
+// startProcClusterWith is startProcCluster with extra flags per node.
+func startProcClusterWith(t *testing.T, extra func(i int) []string) *procCluster {
+	t.Helper()
+	c := &procCluster{names: []string{"n1", "n2", "n3"}, extra: extra}
 	for range c.names {
 		c.addrs = append(c.addrs, freeAddr(t))
 		c.dirs = append(c.dirs, t.TempDir())
@@ -47,8 +55,12 @@ func (c *procCluster) start(t *testing.T, i int) {
 			peers = append(peers, c.names[j]+"="+c.addrs[j])
 		}
 	}
-	c.procs[i] = spawnServer(t, "-node-id="+c.names[i], "-address="+c.addrs[i], "-data-dir="+c.dirs[i],
-		"-enable-raft=true", "-peers="+strings.Join(peers, ","), "-sync-writes=true")
+	args := []string{"-node-id=" + c.names[i], "-address=" + c.addrs[i], "-data-dir=" + c.dirs[i],
+		"-enable-raft=true", "-peers=" + strings.Join(peers, ","), "-sync-writes=true"}
+	if c.extra != nil {
+		args = append(args, c.extra(i)...)
+	}
+	c.procs[i] = spawnServer(t, args...)
 }
 
 // leader asks every live node and returns the index of the one that says

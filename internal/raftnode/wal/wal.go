@@ -35,6 +35,9 @@ var (
 type Options struct {
 	SegmentSize int64        // rotate when the current segment passes this size; default 64 MiB
 	Logger      *slog.Logger // one line when a torn tail is repaired; nil = slog.Default()
+	// OnSync, when set, is called after every fsync of a segment file with
+	// its duration, on the goroutine that called the WAL method.
+	OnSync func(time.Duration)
 }
 
 // Contents is what Open recovered. The pointers are never nil; raftpb
@@ -121,6 +124,7 @@ type WAL struct {
 	dir     string
 	segSize int64
 	logger  *slog.Logger
+	onSync  func(time.Duration)
 
 	segs  []segment // live segments, oldest first; the last one is current
 	f     *os.File
@@ -157,6 +161,7 @@ func Open(dir string, opts Options) (*WAL, *Contents, error) {
 		dir:     dir,
 		segSize: opts.SegmentSize,
 		logger:  opts.Logger,
+		onSync:  opts.OnSync,
 		hs:      &raftpb.HardState{},
 		bw:      bufio.NewWriterSize(nil, 256<<10),
 	}
@@ -574,8 +579,12 @@ func (w *WAL) syncCurrent() error {
 	if err := w.f.Sync(); err != nil {
 		return w.fail(fmt.Errorf("wal: fsync: %w", err))
 	}
+	d := time.Since(start)
 	w.syncs.Add(1)
-	w.syncNanos.Add(int64(time.Since(start)))
+	w.syncNanos.Add(int64(d))
+	if w.onSync != nil {
+		w.onSync(d)
+	}
 	w.dirty = false
 	return nil
 }
