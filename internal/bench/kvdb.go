@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -63,8 +64,8 @@ func (d *KVDB) EnableTxn() error {
 // coded gives err the status code the client assigns it (a broken
 // connection is UNAVAILABLE), so errors group by code.
 func coded(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
 	}
 	if _, ok := status.FromError(err); ok {
 		return err

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -54,6 +53,9 @@ type Config struct {
 	// Duration and Total bound the run; the first reached ends it.
 	Duration time.Duration
 	Total    int64
+	// Sequential walks the key space in order (key i for the i-th request,
+	// wrapping) instead of picking keys at random.
+	Sequential bool
 	// NoPreload skips writing the key space before reads and deletes.
 	NoPreload bool
 	// RetryUnavailable sends a request again, after a short pause, when it
@@ -205,6 +207,7 @@ type runner struct {
 	workers []*worker
 	issued  atomic.Int64 // operations started, bounded by cfg.Total
 	done    atomic.Int64 // operations finished, successful or not
+	seq     atomic.Int64 // next key of a Sequential run
 }
 
 // claim reserves the next operation; false once Total are out.
@@ -224,7 +227,12 @@ type worker struct {
 	errs    map[codes.Code]int64
 }
 
-func (w *worker) key() []byte { return w.r.cfg.Key(w.rnd.IntN(w.r.cfg.Keys)) }
+func (w *worker) key() []byte {
+	if w.r.cfg.Sequential {
+		return w.r.cfg.Key(int((w.r.seq.Add(1) - 1) % int64(w.r.cfg.Keys)))
+	}
+	return w.r.cfg.Key(w.rnd.IntN(w.r.cfg.Keys))
+}
 
 // next picks the operation of the next request.
 func (w *worker) next() Op {
@@ -317,11 +325,11 @@ func (w *worker) once(ctx context.Context, op Op) error {
 	return fmt.Errorf("bench: unknown op %q", op)
 }
 
-// finish records one completed request. A request cut off by the end of
-// the run is neither a success nor an error.
+// finish records one completed request. A request that failed once the
+// run was over was cut off by its end: neither a success nor an error.
 func (w *worker) finish(ctx context.Context, start time.Time, err error) {
 	w.r.done.Add(1)
-	if err != nil && ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || Code(err) == codes.DeadlineExceeded || Code(err) == codes.Canceled) {
+	if err != nil && ctx.Err() != nil {
 		return
 	}
 	if err != nil {
