@@ -265,11 +265,14 @@ func (w *worker) pipelined(ctx context.Context) {
 	p := w.r.pipe
 	waits := make([]func(context.Context) error, 0, w.r.cfg.Pipeline)
 	starts := make([]time.Time, 0, w.r.cfg.Pipeline)
+	ops := make([]Op, 0, w.r.cfg.Pipeline)
 	for ctx.Err() == nil {
-		waits, starts = waits[:0], starts[:0]
+		waits, starts, ops = waits[:0], starts[:0], ops[:0]
 		for len(waits) < w.r.cfg.Pipeline && w.r.claim() {
 			starts = append(starts, time.Now())
-			switch op := w.next(); op {
+			op := w.next()
+			ops = append(ops, op)
+			switch op {
 			case OpGet:
 				waits = append(waits, p.GetAsync(ctx, w.key()))
 			case OpPut:
@@ -283,7 +286,14 @@ func (w *worker) pipelined(ctx context.Context) {
 			return
 		}
 		for i, wait := range waits {
-			w.finish(ctx, starts[i], wait(ctx))
+			err := wait(ctx)
+			if err != nil && w.r.cfg.RetryUnavailable && Code(err) == codes.Unavailable && ctx.Err() == nil {
+				// Pipelined requests are not retried in flight; send this
+				// one again on its own, as a synchronous request would be.
+				w.retried++
+				err = w.do(ctx, ops[i])
+			}
+			w.finish(ctx, starts[i], err)
 		}
 	}
 }

@@ -62,6 +62,8 @@ func TestRunCounts(t *testing.T) {
 			wantOps: 95, wantErrs: map[string]int64{"UNAVAILABLE": 5}},
 		{name: "unavailable retried", cfg: Config{Op: OpPut, Total: 100, Clients: 1, RetryUnavailable: true}, d: &fakeDriver{unavailableFirst: 5},
 			wantOps: 100, wantErrs: map[string]int64{}, wantRetried: 5},
+		{name: "pipelined unavailable retried", cfg: Config{Op: OpPut, Total: 100, Clients: 1, Pipeline: 4, RetryUnavailable: true}, d: &fakeDriver{unavailableFirst: 5},
+			wantOps: 100, wantErrs: map[string]int64{}, wantRetried: 5},
 		{name: "batch counts keys", cfg: Config{Op: OpBatch, Total: 10, BatchSize: 50}, d: &fakeDriver{}, wantOps: 500, wantErrs: map[string]int64{}, wantPreload: 10},
 		{name: "mixed", cfg: Config{Op: OpMixed, Total: 400, Keys: 10, Pipeline: 4}, d: &fakeDriver{}, wantOps: 400, wantErrs: map[string]int64{}, wantPreload: 1},
 	}
