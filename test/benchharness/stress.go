@@ -22,7 +22,7 @@ func shortRun(ctx context.Context, addr string, conns, clients, pipeline int, d 
 		return nil, err
 	}
 	defer drv.Close()
-	return bench.Run(ctx, drv, bench.Config{Op: bench.OpMixed, Clients: clients, Pipeline: pipeline, ValueSize: 256,
+	return bench.Run(ctx, drv, bench.Config{Op: bench.OpPut, Clients: clients, Pipeline: pipeline, ValueSize: 256,
 		Keys: 10_000, KeyPrefix: "stress/", Duration: d, NoPreload: true})
 }
 
