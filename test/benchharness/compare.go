@@ -15,6 +15,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	kvclient "github.com/kvdb/kvdb/client"
 	"github.com/kvdb/kvdb/internal/bench"
@@ -30,7 +31,7 @@ type etcdDriver struct {
 func newEtcd(endpoint string, conns int) (*etcdDriver, error) {
 	d := &etcdDriver{}
 	for range conns {
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			d.Close()
 			return nil, err
