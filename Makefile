@@ -27,6 +27,7 @@ FUZZTIME     ?= 10s
 
 .PHONY: all build run run-server run-client test test-short test-coverage benchmark \
         generate check-generate lint tools fuzz clean test-linearizability \
+        load-test stress-test bench-compare \
         docker-build docker-up docker-down test-docker test-prometheus \
         client-deps generate-clients check-generate-clients test-clients breaking
 
@@ -90,8 +91,43 @@ test-prometheus:
 	  $(SUDO) env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 	CI=$${CI:-1} $(GO) test -count=1 -timeout 5m -run '^TestPrometheusScrapesCluster$$' -v ./test/e2e/
 
-benchmark:
-	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/...
+## Benchmarks and load tests (docs/benchmarks.md, README "Benchmarking").
+## Each starts real kvdb-server processes on loopback through
+## test/benchharness and kills them when done; every run is time-bounded.
+BENCH_COUNT     ?= 5
+BENCH_TIME      ?= 1s
+BENCH_DURATION  ?= 5s
+BENCH_RUNS      ?= 3
+LOAD_DURATION   ?= 60s
+STRESS_DURATION ?= 10s
+COMPARE_CONNS   ?= 1,4,16,64
+COMPARE_FLAGS   ?=
+HARNESS         := $(GO) run ./test/benchharness -bin $(BIN)
+
+## benchmark: engine, wire and fsm-apply micro-benchmarks (benchstat input:
+## make benchmark > new.txt; benchstat old.txt new.txt), then the seed's
+## single-node and 3-node tables measured on this machine.
+benchmark: build
+	$(GO) test -run='^$$' -bench=. -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./internal/engine/ ./internal/wire/
+	$(GO) test -run='^$$' -bench='^BenchmarkFSMApply$$' -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./internal/service/
+	$(HARNESS) -duration $(BENCH_DURATION) -runs $(BENCH_RUNS) tables
+
+## load-test: mixed load on a 3-process cluster for LOAD_DURATION with a
+## leader transfer half way; fails on any error but retried UNAVAILABLE.
+load-test: build
+	$(HARNESS) -duration $(LOAD_DURATION) load
+
+## stress-test: 2,000 connections over the node's in-flight cap: the node
+## stays up, memory stays bounded, the excess gets RESOURCE_EXHAUSTED, and
+## throughput is back within 10 s.
+stress-test: build
+	$(HARNESS) -duration $(STRESS_DURATION) stress
+
+## bench-compare: KVDB, Redis and etcd under the same load (installs
+## redis-server, redis-tools and etcd-server with apt-get when missing);
+## writes docs/benchmarks.md and its SVG chart.
+bench-compare: build
+	$(HARNESS) -duration $(BENCH_DURATION) -runs $(BENCH_RUNS) -conns $(COMPARE_CONNS) $(COMPARE_FLAGS) compare
 
 tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 

@@ -38,6 +38,7 @@ type config struct {
 	RequestTimeout    time.Duration
 	TxnTimeout        time.Duration
 	MaxTxns           int
+	MaxInFlight       int
 	Limits            service.Limits
 	LogFormat         string
 	LogLevel          slog.Level
@@ -115,6 +116,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.Limits.MaxRangeLimit, "max-range-limit", d.MaxRangeLimit, "most keys one range request returns")
 	fs.DurationVar(&c.TxnTimeout, "txn-timeout", service.DefaultTxnIdleTimeout, "discard an interactive transaction idle this long")
 	fs.IntVar(&c.MaxTxns, "max-txns", 10_000, "most interactive transactions open at once on this node")
+	fs.IntVar(&c.MaxInFlight, "max-inflight-requests", service.DefaultMaxInFlightRequests, "most KV and transaction requests served at once (both transports); more get RESOURCE_EXHAUSTED at once; -1: no cap")
 	fs.IntVar(&c.Limits.MaxTxnOps, "max-txn-ops", d.MaxTxnOps, "most reads, ranges and writes one transaction holds")
 	fs.Var(&txnSize, "max-txn-bytes", "most key and value bytes one transaction holds")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json (env LOG_FORMAT)")
@@ -204,6 +206,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.MaxMemory < 0 {
 		return nil, errors.New("-max-memory must not be negative")
+	}
+	if c.MaxInFlight == 0 || c.MaxInFlight < -1 {
+		return nil, errors.New("-max-inflight-requests must be positive, or -1 for no cap")
 	}
 	if c.TxnTimeout <= 0 || c.MaxTxns <= 0 || c.Limits.MaxTxnOps <= 0 || c.Limits.MaxTxnBytes <= 0 {
 		return nil, errors.New("-txn-timeout, -max-txns, -max-txn-ops and -max-txn-bytes must be positive")

@@ -74,21 +74,22 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		log.Info("added to the cluster; waiting for the leader to send the log", "members", len(joined))
 	}
 	srv, err := service.New(service.Config{
-		NodeID:           cfg.NodeID,
-		MemberID:         id,
-		ClusterID:        clusterID,
-		AdvertiseAddress: cfg.Advertise,
-		Address:          cfg.Address,
-		DataDir:          cfg.DataDir,
-		MaxMemory:        cfg.MaxMemory,
-		Version:          version,
-		Limits:           cfg.Limits,
-		RequestTimeout:   cfg.RequestTimeout,
-		TxnIdleTimeout:   cfg.TxnTimeout,
-		MaxTxns:          cfg.MaxTxns,
-		EnableMetrics:    cfg.EnableMetrics,
-		Logger:           log,
-		Raft:             raftCfg,
+		NodeID:              cfg.NodeID,
+		MemberID:            id,
+		ClusterID:           clusterID,
+		AdvertiseAddress:    cfg.Advertise,
+		Address:             cfg.Address,
+		DataDir:             cfg.DataDir,
+		MaxMemory:           cfg.MaxMemory,
+		Version:             version,
+		Limits:              cfg.Limits,
+		RequestTimeout:      cfg.RequestTimeout,
+		TxnIdleTimeout:      cfg.TxnTimeout,
+		MaxTxns:             cfg.MaxTxns,
+		MaxInFlightRequests: cfg.MaxInFlight,
+		EnableMetrics:       cfg.EnableMetrics,
+		Logger:              log,
+		Raft:                raftCfg,
 	})
 	if err != nil {
 		log.Error("cannot start node", "err", err)

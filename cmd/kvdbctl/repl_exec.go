@@ -24,6 +24,8 @@ const helpText = `Commands (case-insensitive):
   COMMIT                        apply the transaction atomically; ABORTED means a key it
                                 read was changed by someone else: nothing applied, retry
   ROLLBACK                      discard the transaction
+  BENCHMARK ops [prefix [size]] ops puts of size-byte values (default bench_key_, 256),
+                                then ops gets of them: throughput, latency, errors
   STATS                         server statistics as JSON
   STATUS                        node raft status
   HELP                          this text
@@ -99,6 +101,11 @@ func (a *app) execLine(ctx context.Context, w io.Writer, line string) (quit bool
 			return false, errors.New("usage: STATUS")
 		}
 		return false, a.status(ctx, w)
+	case "BENCHMARK":
+		if a.txnID != "" {
+			return false, fmt.Errorf("BENCHMARK is not allowed inside transaction %s", a.txnID)
+		}
+		return false, a.execBenchmark(ctx, w, rest)
 	case "HELP", "?":
 		return false, writeText(w, "%s", helpText)
 	case "QUIT", "EXIT":

@@ -132,6 +132,7 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 		newLeaderCmd(a),
 		newHealthCmd(a),
 		newTxnCmd(a),
+		newBenchCmd(a),
 	)
 	return root
 }

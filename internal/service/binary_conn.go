@@ -95,7 +95,15 @@ func (c *binaryConn) send(frame func([]byte) []byte) {
 	c.mu.Lock()
 	c.out = frame(c.out)
 	c.mu.Unlock()
+	c.release()
+}
+
+// release frees what an admitted request holds: its connection slot and
+// its place under the node-wide in-flight cap. Every request handle
+// admitted is released exactly once, when its reply is buffered.
+func (c *binaryConn) release() {
 	<-c.slots
+	c.s.admit.release()
 }
 
 // sendAsync is send for replies completed off the read loop: it also wakes
@@ -254,6 +262,15 @@ func errorReply(op wire.Opcode, id uint64, err error) func([]byte) []byte {
 
 // handle serves one frame. It returns false when the connection must close.
 func (c *binaryConn) handle(f wire.Frame) bool {
+	if !c.s.admit.acquire() {
+		// Over the node-wide cap: answer at once, without decoding.
+		st, msg := WireStatus(ErrOverloaded), ErrOverloaded.Error()
+		c.mu.Lock()
+		c.out = wire.AppendError(c.out, f.Op, f.ID, st, msg)
+		c.mu.Unlock()
+		<-c.slots
+		return true
+	}
 	if !f.Op.Valid() {
 		c.send(func(b []byte) []byte {
 			return wire.AppendError(b, f.Op, f.ID, wire.StatusUnimplemented, fmt.Sprintf("unknown opcode 0x%02x", uint8(f.Op)))
@@ -261,7 +278,7 @@ func (c *binaryConn) handle(f wire.Frame) bool {
 		return true
 	}
 	if err := wire.DecodeRequest(f, &c.req); err != nil {
-		<-c.slots
+		c.release()
 		c.protocolError(f.Op, f.ID, wire.StatusInvalidArgument, fmt.Errorf("malformed %s request: %w", f.Op, err))
 		return false
 	}

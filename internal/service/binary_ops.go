@@ -62,7 +62,7 @@ func (c *binaryConn) read(req *wire.Request) {
 		c.mu.Lock()
 		c.out = c.s.appendRead(c.out, req.Op, req.Flags, req.ID, req.Key, req.End, req.Limit)
 		c.mu.Unlock()
-		<-c.slots
+		c.release()
 		c.s.ops.observe("binary", opName(req.Op), time.Since(start))
 		return
 	}
@@ -114,7 +114,7 @@ func (c *binaryConn) dispatchReads() {
 		}
 		c.mu.Unlock()
 		for _, r := range reads {
-			<-c.slots
+			c.release()
 			c.s.ops.observe("binary", opName(r.op), time.Since(r.start))
 		}
 		c.flush()

@@ -45,6 +45,7 @@ var errorCodes = []struct {
 	{ErrTxnExpired, codes.FailedPrecondition},
 	{ErrTxnExists, codes.AlreadyExists},
 	{ErrTooManyTxns, codes.ResourceExhausted},
+	{ErrOverloaded, codes.ResourceExhausted},
 	{ErrInvalidArgument, codes.InvalidArgument},
 	{engine.ErrCorruptSnapshot, codes.DataLoss},
 	{wal.ErrCorrupt, codes.DataLoss},

@@ -60,6 +60,11 @@ type Config struct {
 	MaxTxns int
 	// Binary tunes the binary protocol served on the same port.
 	Binary BinaryConfig
+	// MaxInFlightRequests caps the KV and transaction requests served at
+	// once over both transports; past it requests fail at once with
+	// RESOURCE_EXHAUSTED (ErrOverloaded). 0 means
+	// DefaultMaxInFlightRequests, negative means no cap.
+	MaxInFlightRequests int
 }
 
 // Server is one KVDB node: engine, raft node and the RPC services.
@@ -73,6 +78,7 @@ type Server struct {
 	metrics *serverMetrics
 	txns    *txnManager
 	writes  *coalescer
+	admit   *admission
 
 	transport *raftnode.GRPCTransport // nil when the caller brought its own
 
@@ -112,7 +118,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxTxns <= 0 {
 		cfg.MaxTxns = 10_000
 	}
+	if cfg.MaxInFlightRequests == 0 {
+		cfg.MaxInFlightRequests = DefaultMaxInFlightRequests
+	}
 	s := &Server{
+		admit:   newAdmission(cfg.MaxInFlightRequests),
 		cfg:     cfg,
 		log:     cfg.Logger,
 		limits:  cfg.Limits,
@@ -236,6 +246,10 @@ func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if !ok {
 		return h(ctx, req)
 	}
+	if !s.admit.acquire() {
+		return nil, toStatus(ErrOverloaded)
+	}
+	defer s.admit.release()
 	start := time.Now()
 	resp, err := h(ctx, req)
 	s.ops.observe("grpc", op, time.Since(start))

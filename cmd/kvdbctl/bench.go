@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/chzyer/readline"
+	"github.com/spf13/cobra"
+
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/bench"
+)
+
+// benchFlags are the flags of `kvdbctl bench`; protocol, consistency and
+// address are the global ones.
+type benchFlags struct {
+	op          string
+	connections int
+	cfg         bench.Config
+	json        bool
+}
+
+func newBenchCmd(a *app) *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load the node (or cluster) and report throughput, latency percentiles and errors",
+		Long: `bench sends a workload for --duration or until --total requests, then prints
+throughput, latency p50/p95/p99/max in microseconds and the errors by code.
+Reads (get, mixed, delete, txn) first preload the --keys key space. --address
+may list several nodes (a,b,c): the client sends to the leader among them.
+A progress bar is drawn when stdout and stderr are a terminal.`,
+		Example: `  kvdbctl bench --op put --protocol binary --clients 32 --pipeline 16 --duration 10s
+  kvdbctl bench --op get --consistency s --total 100000 --json
+  kvdbctl bench --op batch --value-size 128 --address n1:8080,n2:8080,n3:8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			op, err := bench.ParseOp(f.op)
+			if err != nil {
+				return &usageError{err: err}
+			}
+			f.cfg.Op = op
+			if f.connections <= 0 || f.cfg.Clients <= 0 || f.cfg.Pipeline <= 0 || f.cfg.Keys <= 0 || f.cfg.ValueSize < 0 {
+				return &usageError{err: fmt.Errorf("--connections, --clients, --pipeline and --keys must be positive, --value-size not negative")}
+			}
+			if f.cfg.ValueSize == 0 {
+				f.cfg.ValueSize = -1 // bench.Config reads 0 as "default"; -1 is empty values
+			}
+			if a.stdoutIsTerminal() && a.stderrIsTerminal() && !f.json && a.output != outputJSON {
+				f.cfg.Progress = progressPrinter(a.stderr)
+			}
+			res, err := a.runBench(cmd.Context(), f.connections, f.cfg)
+			if err != nil {
+				return err
+			}
+			if f.json || a.output == outputJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			return res.WriteText(cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.op, "op", "put", "workload: get, put, delete, mixed (50% get, 50% put), batch (100 puts each) or txn")
+	fl.IntVar(&f.connections, "connections", 4, "connections to the node")
+	fl.IntVar(&f.cfg.Clients, "clients", 16, "concurrent clients sharing the connections")
+	fl.IntVar(&f.cfg.Pipeline, "pipeline", 1, "requests each client keeps in flight (pipelined on --protocol binary)")
+	fl.IntVar(&f.cfg.ValueSize, "value-size", 256, "value size in bytes")
+	fl.IntVar(&f.cfg.Keys, "keys", 10_000, "size of the key space")
+	fl.StringVar(&f.cfg.KeyPrefix, "key-prefix", "bench/", "prefix of every key")
+	fl.IntVar(&f.cfg.BatchSize, "batch-size", 100, "puts per batch for --op batch")
+	fl.DurationVar(&f.cfg.Duration, "duration", 0, "how long to run (default 10s when --total is not given either)")
+	fl.Int64Var(&f.cfg.Total, "total", 0, "stop after this many requests")
+	fl.BoolVar(&f.json, "json", false, "print one JSON object (same as -o json)")
+	return cmd
+}
+
+// runBench connects with the global --address, --protocol and --consistency
+// and runs cfg.
+func (a *app) runBench(ctx context.Context, connections int, cfg bench.Config) (*bench.Result, error) {
+	var endpoints []string
+	for ep := range strings.SplitSeq(a.address, ",") {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			endpoints = append(endpoints, dialTarget(ep))
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d, err := bench.NewKVDB(dctx, endpoints, a.protocol, connections, a.consistency == kvdbv1.Consistency_CONSISTENCY_SERIALIZABLE)
+	if err != nil {
+		return nil, &unreachableError{address: a.address, err: err}
+	}
+	defer d.Close()
+	if cfg.Op == bench.OpTxn {
+		if err := d.EnableTxn(); err != nil {
+			return nil, err
+		}
+	}
+	return bench.Run(ctx, d, cfg)
+}
+
+// progressPrinter redraws a progress bar in place on w.
+func progressPrinter(w io.Writer) func(bench.Progress) {
+	return func(p bench.Progress) {
+		end := ""
+		if p.Fraction() >= 1 {
+			end = "\n"
+		}
+		fmt.Fprintf(w, "\r%s%s", bench.ProgressBar(p, 40), end)
+	}
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && readline.IsTerminal(int(f.Fd()))
+}
+
+func (a *app) stdoutIsTerminal() bool { return isTerminal(a.stdout) }
+func (a *app) stderrIsTerminal() bool { return isTerminal(a.stderr) }
+
+// execBenchmark is the shell's BENCHMARK ops [prefix] [valuesize]: ops puts
+// of valuesize-byte values over ops keys, then ops gets of the same keys,
+// through the same loop as `kvdbctl bench`.
+func (a *app) execBenchmark(ctx context.Context, w io.Writer, args string) error {
+	fields := strings.Fields(args)
+	usage := fmt.Errorf("usage: BENCHMARK ops [prefix] [valuesize]")
+	if len(fields) < 1 || len(fields) > 3 {
+		return usage
+	}
+	var ops, size int
+	if _, err := fmt.Sscan(fields[0], &ops); err != nil || ops <= 0 {
+		return fmt.Errorf("invalid ops %q: %w", fields[0], usage)
+	}
+	cfg := bench.Config{Total: int64(ops), Keys: ops, KeyPrefix: "bench_key_", ValueSize: 256, Clients: 16, Duration: bench.MaxDuration}
+	if len(fields) >= 2 {
+		cfg.KeyPrefix = fields[1]
+	}
+	if len(fields) == 3 {
+		if _, err := fmt.Sscan(fields[2], &size); err != nil || size < 0 {
+			return fmt.Errorf("invalid valuesize %q: %w", fields[2], usage)
+		}
+		cfg.ValueSize = max(size, -1)
+		if size == 0 {
+			cfg.ValueSize = -1
+		}
+	}
+	for _, op := range []bench.Op{bench.OpPut, bench.OpGet} {
+		cfg.Op = op
+		cfg.NoPreload = true // the put pass wrote the keys
+		cfg.Sequential = true
+		res, err := a.runBench(ctx, 4, cfg)
+		if err != nil {
+			return err
+		}
+		if a.output == outputJSON {
+			if err := writeJSON(w, res); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := res.WriteText(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/kvdb/kvdb/internal/service/servicetest"
+)
+
+// TestBenchCommand runs `kvdbctl bench` for a moment against a real
+// in-process node, over both transports, in JSON and text.
+func TestBenchCommand(t *testing.T) {
+	addr := servicetest.Start(t, nil)
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"grpc put json", []string{"bench", "--op", "put", "--total", "300", "--json"}},
+		{"binary get pipelined json", []string{"bench", "--protocol", "binary", "--op", "get", "--pipeline", "8", "--keys", "50", "--total", "300", "--json"}},
+		{"binary mixed serializable", []string{"bench", "--protocol", "binary", "--op", "mixed", "--consistency", "s", "--duration", "300ms", "-o", "json"}},
+		{"batch", []string{"bench", "--op", "batch", "--batch-size", "10", "--total", "20", "--json"}},
+		{"txn", []string{"bench", "--op", "txn", "--keys", "20", "--total", "50", "--json"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := runCLI(t, nil, "", append([]string{"--address", addr}, tt.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var res map[string]any
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("not one JSON object: %v\n%s", err, out)
+			}
+			if res["errors"] != 0.0 || res["ops_per_sec"].(float64) <= 0 || res["p50_us"].(float64) <= 0 {
+				t.Errorf("result: %s", out)
+			}
+			if _, ok := res["errors_by_code"].(map[string]any); !ok {
+				t.Errorf("errors_by_code missing: %s", out)
+			}
+			if errOut != "" {
+				t.Errorf("stderr (no progress bar when piped): %q", errOut)
+			}
+		})
+	}
+
+	t.Run("text", func(t *testing.T) {
+		out, errOut, code := runCLI(t, nil, "", "--address", addr, "bench", "--op", "delete", "--total", "100", "--keys", "100")
+		if code != 0 || !strings.Contains(out, "DELETE: 100 ops") || !strings.Contains(out, "p99=") || !strings.Contains(out, "errors: 0") {
+			t.Fatalf("exit %d\n%s%s", code, out, errOut)
+		}
+	})
+	t.Run("bad op", func(t *testing.T) {
+		_, errOut, code := runCLI(t, nil, "", "--address", addr, "bench", "--op", "scan")
+		if code != 1 || !strings.Contains(errOut, "unknown op") {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("repl BENCHMARK", func(t *testing.T) {
+		out, errOut, code := runCLI(t, nil, "BENCHMARK 200 bk_ 64\nGET bk_00000007\n", "--address", addr)
+		if code != 0 || !strings.Contains(out, "PUT: 200 ops") || !strings.Contains(out, "GET: 200 ops") || !strings.Contains(out, "ghijklm") {
+			t.Fatalf("exit %d\n%s%s", code, out, errOut)
+		}
+	})
+}

@@ -1,0 +1,53 @@
+package bench
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// KV is one put of a batch.
+type KV struct{ Key, Value []byte }
+
+// Driver is a database under load. Implementations must be safe for
+// concurrent use; the byte slices passed in are owned by the caller and not
+// modified while a call runs.
+type Driver interface {
+	Get(ctx context.Context, key []byte) error // a missing key is an error
+	Put(ctx context.Context, key, value []byte) error
+	Delete(ctx context.Context, key []byte) error
+	// Batch writes every pair atomically.
+	Batch(ctx context.Context, kvs []KV) error
+	// Txn reads readKey and writes value to writeKey in one transaction.
+	Txn(ctx context.Context, readKey, writeKey, value []byte) error
+	Close() error
+}
+
+// Pipeliner is a Driver that can keep several requests of one worker in
+// flight on one connection. The returned function waits for the reply.
+type Pipeliner interface {
+	GetAsync(ctx context.Context, key []byte) func(context.Context) error
+	PutAsync(ctx context.Context, key, value []byte) func(context.Context) error
+}
+
+// Code is the gRPC status code of err: what the errors of a run are grouped
+// by. Errors without one are UNKNOWN; context errors map to theirs.
+func Code(err error) codes.Code {
+	switch {
+	case err == nil:
+		return codes.OK
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	}
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		if st := se.GRPCStatus(); st != nil {
+			return st.Code()
+		}
+	}
+	return status.Code(err)
+}

@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	kvclient "github.com/kvdb/kvdb/client"
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+)
+
+// KVDB drives a KVDB node or cluster through the public client: gets, puts,
+// deletes and batches over the client's transport, gets and puts pipelined
+// on the binary protocol, transactions through TxnService.Execute (always
+// gRPC: the binary protocol has no transaction opcodes yet).
+type KVDB struct {
+	c     *kvclient.Client
+	txnC  *grpc.ClientConn // for Execute, opened by EnableTxn
+	txn   kvdbv1.TxnServiceClient
+	reads []kvclient.ReadOption
+}
+
+var (
+	_ Driver    = (*KVDB)(nil)
+	_ Pipeliner = (*KVDB)(nil)
+)
+
+// NewKVDB connects to the leader among endpoints with connections pooled
+// connections. serializable makes reads local (possibly stale) reads.
+func NewKVDB(ctx context.Context, endpoints []string, protocol kvclient.Protocol, connections int, serializable bool) (*KVDB, error) {
+	c, err := kvclient.New(ctx, kvclient.Options{Endpoints: endpoints, Protocol: protocol, PoolSize: connections})
+	if err != nil {
+		return nil, err
+	}
+	d := &KVDB{c: c}
+	if serializable {
+		d.reads = []kvclient.ReadOption{kvclient.Serializable()}
+	}
+	return d, nil
+}
+
+func (d *KVDB) txnService() (kvdbv1.TxnServiceClient, error) {
+	if d.txn != nil {
+		return d.txn, nil
+	}
+	return nil, status.Error(codes.FailedPrecondition, "bench: transactions need EnableTxn first")
+}
+
+// EnableTxn opens the gRPC connection transactions are sent on, to the
+// endpoint the client chose. Call it before Run when the workload is OpTxn.
+func (d *KVDB) EnableTxn() error {
+	conn, err := grpc.NewClient(d.c.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	d.txnC, d.txn = conn, kvdbv1.NewTxnServiceClient(conn)
+	return nil
+}
+
+// coded gives err the status code the client assigns it (a broken
+// connection is UNAVAILABLE), so errors group by code.
+func coded(err error) error {
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(kvclient.Code(err), err.Error())
+}
+
+// Get reads key.
+func (d *KVDB) Get(ctx context.Context, key []byte) error {
+	_, err := d.c.Get(ctx, key, d.reads...)
+	return coded(err)
+}
+
+// Put writes key.
+func (d *KVDB) Put(ctx context.Context, key, value []byte) error {
+	_, err := d.c.Put(ctx, key, value)
+	return coded(err)
+}
+
+// Delete removes key.
+func (d *KVDB) Delete(ctx context.Context, key []byte) error {
+	_, err := d.c.Delete(ctx, key)
+	return coded(err)
+}
+
+// Batch writes kvs at one revision.
+func (d *KVDB) Batch(ctx context.Context, kvs []KV) error {
+	ops := make([]kvclient.BatchOp, len(kvs))
+	for i, kv := range kvs {
+		ops[i] = kvclient.BatchOp{Key: kv.Key, Value: kv.Value}
+	}
+	_, err := d.c.Batch(ctx, ops)
+	return coded(err)
+}
+
+// Txn reads readKey and puts writeKey in one Execute.
+func (d *KVDB) Txn(ctx context.Context, readKey, writeKey, value []byte) error {
+	t, err := d.txnService()
+	if err != nil {
+		return err
+	}
+	_, err = t.Execute(ctx, &kvdbv1.ExecuteRequest{Success: []*kvdbv1.ExecuteOp{
+		{Op: &kvdbv1.ExecuteOp_Range{Range: &kvdbv1.RangeRequest{Key: readKey}}},
+		{Op: &kvdbv1.ExecuteOp_Put{Put: &kvdbv1.PutRequest{Key: writeKey, Value: value}}},
+	}})
+	return coded(err)
+}
+
+// GetAsync pipelines a get (binary protocol; a goroutine per call on gRPC).
+func (d *KVDB) GetAsync(ctx context.Context, key []byte) func(context.Context) error {
+	f := d.c.GetAsync(ctx, key, d.reads...)
+	return func(ctx context.Context) error { _, err := f.Wait(ctx); return coded(err) }
+}
+
+// PutAsync pipelines a put.
+func (d *KVDB) PutAsync(ctx context.Context, key, value []byte) func(context.Context) error {
+	f := d.c.PutAsync(ctx, key, value)
+	return func(ctx context.Context) error { _, err := f.Wait(ctx); return coded(err) }
+}
+
+// Close closes the connections.
+func (d *KVDB) Close() error {
+	if d.txnC != nil {
+		_ = d.txnC.Close()
+	}
+	return d.c.Close()
+}

@@ -1,0 +1,351 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Op is the kind of request a run sends.
+type Op string
+
+// Workloads.
+const (
+	OpGet    Op = "get"
+	OpPut    Op = "put"
+	OpDelete Op = "delete"
+	OpMixed  Op = "mixed" // ReadPercent gets, the rest puts
+	OpBatch  Op = "batch" // atomic batches of BatchSize puts
+	OpTxn    Op = "txn"   // one-shot transactions: read one key, write another
+)
+
+// ParseOp reads an --op value.
+func ParseOp(s string) (Op, error) {
+	switch op := Op(strings.ToLower(strings.TrimSpace(s))); op {
+	case OpGet, OpPut, OpDelete, OpMixed, OpBatch, OpTxn:
+		return op, nil
+	}
+	return "", fmt.Errorf("unknown op %q: want get, put, delete, mixed, batch or txn", s)
+}
+
+// Bounds of a run with neither or only one of Duration and Total.
+const (
+	DefaultDuration = 10 * time.Second
+	MaxDuration     = 10 * time.Minute
+)
+
+// Config is one run's shape. Zero values take the defaults noted.
+type Config struct {
+	Op          Op
+	Clients     int // concurrent workers (default 16)
+	Pipeline    int // requests in flight per worker (default 1)
+	ValueSize   int // bytes (default 256)
+	Keys        int // key space (default 10,000)
+	KeyPrefix   string
+	BatchSize   int // puts per batch for OpBatch (default 100)
+	ReadPercent int // gets in OpMixed (default 50)
+	// Duration and Total bound the run; the first reached ends it.
+	Duration time.Duration
+	Total    int64
+	// Sequential walks the key space in order (key i for the i-th request,
+	// wrapping) instead of picking keys at random.
+	Sequential bool
+	// NoPreload skips writing the key space before reads and deletes.
+	NoPreload bool
+	// RetryUnavailable sends a request again, after a short pause, when it
+	// fails with UNAVAILABLE (a leader change); such retries are counted in
+	// Result.Retried, not as errors.
+	RetryUnavailable bool
+	// Progress, when set, is called about five times a second with the
+	// operations done so far.
+	Progress func(p Progress)
+}
+
+// Progress is a snapshot of a running benchmark.
+type Progress struct {
+	Done, Total       int64
+	Elapsed, Duration time.Duration
+}
+
+// Fraction is how far the run is, from 0 to 1, by whichever bound is nearer.
+func (p Progress) Fraction() float64 {
+	var f float64
+	if p.Total > 0 {
+		f = float64(p.Done) / float64(p.Total)
+	}
+	if p.Duration > 0 {
+		f = max(f, float64(p.Elapsed)/float64(p.Duration))
+	}
+	return min(f, 1)
+}
+
+func (c *Config) setDefaults() {
+	if c.Op == "" {
+		c.Op = OpPut
+	}
+	if c.Clients <= 0 {
+		c.Clients = 16
+	}
+	if c.Pipeline <= 0 {
+		c.Pipeline = 1
+	}
+	if c.ValueSize < 0 {
+		c.ValueSize = 0
+	} else if c.ValueSize == 0 {
+		c.ValueSize = 256
+	}
+	if c.Keys <= 0 {
+		c.Keys = 10_000
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 100
+	}
+	if c.ReadPercent <= 0 || c.ReadPercent > 100 {
+		c.ReadPercent = 50
+	}
+	switch {
+	case c.Duration <= 0 && c.Total <= 0:
+		c.Duration = DefaultDuration
+	case c.Duration <= 0:
+		c.Duration = MaxDuration
+	}
+}
+
+// Key is the i-th key of the key space.
+func (c *Config) Key(i int) []byte { return fmt.Appendf(nil, "%s%08d", c.KeyPrefix, i) }
+
+// Run preloads the key space when the workload reads or deletes, then runs
+// the workload against d until a bound is reached or ctx ends.
+func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
+	cfg.setDefaults()
+	value := make([]byte, cfg.ValueSize)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	if !cfg.NoPreload && (cfg.Op == OpGet || cfg.Op == OpMixed || cfg.Op == OpDelete || cfg.Op == OpTxn) {
+		if err := Preload(ctx, d, &cfg, value); err != nil {
+			return nil, fmt.Errorf("bench: preload: %w", err)
+		}
+	}
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+
+	r := &runner{cfg: &cfg, d: d, value: value}
+	if p, ok := d.(Pipeliner); ok && cfg.Pipeline > 1 {
+		r.pipe = p
+	}
+	workers := cfg.Clients
+	if r.pipe == nil {
+		workers *= cfg.Pipeline
+	}
+	r.workers = make([]*worker, workers)
+	for i := range r.workers {
+		r.workers[i] = &worker{r: r, rnd: rand.New(rand.NewPCG(uint64(i)+1, 0x6b766462)), errs: map[codes.Code]int64{}}
+	}
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, w := range r.workers {
+		wg.Go(func() { w.loop(runCtx) })
+	}
+	stopProgress := make(chan struct{})
+	var progressDone sync.WaitGroup
+	if cfg.Progress != nil {
+		progressDone.Go(func() {
+			t := time.NewTicker(200 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					cfg.Progress(Progress{Done: r.done.Load(), Total: cfg.Total, Elapsed: time.Since(start), Duration: cfg.Duration})
+				case <-stopProgress:
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(stopProgress)
+	progressDone.Wait()
+	if cfg.Progress != nil {
+		cfg.Progress(Progress{Done: r.done.Load(), Total: cfg.Total, Elapsed: elapsed, Duration: cfg.Duration})
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return r.result(elapsed), nil
+}
+
+// Preload writes every key of the key space in batches.
+func Preload(ctx context.Context, d Driver, cfg *Config, value []byte) error {
+	const chunk = 100 // under etcd's default limit of 128 operations per txn
+	var kvs []KV
+	for i := 0; i < cfg.Keys; i++ {
+		kvs = append(kvs, KV{Key: cfg.Key(i), Value: value})
+		if len(kvs) == chunk || i == cfg.Keys-1 {
+			if err := d.Batch(ctx, kvs); err != nil {
+				return err
+			}
+			kvs = kvs[:0]
+		}
+	}
+	return nil
+}
+
+type runner struct {
+	cfg     *Config
+	d       Driver
+	pipe    Pipeliner
+	value   []byte
+	workers []*worker
+	issued  atomic.Int64 // operations started, bounded by cfg.Total
+	done    atomic.Int64 // operations finished, successful or not
+	seq     atomic.Int64 // next key of a Sequential run
+}
+
+// claim reserves the next operation; false once Total are out.
+func (r *runner) claim() bool {
+	if r.cfg.Total <= 0 {
+		return true
+	}
+	return r.issued.Add(1) <= r.cfg.Total
+}
+
+type worker struct {
+	r       *runner
+	rnd     *rand.Rand
+	hist    Histogram
+	ok      int64
+	retried int64
+	errs    map[codes.Code]int64
+}
+
+func (w *worker) key() []byte {
+	if w.r.cfg.Sequential {
+		return w.r.cfg.Key(int((w.r.seq.Add(1) - 1) % int64(w.r.cfg.Keys)))
+	}
+	return w.r.cfg.Key(w.rnd.IntN(w.r.cfg.Keys))
+}
+
+// next picks the operation of the next request.
+func (w *worker) next() Op {
+	if w.r.cfg.Op != OpMixed {
+		return w.r.cfg.Op
+	}
+	if w.rnd.IntN(100) < w.r.cfg.ReadPercent {
+		return OpGet
+	}
+	return OpPut
+}
+
+func (w *worker) loop(ctx context.Context) {
+	if w.r.pipe != nil {
+		w.pipelined(ctx)
+		return
+	}
+	for ctx.Err() == nil && w.r.claim() {
+		start := time.Now()
+		err := w.do(ctx, w.next())
+		w.finish(ctx, start, err)
+	}
+}
+
+// pipelined keeps up to Pipeline gets and puts in flight on the driver's
+// pipelined path, then waits for them in order. Latency is measured from a
+// request's send to the return of its wait, so it includes queueing behind
+// earlier replies of the same window.
+func (w *worker) pipelined(ctx context.Context) {
+	p := w.r.pipe
+	waits := make([]func(context.Context) error, 0, w.r.cfg.Pipeline)
+	starts := make([]time.Time, 0, w.r.cfg.Pipeline)
+	ops := make([]Op, 0, w.r.cfg.Pipeline)
+	for ctx.Err() == nil {
+		waits, starts, ops = waits[:0], starts[:0], ops[:0]
+		for len(waits) < w.r.cfg.Pipeline && w.r.claim() {
+			starts = append(starts, time.Now())
+			op := w.next()
+			ops = append(ops, op)
+			switch op {
+			case OpGet:
+				waits = append(waits, p.GetAsync(ctx, w.key()))
+			case OpPut:
+				waits = append(waits, p.PutAsync(ctx, w.key(), w.r.value))
+			default:
+				err := w.do(ctx, op)
+				waits = append(waits, func(context.Context) error { return err })
+			}
+		}
+		if len(waits) == 0 {
+			return
+		}
+		for i, wait := range waits {
+			err := wait(ctx)
+			if err != nil && w.r.cfg.RetryUnavailable && Code(err) == codes.Unavailable && ctx.Err() == nil {
+				// Pipelined requests are not retried in flight; send this
+				// one again on its own, as a synchronous request would be.
+				w.retried++
+				err = w.do(ctx, ops[i])
+			}
+			w.finish(ctx, starts[i], err)
+		}
+	}
+}
+
+// do sends one request, retrying UNAVAILABLE when configured to.
+func (w *worker) do(ctx context.Context, op Op) error {
+	for {
+		err := w.once(ctx, op)
+		if err == nil || !w.r.cfg.RetryUnavailable || Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return err
+		}
+		w.retried++
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+func (w *worker) once(ctx context.Context, op Op) error {
+	d := w.r.d
+	switch op {
+	case OpGet:
+		return d.Get(ctx, w.key())
+	case OpPut:
+		return d.Put(ctx, w.key(), w.r.value)
+	case OpDelete:
+		return d.Delete(ctx, w.key())
+	case OpBatch:
+		kvs := make([]KV, w.r.cfg.BatchSize)
+		for i := range kvs {
+			kvs[i] = KV{Key: w.key(), Value: w.r.value}
+		}
+		return d.Batch(ctx, kvs)
+	case OpTxn:
+		return d.Txn(ctx, w.key(), w.key(), w.r.value)
+	}
+	return fmt.Errorf("bench: unknown op %q", op)
+}
+
+// finish records one completed request. A request that failed once the
+// run was over was cut off by its end: neither a success nor an error.
+func (w *worker) finish(ctx context.Context, start time.Time, err error) {
+	w.r.done.Add(1)
+	if err != nil && ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		w.errs[Code(err)]++
+		return
+	}
+	w.ok++
+	w.hist.Record(time.Since(start))
+}

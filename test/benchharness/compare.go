@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	kvclient "github.com/kvdb/kvdb/client"
+	"github.com/kvdb/kvdb/internal/bench"
+)
+
+// etcdDriver runs the bench loop over the official etcd client: one
+// clientv3.Client per connection, workers spread over them.
+type etcdDriver struct {
+	cs   []*clientv3.Client
+	next atomic.Uint64
+}
+
+func newEtcd(endpoint string, conns int) (*etcdDriver, error) {
+	d := &etcdDriver{}
+	for range conns {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		d.cs = append(d.cs, c)
+	}
+	return d, nil
+}
+
+func (d *etcdDriver) c() *clientv3.Client {
+	return d.cs[d.next.Add(1)%uint64(len(d.cs))]
+}
+
+func (d *etcdDriver) Get(ctx context.Context, key []byte) error {
+	r, err := d.c().Get(ctx, string(key))
+	if err == nil && len(r.Kvs) == 0 {
+		return fmt.Errorf("etcd: %s not found", key)
+	}
+	return err
+}
+func (d *etcdDriver) Put(ctx context.Context, key, value []byte) error {
+	_, err := d.c().Put(ctx, string(key), string(value))
+	return err
+}
+func (d *etcdDriver) Delete(ctx context.Context, key []byte) error {
+	_, err := d.c().Delete(ctx, string(key))
+	return err
+}
+func (d *etcdDriver) Batch(ctx context.Context, kvs []bench.KV) error {
+	ops := make([]clientv3.Op, len(kvs))
+	for i, kv := range kvs {
+		ops[i] = clientv3.OpPut(string(kv.Key), string(kv.Value))
+	}
+	_, err := d.c().Txn(ctx).Then(ops...).Commit()
+	return err
+}
+func (d *etcdDriver) Txn(ctx context.Context, readKey, writeKey, value []byte) error {
+	_, err := d.c().Txn(ctx).Then(clientv3.OpGet(string(readKey)), clientv3.OpPut(string(writeKey), string(value))).Commit()
+	return err
+}
+func (d *etcdDriver) Close() error {
+	for _, c := range d.cs {
+		c.Close()
+	}
+	return nil
+}
+
+// row is one measured figure of the comparison.
+type row struct {
+	system, op string
+	conns      int
+	opsPerSec  float64
+	p99us      float64
+}
+
+const (
+	cmpClientsPerConn = 4
+	cmpPipeline       = 16 // where the system pipelines (KVDB binary, Redis)
+	cmpValueSize      = 256
+	cmpKeys           = 10_000
+)
+
+func ensurePackages() error {
+	var missing []string
+	for bin, pkg := range map[string]string{"redis-server": "redis-server", "redis-benchmark": "redis-tools", "etcd": "etcd-server"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, pkg)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	fmt.Printf("installing %v from Debian's packages\n", missing)
+	for _, args := range [][]string{{"apt-get", "update"}, append([]string{"apt-get", "install", "-y", "--no-install-recommends"}, missing...)} {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s: %w", strings.Join(args, " "), err)
+		}
+	}
+	return nil
+}
+
+func runCompare(ctx context.Context, o *options) error {
+	if err := ensurePackages(); err != nil {
+		return err
+	}
+	var rows []row
+	add := func(system, op string, conns int, r *bench.Result) {
+		rows = append(rows, row{system, op, conns, r.OpsPerSec, r.P99Us})
+		fmt.Printf("%-12s %-4s conns=%-3d %10.0f ops/s p99 %6.0f µs errors %d\n", system, op, conns, r.OpsPerSec, r.P99Us, r.Errors)
+	}
+
+	kv, err := startCluster(ctx, o, 1)
+	if err != nil {
+		return err
+	}
+	for _, n := range o.conns {
+		for _, op := range []bench.Op{bench.OpPut, bench.OpGet} {
+			for _, p := range []struct {
+				name  string
+				proto kvclient.Protocol
+				pipe  int
+			}{{"kvdb-binary", kvclient.ProtocolBinary, cmpPipeline}, {"kvdb-grpc", kvclient.ProtocolGRPC, 1}} {
+				r, err := median(ctx, o, kv.addrs, shape{op: op, protocol: p.proto, connections: n, clients: n * cmpClientsPerConn, pipeline: p.pipe})
+				if err != nil {
+					kv.stop()
+					return fmt.Errorf("%s %s: %w", p.name, op, err)
+				}
+				add(p.name, strings.ToUpper(string(op)), n, r)
+			}
+		}
+	}
+	kv.stop()
+
+	eaddr, epeer := freeAddr(), freeAddr()
+	etcd, err := start("etcd", "etcd", "--data-dir={dir}/etcd", "--listen-client-urls=http://"+eaddr, "--advertise-client-urls=http://"+eaddr,
+		"--listen-peer-urls=http://"+epeer, "--initial-advertise-peer-urls=http://"+epeer, "--initial-cluster=default=http://"+epeer, "--log-level=error")
+	if err != nil {
+		return err
+	}
+	for _, n := range o.conns {
+		for _, op := range []bench.Op{bench.OpPut, bench.OpGet} {
+			var rs []*bench.Result
+			for range o.runs {
+				d, err := newEtcd(eaddr, n)
+				if err != nil {
+					return err
+				}
+				r, err := bench.Run(ctx, d, bench.Config{Op: op, Clients: n * cmpClientsPerConn, ValueSize: cmpValueSize, Keys: cmpKeys, KeyPrefix: "bench/", Duration: o.duration})
+				d.Close()
+				if err != nil {
+					return fmt.Errorf("etcd %s (log in %s): %w", op, etcd.dir, err)
+				}
+				rs = append(rs, r)
+			}
+			add("etcd", strings.ToUpper(string(op)), n, medianOf(rs))
+		}
+	}
+	etcd.stop()
+
+	raddr := freeAddr()
+	_, rport, _ := strings.Cut(raddr, ":")
+	redis, err := start("redis", "redis-server", "--port", rport, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "{dir}")
+	if err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, n := range o.conns {
+		for _, op := range []string{"PUT", "GET"} {
+			var rs []*bench.Result
+			for range o.runs {
+				r, err := redisBench(ctx, rport, op, n*cmpClientsPerConn, o.duration)
+				if err != nil {
+					return fmt.Errorf("redis (log in %s): %w", redis.dir, err)
+				}
+				rs = append(rs, r)
+			}
+			add("redis", op, n, medianOf(rs))
+		}
+	}
+	redis.stop()
+	return writeReport(o, rows)
+}
+
+// redisBench runs redis-benchmark with the comparison's shape: clients
+// connections (Redis has one client per connection), pipelining, 256-byte
+// values over 10,000 random keys. The request count is sized from a short
+// probe so the run lasts about d.
+func redisBench(ctx context.Context, port, op string, clients int, d time.Duration) (*bench.Result, error) {
+	test := map[string]string{"PUT": "set", "GET": "get"}[op]
+	run := func(n int) (float64, float64, error) {
+		cmd := exec.CommandContext(ctx, "redis-benchmark", "-h", "127.0.0.1", "-p", port, "-c", strconv.Itoa(clients), "-n", strconv.Itoa(n),
+			"-d", strconv.Itoa(cmpValueSize), "-r", strconv.Itoa(cmpKeys), "-P", strconv.Itoa(cmpPipeline), "-t", test, "--csv")
+		out, err := cmd.Output()
+		if err != nil {
+			return 0, 0, fmt.Errorf("redis-benchmark: %w", err)
+		}
+		recs, err := csv.NewReader(bytes.NewReader(out)).ReadAll()
+		if err != nil || len(recs) < 2 || len(recs[1]) < 2 {
+			return 0, 0, fmt.Errorf("redis-benchmark output: %q", out)
+		}
+		rps, _ := strconv.ParseFloat(recs[1][1], 64)
+		p99 := 0.0
+		for i, h := range recs[0] {
+			if h == "p99_latency_ms" && i < len(recs[1]) {
+				p99, _ = strconv.ParseFloat(recs[1][i], 64)
+			}
+		}
+		return rps, p99 * 1000, nil
+	}
+	rps, _, err := run(20_000)
+	if err != nil {
+		return nil, err
+	}
+	n := max(int(rps*d.Seconds()), 20_000)
+	rps, p99, err := run(n)
+	if err != nil {
+		return nil, err
+	}
+	return &bench.Result{OpsPerSec: rps, P99Us: p99}, nil
+}
+
+func writeReport(o *options, rows []row) error {
+	var b strings.Builder
+	b.WriteString("# KVDB beside Redis and etcd\n\n")
+	if o.validate {
+		b.WriteString("> **Validation run, not a measurement.** These figures come from a few seconds per run on a shared, busy\n" +
+			"> machine, only to check that `make bench-compare` works end to end. Re-run `make bench-compare` on a quiet\n" +
+			"> machine for real figures.\n\n")
+	}
+	fmt.Fprintf(&b, "Generated by `make bench-compare` on %s.\n\n## Machine\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "- CPU: %s, %d cores\n- OS: %s/%s, %s\n- Go: %s\n- Load generator on the same machine, over loopback\n\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, kernel(), runtime.Version())
+	fmt.Fprintf(&b, "## Load shape\n\nFor each connection count N: N connections and %d×N concurrent clients, %d-byte values, %d random keys "+
+		"(preloaded for GET), %v per run, median of %d runs. KVDB is one node with default flags (WAL fsync every 10 ms, not per write); "+
+		"etcd is one member with default flags (fsync per commit); Redis has no persistence (`--save '' --appendonly no`).\n"+
+		"Pipelining: KVDB binary and Redis keep %d requests in flight per client; KVDB gRPC and etcd are not pipelined (one request per client at a time).\n\n",
+		cmpClientsPerConn, cmpValueSize, cmpKeys, o.duration, o.runs, cmpPipeline)
+	b.WriteString("## Commands\n\n```\nmake bench-compare                 # all of the below, writes this file\n" +
+		"kvdbctl bench --protocol binary --op put --connections N --clients 4N --pipeline 16 --value-size 256 --keys 10000\n" +
+		"kvdbctl bench --protocol grpc   --op put --connections N --clients 4N --value-size 256 --keys 10000\n" +
+		"redis-benchmark -c 4N -P 16 -d 256 -r 10000 -t set,get --csv\n" +
+		"etcd: the same Go loop (internal/bench) over go.etcd.io/etcd/client/v3, N clients, 4N workers\n```\n\n")
+	b.WriteString("## Results\n\nRatio is KVDB binary ÷ the row's system (above 1: KVDB is faster).\n\n| System | Op | Connections | ops/s | p99 (µs) | ratio |\n|---|---|---|---|---|---|\n")
+	ref := map[string]float64{}
+	for _, r := range rows {
+		if r.system == "kvdb-binary" {
+			ref[fmt.Sprint(r.op, r.conns)] = r.opsPerSec
+		}
+	}
+	for _, r := range rows {
+		ratio := "—"
+		if k := ref[fmt.Sprint(r.op, r.conns)]; k > 0 && r.opsPerSec > 0 && r.system != "kvdb-binary" {
+			ratio = fmt.Sprintf("%.2f×", k/r.opsPerSec)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %s |\n", r.system, r.op, r.conns, r.opsPerSec, r.p99us, ratio)
+	}
+	svgName := strings.TrimSuffix(filepath.Base(o.out), ".md") + "-throughput.svg"
+	fmt.Fprintf(&b, "\n## Throughput against connections (PUT)\n\n![PUT throughput against connections](%s)\n", svgName)
+	if err := os.WriteFile(filepath.Join(filepath.Dir(o.out), svgName), []byte(chart(rows, "PUT")), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s and %s\n", o.out, svgName)
+	return os.WriteFile(o.out, []byte(b.String()), 0o644)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown kernel"
+	}
+	return "Linux " + strings.TrimSpace(string(b))
+}
