@@ -121,7 +121,7 @@ func TestEvictorChoose(t *testing.T) {
 func TestEvictionHitRatio(t *testing.T) {
 	const (
 		nKeys = 10_000
-		steps = 300_000
+		steps = 200_000
 	)
 	val := make([]byte, 100)
 	keySize := int64(16 + len(val) + EntryOverhead)

@@ -69,7 +69,7 @@ func sampleMemory(stores func() []*engine.Store, stop <-chan struct{}) (maxSeen 
 // many clients and samples memory_usage all along: with allkeys-lru it never
 // exceeds the limit by more than one request's size.
 func TestEvictionKeepsMemoryUnderLimit(t *testing.T) {
-	const limit = 256 << 10
+	const limit = 128 << 10
 	n := startNode(t, t.TempDir(), func(c *Config) { c.MaxMemory = limit })
 	ctx := ctxT(t)
 
@@ -175,7 +175,7 @@ func TestNoEvictionRejectsWrites(t *testing.T) {
 // and evictions are in flight: the new leader goes on evicting, and after
 // the old leader rejoins all three hold exactly the same keys.
 func TestClusterEvictionReplicasIdentical(t *testing.T) {
-	const limit = 128 << 10
+	const limit = 64 << 10
 	c := newCluster(t, 3, func(cfg *Config) { cfg.MaxMemory = limit })
 	stores := func() []*engine.Store {
 		c.mu.Lock()
