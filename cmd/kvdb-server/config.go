@@ -17,15 +17,16 @@ import (
 
 // config is everything kvdb-server reads from flags and the environment.
 type config struct {
-	NodeID        string
-	Address       string
-	Peers         []peer
-	Advertise     string
-	Join          string
-	DataDir       string
-	MaxMemory     int64
-	EnableRaft    bool
-	EnableMetrics bool
+	NodeID         string
+	Address        string
+	Peers          []peer
+	Advertise      string
+	Join           string
+	DataDir        string
+	MaxMemory      int64
+	EvictionPolicy service.EvictionPolicy
+	EnableRaft     bool
+	EnableMetrics  bool
 	// MetricsAddress, when set, serves /metrics, /healthz and /readyz on a
 	// second, HTTP-only listener too.
 	MetricsAddress string
@@ -59,6 +60,7 @@ var envBindings = map[string]string{
 	"peers":             "PEERS",
 	"data-dir":          "DATA_DIR",
 	"max-memory":        "MAX_MEMORY",
+	"eviction-policy":   "EVICTION_POLICY",
 	"enable-raft":       "ENABLE_RAFT",
 	"enable-metrics":    "ENABLE_METRICS",
 	"metrics-address":   "METRICS_ADDRESS",
@@ -83,6 +85,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		reqSize   = sizeFlag{}
 		txnSize   = sizeFlag{}
 		logLevel  string
+		policy    string
 		snapCount uint64
 	)
 	d := service.DefaultLimits
@@ -100,6 +103,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.Join, "join", "", "address of a member of a running cluster to join (env JOIN); ignored once the data dir holds state")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the WAL and snapshots (env DATA_DIR)")
 	fs.Var(&maxMem, "max-memory", "memory limit for stored data: 1GB, 512MB, 64KiB or bytes (env MAX_MEMORY)")
+	fs.StringVar(&policy, "eviction-policy", string(service.EvictAllKeysLRU), "what happens at -max-memory: allkeys-lru (the leader evicts least recently used keys) or noeviction (writes fail with RESOURCE_EXHAUSTED) (env EVICTION_POLICY)")
 	fs.BoolVar(&c.EnableRaft, "enable-raft", false, "join the peers in -peers as a raft cluster (env ENABLE_RAFT); false runs a standalone node, still logged through raft's WAL")
 	fs.BoolVar(&c.EnableMetrics, "enable-metrics", true, "serve Prometheus /metrics on -address (env ENABLE_METRICS)")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", "", "also serve /metrics, /healthz and /readyz over plain HTTP on this address, e.g. 127.0.0.1:9100 (env METRICS_ADDRESS); needs -enable-metrics")
@@ -138,6 +142,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	c.MaxMemory = maxMem.bytes
+	policyValue, perr := service.ParseEvictionPolicy(policy)
+	if perr != nil {
+		return nil, fmt.Errorf("-eviction-policy: %w", perr)
+	}
+	c.EvictionPolicy = policyValue
 	c.SnapshotCount = snapCount
 	c.Limits.MaxKeySize = int(keySize.bytes)
 	c.Limits.MaxValueSize = int(valSize.bytes)

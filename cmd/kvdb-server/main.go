@@ -81,6 +81,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		Address:             cfg.Address,
 		DataDir:             cfg.DataDir,
 		MaxMemory:           cfg.MaxMemory,
+		EvictionPolicy:      cfg.EvictionPolicy,
 		Version:             version,
 		Limits:              cfg.Limits,
 		RequestTimeout:      cfg.RequestTimeout,
@@ -117,7 +118,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	log.Info("kvdb-server started", "node_id", cfg.NodeID, "member_id", fmt.Sprintf("%x", id),
 		"address", lis.Addr().String(), "advertise", cfg.Advertise, "data_dir", cfg.DataDir, "mode", mode,
 		"members", len(srv.Node().Members()),
-		"sync_writes", cfg.SyncWrites, "max_memory", cfg.MaxMemory, "version", version)
+		"sync_writes", cfg.SyncWrites, "max_memory", cfg.MaxMemory, "eviction_policy", cfg.EvictionPolicy, "version", version)
 
 	sigC := make(chan os.Signal, 1)
 	signal.Notify(sigC, syscall.SIGINT, syscall.SIGTERM)

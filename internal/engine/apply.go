@@ -178,6 +178,7 @@ func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
 	old, exists := s.m[string(op.Key)]
 	e := newEntry(op.Key, op.Value)
 	e.create, e.mod, e.version = rev, rev, 1
+	e.access.Store(uint32(rev))
 	if exists {
 		e.create = old.create
 		e.version = old.version + 1
@@ -201,7 +202,7 @@ func newEntry(key, value []byte) *entry {
 	buf := make([]byte, len(key)+len(value))
 	copy(buf, key)
 	copy(buf[len(key):], value)
-	return &entry{key: unsafe.String(&buf[0], len(key)), value: buf[len(key):]}
+	return &entry{key: unsafe.String(&buf[0], len(key)), vlen: uint32(len(value))}
 }
 
 func (s *Store) deleteKey(op *Op, r *OpResult) bool {

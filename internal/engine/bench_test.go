@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -182,4 +183,46 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 	n := copy(p, r.b)
 	r.b = r.b[n:]
 	return n, nil
+}
+
+// BenchmarkHeapPerKey measures the real heap cost of 1M keys (16-byte keys,
+// 100-byte values) against their logical size (MemoryUsage). Run with
+//
+//	go test -run='^$' -bench=HeapPerKey -benchtime=1x ./internal/engine/
+//
+// heap-B/key is HeapAlloc growth after GC per key; overhead-B/key is that
+// minus the 116 key+value bytes; logical-B/key is MemoryUsage per key.
+func BenchmarkHeapPerKey(b *testing.B) {
+	const n = 1_000_000
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = benchKey(i)
+	}
+	val := make([]byte, 100)
+	ops := make([]Op, 0, 1000)
+	var heap, logical float64
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := New()
+		idx := uint64(0)
+		for i, k := range keys {
+			ops = append(ops, Op{Type: OpPut, Key: k, Value: val})
+			if len(ops) == cap(ops) || i == n-1 {
+				idx++
+				s.Apply(idx, ops)
+				ops = ops[:0]
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(keys)
+		heap = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+		logical = float64(s.MemoryUsage()) / n
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(heap, "heap-B/key")
+	b.ReportMetric(heap-116, "overhead-B/key")
+	b.ReportMetric(logical, "logical-B/key")
 }

@@ -12,12 +12,13 @@
 //
 // # Concurrency contract
 //
-//   - Exactly one goroutine (the raft apply loop) calls Apply, MarkApplied
-//     and Restore, in log order. They are not safe to call concurrently with
-//     each other.
-//   - Get, Range, Revision, AppliedIndex, Len, MemoryUsage, Hash and Snapshot
-//     are safe to call from any number of goroutines, concurrently with the
-//     writer.
+//   - Exactly one goroutine (the raft apply loop) calls Apply, ApplyEach,
+//     ApplyTxn, ApplyEvict, MarkApplied and Restore, in log order. They are
+//     not safe to call concurrently with each other.
+//   - Get, Range, Revision, AppliedIndex, Len, MemoryUsage, EvictedKeys,
+//     Hash and Snapshot are safe to call from any number of goroutines,
+//     concurrently with the writer. An Evictor is owned by one goroutine
+//     but may run concurrently with the writer and readers.
 //   - A Snapshot, once taken, is immutable and safe for concurrent use; it
 //     never blocks the store.
 //
@@ -27,6 +28,15 @@
 //     same set of *entry pointers; both are only changed under the write lock,
 //     so readers never observe a half-applied Apply.
 //   - An *entry is immutable once published. Updates install a new entry.
+//     The one mutable field is the access stamp used by eviction sampling:
+//     it is outside the replicated state (never hashed, snapshotted or
+//     compared) and only read and written atomically.
+//   - MemoryUsage is the sum of len(key)+len(value)+EntryOverhead over all
+//     entries. It changes only in apply, so it is identical on every
+//     replica. Eviction is an applied command (ApplyEvict) naming keys with
+//     their mod revisions; the Evictor that chooses them reads recency,
+//     which differs between replicas, but only the leader's choice is ever
+//     applied.
 //     This is what makes copy-on-write snapshots (btree.Copy) safe: a snapshot
 //     may share entries with the live tree forever.
 //   - Bytes returned to callers (KeyValue.Key, KeyValue.Value) alias entry

@@ -187,13 +187,16 @@ func (d *decoder) entry(i uint64, rev int64) (*entry, error) {
 		if err := d.readFull(buf[klen:]); err != nil {
 			return nil, fmt.Errorf("entry %d value: %w", i, err)
 		}
-		e = &entry{key: unsafe.String(&buf[0], int(klen)), value: buf[klen:]}
+		e = &entry{key: unsafe.String(&buf[0], int(klen)), vlen: uint32(vlen)}
 	} else {
 		value, err := d.readBytes(int(vlen))
 		if err != nil {
 			return nil, fmt.Errorf("entry %d value: %w", i, err)
 		}
-		e = &entry{key: string(key), value: value}
+		// The entry layout needs key and value in one buffer; a large
+		// value is read in chunks first (bounded by the data present),
+		// then copied once.
+		e = newEntry(key, value)
 	}
 	if e.create, err = d.varint("create revision"); err != nil {
 		return nil, fmt.Errorf("entry %d: %w", i, err)
@@ -208,5 +211,7 @@ func (d *decoder) entry(i uint64, rev int64) (*entry, error) {
 		return nil, fmt.Errorf("entry %d: invalid revisions create=%d mod=%d version=%d (store revision %d)",
 			i, e.create, e.mod, e.version, rev)
 	}
+	// No read history survives a restore: recency starts at the last write.
+	e.access.Store(uint32(e.mod))
 	return e, nil
 }

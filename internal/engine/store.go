@@ -12,29 +12,51 @@ import (
 )
 
 // EntryOverhead is the heap cost of one entry beyond its key and value bytes:
-// the *entry struct (64 B size class), its map slot (string header + pointer
+// the *entry struct (48 B size class), its map slot (string header + pointer
 // plus control bytes at the map's load factor), and its B-tree item slot.
 //
 // It was measured by TestEntryOverhead, which applies 100k entries with
 // 16-byte keys and values to a fresh Store and divides the runtime.MemStats
 // HeapAlloc growth (after GC), minus the key/value bytes, by the entry count:
-// ~111 B/entry on linux/amd64, Go 1.26 (64 B entry struct, ~35-45 B map slot
-// share, ~10 B B-tree slot). The map part swings with its growth cycle, so
-// MemoryUsage is a logical estimate for quotas, not exact heap accounting.
-const EntryOverhead = 112
+// ~95 B/entry on linux/amd64, Go 1.26 (48 B entry struct, ~35-45 B map slot
+// share, ~10 B B-tree slot). The map part swings with its growth cycle, and
+// the key+value buffer is rounded up to a malloc size class, so MemoryUsage
+// is a logical size for quotas and eviction, not exact heap accounting; it
+// is computed only in apply, so it is identical on every replica.
+const EntryOverhead = 96
 
 // entry is immutable once published: a modification installs a new *entry.
 // Snapshots share entries with the live tree, so mutating one in place would
-// corrupt every snapshot holding it.
+// corrupt every snapshot holding it. The one exception is access, a recency
+// hint outside the replicated state (never hashed, snapshotted or compared),
+// written atomically by readers.
+//
+// The key and value share one allocation (key first, value right after it),
+// so the value is found from the key's pointer and vlen: the struct is 48
+// bytes, one size class below the 64 a separate value slice would need.
 type entry struct {
-	key     string
-	value   []byte
+	key  string
+	vlen uint32
+	// access is the store revision (truncated to 32 bits) at the entry's
+	// last write or Get: the clock of approximate LRU eviction.
+	access  atomic.Uint32
 	create  int64
 	mod     int64
 	version int64
 }
 
-func (e *entry) size() int64 { return int64(len(e.key)+len(e.value)) + EntryOverhead }
+func (e *entry) size() int64 { return int64(len(e.key)) + int64(e.vlen) + EntryOverhead }
+
+// value returns the value bytes, which follow the key in the same buffer.
+// An empty value is an empty, non-nil slice.
+func (e *entry) value() []byte {
+	if e.vlen == 0 {
+		kb := e.keyBytes()
+		return kb[len(kb):]
+	}
+	p := unsafe.Add(unsafe.Pointer(unsafe.StringData(e.key)), len(e.key))
+	return unsafe.Slice((*byte)(p), e.vlen)
+}
 
 // keyBytes exposes the entry's key as a []byte without copying. Callers must
 // treat it as read-only; KeyValue documents that contract.
@@ -45,7 +67,7 @@ func (e *entry) keyBytes() []byte {
 func (e *entry) kv(keysOnly bool) KeyValue {
 	kv := KeyValue{Key: e.keyBytes(), CreateRevision: e.create, ModRevision: e.mod, Version: e.version}
 	if !keysOnly {
-		kv.Value = e.value
+		kv.Value = e.value()
 	}
 	return kv
 }
@@ -84,6 +106,9 @@ type Store struct {
 	// cheap accessors never contend with readers holding mu.
 	rev     atomic.Int64
 	applied atomic.Uint64
+	// evicted counts keys removed by ApplyEvict since New (not restored
+	// from snapshots: it describes this process, not the replicated state).
+	evicted atomic.Uint64
 }
 
 // New returns an empty store at revision 0 and applied index 0.
@@ -99,8 +124,19 @@ func (s *Store) Get(key []byte) (KeyValue, bool) {
 	if !ok {
 		return KeyValue{}, false
 	}
+	s.touch(e)
 	// e is immutable, so building the result outside the lock is safe.
 	return e.kv(false), true
+}
+
+// touch records a read of e for LRU eviction without any lock: one atomic
+// load, and a store only when the clock moved, so concurrent reads of a hot
+// key do not keep writing its cache line.
+func (s *Store) touch(e *entry) {
+	now := uint32(s.rev.Load())
+	if e.access.Load() != now {
+		e.access.Store(now)
+	}
 }
 
 // Revision returns the store revision: the revision of the last Apply that
@@ -146,9 +182,9 @@ func hashTree(tr *btree.BTreeG[*entry], rev int64) uint64 {
 		binary.BigEndian.PutUint64(buf[:8], uint64(len(e.key)))
 		h.Write(buf[:8])
 		h.Write(e.keyBytes())
-		binary.BigEndian.PutUint64(buf[:8], uint64(len(e.value)))
+		binary.BigEndian.PutUint64(buf[:8], uint64(e.vlen))
 		h.Write(buf[:8])
-		h.Write(e.value)
+		h.Write(e.value())
 		binary.BigEndian.PutUint64(buf[0:8], uint64(e.create))
 		binary.BigEndian.PutUint64(buf[8:16], uint64(e.mod))
 		binary.BigEndian.PutUint64(buf[16:24], uint64(e.version))

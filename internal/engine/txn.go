@@ -218,7 +218,7 @@ func (s *Store) compareLocked(c *Compare) bool {
 		if !ok {
 			return false
 		}
-		cmp = bytes.Compare(e.value, c.Value)
+		cmp = bytes.Compare(e.value(), c.Value)
 	default:
 		var field int64
 		if ok {

@@ -57,10 +57,12 @@ func (s *Server) Stats() *kvdbv1.StatsResponse {
 	return &kvdbv1.StatsResponse{
 		Header: s.header(s.store.Revision()),
 		Storage: &kvdbv1.StorageStats{
-			Keys:        int64(s.store.Len()),
-			MemoryUsage: s.store.MemoryUsage(),
-			MaxMemory:   s.cfg.MaxMemory,
-			Version:     s.store.Revision(),
+			Keys:           int64(s.store.Len()),
+			MemoryUsage:    s.store.MemoryUsage(),
+			MaxMemory:      s.cfg.MaxMemory,
+			Version:        s.store.Revision(),
+			EvictedKeys:    int64(s.store.EvictedKeys()),
+			EvictionPolicy: string(s.cfg.EvictionPolicy),
 		},
 		Network: &kvdbv1.NetworkStats{
 			ActiveConnections: s.conns.Load(),

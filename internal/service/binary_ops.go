@@ -160,7 +160,7 @@ func opName(op wire.Opcode) string { return op.String() }
 
 // write hands an encoded command to the coalescer; reply builds the answer
 // from the applied result.
-func (c *binaryConn) write(op wire.Opcode, id uint64, data []byte, reply func([]byte, engine.Result) []byte) {
+func (c *binaryConn) write(op wire.Opcode, id uint64, data []byte, grow int64, reply func([]byte, engine.Result) []byte) {
 	start := time.Now()
 	c.writes.Add(1)
 	done := func(res engine.Result, err error) {
@@ -174,7 +174,7 @@ func (c *binaryConn) write(op wire.Opcode, id uint64, data []byte, reply func([]
 	}
 	// submit blocks only while the coalescer's queue is full; the
 	// connection's context ends that wait when the connection closes.
-	if err := c.s.writes.submit(c.ctx, pendingWrite{data: data, done: done}); err != nil {
+	if err := c.s.writes.submit(c.ctx, pendingWrite{data: data, grow: grow, done: done}); err != nil {
 		done(engine.Result{}, err)
 	}
 }
@@ -190,7 +190,7 @@ func (c *binaryConn) put(req *wire.Request) {
 	}
 	prev := req.Flags&wire.FlagPrevKV != 0
 	id := req.ID
-	c.write(wire.OpPut, id, encodePut(req.Key, req.Value, prev), func(b []byte, res engine.Result) []byte {
+	c.write(wire.OpPut, id, encodePut(req.Key, req.Value, prev), entryGrowth(req.Key, req.Value), func(b []byte, res engine.Result) []byte {
 		resp := wire.Response{Op: wire.OpPut, ID: id, Revision: res.Revision}
 		if prev && len(res.Ops) > 0 && len(res.Ops[0].Prev) > 0 {
 			resp.Flags = wire.FlagHasPrevKV
@@ -224,7 +224,7 @@ func (c *binaryConn) delete(req *wire.Request) {
 		return
 	}
 	id := req.ID
-	c.write(wire.OpDelete, id, data, func(b []byte, res engine.Result) []byte {
+	c.write(wire.OpDelete, id, data, 0, func(b []byte, res engine.Result) []byte {
 		resp := wire.Response{Op: wire.OpDelete, ID: id, Revision: res.Revision}
 		if len(res.Ops) > 0 {
 			resp.Deleted = res.Ops[0].Deleted
@@ -251,7 +251,7 @@ func (c *binaryConn) batch(req *wire.Request) {
 		return
 	}
 	id := req.ID
-	c.write(wire.OpBatch, id, data, func(b []byte, res engine.Result) []byte {
+	c.write(wire.OpBatch, id, data, batchGrowth(cmd), func(b []byte, res engine.Result) []byte {
 		resp := wire.Response{Op: wire.OpBatch, ID: id, Revision: res.Revision}
 		for i, r := range res.Ops {
 			if cmd.Ops[i].GetDelete() {

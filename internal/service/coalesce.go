@@ -27,6 +27,8 @@ const (
 type pendingWrite struct {
 	data []byte
 	done func(engine.Result, error)
+	// grow is the most the write adds to MemoryUsage (0 for deletes).
+	grow int64
 }
 
 // coalescer gathers independent writes from many handlers into few raft
@@ -57,12 +59,27 @@ func newCoalescer(s *Server, stopC <-chan struct{}) *coalescer {
 	return c
 }
 
-// submit queues a write. It blocks while the queue is full (backpressure on
-// the caller) until ctx ends or the server stops.
-func (c *coalescer) submit(ctx context.Context, w pendingWrite) error {
+// submit admits a write against MaxMemory and queues it. It blocks while
+// the queue is full (backpressure on the caller), or while the write waits
+// for eviction to make room, until ctx ends or the server stops.
+func (c *coalescer) submit(ctx context.Context, w pendingWrite) (err error) {
 	if err := c.s.limits.checkRequestSize(len(w.data)); err != nil {
 		return err
 	}
+	release, err := c.s.mem.admit(ctx, c.stopC, w.grow)
+	if err != nil {
+		return err
+	}
+	done := w.done
+	w.done = func(r engine.Result, err error) {
+		release()
+		done(r, err)
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	select {
 	case c.in <- w:
 		return nil
@@ -80,13 +97,13 @@ func (c *coalescer) submit(ctx context.Context, w pendingWrite) error {
 
 // wait submits a write and waits for its result: the synchronous form used
 // by the gRPC handlers.
-func (c *coalescer) wait(ctx context.Context, data []byte) (engine.Result, error) {
+func (c *coalescer) wait(ctx context.Context, data []byte, grow int64) (engine.Result, error) {
 	type out struct {
 		res engine.Result
 		err error
 	}
 	ch := make(chan out, 1)
-	err := c.submit(ctx, pendingWrite{data: data, done: func(r engine.Result, err error) { ch <- out{r, err} }})
+	err := c.submit(ctx, pendingWrite{data: data, grow: grow, done: func(r engine.Result, err error) { ch <- out{r, err} }})
 	if err != nil {
 		return engine.Result{}, err
 	}

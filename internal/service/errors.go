@@ -20,6 +20,9 @@ var (
 	ErrKeyNotFound = errors.New("service: key not found")
 	// ErrInvalidArgument wraps every validation failure.
 	ErrInvalidArgument = errors.New("service: invalid argument")
+	// ErrMemoryLimit rejects a write that would pass max-memory (policy
+	// noeviction, or eviction not keeping up).
+	ErrMemoryLimit = errors.New("service: memory limit reached")
 )
 
 // invalidError is a validation failure; its text is what the client reads,
@@ -46,6 +49,7 @@ var errorCodes = []struct {
 	{ErrTxnExists, codes.AlreadyExists},
 	{ErrTooManyTxns, codes.ResourceExhausted},
 	{ErrOverloaded, codes.ResourceExhausted},
+	{ErrMemoryLimit, codes.ResourceExhausted},
 	{ErrInvalidArgument, codes.InvalidArgument},
 	{engine.ErrCorruptSnapshot, codes.DataLoss},
 	{wal.ErrCorrupt, codes.DataLoss},

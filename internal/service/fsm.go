@@ -19,6 +19,8 @@ type fsm struct {
 	ops   []engine.Op // reused between entries; the engine copies what it keeps
 	// fastOps is fastApplyMulti's reused buffer.
 	fastOps []engine.Op
+	// evicted, when set, is called after an eviction entry is applied.
+	evicted func()
 }
 
 var _ raftnode.StateMachine = (*fsm)(nil)
@@ -49,6 +51,9 @@ func (f *fsm) Apply(index uint64, data []byte) any {
 	}
 	if t, ok := cmd.GetOp().(*raftv1.Command_Txn); ok {
 		return f.applyTxn(index, t.Txn)
+	}
+	if e, ok := cmd.GetOp().(*raftv1.Command_Evict); ok {
+		return f.applyEvict(index, e.Evict)
 	}
 	if m, ok := cmd.GetOp().(*raftv1.Command_Multi); ok {
 		return f.applyMulti(index, m.Multi.GetCommands())
@@ -93,6 +98,20 @@ func (f *fsm) applyMulti(index uint64, cmds []*raftv1.Command) any {
 		}
 	}
 	return out
+}
+
+// applyEvict removes the keys the leader chose that are still as it saw
+// them (engine.ApplyEvict), identically on every replica.
+func (f *fsm) applyEvict(index uint64, cmd *raftv1.EvictCommand) any {
+	keys := make([]engine.EvictKey, len(cmd.GetKeys()))
+	for i, k := range cmd.GetKeys() {
+		keys[i] = engine.EvictKey{Key: k.GetKey(), ModRevision: k.GetModRevision()}
+	}
+	f.store.ApplyEvict(index, keys)
+	if f.evicted != nil {
+		f.evicted()
+	}
+	return applyResult{res: engine.Result{Revision: f.store.Revision()}}
 }
 
 func (f *fsm) decode(cmd *raftv1.Command) ([]engine.Op, error) {

@@ -39,7 +39,7 @@ func (k *kvService) Put(ctx context.Context, req *kvdbv1.PutRequest) (*kvdbv1.Pu
 	}
 	res, err := k.s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_Put{Put: &raftv1.PutCommand{
 		Key: req.GetKey(), Value: req.GetValue(), PrevKv: req.GetPrevKv(),
-	}}})
+	}}}, entryGrowth(req.GetKey(), req.GetValue()))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -63,7 +63,7 @@ func (k *kvService) Delete(ctx context.Context, req *kvdbv1.DeleteRequest) (*kvd
 	}
 	res, err := k.s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_Delete{Delete: &raftv1.DeleteCommand{
 		Key: key, RangeEnd: end, PrevKv: req.GetPrevKv(),
-	}}})
+	}}}, 0)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -131,7 +131,7 @@ func (k *kvService) Batch(ctx context.Context, req *kvdbv1.BatchRequest) (*kvdbv
 			return nil, toStatus(invalidf("op %d: neither put nor delete", i))
 		}
 	}
-	res, err := k.s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_Batch{Batch: cmd}})
+	res, err := k.s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_Batch{Batch: cmd}}, batchGrowth(cmd))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -191,4 +191,14 @@ func toProtoKV(kv engine.KeyValue, keysOnly bool) *kvdbv1.KeyValue {
 		p.Value = kv.Value
 	}
 	return p
+}
+
+// batchGrowth is the most a batch can add to MemoryUsage: its puts.
+func batchGrowth(cmd *raftv1.BatchCommand) (n int64) {
+	for _, o := range cmd.GetOps() {
+		if !o.GetDelete() {
+			n += entryGrowth(o.GetKey(), o.GetValue())
+		}
+	}
+	return n
 }

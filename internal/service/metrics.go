@@ -152,6 +152,8 @@ func (s *Server) registerStateMetrics() {
 			func() float64 { return float64(s.store.MemoryUsage()) }),
 		gauge("kvdb_store_memory_limit_bytes", "Configured -max-memory (0: no limit).",
 			func() float64 { return float64(s.cfg.MaxMemory) }),
+		counter("kvdb_evicted_keys_total", "Keys evicted to stay under -max-memory.",
+			func() float64 { return float64(s.store.EvictedKeys()) }),
 		gauge("kvdb_store_revision", "Store revision (bumped by every applied write).",
 			func() float64 { return float64(s.store.Revision()) }),
 		counter("kvdb_txn_commits_total", "Transactions committed.", func() float64 { return float64(s.txns.commits.Load()) }),

@@ -38,9 +38,11 @@ type Config struct {
 	ClusterID uint64
 	Address   string // -address, reported by STATS
 	DataDir   string
-	MaxMemory int64 // bytes; reported by STATS (enforced by eviction, later)
-	Version   string
-	Limits    Limits
+	MaxMemory int64 // bytes of MemoryUsage allowed; 0: no limit
+	// EvictionPolicy says what happens at MaxMemory (default allkeys-lru).
+	EvictionPolicy EvictionPolicy
+	Version        string
+	Limits         Limits
 	// RequestTimeout bounds requests without a deadline.
 	RequestTimeout time.Duration
 	// Raft is passed to raftnode.Start; ID, Name, Address, ClusterID and
@@ -79,6 +81,7 @@ type Server struct {
 	txns    *txnManager
 	writes  *coalescer
 	admit   *admission
+	mem     *memoryGuard
 
 	transport *raftnode.GRPCTransport // nil when the caller brought its own
 
@@ -121,6 +124,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxInFlightRequests == 0 {
 		cfg.MaxInFlightRequests = DefaultMaxInFlightRequests
 	}
+	if cfg.EvictionPolicy == "" {
+		cfg.EvictionPolicy = EvictAllKeysLRU
+	}
 	s := &Server{
 		admit:   newAdmission(cfg.MaxInFlightRequests),
 		cfg:     cfg,
@@ -143,7 +149,8 @@ func New(cfg Config) (*Server, error) {
 		s.transport = raftnode.NewGRPCTransport(cfg.Logger)
 		rc.Transport = s.transport
 	}
-	node, err := raftnode.Start(rc, &fsm{store: s.store})
+	s.mem = newMemoryGuard(s.store, cfg.MaxMemory, cfg.EvictionPolicy)
+	node, err := raftnode.Start(rc, &fsm{store: s.store, evicted: s.mem.evicted})
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +162,10 @@ func New(cfg Config) (*Server, error) {
 	s.binary = newBinaryServer(s, cfg.Binary)
 	s.registerStateMetrics()
 	s.wg.Add(2)
+	if cfg.MaxMemory > 0 && cfg.EvictionPolicy == EvictAllKeysLRU {
+		s.wg.Add(1)
+		go s.evictLoop()
+	}
 	go s.healthLoop()
 	go func() {
 		defer s.wg.Done()
@@ -443,20 +454,30 @@ var errServerStopping = raftnode.ErrStopped
 
 // propose encodes cmd and waits for its applied result. The write goes
 // through the coalescer, which may share its raft entry with other writes.
-func (s *Server) propose(ctx context.Context, cmd *raftv1.Command) (engine.Result, error) {
+// grow is the most the write can add to MemoryUsage (0 for deletes); the
+// coalescer admits it against MaxMemory.
+func (s *Server) propose(ctx context.Context, cmd *raftv1.Command, grow int64) (engine.Result, error) {
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return engine.Result{}, fmt.Errorf("service: encode command: %w", err)
 	}
-	return s.writes.wait(ctx, data)
+	return s.writes.wait(ctx, data, grow)
 }
 
 // proposeApply proposes cmd as its own raft entry and returns the whole
-// applyResult (transactions need more than the engine.Result).
+// applyResult (transactions need more than the engine.Result). A
+// transaction is admitted against MaxMemory first.
 func (s *Server) proposeApply(ctx context.Context, cmd *raftv1.Command) (applyResult, error) {
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return applyResult{}, fmt.Errorf("service: encode command: %w", err)
+	}
+	if t := cmd.GetTxn(); t != nil {
+		release, err := s.mem.admit(ctx, s.stopC, txnGrowth(t))
+		if err != nil {
+			return applyResult{}, err
+		}
+		defer release()
 	}
 	return s.proposeData(ctx, data)
 }

@@ -425,9 +425,14 @@ type StorageStats struct {
 	// max_memory is the configured limit in bytes (0: no limit).
 	MaxMemory int64 `protobuf:"varint,3,opt,name=max_memory,json=maxMemory,proto3" json:"max_memory,omitempty"`
 	// version is the store revision.
-	Version       int64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version int64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	// evicted_keys is the number of keys this node removed by applying the
+	// leader's eviction commands since it started.
+	EvictedKeys int64 `protobuf:"varint,5,opt,name=evicted_keys,json=evictedKeys,proto3" json:"evicted_keys,omitempty"`
+	// eviction_policy is the configured policy: "allkeys-lru" or "noeviction".
+	EvictionPolicy string `protobuf:"bytes,6,opt,name=eviction_policy,json=evictionPolicy,proto3" json:"eviction_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StorageStats) Reset() {
@@ -486,6 +491,20 @@ func (x *StorageStats) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *StorageStats) GetEvictedKeys() int64 {
+	if x != nil {
+		return x.EvictedKeys
+	}
+	return 0
+}
+
+func (x *StorageStats) GetEvictionPolicy() string {
+	if x != nil {
+		return x.EvictionPolicy
+	}
+	return ""
 }
 
 // NetworkStats describes client traffic.
@@ -1309,13 +1328,15 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\acommits\x18\x01 \x01(\x03R\acommits\x12\x16\n" +
 	"\x06aborts\x18\x02 \x01(\x03R\x06aborts\x12\x16\n" +
 	"\x06active\x18\x03 \x01(\x03R\x06active\x12\x18\n" +
-	"\aexpired\x18\x04 \x01(\x03R\aexpired\"~\n" +
+	"\aexpired\x18\x04 \x01(\x03R\aexpired\"\xca\x01\n" +
 	"\fStorageStats\x12\x12\n" +
 	"\x04keys\x18\x01 \x01(\x03R\x04keys\x12!\n" +
 	"\fmemory_usage\x18\x02 \x01(\x03R\vmemoryUsage\x12\x1d\n" +
 	"\n" +
 	"max_memory\x18\x03 \x01(\x03R\tmaxMemory\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\x03R\aversion\"~\n" +
+	"\aversion\x18\x04 \x01(\x03R\aversion\x12!\n" +
+	"\fevicted_keys\x18\x05 \x01(\x03R\vevictedKeys\x12'\n" +
+	"\x0feviction_policy\x18\x06 \x01(\tR\x0eevictionPolicy\"~\n" +
 	"\fNetworkStats\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x03R\x11activeConnections\x12%\n" +
 	"\x0etotal_requests\x18\x02 \x01(\x03R\rtotalRequests\x12\x18\n" +

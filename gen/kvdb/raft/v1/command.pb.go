@@ -213,6 +213,7 @@ type Command struct {
 	//	*Command_Batch
 	//	*Command_Txn
 	//	*Command_Multi
+	//	*Command_Evict
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -300,6 +301,15 @@ func (x *Command) GetMulti() *MultiCommand {
 	return nil
 }
 
+func (x *Command) GetEvict() *EvictCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Evict); ok {
+			return x.Evict
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -329,6 +339,11 @@ type Command_Multi struct {
 	Multi *MultiCommand `protobuf:"bytes,5,opt,name=multi,proto3,oneof"`
 }
 
+type Command_Evict struct {
+	// evict removes keys the leader chose to stay under the memory limit.
+	Evict *EvictCommand `protobuf:"bytes,6,opt,name=evict,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_Delete) isCommand_Op() {}
@@ -338,6 +353,114 @@ func (*Command_Batch) isCommand_Op() {}
 func (*Command_Txn) isCommand_Op() {}
 
 func (*Command_Multi) isCommand_Op() {}
+
+func (*Command_Evict) isCommand_Op() {}
+
+// EvictCommand is the leader's eviction decision: keys chosen by approximate
+// LRU to bring the logical memory usage under the limit. Replicas never
+// evict on their own; they apply this entry like any other, so they stay
+// identical. A key is removed only if its mod revision still equals
+// mod_revision: a key deleted or rewritten after the leader chose it is
+// skipped on every replica alike.
+type EvictCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keys to remove, each with the mod revision it had when chosen.
+	Keys          []*EvictKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvictCommand) Reset() {
+	*x = EvictCommand{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvictCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvictCommand) ProtoMessage() {}
+
+func (x *EvictCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvictCommand.ProtoReflect.Descriptor instead.
+func (*EvictCommand) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EvictCommand) GetKeys() []*EvictKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// EvictKey is one key of an EvictCommand.
+type EvictKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key to remove.
+	Key []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// mod_revision the key had when the leader chose it.
+	ModRevision   int64 `protobuf:"varint,2,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvictKey) Reset() {
+	*x = EvictKey{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvictKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvictKey) ProtoMessage() {}
+
+func (x *EvictKey) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvictKey.ProtoReflect.Descriptor instead.
+func (*EvictKey) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EvictKey) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *EvictKey) GetModRevision() int64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
 
 // MultiCommand is many independent writes, usually of different clients,
 // gathered by the service into one raft entry so that one proposal, one WAL
@@ -354,7 +477,7 @@ type MultiCommand struct {
 
 func (x *MultiCommand) Reset() {
 	*x = MultiCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +489,7 @@ func (x *MultiCommand) String() string {
 func (*MultiCommand) ProtoMessage() {}
 
 func (x *MultiCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +502,7 @@ func (x *MultiCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MultiCommand.ProtoReflect.Descriptor instead.
 func (*MultiCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MultiCommand) GetCommands() []*Command {
@@ -404,7 +527,7 @@ type PutCommand struct {
 
 func (x *PutCommand) Reset() {
 	*x = PutCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +539,7 @@ func (x *PutCommand) String() string {
 func (*PutCommand) ProtoMessage() {}
 
 func (x *PutCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +552,7 @@ func (x *PutCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCommand.ProtoReflect.Descriptor instead.
 func (*PutCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PutCommand) GetKey() []byte {
@@ -468,7 +591,7 @@ type DeleteCommand struct {
 
 func (x *DeleteCommand) Reset() {
 	*x = DeleteCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +603,7 @@ func (x *DeleteCommand) String() string {
 func (*DeleteCommand) ProtoMessage() {}
 
 func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +616,7 @@ func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCommand.ProtoReflect.Descriptor instead.
 func (*DeleteCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteCommand) GetKey() []byte {
@@ -528,7 +651,7 @@ type BatchCommand struct {
 
 func (x *BatchCommand) Reset() {
 	*x = BatchCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +663,7 @@ func (x *BatchCommand) String() string {
 func (*BatchCommand) ProtoMessage() {}
 
 func (x *BatchCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +676,7 @@ func (x *BatchCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommand.ProtoReflect.Descriptor instead.
 func (*BatchCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BatchCommand) GetOps() []*BatchCommandOp {
@@ -578,7 +701,7 @@ type BatchCommandOp struct {
 
 func (x *BatchCommandOp) Reset() {
 	*x = BatchCommandOp{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +713,7 @@ func (x *BatchCommandOp) String() string {
 func (*BatchCommandOp) ProtoMessage() {}
 
 func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +726,7 @@ func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommandOp.ProtoReflect.Descriptor instead.
 func (*BatchCommandOp) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BatchCommandOp) GetDelete() bool {
@@ -650,7 +773,7 @@ type TxnCommand struct {
 
 func (x *TxnCommand) Reset() {
 	*x = TxnCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +785,7 @@ func (x *TxnCommand) String() string {
 func (*TxnCommand) ProtoMessage() {}
 
 func (x *TxnCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +798,7 @@ func (x *TxnCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnCommand.ProtoReflect.Descriptor instead.
 func (*TxnCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TxnCommand) GetReads() []*ReadCheck {
@@ -726,7 +849,7 @@ type ReadCheck struct {
 
 func (x *ReadCheck) Reset() {
 	*x = ReadCheck{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +861,7 @@ func (x *ReadCheck) String() string {
 func (*ReadCheck) ProtoMessage() {}
 
 func (x *ReadCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +874,7 @@ func (x *ReadCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadCheck.ProtoReflect.Descriptor instead.
 func (*ReadCheck) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadCheck) GetKey() []byte {
@@ -788,7 +911,7 @@ type RangeCheck struct {
 
 func (x *RangeCheck) Reset() {
 	*x = RangeCheck{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +923,7 @@ func (x *RangeCheck) String() string {
 func (*RangeCheck) ProtoMessage() {}
 
 func (x *RangeCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +936,7 @@ func (x *RangeCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCheck.ProtoReflect.Descriptor instead.
 func (*RangeCheck) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RangeCheck) GetKey() []byte {
@@ -863,7 +986,7 @@ type TxnCompare struct {
 
 func (x *TxnCompare) Reset() {
 	*x = TxnCompare{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +998,7 @@ func (x *TxnCompare) String() string {
 func (*TxnCompare) ProtoMessage() {}
 
 func (x *TxnCompare) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1011,7 @@ func (x *TxnCompare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnCompare.ProtoReflect.Descriptor instead.
 func (*TxnCompare) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TxnCompare) GetKey() []byte {
@@ -951,7 +1074,7 @@ type TxnOp struct {
 
 func (x *TxnOp) Reset() {
 	*x = TxnOp{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1086,7 @@ func (x *TxnOp) String() string {
 func (*TxnOp) ProtoMessage() {}
 
 func (x *TxnOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1099,7 @@ func (x *TxnOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnOp.ProtoReflect.Descriptor instead.
 func (*TxnOp) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TxnOp) GetType() TxnOpType {
@@ -1039,14 +1162,20 @@ var File_kvdb_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\"\x8a\x02\n" +
+	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\"\xbe\x02\n" +
 	"\aCommand\x12,\n" +
 	"\x03put\x18\x01 \x01(\v2\x18.kvdb.raft.v1.PutCommandH\x00R\x03put\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.kvdb.raft.v1.DeleteCommandH\x00R\x06delete\x122\n" +
 	"\x05batch\x18\x03 \x01(\v2\x1a.kvdb.raft.v1.BatchCommandH\x00R\x05batch\x12,\n" +
 	"\x03txn\x18\x04 \x01(\v2\x18.kvdb.raft.v1.TxnCommandH\x00R\x03txn\x122\n" +
-	"\x05multi\x18\x05 \x01(\v2\x1a.kvdb.raft.v1.MultiCommandH\x00R\x05multiB\x04\n" +
-	"\x02op\"A\n" +
+	"\x05multi\x18\x05 \x01(\v2\x1a.kvdb.raft.v1.MultiCommandH\x00R\x05multi\x122\n" +
+	"\x05evict\x18\x06 \x01(\v2\x1a.kvdb.raft.v1.EvictCommandH\x00R\x05evictB\x04\n" +
+	"\x02op\":\n" +
+	"\fEvictCommand\x12*\n" +
+	"\x04keys\x18\x01 \x03(\v2\x16.kvdb.raft.v1.EvictKeyR\x04keys\"?\n" +
+	"\bEvictKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12!\n" +
+	"\fmod_revision\x18\x02 \x01(\x03R\vmodRevision\"A\n" +
 	"\fMultiCommand\x121\n" +
 	"\bcommands\x18\x01 \x03(\v2\x15.kvdb.raft.v1.CommandR\bcommands\"M\n" +
 	"\n" +
@@ -1128,44 +1257,48 @@ func file_kvdb_raft_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_kvdb_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_kvdb_raft_v1_command_proto_goTypes = []any{
 	(TxnCompareTarget)(0),   // 0: kvdb.raft.v1.TxnCompareTarget
 	(TxnCompareOperator)(0), // 1: kvdb.raft.v1.TxnCompareOperator
 	(TxnOpType)(0),          // 2: kvdb.raft.v1.TxnOpType
 	(*Command)(nil),         // 3: kvdb.raft.v1.Command
-	(*MultiCommand)(nil),    // 4: kvdb.raft.v1.MultiCommand
-	(*PutCommand)(nil),      // 5: kvdb.raft.v1.PutCommand
-	(*DeleteCommand)(nil),   // 6: kvdb.raft.v1.DeleteCommand
-	(*BatchCommand)(nil),    // 7: kvdb.raft.v1.BatchCommand
-	(*BatchCommandOp)(nil),  // 8: kvdb.raft.v1.BatchCommandOp
-	(*TxnCommand)(nil),      // 9: kvdb.raft.v1.TxnCommand
-	(*ReadCheck)(nil),       // 10: kvdb.raft.v1.ReadCheck
-	(*RangeCheck)(nil),      // 11: kvdb.raft.v1.RangeCheck
-	(*TxnCompare)(nil),      // 12: kvdb.raft.v1.TxnCompare
-	(*TxnOp)(nil),           // 13: kvdb.raft.v1.TxnOp
+	(*EvictCommand)(nil),    // 4: kvdb.raft.v1.EvictCommand
+	(*EvictKey)(nil),        // 5: kvdb.raft.v1.EvictKey
+	(*MultiCommand)(nil),    // 6: kvdb.raft.v1.MultiCommand
+	(*PutCommand)(nil),      // 7: kvdb.raft.v1.PutCommand
+	(*DeleteCommand)(nil),   // 8: kvdb.raft.v1.DeleteCommand
+	(*BatchCommand)(nil),    // 9: kvdb.raft.v1.BatchCommand
+	(*BatchCommandOp)(nil),  // 10: kvdb.raft.v1.BatchCommandOp
+	(*TxnCommand)(nil),      // 11: kvdb.raft.v1.TxnCommand
+	(*ReadCheck)(nil),       // 12: kvdb.raft.v1.ReadCheck
+	(*RangeCheck)(nil),      // 13: kvdb.raft.v1.RangeCheck
+	(*TxnCompare)(nil),      // 14: kvdb.raft.v1.TxnCompare
+	(*TxnOp)(nil),           // 15: kvdb.raft.v1.TxnOp
 }
 var file_kvdb_raft_v1_command_proto_depIdxs = []int32{
-	5,  // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
-	6,  // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
-	7,  // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
-	9,  // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
-	4,  // 4: kvdb.raft.v1.Command.multi:type_name -> kvdb.raft.v1.MultiCommand
-	3,  // 5: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
-	8,  // 6: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
-	10, // 7: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
-	11, // 8: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
-	12, // 9: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
-	13, // 10: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
-	13, // 11: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
-	0,  // 12: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
-	1,  // 13: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
-	2,  // 14: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	7,  // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
+	8,  // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
+	9,  // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
+	11, // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
+	6,  // 4: kvdb.raft.v1.Command.multi:type_name -> kvdb.raft.v1.MultiCommand
+	4,  // 5: kvdb.raft.v1.Command.evict:type_name -> kvdb.raft.v1.EvictCommand
+	5,  // 6: kvdb.raft.v1.EvictCommand.keys:type_name -> kvdb.raft.v1.EvictKey
+	3,  // 7: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
+	10, // 8: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
+	12, // 9: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
+	13, // 10: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
+	14, // 11: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
+	15, // 12: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
+	15, // 13: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
+	0,  // 14: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
+	1,  // 15: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
+	2,  // 16: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_kvdb_raft_v1_command_proto_init() }
@@ -1179,6 +1312,7 @@ func file_kvdb_raft_v1_command_proto_init() {
 		(*Command_Batch)(nil),
 		(*Command_Txn)(nil),
 		(*Command_Multi)(nil),
+		(*Command_Evict)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1186,7 +1320,7 @@ func file_kvdb_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvdb_raft_v1_command_proto_rawDesc), len(file_kvdb_raft_v1_command_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,212 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+
+	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
+	"github.com/kvdb/kvdb/internal/engine"
+)
+
+// EvictionPolicy says what a node does when a write would pass MaxMemory.
+type EvictionPolicy string
+
+const (
+	// EvictAllKeysLRU (the default) lets the leader evict the least recently
+	// used keys, chosen by sampling, through the raft log.
+	EvictAllKeysLRU EvictionPolicy = "allkeys-lru"
+	// EvictNone rejects writes that would pass the limit with
+	// RESOURCE_EXHAUSTED and never removes a key.
+	EvictNone EvictionPolicy = "noeviction"
+)
+
+// ParseEvictionPolicy accepts "allkeys-lru" and "noeviction"; "" is the default.
+func ParseEvictionPolicy(s string) (EvictionPolicy, error) {
+	switch p := EvictionPolicy(s); p {
+	case "":
+		return EvictAllKeysLRU, nil
+	case EvictAllKeysLRU, EvictNone:
+		return p, nil
+	}
+	return "", fmt.Errorf("unknown eviction policy %q (want %s or %s)", s, EvictAllKeysLRU, EvictNone)
+}
+
+// Eviction tuning. One cycle proposes at most evictMaxKeys keys in one
+// entry (about 30 bytes of log per 16-byte key); one wake-up of the driver
+// runs at most evictMaxCycles cycles before it looks at its channels again.
+const (
+	evictMaxKeys   = 2048
+	evictMaxCycles = 64
+	evictInterval  = 50 * time.Millisecond
+	// admitWaits bounds how often a write waits for eviction to make room
+	// before it fails with ErrMemoryLimit; each wait ends at the next
+	// applied eviction or after admitWaitStep.
+	admitWaits    = 40
+	admitWaitStep = 10 * time.Millisecond
+)
+
+// memoryGuard admits writes against MaxMemory. A write reserves the bytes it
+// may add (pending) until it has been applied, so concurrent writes cannot
+// pass the check together: on the node that admitted them, MemoryUsage plus
+// the reservations never exceeds the limit. Its methods are safe for
+// concurrent use.
+type memoryGuard struct {
+	store   *engine.Store
+	limit   int64 // 0: no limit
+	policy  EvictionPolicy
+	pending atomic.Int64
+	kick    chan struct{} // wakes the eviction driver; buffered 1
+
+	mu    sync.Mutex
+	freed chan struct{} // closed (and replaced) when an eviction is applied
+}
+
+func newMemoryGuard(store *engine.Store, limit int64, policy EvictionPolicy) *memoryGuard {
+	return &memoryGuard{store: store, limit: limit, policy: policy, kick: make(chan struct{}, 1), freed: make(chan struct{})}
+}
+
+// lowWater is where eviction starts and what it evicts down to: a
+// sixteenth below the limit, so the leader frees room before writers have
+// to wait for it.
+func (g *memoryGuard) lowWater() int64 { return g.limit - g.limit/16 }
+
+// entryGrowth is the most a put of key and value can add to MemoryUsage.
+func entryGrowth(key, value []byte) int64 {
+	return int64(len(key)+len(value)) + engine.EntryOverhead
+}
+
+// admit reserves grow bytes for a write, or fails with ErrMemoryLimit. With
+// EvictNone it fails at once when the write would pass the limit; with
+// EvictAllKeysLRU it wakes the eviction driver and waits (boundedly) for an
+// eviction to make room, so only a write that eviction cannot keep up with
+// fails. A write that adds nothing (grow <= 0: deletes) is always admitted.
+// The returned release must be called once the write is applied or failed.
+func (g *memoryGuard) admit(ctx context.Context, stopC <-chan struct{}, grow int64) (release func(), err error) {
+	if g.limit <= 0 || grow <= 0 {
+		return func() {}, nil
+	}
+	if grow > g.limit {
+		return nil, fmt.Errorf("%w: the write needs up to %d bytes, more than max-memory (%d bytes)", ErrMemoryLimit, grow, g.limit)
+	}
+	for wait := 0; ; wait++ {
+		used := g.store.MemoryUsage()
+		p := g.pending.Add(grow)
+		if used+p > g.lowWater() {
+			g.wake()
+		}
+		if used+p <= g.limit {
+			var once sync.Once
+			return func() { once.Do(func() { g.pending.Add(-grow) }) }, nil
+		}
+		g.pending.Add(-grow)
+		if g.policy == EvictNone {
+			return nil, fmt.Errorf("%w: %d of %d bytes used and policy %s", ErrMemoryLimit, used, g.limit, EvictNone)
+		}
+		if wait == admitWaits {
+			return nil, fmt.Errorf("%w: %d of %d bytes used and eviction is behind; retry later", ErrMemoryLimit, used, g.limit)
+		}
+		g.mu.Lock()
+		freed := g.freed
+		g.mu.Unlock()
+		t := time.NewTimer(admitWaitStep)
+		select {
+		case <-freed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-stopC:
+			t.Stop()
+			return nil, errServerStopping
+		}
+		t.Stop()
+	}
+}
+
+func (g *memoryGuard) wake() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// evicted is called by the apply loop after an eviction entry: writers
+// waiting for room look again.
+func (g *memoryGuard) evicted() {
+	g.mu.Lock()
+	close(g.freed)
+	g.freed = make(chan struct{})
+	g.mu.Unlock()
+}
+
+// evictLoop is the eviction driver. It runs on every node but acts only
+// while the node is the leader: it samples keys (engine.Evictor), proposes
+// them as one EvictCommand and waits for it to apply before choosing again,
+// so the leader never chooses keys whose eviction is still in flight. A new
+// leader's driver simply finds the store over its low-water mark and goes
+// on. Work per cycle is bounded by evictMaxKeys (and the Evictor's sampling
+// budget); cycles per wake-up by evictMaxCycles.
+func (s *Server) evictLoop() {
+	defer s.wg.Done()
+	ev := engine.NewEvictor(s.cfg.MemberID)
+	t := time.NewTicker(evictInterval)
+	defer t.Stop()
+	g := s.mem
+	for {
+		select {
+		case <-s.stopC:
+			return
+		case <-t.C:
+		case <-g.kick:
+		}
+		for range evictMaxCycles {
+			if s.node.Status().State != raft.StateLeader {
+				break
+			}
+			over := g.store.MemoryUsage() + g.pending.Load() - g.lowWater()
+			if over <= 0 {
+				break
+			}
+			if err := s.evictOnce(ev, over); err != nil {
+				s.log.Debug("eviction cycle failed", "err", err)
+				break
+			}
+		}
+	}
+}
+
+// evictOnce chooses keys worth at least bytes and proposes their eviction.
+func (s *Server) evictOnce(ev *engine.Evictor, bytes int64) error {
+	keys := ev.Choose(s.store, bytes, evictMaxKeys)
+	if len(keys) == 0 {
+		return nil
+	}
+	cmd := &raftv1.EvictCommand{Keys: make([]*raftv1.EvictKey, len(keys))}
+	for i, k := range keys {
+		cmd.Keys[i] = &raftv1.EvictKey{Key: k.Key, ModRevision: k.ModRevision}
+	}
+	// Propose returns early with ErrStopped when the node stops.
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	_, err := s.proposeApply(ctx, &raftv1.Command{Op: &raftv1.Command_Evict{Evict: cmd}})
+	return err
+}
+
+// txnGrowth is the most a transaction can add to MemoryUsage: the larger of
+// its two branches' puts.
+func txnGrowth(t *raftv1.TxnCommand) int64 {
+	branch := func(ops []*raftv1.TxnOp) (n int64) {
+		for _, o := range ops {
+			if o.GetType() == raftv1.TxnOpType_TXN_OP_TYPE_PUT {
+				n += entryGrowth(o.GetKey(), o.GetValue())
+			}
+		}
+		return n
+	}
+	return max(branch(t.GetSuccess()), branch(t.GetFailure()))
+}
