@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,42 +16,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
-	"github.com/kvdb/kvdb/internal/raftnode"
 	"github.com/kvdb/kvdb/internal/service"
+	"github.com/kvdb/kvdb/internal/service/servicetest"
 	"github.com/kvdb/kvdb/internal/wire"
 )
 
-// startNode runs a single-node KVDB on a loopback port.
 func startNode(t *testing.T) (*service.Server, string) {
-	t.Helper()
-	srv, err := service.New(service.Config{
-		NodeID: "node1", MemberID: 1, ClusterID: 7, DataDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Raft:   raftnode.Config{TickInterval: 10 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for srv.Node().Status().Leader == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no leader")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return srv, lis.Addr().String()
+	return servicetest.StartServer(t, nil)
 }
 
 func ctxT(t *testing.T) context.Context {

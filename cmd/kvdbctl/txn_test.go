@@ -4,49 +4,16 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
-	"github.com/kvdb/kvdb/internal/raftnode"
 	"github.com/kvdb/kvdb/internal/service"
+	"github.com/kvdb/kvdb/internal/service/servicetest"
 )
 
-// startRealNode serves a real single-node KVDB (transactions need the real
-// OCC semantics, which the fake server does not have).
 func startRealNode(t *testing.T) (*service.Server, string) {
-	t.Helper()
-	srv, err := service.New(service.Config{
-		NodeID: "node1", MemberID: 1, ClusterID: 1, DataDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Raft:   raftnode.Config{TickInterval: 10 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	})
-	for i := 0; i < 1000; i++ {
-		if st := srv.Node().Status(); st.Leader != 0 && st.Applied >= st.Commit {
-			return srv, lis.Addr().String()
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatal("node did not become ready")
-	return nil, ""
+	return servicetest.StartServer(t, nil)
 }
 
 func TestREPLTransactions(t *testing.T) {

@@ -24,6 +24,13 @@ import (
 // it leads. mutate, when set, adjusts the configuration first.
 func Start(t testing.TB, mutate func(*service.Config)) string {
 	t.Helper()
+	_, addr := StartServer(t, mutate)
+	return addr
+}
+
+// StartServer is Start returning the server too, for tests that look inside.
+func StartServer(t testing.TB, mutate func(*service.Config)) (*service.Server, string) {
+	t.Helper()
 	cfg := service.Config{
 		NodeID: "node1", MemberID: 1, ClusterID: 42,
 		DataDir: t.TempDir(),
@@ -62,10 +69,15 @@ func Start(t testing.TB, mutate func(*service.Config)) string {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		st, err := admin.Status(ctx, &kvdbv1.StatusRequest{})
 		cancel()
-		if err == nil && st.GetIsLeader() {
-			return addr
+		if err == nil && st.GetIsLeader() && st.GetAppliedIndex() >= st.GetCommitIndex() {
+			// Leave no connection of ours behind: tests count them.
+			conn.Close()
+			for end := time.Now().Add(5 * time.Second); srv.Stats().GetNetwork().GetActiveConnections() > 0 && time.Now().Before(end); {
+				time.Sleep(5 * time.Millisecond)
+			}
+			return srv, addr
 		}
 	}
 	t.Fatal("node did not become leader within 10s")
-	return ""
+	return nil, ""
 }
