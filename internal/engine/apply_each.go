@@ -27,29 +27,9 @@ func (s *Store) ApplyEach(index uint64, groups [][]Op) ([]Result, bool) {
 	}
 	opResults := make([]OpResult, total)
 	for g, ops := range groups {
-		rev := s.rev.Load() + 1
-		changed := false
 		res := opResults[:len(ops):len(ops)]
 		opResults = opResults[len(ops):]
-		for i := range ops {
-			op := &ops[i]
-			if ValidateOp(*op) != nil {
-				continue
-			}
-			var c bool
-			switch op.Type {
-			case OpPut:
-				c = s.put(op, rev, &res[i])
-			case OpDelete:
-				c = s.deleteKey(op, &res[i])
-			case OpDeleteRange:
-				c = s.deleteRange(op, &res[i])
-			}
-			changed = changed || c
-		}
-		if changed {
-			s.rev.Store(rev)
-		}
+		s.applyLocked(ops, res)
 		results[g] = Result{Revision: s.rev.Load(), Ops: res}
 	}
 	s.applied.Store(index)
