@@ -168,8 +168,8 @@ func runLinearizability(t *testing.T, seed uint64, duration time.Duration) bool 
 			lastSeen := map[string]string{}
 			for n := 0; !stop.Load() && n < 100_000; n++ {
 				node := crng.IntN(3)
-				kv := c.kv(node)
-				if kv == nil || c.txnClient(node) == nil {
+				kv, tc := c.kv(node), c.txnClient(node)
+				if kv == nil || tc == nil {
 					time.Sleep(time.Millisecond)
 					continue
 				}
@@ -188,7 +188,7 @@ func runLinearizability(t *testing.T, seed uint64, duration time.Duration) bool 
 				case linCAS:
 					in.value, in.expect = fmt.Sprintf("c%d-%d", client, n), lastSeen[in.key]
 					var resp *kvdbv1.ExecuteResponse
-					resp, err = c.txnClient(node).Execute(ctx, &kvdbv1.ExecuteRequest{
+					resp, err = tc.Execute(ctx, &kvdbv1.ExecuteRequest{
 						Compares: []*kvdbv1.Compare{{Key: []byte(in.key), Operator: kvdbv1.CompareOperator_COMPARE_OPERATOR_EQUAL,
 							Operand: &kvdbv1.Compare_Value{Value: []byte(in.expect)}}},
 						Success: []*kvdbv1.ExecuteOp{{Op: &kvdbv1.ExecuteOp_Put{Put: &kvdbv1.PutRequest{Key: []byte(in.key), Value: []byte(in.value)}}}},
