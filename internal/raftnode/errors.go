@@ -11,6 +11,9 @@ var (
 	// ErrProposalDropped is returned when raft refused a proposal, typically
 	// because there is no leader or a leader transfer is in progress.
 	ErrProposalDropped = errors.New("raftnode: proposal dropped (no leader)")
+	// ErrLeaderChanged is returned to proposals pending when the leader
+	// changed: they may or may not have been applied.
+	ErrLeaderChanged = errors.New("raftnode: leader changed; the request may or may not have been applied")
 	// ErrNoLeader is returned by linearizable reads when no leader is known.
 	ErrNoLeader = errors.New("raftnode: no leader")
 )

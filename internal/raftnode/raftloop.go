@@ -107,6 +107,14 @@ func (n *Node) raftLoop() {
 		if lead := n.lead.Load(); lead != lastLead {
 			n.log.Info("leader changed", "leader", fmt.Sprintf("%x", lead), "term", n.term.Load())
 			n.cfg.Metrics.LeaderChanged(lead)
+			if lastLead != raft.None {
+				// Proposals handed to the old leader may be lost with it, and
+				// raft never says so: answer their proposers now rather than
+				// at their deadline. The outcome is unknown (an entry the
+				// old leader replicated may still commit), which is what
+				// ErrLeaderChanged says.
+				n.waits.failAll(ErrLeaderChanged)
+			}
 			lastLead = lead
 		}
 	}

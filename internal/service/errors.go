@@ -57,6 +57,7 @@ var errorCodes = []struct {
 	{raftnode.ErrOverloaded, codes.ResourceExhausted},
 	{raftnode.ErrProposalDropped, codes.Unavailable},
 	{raftnode.ErrNoLeader, codes.Unavailable},
+	{raftnode.ErrLeaderChanged, codes.Unavailable},
 	{raftnode.ErrStopped, codes.Unavailable},
 	{raftnode.ErrRemoved, codes.FailedPrecondition},
 	{raftnode.ErrNotLeader, codes.FailedPrecondition},
