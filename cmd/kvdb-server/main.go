@@ -117,7 +117,6 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	log.Info("kvdb-server started", "node_id", cfg.NodeID, "member_id", fmt.Sprintf("%x", id),
 		"address", lis.Addr().String(), "advertise", cfg.Advertise, "data_dir", cfg.DataDir, "mode", mode,
-		"members", len(srv.Node().Members()),
 		"sync_writes", cfg.SyncWrites, "max_memory", cfg.MaxMemory, "eviction_policy", cfg.EvictionPolicy, "version", version)
 
 	sigC := make(chan os.Signal, 1)
