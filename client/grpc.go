@@ -6,7 +6,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
@@ -97,10 +96,7 @@ func (g *grpcConn) do(ctx context.Context, req *wire.Request) (*wire.Response, e
 		return nil, &Error{Code: 12, Message: fmt.Sprintf("%s is not available over gRPC in this client", req.Op)}
 	}
 	if err != nil {
-		if st, ok := status.FromError(err); ok {
-			return nil, &Error{Code: st.Code(), Message: st.Message()}
-		}
-		return nil, err
+		return nil, grpcErr(err)
 	}
 	return resp, nil
 }

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -215,5 +214,5 @@ func grpcErr(err error) error {
 	if st, ok := status.FromError(err); ok {
 		return &Error{Code: st.Code(), Message: st.Message()}
 	}
-	return fmt.Errorf("kvdb: %w", err)
+	return err
 }

@@ -123,14 +123,14 @@ func (t *GRPCTransport) Send(msgs []*raftpb.Message) {
 			select {
 			case p.snapC <- m:
 			default:
-				go host.ReportSnapshot(m.GetTo(), true)
+				host.ReportSnapshot(m.GetTo(), true)
 			}
 			continue
 		}
 		select {
 		case p.queue <- m:
 		default:
-			go host.ReportUnreachable(m.GetTo())
+			host.ReportUnreachable(m.GetTo())
 		}
 	}
 }

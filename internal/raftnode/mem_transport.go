@@ -207,7 +207,7 @@ func (t *memTransport) Send(msgs []*raftpb.Message) {
 		select {
 		case l.queue <- m:
 		default:
-			go t.host.ReportUnreachable(m.GetTo())
+			t.host.ReportUnreachable(m.GetTo())
 		}
 	}
 }

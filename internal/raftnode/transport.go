@@ -36,6 +36,8 @@ type Host interface {
 	ReceiveSnapshot(ctx context.Context, m *raftpb.Message, body io.Reader) error
 	// OpenSnapshot opens the body of the local snapshot at index.
 	OpenSnapshot(index uint64) (io.ReadCloser, error)
+	// ReportUnreachable and ReportSnapshot never block, so a transport may
+	// call them from Send, on the raft loop.
 	ReportUnreachable(id uint64)
 	ReportSnapshot(id uint64, failed bool)
 }

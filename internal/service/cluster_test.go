@@ -507,26 +507,9 @@ func TestClusterNodeDownDuring50kWrites(t *testing.T) {
 	l := c.waitLeader()
 	f := (l + 1) % 3
 	c.kill(f)
-	var wg sync.WaitGroup
-	errs := make(chan error, 32)
-	const workers = 32
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < total; i += workers {
-				if err := c.put(l, fmt.Sprintf("key-%06d", i), fmt.Sprint(i)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	writeConcurrently(t, 32, total, func(i int) error {
+		return c.put(l, fmt.Sprintf("key-%06d", i), fmt.Sprint(i))
+	})
 	c.start(f)
 	c.waitConverged()
 	store := c.nodes[f].srv.Store()

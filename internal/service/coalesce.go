@@ -91,7 +91,7 @@ func (c *coalescer) submit(ctx context.Context, w pendingWrite) (err error) {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.stopC:
-		return errServerStopping
+		return raftnode.ErrStopped
 	}
 }
 
@@ -130,7 +130,7 @@ func (c *coalescer) run() {
 		select {
 		case c.sem <- struct{}{}:
 		case <-c.stopC:
-			first.done(engine.Result{}, errServerStopping)
+			first.done(engine.Result{}, raftnode.ErrStopped)
 			c.failQueued()
 			return
 		}
@@ -150,7 +150,7 @@ func (c *coalescer) run() {
 		// the log in that order; only the waiting happens concurrently.
 		data := batch[0].data
 		if len(batch) > 1 {
-			data = encodeMulti(batch, size)
+			data = encodeMulti(batch)
 		}
 		p, err := c.s.node.Enqueue(data)
 		if err != nil {
@@ -169,7 +169,7 @@ func (c *coalescer) failQueued() {
 	for {
 		select {
 		case w := <-c.in:
-			w.done(engine.Result{}, errServerStopping)
+			w.done(engine.Result{}, raftnode.ErrStopped)
 		default:
 			return
 		}
@@ -222,7 +222,7 @@ const (
 
 // encodeMulti builds the bytes of Command{multi: MultiCommand{commands}}
 // from the encoded commands: the same bytes proto.Marshal would produce.
-func encodeMulti(batch []pendingWrite, size int) []byte {
+func encodeMulti(batch []pendingWrite) []byte {
 	inner := 0
 	for _, w := range batch {
 		inner += protowire.SizeTag(multiCommandsField) + protowire.SizeBytes(len(w.data))
@@ -234,7 +234,6 @@ func encodeMulti(batch []pendingWrite, size int) []byte {
 		buf = protowire.AppendTag(buf, multiCommandsField, protowire.BytesType)
 		buf = protowire.AppendBytes(buf, w.data)
 	}
-	_ = size
 	return buf
 }
 

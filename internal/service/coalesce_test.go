@@ -25,7 +25,7 @@ func TestHandEncodedCommandsMatchProtoMarshal(t *testing.T) {
 	a, _ := proto.Marshal(&raftv1.Command{Op: &raftv1.Command_Put{Put: &raftv1.PutCommand{Key: []byte("a")}}})
 	b, _ := proto.Marshal(&raftv1.Command{Op: &raftv1.Command_Delete{Delete: &raftv1.DeleteCommand{Key: []byte("b")}}})
 	var multi raftv1.Command
-	if err := proto.Unmarshal(encodeMulti([]pendingWrite{{data: a}, {data: b}}, 0), &multi); err != nil {
+	if err := proto.Unmarshal(encodeMulti([]pendingWrite{{data: a}, {data: b}}), &multi); err != nil {
 		t.Fatal(err)
 	}
 	cmds := multi.GetMulti().GetCommands()

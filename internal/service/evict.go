@@ -11,6 +11,7 @@ import (
 
 	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
 	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/raftnode"
 )
 
 // EvictionPolicy says what a node does when a write would pass MaxMemory.
@@ -122,7 +123,7 @@ func (g *memoryGuard) admit(ctx context.Context, stopC <-chan struct{}, grow int
 			return nil, ctx.Err()
 		case <-stopC:
 			t.Stop()
-			return nil, errServerStopping
+			return nil, raftnode.ErrStopped
 		}
 		t.Stop()
 	}

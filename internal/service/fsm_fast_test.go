@@ -25,7 +25,7 @@ func TestFastMultiMatchesProtoPath(t *testing.T) {
 			}
 			batch = append(batch, pendingWrite{data: encodePut(k, v, j%2 == 0)})
 		}
-		data := encodeMulti(batch, 0)
+		data := encodeMulti(batch)
 		got, ok := fast.fastApplyMulti(index, data)
 		if !ok {
 			t.Fatalf("entry %d: fast path refused a plain multi of puts", index)
@@ -50,9 +50,9 @@ func TestFastMultiRefusesWhatItDoesNotKnow(t *testing.T) {
 	plainPut := encodePut([]byte("a"), []byte("1"), false)
 	for name, data := range map[string][]byte{
 		"plain put":         plainPut,
-		"multi with delete": encodeMulti([]pendingWrite{{data: plainPut}, {data: del}}, 0),
-		"trailing garbage":  append(encodeMulti([]pendingWrite{{data: plainPut}}, 0), 0x08, 0x01),
-		"empty key put":     encodeMulti([]pendingWrite{{data: encodePut(nil, []byte("v"), false)}}, 0),
+		"multi with delete": encodeMulti([]pendingWrite{{data: plainPut}, {data: del}}),
+		"trailing garbage":  append(encodeMulti([]pendingWrite{{data: plainPut}}), 0x08, 0x01),
+		"empty key put":     encodeMulti([]pendingWrite{{data: encodePut(nil, []byte("v"), false)}}),
 	} {
 		_, ok := f.fastApplyMulti(1, data)
 		if name == "empty key put" {

@@ -117,17 +117,25 @@ func runClientsOn(b *testing.B, addrs []string, call func(context.Context, kvdbv
 			b.Fatal(err)
 		}
 	}
+	driveCalls(b, benchClients, func(ctx context.Context, g, i int) error {
+		return call(ctx, clients[g%benchConns], i)
+	})
+}
+
+// driveCalls runs b.N calls spread over goroutines, each goroutine calling
+// one after another, and reports throughput and latency percentiles.
+func driveCalls(b *testing.B, goroutines int, call func(ctx context.Context, g, i int) error) {
+	b.Helper()
 	var next atomic.Int64
-	lat := make([][]time.Duration, benchClients)
+	lat := make([][]time.Duration, goroutines)
 	var wg sync.WaitGroup
 	var failed atomic.Value
 	b.ResetTimer()
 	start := time.Now()
-	for g := 0; g < benchClients; g++ {
+	for g := range goroutines {
 		wg.Add(1)
-		go func(g int) {
+		go func() {
 			defer wg.Done()
-			c := clients[g%benchConns]
 			ctx := context.Background()
 			for {
 				i := int(next.Add(1))
@@ -135,13 +143,13 @@ func runClientsOn(b *testing.B, addrs []string, call func(context.Context, kvdbv
 					return
 				}
 				t0 := time.Now()
-				if err := call(ctx, c, i); err != nil {
+				if err := call(ctx, g, i); err != nil {
 					failed.Store(err)
 					return
 				}
 				lat[g] = append(lat[g], time.Since(t0))
 			}
-		}(g)
+		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)

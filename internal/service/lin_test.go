@@ -168,7 +168,7 @@ func runLinearizability(t *testing.T, seed uint64, duration time.Duration) bool 
 			lastSeen := map[string]string{}
 			for n := 0; !stop.Load() && n < 100_000; n++ {
 				node := crng.IntN(3)
-				kv, tc := c.kv(node), c.txnClient(node)
+				kv, tc := c.kv(node), c.txn(node)
 				if kv == nil || tc == nil {
 					time.Sleep(time.Millisecond)
 					continue

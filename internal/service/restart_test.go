@@ -39,25 +39,10 @@ func TestRestartKeepsEverything(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			const keys = 10_000
-			var wg sync.WaitGroup
-			errs := make(chan error, 16)
-			for w := 0; w < 16; w++ {
-				wg.Add(1)
-				go func(w int) {
-					defer wg.Done()
-					for i := w; i < keys; i += 16 {
-						if _, err := n.kv.Put(ctx, &kvdbv1.PutRequest{Key: []byte(fmt.Sprintf("key-%05d", i)), Value: []byte(fmt.Sprint("value-", i))}); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}(w)
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
+			writeConcurrently(t, 16, keys, func(i int) error {
+				_, err := n.kv.Put(ctx, &kvdbv1.PutRequest{Key: []byte(fmt.Sprintf("key-%05d", i)), Value: []byte(fmt.Sprint("value-", i))})
+				return err
+			})
 			for i := 0; i < 100; i++ {
 				if _, err := n.kv.Put(ctx, &kvdbv1.PutRequest{Key: []byte(fmt.Sprintf("key-%05d", i)), Value: []byte("again")}); err != nil {
 					t.Fatal(err)
@@ -157,3 +142,29 @@ func TestTornWALTailNodeStarts(t *testing.T) {
 }
 
 var _ = raftnode.ErrStopped
+
+// writeConcurrently calls write(i) for i in [0, total) from workers
+// goroutines (worker w takes i = w, w+workers, ...) and fails the test on
+// the first error.
+func writeConcurrently(t *testing.T, workers, total int, write func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < total; i += workers {
+				if err := write(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

@@ -449,9 +449,6 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 	return err
 }
 
-// errServerStopping fails writes still queued when the server shuts down.
-var errServerStopping = raftnode.ErrStopped
-
 // propose encodes cmd and waits for its applied result. The write goes
 // through the coalescer, which may share its raft entry with other writes.
 // grow is the most the write can add to MemoryUsage (0 for deletes); the

@@ -3,10 +3,8 @@ package service
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -96,37 +94,7 @@ func runTxnClients(b *testing.B, addr string, call func(context.Context, kvdbv1.
 		defer conn.Close()
 		clients[i] = kvdbv1.NewTxnServiceClient(conn)
 	}
-	var next atomic.Int64
-	lat := make([][]time.Duration, txnBenchClients)
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	b.ResetTimer()
-	start := time.Now()
-	for g := range txnBenchClients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := clients[g%benchConns]
-			ctx := context.Background()
-			for {
-				i := int(next.Add(1))
-				if i > b.N {
-					return
-				}
-				t0 := time.Now()
-				if err := call(ctx, c, i); err != nil {
-					failed.Store(err)
-					return
-				}
-				lat[g] = append(lat[g], time.Since(t0))
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err, _ := failed.Load().(error); err != nil {
-		b.Fatal(err)
-	}
-	reportLatencies(b, lat, elapsed)
+	driveCalls(b, txnBenchClients, func(ctx context.Context, g, i int) error {
+		return call(ctx, clients[g%benchConns], i)
+	})
 }

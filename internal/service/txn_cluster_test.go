@@ -17,9 +17,6 @@ import (
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
-// txnClient returns node i's transaction client, or nil when it is down.
-func (c *testCluster) txnClient(i int) kvdbv1.TxnServiceClient { return c.txn(i) }
-
 // txn returns node i's transaction client, or nil when it is down.
 func (c *testCluster) txn(i int) kvdbv1.TxnServiceClient {
 	c.mu.Lock()
@@ -292,15 +289,8 @@ func TestTxnStrictSerializabilityUnderFaults(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
-	committed, unknown := 0, 0
-	for _, op := range hist {
-		switch op.Output.(histOut).outcome {
-		case "ok":
-			committed++
-		case "unknown":
-			unknown++
-		}
-	}
+	count := outcomes(hist)
+	committed, unknown := count["ok"], count["unknown"]
 	t.Logf("%d transactions: %d committed, %d unknown", len(hist), committed, unknown)
 	if committed < 10 {
 		t.Fatalf("only %d transactions committed", committed)

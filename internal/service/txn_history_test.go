@@ -165,15 +165,8 @@ func TestTxnStrictSerializabilityPorcupine(t *testing.T) {
 	c := txnClient(n)
 	clients := []kvdbv1.TxnServiceClient{c, c, c, c, c, c}
 	hist := recordTxnHistory(ctxT(t), t, clients, 30)
-	committed, aborted := 0, 0
-	for _, op := range hist {
-		switch op.Output.(histOut).outcome {
-		case "ok":
-			committed++
-		case "aborted":
-			aborted++
-		}
-	}
+	count := outcomes(hist)
+	committed, aborted := count["ok"], count["aborted"]
 	t.Logf("%d transactions: %d committed, %d aborted", len(hist), committed, aborted)
 	if committed == 0 {
 		t.Fatal("no transaction committed")
@@ -358,4 +351,13 @@ func TestTxnBank(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	runBank(ctx, t, bankTarget{txn: []kvdbv1.TxnServiceClient{txnClient(n)}, kv: []kvdbv1.KVServiceClient{n.kv}}, 2*time.Second)
+}
+
+// outcomes counts a history's transactions by outcome.
+func outcomes(hist []porcupine.Operation) map[string]int {
+	n := map[string]int{}
+	for _, op := range hist {
+		n[op.Output.(histOut).outcome]++
+	}
+	return n
 }
