@@ -47,10 +47,13 @@ run-server: build
 run-client: build
 	$(BIN)/kvdbctl -address localhost$(ADDRESS)
 
-## test: every test with the race detector, plus a short slice of each fuzz target.
+## test: every test with the race detector and the invariants build tag
+## (engine consistency checked after restores, evictions and a sample of
+## applies), plus a short slice of each fuzz target.
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) vet -tags invariants ./internal/fsm/
+	$(GO) test -race -tags invariants -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) fuzz FUZZTIME=5s
 
 test-short:
@@ -109,7 +112,7 @@ HARNESS         := $(GO) run ./test/benchharness -bin $(BIN)
 ## single-node and 3-node tables measured on this machine.
 benchmark: build
 	$(GO) test -run='^$$' -bench=. -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./internal/engine/ ./internal/wire/
-	$(GO) test -run='^$$' -bench='^BenchmarkFSMApply$$' -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./internal/service/
+	$(GO) test -run='^$$' -bench='^BenchmarkFSMApply$$' -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./internal/fsm/
 	$(HARNESS) -duration $(BENCH_DURATION) -runs $(BENCH_RUNS) tables
 
 ## load-test: mixed load on a 3-process cluster for LOAD_DURATION with a

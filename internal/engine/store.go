@@ -194,8 +194,13 @@ func hashTree(tr *btree.BTreeG[*entry], rev int64) uint64 {
 	return h.Sum64()
 }
 
-// checkConsistency verifies the internal invariants; used by tests and the
-// fuzzer. It returns a description of the first violation, or "".
+// CheckConsistency verifies the store's internal invariants (map and tree
+// agree, keys strictly ordered, revisions sane, memory accounting exact).
+// It returns a description of the first violation, or "". It takes the read
+// lock and visits every key: tests, the fuzzer and builds with the
+// invariants tag call it.
+func (s *Store) CheckConsistency() string { return s.checkConsistency() }
+
 func (s *Store) checkConsistency() string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

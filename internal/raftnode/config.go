@@ -51,6 +51,11 @@ type Config struct {
 	SyncInterval time.Duration
 	// TickInterval is the raft logical clock period.
 	TickInterval time.Duration
+	// Ticks, when not nil, replaces the TickInterval ticker: the raft loop
+	// advances the logical clock once per value received. Tests drive
+	// elections, read-round and leader-change failures and membership
+	// timeouts with it tick by tick, without sleeping.
+	Ticks <-chan time.Time
 	// ElectionTicks and HeartbeatTicks are in TickIntervals.
 	ElectionTicks  int
 	HeartbeatTicks int

@@ -18,8 +18,12 @@ const maxProposalsPerIteration = 1024
 // raftLoop is the only goroutine that touches n.rn and n.wal.
 func (n *Node) raftLoop() {
 	defer close(n.raftDone)
-	ticker := time.NewTicker(n.cfg.TickInterval)
-	defer ticker.Stop()
+	ticks := n.cfg.Ticks
+	if ticks == nil {
+		ticker := time.NewTicker(n.cfg.TickInterval)
+		defer ticker.Stop()
+		ticks = ticker.C
+	}
 	var syncTick <-chan time.Time
 	if !n.cfg.SyncWrites {
 		t := time.NewTicker(n.cfg.SyncInterval)
@@ -43,7 +47,7 @@ func (n *Node) raftLoop() {
 	var lastLead uint64
 	for {
 		select {
-		case <-ticker.C:
+		case <-ticks:
 			n.rn.Tick()
 			rl.tick(n)
 			if n.confPending.Load() != 0 {

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/raft/v3"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/core"
 	"github.com/kvdb/kvdb/internal/raftnode"
 )
 
@@ -47,6 +48,7 @@ func (a *adminService) Stats(ctx context.Context, _ *kvdbv1.StatsRequest) (*kvdb
 // Stats builds the STATS sections; the binary protocol serves the same.
 func (s *Server) Stats() *kvdbv1.StatsResponse {
 	st := s.node.Status()
+	active, commits, aborts, expired := s.core.TxnStats()
 	uptime, ops := s.ops.snapshot()
 	m := &kvdbv1.OperationMetrics{UptimeSeconds: uptime.Seconds(), Operations: map[string]*kvdbv1.OperationStats{}}
 	for _, o := range ops {
@@ -79,10 +81,10 @@ func (s *Server) Stats() *kvdbv1.StatsResponse {
 		},
 		Metrics: m,
 		Transactions: &kvdbv1.TransactionStats{
-			Commits: s.txns.commits.Load(),
-			Aborts:  s.txns.aborts.Load(),
-			Active:  int64(s.txns.activeCount()),
-			Expired: s.txns.expiredN.Load(),
+			Commits: commits,
+			Aborts:  aborts,
+			Active:  int64(active),
+			Expired: expired,
 		},
 	}
 }
@@ -117,10 +119,10 @@ func (s *Server) members() []*kvdbv1.Member {
 func (a *adminService) MemberAdd(ctx context.Context, req *kvdbv1.MemberAddRequest) (*kvdbv1.MemberAddResponse, error) {
 	name, addr := strings.TrimSpace(req.GetName()), strings.TrimSpace(req.GetAddress())
 	if name == "" || addr == "" {
-		return nil, toStatus(invalidf("a new member needs a name and an address"))
+		return nil, toStatus(core.Errorf(core.InvalidArgument, "a new member needs a name and an address"))
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, toStatus(invalidf("address %q: %v", addr, err))
+		return nil, toStatus(core.Errorf(core.InvalidArgument, "address %q: %v", addr, err))
 	}
 	m := raftnode.Member{ID: MemberID(name), Name: name, Address: addr}
 	if err := a.s.node.AddMember(ctx, m); err != nil {
@@ -170,7 +172,7 @@ func (a *adminService) TransferLeader(ctx context.Context, req *kvdbv1.TransferL
 func (s *Server) resolveMember(name string) (uint64, error) {
 	name = strings.TrimSpace(name)
 	if name == "" {
-		return 0, invalidf("member name must not be empty")
+		return 0, core.Errorf(core.InvalidArgument, "member name must not be empty")
 	}
 	for _, m := range s.node.Members() {
 		if m.Name == name || fmt.Sprintf("%x", m.ID) == strings.ToLower(name) {

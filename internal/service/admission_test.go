@@ -13,40 +13,6 @@ import (
 	"github.com/kvdb/kvdb/internal/wire"
 )
 
-func TestAdmissionCounts(t *testing.T) {
-	tests := []struct {
-		name     string
-		limit    int
-		acquires int
-		wantOK   int
-	}{
-		{"under the cap", 3, 2, 2},
-		{"at the cap", 3, 3, 3},
-		{"over the cap", 3, 5, 3},
-		{"no cap", -1, 100, 100},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a := newAdmission(tt.limit)
-			ok := 0
-			for range tt.acquires {
-				if a.acquire() {
-					ok++
-				}
-			}
-			if ok != tt.wantOK || a.rejected.Load() != int64(tt.acquires-tt.wantOK) {
-				t.Fatalf("admitted %d rejected %d, want %d %d", ok, a.rejected.Load(), tt.wantOK, tt.acquires-tt.wantOK)
-			}
-			for range ok {
-				a.release()
-			}
-			if tt.limit > 0 && a.inflight.Load() != 0 {
-				t.Fatalf("in flight after releases: %d", a.inflight.Load())
-			}
-		})
-	}
-}
-
 // TestAdmissionRejectsOverload holds one binary read in flight on a node
 // capped at one request: a second request on either transport gets
 // RESOURCE_EXHAUSTED at once, admin calls still work, and once the held
@@ -55,14 +21,14 @@ func TestAdmissionRejectsOverload(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	n := startNode(t, t.TempDir(), func(c *Config) { c.MaxInFlightRequests = 1 })
-	n.srv.testHookBeforeReadIndex = func() { once.Do(func() { <-release }) }
+	n.srv.core.SetTestHookBeforeReadIndex(func() { once.Do(func() { <-release }) })
 
 	held := dialRaw(t, n.addr)
 	held.write(wire.AppendGet(nil, 1, 0, []byte("k"))) // stays in flight
 
 	// Wait until the held read holds the only slot.
 	deadline := time.Now().Add(5 * time.Second)
-	for n.srv.admit.inflight.Load() != 1 && time.Now().Before(deadline) {
+	for n.srv.core.InFlight() != 1 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 
@@ -93,7 +59,7 @@ func TestAdmissionRejectsOverload(t *testing.T) {
 	if resp := other.call(&wire.Request{Op: wire.OpPut, ID: 8, Key: []byte("b"), Value: []byte("2")}); resp.Status != wire.StatusOK {
 		t.Fatalf("binary put after the overload: %s %s", resp.Status, resp.Payload)
 	}
-	if got := n.srv.admit.inflight.Load(); got != 0 {
+	if got := n.srv.core.InFlight(); got != 0 {
 		t.Fatalf("in flight when idle: %d", got)
 	}
 }

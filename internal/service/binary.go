@@ -74,7 +74,7 @@ func newBinaryServer(s *Server, cfg BinaryConfig) *binaryServer {
 }
 
 func (b *binaryServer) maxFrame() int {
-	return b.s.limits.MaxRequestSize + 64<<10
+	return b.s.core.Limits().MaxRequestSize + 64<<10
 }
 
 // serve accepts connections from l until it is closed.

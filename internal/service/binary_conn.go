@@ -46,7 +46,7 @@ type binaryConn struct {
 
 	// reads are linearizable reads waiting for the next ReadIndex batch;
 	// owned by readLoop.
-	reads []pendingRead
+	reads []readRequest
 
 	// writes counts this connection's writes not yet answered; a
 	// transactional request waits for them so it runs after them.
@@ -55,17 +55,6 @@ type binaryConn struct {
 	// numbers the transactions BEGIN opened; both owned by readLoop.
 	txnID  string
 	txnSeq uint64
-}
-
-// pendingRead is a decoded GET or RANGE whose key bytes were copied out of
-// the reader's buffer.
-type pendingRead struct {
-	op       wire.Opcode
-	flags    uint8
-	id       uint64
-	key, end []byte
-	limit    int64
-	start    time.Time
 }
 
 func newBinaryConn(b *binaryServer, c net.Conn) *binaryConn {
@@ -99,11 +88,12 @@ func (c *binaryConn) send(frame func([]byte) []byte) {
 }
 
 // release frees what an admitted request holds: its connection slot and
-// its place under the node-wide in-flight cap. Every request handle
-// admitted is released exactly once, when its reply is buffered.
+// its place in core's in-flight count (which shutdown drains and the
+// node-wide cap bounds). Every request admitted is released exactly once,
+// when its reply is buffered.
 func (c *binaryConn) release() {
 	<-c.slots
-	c.s.admit.release()
+	c.s.core.Leave(true)
 }
 
 // sendAsync is send for replies completed off the read loop: it also wakes
@@ -249,11 +239,6 @@ func (c *binaryConn) protocolError(op wire.Opcode, id uint64, st wire.Status, er
 	c.flush()
 }
 
-// requestContext bounds one request (or one batch of reads).
-func (c *binaryConn) requestContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), c.s.cfg.RequestTimeout)
-}
-
 // errorReply returns a frame builder for an error reply to op/id.
 func errorReply(op wire.Opcode, id uint64, err error) func([]byte) []byte {
 	st, msg := WireStatus(err), errorMessage(err)
@@ -262,9 +247,10 @@ func errorReply(op wire.Opcode, id uint64, err error) func([]byte) []byte {
 
 // handle serves one frame. It returns false when the connection must close.
 func (c *binaryConn) handle(f wire.Frame) bool {
-	if !c.s.admit.acquire() {
-		// Over the node-wide cap: answer at once, without decoding.
-		st, msg := WireStatus(ErrOverloaded), ErrOverloaded.Error()
+	if err := c.s.core.Enter(true); err != nil {
+		// Over the node-wide cap, or draining: answer at once, without
+		// decoding.
+		st, msg := WireStatus(err), err.Error()
 		c.mu.Lock()
 		c.out = wire.AppendError(c.out, f.Op, f.ID, st, msg)
 		c.mu.Unlock()

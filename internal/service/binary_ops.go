@@ -3,12 +3,48 @@ package service
 import (
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
-	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/core"
 	"github.com/kvdb/kvdb/internal/wire"
 )
+
+// The binary protocol's adapter: serve translates each decoded frame into
+// core's operations and core's answers into reply frames. Everything a
+// request means (validation, limits, admission, proposing, reading,
+// transactions, error codes) is core's.
+
+// coreOp is the operation name a binary request is recorded under; the same
+// names gRPC requests use.
+func coreOp(req *wire.Request) core.Op {
+	inTxn := req.Flags&wire.FlagInTxn != 0
+	switch req.Op {
+	case wire.OpGet:
+		return pick(inTxn, core.OpTxnGet, core.OpGet)
+	case wire.OpRange:
+		return pick(inTxn, core.OpTxnRange, core.OpRange)
+	case wire.OpPut:
+		return pick(inTxn, core.OpTxnPut, core.OpPut)
+	case wire.OpDelete:
+		return pick(inTxn, core.OpTxnDelete, core.OpDelete)
+	case wire.OpBatch:
+		return core.OpBatch
+	case wire.OpBegin:
+		return core.OpBegin
+	case wire.OpCommit:
+		return core.OpCommit
+	case wire.OpRollback:
+		return core.OpRollback
+	case wire.OpTxn:
+		return core.OpExecute
+	}
+	return 0
+}
+
+func pick(cond bool, a, b core.Op) core.Op {
+	if cond {
+		return a
+	}
+	return b
+}
 
 // serve dispatches one decoded request. req aliases the reader's buffer, so
 // anything that outlives this call is copied first.
@@ -41,50 +77,71 @@ func (c *binaryConn) serve(req *wire.Request) {
 		case wire.OpGet, wire.OpRange:
 			c.read(req)
 		case wire.OpPut:
-			c.put(req)
+			c.write(req, func() (core.Write, error) {
+				return c.s.core.PreparePut(req.Key, req.Value, req.Flags&wire.FlagPrevKV != 0)
+			})
 		default:
-			c.delete(req)
+			c.write(req, func() (core.Write, error) {
+				return c.s.core.PrepareDelete(req.Key, req.End, req.Flags&wire.FlagPrefix != 0, req.Flags&wire.FlagPrevKV != 0)
+			})
 		}
 	case wire.OpBatch:
-		c.batch(req)
+		c.write(req, func() (core.Write, error) {
+			ops := make([]core.BatchOp, len(req.Ops))
+			for i, o := range req.Ops {
+				ops[i] = core.BatchOp{Delete: o.Type == wire.BatchDelete, Key: o.Key, Value: o.Value}
+			}
+			return c.s.core.PrepareBatch(ops)
+		})
 	}
+}
+
+// readRequest is a validated GET or RANGE.
+type readRequest struct {
+	op    wire.Opcode
+	flags uint8
+	id    uint64
+	r     core.RangeRequest // Key alone for a GET
+	start time.Time
 }
 
 // read validates a GET or RANGE and either serves it now (serializable) or
 // queues it for the next ReadIndex batch.
 func (c *binaryConn) read(req *wire.Request) {
-	start := time.Now()
-	if err := c.validateRead(req); err != nil {
+	rr := readRequest{op: req.Op, flags: req.Flags, id: req.ID, start: time.Now(), r: core.RangeRequest{
+		Key: req.Key, End: req.End, Prefix: req.Flags&wire.FlagPrefix != 0, Limit: req.Limit,
+		KeysOnly: req.Flags&wire.FlagKeysOnly != 0, CountOnly: req.Flags&wire.FlagCountOnly != 0,
+	}}
+	var err error
+	if req.Op == wire.OpGet {
+		err = c.s.core.CheckGet(req.Key)
+	} else {
+		err = c.s.core.CheckRange(&rr.r)
+	}
+	if err != nil {
 		c.send(errorReply(req.Op, req.ID, err))
+		c.finish(core.Binary, coreOp(req), rr.start)
 		return
 	}
 	if req.Flags&wire.FlagSerializable != 0 {
 		c.mu.Lock()
-		c.out = c.s.appendRead(c.out, req.Op, req.Flags, req.ID, req.Key, req.End, req.Limit)
+		c.out = c.appendRead(c.out, &rr)
 		c.mu.Unlock()
 		c.release()
-		c.s.ops.observe("binary", opName(req.Op), time.Since(start))
+		c.finish(core.Binary, coreOp(req), rr.start)
 		return
 	}
 	// One allocation holds both keys: they must outlive the reader's buffer.
-	buf := make([]byte, len(req.Key)+len(req.End))
-	copy(buf, req.Key)
-	copy(buf[len(req.Key):], req.End)
-	c.reads = append(c.reads, pendingRead{
-		op: req.Op, flags: req.Flags, id: req.ID, limit: req.Limit, start: start,
-		key: buf[:len(req.Key):len(req.Key)], end: buf[len(req.Key):],
-	})
+	buf := make([]byte, len(rr.r.Key)+len(rr.r.End))
+	copy(buf, rr.r.Key)
+	copy(buf[len(rr.r.Key):], rr.r.End)
+	rr.r.Key, rr.r.End = buf[:len(rr.r.Key):len(rr.r.Key)], buf[len(rr.r.Key):]
+	c.reads = append(c.reads, rr)
 }
 
-func (c *binaryConn) validateRead(req *wire.Request) error {
-	if req.Op == wire.OpGet {
-		return c.s.limits.checkKey(req.Key)
-	}
-	if req.Limit < 0 {
-		return invalidf("limit must not be negative")
-	}
-	_, _, err := c.s.rangeBounds(req.Key, req.End, req.Flags&wire.FlagPrefix != 0)
-	return err
+// finish records a finished operation's latency.
+func (c *binaryConn) finish(p core.Protocol, op core.Op, start time.Time) {
+	c.s.core.Observe(p, op, start)
 }
 
 // dispatchReads starts one goroutine that confirms a read index for every
@@ -98,57 +155,50 @@ func (c *binaryConn) dispatchReads() {
 	c.b.wg.Add(1)
 	go func() {
 		defer c.b.wg.Done()
-		if h := c.s.testHookBeforeReadIndex; h != nil {
-			h()
-		}
-		ctx, cancel := c.requestContext()
-		err := c.s.node.ReadIndex(ctx)
-		cancel()
+		err := c.s.core.WaitRead(c.ctx, false)
 		c.mu.Lock()
-		for _, r := range reads {
+		for i := range reads {
 			if err != nil {
-				c.out = errorReply(r.op, r.id, err)(c.out)
+				c.out = errorReply(reads[i].op, reads[i].id, err)(c.out)
 			} else {
-				c.out = c.s.appendRead(c.out, r.op, r.flags, r.id, r.key, r.end, r.limit)
+				c.out = c.appendRead(c.out, &reads[i])
 			}
 		}
 		c.mu.Unlock()
-		for _, r := range reads {
+		for i := range reads {
 			c.release()
-			c.s.ops.observe("binary", opName(r.op), time.Since(r.start))
+			c.finish(core.Binary, coreOpOf(reads[i].op), reads[i].start)
 		}
 		c.flush()
 	}()
 }
 
-// appendRead reads the engine and appends the reply of a validated GET or
-// RANGE.
-func (s *Server) appendRead(b []byte, op wire.Opcode, flags uint8, id uint64, key, end []byte, limit int64) []byte {
+func coreOpOf(op wire.Opcode) core.Op {
 	if op == wire.OpGet {
-		kv, ok := s.store.Get(key)
-		if !ok {
-			return wire.AppendError(b, op, id, WireStatus(ErrKeyNotFound), ErrKeyNotFound.Error())
-		}
-		return wire.AppendResponse(b, &wire.Response{Op: op, ID: id, Revision: s.store.Revision(), KV: wireKV(kv, false)})
+		return core.OpGet
 	}
-	_, end, _ = s.rangeBounds(key, end, flags&wire.FlagPrefix != 0)
-	l := int(limit)
-	if l == 0 || l > s.limits.MaxRangeLimit {
-		l = s.limits.MaxRangeLimit
-	}
-	keysOnly, countOnly := flags&wire.FlagKeysOnly != 0, flags&wire.FlagCountOnly != 0
-	r := s.store.Range(key, end, engine.RangeOptions{Limit: l, KeysOnly: keysOnly, CountOnly: countOnly})
-	resp := &wire.Response{Op: op, ID: id, Revision: r.Revision, Count: r.Count, More: r.More}
-	if !countOnly {
-		resp.KVs = make([]wire.KeyValue, len(r.KVs))
-		for i, kv := range r.KVs {
-			resp.KVs[i] = wireKV(kv, keysOnly)
+	return core.OpRange
+}
+
+// appendRead reads the store and appends the reply of a validated GET or
+// RANGE.
+func (c *binaryConn) appendRead(b []byte, rr *readRequest) []byte {
+	if rr.op == wire.OpGet {
+		kv, rev, err := c.s.core.ReadGet(rr.r.Key)
+		if err != nil {
+			return wire.AppendError(b, rr.op, rr.id, WireStatus(err), err.Error())
 		}
+		return wire.AppendResponse(b, &wire.Response{Op: rr.op, ID: rr.id, Revision: rev, KV: wireKV(kv, false)})
+	}
+	r := c.s.core.ReadRange(&rr.r)
+	resp := &wire.Response{Op: rr.op, ID: rr.id, Revision: r.Revision, Count: r.Count, More: r.More}
+	if !rr.r.CountOnly {
+		resp.KVs = wireKVs(r.KVs, rr.r.KeysOnly)
 	}
 	return wire.AppendResponse(b, resp)
 }
 
-func wireKV(kv engine.KeyValue, keysOnly bool) wire.KeyValue {
+func wireKV(kv core.KeyValue, keysOnly bool) wire.KeyValue {
 	w := wire.KeyValue{Key: kv.Key, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}
 	if !keysOnly {
 		w.Value = kv.Value
@@ -156,139 +206,56 @@ func wireKV(kv engine.KeyValue, keysOnly bool) wire.KeyValue {
 	return w
 }
 
-func opName(op wire.Opcode) string { return op.String() }
+func wireKVs(kvs []core.KeyValue, keysOnly bool) []wire.KeyValue {
+	out := make([]wire.KeyValue, len(kvs))
+	for i, kv := range kvs {
+		out[i] = wireKV(kv, keysOnly)
+	}
+	return out
+}
 
-// write hands an encoded command to the coalescer; reply builds the answer
-// from the applied result.
-func (c *binaryConn) write(op wire.Opcode, id uint64, data []byte, grow int64, reply func([]byte, engine.Result) []byte) {
+// write prepares a PUT, DELETE or BATCH (which copies what it needs out of
+// the reader's buffer) and hands it to core; the reply is built when it
+// has been applied.
+func (c *binaryConn) write(req *wire.Request, prepare func() (core.Write, error)) {
 	start := time.Now()
+	op, id, cop := req.Op, req.ID, coreOp(req)
+	w, err := prepare()
+	if err != nil {
+		c.send(errorReply(op, id, err))
+		c.finish(core.Binary, cop, start)
+		return
+	}
 	c.writes.Add(1)
-	done := func(res engine.Result, err error) {
+	// Submit blocks only while core's write queue is full; the connection's
+	// context ends that wait when the connection closes.
+	c.s.core.Submit(c.ctx, w, func(res core.WriteResult, err error) {
 		defer c.writes.Done()
 		if err != nil {
 			c.sendAsync(errorReply(op, id, err))
 		} else {
-			c.sendAsync(func(b []byte) []byte { return reply(b, res) })
+			c.sendAsync(func(b []byte) []byte { return appendWriteReply(b, op, id, &res) })
 		}
-		c.s.ops.observe("binary", opName(op), time.Since(start))
-	}
-	// submit blocks only while the coalescer's queue is full; the
-	// connection's context ends that wait when the connection closes.
-	if err := c.s.writes.submit(c.ctx, pendingWrite{data: data, grow: grow, done: done}); err != nil {
-		done(engine.Result{}, err)
-	}
+		c.finish(core.Binary, cop, start)
+	})
 }
 
-func (c *binaryConn) put(req *wire.Request) {
-	if err := c.checkWrite(req); err != nil {
-		c.send(errorReply(req.Op, req.ID, err))
-		return
-	}
-	if err := c.s.limits.checkValue(req.Value); err != nil {
-		c.send(errorReply(req.Op, req.ID, err))
-		return
-	}
-	prev := req.Flags&wire.FlagPrevKV != 0
-	id := req.ID
-	c.write(wire.OpPut, id, encodePut(req.Key, req.Value, prev), entryGrowth(req.Key, req.Value), func(b []byte, res engine.Result) []byte {
-		resp := wire.Response{Op: wire.OpPut, ID: id, Revision: res.Revision}
-		if prev && len(res.Ops) > 0 && len(res.Ops[0].Prev) > 0 {
+// appendWriteReply encodes the reply of an applied PUT, DELETE or BATCH.
+func appendWriteReply(b []byte, op wire.Opcode, id uint64, res *core.WriteResult) []byte {
+	resp := wire.Response{Op: op, ID: id, Revision: res.Revision}
+	switch op {
+	case wire.OpPut:
+		if len(res.Prev) > 0 {
 			resp.Flags = wire.FlagHasPrevKV
-			resp.KV = wireKV(res.Ops[0].Prev[0], false)
+			resp.KV = wireKV(res.Prev[0], false)
 		}
-		return wire.AppendResponse(b, &resp)
-	})
-}
-
-func (c *binaryConn) checkWrite(req *wire.Request) error {
-	return c.s.limits.checkKey(req.Key)
-}
-
-func (c *binaryConn) delete(req *wire.Request) {
-	if err := c.checkWrite(req); err != nil {
-		c.send(errorReply(req.Op, req.ID, err))
-		return
-	}
-	key, end := req.Key, req.End
-	if req.Flags&wire.FlagPrefix != 0 {
-		end = engine.PrefixEnd(key)
-	}
-	if err := c.s.limits.checkRangeEnd(key, end); err != nil {
-		c.send(errorReply(req.Op, req.ID, err))
-		return
-	}
-	prev := req.Flags&wire.FlagPrevKV != 0
-	data, err := proto.Marshal(&raftv1.Command{Op: &raftv1.Command_Delete{Delete: &raftv1.DeleteCommand{Key: key, RangeEnd: end, PrevKv: prev}}})
-	if err != nil {
-		c.send(errorReply(req.Op, req.ID, err))
-		return
-	}
-	id := req.ID
-	c.write(wire.OpDelete, id, data, 0, func(b []byte, res engine.Result) []byte {
-		resp := wire.Response{Op: wire.OpDelete, ID: id, Revision: res.Revision}
-		if len(res.Ops) > 0 {
-			resp.Deleted = res.Ops[0].Deleted
-			for _, kv := range res.Ops[0].Prev {
-				resp.KVs = append(resp.KVs, wireKV(kv, false))
-			}
+	case wire.OpDelete:
+		resp.Deleted = res.Deleted
+		if len(res.Prev) > 0 {
+			resp.KVs = wireKVs(res.Prev, false)
 		}
-		return wire.AppendResponse(b, &resp)
-	})
-}
-
-func (c *binaryConn) batch(req *wire.Request) {
-	cmd, err := c.s.batchCommand(len(req.Ops), func(i int) (bool, []byte, []byte) {
-		o := req.Ops[i]
-		return o.Type == wire.BatchDelete, o.Key, o.Value
-	})
-	if err != nil {
-		c.send(errorReply(req.Op, req.ID, err))
-		return
+	case wire.OpBatch:
+		resp.Puts, resp.Deleted = res.Puts, res.Deleted
 	}
-	data, err := proto.Marshal(&raftv1.Command{Op: &raftv1.Command_Batch{Batch: cmd}})
-	if err != nil {
-		c.send(errorReply(req.Op, req.ID, err))
-		return
-	}
-	id := req.ID
-	c.write(wire.OpBatch, id, data, batchGrowth(cmd), func(b []byte, res engine.Result) []byte {
-		resp := wire.Response{Op: wire.OpBatch, ID: id, Revision: res.Revision}
-		for i, r := range res.Ops {
-			if cmd.Ops[i].GetDelete() {
-				resp.Deleted += r.Deleted
-			} else {
-				resp.Puts++
-			}
-		}
-		return wire.AppendResponse(b, &resp)
-	})
-}
-
-// batchCommand validates n batch operations read through op and builds the
-// command; the gRPC and binary handlers share it.
-func (s *Server) batchCommand(n int, op func(i int) (isDelete bool, key, value []byte)) (*raftv1.BatchCommand, error) {
-	if n == 0 {
-		return nil, invalidf("batch has no operations")
-	}
-	if n > s.limits.MaxBatchOps {
-		return nil, invalidf("batch has %d operations, over the max-batch-ops limit of %d", n, s.limits.MaxBatchOps)
-	}
-	cmd := &raftv1.BatchCommand{Ops: make([]*raftv1.BatchCommandOp, n)}
-	for i := range n {
-		del, key, value := op(i)
-		if err := s.limits.checkKey(key); err != nil {
-			return nil, invalidf("op %d: %v", i, err)
-		}
-		if !del {
-			if err := s.limits.checkValue(value); err != nil {
-				return nil, invalidf("op %d: %v", i, err)
-			}
-		}
-		// Copies: the command outlives the request's buffer.
-		cmd.Ops[i] = &raftv1.BatchCommandOp{Delete: del, Key: append([]byte(nil), key...)}
-		if !del {
-			cmd.Ops[i].Value = append([]byte(nil), value...)
-		}
-	}
-	return cmd, nil
+	return wire.AppendResponse(b, &resp)
 }

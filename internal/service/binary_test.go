@@ -202,7 +202,7 @@ func TestBinaryPipeliningOutOfOrder(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	n := startNode(t, t.TempDir(), nil)
-	n.srv.testHookBeforeReadIndex = func() { once.Do(func() { <-release }) }
+	n.srv.core.SetTestHookBeforeReadIndex(func() { once.Do(func() { <-release }) })
 	c := dialRaw(t, n.addr)
 	c.call(&wire.Request{Op: wire.OpPut, ID: 1, Key: []byte("k"), Value: []byte("v")})
 

@@ -50,8 +50,11 @@ func TestBadInputCodes(t *testing.T) {
 			for i := 0; i < 3; i++ {
 				req.Ops = append(req.Ops, &kvdbv1.BatchOp{Op: &kvdbv1.BatchOp_Put{Put: &kvdbv1.BatchPut{Key: big(16), Value: big(64)}}})
 			}
-			n.srv.limits.MaxRequestSize = 200
-			defer func() { n.srv.limits.MaxRequestSize = 512 }()
+			l := n.srv.core.Limits()
+			small := l
+			small.MaxRequestSize = 200
+			n.srv.core.SetLimits(small)
+			defer n.srv.core.SetLimits(l)
 			_, err := n.kv.Batch(ctx, req)
 			return err
 		}, codes.InvalidArgument, "max-request-size limit of 200"},

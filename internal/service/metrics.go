@@ -156,11 +156,11 @@ func (s *Server) registerStateMetrics() {
 			func() float64 { return float64(s.store.EvictedKeys()) }),
 		gauge("kvdb_store_revision", "Store revision (bumped by every applied write).",
 			func() float64 { return float64(s.store.Revision()) }),
-		counter("kvdb_txn_commits_total", "Transactions committed.", func() float64 { return float64(s.txns.commits.Load()) }),
-		counter("kvdb_txn_aborts_total", "Transactions aborted on a conflict.", func() float64 { return float64(s.txns.aborts.Load()) }),
+		counter("kvdb_txn_commits_total", "Transactions committed.", func() float64 { return float64(s.txnStat(1)) }),
+		counter("kvdb_txn_aborts_total", "Transactions aborted on a conflict.", func() float64 { return float64(s.txnStat(2)) }),
 		counter("kvdb_txn_expired_total", "Interactive transactions discarded after the idle timeout.",
-			func() float64 { return float64(s.txns.expiredN.Load()) }),
-		gauge("kvdb_txn_active", "Interactive transactions open on this node.", func() float64 { return float64(s.txns.activeCount()) }),
+			func() float64 { return float64(s.txnStat(3)) }),
+		gauge("kvdb_txn_active", "Interactive transactions open on this node.", func() float64 { return float64(s.txnStat(0)) }),
 		gauge("kvdb_client_connections", "Open TCP connections on -address (all protocols, peers included).",
 			func() float64 { return float64(s.conns.Load()) }),
 		gauge("kvdb_binary_connections", "Open binary-protocol connections.",
@@ -176,3 +176,10 @@ func (s *Server) MetricsHandler() http.Handler {
 
 // errMetricsDisabled is returned by ServeMetrics when metrics are off.
 var errMetricsDisabled = errors.New("service: metrics are disabled (-enable-metrics=false)")
+
+// txnStat reads one of core.TxnStats: 0 active, 1 commits, 2 aborts,
+// 3 expired.
+func (s *Server) txnStat(i int) int64 {
+	active, commits, aborts, expired := s.core.TxnStats()
+	return [4]int64{int64(active), commits, aborts, expired}[i]
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvdb/kvdb/internal/core"
 )
 
 // Operation latencies are recorded once, here, and read two ways: STATS
@@ -132,9 +134,10 @@ func (r *opRecorder) histogram(k opKey) *opHistogram {
 	return h
 }
 
-func (r *opRecorder) observe(protocol, op string, d time.Duration) {
+// Observe implements core.Observer.
+func (r *opRecorder) Observe(p core.Protocol, op core.Op, d time.Duration) {
 	r.total.Add(1)
-	r.histogram(opKey{protocol, op}).observe(d)
+	r.histogram(opKey{string(p), op.String()}).observe(d)
 }
 
 // Describe implements prometheus.Collector.

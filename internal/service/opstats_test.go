@@ -1,6 +1,8 @@
 package service
 
 import (
+	"github.com/kvdb/kvdb/internal/core"
+
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ func TestOpRecorderViewsAgree(t *testing.T) {
 		{"grpc", 20 * time.Second}, // past the last bound: only in +Inf
 	}
 	for _, o := range obs {
-		r.observe(o.protocol, "GET", o.d)
+		r.Observe(core.Protocol(o.protocol), core.OpGet, o.d)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(r)

@@ -90,7 +90,7 @@ type kvRecord struct {
 
 func dump(t *testing.T, n *testNode) map[string]kvRecord {
 	t.Helper()
-	r, err := n.kv.Range(ctxT(t), &kvdbv1.RangeRequest{Prefix: true, Limit: int64(n.srv.limits.MaxRangeLimit)})
+	r, err := n.kv.Range(ctxT(t), &kvdbv1.RangeRequest{Prefix: true, Limit: int64(n.srv.core.Limits().MaxRangeLimit)})
 	if err != nil {
 		t.Fatal(err)
 	}

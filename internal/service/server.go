@@ -20,11 +20,12 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/core"
 	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/fsm"
 	"github.com/kvdb/kvdb/internal/raftnode"
 )
 
@@ -73,15 +74,11 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	limits  Limits
 	store   *engine.Store
 	node    *raftnode.Node
+	core    *core.Core
 	ops     *opRecorder
 	metrics *serverMetrics
-	txns    *txnManager
-	writes  *coalescer
-	admit   *admission
-	mem     *memoryGuard
 
 	transport *raftnode.GRPCTransport // nil when the caller brought its own
 
@@ -91,13 +88,7 @@ type Server struct {
 	metricsHTTP *http.Server // --metrics-address, when ServeMetrics runs
 	binary      *binaryServer
 
-	// testHookBeforeReadIndex, when set by a test before Serve, runs before
-	// each binary-protocol read batch asks raft for a read index.
-	testHookBeforeReadIndex func()
-
 	conns    atomic.Int64
-	inflight atomic.Int64
-	draining atomic.Bool
 	mu       sync.Mutex
 	mux      cmux.CMux
 	stopOnce sync.Once
@@ -114,29 +105,29 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	cfg.Limits.setDefaults()
-	if cfg.TxnIdleTimeout <= 0 {
-		cfg.TxnIdleTimeout = DefaultTxnIdleTimeout
-	}
-	if cfg.MaxTxns <= 0 {
-		cfg.MaxTxns = 10_000
-	}
-	if cfg.MaxInFlightRequests == 0 {
-		cfg.MaxInFlightRequests = DefaultMaxInFlightRequests
-	}
 	if cfg.EvictionPolicy == "" {
 		cfg.EvictionPolicy = EvictAllKeysLRU
 	}
 	s := &Server{
-		admit:   newAdmission(cfg.MaxInFlightRequests),
 		cfg:     cfg,
 		log:     cfg.Logger,
-		limits:  cfg.Limits,
 		store:   engine.New(),
 		ops:     newOpRecorder(),
 		metrics: newServerMetrics(),
 		stopC:   make(chan struct{}),
 	}
+	s.core = core.New(core.Config{
+		MemberID:            cfg.MemberID,
+		Limits:              cfg.Limits,
+		MaxMemory:           cfg.MaxMemory,
+		EvictionPolicy:      cfg.EvictionPolicy,
+		RequestTimeout:      cfg.RequestTimeout,
+		TxnIdleTimeout:      cfg.TxnIdleTimeout,
+		MaxTxns:             cfg.MaxTxns,
+		MaxInFlightRequests: cfg.MaxInFlightRequests,
+		Observer:            s.ops,
+		Logger:              cfg.Logger,
+	}, s.store)
 	rc := cfg.Raft
 	rc.ID = cfg.MemberID
 	rc.Name = cfg.NodeID
@@ -149,28 +140,18 @@ func New(cfg Config) (*Server, error) {
 		s.transport = raftnode.NewGRPCTransport(cfg.Logger)
 		rc.Transport = s.transport
 	}
-	s.mem = newMemoryGuard(s.store, cfg.MaxMemory, cfg.EvictionPolicy)
-	node, err := raftnode.Start(rc, &fsm{store: s.store, evicted: s.mem.evicted})
+	node, err := raftnode.Start(rc, fsm.New(s.store, s.core.Evicted))
 	if err != nil {
 		return nil, err
 	}
 	s.node = node
-	s.txns = newTxnManager(cfg.TxnIdleTimeout, cfg.MaxTxns, &s.limits, fmt.Sprintf("%x", cfg.MemberID))
-	s.writes = newCoalescer(s, s.stopC)
+	s.core.Run(node)
 	s.buildGRPC()
 	s.buildHTTP()
 	s.binary = newBinaryServer(s, cfg.Binary)
 	s.registerStateMetrics()
-	s.wg.Add(2)
-	if cfg.MaxMemory > 0 && cfg.EvictionPolicy == EvictAllKeysLRU {
-		s.wg.Add(1)
-		go s.evictLoop()
-	}
+	s.wg.Add(1)
 	go s.healthLoop()
-	go func() {
-		defer s.wg.Done()
-		s.txns.run(s.stopC)
-	}()
 	return s, nil
 }
 
@@ -200,7 +181,7 @@ func (s *Server) buildGRPC() {
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), s.metrics.grpc.StreamServerInterceptor()),
 		// Requests up to twice the limit reach the handler, which rejects
 		// those over the limit with INVALID_ARGUMENT naming it.
-		grpc.MaxRecvMsgSize(2*s.limits.MaxRequestSize),
+		grpc.MaxRecvMsgSize(2*s.core.Limits().MaxRequestSize),
 		grpc.MaxSendMsgSize(64<<20),
 	)
 	kvdbv1.RegisterKVServiceServer(s.grpc, &kvService{s: s})
@@ -222,48 +203,45 @@ func interceptorLogger(l *slog.Logger) logging.Logger {
 	})
 }
 
-// opNames maps full gRPC method names to the operation names of STATS.
-var opNames = map[string]string{
-	"/kvdb.v1.KVService/Get":    "GET",
-	"/kvdb.v1.KVService/Put":    "PUT",
-	"/kvdb.v1.KVService/Delete": "DELETE",
-	"/kvdb.v1.KVService/Range":  "RANGE",
-	"/kvdb.v1.KVService/Batch":  "BATCH",
+// grpcOps maps full gRPC method names to core's operations.
+var grpcOps = map[string]core.Op{
+	"/kvdb.v1.KVService/Get":    core.OpGet,
+	"/kvdb.v1.KVService/Put":    core.OpPut,
+	"/kvdb.v1.KVService/Delete": core.OpDelete,
+	"/kvdb.v1.KVService/Range":  core.OpRange,
+	"/kvdb.v1.KVService/Batch":  core.OpBatch,
 
-	"/kvdb.v1.TxnService/Begin":    "BEGIN",
-	"/kvdb.v1.TxnService/Get":      "TXN_GET",
-	"/kvdb.v1.TxnService/Range":    "TXN_RANGE",
-	"/kvdb.v1.TxnService/Put":      "TXN_PUT",
-	"/kvdb.v1.TxnService/Delete":   "TXN_DELETE",
-	"/kvdb.v1.TxnService/Commit":   "COMMIT",
-	"/kvdb.v1.TxnService/Rollback": "ROLLBACK",
-	"/kvdb.v1.TxnService/Execute":  "EXECUTE",
+	"/kvdb.v1.TxnService/Begin":    core.OpBegin,
+	"/kvdb.v1.TxnService/Get":      core.OpTxnGet,
+	"/kvdb.v1.TxnService/Range":    core.OpTxnRange,
+	"/kvdb.v1.TxnService/Put":      core.OpTxnPut,
+	"/kvdb.v1.TxnService/Delete":   core.OpTxnDelete,
+	"/kvdb.v1.TxnService/Commit":   core.OpCommit,
+	"/kvdb.v1.TxnService/Rollback": core.OpRollback,
+	"/kvdb.v1.TxnService/Execute":  core.OpExecute,
 }
 
-// statsInterceptor applies the default deadline and records the latency of
-// every KV operation for STATS.
+// statsInterceptor admits every unary call through core (counted in flight
+// for shutdown; KV and transaction calls also under the node-wide cap),
+// applies the default deadline and records the latency of KV and
+// transaction calls.
 func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
-	if s.draining.Load() {
-		return nil, status.Error(codes.Unavailable, "node is shutting down")
+	op, isOp := grpcOps[info.FullMethod]
+	if err := s.core.Enter(isOp); err != nil {
+		return nil, toStatus(err)
 	}
+	defer s.core.Leave(isOp)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		defer cancel()
 	}
-	op, ok := opNames[info.FullMethod]
-	if !ok {
+	if !isOp {
 		return h(ctx, req)
 	}
-	if !s.admit.acquire() {
-		return nil, toStatus(ErrOverloaded)
-	}
-	defer s.admit.release()
 	start := time.Now()
 	resp, err := h(ctx, req)
-	s.ops.observe("grpc", op, time.Since(start))
+	s.core.Observe(core.GRPC, op, start)
 	return resp, err
 }
 
@@ -415,15 +393,7 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 			// refuse new requests and let the ones in flight finish: they
 			// need raft, so raft stops after them.
 			s.node.HandOffLeadership()
-			s.draining.Store(true)
-			t := time.NewTicker(5 * time.Millisecond)
-			for s.inflight.Load() > 0 && ctx.Err() == nil {
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-				}
-			}
-			t.Stop()
+			s.core.Drain(ctx)
 		}
 		s.mu.Lock()
 		if s.mux != nil {
@@ -431,6 +401,7 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 		}
 		s.mu.Unlock()
 		s.binary.shutdown()
+		s.core.Stop()
 		if !kill {
 			err = s.node.Stop()
 		}
@@ -444,65 +415,8 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
-		s.writes.wg.Wait()
 	})
 	return err
-}
-
-// propose encodes cmd and waits for its applied result. The write goes
-// through the coalescer, which may share its raft entry with other writes.
-// grow is the most the write can add to MemoryUsage (0 for deletes); the
-// coalescer admits it against MaxMemory.
-func (s *Server) propose(ctx context.Context, cmd *raftv1.Command, grow int64) (engine.Result, error) {
-	data, err := proto.Marshal(cmd)
-	if err != nil {
-		return engine.Result{}, fmt.Errorf("service: encode command: %w", err)
-	}
-	return s.writes.wait(ctx, data, grow)
-}
-
-// proposeApply proposes cmd as its own raft entry and returns the whole
-// applyResult (transactions need more than the engine.Result). A
-// transaction is admitted against MaxMemory first.
-func (s *Server) proposeApply(ctx context.Context, cmd *raftv1.Command) (applyResult, error) {
-	data, err := proto.Marshal(cmd)
-	if err != nil {
-		return applyResult{}, fmt.Errorf("service: encode command: %w", err)
-	}
-	if t := cmd.GetTxn(); t != nil {
-		release, err := s.mem.admit(ctx, s.stopC, txnGrowth(t))
-		if err != nil {
-			return applyResult{}, err
-		}
-		defer release()
-	}
-	return s.proposeData(ctx, data)
-}
-
-// proposeData hands one encoded command to raft as its own entry and waits
-// for its applied result.
-func (s *Server) proposeData(ctx context.Context, data []byte) (applyResult, error) {
-	if err := s.limits.checkRequestSize(len(data)); err != nil {
-		return applyResult{}, err
-	}
-	v, err := s.node.Propose(ctx, data)
-	if err != nil {
-		return applyResult{}, err
-	}
-	r, ok := v.(applyResult)
-	if !ok {
-		return applyResult{}, fmt.Errorf("service: unexpected apply result %T", v)
-	}
-	return r, r.err
-}
-
-// waitRead makes a read linearizable unless the caller asked for a
-// serializable (local) one.
-func (s *Server) waitRead(ctx context.Context, c kvdbv1.Consistency) error {
-	if c == kvdbv1.Consistency_CONSISTENCY_SERIALIZABLE {
-		return nil
-	}
-	return s.node.ReadIndex(ctx)
 }
 
 func (s *Server) header(rev int64) *kvdbv1.ResponseHeader {

@@ -214,9 +214,7 @@ func TestTxnExpiryAndLifecycleErrors(t *testing.T) {
 	c := txnClient(n)
 	var mu sync.Mutex
 	now := time.Now()
-	n.srv.txns.mu.Lock()
-	n.srv.txns.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	n.srv.txns.mu.Unlock()
+	n.srv.core.SetTxnClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 
 	id := begin(t, c, "old")
@@ -236,7 +234,7 @@ func TestTxnExpiryAndLifecycleErrors(t *testing.T) {
 	// The sweeper drops idle sessions without any call touching them.
 	begin(t, c, "idle")
 	advance(2 * time.Minute)
-	n.srv.txns.sweep()
+	n.srv.core.SweepTxns()
 	if a := n.srv.Stats().GetTransactions(); a.GetActive() != 0 || a.GetExpired() != 2 {
 		t.Fatalf("after sweep: %v, want 0 active, 2 expired", a)
 	}
@@ -439,7 +437,10 @@ func TestTxnNoLostUpdate(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil)
 	c := txnClient(n)
 	const clients, each = 10, 20
-	ctx := ctxT(t)
+	// A bound, not a timing: 200 contended read-modify-write transactions
+	// with retries take seconds on a loaded 2-core -race run.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var wg sync.WaitGroup
 	errC := make(chan error, clients)
 	for range clients {

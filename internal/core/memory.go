@@ -1,18 +1,21 @@
-package service
+package core
 
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
 
-	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
+	"github.com/kvdb/kvdb/internal/command"
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/raftnode"
 )
+
+func formatID(id uint64) string { return strconv.FormatUint(id, 16) }
 
 // EvictionPolicy says what a node does when a write would pass MaxMemory.
 type EvictionPolicy string
@@ -147,34 +150,34 @@ func (g *memoryGuard) evicted() {
 
 // evictLoop is the eviction driver. It runs on every node but acts only
 // while the node is the leader: it samples keys (engine.Evictor), proposes
-// them as one EvictCommand and waits for it to apply before choosing again,
-// so the leader never chooses keys whose eviction is still in flight. A new
-// leader's driver simply finds the store over its low-water mark and goes
-// on. Work per cycle is bounded by evictMaxKeys (and the Evictor's sampling
-// budget); cycles per wake-up by evictMaxCycles.
-func (s *Server) evictLoop() {
-	defer s.wg.Done()
-	ev := engine.NewEvictor(s.cfg.MemberID)
+// them as one eviction entry and waits for it to apply before choosing
+// again, so the leader never chooses keys whose eviction is still in
+// flight. A new leader's driver simply finds the store over its low-water
+// mark and goes on. Work per cycle is bounded by evictMaxKeys (and the
+// Evictor's sampling budget); cycles per wake-up by evictMaxCycles.
+func (c *Core) evictLoop() {
+	defer c.wg.Done()
+	ev := engine.NewEvictor(c.cfg.MemberID)
 	t := time.NewTicker(evictInterval)
 	defer t.Stop()
-	g := s.mem
+	g := c.mem
 	for {
 		select {
-		case <-s.stopC:
+		case <-c.stopC:
 			return
 		case <-t.C:
 		case <-g.kick:
 		}
 		for range evictMaxCycles {
-			if s.node.Status().State != raft.StateLeader {
+			if c.node.Status().State != raft.StateLeader {
 				break
 			}
 			over := g.store.MemoryUsage() + g.pending.Load() - g.lowWater()
 			if over <= 0 {
 				break
 			}
-			if err := s.evictOnce(ev, over); err != nil {
-				s.log.Debug("eviction cycle failed", "err", err)
+			if err := c.evictOnce(ev, over); err != nil {
+				c.log.Debug("eviction cycle failed", "err", err)
 				break
 			}
 		}
@@ -182,32 +185,32 @@ func (s *Server) evictLoop() {
 }
 
 // evictOnce chooses keys worth at least bytes and proposes their eviction.
-func (s *Server) evictOnce(ev *engine.Evictor, bytes int64) error {
-	keys := ev.Choose(s.store, bytes, evictMaxKeys)
+func (c *Core) evictOnce(ev *engine.Evictor, bytes int64) error {
+	keys := ev.Choose(c.store, bytes, evictMaxKeys)
 	if len(keys) == 0 {
 		return nil
 	}
-	cmd := &raftv1.EvictCommand{Keys: make([]*raftv1.EvictKey, len(keys))}
-	for i, k := range keys {
-		cmd.Keys[i] = &raftv1.EvictKey{Key: k.Key, ModRevision: k.ModRevision}
+	data, err := command.EncodeEvict(keys)
+	if err != nil {
+		return err
 	}
 	// Propose returns early with ErrStopped when the node stops.
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RequestTimeout)
 	defer cancel()
-	_, err := s.proposeApply(ctx, &raftv1.Command{Op: &raftv1.Command_Evict{Evict: cmd}})
+	_, err = c.proposeAlone(ctx, data)
 	return err
 }
 
 // txnGrowth is the most a transaction can add to MemoryUsage: the larger of
 // its two branches' puts.
-func txnGrowth(t *raftv1.TxnCommand) int64 {
-	branch := func(ops []*raftv1.TxnOp) (n int64) {
+func txnGrowth(t *engine.Txn) int64 {
+	branch := func(ops []engine.Op) (n int64) {
 		for _, o := range ops {
-			if o.GetType() == raftv1.TxnOpType_TXN_OP_TYPE_PUT {
-				n += entryGrowth(o.GetKey(), o.GetValue())
+			if o.Type == engine.OpPut {
+				n += entryGrowth(o.Key, o.Value)
 			}
 		}
 		return n
 	}
-	return max(branch(t.GetSuccess()), branch(t.GetFailure()))
+	return max(branch(t.Success), branch(t.Failure))
 }

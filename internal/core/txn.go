@@ -1,8 +1,7 @@
-package service
+package core
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -11,25 +10,6 @@ import (
 
 	"github.com/kvdb/kvdb/internal/engine"
 )
-
-// Transaction errors; errors.go maps them to gRPC codes.
-var (
-	// ErrTxnConflict is a commit refused because a read changed: retry the
-	// whole transaction.
-	ErrTxnConflict = errors.New("service: transaction conflict")
-	// ErrTxnNotFound names a transaction this node does not know (never
-	// begun here, already committed or rolled back).
-	ErrTxnNotFound = errors.New("service: transaction not found")
-	// ErrTxnExpired names a transaction dropped after the idle timeout.
-	ErrTxnExpired = errors.New("service: transaction expired")
-	// ErrTxnExists is a Begin with an id already in use.
-	ErrTxnExists = errors.New("service: transaction already exists")
-	// ErrTooManyTxns is a Begin over the max-txns limit.
-	ErrTooManyTxns = errors.New("service: too many open transactions")
-)
-
-// DefaultTxnIdleTimeout is how long an interactive transaction may sit idle.
-const DefaultTxnIdleTimeout = 30 * time.Second
 
 // maxTxnIDLen bounds a client-chosen transaction id.
 const maxTxnIDLen = 128

@@ -1,4 +1,4 @@
-package service
+package fsm
 
 import (
 	"fmt"
@@ -37,14 +37,14 @@ func BenchmarkFSMApply(b *testing.B) {
 		puts int
 	}{{"put", single, 1}, {"multi64", coalesced, 64}} {
 		b.Run(bc.name, func(b *testing.B) {
-			f := &fsm{store: engine.New()}
+			f := New(engine.New(), nil)
 			b.SetBytes(int64(len(bc.data)))
 			b.ReportAllocs()
 			var index uint64
 			for b.Loop() {
 				index++
-				if r, ok := f.Apply(index, bc.data).(applyResult); ok && r.err != nil {
-					b.Fatal(r.err)
+				if r := f.Apply(index, bc.data).(Result); r.Err != nil {
+					b.Fatal(r.Err)
 				}
 			}
 			b.ReportMetric(float64(b.N*bc.puts)/b.Elapsed().Seconds(), "puts/s")

@@ -1,4 +1,4 @@
-package service
+package fsm
 
 import (
 	"testing"
@@ -9,7 +9,7 @@ import (
 	"github.com/kvdb/kvdb/internal/engine"
 )
 
-// FuzzApplyTxnCommand feeds arbitrary entries through the fsm's TxnCommand
+// FuzzApplyTxnCommand feeds arbitrary entries through the state machine's
 // decoder into a store: it must never panic, and an entry it refuses must
 // leave the store untouched.
 func FuzzApplyTxnCommand(f *testing.F) {
@@ -27,16 +27,12 @@ func FuzzApplyTxnCommand(f *testing.F) {
 		store := engine.New()
 		store.Apply(1, []engine.Op{{Type: engine.OpPut, Key: []byte("a"), Value: []byte("1")}, {Type: engine.OpPut, Key: []byte("b"), Value: []byte("1")}})
 		before := store.Hash()
-		fsm := &fsm{store: store}
-		v := fsm.Apply(2, data)
+		v := New(store, nil).Apply(2, data)
 		if store.AppliedIndex() != 2 {
 			t.Fatalf("applied index %d after entry 2", store.AppliedIndex())
 		}
-		r, ok := v.(applyResult)
-		if !ok {
-			return
-		}
-		refused := r.err != nil || (r.txn != nil && r.txn.Conflict != nil)
+		r := v.(Result)
+		refused := r.Err != nil || (r.Txn != nil && r.Txn.Conflict != nil)
 		if refused && store.Hash() != before {
 			t.Fatal("a refused entry changed the store")
 		}

@@ -1,0 +1,199 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/kvdb/kvdb/internal/command"
+	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/fsm"
+	"github.com/kvdb/kvdb/internal/raftnode"
+)
+
+// Coalescing bounds: one raft entry carries at most this many client writes
+// and about this many bytes, so an entry stays far below raft's message size
+// and one slow entry delays few writes.
+const (
+	coalesceMaxOps      = 512
+	coalesceMaxBytes    = 1 << 20
+	coalesceMaxInFlight = 8 // coalesced proposals waiting on raft at once
+	coalesceQueue       = 8192
+)
+
+// pendingWrite is one client write waiting to be proposed: an encoded
+// command (never a multi) and what to do with its result. done is called
+// exactly once, from a coalescer goroutine; it must not block.
+type pendingWrite struct {
+	data []byte
+	done func(engine.Result, error)
+	// grow is the most the write adds to MemoryUsage (0 for deletes).
+	grow int64
+}
+
+// coalescer gathers independent writes from many callers into few raft
+// entries (multi commands). Writes that arrive while earlier entries are in
+// flight queue up and leave together in the next entry, so under load the
+// cost of a proposal, a WAL record and an apply step is shared by hundreds
+// of writes; a lone write is proposed alone, as a plain command.
+//
+// The order of writes inside an entry is the order they were queued; each is
+// applied at its own revision, so every replica applies the same sequence.
+//
+// Stopping: run marks the coalescer stopped under mu before it fails what
+// is queued, and submit sends only under mu's read lock after checking
+// that mark, so no write can land in the queue after the last drain and
+// wait there for its deadline.
+type coalescer struct {
+	c   *Core
+	in  chan pendingWrite
+	sem chan struct{}
+	wg  sync.WaitGroup
+
+	mu      sync.RWMutex
+	stopped bool
+}
+
+func newCoalescer(c *Core) *coalescer {
+	w := &coalescer{
+		c:   c,
+		in:  make(chan pendingWrite, coalesceQueue),
+		sem: make(chan struct{}, coalesceMaxInFlight),
+	}
+	w.wg.Add(1)
+	go w.run()
+	return w
+}
+
+// submit admits a write against MaxMemory and queues it. It blocks while
+// the queue is full (backpressure on the caller), or while the write waits
+// for eviction to make room, until ctx ends or the layer stops.
+func (w *coalescer) submit(ctx context.Context, p pendingWrite) (err error) {
+	if err := w.c.limits.checkRequestSize(len(p.data)); err != nil {
+		return err
+	}
+	release, err := w.c.mem.admit(ctx, w.c.stopC, p.grow)
+	if err != nil {
+		return err
+	}
+	done := p.done
+	p.done = func(r engine.Result, err error) {
+		release()
+		done(r, err)
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.stopped {
+		return raftnode.ErrStopped
+	}
+	select {
+	case w.in <- p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.c.stopC:
+		return raftnode.ErrStopped
+	}
+}
+
+func (w *coalescer) run() {
+	defer w.wg.Done()
+	for {
+		var first pendingWrite
+		select {
+		case first = <-w.in:
+		case <-w.c.stopC:
+			w.stop()
+			return
+		}
+		// Take a proposal slot first: while every slot is busy, writes keep
+		// queueing and leave together once one frees.
+		select {
+		case w.sem <- struct{}{}:
+		case <-w.c.stopC:
+			first.done(engine.Result{}, raftnode.ErrStopped)
+			w.stop()
+			return
+		}
+		batch := []pendingWrite{first}
+		size := len(first.data)
+	drain:
+		for len(batch) < coalesceMaxOps && size < coalesceMaxBytes {
+			select {
+			case p := <-w.in:
+				batch = append(batch, p)
+				size += len(p.data)
+			default:
+				break drain
+			}
+		}
+		// Enqueue here, in the order the writes arrived, so entries reach
+		// the log in that order; only the waiting happens concurrently.
+		data := batch[0].data
+		if len(batch) > 1 {
+			data = command.EncodeMulti(batch, func(p pendingWrite) []byte { return p.data })
+		}
+		prop, err := w.c.node.Enqueue(data)
+		if err != nil {
+			<-w.sem
+			for _, p := range batch {
+				p.done(engine.Result{}, err)
+			}
+			continue
+		}
+		w.wg.Add(1)
+		go w.await(batch, prop)
+	}
+}
+
+// stop marks the coalescer stopped and fails every queued write.
+func (w *coalescer) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	for {
+		select {
+		case p := <-w.in:
+			p.done(engine.Result{}, raftnode.ErrStopped)
+		default:
+			return
+		}
+	}
+}
+
+// await waits for an enqueued entry and hands each write its result.
+func (w *coalescer) await(batch []pendingWrite, p *raftnode.Proposal) {
+	defer w.wg.Done()
+	defer func() { <-w.sem }()
+	ctx, cancel := context.WithTimeout(context.Background(), w.c.cfg.RequestTimeout)
+	defer cancel()
+	v, err := p.Wait(ctx)
+	r, _ := v.(fsm.Result)
+	if len(batch) == 1 {
+		if err == nil {
+			err = r.Err
+		}
+		batch[0].done(r.Res, err)
+		return
+	}
+	if err == nil && r.Err != nil {
+		err = r.Err
+	}
+	if err == nil && len(r.Multi) != len(batch) {
+		err = fmt.Errorf("core: %d results for %d coalesced writes", len(r.Multi), len(batch))
+	}
+	if err != nil {
+		for _, p := range batch {
+			p.done(engine.Result{}, err)
+		}
+		return
+	}
+	for i, p := range batch {
+		p.done(r.Multi[i].Res, r.Multi[i].Err)
+	}
+}

@@ -1,0 +1,116 @@
+package core
+
+import (
+	"fmt"
+
+	"github.com/kvdb/kvdb/internal/engine"
+)
+
+// Limits bound what one request may carry. Every limit has a flag in
+// kvdb-server; the defaults are documented in the README.
+type Limits struct {
+	MaxKeySize     int // bytes; default 4 KiB
+	MaxValueSize   int // bytes; default 1 MiB
+	MaxBatchOps    int // operations in one Batch; default 10,000
+	MaxRequestSize int // encoded request bytes; default 4 MiB
+	MaxRangeLimit  int // keys one Range returns at most; default 10,000
+	MaxTxnOps      int // reads, ranges and writes one transaction holds; default 10,000
+	MaxTxnBytes    int // key and value bytes one transaction holds; default 2 MiB
+}
+
+// DefaultLimits are the limits a node uses unless configured otherwise.
+var DefaultLimits = Limits{
+	MaxKeySize:     4 << 10,
+	MaxValueSize:   1 << 20,
+	MaxBatchOps:    10_000,
+	MaxRequestSize: 4 << 20,
+	MaxRangeLimit:  10_000,
+	MaxTxnOps:      10_000,
+	MaxTxnBytes:    2 << 20,
+}
+
+func (l *Limits) setDefaults() {
+	d := DefaultLimits
+	if l.MaxKeySize <= 0 {
+		l.MaxKeySize = d.MaxKeySize
+	}
+	if l.MaxValueSize <= 0 {
+		l.MaxValueSize = d.MaxValueSize
+	}
+	if l.MaxBatchOps <= 0 {
+		l.MaxBatchOps = d.MaxBatchOps
+	}
+	if l.MaxRequestSize <= 0 {
+		l.MaxRequestSize = d.MaxRequestSize
+	}
+	if l.MaxRangeLimit <= 0 {
+		l.MaxRangeLimit = d.MaxRangeLimit
+	}
+	if l.MaxTxnOps <= 0 {
+		l.MaxTxnOps = d.MaxTxnOps
+	}
+	if l.MaxTxnBytes <= 0 {
+		l.MaxTxnBytes = min(d.MaxTxnBytes, l.MaxRequestSize/2)
+	}
+}
+
+func (l *Limits) checkKey(key []byte) error {
+	if len(key) == 0 {
+		return invalidf("key must not be empty")
+	}
+	if len(key) > l.MaxKeySize {
+		return invalidf("key is %d bytes, over the max-key-size limit of %d bytes", len(key), l.MaxKeySize)
+	}
+	return nil
+}
+
+func (l *Limits) checkValue(value []byte) error {
+	if len(value) > l.MaxValueSize {
+		return invalidf("value is %d bytes, over the max-value-size limit of %d bytes", len(value), l.MaxValueSize)
+	}
+	return nil
+}
+
+// checkRangeEnd accepts an empty end (one key), "\x00" (to the end of the
+// keyspace) or an end after key.
+func (l *Limits) checkRangeEnd(key, end []byte) error {
+	if len(end) > l.MaxKeySize {
+		return invalidf("range_end is %d bytes, over the max-key-size limit of %d bytes", len(end), l.MaxKeySize)
+	}
+	op := engine.Op{Type: engine.OpDeleteRange, Key: key, End: end}
+	if len(end) > 0 && !(len(end) == 1 && end[0] == 0) {
+		if err := engine.ValidateOp(op); err != nil {
+			return invalidf("%v", err)
+		}
+	}
+	return nil
+}
+
+func (l *Limits) checkRequestSize(size int) error {
+	if size > l.MaxRequestSize {
+		return invalidf("request is %d bytes, over the max-request-size limit of %d bytes", size, l.MaxRequestSize)
+	}
+	return nil
+}
+
+// Validate reports limits no node should run with.
+func (l Limits) Validate() error {
+	switch {
+	case l.MaxKeySize <= 0 || l.MaxKeySize > engine.MaxKeySize:
+		return fmt.Errorf("max-key-size must be between 1 byte and %d bytes", engine.MaxKeySize)
+	case l.MaxValueSize < 0 || l.MaxValueSize > engine.MaxValueSize:
+		return fmt.Errorf("max-value-size must be between 0 and %d bytes", engine.MaxValueSize)
+	case l.MaxBatchOps <= 0:
+		return fmt.Errorf("max-batch-ops must be positive")
+	case l.MaxRequestSize < l.MaxKeySize+l.MaxValueSize:
+		return fmt.Errorf("max-request-size (%d) must hold one key and one value (%d bytes)", l.MaxRequestSize, l.MaxKeySize+l.MaxValueSize)
+	case l.MaxRangeLimit <= 0:
+		return fmt.Errorf("max-range-limit must be positive")
+	case l.MaxTxnOps < 0:
+		return fmt.Errorf("max-txn-ops must be positive")
+	case l.MaxTxnBytes < 0 || l.MaxTxnBytes > l.MaxRequestSize:
+		// The commit entry carries every read key and written value.
+		return fmt.Errorf("max-txn-bytes must be between 1 byte and max-request-size (%d)", l.MaxRequestSize)
+	}
+	return nil
+}

@@ -1,0 +1,144 @@
+package core
+
+import (
+	"context"
+
+	"github.com/kvdb/kvdb/internal/engine"
+)
+
+// KeyValue is a key with its value and revisions.
+type KeyValue = engine.KeyValue
+
+// RangeRequest reads the keys in [Key, End), or Key alone when End is
+// empty; Prefix makes End the end of Key's prefix. End "\x00" with an
+// empty Key reads the whole keyspace. Limit 0 means MaxRangeLimit.
+type RangeRequest struct {
+	Key, End     []byte
+	Prefix       bool
+	Limit        int64
+	KeysOnly     bool
+	CountOnly    bool
+	Serializable bool
+}
+
+// RangeResult is a range's answer at Revision. Count is the number of keys
+// in the whole range, More whether keys beyond KVs remain.
+type RangeResult struct {
+	Revision int64
+	KVs      []KeyValue
+	Count    int64
+	More     bool
+}
+
+// WaitRead makes the next local read linearizable: it returns once this
+// node has applied everything committed when it was called. A serializable
+// read does not wait.
+func (c *Core) WaitRead(ctx context.Context, serializable bool) error {
+	if serializable {
+		return nil
+	}
+	if h := c.testHookBeforeReadIndex; h != nil {
+		h()
+	}
+	ctx, cancel := c.requestContext(ctx)
+	defer cancel()
+	return c.node.ReadIndex(ctx)
+}
+
+// SetTestHookBeforeReadIndex installs a function run before each
+// ReadIndex; tests use it to order reads against writes.
+func (c *Core) SetTestHookBeforeReadIndex(h func()) { c.testHookBeforeReadIndex = h }
+
+// CheckGet validates a Get's key.
+func (c *Core) CheckGet(key []byte) error { return c.limits.checkKey(key) }
+
+// Get reads one key; ErrKeyNotFound when it is absent.
+func (c *Core) Get(ctx context.Context, key []byte, serializable bool) (KeyValue, int64, error) {
+	if err := c.CheckGet(key); err != nil {
+		return KeyValue{}, 0, err
+	}
+	if err := c.WaitRead(ctx, serializable); err != nil {
+		return KeyValue{}, 0, err
+	}
+	return c.ReadGet(key)
+}
+
+// ReadGet reads a validated key from the local store, after WaitRead.
+func (c *Core) ReadGet(key []byte) (KeyValue, int64, error) {
+	kv, ok := c.store.Get(key)
+	if !ok {
+		return KeyValue{}, 0, ErrKeyNotFound
+	}
+	return kv, c.store.Revision(), nil
+}
+
+// CheckRange validates r and normalises it in place: Prefix becomes End,
+// Limit becomes the number of keys to return.
+func (c *Core) CheckRange(r *RangeRequest) error {
+	key, end, err := c.rangeBounds(r.Key, r.End, r.Prefix)
+	if err != nil {
+		return err
+	}
+	limit, err := c.rangeLimit(r.Limit)
+	if err != nil {
+		return err
+	}
+	r.Key, r.End, r.Prefix, r.Limit = key, end, false, int64(limit)
+	return nil
+}
+
+// Range validates r, waits unless it is serializable, and reads.
+func (c *Core) Range(ctx context.Context, r RangeRequest) (RangeResult, error) {
+	if err := c.CheckRange(&r); err != nil {
+		return RangeResult{}, err
+	}
+	if err := c.WaitRead(ctx, r.Serializable); err != nil {
+		return RangeResult{}, err
+	}
+	return c.ReadRange(&r), nil
+}
+
+// ReadRange reads a range CheckRange accepted from the local store, after
+// WaitRead. With CountOnly, KVs is empty; with KeysOnly, values are.
+func (c *Core) ReadRange(r *RangeRequest) RangeResult {
+	res := c.store.Range(r.Key, r.End, engine.RangeOptions{Limit: int(r.Limit), KeysOnly: r.KeysOnly, CountOnly: r.CountOnly})
+	out := RangeResult{Revision: res.Revision, Count: res.Count, More: res.More}
+	if !r.CountOnly {
+		out.KVs = res.KVs
+	}
+	return out
+}
+
+// rangeBounds validates a range request's key, range_end and prefix and
+// returns the [key, end) the engine reads (end empty: just key).
+func (c *Core) rangeBounds(key, end []byte, prefix bool) ([]byte, []byte, error) {
+	if prefix {
+		if len(key) == 0 {
+			end = []byte{0}
+		} else {
+			end = engine.PrefixEnd(key)
+		}
+	}
+	// An empty key with range_end "\x00" is a scan of every key.
+	if len(key) == 0 && !(len(end) == 1 && end[0] == 0) {
+		return nil, nil, invalidf("key must not be empty (use prefix with an empty key, or range_end \"\\x00\", to scan everything)")
+	}
+	if len(key) > c.limits.MaxKeySize {
+		return nil, nil, invalidf("key is %d bytes, over the max-key-size limit of %d bytes", len(key), c.limits.MaxKeySize)
+	}
+	if err := c.limits.checkRangeEnd(key, end); err != nil {
+		return nil, nil, err
+	}
+	return key, end, nil
+}
+
+// rangeLimit turns a request's limit into the number of keys to return.
+func (c *Core) rangeLimit(limit int64) (int, error) {
+	if limit < 0 {
+		return 0, invalidf("limit must not be negative")
+	}
+	if limit == 0 || limit > int64(c.limits.MaxRangeLimit) {
+		return c.limits.MaxRangeLimit, nil
+	}
+	return int(limit), nil
+}

@@ -1,0 +1,190 @@
+package core
+
+import (
+	"context"
+
+	"github.com/kvdb/kvdb/internal/command"
+	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/fsm"
+)
+
+// Write is a validated write, encoded for the log. It holds no reference
+// to the caller's buffers, so a transport may reuse them at once.
+type Write struct {
+	op   Op
+	data []byte
+	grow int64 // the most the write adds to MemoryUsage
+	puts int64 // puts of a batch
+}
+
+// Op is the operation the write was prepared for.
+func (w Write) Op() Op { return w.op }
+
+// WriteResult is an applied write's answer.
+type WriteResult struct {
+	Revision int64
+	// Prev holds the previous key-value of a put (at most one) or the keys
+	// a delete removed, when the request asked for them.
+	Prev []KeyValue
+	// Deleted is the number of keys a delete or batch removed.
+	Deleted int64
+	// Puts is the number of puts a batch applied.
+	Puts int64
+}
+
+// BatchOp is one operation of a batch.
+type BatchOp = command.BatchOp
+
+// PreparePut validates and encodes a put.
+func (c *Core) PreparePut(key, value []byte, prevKV bool) (Write, error) {
+	if err := c.limits.checkKey(key); err != nil {
+		return Write{}, err
+	}
+	if err := c.limits.checkValue(value); err != nil {
+		return Write{}, err
+	}
+	return Write{op: OpPut, data: command.EncodePut(key, value, prevKV), grow: entryGrowth(key, value)}, nil
+}
+
+// PrepareDelete validates and encodes the delete of key, of [key, end), or
+// of key's prefix.
+func (c *Core) PrepareDelete(key, end []byte, prefix, prevKV bool) (Write, error) {
+	if err := c.limits.checkKey(key); err != nil {
+		return Write{}, err
+	}
+	if prefix {
+		end = engine.PrefixEnd(key)
+	}
+	if err := c.limits.checkRangeEnd(key, end); err != nil {
+		return Write{}, err
+	}
+	data, err := command.EncodeDelete(key, end, prevKV)
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{op: OpDelete, data: data}, nil
+}
+
+// PrepareBatch validates and encodes a batch, applied atomically at one
+// revision.
+func (c *Core) PrepareBatch(ops []BatchOp) (Write, error) {
+	if len(ops) == 0 {
+		return Write{}, invalidf("batch has no operations")
+	}
+	if len(ops) > c.limits.MaxBatchOps {
+		return Write{}, invalidf("batch has %d operations, over the max-batch-ops limit of %d", len(ops), c.limits.MaxBatchOps)
+	}
+	w := Write{op: OpBatch}
+	for i, o := range ops {
+		if err := c.limits.checkKey(o.Key); err != nil {
+			return Write{}, invalidf("op %d: %v", i, err)
+		}
+		if !o.Delete {
+			if err := c.limits.checkValue(o.Value); err != nil {
+				return Write{}, invalidf("op %d: %v", i, err)
+			}
+			w.grow += entryGrowth(o.Key, o.Value)
+			w.puts++
+		}
+	}
+	data, err := command.EncodeBatch(ops)
+	if err != nil {
+		return Write{}, err
+	}
+	if err := c.limits.checkRequestSize(len(data)); err != nil {
+		return Write{}, err
+	}
+	w.data = data
+	return w, nil
+}
+
+// Submit queues a prepared write for the log and returns at once; done
+// gets its result, exactly once, from another goroutine, and must not
+// block. Submit blocks only while the write queue is full or the write
+// waits for eviction to make room, until ctx ends.
+func (c *Core) Submit(ctx context.Context, w Write, done func(WriteResult, error)) {
+	err := c.writes.submit(ctx, pendingWrite{data: w.data, grow: w.grow, done: func(r engine.Result, err error) {
+		if err != nil {
+			done(WriteResult{}, err)
+			return
+		}
+		done(w.result(r), nil)
+	}})
+	if err != nil {
+		done(WriteResult{}, err)
+	}
+}
+
+// Do proposes a prepared write and waits for its result.
+func (c *Core) Do(ctx context.Context, w Write) (WriteResult, error) {
+	ctx, cancel := c.requestContext(ctx)
+	defer cancel()
+	type out struct {
+		res WriteResult
+		err error
+	}
+	ch := make(chan out, 1)
+	c.Submit(ctx, w, func(r WriteResult, err error) { ch <- out{r, err} })
+	select {
+	case o := <-ch:
+		return o.res, o.err
+	case <-ctx.Done():
+		return WriteResult{}, ctx.Err()
+	}
+}
+
+// Put, Delete and Batch prepare and run a write in one call.
+func (c *Core) Put(ctx context.Context, key, value []byte, prevKV bool) (WriteResult, error) {
+	w, err := c.PreparePut(key, value, prevKV)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	return c.Do(ctx, w)
+}
+
+// Delete removes key, [key, end) or key's prefix; see PrepareDelete.
+func (c *Core) Delete(ctx context.Context, key, end []byte, prefix, prevKV bool) (WriteResult, error) {
+	w, err := c.PrepareDelete(key, end, prefix, prevKV)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	return c.Do(ctx, w)
+}
+
+// Batch applies ops atomically; see PrepareBatch.
+func (c *Core) Batch(ctx context.Context, ops []BatchOp) (WriteResult, error) {
+	w, err := c.PrepareBatch(ops)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	return c.Do(ctx, w)
+}
+
+// result shapes the engine's result for the write's kind.
+func (w Write) result(r engine.Result) WriteResult {
+	out := WriteResult{Revision: r.Revision, Puts: w.puts}
+	for _, o := range r.Ops {
+		out.Deleted += o.Deleted
+		out.Prev = append(out.Prev, o.Prev...)
+	}
+	if w.op == OpPut && len(out.Prev) > 1 {
+		out.Prev = out.Prev[:1]
+	}
+	return out
+}
+
+// proposeAlone hands one encoded command to raft as its own entry and
+// waits for its applied result.
+type fsmResult = fsm.Result
+
+func (c *Core) proposeAlone(ctx context.Context, data []byte) (fsm.Result, error) {
+	if err := c.limits.checkRequestSize(len(data)); err != nil {
+		return fsm.Result{}, err
+	}
+	v, err := c.node.Propose(ctx, data)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	r, _ := v.(fsm.Result)
+	return r, r.Err
+}
