@@ -1,12 +1,21 @@
-// Package service is the RPC face of a KVDB node: the gRPC KVService and
-// AdminService handlers, the state-machine adapter that turns committed raft
-// entries into engine operations, the single table that maps errors to gRPC
-// codes, and the listener that serves gRPC and HTTP on one port.
+// Package service is a KVDB node as clients and operators reach it: it
+// assembles the engine, the raft node (with the state machine of package
+// fsm) and the operation layer (package core), and serves them on one port,
+// where a sniffer splits gRPC, HTTP (/metrics, /healthz, /readyz) and the
+// binary protocol.
 //
-// Handlers are thin: validate against Limits, encode a command, hand it to
-// raftnode.Propose (writes) or wait on raftnode.ReadIndex (linearizable
-// reads), and build the response. They never touch the engine's write side;
-// only the fsm, driven by the raft apply loop, does.
+// The protocol adapters live here and only translate:
+//   - gRPC: kv.go (KVService), txn_service.go (TxnService) and admin.go
+//     (AdminService: status, STATS, membership, leadership);
+//   - the binary protocol: binary.go (listener and limits), binary_conn.go
+//     (one connection's read and write loops), binary_ops.go and
+//     binary_txn.go (requests to core calls, results to frames).
+//
+// What a request means (validation, limits, admission, proposing, reading,
+// transactions, error codes, operation names) is core's; errors.go maps
+// core's codes to gRPC statuses and binary status bytes. Metrics and STATS
+// (metrics.go, opstats.go, stats_json.go) read the same instruments.
+// docs/architecture.md describes the layers and one request's path.
 //
 // All exported types are safe for concurrent use unless stated otherwise.
 package service
