@@ -138,7 +138,9 @@ func TestTransportParity(t *testing.T) {
 				{Op: &kvdbv1.BatchOp_Delete{Delete: &kvdbv1.BatchDelete{Key: []byte("b")}}}}})
 			return fmt.Sprint("rev=", r.GetHeader().GetRevision(), " puts=", r.GetPuts(), " deleted=", r.GetDeleted()), err
 		}, &wire.Request{Op: wire.OpBatch, Ops: []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("c"), Value: []byte("4")}, {Type: wire.BatchDelete, Key: []byte("b")}}},
-			func(r *wire.Response) string { return fmt.Sprint("rev=", r.Revision, " puts=", r.Puts, " deleted=", r.Deleted) }},
+			func(r *wire.Response) string {
+				return fmt.Sprint("rev=", r.Revision, " puts=", r.Puts, " deleted=", r.Deleted)
+			}},
 		{"txn compare-and-swap", "EXECUTE", func(ctx context.Context, n *testNode, _ *parityState) (string, error) {
 			r, err := kvdbv1.NewTxnServiceClient(n.conn).Execute(ctx, &kvdbv1.ExecuteRequest{
 				Compares: []*kvdbv1.Compare{{Key: []byte("a"), Operator: kvdbv1.CompareOperator_COMPARE_OPERATOR_EQUAL, Operand: &kvdbv1.Compare_Value{Value: []byte("3")}}},

@@ -214,6 +214,7 @@ type Command struct {
 	//	*Command_Txn
 	//	*Command_Multi
 	//	*Command_Evict
+	//	*Command_Auth
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -310,6 +311,15 @@ func (x *Command) GetEvict() *EvictCommand {
 	return nil
 }
 
+func (x *Command) GetAuth() *AuthCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Auth); ok {
+			return x.Auth
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -344,6 +354,11 @@ type Command_Evict struct {
 	Evict *EvictCommand `protobuf:"bytes,6,opt,name=evict,proto3,oneof"`
 }
 
+type Command_Auth struct {
+	// auth changes the users, roles or auth settings.
+	Auth *AuthCommand `protobuf:"bytes,7,opt,name=auth,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_Delete) isCommand_Op() {}
@@ -355,6 +370,8 @@ func (*Command_Txn) isCommand_Op() {}
 func (*Command_Multi) isCommand_Op() {}
 
 func (*Command_Evict) isCommand_Op() {}
+
+func (*Command_Auth) isCommand_Op() {}
 
 // EvictCommand is the leader's eviction decision: keys chosen by approximate
 // LRU to bring the logical memory usage under the limit. Replicas never
@@ -1162,14 +1179,15 @@ var File_kvdb_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\"\xbe\x02\n" +
+	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\x1a\x17kvdb/raft/v1/auth.proto\"\xef\x02\n" +
 	"\aCommand\x12,\n" +
 	"\x03put\x18\x01 \x01(\v2\x18.kvdb.raft.v1.PutCommandH\x00R\x03put\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.kvdb.raft.v1.DeleteCommandH\x00R\x06delete\x122\n" +
 	"\x05batch\x18\x03 \x01(\v2\x1a.kvdb.raft.v1.BatchCommandH\x00R\x05batch\x12,\n" +
 	"\x03txn\x18\x04 \x01(\v2\x18.kvdb.raft.v1.TxnCommandH\x00R\x03txn\x122\n" +
 	"\x05multi\x18\x05 \x01(\v2\x1a.kvdb.raft.v1.MultiCommandH\x00R\x05multi\x122\n" +
-	"\x05evict\x18\x06 \x01(\v2\x1a.kvdb.raft.v1.EvictCommandH\x00R\x05evictB\x04\n" +
+	"\x05evict\x18\x06 \x01(\v2\x1a.kvdb.raft.v1.EvictCommandH\x00R\x05evict\x12/\n" +
+	"\x04auth\x18\a \x01(\v2\x19.kvdb.raft.v1.AuthCommandH\x00R\x04authB\x04\n" +
 	"\x02op\":\n" +
 	"\fEvictCommand\x12*\n" +
 	"\x04keys\x18\x01 \x03(\v2\x16.kvdb.raft.v1.EvictKeyR\x04keys\"?\n" +
@@ -1275,6 +1293,7 @@ var file_kvdb_raft_v1_command_proto_goTypes = []any{
 	(*RangeCheck)(nil),      // 13: kvdb.raft.v1.RangeCheck
 	(*TxnCompare)(nil),      // 14: kvdb.raft.v1.TxnCompare
 	(*TxnOp)(nil),           // 15: kvdb.raft.v1.TxnOp
+	(*AuthCommand)(nil),     // 16: kvdb.raft.v1.AuthCommand
 }
 var file_kvdb_raft_v1_command_proto_depIdxs = []int32{
 	7,  // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
@@ -1283,22 +1302,23 @@ var file_kvdb_raft_v1_command_proto_depIdxs = []int32{
 	11, // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
 	6,  // 4: kvdb.raft.v1.Command.multi:type_name -> kvdb.raft.v1.MultiCommand
 	4,  // 5: kvdb.raft.v1.Command.evict:type_name -> kvdb.raft.v1.EvictCommand
-	5,  // 6: kvdb.raft.v1.EvictCommand.keys:type_name -> kvdb.raft.v1.EvictKey
-	3,  // 7: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
-	10, // 8: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
-	12, // 9: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
-	13, // 10: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
-	14, // 11: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
-	15, // 12: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
-	15, // 13: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
-	0,  // 14: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
-	1,  // 15: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
-	2,  // 16: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	16, // 6: kvdb.raft.v1.Command.auth:type_name -> kvdb.raft.v1.AuthCommand
+	5,  // 7: kvdb.raft.v1.EvictCommand.keys:type_name -> kvdb.raft.v1.EvictKey
+	3,  // 8: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
+	10, // 9: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
+	12, // 10: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
+	13, // 11: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
+	14, // 12: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
+	15, // 13: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
+	15, // 14: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
+	0,  // 15: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
+	1,  // 16: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
+	2,  // 17: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_kvdb_raft_v1_command_proto_init() }
@@ -1306,6 +1326,7 @@ func file_kvdb_raft_v1_command_proto_init() {
 	if File_kvdb_raft_v1_command_proto != nil {
 		return
 	}
+	file_kvdb_raft_v1_auth_proto_init()
 	file_kvdb_raft_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
@@ -1313,6 +1334,7 @@ func file_kvdb_raft_v1_command_proto_init() {
 		(*Command_Txn)(nil),
 		(*Command_Multi)(nil),
 		(*Command_Evict)(nil),
+		(*Command_Auth)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
