@@ -4,7 +4,7 @@
 // decoding live side by side so the two cannot drift.
 //
 // An entry holds one raftv1.Command: a put, a delete, a batch, a
-// transaction, an eviction, or a multi (several independent commands
+// transaction, an eviction, an auth change, or a multi (several independent commands
 // coalesced into one entry, each applied at its own revision). The hot
 // shapes (a put, a multi of puts) are encoded and decoded with protowire
 // directly, producing exactly the bytes proto.Marshal would; everything else
@@ -151,6 +151,11 @@ func EncodeEvict(keys []engine.EvictKey) ([]byte, error) {
 		cmd.Keys[i] = &raftv1.EvictKey{Key: k.Key, ModRevision: k.ModRevision}
 	}
 	return marshal(&raftv1.Command{Op: &raftv1.Command_Evict{Evict: cmd}})
+}
+
+// EncodeAuth encodes a change of the users, roles or auth settings.
+func EncodeAuth(c *raftv1.AuthCommand) ([]byte, error) {
+	return marshal(&raftv1.Command{Op: &raftv1.Command_Auth{Auth: c}})
 }
 
 // EncodeMulti builds Command{multi: MultiCommand{commands}} around already

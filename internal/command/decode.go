@@ -21,6 +21,8 @@ const (
 	// KindMulti is several independent commands: Groups[i] is the ops of
 	// command i (nil when Errs[i] is set), each applied at its own revision.
 	KindMulti
+	// KindAuth is a change of the users, roles or auth settings: Auth.
+	KindAuth
 )
 
 // Decoded is one decoded entry. Keys and values alias the entry's bytes;
@@ -31,6 +33,7 @@ type Decoded struct {
 	Txn    *engine.Txn
 	Evict  []engine.EvictKey
 	Groups [][]engine.Op
+	Auth   *raftv1.AuthCommand
 	// Errs holds, for a multi, the error of each command that did not
 	// decode or validate (nil entries for the others).
 	Errs []error
@@ -70,6 +73,8 @@ func (d *Decoder) decodeProto(data []byte) (Decoded, error) {
 			keys[i] = engine.EvictKey{Key: k.GetKey(), ModRevision: k.GetModRevision()}
 		}
 		return Decoded{Kind: KindEvict, Evict: keys}, nil
+	case *raftv1.Command_Auth:
+		return Decoded{Kind: KindAuth, Auth: c.Auth}, nil
 	case *raftv1.Command_Multi:
 		cmds := c.Multi.GetCommands()
 		groups, errs := d.reset(len(cmds))

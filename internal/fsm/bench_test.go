@@ -37,7 +37,7 @@ func BenchmarkFSMApply(b *testing.B) {
 		puts int
 	}{{"put", single, 1}, {"multi64", coalesced, 64}} {
 		b.Run(bc.name, func(b *testing.B) {
-			f := New(engine.New(), nil)
+			f := New(engine.New(), nil, nil)
 			b.SetBytes(int64(len(bc.data)))
 			b.ReportAllocs()
 			var index uint64

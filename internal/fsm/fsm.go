@@ -6,8 +6,13 @@
 package fsm
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
 	"io"
 
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/command"
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/raftnode"
@@ -32,6 +37,7 @@ type Result struct {
 // the raft apply loop only, one at a time.
 type FSM struct {
 	store   *engine.Store
+	auth    *auth.Store
 	dec     command.Decoder
 	evicted func()
 	applies uint64
@@ -39,10 +45,14 @@ type FSM struct {
 
 var _ raftnode.StateMachine = (*FSM)(nil)
 
-// New returns the state machine over store. evicted, when not nil, is
-// called after each eviction entry is applied.
-func New(store *engine.Store, evicted func()) *FSM {
-	return &FSM{store: store, evicted: evicted}
+// New returns the state machine over store and the auth state users (nil:
+// a private one). evicted, when not nil, is called after each eviction
+// entry is applied.
+func New(store *engine.Store, users *auth.Store, evicted func()) *FSM {
+	if users == nil {
+		users = auth.NewStore()
+	}
+	return &FSM{store: store, auth: users, evicted: evicted}
 }
 
 // Apply implements raftnode.StateMachine; it always returns a Result.
@@ -77,6 +87,10 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 			return Result{Res: res.Result, Err: command.Invalid(err)}
 		}
 		return Result{Res: res.Result, Txn: &res}
+	case command.KindAuth:
+		err := f.auth.Apply(d.Auth)
+		f.store.MarkApplied(index)
+		return Result{Res: engine.Result{Revision: f.store.Revision()}, Err: err}
 	case command.KindEvict:
 		f.store.ApplyEvict(index, d.Evict)
 		if invariants {
@@ -105,12 +119,77 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 // AppliedIndex implements raftnode.StateMachine.
 func (f *FSM) AppliedIndex() uint64 { return f.store.AppliedIndex() }
 
-// Snapshot implements raftnode.StateMachine.
-func (f *FSM) Snapshot() raftnode.Snapshot { return f.store.Snapshot() }
+// A snapshot is the auth section followed by the engine's snapshot:
+//
+//	"KVDBAUTH" | length uint32 big endian | raftv1.AuthState (length bytes) | engine snapshot
+//
+// Snapshots taken before the auth section existed start with the engine's
+// own magic; Restore reads them as an empty auth state.
+const authMagic = "KVDBAUTH"
+
+// maxAuthSection bounds the auth section a snapshot may declare.
+const maxAuthSection = 64 << 20
+
+type snapshot struct {
+	engine raftnode.Snapshot
+	auth   []byte
+}
+
+func (s *snapshot) Index() uint64 { return s.engine.Index() }
+
+func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
+	hdr := make([]byte, 0, len(authMagic)+4+len(s.auth))
+	hdr = append(hdr, authMagic...)
+	hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(s.auth)))
+	hdr = append(hdr, s.auth...)
+	n, err := w.Write(hdr)
+	if err != nil {
+		return int64(n), err
+	}
+	m, err := s.engine.WriteTo(w)
+	return int64(n) + m, err
+}
+
+// Snapshot implements raftnode.StateMachine: the engine's copy-on-write
+// snapshot and the auth state, both as of AppliedIndex.
+func (f *FSM) Snapshot() raftnode.Snapshot {
+	a, err := f.auth.Marshal()
+	if err != nil {
+		panic(fmt.Sprintf("fsm: encode auth state: %v", err)) // a generated message always encodes
+	}
+	return &snapshot{engine: f.store.Snapshot(), auth: a}
+}
 
 // Restore implements raftnode.StateMachine.
 func (f *FSM) Restore(r io.Reader) error {
-	if err := f.store.Restore(r); err != nil {
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(len(authMagic))
+	if err != nil {
+		return fmt.Errorf("%w: %w", engine.ErrCorruptSnapshot, err)
+	}
+	authState := []byte(nil)
+	if bytes.Equal(magic, []byte(authMagic)) {
+		var hdr [len(authMagic) + 4]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return fmt.Errorf("%w: auth section: %w", engine.ErrCorruptSnapshot, err)
+		}
+		n := binary.BigEndian.Uint32(hdr[len(authMagic):])
+		if n > maxAuthSection {
+			return fmt.Errorf("%w: auth section of %d bytes", engine.ErrCorruptSnapshot, n)
+		}
+		authState = make([]byte, n)
+		if _, err := io.ReadFull(br, authState); err != nil {
+			return fmt.Errorf("%w: auth section: %w", engine.ErrCorruptSnapshot, err)
+		}
+	}
+	users := auth.NewStore()
+	if err := users.Unmarshal(authState); err != nil {
+		return fmt.Errorf("%w: auth section: %w", engine.ErrCorruptSnapshot, err)
+	}
+	if err := f.store.Restore(br); err != nil {
+		return err
+	}
+	if err := f.auth.Restore(users.State()); err != nil {
 		return err
 	}
 	if invariants {

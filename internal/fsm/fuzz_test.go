@@ -27,7 +27,7 @@ func FuzzApplyTxnCommand(f *testing.F) {
 		store := engine.New()
 		store.Apply(1, []engine.Op{{Type: engine.OpPut, Key: []byte("a"), Value: []byte("1")}, {Type: engine.OpPut, Key: []byte("b"), Value: []byte("1")}})
 		before := store.Hash()
-		v := New(store, nil).Apply(2, data)
+		v := New(store, nil, nil).Apply(2, data)
 		if store.AppliedIndex() != 2 {
 			t.Fatalf("applied index %d after entry 2", store.AppliedIndex())
 		}

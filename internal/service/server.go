@@ -23,6 +23,7 @@ import (
 
 	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/core"
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/fsm"
@@ -75,6 +76,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   *engine.Store
+	auth    *auth.Store
 	node    *raftnode.Node
 	core    *core.Core
 	ops     *opRecorder
@@ -112,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		store:   engine.New(),
+		auth:    auth.NewStore(),
 		ops:     newOpRecorder(),
 		metrics: newServerMetrics(),
 		stopC:   make(chan struct{}),
@@ -140,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 		s.transport = raftnode.NewGRPCTransport(cfg.Logger)
 		rc.Transport = s.transport
 	}
-	node, err := raftnode.Start(rc, fsm.New(s.store, s.core.Evicted))
+	node, err := raftnode.Start(rc, fsm.New(s.store, s.auth, s.core.Evicted))
 	if err != nil {
 		return nil, err
 	}
