@@ -55,6 +55,8 @@ var errorCodes = []struct {
 	{wal.ErrCorrupt, codes.DataLoss},
 	{snap.ErrCorrupt, codes.DataLoss},
 	{raftnode.ErrOverloaded, codes.ResourceExhausted},
+	{raftnode.ErrNoSpace, codes.ResourceExhausted},
+	{wal.ErrNoSpace, codes.ResourceExhausted},
 	{raftnode.ErrProposalDropped, codes.Unavailable},
 	{raftnode.ErrNoLeader, codes.Unavailable},
 	{raftnode.ErrLeaderChanged, codes.Unavailable},
