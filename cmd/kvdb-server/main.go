@@ -60,13 +60,14 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		ids[i] = m.ID
 	}
 	raftCfg := raftnode.Config{
-		Peers:         members,
-		SyncWrites:    cfg.SyncWrites,
-		SyncInterval:  cfg.SyncInterval,
-		TickInterval:  cfg.HeartbeatInterval,
-		ElectionTicks: cfg.ElectionTicks,
-		SnapshotCount: cfg.SnapshotCount,
-		DiskReserve:   cfg.DiskReserve,
+		Peers:          members,
+		SyncWrites:     cfg.SyncWrites,
+		SyncInterval:   cfg.SyncInterval,
+		TickInterval:   cfg.HeartbeatInterval,
+		ElectionTicks:  cfg.ElectionTicks,
+		SnapshotCount:  cfg.SnapshotCount,
+		DiskReserve:    cfg.DiskReserve,
+		WALSegmentSize: cfg.WALSegmentSize,
 	}
 	// Ports first: a start that fails must not touch the data dir.
 	lis, err := net.Listen("tcp", cfg.Address)

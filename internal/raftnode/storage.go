@@ -69,7 +69,9 @@ func (n *Node) open() (err error) {
 		return err
 	}
 	walDir := filepath.Join(n.cfg.DataDir, "wal")
-	if !HasWAL(n.cfg.DataDir) {
+	// Without segments or a manifest the WAL would start an empty log;
+	// cluster_id, written right after the first segment, says there was one.
+	if _, err := os.Stat(filepath.Join(walDir, "MANIFEST")); err != nil && !HasWAL(n.cfg.DataDir) {
 		if _, err := os.Stat(filepath.Join(n.cfg.DataDir, clusterIDFile)); err == nil {
 			return fmt.Errorf("raftnode: data dir %s holds %s but %s holds no WAL segment: the log was lost; refusing to start with an empty one",
 				n.cfg.DataDir, clusterIDFile, walDir)
