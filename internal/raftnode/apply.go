@@ -200,6 +200,19 @@ func (n *Node) stopRemoved(index uint64) {
 	n.stopOnce.Do(func() { close(n.stopC) })
 }
 
+// IsRemoved reports whether member id was removed from the cluster.
+func (n *Node) IsRemoved(id uint64) bool { return n.members.isRemoved(id) }
+
+// RemovedByPeer is called by the transport when a peer refuses this node's
+// messages because it knows this member was removed.
+func (n *Node) RemovedByPeer(peer uint64) {
+	if n.removed.Swap(true) {
+		return
+	}
+	n.log.Warn("a peer reports this member was removed from the cluster", "peer", fmt.Sprintf("%x", peer))
+	n.stopRemoved(0)
+}
+
 // restoreSnapshot replaces the state machine with a snapshot received from
 // the leader (already saved to disk by the transport).
 func (n *Node) restoreSnapshot(s *raftpb.Snapshot) error {
