@@ -48,14 +48,17 @@ func (l *dirLock) release() {
 // A start that fails leaves the data dir as it found it: whatever open
 // created (the directory itself, wal/, snap/, LOCK, ...) is removed again.
 func (n *Node) open() (err error) {
-	before := listDataDir(n.cfg.DataDir)
+	_, statErr := os.Stat(n.cfg.DataDir)
+	createdDir := os.IsNotExist(statErr)
 	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("raftnode: create data dir: %w", err)
 	}
 	if n.lock, err = lockDir(n.cfg.DataDir); err != nil {
-		before.undo()
+		// Whatever is there belongs to the process holding the lock.
 		return err
 	}
+	// Listed under the lock: nobody else creates files here from now on.
+	before := listDataDir(n.cfg.DataDir, createdDir)
 	defer func() {
 		if err != nil {
 			if n.wal != nil {
@@ -301,37 +304,31 @@ func writeFileDurably(path, content string) error {
 	return nil
 }
 
-// dataDirListing is what a data dir held before open, so that a failed
-// start can remove exactly what it created.
+// dataDirListing is what a data dir held when open took its lock, so that
+// a failed start can remove exactly what it created.
 type dataDirListing struct {
 	dir     string
-	existed bool
-	known   bool // false: the listing failed; undo does nothing
+	created bool // open created the directory (and its LOCK file)
 	names   map[string]bool
 }
 
-func listDataDir(dir string) dataDirListing {
+func listDataDir(dir string, created bool) *dataDirListing {
 	des, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return dataDirListing{dir: dir, known: true}
-	}
 	if err != nil {
-		return dataDirListing{dir: dir}
+		return nil // undo then does nothing
 	}
-	l := dataDirListing{dir: dir, existed: true, known: true, names: make(map[string]bool, len(des))}
+	l := &dataDirListing{dir: dir, created: created, names: make(map[string]bool, len(des))}
 	for _, de := range des {
 		l.names[de.Name()] = true
 	}
 	return l
 }
 
-// undo removes what was created in the data dir since the listing.
-func (l dataDirListing) undo() {
-	if !l.known {
-		return
-	}
-	if !l.existed {
-		os.RemoveAll(l.dir)
+// undo removes what was created in the data dir since the listing, and
+// the directory itself (with its LOCK) if open created it. Call it after
+// releasing the lock.
+func (l *dataDirListing) undo() {
+	if l == nil {
 		return
 	}
 	des, err := os.ReadDir(l.dir)
@@ -342,6 +339,10 @@ func (l dataDirListing) undo() {
 		if !l.names[de.Name()] {
 			os.RemoveAll(filepath.Join(l.dir, de.Name()))
 		}
+	}
+	if l.created {
+		os.Remove(filepath.Join(l.dir, "LOCK"))
+		os.Remove(l.dir) // only if empty
 	}
 }
 
