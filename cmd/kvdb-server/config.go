@@ -31,6 +31,8 @@ type config struct {
 	// second, HTTP-only listener too.
 	MetricsAddress string
 	SyncWrites     bool
+	DiskReserve    int64
+	WALSegmentSize int64
 
 	SyncInterval      time.Duration
 	SnapshotCount     uint64
@@ -84,6 +86,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		valSize   = sizeFlag{}
 		reqSize   = sizeFlag{}
 		txnSize   = sizeFlag{}
+		reserve   = sizeFlag{}
+		walSeg    = sizeFlag{}
 		logLevel  string
 		policy    string
 		snapCount uint64
@@ -94,6 +98,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	_ = valSize.Set(strconv.Itoa(d.MaxValueSize))
 	_ = reqSize.Set(strconv.Itoa(d.MaxRequestSize))
 	_ = txnSize.Set(strconv.Itoa(d.MaxTxnBytes))
+	_ = reserve.Set("16MiB")
+	_ = walSeg.Set("64MiB")
 	keySize.text, valSize.text, reqSize.text = "4KiB", "1MiB", "4MiB"
 
 	fs.StringVar(&c.NodeID, "node-id", "", "unique node name (env NODE_ID); defaults to node1 for a standalone node")
@@ -108,6 +114,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.EnableMetrics, "enable-metrics", true, "serve Prometheus /metrics on -address (env ENABLE_METRICS)")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", "", "also serve /metrics, /healthz and /readyz over plain HTTP on this address, e.g. 127.0.0.1:9100 (env METRICS_ADDRESS); needs -enable-metrics")
 	fs.BoolVar(&c.SyncWrites, "sync-writes", false, "fsync the WAL before acknowledging writes (env SYNC_WRITES); false fsyncs every -sync-interval")
+	fs.Var(&reserve, "disk-reserve", "space held in <data-dir>/space.reserve and freed when the disk fills, so writes in flight finish and reads go on; 0: none")
+	fs.Var(&walSeg, "wal-segment-size", "size at which a WAL segment file is closed and the next one started")
 	fs.DurationVar(&c.SyncInterval, "sync-interval", raftnode.DefaultSyncInterval, "background fsync interval when -sync-writes=false: the most a machine crash can lose")
 	fs.Uint64Var(&snapCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots (the WAL is compacted after each)")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", raftnode.DefaultTickInterval, "raft heartbeat interval (one raft tick)")
@@ -148,6 +156,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	c.EvictionPolicy = policyValue
 	c.SnapshotCount = snapCount
+	c.DiskReserve = reserve.bytes
+	c.WALSegmentSize = walSeg.bytes
+	if c.WALSegmentSize < 4<<10 {
+		return nil, errors.New("-wal-segment-size must be at least 4KiB")
+	}
 	c.Limits.MaxKeySize = int(keySize.bytes)
 	c.Limits.MaxValueSize = int(valSize.bytes)
 	c.Limits.MaxRequestSize = int(reqSize.bytes)

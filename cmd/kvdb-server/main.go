@@ -23,6 +23,14 @@ var version = "dev"
 // shutdownTimeout bounds how long in-flight requests may take to finish.
 const shutdownTimeout = 10 * time.Second
 
+// Exit statuses (README, "Exit status").
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitUsage   = 2
+	exitNoSpace = 3 // the data dir's file system is full at start-up
+)
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
 }
@@ -34,7 +42,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kvdb-server: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	if cfg.ShowVersion {
 		fmt.Fprintln(os.Stdout, version)
@@ -52,12 +60,34 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		ids[i] = m.ID
 	}
 	raftCfg := raftnode.Config{
-		Peers:         members,
-		SyncWrites:    cfg.SyncWrites,
-		SyncInterval:  cfg.SyncInterval,
-		TickInterval:  cfg.HeartbeatInterval,
-		ElectionTicks: cfg.ElectionTicks,
-		SnapshotCount: cfg.SnapshotCount,
+		Peers:          members,
+		SyncWrites:     cfg.SyncWrites,
+		SyncInterval:   cfg.SyncInterval,
+		TickInterval:   cfg.HeartbeatInterval,
+		ElectionTicks:  cfg.ElectionTicks,
+		SnapshotCount:  cfg.SnapshotCount,
+		DiskReserve:    cfg.DiskReserve,
+		WALSegmentSize: cfg.WALSegmentSize,
+	}
+	// Ports first: a start that fails must not touch the data dir.
+	lis, err := net.Listen("tcp", cfg.Address)
+	if err != nil {
+		log.Error("cannot listen", "address", cfg.Address, "err", err)
+		return exitFailed
+	}
+	var metricsLis net.Listener
+	if cfg.MetricsAddress != "" {
+		if metricsLis, err = net.Listen("tcp", cfg.MetricsAddress); err != nil {
+			log.Error("cannot listen", "metrics_address", cfg.MetricsAddress, "err", err)
+			lis.Close()
+			return exitFailed
+		}
+	}
+	closeListeners := func() {
+		lis.Close()
+		if metricsLis != nil {
+			metricsLis.Close()
+		}
 	}
 	clusterID := service.ClusterID(ids)
 	hasState := raftnode.HasState(cfg.DataDir)
@@ -68,7 +98,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		joined, cid, err := joinCluster(context.Background(), log, cfg.Join, cfg.NodeID, cfg.Advertise)
 		if err != nil {
 			log.Error("cannot join the cluster", "via", cfg.Join, "err", err)
-			return 1
+			closeListeners()
+			return exitFailed
 		}
 		raftCfg.Peers, raftCfg.Join, raftCfg.JoinMembers, clusterID = nil, true, joined, cid
 		log.Info("added to the cluster; waiting for the leader to send the log", "members", len(joined))
@@ -93,23 +124,14 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		Raft:                raftCfg,
 	})
 	if err != nil {
-		log.Error("cannot start node", "err", err)
-		return 1
-	}
-	lis, err := net.Listen("tcp", cfg.Address)
-	if err != nil {
-		log.Error("cannot listen", "address", cfg.Address, "err", err)
-		_ = srv.Shutdown(context.Background())
-		return 1
-	}
-	var metricsLis net.Listener
-	if cfg.MetricsAddress != "" {
-		if metricsLis, err = net.Listen("tcp", cfg.MetricsAddress); err != nil {
-			log.Error("cannot listen", "metrics_address", cfg.MetricsAddress, "err", err)
-			lis.Close()
-			_ = srv.Shutdown(context.Background())
-			return 1
+		closeListeners()
+		if raftnode.IsNoSpace(err) {
+			log.Error("cannot start: no space left on device in the data dir; free some space and start again",
+				"data_dir", cfg.DataDir, "err", err)
+			return exitNoSpace
 		}
+		log.Error("cannot start node", "err", err)
+		return exitFailed
 	}
 	mode := "standalone"
 	if cfg.EnableRaft {
@@ -139,17 +161,21 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	case err := <-serveErr:
 		if err != nil {
 			log.Error("serving failed", "err", err)
-			code = 1
+			code = exitFailed
 		}
 	case <-srv.Node().Done():
-		log.Error("raft node stopped unexpectedly")
-		code = 1
+		if srv.Node().Removed() {
+			log.Warn("this member was removed from the cluster; exiting")
+		} else {
+			log.Error("raft node stopped unexpectedly")
+			code = exitFailed
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, raftnode.ErrRemoved) {
 		log.Error("shutdown", "err", err)
-		code = 1
+		code = exitFailed
 	}
 	if code == 0 {
 		log.Info("stopped cleanly")

@@ -115,6 +115,8 @@ var errorCodes = []struct {
 	{wal.ErrCorrupt, DataLoss},
 	{snap.ErrCorrupt, DataLoss},
 	{raftnode.ErrOverloaded, ResourceExhausted},
+	{raftnode.ErrNoSpace, ResourceExhausted},
+	{wal.ErrNoSpace, ResourceExhausted},
 	{raftnode.ErrProposalDropped, Unavailable},
 	{raftnode.ErrNoLeader, Unavailable},
 	{raftnode.ErrLeaderChanged, Unavailable},

@@ -98,6 +98,9 @@ func (n *Node) proposeConfChange(req confRequest) {
 }
 
 func (n *Node) checkAndProposeConfChange(cc *raftpb.ConfChange) error {
+	if e := n.diskFullErr.Load(); e != nil {
+		return e
+	}
 	if raft.StateType(n.state.Load()) != raft.StateLeader {
 		return n.notLeaderError()
 	}
@@ -229,7 +232,7 @@ func (n *Node) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, body io.R
 	}
 	start := time.Now()
 	var size int64
-	if err := n.snaps.Save(meta, func(w io.Writer) error {
+	if err := n.snaps.SaveReceived(meta, func(w io.Writer) error {
 		var err error
 		size, err = io.Copy(w, body)
 		return err

@@ -104,6 +104,13 @@ func (n *Node) saveSnapshot(meta *raftpb.SnapshotMetadata, sn Snapshot, members 
 	if sn.Index() != meta.GetIndex() {
 		panic(fmt.Sprintf("raftnode: snapshot at %d taken for index %d", sn.Index(), meta.GetIndex()))
 	}
+	// A snapshot file must never claim an index the WAL on disk does not
+	// reach (recovery refuses that as a lost log), and without -sync-writes
+	// the applied entries may not be fsynced yet.
+	if err := n.syncWAL(); err != nil {
+		n.log.Warn("snapshot skipped: the WAL could not be synced", "index", meta.GetIndex(), "err", err)
+		return
+	}
 	var size int64
 	err := n.snaps.Save(meta, func(w io.Writer) error {
 		if err := writeMembersSection(w, members); err != nil {
@@ -127,6 +134,22 @@ func (n *Node) saveSnapshot(meta *raftpb.SnapshotMetadata, sn Snapshot, members 
 	}
 }
 
+// syncWAL asks the raft loop to fsync the WAL and waits for the result.
+func (n *Node) syncWAL() error {
+	ch := make(chan error, 1)
+	select {
+	case n.syncC <- ch:
+	case <-n.raftDone:
+		return ErrStopped
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-n.raftDone:
+		return ErrStopped
+	}
+}
+
 // snapshotSaved runs on the raft loop once a snapshot file is durable: the
 // WAL records it, the in-memory log is compacted keeping some entries for
 // slow followers, and WAL segments and snapshot files it made obsolete go.
@@ -136,6 +159,12 @@ func (n *Node) snapshotSaved(d snapshotDone) error {
 		return fmt.Errorf("raftnode: record snapshot in WAL: %w", err)
 	}
 	if err := n.wal.Sync(); err != nil {
+		if IsNoSpace(err) {
+			// The marker stays buffered and is written with the next
+			// write that succeeds; compaction waits for the next snapshot.
+			n.enterDiskFull(err)
+			return nil
+		}
 		return fmt.Errorf("raftnode: WAL fsync: %w", err)
 	}
 	if _, err := n.store.CreateSnapshot(index, d.meta.GetConfState(), nil); err != nil {
@@ -159,15 +188,41 @@ func (n *Node) snapshotSaved(d snapshotDone) error {
 	return nil
 }
 
+// stopRemoved stops a node that has just applied its own removal: it can
+// never take part in the cluster again. Stop and Done report ErrRemoved.
+func (n *Node) stopRemoved(index uint64) {
+	n.log.Warn("this member was removed from the cluster; shutting down", "index", index)
+	n.errMu.Lock()
+	if n.stopErr == nil {
+		n.stopErr = ErrRemoved
+	}
+	n.errMu.Unlock()
+	n.stopOnce.Do(func() { close(n.stopC) })
+}
+
+// IsRemoved reports whether member id was removed from the cluster.
+func (n *Node) IsRemoved(id uint64) bool { return n.members.isRemoved(id) }
+
+// RemovedByPeer is called by the transport when a peer refuses this node's
+// messages because it knows this member was removed.
+func (n *Node) RemovedByPeer(peer uint64) {
+	if n.removed.Swap(true) {
+		return
+	}
+	n.log.Warn("a peer reports this member was removed from the cluster", "peer", fmt.Sprintf("%x", peer))
+	n.stopRemoved(0)
+}
+
 // restoreSnapshot replaces the state machine with a snapshot received from
 // the leader (already saved to disk by the transport).
 func (n *Node) restoreSnapshot(s *raftpb.Snapshot) error {
 	index := s.GetMetadata().GetIndex()
 	if _, err := n.restoreFromFile(index); err != nil {
-		return fmt.Errorf("raftnode: restore received snapshot %d: %w", index, err)
+		return fmt.Errorf("raftnode: restore received snapshot: %w", err)
 	}
 	if n.members.isRemoved(n.cfg.ID) {
 		n.removed.Store(true)
+		defer n.stopRemoved(index)
 	}
 	n.log.Info("restored snapshot from leader", "index", index, "term", s.GetMetadata().GetTerm())
 	n.snapIndex.Store(index)
@@ -190,7 +245,7 @@ func (n *Node) applyMembership(e *raftpb.Entry, cs *raftpb.ConfState) {
 	case raftpb.ConfChangeType_ConfChangeRemoveNode:
 		if id == n.cfg.ID {
 			n.removed.Store(true)
-			n.log.Warn("this member was removed from the cluster")
+			defer n.stopRemoved(e.GetIndex())
 		} else {
 			n.cfg.Transport.RemovePeer(id)
 		}

@@ -73,6 +73,10 @@ type Config struct {
 	MaxUncommittedSize uint64
 	// WALSegmentSize is the WAL rotation size (0: the wal package default).
 	WALSegmentSize int64
+	// DiskReserve is how many bytes of the data dir's file system the node
+	// holds in a reserve file, freed when the disk fills up so the writes
+	// in flight can finish (see doc.go, "A full disk"). 0: no reserve.
+	DiskReserve int64
 	// Transport sends raft messages to peers; nil for a single voter.
 	Transport Transport
 	// Logger receives the node's log lines; nil means slog.Default().

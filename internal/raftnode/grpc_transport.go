@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -242,6 +243,9 @@ func (p *grpcPeer) stream(ctx context.Context, client raftv1.RaftServiceClient, 
 		select {
 		case m = <-p.queue:
 		case err := <-refused:
+			if rh, ok := host.(removalHost); ok && err != nil && strings.HasPrefix(err.Error(), removedMarker) {
+				rh.RemovedByPeer(p.id)
+			}
 			return fmt.Errorf("stream closed by peer: %w", err)
 		case <-ctx.Done():
 			return ctx.Err()
@@ -267,6 +271,17 @@ func (p *grpcPeer) stream(ctx context.Context, client raftv1.RaftServiceClient, 
 			return err
 		}
 	}
+}
+
+// removedMarker starts the error a member answers a removed member's
+// stream with; the removed member then shuts itself down (it may never
+// apply its own removal: the leader stops replicating to it).
+const removedMarker = "removed from the cluster: member"
+
+// removalHost is implemented by Node.
+type removalHost interface {
+	IsRemoved(id uint64) bool
+	RemovedByPeer(peer uint64)
 }
 
 // runSnapshots streams MsgSnap snapshots to the peer, one at a time.
@@ -357,6 +372,10 @@ func (t *GRPCTransport) Stream(s raftv1.RaftService_StreamServer) error {
 		}
 		if req.GetClusterId() != host.ClusterID() {
 			_ = s.Send(&raftv1.StreamResponse{Error: fmt.Sprintf("cluster id mismatch: this member is in cluster %x, the sender in %x", host.ClusterID(), req.GetClusterId())})
+			return nil
+		}
+		if rh, ok := host.(removalHost); ok && rh.IsRemoved(req.GetFrom()) {
+			_ = s.Send(&raftv1.StreamResponse{Error: fmt.Sprintf("%s %x", removedMarker, req.GetFrom())})
 			return nil
 		}
 		for _, b := range req.GetMessages() {

@@ -109,7 +109,15 @@ type Node struct {
 	stepC            chan *raftpb.Message
 	snapDoneC        chan snapshotDone
 	reportC          chan func(*raft.RawNode)
+	syncC            chan chan error // WAL fsync requests (before a snapshot is published)
 	applyC           chan applyBatch
+
+	// A full disk (diskfull.go): diskFullErr is non-nil while writes are
+	// refused; the rest belongs to the raft loop.
+	diskFullErr   atomic.Pointer[DiskFullError]
+	diskFullTicks int
+	reserveHeld   bool
+	stalled       *stalledReady
 
 	// Published by the raft loop after every iteration.
 	term, lead, commit, lastIndex, snapIndex atomic.Uint64
@@ -143,6 +151,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		stepC:     make(chan *raftpb.Message, 4096),
 		snapDoneC: make(chan snapshotDone, 1),
 		reportC:   make(chan func(*raft.RawNode), 256),
+		syncC:     make(chan chan error),
 		applyC:    make(chan applyBatch, 256),
 		stopC:     make(chan struct{}),
 		raftDone:  make(chan struct{}),
@@ -242,6 +251,9 @@ func (n *Node) Enqueue(data []byte) (*Proposal, error) {
 func (n *Node) enqueue(data []byte) (*Proposal, error) {
 	if n.removed.Load() {
 		return nil, ErrRemoved
+	}
+	if e := n.diskFullErr.Load(); e != nil {
+		return nil, e
 	}
 	if n.waits.pending.Load() >= int64(n.cfg.MaxPendingProposals) {
 		return nil, ErrOverloaded

@@ -50,6 +50,16 @@ func (n *Node) raftLoop() {
 		case <-ticks:
 			n.rn.Tick()
 			rl.tick(n)
+			if n.diskFullErr.Load() != nil {
+				if n.diskFullTicks++; time.Duration(n.diskFullTicks)*n.cfg.TickInterval >= diskFullRetry {
+					n.diskFullTicks = 0
+					if err := n.retryDiskFull(rl); err != nil {
+						n.fail(err)
+						n.shutdownRaft()
+						return
+					}
+				}
+			}
 			if n.confPending.Load() != 0 {
 				if n.confPendingTicks++; n.confPendingTicks > 3*n.cfg.ElectionTicks {
 					n.confPending.Store(0) // lost with a leader change
@@ -79,7 +89,9 @@ func (n *Node) raftLoop() {
 		case r := <-n.readC:
 			rl.enqueue(r)
 		case m := <-n.stepC:
-			_ = n.rn.Step(m)
+			if n.stalled == nil || !dropWhileStalled(m) {
+				_ = n.rn.Step(m)
+			}
 		case f := <-n.reportC:
 			f(n.rn)
 		case d := <-n.snapDoneC:
@@ -90,10 +102,20 @@ func (n *Node) raftLoop() {
 			}
 		case <-syncTick:
 			if err := n.wal.Sync(); err != nil {
+				if IsNoSpace(err) {
+					n.enterDiskFull(err)
+					break
+				}
 				n.fail(fmt.Errorf("raftnode: background WAL sync: %w", err))
 				n.shutdownRaft()
 				return
 			}
+		case ch := <-n.syncC:
+			err := n.wal.Sync()
+			if IsNoSpace(err) {
+				n.enterDiskFull(err)
+			}
+			ch <- err
 		case <-n.stopC:
 			n.shutdownRaft()
 			return
@@ -101,7 +123,7 @@ func (n *Node) raftLoop() {
 		rl.maybeSend(n)
 		// Advance can make more work ready at once (a leader's own append
 		// acknowledgement commits entries), so drain until raft is idle.
-		for n.rn.HasReady() {
+		for n.stalled == nil && n.rn.HasReady() {
 			if err := n.handleReady(rl); err != nil {
 				n.fail(err)
 				n.shutdownRaft()
@@ -132,12 +154,18 @@ func (n *Node) singleVoter() bool {
 }
 
 func (n *Node) propose(p proposal) {
+	if e := n.diskFullErr.Load(); e != nil {
+		n.waits.trigger(p.id, result{err: e})
+		return
+	}
 	if err := n.rn.Propose(p.data); err != nil {
 		n.waits.trigger(p.id, result{err: ErrProposalDropped})
 	}
 }
 
-// handleReady runs the Ready contract described in doc.go.
+// handleReady runs the Ready contract described in doc.go. When the WAL
+// write fails for lack of space the Ready stalls (see doc.go, "A full
+// disk"): nothing after step 2 happens until retryDiskFull writes it.
 func (n *Node) handleReady(rl *readLoop) error {
 	rd := n.rn.Ready()
 
@@ -151,19 +179,50 @@ func (n *Node) handleReady(rl *readLoop) error {
 		n.cfg.Transport.Send(rd.Messages)
 	}
 	// 2. Persist.
+	if err := n.saveReady(rd); err != nil {
+		return err
+	}
+	if err := n.writeReady(rd, isLeader); err != nil {
+		if !IsNoSpace(err) {
+			return err
+		}
+		if !n.enterDiskFull(err) {
+			n.stalled = &stalledReady{rd: rd, isLeader: isLeader}
+			return nil
+		}
+		// The reserve is free now: the same write again.
+		if err := n.writeReady(rd, isLeader); err != nil {
+			if !IsNoSpace(err) {
+				return err
+			}
+			n.stalled = &stalledReady{rd: rd, isLeader: isLeader}
+			return nil
+		}
+	}
+	return n.finishReady(rd, isLeader, rl)
+}
+
+// saveReady hands the Ready's snapshot marker, entries and HardState to the
+// WAL's buffer. It does not fail for lack of space (the WAL buffers).
+func (n *Node) saveReady(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.wal.SaveSnapshot(rd.Snapshot.GetMetadata()); err != nil {
 			return fmt.Errorf("raftnode: save snapshot marker: %w", err)
 		}
 	}
-	var hs *raftpb.HardState
-	if rd.HardState != nil {
-		hs = rd.HardState
-	}
-	if err := n.wal.Save(hs, rd.Entries); err != nil {
+	if err := n.wal.Save(rd.HardState, rd.Entries); err != nil {
 		return fmt.Errorf("raftnode: WAL append: %w", err)
 	}
-	if n.cfg.SyncWrites && (rd.MustSync || !raft.IsEmptySnap(rd.Snapshot)) {
+	return nil
+}
+
+// writeReady makes what saveReady buffered as durable as the Ready needs.
+// On a full disk it fails with the WAL's *NoSpaceError and may be called
+// again for the same Ready: the WAL keeps the records buffered.
+func (n *Node) writeReady(rd raft.Ready, isLeader bool) error {
+	// A snapshot is always synced: its file is only installed once the log
+	// on disk records it (snap.SaveReceived).
+	if n.cfg.SyncWrites && rd.MustSync || !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.wal.Sync(); err != nil {
 			return fmt.Errorf("raftnode: WAL fsync: %w", err)
 		}
@@ -176,8 +235,17 @@ func (n *Node) handleReady(rl *readLoop) error {
 			return fmt.Errorf("raftnode: WAL write: %w", err)
 		}
 	}
+	return nil
+}
+
+// finishReady runs steps 3 to 5 of a persisted Ready.
+func (n *Node) finishReady(rd raft.Ready, isLeader bool, rl *readLoop) error {
+	hs := rd.HardState
 	// 3. In-memory log, then the followers' acknowledgements.
 	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.snaps.Install(rd.Snapshot.GetMetadata().GetIndex()); err != nil {
+			return fmt.Errorf("raftnode: %w", err)
+		}
 		if err := n.store.ApplySnapshot(rd.Snapshot); err != nil {
 			return fmt.Errorf("raftnode: apply snapshot to raft log: %w", err)
 		}

@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,28 +44,61 @@ func (l *dirLock) release() {
 // snapshot named by the WAL is restored into the state machine, the WAL's
 // HardState and entries after it go into raft's MemoryStorage, and the raft
 // node is created on top. A fresh directory bootstraps the initial members.
+//
+// A start that fails leaves the data dir as it found it: whatever open
+// created (the directory itself, wal/, snap/, LOCK, ...) is removed again.
 func (n *Node) open() (err error) {
+	_, statErr := os.Stat(n.cfg.DataDir)
+	createdDir := os.IsNotExist(statErr)
 	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("raftnode: create data dir: %w", err)
 	}
 	if n.lock, err = lockDir(n.cfg.DataDir); err != nil {
+		// Whatever is there belongs to the process holding the lock.
 		return err
 	}
+	// Listed under the lock: nobody else creates files here from now on.
+	before := listDataDir(n.cfg.DataDir, createdDir)
 	defer func() {
 		if err != nil {
 			if n.wal != nil {
 				n.wal.Close()
 			}
 			n.lock.release()
+			before.undo()
 		}
 	}()
+	if err := n.checkMemberID(); err != nil {
+		return err
+	}
+	walDir := filepath.Join(n.cfg.DataDir, "wal")
+	// Without segments or a manifest the WAL would start an empty log;
+	// cluster_id, written right after the first segment, says there was one.
+	if _, err := os.Stat(filepath.Join(walDir, "MANIFEST")); err != nil && !HasWAL(n.cfg.DataDir) {
+		if _, err := os.Stat(filepath.Join(n.cfg.DataDir, clusterIDFile)); err == nil {
+			return fmt.Errorf("raftnode: data dir %s holds %s but %s holds no WAL segment: the log was lost; refusing to start with an empty one",
+				n.cfg.DataDir, clusterIDFile, walDir)
+		}
+	}
+	if err := n.ensureReserve(); err != nil {
+		return err
+	}
 	if n.snaps, err = snap.New(filepath.Join(n.cfg.DataDir, "snap")); err != nil {
 		return fmt.Errorf("raftnode: %w", err)
 	}
-	w, contents, err := wal.Open(filepath.Join(n.cfg.DataDir, "wal"), wal.Options{
+	// The log must reach the newest snapshot file: one is only published
+	// once the WAL on disk covers its index.
+	var minIndex uint64
+	if meta, err := n.snaps.Latest(); err == nil {
+		minIndex = meta.GetIndex()
+	} else if !errors.Is(err, snap.ErrNoSnapshot) {
+		return fmt.Errorf("raftnode: %w", err)
+	}
+	w, contents, err := wal.Open(walDir, wal.Options{
 		SegmentSize: n.cfg.WALSegmentSize,
 		Logger:      n.cfg.Logger,
 		OnSync:      n.cfg.Metrics.WALSynced,
+		MinIndex:    minIndex,
 	})
 	if err != nil {
 		return fmt.Errorf("raftnode: open WAL: %w", err)
@@ -74,9 +108,17 @@ func (n *Node) open() (err error) {
 	if err := n.loadClusterID(); err != nil {
 		return err
 	}
+	if err := n.recordMemberID(); err != nil {
+		return err
+	}
 
 	var applied uint64
 	if snapIndex := contents.Snapshot.GetIndex(); snapIndex > 0 {
+		// A received snapshot the WAL recorded before a crash let it be
+		// installed; any other received one was never accepted.
+		if err := n.snaps.Install(snapIndex); err != nil {
+			return fmt.Errorf("raftnode: WAL names snapshot at index %d: %w", snapIndex, err)
+		}
 		meta, err := n.restoreFromFile(snapIndex)
 		if err != nil {
 			return fmt.Errorf("raftnode: WAL names snapshot at index %d but it cannot be restored: %w", snapIndex, err)
@@ -100,6 +142,13 @@ func (n *Node) open() (err error) {
 	}
 	n.reads.applied.Store(applied)
 
+	if err := n.snaps.DiscardReceived(); err != nil {
+		n.log.Warn("discarding received snapshots never installed", "err", err)
+	}
+	if !fresh && n.members.isRemoved(n.cfg.ID) {
+		return fmt.Errorf("%w: data dir %s belongs to member %s (id %x), which was removed from the cluster; a removed member cannot come back with its data: start a new member under another -node-id with an empty data dir and -join",
+			ErrRemoved, n.cfg.DataDir, n.cfg.Name, n.cfg.ID)
+	}
 	rc := &raft.Config{
 		ID:                        n.cfg.ID,
 		ElectionTick:              n.cfg.ElectionTicks,
@@ -141,13 +190,10 @@ func (n *Node) open() (err error) {
 			n.cfg.Transport.AddPeer(m.ID, m.Address)
 		}
 	}
-	if !fresh && !n.cfg.Join && n.members.isRemoved(n.cfg.ID) {
-		n.removed.Store(true)
-	}
 	last, _ := n.store.LastIndex()
 	n.log.Info("raft storage opened", "data_dir", n.cfg.DataDir, "fresh", fresh,
 		"snapshot_index", applied, "last_index", last, "wal_entries", len(contents.Entries),
-		"wal_repaired_bytes", contents.RepairedBytes)
+		"wal_repaired_bytes", contents.RepairedBytes, "disk_reserve", n.cfg.DiskReserve)
 	return nil
 }
 
@@ -159,12 +205,13 @@ func (n *Node) restoreFromFile(index uint64) (*raftpb.SnapshotMetadata, error) {
 		return nil, err
 	}
 	defer rc.Close()
+	path := n.snaps.Path(meta.GetTerm(), index)
 	members, rest, err := readMembersSection(rc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("snapshot %s: %w", path, err)
 	}
 	if err := n.sm.Restore(rest); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("snapshot %s: %w", path, err)
 	}
 	n.members.restore(members, meta.GetConfState())
 	for _, m := range members.GetMembers() {
@@ -177,15 +224,132 @@ func (n *Node) restoreFromFile(index uint64) (*raftpb.SnapshotMetadata, error) {
 
 // HasState reports whether dir holds a node's raft state, in which case a
 // restart takes its membership from there and bootstrap flags are ignored.
+// A data dir whose log was lost still counts: Start then refuses it.
 func HasState(dir string) bool {
+	if HasWAL(dir) {
+		return true
+	}
+	for _, name := range []string{clusterIDFile, memberIDFile, filepath.Join("wal", "MANIFEST")} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// HasWAL reports whether dir holds WAL segment files.
+func HasWAL(dir string) bool {
 	segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
 	return len(segs) > 0
+}
+
+const (
+	clusterIDFile = "cluster_id"
+	memberIDFile  = "member_id"
+)
+
+// checkMemberID refuses a data dir written by another member: its log and
+// votes are that member's, and raft would run it as a stranger.
+func (n *Node) checkMemberID() error {
+	path := filepath.Join(n.cfg.DataDir, memberIDFile)
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("raftnode: read member id: %w", err)
+	}
+	idText, name, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	id, err := strconv.ParseUint(idText, 16, 64)
+	if err != nil {
+		return fmt.Errorf("raftnode: %s is damaged: %w", path, err)
+	}
+	if id != n.cfg.ID {
+		return fmt.Errorf("raftnode: data dir %s belongs to member %q (id %x), not to %q (id %x): start it with -node-id=%s, or give this node another -data-dir",
+			n.cfg.DataDir, name, id, n.cfg.Name, n.cfg.ID, name)
+	}
+	return nil
+}
+
+// recordMemberID writes the member id file if it is missing.
+func (n *Node) recordMemberID() error {
+	path := filepath.Join(n.cfg.DataDir, memberIDFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	return writeFileDurably(path, fmt.Sprintf("%x %s\n", n.cfg.ID, n.cfg.Name))
+}
+
+// writeFileDurably writes path through a synced temp file and a rename.
+func writeFileDurably(path, content string) error {
+	tmp := path + ".tmp"
+	err := os.WriteFile(tmp, []byte(content), 0o644)
+	if err == nil {
+		var f *os.File
+		if f, err = os.Open(tmp); err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDirOf(path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("raftnode: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// dataDirListing is what a data dir held when open took its lock, so that
+// a failed start can remove exactly what it created.
+type dataDirListing struct {
+	dir     string
+	created bool // open created the directory (and its LOCK file)
+	names   map[string]bool
+}
+
+func listDataDir(dir string, created bool) *dataDirListing {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // undo then does nothing
+	}
+	l := &dataDirListing{dir: dir, created: created, names: make(map[string]bool, len(des))}
+	for _, de := range des {
+		l.names[de.Name()] = true
+	}
+	return l
+}
+
+// undo removes what was created in the data dir since the listing, and
+// the directory itself (with its LOCK) if open created it. Call it after
+// releasing the lock.
+func (l *dataDirListing) undo() {
+	if l == nil {
+		return
+	}
+	des, err := os.ReadDir(l.dir)
+	if err != nil {
+		return
+	}
+	for _, de := range des {
+		if !l.names[de.Name()] {
+			os.RemoveAll(filepath.Join(l.dir, de.Name()))
+		}
+	}
+	if l.created {
+		os.Remove(filepath.Join(l.dir, "LOCK"))
+		os.Remove(l.dir) // only if empty
+	}
 }
 
 // loadClusterID keeps the cluster id with the data: the first start
 // records the configured one, later starts use the recorded one.
 func (n *Node) loadClusterID() error {
-	path := filepath.Join(n.cfg.DataDir, "cluster_id")
+	path := filepath.Join(n.cfg.DataDir, clusterIDFile)
 	b, err := os.ReadFile(path)
 	if err == nil {
 		id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
@@ -201,20 +365,5 @@ func (n *Node) loadClusterID() error {
 	if !os.IsNotExist(err) {
 		return fmt.Errorf("raftnode: read cluster id: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%x\n", n.cfg.ClusterID)), 0o644); err != nil {
-		return fmt.Errorf("raftnode: record cluster id: %w", err)
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return fmt.Errorf("raftnode: record cluster id: %w", err)
-	}
-	return nil
+	return writeFileDurably(path, fmt.Sprintf("%x\n", n.cfg.ClusterID))
 }

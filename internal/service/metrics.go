@@ -145,6 +145,8 @@ func (s *Server) registerStateMetrics() {
 			func() float64 { return float64(st().LastIndex) }),
 		gauge("kvdb_snapshot_last_index", "Raft index of the newest snapshot on disk.",
 			func() float64 { return float64(st().SnapshotIndex) }),
+		gauge("kvdb_disk_full", "1 while the data dir's file system is full and writes are refused, else 0.",
+			func() float64 { return b2f(s.node.DiskFull() != nil) }),
 		counter("kvdb_wal_written_bytes_total", "Bytes written to WAL segment files.",
 			func() float64 { return float64(s.node.Stats().WALBytesWritten) }),
 		gauge("kvdb_store_keys", "Keys in the store.", func() float64 { return float64(s.store.Len()) }),

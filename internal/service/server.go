@@ -302,6 +302,9 @@ func (s *Server) ready() (bool, string) {
 	if s.node.Removed() {
 		return false, "removed from the cluster"
 	}
+	if err := s.node.DiskFull(); err != nil {
+		return false, err.Error()
+	}
 	if st.Leader == 0 {
 		return false, "no leader"
 	}

@@ -216,4 +216,18 @@ func TestProcessClusterFailover(t *testing.T) {
 	if _, err := kv4.Put(ctx, &kvdbv1.PutRequest{Key: []byte("x"), Value: []byte("y")}); status.Code(err) != codes.FailedPrecondition && status.Code(err) != codes.Unavailable && status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("removed node accepted a write: %v", err)
 	}
+	// It learns it was removed (from the log, or from a peer refusing its
+	// messages), says so and exits 0.
+	select {
+	case err := <-p4.exited:
+		p4.exited <- err
+		if err != nil {
+			t.Fatalf("removed node exited with %v\n%s", err, p4.logs())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("removed node still running 30 s after its removal\n%s", p4.logs())
+	}
+	if !strings.Contains(p4.logs(), "removed from the cluster; exiting") {
+		t.Fatalf("removed node did not log why it exited:\n%s", p4.logs())
+	}
 }

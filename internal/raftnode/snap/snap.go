@@ -27,6 +27,7 @@ const (
 	maxMetaSize = 64 << 20
 	snapExt     = ".snap"
 	tmpExt      = ".snap.tmp"
+	recvExt     = ".snap.recv"
 	bufSize     = 256 << 10
 )
 
@@ -117,7 +118,74 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 // Save writes a snapshot file, streaming the body from body. The file only
 // becomes visible (under its final name) once it is complete and durable.
-func (s *Snapshotter) Save(meta *raftpb.SnapshotMetadata, body func(w io.Writer) error) (err error) {
+func (s *Snapshotter) Save(meta *raftpb.SnapshotMetadata, body func(w io.Writer) error) error {
+	return s.save(meta, body, snapExt)
+}
+
+// SaveReceived is Save for a snapshot received from the leader: the
+// complete, durable file is named "….snap.recv" and only becomes a
+// snapshot once Install renames it, which the caller does after its log
+// durably records the snapshot. Until then a crash leaves a file Latest
+// does not count, so a snapshot file never claims an index the log on disk
+// does not reach.
+func (s *Snapshotter) SaveReceived(meta *raftpb.SnapshotMetadata, body func(w io.Writer) error) error {
+	return s.save(meta, body, recvExt)
+}
+
+// Install publishes the received snapshot at index (see SaveReceived). It
+// does nothing if none is waiting and a snapshot at index exists.
+func (s *Snapshotter) Install(index uint64) error {
+	des, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("snap: list %s: %w", s.dir, err)
+	}
+	found := ""
+	for _, de := range des {
+		name, ok := strings.CutSuffix(de.Name(), recvExt)
+		if !ok {
+			continue
+		}
+		if r, ok := parseName(name + snapExt); ok && r.index == index && name > found {
+			found = name
+		}
+	}
+	if found == "" {
+		rc, _, err := s.Open(index)
+		if err != nil {
+			return fmt.Errorf("snap: install snapshot at index %d: %w", index, err)
+		}
+		return rc.Close()
+	}
+	if err := os.Rename(filepath.Join(s.dir, found+recvExt), filepath.Join(s.dir, found+snapExt)); err != nil {
+		return fmt.Errorf("snap: install: %w", err)
+	}
+	return syncDir(s.dir)
+}
+
+// DiscardReceived removes received snapshots never installed. Call it only
+// while no receive or Install can run (at start-up).
+func (s *Snapshotter) DiscardReceived() error {
+	des, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("snap: list %s: %w", s.dir, err)
+	}
+	var errs []error
+	for _, de := range des {
+		if strings.HasSuffix(de.Name(), recvExt) {
+			if err := os.Remove(filepath.Join(s.dir, de.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("snap: discard: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Path is the file a snapshot at (term, index) is stored in.
+func (s *Snapshotter) Path(term, index uint64) string {
+	return filepath.Join(s.dir, fileName(term, index))
+}
+
+func (s *Snapshotter) save(meta *raftpb.SnapshotMetadata, body func(w io.Writer) error, ext string) (err error) {
 	if meta == nil {
 		return errors.New("snap: nil metadata")
 	}
@@ -182,7 +250,7 @@ func (s *Snapshotter) Save(meta *raftpb.SnapshotMetadata, body func(w io.Writer)
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("snap: close: %w", err)
 	}
-	final := filepath.Join(s.dir, fileName(meta.GetTerm(), meta.GetIndex()))
+	final := filepath.Join(s.dir, strings.TrimSuffix(fileName(meta.GetTerm(), meta.GetIndex()), snapExt)+ext)
 	if err := os.Rename(f.Name(), final); err != nil {
 		return fmt.Errorf("snap: publish: %w", err)
 	}

@@ -351,3 +351,35 @@ func TestConcurrentSaveAndPurge(t *testing.T) {
 		t.Fatalf("%d files after final Purge(1)", n)
 	}
 }
+
+// A received snapshot is invisible (Latest, Open) until Install, which is
+// idempotent; DiscardReceived drops the ones never installed.
+func TestReceivedSnapshotInstall(t *testing.T) {
+	s, err := New(t.TempDir())
+	must(t, err)
+	saveBytes(t, s, 5, 1, []byte("local"))
+	must(t, s.SaveReceived(meta(9, 2), func(w io.Writer) error { _, err := w.Write([]byte("received")); return err }))
+	must(t, s.SaveReceived(meta(12, 2), func(w io.Writer) error { _, err := w.Write([]byte("stale")); return err }))
+	if m, err := s.Latest(); err != nil || m.GetIndex() != 5 {
+		t.Fatalf("Latest before Install = %v, %v; want index 5", m, err)
+	}
+	if _, _, err := s.Open(9); !errors.Is(err, ErrNoSnapshot) {
+		t.Fatalf("Open(9) before Install = %v, want ErrNoSnapshot", err)
+	}
+	must(t, s.Install(9))
+	must(t, s.Install(9)) // already installed: nothing to do
+	if m, err := s.Latest(); err != nil || m.GetIndex() != 9 {
+		t.Fatalf("Latest after Install = %v, %v; want index 9", m, err)
+	}
+	if err := s.Install(7); !errors.Is(err, ErrNoSnapshot) {
+		t.Fatalf("Install of a snapshot never received = %v, want ErrNoSnapshot", err)
+	}
+	must(t, s.DiscardReceived())
+	names := dirNames(t, s.dir)
+	if len(names) != 2 || names[0] != filepath.Base(snapPath(s, 5, 1)) || names[1] != filepath.Base(snapPath(s, 9, 2)) {
+		t.Fatalf("after DiscardReceived: %v", names)
+	}
+	if got := s.Path(2, 9); got != snapPath(s, 9, 2) {
+		t.Fatalf("Path = %s", got)
+	}
+}

@@ -11,8 +11,9 @@
 //
 // # Durability
 //
-// Save only buffers; Flush hands the buffer to the OS (survives a process
-// crash); Sync is the group-commit point (flush + fsync). SaveSnapshot does
+// Save only buffers (it hands a large buffer to the OS early); Flush hands
+// the buffer to the OS (survives a process crash); Sync is the group-commit
+// point (flush + fsync). SaveSnapshot does
 // not sync, but ReleaseTo syncs before deleting, so the marker justifying a
 // deletion is always durable first. Rotation
 // fsyncs the outgoing segment before the next one is created, because
@@ -23,6 +24,19 @@
 // returns that error: after a failed fsync the kernel may already have
 // dropped the dirty pages, so retrying could report durability that does not
 // exist.
+//
+// # A full disk
+//
+// The one exception is a write(2) failing with ENOSPC or EDQUOT. Records
+// are kept in the WAL's own buffer until the OS has accepted all of them,
+// so such a failure loses nothing: the segment is truncated back to the
+// offset where the buffer starts (a partial write may have landed; a
+// truncation needs no space), the buffer is kept, and Flush or Sync return
+// a *NoSpaceError (errors.Is ErrNoSpace). The WAL stays usable: Save keeps
+// buffering, and the next Flush or Sync writes the same bytes at the same
+// offset again. Creating the next segment on a full disk removes the half
+// made file and leaves the current segment current, to be retried. An
+// fsync failing with ENOSPC is still fatal (see above).
 //
 // # Invariants
 //
@@ -39,6 +53,13 @@
 //     above it. The writer refuses input that recovery would later reject.
 //   - Files are never preallocated: a segment's size is exactly its records,
 //     so "the record ends at EOF" is well defined.
+//   - The file MANIFEST names the newest segment. It is replaced (temp file,
+//     fsync, rename, directory fsync) each time a segment has been created
+//     and made durable with its header, before any entry is written to it.
+//     A directory listing alone cannot show that the newest segments were
+//     lost; the manifest can.
+//   - The hard state's commit index never exceeds the last index in the
+//     log: entries are written before the hard state that commits them.
 //
 // # On-disk format
 //
@@ -61,16 +82,38 @@
 //
 // # Recovery
 //
-// Open reads segments in sequence order. In the last segment a torn tail is
-// cut off (truncate, fsync, one log line): a record the file ends inside of,
-// or a final record whose checksum fails but which ends exactly at EOF (a
-// torn write that reached its full length). A final record whose header
-// checksum fails only counts as torn if its claimed length ends exactly at
-// EOF or no byte follows the header: with a damaged length "the last
-// record" cannot be established, so a garbled length (or a zero-filled
-// tail) is refused rather than guessed at. Any other damage, any damage in
-// an earlier segment, a bad record followed by more bytes, a missing
-// sequence number or an index discontinuity is reported as a
-// *CorruptionError and nothing is modified: losing acknowledged data
-// silently is worse than refusing to start.
+// Open checks the chain before it reads a record, and refuses with a
+// *CorruptionError naming the directory (or file) and the lost index range,
+// modifying nothing, when:
+//
+//   - a sequence number is missing between two segments;
+//   - the manifest names a newer segment than the newest file (the newest
+//     segments were lost), or there are no segment files although the
+//     manifest exists (the whole log was lost);
+//   - a segment is empty: in the middle of the chain, or the newest one
+//     when the manifest names it (its header was durable, so its contents
+//     were lost);
+//   - the entries do not start right after the snapshot marker;
+//   - the log ends before the hard state's commit index, or before
+//     Options.MinIndex (the caller's newest snapshot file).
+//
+// A newest segment the manifest does not name yet is a rotation a crash
+// cut short; a missing or incomplete header there is rewritten. A WAL
+// without a manifest (written before it existed) is accepted and gets one.
+//
+// Segments are then read in sequence order. In the last segment a torn
+// tail is cut off (truncate, fsync, one log line saying the file, the
+// offset, how many bytes were dropped, which entry indexes they held as far
+// as they can be decoded, and the last index kept): a record the file ends
+// inside of, a final record whose checksum fails but which ends exactly at
+// EOF (a torn write that reached its full length), or a zero-filled tail
+// (a zero header followed only by zeros up to EOF: a filesystem that
+// extended the file before the data reached the disk). A final record
+// whose header checksum fails otherwise only counts as torn if its claimed
+// length ends exactly at EOF or no byte follows the header: with a damaged
+// length "the last record" cannot be established, so a garbled length is
+// refused rather than guessed at. Any other damage, any damage in an
+// earlier segment, a bad record followed by non-zero bytes, or an index
+// discontinuity is reported as a *CorruptionError and nothing is modified:
+// losing acknowledged data silently is worse than refusing to start.
 package wal

@@ -1,13 +1,13 @@
 package wal
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -29,12 +29,46 @@ var (
 	// ErrReleaseBeyondSnapshot is returned by ReleaseTo when no saved snapshot
 	// marker covers the index: deleting those entries would lose them.
 	ErrReleaseBeyondSnapshot = errors.New("wal: release index beyond latest snapshot marker")
+	// ErrNoSpace matches every *NoSpaceError via errors.Is.
+	ErrNoSpace = errors.New("wal: no space left on device")
 )
+
+// spillSize is how many buffered bytes Save lets accumulate before it hands
+// them to the OS on its own.
+const spillSize = 256 << 10
+
+// NoSpaceError is returned by Flush, Sync and ReleaseTo (and by Open when a
+// new segment cannot be created) when the file system is full. Nothing is
+// lost and the WAL stays usable: the file was cut back to its last complete
+// record, every record saved so far is still buffered, and a later Flush or
+// Sync writes it again. See doc.go.
+type NoSpaceError struct {
+	File string
+	Err  error
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("wal: no space left on device writing %s: %v", e.File, e.Err)
+}
+
+// Is makes errors.Is(err, ErrNoSpace) hold.
+func (e *NoSpaceError) Is(target error) bool { return target == ErrNoSpace }
+func (e *NoSpaceError) Unwrap() error        { return e.Err }
+
+// IsNoSpace reports whether err is a file system's "no space left on
+// device" (or "disk quota exceeded").
+func IsNoSpace(err error) bool {
+	return errors.Is(err, ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // Options configures Open.
 type Options struct {
 	SegmentSize int64        // rotate when the current segment passes this size; default 64 MiB
 	Logger      *slog.Logger // one line when a torn tail is repaired; nil = slog.Default()
+	// MinIndex, when set, is an index the log must reach (the caller's
+	// newest snapshot file): a log that ends before it lost entries, and
+	// Open refuses it.
+	MinIndex uint64
 	// OnSync, when set, is called after every fsync of a segment file with
 	// its duration, on the goroutine that called the WAL method.
 	OnSync func(time.Duration)
@@ -52,6 +86,31 @@ type Contents struct {
 	Entries []*raftpb.Entry
 	// RepairedBytes is how much was cut off a torn tail (0 if none).
 	RepairedBytes int64
+	// Repair describes the torn tail that was cut off; nil if none.
+	Repair *Repair
+}
+
+// Repair describes a torn tail cut off the last segment.
+type Repair struct {
+	File   string
+	Offset int64  // where the file now ends
+	Bytes  int64  // bytes dropped
+	Reason string // what was wrong with the tail
+	// KeptIndex is the last index the log still holds. DroppedFrom and
+	// DroppedTo are the entry indexes the dropped bytes held, as far as
+	// they could be decoded (0, 0: no entry could be read from them).
+	KeptIndex, DroppedFrom, DroppedTo uint64
+}
+
+// Dropped describes the dropped index range for a log line.
+func (r *Repair) Dropped() string {
+	switch {
+	case r.DroppedFrom == 0:
+		return fmt.Sprintf("no decodable entry (the log keeps every index through %d)", r.KeptIndex)
+	case r.DroppedFrom == r.DroppedTo:
+		return fmt.Sprintf("index %d", r.DroppedFrom)
+	}
+	return fmt.Sprintf("indexes %d..%d", r.DroppedFrom, r.DroppedTo)
 }
 
 // Stats are cumulative counters for metrics.
@@ -62,7 +121,9 @@ type Stats struct {
 	SyncDuration time.Duration
 }
 
-// CorruptionError reports damage recovery refuses to repair.
+// CorruptionError reports damage recovery refuses to repair. File is a
+// segment, the manifest or, for a damaged chain, the WAL directory; Offset
+// is -1 when the damage is not one record's.
 type CorruptionError struct {
 	File   string
 	Offset int64
@@ -70,6 +131,9 @@ type CorruptionError struct {
 }
 
 func (e *CorruptionError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("wal: refusing to open %s: %s", e.File, e.Reason)
+	}
 	return fmt.Sprintf("wal: corrupt record in %s at offset %d: %s", e.File, e.Offset, e.Reason)
 }
 
@@ -119,6 +183,16 @@ func isEmptyHardState(hs *raftpb.HardState) bool {
 	return hs == nil || (hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0)
 }
 
+// segmentFile is the current segment's *os.File (an interface so tests can
+// make writes fail as on a full disk).
+type segmentFile interface {
+	WriteAt(p []byte, off int64) (int, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+	Name() string
+}
+
 // WAL is an open write-ahead log positioned for append.
 type WAL struct {
 	dir     string
@@ -127,14 +201,13 @@ type WAL struct {
 	onSync  func(time.Duration)
 
 	segs  []segment // live segments, oldest first; the last one is current
-	f     *os.File
-	bw    *bufio.Writer
-	size  int64 // size of the current segment including buffered bytes
-	dirty bool  // bytes written since the last fsync
+	f     segmentFile
+	off   int64  // bytes of the current segment the OS holds
+	buf   []byte // complete records saved but not yet handed to the OS
+	dirty bool   // bytes handed to the OS since the last fsync
 
-	st  logState
-	hs  *raftpb.HardState // latest saved, re-recorded at the start of each segment
-	enc []byte            // reused encode buffer
+	st logState
+	hs *raftpb.HardState // latest saved, re-recorded at the start of each segment
 
 	err    error // sticky: see doc.go
 	closed bool
@@ -147,6 +220,8 @@ type WAL struct {
 
 // Open recovers the log in dir (creating dir if missing), repairs a torn
 // tail, and returns a WAL positioned to append after the last good record.
+// It refuses, with a *CorruptionError naming the file or directory and
+// the gap, a log that lost a segment (see doc.go).
 func Open(dir string, opts Options) (*WAL, *Contents, error) {
 	if opts.SegmentSize <= 0 {
 		opts.SegmentSize = defaultSegmentSize
@@ -163,20 +238,32 @@ func Open(dir string, opts Options) (*WAL, *Contents, error) {
 		logger:  opts.Logger,
 		onSync:  opts.OnSync,
 		hs:      &raftpb.HardState{},
-		bw:      bufio.NewWriterSize(nil, 256<<10),
 	}
 	segs, err := listSegments(dir)
 	if err != nil {
 		return nil, nil, err
 	}
+	man, err := readManifest(dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	if len(segs) == 0 {
+		if man != nil {
+			return nil, nil, &CorruptionError{File: dir, Offset: -1, Reason: fmt.Sprintf(
+				"no segment files, but %s records segment %s (from index %d) as the newest: every entry of the log was lost",
+				manifestName, man.name(), man.first)}
+		}
+		if opts.MinIndex > 0 {
+			return nil, nil, &CorruptionError{File: dir, Offset: -1, Reason: fmt.Sprintf(
+				"no segment files, but a snapshot at index %d exists: the log was lost", opts.MinIndex)}
+		}
 		if err := w.startSegment(segment{seq: 0, first: 1}); err != nil {
 			w.closeFile()
 			return nil, nil, err
 		}
 		return w, &Contents{Snapshot: &raftpb.SnapshotMetadata{}, HardState: &raftpb.HardState{}}, nil
 	}
-	c, err := w.recover(segs)
+	c, err := w.recover(segs, man, opts.MinIndex)
 	if err != nil {
 		w.closeFile()
 		return nil, nil, err
@@ -243,16 +330,28 @@ func (rc *recovery) apply(p []byte) string {
 	return ""
 }
 
+// segmentRead is what readSegment found in one segment.
+type segmentRead struct {
+	end, size  int64 // good data ends at end; size is the file size
+	nrec       int
+	tornReason string
+	torn       []byte // the first bytes of a torn tail, for Repair's index range
+}
+
 // readSegment replays one segment. For the last segment it returns the
 // offset good data ends at (less than size for a torn tail) without
 // modifying the file, so that corruption found later leaves disk untouched.
-func (rc *recovery) readSegment(path string, f *os.File, last bool) (end, size int64, nrec int, tornReason string, err error) {
+func (rc *recovery) readSegment(path string, f *os.File, last bool) (segmentRead, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, 0, 0, "", fmt.Errorf("wal: stat %s: %w", path, err)
+		return segmentRead{}, fmt.Errorf("wal: stat %s: %w", path, err)
 	}
-	size = fi.Size()
+	size := fi.Size()
+	if size == 0 && !last {
+		return segmentRead{}, &CorruptionError{File: path, Offset: 0, Reason: "empty segment in the middle of the log: its entries were lost"}
+	}
 	rr := newRecordReader(f, size)
+	nrec := 0
 	for {
 		off := rr.off
 		p, err := rr.next()
@@ -262,56 +361,84 @@ func (rc *recovery) readSegment(path string, f *os.File, last bool) (end, size i
 		var de *decodeError
 		if errors.As(err, &de) {
 			if de.torn && last {
-				return de.offset, size, nrec, de.reason, nil
+				sr := segmentRead{end: de.offset, size: size, nrec: nrec, tornReason: de.reason}
+				sr.torn = make([]byte, min(size-de.offset, 4096))
+				if _, err := f.ReadAt(sr.torn, de.offset); err != nil && err != io.EOF {
+					return segmentRead{}, fmt.Errorf("wal: read %s: %w", path, err)
+				}
+				return sr, nil
 			}
 			reason := de.reason
 			if de.torn {
 				reason += " in a non-final segment"
 			}
-			return 0, 0, 0, "", &CorruptionError{File: path, Offset: de.offset, Reason: reason}
+			return segmentRead{}, &CorruptionError{File: path, Offset: de.offset, Reason: reason}
 		}
 		if err != nil {
-			return 0, 0, 0, "", fmt.Errorf("%s: %w", path, err)
+			return segmentRead{}, fmt.Errorf("%s: %w", path, err)
 		}
 		// The two-record segment header is what lets older segments be
 		// deleted; its absence in a complete segment means damage.
 		if (nrec == 0 && p[0] != recSnapshot) || (nrec == 1 && p[0] != recHardState) {
-			return 0, 0, 0, "", &CorruptionError{File: path, Offset: off, Reason: fmt.Sprintf("segment header record %d has type %d", nrec, p[0])}
+			return segmentRead{}, &CorruptionError{File: path, Offset: off, Reason: fmt.Sprintf("segment header record %d has type %d", nrec, p[0])}
 		}
 		if reason := rc.apply(p); reason != "" {
-			return 0, 0, 0, "", &CorruptionError{File: path, Offset: off, Reason: reason}
+			return segmentRead{}, &CorruptionError{File: path, Offset: off, Reason: reason}
 		}
 		nrec++
 	}
 	if nrec < 2 && !last {
-		return 0, 0, 0, "", &CorruptionError{File: path, Offset: size, Reason: "segment header incomplete in a non-final segment"}
+		return segmentRead{}, &CorruptionError{File: path, Offset: size, Reason: "segment header incomplete in a non-final segment"}
 	}
-	return size, size, nrec, "", nil
+	return segmentRead{end: size, size: size, nrec: nrec}, nil
 }
 
-func (w *WAL) recover(segs []segment) (*Contents, error) {
+// checkChain verifies the segment sequence against itself and the manifest.
+func (w *WAL) checkChain(segs []segment, man *segment) error {
 	for i := 1; i < len(segs); i++ {
 		if segs[i].seq != segs[i-1].seq+1 {
-			return nil, &CorruptionError{File: segmentPath(w.dir, segs[i]), Reason: fmt.Sprintf("missing segment with sequence %d", segs[i-1].seq+1)}
+			return &CorruptionError{File: w.dir, Offset: -1, Reason: fmt.Sprintf(
+				"segment with sequence %d is missing between %s and %s: the entries from index %d to %d were lost",
+				segs[i-1].seq+1, segs[i-1].name(), segs[i].name(), segs[i-1].first, segs[i].first-1)}
 		}
 	}
+	if man == nil {
+		return nil // a WAL written before the manifest existed
+	}
+	last := segs[len(segs)-1]
+	switch {
+	case last.seq < man.seq:
+		return &CorruptionError{File: w.dir, Offset: -1, Reason: fmt.Sprintf(
+			"%s records segment %s (from index %d) as the newest, but the newest segment file is %s: the entries from index %d on were lost",
+			manifestName, man.name(), man.first, last.name(), last.first)}
+	case last.seq == man.seq && last.first != man.first:
+		return &CorruptionError{File: w.dir, Offset: -1, Reason: fmt.Sprintf(
+			"%s records segment %s but the file is named %s", manifestName, man.name(), last.name())}
+	case last.seq > man.seq+1:
+		return &CorruptionError{File: w.dir, Offset: -1, Reason: fmt.Sprintf(
+			"%s records segment %s as the newest, but segments up to %s exist: the manifest is stale",
+			manifestName, man.name(), last.name())}
+	}
+	return nil
+}
+
+func (w *WAL) recover(segs []segment, man *segment, minIndex uint64) (*Contents, error) {
+	if err := w.checkChain(segs, man); err != nil {
+		return nil, err
+	}
 	rc := &recovery{hs: &raftpb.HardState{}}
-	var (
-		end, size  int64
-		nrec       int
-		tornReason string
-	)
+	var sr segmentRead
 	for i := range segs {
 		s := &segs[i]
 		path := segmentPath(w.dir, *s)
 		last := i == len(segs)-1
 		if i == 0 {
 			if s.first == 0 {
-				return nil, &CorruptionError{File: path, Reason: "segment first index is 0"}
+				return nil, &CorruptionError{File: path, Offset: -1, Reason: "segment first index is 0"}
 			}
 			rc.st.lastIndex = s.first - 1
 		} else if s.first != rc.st.lastIndex+1 {
-			return nil, &CorruptionError{File: path, Reason: fmt.Sprintf("segment first index %d does not follow index %d", s.first, rc.st.lastIndex)}
+			return nil, &CorruptionError{File: path, Offset: -1, Reason: fmt.Sprintf("segment first index %d does not follow index %d", s.first, rc.st.lastIndex)}
 		}
 		flag := os.O_RDONLY
 		if last {
@@ -322,7 +449,7 @@ func (w *WAL) recover(segs []segment) (*Contents, error) {
 			return nil, fmt.Errorf("wal: open segment: %w", err)
 		}
 		rc.segMax = 0
-		end, size, nrec, tornReason, err = rc.readSegment(path, f, last)
+		sr, err = rc.readSegment(path, f, last)
 		s.maxIndex = rc.segMax
 		if last {
 			w.f = f
@@ -333,49 +460,68 @@ func (w *WAL) recover(segs []segment) (*Contents, error) {
 			return nil, err
 		}
 	}
+	cur := segs[len(segs)-1]
+	path := segmentPath(w.dir, cur)
+	// A manifest that names the last segment says its header was durable:
+	// an empty (or header-less) last segment then lost its contents. Only
+	// a segment newer than the manifest can be a rotation cut short.
+	if sr.nrec < 2 && man != nil && man.seq == cur.seq {
+		return nil, &CorruptionError{File: path, Offset: -1, Reason: fmt.Sprintf(
+			"the newest segment is empty (%d bytes, %d records) although %s records it as complete: the entries from index %d on were lost",
+			sr.size, sr.nrec, manifestName, cur.first)}
+	}
 	if len(rc.ents) > 0 && rc.ents[0].GetIndex() != rc.st.snapIndex+1 {
-		return nil, &CorruptionError{File: segmentPath(w.dir, segs[0]), Reason: fmt.Sprintf("entries start at %d but the snapshot marker is at %d", rc.ents[0].GetIndex(), rc.st.snapIndex)}
+		return nil, &CorruptionError{File: segmentPath(w.dir, segs[0]), Offset: -1, Reason: fmt.Sprintf(
+			"entries start at %d but the snapshot marker is at %d: the entries from index %d to %d were lost",
+			rc.ents[0].GetIndex(), rc.st.snapIndex, rc.st.snapIndex+1, rc.ents[0].GetIndex()-1)}
+	}
+	if c := rc.hs.GetCommit(); c > rc.st.lastIndex {
+		return nil, &CorruptionError{File: w.dir, Offset: -1, Reason: fmt.Sprintf(
+			"the log ends at index %d but its hard state records index %d as committed: the entries from index %d to %d were lost",
+			rc.st.lastIndex, c, rc.st.lastIndex+1, c)}
+	}
+	if minIndex > rc.st.lastIndex {
+		return nil, &CorruptionError{File: w.dir, Offset: -1, Reason: fmt.Sprintf(
+			"the log ends at index %d but a snapshot at index %d exists: the entries from index %d to %d were lost",
+			rc.st.lastIndex, minIndex, rc.st.lastIndex+1, minIndex)}
 	}
 	c := &Contents{Snapshot: rc.st.marker(), HardState: rc.hs}
 	if len(rc.ents) > 0 {
 		c.Entries = rc.ents
 	}
 
-	cur := segs[len(segs)-1]
-	path := segmentPath(w.dir, cur)
-	if end < size {
-		if err := w.f.Truncate(end); err != nil {
+	if sr.end < sr.size {
+		if err := w.f.Truncate(sr.end); err != nil {
 			return nil, fmt.Errorf("wal: repair %s: %w", path, err)
 		}
 		if err := w.f.Sync(); err != nil {
 			return nil, fmt.Errorf("wal: repair %s: %w", path, err)
 		}
-		c.RepairedBytes = size - end
-		w.logger.Warn("wal: repaired torn tail", "file", path, "offset", end, "bytes_removed", size-end, "reason", tornReason)
+		c.RepairedBytes = sr.size - sr.end
+		c.Repair = &Repair{File: path, Offset: sr.end, Bytes: sr.size - sr.end, Reason: sr.tornReason, KeptIndex: rc.st.lastIndex}
+		c.Repair.DroppedFrom, c.Repair.DroppedTo = tornIndexes(sr.torn)
+		w.logger.Warn("wal: repaired torn tail of the last segment", "file", path, "offset", sr.end,
+			"bytes_dropped", c.Repair.Bytes, "dropped", c.Repair.Dropped(), "last_index_kept", rc.st.lastIndex, "reason", sr.tornReason)
 	}
 	w.segs = segs
 	w.segments.Store(int64(len(segs)))
 	w.st = rc.st
 	w.hs = rc.hs
-	if _, err := w.f.Seek(end, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("wal: seek %s: %w", path, err)
-	}
-	w.bw.Reset(w.f)
-	w.size = end
-	if nrec < 2 {
+	w.off = sr.end
+	if sr.nrec < 2 {
 		// A crash while a segment was being started left its header
 		// incomplete; rewrite it so the segment can stand alone later.
 		if err := w.f.Truncate(0); err != nil {
 			return nil, fmt.Errorf("wal: rewrite header of %s: %w", path, err)
 		}
-		if _, err := w.f.Seek(0, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("wal: seek %s: %w", path, err)
-		}
-		w.size = 0
-		if err := w.writeHeader(); err != nil {
+		w.off = 0
+		w.appendHeader()
+		if err := w.syncCurrent(); err != nil {
 			return nil, err
 		}
-		if err := w.syncCurrent(); err != nil {
+	}
+	if man == nil || man.seq != cur.seq {
+		if err := writeManifest(w.dir, cur); err != nil {
 			return nil, err
 		}
 	}
@@ -384,7 +530,8 @@ func (w *WAL) recover(segs []segment) (*Contents, error) {
 
 // Save appends entries and then, unless empty, the HardState. Entries go
 // first so that a torn batch can never leave a commit index pointing past
-// the entries that survived. Nothing is durable until Sync.
+// the entries that survived. Nothing is durable until Sync. A full disk is
+// not an error here: the records stay buffered and Flush or Sync report it.
 func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	if err := w.usable(); err != nil {
 		return err
@@ -400,23 +547,27 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 		st.lastIndex = e.GetIndex()
 	}
 	saveHS := !isEmptyHardState(hs)
-	buf := w.enc[:0]
+	if saveHS && hs.GetCommit() > st.lastIndex {
+		return fmt.Errorf("%w: hard state commits index %d, the log ends at %d", ErrNotContiguous, hs.GetCommit(), st.lastIndex)
+	}
+	start := len(w.buf)
+	buf := w.buf
 	var err error
 	for _, e := range ents {
 		if buf, err = appendRecord(buf, recEntry, e); err != nil {
+			w.buf = buf[:start]
 			return err
 		}
 	}
 	if saveHS {
 		if buf, err = appendRecord(buf, recHardState, hs); err != nil {
+			w.buf = buf[:start]
 			return err
 		}
 	}
-	if len(buf) == 0 {
+	w.buf = buf
+	if len(buf) == start {
 		return nil
-	}
-	if err := w.write(buf); err != nil {
-		return err
 	}
 	w.st = st
 	cur := &w.segs[len(w.segs)-1]
@@ -426,7 +577,7 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	if saveHS {
 		w.hs = proto.Clone(hs).(*raftpb.HardState)
 	}
-	return w.maybeRotate()
+	return w.spill()
 }
 
 // SaveSnapshot records a snapshot marker. It is not synced here (the caller
@@ -437,38 +588,59 @@ func (w *WAL) SaveSnapshot(meta *raftpb.SnapshotMetadata) error {
 	}
 	st := w.st
 	st.snapshot(meta.GetIndex(), meta.GetTerm())
-	buf, err := appendRecord(w.enc[:0], recSnapshot, st.marker())
+	buf, err := appendRecord(w.buf, recSnapshot, st.marker())
 	if err != nil {
 		return err
 	}
-	if err := w.write(buf); err != nil {
-		return err
-	}
+	w.buf = buf
 	w.st = st
-	return w.maybeRotate()
+	return w.spill()
+}
+
+// spill hands buffered records to the OS once there are many, and rotates
+// a full segment. Space shortage is left for Flush and Sync to report.
+func (w *WAL) spill() error {
+	var err error
+	switch {
+	case w.off+int64(len(w.buf)) >= w.segSize:
+		err = w.rotate()
+	case len(w.buf) >= spillSize:
+		err = w.writeBuf()
+	}
+	if errors.Is(err, ErrNoSpace) {
+		return nil
+	}
+	return err
 }
 
 // Flush hands buffered records to the OS without fsync: they then survive a
 // process crash but not a machine crash. For the no-fsync durability mode.
+// A *NoSpaceError leaves everything buffered for the next call.
 func (w *WAL) Flush() error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if err := w.bw.Flush(); err != nil {
-		return w.fail(fmt.Errorf("wal: write: %w", err))
+	if err := w.writeBuf(); err != nil {
+		return err
 	}
-	return nil
+	return w.maybeRotate()
 }
 
 // Sync flushes and fsyncs the current segment; it is the group-commit point.
+// A *NoSpaceError leaves everything buffered for the next call.
 func (w *WAL) Sync() error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if !w.dirty {
-		return nil
+	if err := w.writeBuf(); err != nil {
+		return err
 	}
-	return w.syncCurrent()
+	if w.dirty {
+		if err := w.syncCurrent(); err != nil {
+			return err
+		}
+	}
+	return w.maybeRotate()
 }
 
 // ReleaseTo deletes the oldest segments whose entries are all <= index. The
@@ -520,6 +692,9 @@ func (w *WAL) Close() error {
 	return err
 }
 
+// Dir is the directory the WAL lives in.
+func (w *WAL) Dir() string { return w.dir }
+
 // Stats may be called from any goroutine.
 func (w *WAL) Stats() Stats {
 	return Stats{
@@ -554,27 +729,43 @@ func (w *WAL) fail(err error) error {
 	return err
 }
 
-func (w *WAL) write(buf []byte) error {
-	n, err := w.bw.Write(buf)
-	w.size += int64(n)
-	w.bytesWritten.Add(int64(n))
-	w.dirty = true
-	// A huge batch should not pin its buffer for the life of the WAL.
-	if cap(buf) <= 1<<20 {
-		w.enc = buf[:0]
-	} else {
-		w.enc = nil
+// writeBuf hands the buffered records to the OS at the end of the current
+// segment. On a full disk the file is cut back to where it ended, so it
+// still ends on a record boundary, and the records stay buffered.
+func (w *WAL) writeBuf() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	n, err := w.f.WriteAt(w.buf, w.off)
+	if n > 0 {
+		w.dirty = true
 	}
 	if err != nil {
-		return w.fail(fmt.Errorf("wal: write: %w", err))
+		if !IsNoSpace(err) {
+			return w.fail(fmt.Errorf("wal: write: %w", err))
+		}
+		if n > 0 {
+			if terr := w.f.Truncate(w.off); terr != nil {
+				return w.fail(fmt.Errorf("wal: cutting %s back to offset %d after %v: %w", w.f.Name(), w.off, err, terr))
+			}
+		}
+		return &NoSpaceError{File: w.f.Name(), Err: err}
+	}
+	w.off += int64(n)
+	w.bytesWritten.Add(int64(n))
+	// A huge batch should not pin its buffer for the life of the WAL.
+	if cap(w.buf) <= 1<<20 {
+		w.buf = w.buf[:0]
+	} else {
+		w.buf = nil
 	}
 	return nil
 }
 
 func (w *WAL) syncCurrent() error {
 	start := time.Now()
-	if err := w.bw.Flush(); err != nil {
-		return w.fail(fmt.Errorf("wal: write: %w", err))
+	if err := w.writeBuf(); err != nil {
+		return err
 	}
 	if err := w.f.Sync(); err != nil {
 		return w.fail(fmt.Errorf("wal: fsync: %w", err))
@@ -589,52 +780,85 @@ func (w *WAL) syncCurrent() error {
 	return nil
 }
 
-func (w *WAL) writeHeader() error {
-	buf, err := appendRecord(w.enc[:0], recSnapshot, w.st.marker())
+// appendHeader buffers the two records every segment starts with.
+func (w *WAL) appendHeader() {
+	buf, err := appendRecord(w.buf, recSnapshot, w.st.marker())
+	if err == nil {
+		buf, err = appendRecord(buf, recHardState, w.hs)
+	}
 	if err != nil {
-		return w.fail(err)
+		panic(fmt.Sprintf("wal: encoding a segment header: %v", err)) // two small fixed messages
 	}
-	if buf, err = appendRecord(buf, recHardState, w.hs); err != nil {
-		return w.fail(err)
-	}
-	return w.write(buf)
+	w.buf = buf
 }
 
 func (w *WAL) maybeRotate() error {
-	if w.size < w.segSize {
+	if w.off+int64(len(w.buf)) < w.segSize {
 		return nil
 	}
+	return w.rotate()
+}
+
+// rotate completes the current segment and starts the next one. On a full
+// disk the current segment stays current and the next call tries again.
+func (w *WAL) rotate() error {
 	// The outgoing segment becomes non-final and must be complete on disk.
-	if err := w.syncCurrent(); err != nil {
+	if w.dirty || len(w.buf) > 0 {
+		if err := w.syncCurrent(); err != nil {
+			return err
+		}
+	}
+	old := w.f
+	cur := w.segs[len(w.segs)-1]
+	if err := w.startSegment(segment{seq: cur.seq + 1, first: w.st.lastIndex + 1}); err != nil {
 		return err
 	}
-	if err := w.closeFile(); err != nil {
-		return w.fail(err)
+	if err := old.Close(); err != nil {
+		return w.fail(fmt.Errorf("wal: close segment: %w", err))
 	}
-	cur := w.segs[len(w.segs)-1]
-	return w.startSegment(segment{seq: cur.seq + 1, first: w.st.lastIndex + 1})
+	return nil
 }
 
 // startSegment creates s, writes its header and makes both the file and its
-// directory entry durable before any entry can land in it.
+// directory entry durable before any entry can land in it, then records it
+// in the manifest. On failure the new file is removed and the WAL is as
+// before (poisoned unless the disk was merely full).
 func (w *WAL) startSegment(s segment) error {
-	f, err := os.OpenFile(segmentPath(w.dir, s), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	path := segmentPath(w.dir, s)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
+		if IsNoSpace(err) {
+			return &NoSpaceError{File: path, Err: err}
+		}
 		return w.fail(fmt.Errorf("wal: create segment: %w", err))
 	}
-	w.f = f
-	w.bw.Reset(f)
-	w.size = 0
+	prevF, prevOff, prevDirty, prevSegs := w.f, w.off, w.dirty, len(w.segs)
+	w.f, w.off, w.dirty = f, 0, false
 	w.segs = append(w.segs, s)
-	w.segments.Store(int64(len(w.segs)))
-	if err := w.writeHeader(); err != nil {
-		return err
+	w.appendHeader()
+	err = w.syncCurrent()
+	if err == nil {
+		err = syncDir(w.dir)
 	}
-	if err := w.syncCurrent(); err != nil {
-		return err
+	if err == nil {
+		err = writeManifest(w.dir, s)
 	}
-	if err := syncDir(w.dir); err != nil {
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		w.f, w.off, w.dirty = prevF, prevOff, prevDirty
+		w.segs = w.segs[:prevSegs]
+		w.buf = w.buf[:0]
+		if IsNoSpace(err) {
+			w.err = nil // syncCurrent poisons on any error; a full disk is not fatal here
+			var ns *NoSpaceError
+			if !errors.As(err, &ns) {
+				err = &NoSpaceError{File: path, Err: err}
+			}
+			return err
+		}
 		return w.fail(err)
 	}
+	w.segments.Store(int64(len(w.segs)))
 	return nil
 }

@@ -1,0 +1,236 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestIntegrity covers what Open refuses or repairs about the chain of
+// segment files as a whole. Every refusal must leave the files untouched
+// and name the directory (or file) and the lost index range.
+func TestIntegrity(t *testing.T) {
+	src := t.TempDir()
+	buildLog(t, src, 40, 400) // entries 1..40, hard state commit up to 39, several segments
+	segs, err := listSegments(src)
+	must(t, err)
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want at least 3", len(segs))
+	}
+	last := segs[len(segs)-1]
+
+	tests := []struct {
+		name     string
+		damage   func(t *testing.T, dir string)
+		minIndex uint64
+		// wantErr lists substrings of the refusal; empty means Open succeeds.
+		wantErr  []string
+		wantFile func(dir string) string
+		// For a successful open: the last index recovered and the log line.
+		wantLast uint64
+		wantLog  []string
+	}{
+		{
+			name:     "intact",
+			wantLast: 40,
+		},
+		{
+			name:     "missing middle segment",
+			damage:   func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, segs[1].name()))) },
+			wantErr:  []string{"sequence 1 is missing", "were lost"},
+			wantFile: func(dir string) string { return dir },
+		},
+		{
+			name:     "missing newest segment",
+			damage:   func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, last.name()))) },
+			wantErr:  []string{manifestName, last.name(), "were lost"},
+			wantFile: func(dir string) string { return dir },
+		},
+		{
+			name: "every segment missing",
+			damage: func(t *testing.T, dir string) {
+				for _, s := range segs {
+					must(t, os.Remove(filepath.Join(dir, s.name())))
+				}
+			},
+			wantErr:  []string{"no segment files", last.name(), "every entry of the log was lost"},
+			wantFile: func(dir string) string { return dir },
+		},
+		{
+			name:     "empty newest segment",
+			damage:   func(t *testing.T, dir string) { must(t, os.Truncate(filepath.Join(dir, last.name()), 0)) },
+			wantErr:  []string{"newest segment is empty", "were lost"},
+			wantFile: func(dir string) string { return filepath.Join(dir, last.name()) },
+		},
+		{
+			name:     "empty middle segment",
+			damage:   func(t *testing.T, dir string) { must(t, os.Truncate(filepath.Join(dir, segs[1].name()), 0)) },
+			wantErr:  []string{"empty segment"},
+			wantFile: func(dir string) string { return filepath.Join(dir, segs[1].name()) },
+		},
+		{
+			name:     "log ends before the newest snapshot",
+			minIndex: 45,
+			wantErr:  []string{"ends at index 40", "snapshot at index 45", "from index 41 to 45 were lost"},
+			wantFile: func(dir string) string { return dir },
+		},
+		{
+			name: "log ends before the hard state's commit index",
+			damage: func(t *testing.T, dir string) {
+				// A hard state whose entries are gone: written past the
+				// writer's own check, as damage would leave it.
+				w, _ := mustOpen(t, dir, Options{SegmentSize: 400})
+				w.buf, err = appendRecord(w.buf, recHardState, hardState(1, 1, 50))
+				must(t, err)
+				must(t, w.Close())
+			},
+			wantErr:  []string{"ends at index 40", "index 50 as committed", "from index 41 to 50 were lost"},
+			wantFile: func(dir string) string { return dir },
+		},
+		{
+			name: "torn tail of the newest segment",
+			damage: func(t *testing.T, dir string) {
+				// Half of a record holding entry 41, as a crash mid-write leaves it.
+				rec, err := appendRecord(nil, recEntry, ent(41, 1))
+				must(t, err)
+				appendBytes(t, filepath.Join(dir, last.name()), rec[:len(rec)/2])
+			},
+			wantLast: 40,
+			wantLog:  []string{"repaired torn tail", "bytes_dropped=", `dropped="index 41"`, "last_index_kept=40", last.name()},
+		},
+		{
+			name: "zero-filled tail",
+			damage: func(t *testing.T, dir string) {
+				appendBytes(t, filepath.Join(dir, last.name()), make([]byte, 4096))
+			},
+			wantLast: 40,
+			wantLog:  []string{"repaired torn tail", "bytes_dropped=4096", "zero-filled tail", "no decodable entry"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, src)
+			if tc.damage != nil {
+				tc.damage(t, dir)
+			}
+			before := dirState(t, dir)
+			var logBuf bytes.Buffer
+			w, c, err := Open(dir, Options{SegmentSize: 400, MinIndex: tc.minIndex, Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+			if len(tc.wantErr) > 0 {
+				var ce *CorruptionError
+				if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("Open = %v, want a corruption error", err)
+				}
+				if want := tc.wantFile(dir); ce.File != want {
+					t.Fatalf("error names %s, want %s", ce.File, want)
+				}
+				for _, s := range tc.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Fatalf("error %q does not say %q", err, s)
+					}
+				}
+				if after := dirState(t, dir); after != before {
+					t.Fatalf("a refused Open changed the directory:\nbefore %s\nafter  %s", before, after)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer w.Close()
+			if n := len(c.Entries); n == 0 || c.Entries[n-1].GetIndex() != tc.wantLast {
+				t.Fatalf("recovered %s, want the log to end at %d", span(c.Entries), tc.wantLast)
+			}
+			line := logBuf.String()
+			if len(tc.wantLog) == 0 && line != "" {
+				t.Fatalf("unexpected log: %s", line)
+			}
+			if len(tc.wantLog) > 0 && strings.Count(line, "\n") != 1 {
+				t.Fatalf("want one log line, got %q", line)
+			}
+			for _, s := range tc.wantLog {
+				if !strings.Contains(line, s) {
+					t.Fatalf("log %q does not say %q", line, s)
+				}
+			}
+		})
+	}
+}
+
+func appendBytes(t testing.TB, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	_, err = f.Write(b)
+	must(t, err)
+	must(t, f.Close())
+}
+
+// dirState lists names and sizes, to show a refused Open modified nothing.
+func dirState(t testing.TB, dir string) string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	must(t, err)
+	var b strings.Builder
+	for _, de := range des {
+		fi, err := de.Info()
+		must(t, err)
+		fmt.Fprintf(&b, "%s:%d:%s ", de.Name(), fi.Size(), fi.ModTime())
+	}
+	return b.String()
+}
+
+// TestNoSpaceRetry simulates a full disk with a segment file whose writes fail as on a full disk: Flush and Sync
+// fail with ErrNoSpace, the file keeps ending on a record boundary, nothing
+// saved is lost, and once space is back the same WAL carries on.
+func TestNoSpaceRetry(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := mustOpen(t, dir, Options{})
+	must(t, w.Save(hardState(1, 1, 0), ents(1, 5, 1)))
+	must(t, w.Sync())
+	good := currentSize(t, dir)
+
+	// Swap the segment's file for one on which every write fails as a full
+	// disk does, after a partial write.
+	real := w.f
+	w.f = fullFile(t, real.(*os.File))
+	must(t, w.Save(hardState(1, 1, 5), ents(6, 10, 1)))
+	for i := 0; i < 3; i++ {
+		if err := w.Sync(); !errors.Is(err, ErrNoSpace) || !IsNoSpace(err) || !strings.Contains(err.Error(), "no space left") {
+			t.Fatalf("Sync on a full disk = %v, want ErrNoSpace", err)
+		}
+		if err := w.Flush(); !errors.Is(err, ErrNoSpace) {
+			t.Fatalf("Flush on a full disk = %v, want ErrNoSpace", err)
+		}
+		if got := currentSize(t, dir); got != good {
+			t.Fatalf("segment is %d bytes after a failed write, want %d (cut back to the last record)", got, good)
+		}
+	}
+	// Saves keep being accepted into the buffer meanwhile.
+	must(t, w.Save(hardState(1, 1, 10), ents(11, 11, 1)))
+	w.f.Close()
+	w.f = real
+	must(t, w.Sync())
+	must(t, w.Close())
+	_, c := mustOpen(t, dir, Options{})
+	checkEntries(t, c.Entries, ents(1, 11, 1))
+	checkHardState(t, c.HardState, hardState(1, 1, 10))
+}
+
+// fullFile writes half of what it is given to f, then fails with ENOSPC.
+type fullSegment struct{ *os.File }
+
+func fullFile(t testing.TB, f *os.File) segmentFile { return fullSegment{f} }
+
+func (f fullSegment) WriteAt(p []byte, off int64) (int, error) {
+	n, _ := f.File.WriteAt(p[:len(p)/2], off)
+	return n, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+}
+
+func (f fullSegment) Close() error { return nil }
