@@ -185,6 +185,9 @@ func (s *Store) applyLocked(c *raftv1.AuthCommand) error {
 		if _, ok := s.users[Root]; !ok {
 			return ErrRootRequired
 		}
+		if s.enabled {
+			return nil // already on: the tokens issued stay valid
+		}
 		if len(c.GetTokenSecret()) < 16 {
 			return fmt.Errorf("%w: token secret too short", ErrInvalid)
 		}

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/raftnode"
 )
@@ -59,6 +60,11 @@ type Config struct {
 	MaxInFlightRequests int
 	Observer            Observer
 	Logger              *slog.Logger
+	// Auth is the replicated auth state (the one the state machine applies
+	// to); nil: a private, disabled one.
+	Auth *auth.Store
+	// TokenTTL is how long tokens stay valid (default DefaultTokenTTL).
+	TokenTTL time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -81,6 +87,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Auth == nil {
+		c.Auth = auth.NewStore()
+	}
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
 }
 
 // Core serves operations against one node's store and raft node.
@@ -93,6 +105,10 @@ type Core struct {
 	mem    *memoryGuard
 	txns   *txnManager
 	writes *coalescer
+	auth   *auth.Store
+
+	limiter      *auth.Limiter
+	authFailures atomic.Int64
 
 	limit    int64 // in-flight cap; <= 0: none
 	inflight atomic.Int64
@@ -114,12 +130,14 @@ type Core struct {
 func New(cfg Config, store *engine.Store) *Core {
 	cfg.setDefaults()
 	c := &Core{
-		cfg:    cfg,
-		limits: cfg.Limits,
-		log:    cfg.Logger,
-		store:  store,
-		limit:  int64(cfg.MaxInFlightRequests),
-		stopC:  make(chan struct{}),
+		cfg:     cfg,
+		limits:  cfg.Limits,
+		log:     cfg.Logger,
+		store:   store,
+		auth:    cfg.Auth,
+		limiter: auth.NewLimiter(),
+		limit:   int64(cfg.MaxInFlightRequests),
+		stopC:   make(chan struct{}),
 	}
 	c.mem = newMemoryGuard(store, cfg.MaxMemory, cfg.EvictionPolicy)
 	c.txns = newTxnManager(cfg.TxnIdleTimeout, cfg.MaxTxns, &c.limits, formatID(cfg.MemberID))

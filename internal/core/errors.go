@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/command"
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/raftnode"
@@ -109,6 +110,18 @@ var errorCodes = []struct {
 	{ErrOverloaded, ResourceExhausted},
 	{ErrMemoryLimit, ResourceExhausted},
 	{ErrShuttingDown, Unavailable},
+	{ErrUnauthenticated, Unauthenticated},
+	{ErrPermissionDenied, PermissionDenied},
+	{auth.ErrAuthFailed, Unauthenticated},
+	{auth.ErrInvalidToken, Unauthenticated},
+	{auth.ErrTooManyFailures, ResourceExhausted},
+	{auth.ErrUserExists, AlreadyExists},
+	{auth.ErrRoleExists, AlreadyExists},
+	{auth.ErrUserNotFound, NotFound},
+	{auth.ErrRoleNotFound, NotFound},
+	{auth.ErrPermNotFound, NotFound},
+	{auth.ErrRootRequired, FailedPrecondition},
+	{auth.ErrInvalid, InvalidArgument},
 	{ErrInvalidArgument, InvalidArgument},
 	{command.ErrInvalid, InvalidArgument},
 	{engine.ErrCorruptSnapshot, DataLoss},

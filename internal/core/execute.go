@@ -2,7 +2,10 @@ package core
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/engine"
 )
 
@@ -59,6 +62,9 @@ type ExecuteResult struct {
 
 // Execute validates, proposes and answers a one-shot transaction.
 func (c *Core) Execute(ctx context.Context, req ExecuteRequest) (ExecuteResult, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return ExecuteResult{}, err
+	}
 	n := len(req.Compares) + len(req.Success) + len(req.Failure)
 	if n > c.limits.MaxTxnOps {
 		return ExecuteResult{}, invalidf("transaction has %d compares and operations, over the max-txn-ops limit of %d", n, c.limits.MaxTxnOps)
@@ -68,13 +74,16 @@ func (c *Core) Execute(ctx context.Context, req ExecuteRequest) (ExecuteResult, 
 		if err := c.checkCompare(cmp); err != nil {
 			return ExecuteResult{}, invalidf("compare %d: %v", i, err)
 		}
+		if err := c.authorize(ctx, auth.Read, cmp.Key, nil); err != nil {
+			return ExecuteResult{}, fmt.Errorf("compare %d: %w", i, err)
+		}
 		t.Compares[i] = cmp
 	}
 	var err error
-	if t.Success, err = c.txnOps("success", req.Success); err != nil {
+	if t.Success, err = c.txnOps(ctx, "success", req.Success); err != nil {
 		return ExecuteResult{}, err
 	}
-	if t.Failure, err = c.txnOps("failure", req.Failure); err != nil {
+	if t.Failure, err = c.txnOps(ctx, "failure", req.Failure); err != nil {
 		return ExecuteResult{}, err
 	}
 	r, err := c.proposeTxn(ctx, t)
@@ -123,14 +132,14 @@ func (c *Core) checkCompare(cmp Compare) error {
 }
 
 // txnOps validates one branch of Execute and converts it.
-func (c *Core) txnOps(branch string, ops []TxnOp) ([]engine.Op, error) {
+func (c *Core) txnOps(ctx context.Context, branch string, ops []TxnOp) ([]engine.Op, error) {
 	out := make([]engine.Op, len(ops))
 	for i, o := range ops {
 		var err error
 		switch o.Type {
 		case TxnRange:
 			r := RangeRequest{Key: o.Key, End: o.End, Prefix: o.Prefix, Limit: o.Limit}
-			if err = c.CheckRange(&r); err != nil {
+			if err = c.CheckRange(ctx, &r); err != nil {
 				break
 			}
 			if len(r.Key) == 0 {
@@ -142,6 +151,9 @@ func (c *Core) txnOps(branch string, ops []TxnOp) ([]engine.Op, error) {
 			if err = c.limits.checkKey(o.Key); err == nil {
 				err = c.limits.checkValue(o.Value)
 			}
+			if err == nil {
+				err = c.authorize(ctx, auth.Write, o.Key, nil)
+			}
 			out[i] = engine.Op{Type: engine.OpPut, Key: o.Key, Value: o.Value, PrevKV: o.PrevKV}
 		case TxnDelete:
 			end := o.End
@@ -151,12 +163,18 @@ func (c *Core) txnOps(branch string, ops []TxnOp) ([]engine.Op, error) {
 			if err = c.limits.checkKey(o.Key); err == nil {
 				err = c.limits.checkRangeEnd(o.Key, end)
 			}
+			if err == nil {
+				err = c.authorize(ctx, auth.Write, o.Key, end)
+			}
 			out[i] = engine.Op{Type: engine.OpDelete, Key: o.Key, PrevKV: o.PrevKV}
 			if len(end) > 0 {
 				out[i].Type, out[i].End = engine.OpDeleteRange, end
 			}
 		default:
 			err = invalidf("neither range, put nor delete")
+		}
+		if errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrUnauthenticated) {
+			return nil, fmt.Errorf("%s op %d: %w", branch, i, err)
 		}
 		if err != nil {
 			return nil, invalidf("%s op %d: %v", branch, i, err)

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/engine"
 )
 
@@ -49,12 +50,20 @@ func (c *Core) WaitRead(ctx context.Context, serializable bool) error {
 // ReadIndex; tests use it to order reads against writes.
 func (c *Core) SetTestHookBeforeReadIndex(h func()) { c.testHookBeforeReadIndex = h }
 
-// CheckGet validates a Get's key.
-func (c *Core) CheckGet(key []byte) error { return c.limits.checkKey(key) }
+// CheckGet validates a Get and checks the caller may read the key.
+func (c *Core) CheckGet(ctx context.Context, key []byte) error {
+	if _, err := c.authenticated(ctx); err != nil {
+		return err
+	}
+	if err := c.limits.checkKey(key); err != nil {
+		return err
+	}
+	return c.authorize(ctx, auth.Read, key, nil)
+}
 
 // Get reads one key; ErrKeyNotFound when it is absent.
 func (c *Core) Get(ctx context.Context, key []byte, serializable bool) (KeyValue, int64, error) {
-	if err := c.CheckGet(key); err != nil {
+	if err := c.CheckGet(ctx, key); err != nil {
 		return KeyValue{}, 0, err
 	}
 	if err := c.WaitRead(ctx, serializable); err != nil {
@@ -72,9 +81,13 @@ func (c *Core) ReadGet(key []byte) (KeyValue, int64, error) {
 	return kv, c.store.Revision(), nil
 }
 
-// CheckRange validates r and normalises it in place: Prefix becomes End,
-// Limit becomes the number of keys to return.
-func (c *Core) CheckRange(r *RangeRequest) error {
+// CheckRange validates r, checks the caller may read its keys, and
+// normalises it in place: Prefix becomes End, Limit becomes the number of
+// keys to return.
+func (c *Core) CheckRange(ctx context.Context, r *RangeRequest) error {
+	if _, err := c.authenticated(ctx); err != nil {
+		return err
+	}
 	key, end, err := c.rangeBounds(r.Key, r.End, r.Prefix)
 	if err != nil {
 		return err
@@ -83,13 +96,16 @@ func (c *Core) CheckRange(r *RangeRequest) error {
 	if err != nil {
 		return err
 	}
+	if err := c.authorize(ctx, auth.Read, key, end); err != nil {
+		return err
+	}
 	r.Key, r.End, r.Prefix, r.Limit = key, end, false, int64(limit)
 	return nil
 }
 
 // Range validates r, waits unless it is serializable, and reads.
 func (c *Core) Range(ctx context.Context, r RangeRequest) (RangeResult, error) {
-	if err := c.CheckRange(&r); err != nil {
+	if err := c.CheckRange(ctx, &r); err != nil {
 		return RangeResult{}, err
 	}
 	if err := c.WaitRead(ctx, r.Serializable); err != nil {

@@ -55,6 +55,7 @@ func newTxnManager(timeout time.Duration, maxTxns int, limits *Limits, idPrefix 
 // for a session in use.
 type txnSession struct {
 	id       string
+	owner    string // the user who began it ("" without auth)
 	startRev int64
 	lastUsed atomic.Int64 // unix nanoseconds
 	// state is txnActive until Commit/Rollback (txnEnded) or expiry.
@@ -95,7 +96,7 @@ func validTxnID(id string) error {
 }
 
 // begin opens a session under id (or a fresh id when empty).
-func (m *txnManager) begin(id string, startRev int64) (*txnSession, error) {
+func (m *txnManager) begin(id string, startRev int64, owner string) (*txnSession, error) {
 	if err := validTxnID(id); err != nil {
 		return nil, err
 	}
@@ -118,16 +119,16 @@ func (m *txnManager) begin(id string, startRev int64) (*txnSession, error) {
 		return nil, fmt.Errorf("%w: %q is open", ErrTxnExists, id)
 	}
 	delete(m.expired, id)
-	s := &txnSession{id: id, startRev: startRev, reads: map[string]int64{}, writes: map[string]txnWrite{}}
+	s := &txnSession{id: id, owner: owner, startRev: startRev, reads: map[string]int64{}, writes: map[string]txnWrite{}}
 	s.lastUsed.Store(m.now().UnixNano())
 	m.active[id] = s
 	return s, nil
 }
 
 // use returns the open session id, locked; the caller must call s.mu.Unlock.
-func (m *txnManager) use(id string) (*txnSession, error) {
+func (m *txnManager) use(id, owner string) (*txnSession, error) {
 	m.mu.Lock()
-	s, err := m.lookupLocked(id)
+	s, err := m.lookupLocked(id, owner)
 	m.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -144,9 +145,9 @@ func (m *txnManager) use(id string) (*txnSession, error) {
 
 // end removes session id from the open set and returns it locked, for
 // Commit and Rollback; the caller must call s.mu.Unlock.
-func (m *txnManager) end(id string) (*txnSession, error) {
+func (m *txnManager) end(id, owner string) (*txnSession, error) {
 	m.mu.Lock()
-	s, err := m.lookupLocked(id)
+	s, err := m.lookupLocked(id, owner)
 	if err == nil {
 		delete(m.active, id)
 	}
@@ -162,14 +163,15 @@ func (m *txnManager) end(id string) (*txnSession, error) {
 	return s, nil
 }
 
-// lookupLocked finds an open session, expiring it first if it sat idle
+// lookupLocked finds owner's open session, expiring it first if it sat idle
 // past the timeout (so expiry does not depend on when the sweeper runs).
-func (m *txnManager) lookupLocked(id string) (*txnSession, error) {
+func (m *txnManager) lookupLocked(id, owner string) (*txnSession, error) {
 	if id == "" {
 		return nil, invalidf("txn_id must not be empty")
 	}
 	s, ok := m.active[id]
-	if !ok {
+	if !ok || s.owner != owner {
+		// Another user's transaction reads as one that does not exist.
 		return nil, m.goneErrorLocked(id)
 	}
 	if m.idle(s, m.now()) {

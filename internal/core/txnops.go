@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/command"
 	"github.com/kvdb/kvdb/internal/engine"
 )
@@ -27,6 +28,10 @@ type BeginResult struct {
 
 // Begin opens a transaction under id, or a fresh id when id is empty.
 func (c *Core) Begin(ctx context.Context, id string) (BeginResult, error) {
+	user, err := c.authenticated(ctx)
+	if err != nil {
+		return BeginResult{}, err
+	}
 	if err := validTxnID(id); err != nil {
 		return BeginResult{}, err
 	}
@@ -34,7 +39,7 @@ func (c *Core) Begin(ctx context.Context, id string) (BeginResult, error) {
 		return BeginResult{}, err
 	}
 	rev := c.store.Revision()
-	sess, err := c.txns.begin(id, rev)
+	sess, err := c.txns.begin(id, rev, user)
 	if err != nil {
 		return BeginResult{}, err
 	}
@@ -45,10 +50,11 @@ func (c *Core) Begin(ctx context.Context, id string) (BeginResult, error) {
 // one, else the store (and the read is recorded for Commit's validation).
 // It returns the key-value and the store's revision.
 func (c *Core) TxnGet(ctx context.Context, id string, key []byte) (KeyValue, int64, error) {
-	if err := c.limits.checkKey(key); err != nil {
+	if err := c.CheckGet(ctx, key); err != nil {
 		return KeyValue{}, 0, err
 	}
-	sess, err := c.txns.use(id)
+	user, _ := UserOf(ctx)
+	sess, err := c.txns.use(id, user)
 	if err != nil {
 		return KeyValue{}, 0, err
 	}
@@ -75,11 +81,12 @@ func (c *Core) TxnGet(ctx context.Context, id string, key []byte) (KeyValue, int
 // over the store's keys. Serializable is ignored; Count is the number of
 // keys read (returned unless CountOnly).
 func (c *Core) TxnRange(ctx context.Context, id string, r RangeRequest) (RangeResult, error) {
-	if err := c.CheckRange(&r); err != nil {
+	if err := c.CheckRange(ctx, &r); err != nil {
 		return RangeResult{}, err
 	}
 	limit := int(r.Limit)
-	sess, err := c.txns.use(id)
+	user, _ := UserOf(ctx)
+	sess, err := c.txns.use(id, user)
 	if err != nil {
 		return RangeResult{}, err
 	}
@@ -117,26 +124,30 @@ func (c *Core) TxnRange(ctx context.Context, id string, r RangeRequest) (RangeRe
 }
 
 // TxnPut buffers a put in transaction id; the bytes are copied.
-func (c *Core) TxnPut(id string, key, value []byte) error {
-	if err := c.limits.checkKey(key); err != nil {
+func (c *Core) TxnPut(ctx context.Context, id string, key, value []byte) error {
+	if _, err := c.PreparePut(ctx, key, value, false); err != nil {
 		return err
 	}
-	if err := c.limits.checkValue(value); err != nil {
-		return err
-	}
-	return c.bufferWrite(id, key, txnWrite{value: bytes.Clone(value)})
+	return c.bufferWrite(ctx, id, key, txnWrite{value: bytes.Clone(value)})
 }
 
 // TxnDelete buffers the delete of one key in transaction id.
-func (c *Core) TxnDelete(id string, key []byte) error {
+func (c *Core) TxnDelete(ctx context.Context, id string, key []byte) error {
+	if _, err := c.authenticated(ctx); err != nil {
+		return err
+	}
 	if err := c.limits.checkKey(key); err != nil {
 		return err
 	}
-	return c.bufferWrite(id, key, txnWrite{deleted: true})
+	if err := c.authorize(ctx, auth.Write, key, nil); err != nil {
+		return err
+	}
+	return c.bufferWrite(ctx, id, key, txnWrite{deleted: true})
 }
 
-func (c *Core) bufferWrite(id string, key []byte, w txnWrite) error {
-	sess, err := c.txns.use(id)
+func (c *Core) bufferWrite(ctx context.Context, id string, key []byte, w txnWrite) error {
+	user, _ := UserOf(ctx)
+	sess, err := c.txns.use(id, user)
 	if err != nil {
 		return err
 	}
@@ -158,7 +169,11 @@ type CommitResult struct {
 // Commit ends transaction id: it proposes the recorded reads and buffered
 // writes as one entry, or fails with ErrTxnConflict when a read changed.
 func (c *Core) Commit(ctx context.Context, id string) (CommitResult, error) {
-	sess, err := c.txns.end(id)
+	user, err := c.authenticated(ctx)
+	if err != nil {
+		return CommitResult{}, err
+	}
+	sess, err := c.txns.end(id, user)
 	if err != nil {
 		return CommitResult{}, err
 	}
@@ -188,8 +203,12 @@ func (c *Core) Commit(ctx context.Context, id string) (CommitResult, error) {
 }
 
 // Rollback discards transaction id.
-func (c *Core) Rollback(id string) error {
-	sess, err := c.txns.end(id)
+func (c *Core) Rollback(ctx context.Context, id string) error {
+	user, err := c.authenticated(ctx)
+	if err != nil {
+		return err
+	}
+	sess, err := c.txns.end(id, user)
 	if err != nil {
 		return err
 	}

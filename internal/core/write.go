@@ -2,7 +2,9 @@ package core
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/command"
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/fsm"
@@ -35,20 +37,29 @@ type WriteResult struct {
 // BatchOp is one operation of a batch.
 type BatchOp = command.BatchOp
 
-// PreparePut validates and encodes a put.
-func (c *Core) PreparePut(key, value []byte, prevKV bool) (Write, error) {
+// PreparePut validates and encodes a put the caller may write.
+func (c *Core) PreparePut(ctx context.Context, key, value []byte, prevKV bool) (Write, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return Write{}, err
+	}
 	if err := c.limits.checkKey(key); err != nil {
 		return Write{}, err
 	}
 	if err := c.limits.checkValue(value); err != nil {
 		return Write{}, err
 	}
+	if err := c.authorize(ctx, auth.Write, key, nil); err != nil {
+		return Write{}, err
+	}
 	return Write{op: OpPut, data: command.EncodePut(key, value, prevKV), grow: entryGrowth(key, value)}, nil
 }
 
 // PrepareDelete validates and encodes the delete of key, of [key, end), or
-// of key's prefix.
-func (c *Core) PrepareDelete(key, end []byte, prefix, prevKV bool) (Write, error) {
+// of key's prefix, which the caller may write.
+func (c *Core) PrepareDelete(ctx context.Context, key, end []byte, prefix, prevKV bool) (Write, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return Write{}, err
+	}
 	if err := c.limits.checkKey(key); err != nil {
 		return Write{}, err
 	}
@@ -56,6 +67,9 @@ func (c *Core) PrepareDelete(key, end []byte, prefix, prevKV bool) (Write, error
 		end = engine.PrefixEnd(key)
 	}
 	if err := c.limits.checkRangeEnd(key, end); err != nil {
+		return Write{}, err
+	}
+	if err := c.authorize(ctx, auth.Write, key, end); err != nil {
 		return Write{}, err
 	}
 	data, err := command.EncodeDelete(key, end, prevKV)
@@ -66,8 +80,11 @@ func (c *Core) PrepareDelete(key, end []byte, prefix, prevKV bool) (Write, error
 }
 
 // PrepareBatch validates and encodes a batch, applied atomically at one
-// revision.
-func (c *Core) PrepareBatch(ops []BatchOp) (Write, error) {
+// revision; the caller must be allowed to write every key.
+func (c *Core) PrepareBatch(ctx context.Context, ops []BatchOp) (Write, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return Write{}, err
+	}
 	if len(ops) == 0 {
 		return Write{}, invalidf("batch has no operations")
 	}
@@ -78,6 +95,9 @@ func (c *Core) PrepareBatch(ops []BatchOp) (Write, error) {
 	for i, o := range ops {
 		if err := c.limits.checkKey(o.Key); err != nil {
 			return Write{}, invalidf("op %d: %v", i, err)
+		}
+		if err := c.authorize(ctx, auth.Write, o.Key, nil); err != nil {
+			return Write{}, fmt.Errorf("op %d: %w", i, err)
 		}
 		if !o.Delete {
 			if err := c.limits.checkValue(o.Value); err != nil {
@@ -135,7 +155,7 @@ func (c *Core) Do(ctx context.Context, w Write) (WriteResult, error) {
 
 // Put, Delete and Batch prepare and run a write in one call.
 func (c *Core) Put(ctx context.Context, key, value []byte, prevKV bool) (WriteResult, error) {
-	w, err := c.PreparePut(key, value, prevKV)
+	w, err := c.PreparePut(ctx, key, value, prevKV)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -144,7 +164,7 @@ func (c *Core) Put(ctx context.Context, key, value []byte, prevKV bool) (WriteRe
 
 // Delete removes key, [key, end) or key's prefix; see PrepareDelete.
 func (c *Core) Delete(ctx context.Context, key, end []byte, prefix, prevKV bool) (WriteResult, error) {
-	w, err := c.PrepareDelete(key, end, prefix, prevKV)
+	w, err := c.PrepareDelete(ctx, key, end, prefix, prevKV)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -153,7 +173,7 @@ func (c *Core) Delete(ctx context.Context, key, end []byte, prefix, prevKV bool)
 
 // Batch applies ops atomically; see PrepareBatch.
 func (c *Core) Batch(ctx context.Context, ops []BatchOp) (WriteResult, error) {
-	w, err := c.PrepareBatch(ops)
+	w, err := c.PrepareBatch(ctx, ops)
 	if err != nil {
 		return WriteResult{}, err
 	}

@@ -78,11 +78,11 @@ func (c *binaryConn) serve(req *wire.Request) {
 			c.read(req)
 		case wire.OpPut:
 			c.write(req, func() (core.Write, error) {
-				return c.s.core.PreparePut(req.Key, req.Value, req.Flags&wire.FlagPrevKV != 0)
+				return c.s.core.PreparePut(c.ctx, req.Key, req.Value, req.Flags&wire.FlagPrevKV != 0)
 			})
 		default:
 			c.write(req, func() (core.Write, error) {
-				return c.s.core.PrepareDelete(req.Key, req.End, req.Flags&wire.FlagPrefix != 0, req.Flags&wire.FlagPrevKV != 0)
+				return c.s.core.PrepareDelete(c.ctx, req.Key, req.End, req.Flags&wire.FlagPrefix != 0, req.Flags&wire.FlagPrevKV != 0)
 			})
 		}
 	case wire.OpBatch:
@@ -91,7 +91,7 @@ func (c *binaryConn) serve(req *wire.Request) {
 			for i, o := range req.Ops {
 				ops[i] = core.BatchOp{Delete: o.Type == wire.BatchDelete, Key: o.Key, Value: o.Value}
 			}
-			return c.s.core.PrepareBatch(ops)
+			return c.s.core.PrepareBatch(c.ctx, ops)
 		})
 	}
 }
@@ -114,9 +114,9 @@ func (c *binaryConn) read(req *wire.Request) {
 	}}
 	var err error
 	if req.Op == wire.OpGet {
-		err = c.s.core.CheckGet(req.Key)
+		err = c.s.core.CheckGet(c.ctx, req.Key)
 	} else {
-		err = c.s.core.CheckRange(&rr.r)
+		err = c.s.core.CheckRange(c.ctx, &rr.r)
 	}
 	if err != nil {
 		c.send(errorReply(req.Op, req.ID, err))
@@ -150,12 +150,12 @@ func (c *binaryConn) dispatchReads() {
 	if len(c.reads) == 0 {
 		return
 	}
-	reads := c.reads
+	reads, ctx := c.reads, c.ctx
 	c.reads = nil
 	c.b.wg.Add(1)
 	go func() {
 		defer c.b.wg.Done()
-		err := c.s.core.WaitRead(c.ctx, false)
+		err := c.s.core.WaitRead(ctx, false)
 		c.mu.Lock()
 		for i := range reads {
 			if err != nil {

@@ -72,7 +72,7 @@ func (c *binaryConn) txnRequest(ctx context.Context, req *wire.Request) (*wire.R
 		return &wire.Response{Revision: res.Revision}, nil
 	case wire.OpRollback:
 		c.txnID = ""
-		if err := x.Rollback(txn); err != nil {
+		if err := x.Rollback(ctx, txn); err != nil {
 			return nil, err
 		}
 		return &wire.Response{}, nil
@@ -83,12 +83,12 @@ func (c *binaryConn) txnRequest(ctx context.Context, req *wire.Request) (*wire.R
 		}
 		return &wire.Response{Revision: rev, KV: wireKV(kv, false)}, nil
 	case wire.OpPut:
-		return &wire.Response{}, x.TxnPut(txn, req.Key, req.Value)
+		return &wire.Response{}, x.TxnPut(ctx, txn, req.Key, req.Value)
 	case wire.OpDelete:
 		if len(req.End) > 0 || req.Flags&wire.FlagPrefix != 0 {
 			return nil, core.Errorf(core.InvalidArgument, "a DELETE inside a transaction removes one key: range and prefix deletes are not supported there")
 		}
-		return &wire.Response{}, x.TxnDelete(txn, req.Key)
+		return &wire.Response{}, x.TxnDelete(ctx, txn, req.Key)
 	case wire.OpRange:
 		res, err := x.TxnRange(ctx, txn, core.RangeRequest{Key: req.Key, End: req.End, Prefix: req.Flags&wire.FlagPrefix != 0,
 			Limit: req.Limit, KeysOnly: req.Flags&wire.FlagKeysOnly != 0, CountOnly: req.Flags&wire.FlagCountOnly != 0})
@@ -105,7 +105,7 @@ func (c *binaryConn) rollbackOpen() {
 	if c.txnID == "" {
 		return
 	}
-	_ = c.s.core.Rollback(c.txnID)
+	_ = c.s.core.Rollback(c.ctx, c.txnID)
 	c.txnID = ""
 }
 

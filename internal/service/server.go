@@ -62,6 +62,9 @@ type Config struct {
 	TxnIdleTimeout time.Duration
 	// MaxTxns bounds the open interactive transactions (default 10,000).
 	MaxTxns int
+	// AuthTokenTTL is how long tokens from Authenticate stay valid (default
+	// core.DefaultTokenTTL).
+	AuthTokenTTL time.Duration
 	// Binary tunes the binary protocol served on the same port.
 	Binary BinaryConfig
 	// MaxInFlightRequests caps the KV and transaction requests served at
@@ -130,6 +133,8 @@ func New(cfg Config) (*Server, error) {
 		MaxInFlightRequests: cfg.MaxInFlightRequests,
 		Observer:            s.ops,
 		Logger:              cfg.Logger,
+		Auth:                s.auth,
+		TokenTTL:            cfg.AuthTokenTTL,
 	}, s.store)
 	rc := cfg.Raft
 	rc.ID = cfg.MemberID
@@ -181,7 +186,7 @@ func (s *Server) buildGRPC() {
 	unary = append(unary, s.metrics.grpc.UnaryServerInterceptor(), s.statsInterceptor)
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), s.metrics.grpc.StreamServerInterceptor()),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), s.metrics.grpc.StreamServerInterceptor(), s.authStreamInterceptor),
 		// Requests up to twice the limit reach the handler, which rejects
 		// those over the limit with INVALID_ARGUMENT naming it.
 		grpc.MaxRecvMsgSize(2*s.core.Limits().MaxRequestSize),
@@ -190,6 +195,7 @@ func (s *Server) buildGRPC() {
 	kvdbv1.RegisterKVServiceServer(s.grpc, &kvService{s: s})
 	kvdbv1.RegisterAdminServiceServer(s.grpc, &adminService{s: s})
 	kvdbv1.RegisterTxnServiceServer(s.grpc, &txnService{s: s})
+	kvdbv1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -234,6 +240,10 @@ func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.Unary
 		return nil, toStatus(err)
 	}
 	defer s.core.Leave(isOp)
+	ctx, err := s.identify(ctx, info.FullMethod)
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)

@@ -41,14 +41,14 @@ func (x *txnService) Range(ctx context.Context, req *kvdbv1.TxnServiceRangeReque
 }
 
 func (x *txnService) Put(ctx context.Context, req *kvdbv1.TxnServicePutRequest) (*kvdbv1.TxnServicePutResponse, error) {
-	if err := x.s.core.TxnPut(req.GetTxnId(), req.GetKey(), req.GetValue()); err != nil {
+	if err := x.s.core.TxnPut(ctx, req.GetTxnId(), req.GetKey(), req.GetValue()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &kvdbv1.TxnServicePutResponse{Header: x.s.header(x.s.store.Revision())}, nil
 }
 
 func (x *txnService) Delete(ctx context.Context, req *kvdbv1.TxnServiceDeleteRequest) (*kvdbv1.TxnServiceDeleteResponse, error) {
-	if err := x.s.core.TxnDelete(req.GetTxnId(), req.GetKey()); err != nil {
+	if err := x.s.core.TxnDelete(ctx, req.GetTxnId(), req.GetKey()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &kvdbv1.TxnServiceDeleteResponse{Header: x.s.header(x.s.store.Revision())}, nil
@@ -63,7 +63,7 @@ func (x *txnService) Commit(ctx context.Context, req *kvdbv1.CommitRequest) (*kv
 }
 
 func (x *txnService) Rollback(ctx context.Context, req *kvdbv1.RollbackRequest) (*kvdbv1.RollbackResponse, error) {
-	if err := x.s.core.Rollback(req.GetTxnId()); err != nil {
+	if err := x.s.core.Rollback(ctx, req.GetTxnId()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &kvdbv1.RollbackResponse{Header: x.s.header(x.s.store.Revision())}, nil

@@ -1,0 +1,283 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
+	"github.com/kvdb/kvdb/internal/auth"
+	"github.com/kvdb/kvdb/internal/command"
+)
+
+// Authentication and permissions. While auth is enabled every operation is
+// checked here, once for every transport: the adapters only put the
+// caller's identity into the context (WithUser) after verifying its token
+// or its binary-protocol AUTH, and the checks below decide.
+//
+//   - reads (Get, Range, transaction reads, compares) need read permission
+//     on every key or range they touch; writes (Put, Delete, Batch,
+//     transaction writes) need write permission;
+//   - Begin, Commit and Rollback need an authenticated caller, and a
+//     transaction can only be used by the user who began it;
+//   - administration and auth management need the root role (RequireRoot).
+//
+// With auth disabled every check passes.
+
+var (
+	// ErrUnauthenticated is a request without a valid identity while auth
+	// is enabled.
+	ErrUnauthenticated = errors.New("authentication required: authenticate (kvdbctl --user NAME) and send the token with every request")
+	// ErrPermissionDenied is a request the caller's roles do not allow.
+	ErrPermissionDenied = errors.New("permission denied")
+)
+
+// DefaultTokenTTL is how long a token from Authenticate stays valid.
+const DefaultTokenTTL = 5 * time.Minute
+
+type userKey struct{}
+
+// WithUser returns ctx carrying the authenticated user name.
+func WithUser(ctx context.Context, user string) context.Context {
+	return context.WithValue(ctx, userKey{}, user)
+}
+
+// UserOf returns the authenticated user ctx carries.
+func UserOf(ctx context.Context) (string, bool) {
+	u, ok := ctx.Value(userKey{}).(string)
+	return u, ok && u != ""
+}
+
+// AuthEnabled reports whether authentication is on.
+func (c *Core) AuthEnabled() bool { return c.auth.Enabled() }
+
+// Auth is the replicated auth state this layer checks against.
+func (c *Core) Auth() *auth.Store { return c.auth }
+
+// authenticated returns the caller, or ErrUnauthenticated while auth is on.
+func (c *Core) authenticated(ctx context.Context) (string, error) {
+	u, ok := UserOf(ctx)
+	if !c.auth.Enabled() {
+		return u, nil
+	}
+	if !ok {
+		return "", ErrUnauthenticated
+	}
+	return u, nil
+}
+
+// authorize checks perm on key (end empty) or on every key of [key, end).
+func (c *Core) authorize(ctx context.Context, perm auth.Perm, key, end []byte) error {
+	if !c.auth.Enabled() {
+		return nil
+	}
+	u, ok := UserOf(ctx)
+	if !ok {
+		return ErrUnauthenticated
+	}
+	if !c.auth.Allowed(u, perm, key, end) {
+		if len(end) > 0 {
+			return fmt.Errorf("%w: user %q may not %s the range [%q, %q)", ErrPermissionDenied, u, perm, key, end)
+		}
+		return fmt.Errorf("%w: user %q may not %s key %q", ErrPermissionDenied, u, perm, key)
+	}
+	return nil
+}
+
+// RequireRoot allows only the root role while auth is on: administration
+// and auth management.
+func (c *Core) RequireRoot(ctx context.Context) error {
+	if !c.auth.Enabled() {
+		return nil
+	}
+	u, ok := UserOf(ctx)
+	if !ok {
+		return ErrUnauthenticated
+	}
+	if !c.auth.IsRoot(u) {
+		return fmt.Errorf("%w: user %q does not have the root role", ErrPermissionDenied, u)
+	}
+	return nil
+}
+
+// VerifyToken returns the user a token names.
+func (c *Core) VerifyToken(token string) (string, error) {
+	return c.auth.VerifyToken(token, time.Now())
+}
+
+// Authenticate checks a user's password and returns a token. from (the
+// client's address) keys the failed-login limiter with the name.
+func (c *Core) Authenticate(ctx context.Context, name, password, from string) (string, error) {
+	if !c.auth.Enabled() {
+		return "", Errorf(FailedPrecondition, "authentication is not enabled")
+	}
+	now := time.Now()
+	if err := c.limiter.Check(name, from, now); err != nil {
+		c.authFailures.Add(1)
+		return "", err
+	}
+	rev, err := c.auth.CheckPassword(name, password)
+	if err != nil {
+		c.limiter.Failed(name, from, now)
+		c.authFailures.Add(1)
+		return "", err
+	}
+	c.limiter.Succeeded(name)
+	return c.auth.IssueToken(name, rev, now, c.cfg.TokenTTL)
+}
+
+// AuthFailures counts failed and throttled logins.
+func (c *Core) AuthFailures() int64 { return c.authFailures.Load() }
+
+// proposeAuth replicates one auth change and returns its error, if refused.
+func (c *Core) proposeAuth(ctx context.Context, cmd *raftv1.AuthCommand) error {
+	if err := c.RequireRoot(ctx); err != nil {
+		return err
+	}
+	data, err := command.EncodeAuth(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.requestContext(ctx)
+	defer cancel()
+	_, err = c.proposeAlone(ctx, data)
+	return err
+}
+
+// AuthEnable turns authentication on with a fresh token secret (tokens
+// from an earlier enable stop working). A root user must exist.
+func (c *Core) AuthEnable(ctx context.Context) error {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return err
+	}
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_ENABLE, TokenSecret: secret})
+}
+
+// AuthDisable turns authentication off.
+func (c *Core) AuthDisable(ctx context.Context) error {
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_DISABLE})
+}
+
+// UserAdd creates a user; noPassword makes one that cannot log in.
+func (c *Core) UserAdd(ctx context.Context, name, password string, noPassword bool) error {
+	if err := c.RequireRoot(ctx); err != nil {
+		return err
+	}
+	cmd := &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_USER_ADD, User: name}
+	if err := auth.ValidName(name); err != nil {
+		return err
+	}
+	if !noPassword {
+		h, err := auth.HashPassword(password)
+		if err != nil {
+			return err
+		}
+		cmd.PasswordHash = h
+	}
+	return c.proposeAuth(ctx, cmd)
+}
+
+// UserChangePassword replaces a user's password.
+func (c *Core) UserChangePassword(ctx context.Context, name, password string) error {
+	if err := c.RequireRoot(ctx); err != nil {
+		return err
+	}
+	h, err := auth.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_USER_PASSWORD, User: name, PasswordHash: h})
+}
+
+// UserDelete, UserGrantRole, UserRevokeRole, RoleAdd and RoleDelete
+// replicate the change they name.
+func (c *Core) UserDelete(ctx context.Context, name string) error {
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_USER_DELETE, User: name})
+}
+
+// UserGrantRole gives user the role.
+func (c *Core) UserGrantRole(ctx context.Context, user, role string) error {
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_USER_GRANT_ROLE, User: user, Role: role})
+}
+
+// UserRevokeRole takes the role from user.
+func (c *Core) UserRevokeRole(ctx context.Context, user, role string) error {
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_USER_REVOKE_ROLE, User: user, Role: role})
+}
+
+// RoleAdd creates a role.
+func (c *Core) RoleAdd(ctx context.Context, role string) error {
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_ROLE_ADD, Role: role})
+}
+
+// RoleDelete removes a role from the cluster and from every user.
+func (c *Core) RoleDelete(ctx context.Context, role string) error {
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_ROLE_DELETE, Role: role})
+}
+
+// RoleGrantPermission adds (or retypes) a role's permission on a key or
+// range.
+func (c *Core) RoleGrantPermission(ctx context.Context, role string, p auth.Permission) error {
+	if len(p.Key) > c.limits.MaxKeySize || len(p.End) > c.limits.MaxKeySize {
+		return invalidf("permission key and range end are limited to max-key-size (%d bytes)", c.limits.MaxKeySize)
+	}
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_ROLE_GRANT_PERMISSION, Role: role,
+		Permission: &raftv1.AuthPermission{Type: uint32(p.Type), Key: p.Key, RangeEnd: p.End}})
+}
+
+// RoleRevokePermission removes a role's permission on [key, end).
+func (c *Core) RoleRevokePermission(ctx context.Context, role string, key, end []byte) error {
+	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_ROLE_REVOKE_PERMISSION, Role: role,
+		Permission: &raftv1.AuthPermission{Key: key, RangeEnd: end}})
+}
+
+// authRead makes a read of the auth state linearizable and root-only.
+func (c *Core) authRead(ctx context.Context) error {
+	if err := c.RequireRoot(ctx); err != nil {
+		return err
+	}
+	return c.WaitRead(ctx, false)
+}
+
+// UserGet returns a user's roles.
+func (c *Core) UserGet(ctx context.Context, name string) ([]string, error) {
+	if err := c.authRead(ctx); err != nil {
+		return nil, err
+	}
+	return c.auth.UserRoles(name)
+}
+
+// UserList lists the users.
+func (c *Core) UserList(ctx context.Context) ([]string, error) {
+	if err := c.authRead(ctx); err != nil {
+		return nil, err
+	}
+	return c.auth.Users(), nil
+}
+
+// RoleGet returns a role's permissions.
+func (c *Core) RoleGet(ctx context.Context, role string) ([]auth.Permission, error) {
+	if err := c.authRead(ctx); err != nil {
+		return nil, err
+	}
+	return c.auth.RolePermissions(role)
+}
+
+// RoleList lists the roles.
+func (c *Core) RoleList(ctx context.Context) ([]string, error) {
+	if err := c.authRead(ctx); err != nil {
+		return nil, err
+	}
+	return c.auth.Roles(), nil
+}
+
+// AuthStatus says whether auth is on and how many changes were applied.
+func (c *Core) AuthStatus(ctx context.Context) (bool, uint64, error) {
+	if err := c.authRead(ctx); err != nil {
+		return false, 0, err
+	}
+	return c.auth.Enabled(), c.auth.Revision(), nil
+}

@@ -1,0 +1,310 @@
+package service
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/auth"
+)
+
+func init() { auth.SetBcryptCostForTests() }
+
+// authNode starts a node and sets up auth: root (password "rootpw") and
+// alice ("alicepw", role app: readwrite on the prefix "app/"), auth on.
+func authNode(t *testing.T) (*testNode, kvdbv1.AuthServiceClient) {
+	t.Helper()
+	n := startNode(t, t.TempDir(), nil)
+	a := kvdbv1.NewAuthServiceClient(n.conn)
+	ctx := ctxT(t)
+	steps := []func() error{
+		func() error {
+			_, err := a.UserAdd(ctx, &kvdbv1.UserAddRequest{Name: "root", Password: "rootpw"})
+			return err
+		},
+		func() error {
+			_, err := a.UserAdd(ctx, &kvdbv1.UserAddRequest{Name: "alice", Password: "alicepw"})
+			return err
+		},
+		func() error { _, err := a.RoleAdd(ctx, &kvdbv1.RoleAddRequest{Name: "app"}); return err },
+		func() error {
+			_, err := a.RoleGrantPermission(ctx, &kvdbv1.RoleGrantPermissionRequest{Name: "app", Perm: &kvdbv1.Permission{
+				PermType: kvdbv1.PermissionType_PERMISSION_TYPE_READWRITE, Key: []byte("app/"), RangeEnd: []byte("app0")}})
+			return err
+		},
+		func() error {
+			_, err := a.UserGrantRole(ctx, &kvdbv1.UserGrantRoleRequest{User: "alice", Role: "app"})
+			return err
+		},
+		func() error { _, err := a.AuthEnable(ctx, &kvdbv1.AuthEnableRequest{}); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("auth setup step %d: %v", i, err)
+		}
+	}
+	return n, a
+}
+
+func login(t *testing.T, a kvdbv1.AuthServiceClient, user, password string) context.Context {
+	t.Helper()
+	resp, err := a.Authenticate(ctxT(t), &kvdbv1.AuthenticateRequest{Name: user, Password: password})
+	if err != nil {
+		t.Fatalf("authenticate %s: %v", user, err)
+	}
+	return metadata.AppendToOutgoingContext(ctxT(t), "token", resp.GetToken())
+}
+
+// sampleRequests is a well-formed request for every unary RPC; the keys lie
+// outside alice's "app/" prefix. A new RPC without an entry fails
+// TestEveryRPCIsChecked: add its request and its permission class.
+var sampleRequests = map[string]proto.Message{
+	"/kvdb.v1.KVService/Get":    &kvdbv1.GetRequest{Key: []byte("other")},
+	"/kvdb.v1.KVService/Put":    &kvdbv1.PutRequest{Key: []byte("other"), Value: []byte("v")},
+	"/kvdb.v1.KVService/Delete": &kvdbv1.DeleteRequest{Key: []byte("other")},
+	"/kvdb.v1.KVService/Range":  &kvdbv1.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z")},
+	"/kvdb.v1.KVService/Batch": &kvdbv1.BatchRequest{Ops: []*kvdbv1.BatchOp{
+		{Op: &kvdbv1.BatchOp_Put{Put: &kvdbv1.BatchPut{Key: []byte("app/1"), Value: []byte("v")}}},
+		{Op: &kvdbv1.BatchOp_Put{Put: &kvdbv1.BatchPut{Key: []byte("other"), Value: []byte("v")}}}}},
+	"/kvdb.v1.TxnService/Begin":    &kvdbv1.BeginRequest{},
+	"/kvdb.v1.TxnService/Get":      &kvdbv1.TxnServiceGetRequest{TxnId: "t", Key: []byte("other")},
+	"/kvdb.v1.TxnService/Range":    &kvdbv1.TxnServiceRangeRequest{TxnId: "t", Key: []byte("a"), RangeEnd: []byte("z")},
+	"/kvdb.v1.TxnService/Put":      &kvdbv1.TxnServicePutRequest{TxnId: "t", Key: []byte("other"), Value: []byte("v")},
+	"/kvdb.v1.TxnService/Delete":   &kvdbv1.TxnServiceDeleteRequest{TxnId: "t", Key: []byte("other")},
+	"/kvdb.v1.TxnService/Commit":   &kvdbv1.CommitRequest{TxnId: "t"},
+	"/kvdb.v1.TxnService/Rollback": &kvdbv1.RollbackRequest{TxnId: "t"},
+	"/kvdb.v1.TxnService/Execute": &kvdbv1.ExecuteRequest{Compares: []*kvdbv1.Compare{{Key: []byte("other"),
+		Operator: kvdbv1.CompareOperator_COMPARE_OPERATOR_EQUAL, Operand: &kvdbv1.Compare_Version{Version: 0}}}},
+	"/kvdb.v1.AdminService/Status":            &kvdbv1.StatusRequest{},
+	"/kvdb.v1.AdminService/Stats":             &kvdbv1.StatsRequest{},
+	"/kvdb.v1.AdminService/MemberList":        &kvdbv1.MemberListRequest{},
+	"/kvdb.v1.AdminService/MemberAdd":         &kvdbv1.MemberAddRequest{Name: "n9", Address: "127.0.0.1:1"},
+	"/kvdb.v1.AdminService/MemberRemove":      &kvdbv1.MemberRemoveRequest{Name: "nobody"},
+	"/kvdb.v1.AdminService/TransferLeader":    &kvdbv1.TransferLeaderRequest{Name: "nobody"},
+	"/kvdb.v1.AuthService/Authenticate":       &kvdbv1.AuthenticateRequest{Name: "alice", Password: "alicepw"},
+	"/kvdb.v1.AuthService/AuthEnable":         &kvdbv1.AuthEnableRequest{},
+	"/kvdb.v1.AuthService/AuthDisable":        &kvdbv1.AuthDisableRequest{},
+	"/kvdb.v1.AuthService/AuthStatus":         &kvdbv1.AuthStatusRequest{},
+	"/kvdb.v1.AuthService/UserAdd":            &kvdbv1.UserAddRequest{Name: "bob", Password: "bobpw"},
+	"/kvdb.v1.AuthService/UserGet":            &kvdbv1.UserGetRequest{Name: "alice"},
+	"/kvdb.v1.AuthService/UserList":           &kvdbv1.UserListRequest{},
+	"/kvdb.v1.AuthService/UserDelete":         &kvdbv1.UserDeleteRequest{Name: "nobody"},
+	"/kvdb.v1.AuthService/UserChangePassword": &kvdbv1.UserChangePasswordRequest{Name: "nobody", Password: "x"},
+	"/kvdb.v1.AuthService/UserGrantRole":      &kvdbv1.UserGrantRoleRequest{User: "alice", Role: "nope"},
+	"/kvdb.v1.AuthService/UserRevokeRole":     &kvdbv1.UserRevokeRoleRequest{Name: "alice", Role: "nope"},
+	"/kvdb.v1.AuthService/RoleAdd":            &kvdbv1.RoleAddRequest{Name: "extra"},
+	"/kvdb.v1.AuthService/RoleGet":            &kvdbv1.RoleGetRequest{Role: "app"},
+	"/kvdb.v1.AuthService/RoleList":           &kvdbv1.RoleListRequest{},
+	"/kvdb.v1.AuthService/RoleDelete":         &kvdbv1.RoleDeleteRequest{Role: "nope"},
+	"/kvdb.v1.AuthService/RoleGrantPermission": &kvdbv1.RoleGrantPermissionRequest{Name: "nope", Perm: &kvdbv1.Permission{
+		PermType: kvdbv1.PermissionType_PERMISSION_TYPE_READ, Key: []byte("x")}},
+	"/kvdb.v1.AuthService/RoleRevokePermission": &kvdbv1.RoleRevokePermissionRequest{Role: "nope", Key: []byte("x")},
+	"/grpc.health.v1.Health/Check":              nil, // open, checked by the health tests
+	"/grpc.health.v1.Health/List":               nil,
+}
+
+// keyless are the data RPCs that touch no key: any authenticated user may
+// call them (what they lead to is checked per key).
+var keyless = []string{"/kvdb.v1.TxnService/Begin", "/kvdb.v1.TxnService/Commit", "/kvdb.v1.TxnService/Rollback"}
+
+// TestEveryRPCIsChecked discovers every method the server serves through
+// the gRPC server's own service registry and calls each with no
+// credentials, as a user without the permission, and as root.
+func TestEveryRPCIsChecked(t *testing.T) {
+	n, a := authNode(t)
+	alice, root := login(t, a, "alice", "alicepw"), login(t, a, "root", "rootpw")
+	var methods []string
+	for svc, info := range n.srv.grpc.GetServiceInfo() {
+		for _, m := range info.Methods {
+			methods = append(methods, "/"+svc+"/"+m.Name)
+		}
+	}
+	sort.Strings(methods)
+	// AuthDisable last: it ends the test's premise.
+	i := slices.Index(methods, "/kvdb.v1.AuthService/AuthDisable")
+	methods = append(slices.Delete(methods, i, i+1), "/kvdb.v1.AuthService/AuthDisable")
+	for _, m := range methods {
+		class, known := classOf(m)
+		if !known {
+			t.Errorf("%s has no permission class in rpcClasses", m)
+			continue
+		}
+		req, ok := sampleRequests[m]
+		if !ok {
+			if class != rpcOpen {
+				t.Errorf("%s has no sample request in sampleRequests: add one", m)
+			}
+			continue
+		}
+		if req == nil || class == rpcOpen {
+			continue
+		}
+		call := func(ctx context.Context) codes.Code {
+			resp := proto.Clone(req)
+			proto.Reset(resp) // any message will do for the reply's type
+			out := newReply(m)
+			if out == nil {
+				t.Fatalf("%s: unknown reply type", m)
+			}
+			return status.Code(n.conn.Invoke(ctx, m, req, out))
+		}
+		if got := call(ctxT(t)); got != codes.Unauthenticated {
+			t.Errorf("%s without credentials: %v, want Unauthenticated", m, got)
+		}
+		wantAlice := codes.PermissionDenied
+		if slices.Contains(keyless, m) {
+			wantAlice = codes.OK // anything but the two refusals
+		}
+		got := call(alice)
+		if wantAlice == codes.PermissionDenied && got != codes.PermissionDenied {
+			t.Errorf("%s as alice: %v, want PermissionDenied", m, got)
+		}
+		if wantAlice == codes.OK && (got == codes.PermissionDenied || got == codes.Unauthenticated) {
+			t.Errorf("%s as alice: %v, want it allowed", m, got)
+		}
+		if got := call(root); got == codes.PermissionDenied || got == codes.Unauthenticated {
+			t.Errorf("%s as root: %v, want it allowed", m, got)
+		}
+	}
+}
+
+// newReply returns an empty reply message for a method of this API.
+func newReply(method string) proto.Message {
+	svc, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	for _, desc := range []struct {
+		svc  string
+		meth map[string]proto.Message
+	}{
+		{"kvdb.v1.KVService", map[string]proto.Message{"Get": &kvdbv1.GetResponse{}, "Put": &kvdbv1.PutResponse{},
+			"Delete": &kvdbv1.DeleteResponse{}, "Range": &kvdbv1.RangeResponse{}, "Batch": &kvdbv1.BatchResponse{}}},
+		{"kvdb.v1.TxnService", map[string]proto.Message{"Begin": &kvdbv1.BeginResponse{}, "Get": &kvdbv1.TxnServiceGetResponse{},
+			"Range": &kvdbv1.TxnServiceRangeResponse{}, "Put": &kvdbv1.TxnServicePutResponse{}, "Delete": &kvdbv1.TxnServiceDeleteResponse{},
+			"Commit": &kvdbv1.CommitResponse{}, "Rollback": &kvdbv1.RollbackResponse{}, "Execute": &kvdbv1.ExecuteResponse{}}},
+	} {
+		if desc.svc == svc {
+			return desc.meth[name]
+		}
+	}
+	// Admin and auth replies: any message decodes them well enough to see
+	// the status, which is all the test reads.
+	return &kvdbv1.StatusResponse{}
+}
+
+func TestAuthEndToEnd(t *testing.T) {
+	n, a := authNode(t)
+	ctx := ctxT(t)
+	alice := login(t, a, "alice", "alicepw")
+	// alice reads and writes her prefix only.
+	if _, err := n.kv.Put(alice, &kvdbv1.PutRequest{Key: []byte("app/x"), Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.kv.Put(alice, &kvdbv1.PutRequest{Key: []byte("zzz"), Value: []byte("1")}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("put outside the prefix: %v", err)
+	}
+	if _, err := n.kv.Range(alice, &kvdbv1.RangeRequest{Key: []byte("app/"), Prefix: true}); err != nil {
+		t.Fatalf("range of her prefix: %v", err)
+	}
+	// A wrong password and an unknown user read the same.
+	_, errWrong := a.Authenticate(ctx, &kvdbv1.AuthenticateRequest{Name: "alice", Password: "nope"})
+	_, errGhost := a.Authenticate(ctx, &kvdbv1.AuthenticateRequest{Name: "ghost", Password: "nope"})
+	if status.Code(errWrong) != codes.Unauthenticated || status.Convert(errWrong).Message() != status.Convert(errGhost).Message() {
+		t.Fatalf("wrong password %v, unknown user %v", errWrong, errGhost)
+	}
+	// A revoked role takes effect on the next request.
+	root := login(t, a, "root", "rootpw")
+	if _, err := a.UserRevokeRole(root, &kvdbv1.UserRevokeRoleRequest{Name: "alice", Role: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.kv.Get(alice, &kvdbv1.GetRequest{Key: []byte("app/x")}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("read after the role was revoked: %v", err)
+	}
+	// A changed password invalidates the old token.
+	if _, err := a.UserChangePassword(root, &kvdbv1.UserChangePasswordRequest{Name: "alice", Password: "new"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.kv.Get(alice, &kvdbv1.GetRequest{Key: []byte("app/x")}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("old token after a password change: %v", err)
+	}
+	// Another user cannot use root's transaction.
+	tx := kvdbv1.NewTxnServiceClient(n.conn)
+	b, err := tx.Begin(root, &kvdbv1.BeginRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.UserGrantRole(root, &kvdbv1.UserGrantRoleRequest{User: "alice", Role: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	alice = login(t, a, "alice", "new")
+	if _, err := tx.Commit(alice, &kvdbv1.CommitRequest{TxnId: b.GetTxnId()}); status.Code(err) != codes.NotFound {
+		t.Fatalf("commit of root's transaction as alice: %v", err)
+	}
+	if _, err := tx.Commit(root, &kvdbv1.CommitRequest{TxnId: b.GetTxnId()}); err != nil {
+		t.Fatalf("root's own commit: %v", err)
+	}
+	// root cannot be removed while auth is on; disabling reopens the node.
+	if _, err := a.UserDelete(root, &kvdbv1.UserDeleteRequest{Name: "root"}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("delete root: %v", err)
+	}
+	if _, err := a.AuthDisable(root, &kvdbv1.AuthDisableRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.kv.Get(ctx, &kvdbv1.GetRequest{Key: []byte("app/x")}); err != nil {
+		t.Fatalf("read with auth disabled: %v", err)
+	}
+	if _, err := a.AuthEnable(root, &kvdbv1.AuthEnableRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// Repeated failures are throttled, for everyone from this address.
+	var last error
+	for range 8 {
+		_, last = a.Authenticate(ctx, &kvdbv1.AuthenticateRequest{Name: "ghost", Password: "nope"})
+	}
+	if status.Code(last) != codes.ResourceExhausted {
+		t.Fatalf("after repeated failures: %v", last)
+	}
+	if n.srv.core.AuthFailures() < 8 {
+		t.Fatalf("failures counted: %d", n.srv.core.AuthFailures())
+	}
+}
+
+// TestAuthSurvivesRestart: users, roles and the enabled flag come back from
+// the WAL (and snapshots) after a restart.
+func TestAuthSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, func(c *Config) { c.Raft.SnapshotCount = 3 })
+	a := kvdbv1.NewAuthServiceClient(n.conn)
+	ctx := ctxT(t)
+	for _, err := range []error{
+		func() error {
+			_, err := a.UserAdd(ctx, &kvdbv1.UserAddRequest{Name: "root", Password: "pw"})
+			return err
+		}(),
+		func() error { _, err := a.RoleAdd(ctx, &kvdbv1.RoleAddRequest{Name: "r1"}); return err }(),
+		func() error { _, err := a.AuthEnable(ctx, &kvdbv1.AuthEnableRequest{}); return err }(),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.stop(t)
+	n = startNode(t, dir, nil)
+	a = kvdbv1.NewAuthServiceClient(n.conn)
+	if _, err := n.kv.Get(ctxT(t), &kvdbv1.GetRequest{Key: []byte("k")}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("after restart without a token: %v", err)
+	}
+	root := login(t, a, "root", "pw")
+	roles, err := a.RoleList(root, &kvdbv1.RoleListRequest{})
+	if err != nil || strings.Join(roles.GetRoles(), ",") != "r1,root" {
+		t.Fatalf("roles after restart: %v %v", roles.GetRoles(), err)
+	}
+	_ = time.Second
+}
