@@ -165,7 +165,7 @@ func (a *app) onLeader(ctx context.Context, f func(context.Context, *client) err
 	if leader == a.address || leader == dialTarget(a.address) {
 		return f(ctx, c)
 	}
-	lc, err := dial(leader, kvclient.ProtocolGRPC)
+	lc, err := dial(leader, kvclient.ProtocolGRPC, a.tls)
 	if err != nil {
 		return err
 	}
