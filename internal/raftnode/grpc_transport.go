@@ -72,7 +72,6 @@ func (t *GRPCTransport) dialCreds() grpc.DialOption {
 	return grpc.WithTransportCredentials(insecure.NewCredentials())
 }
 
-
 func (t *GRPCTransport) Start(h Host) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

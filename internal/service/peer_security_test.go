@@ -388,5 +388,3 @@ func testToken(secret []byte, from, to uint64) []byte {
 	mac.Write(b[:])
 	return mac.Sum(nil)
 }
-
-

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -84,7 +85,7 @@ func isLoopback(addr net.Addr) bool {
 // isPeerMethod: RaftService does its own authentication (peer_auth.go in
 // raftnode), so protected mode, which is about clients, leaves it alone.
 func isPeerMethod(fullMethod string) bool {
-	return len(fullMethod) > len(raftServicePrefix) && fullMethod[:len(raftServicePrefix)] == raftServicePrefix
+	return strings.HasPrefix(fullMethod, raftServicePrefix)
 }
 
 var raftServicePrefix = "/" + raftv1.RaftService_ServiceDesc.ServiceName + "/"

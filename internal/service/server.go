@@ -66,7 +66,8 @@ type Config struct {
 	Peer          PeerConfig
 	ProtectedMode bool
 	AuthEnabled   func() bool
-	Logger           *slog.Logger
+
+	Logger *slog.Logger
 	// EnableMetrics serves /metrics on the HTTP side of the port.
 	EnableMetrics bool
 	// TxnIdleTimeout discards an interactive transaction idle this long

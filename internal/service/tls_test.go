@@ -85,8 +85,9 @@ func binaryHello(c net.Conn) error {
 	return err
 }
 
-// waitLeaderTLS waits for the node to lead, over TLS.
-func waitLeaderTLS(t *testing.T, n *testNode, cfg *tls.Config) {
+// waitLeaderTLS waits for the node to lead (asked in-process: its port
+// speaks TLS only).
+func waitLeaderTLS(t *testing.T, n *testNode) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if n.srv.Node().Status().Leader != 0 {
@@ -100,7 +101,7 @@ func TestTLSOnEveryProtocol(t *testing.T) {
 	ca := tlstest.NewCA(t, "ca")
 	n, _ := startTLSNode(t, ca, false)
 	good := tlsClient(t, ca, nil)
-	waitLeaderTLS(t, n, good)
+	waitLeaderTLS(t, n)
 
 	if err := grpcStatus(t, n.addr, credentials.NewTLS(good)); err != nil {
 		t.Fatalf("gRPC over TLS: %v", err)
@@ -149,7 +150,7 @@ func TestTLSClientCertificates(t *testing.T) {
 	ca := tlstest.NewCA(t, "ca")
 	other := tlstest.NewCA(t, "other-ca")
 	n, _ := startTLSNode(t, ca, true)
-	waitLeaderTLS(t, n, nil)
+	waitLeaderTLS(t, n)
 
 	alice := ca.Issue(t, "alice", tlstest.Options{})
 	if err := grpcStatus(t, n.addr, credentials.NewTLS(tlsClient(t, ca, &alice))); err != nil {
@@ -174,7 +175,7 @@ func TestTLSClientCertificates(t *testing.T) {
 func TestTLSReloadsRenewedCertificate(t *testing.T) {
 	ca := tlstest.NewCA(t, "ca")
 	n, _ := startTLSNode(t, ca, false)
-	waitLeaderTLS(t, n, nil)
+	waitLeaderTLS(t, n)
 	serial := func() (int64, error) {
 		c, err := tls.Dial("tcp", n.addr, tlsClient(t, ca, nil))
 		if err != nil {

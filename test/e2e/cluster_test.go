@@ -26,7 +26,7 @@ type procCluster struct {
 	peerAddrs []string
 	dirs      []string
 	ca        *tlstest.CA
-	procs []*serverProc
+	procs     []*serverProc
 	// extra returns more flags for node i (nil: none).
 	extra func(i int) []string
 }
