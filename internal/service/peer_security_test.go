@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -218,7 +220,9 @@ func inject(t *testing.T, ctx context.Context, addr string, creds credentials.Tr
 		return err
 	}
 	b, _ := proto.Marshal(m)
-	if err := s.Send(&raftv1.StreamRequest{ClusterId: testClusterID, From: from, Messages: [][]byte{b}}); err != nil {
+	// Send reports io.EOF when the server already ended the stream; Recv
+	// then returns how it ended.
+	if err := s.Send(&raftv1.StreamRequest{ClusterId: testClusterID, From: from, Messages: [][]byte{b}}); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	_, err = s.Recv()
