@@ -18,7 +18,8 @@ PYTHON        ?= /usr/bin/python3
 CLIENT_DEBS   := protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf
 SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-ADDRESS  ?= :8080
+# Loopback only: `make run` is for this machine (SECURITY.md).
+ADDRESS  ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 NODE_ID  ?= node1
 
@@ -29,7 +30,7 @@ FUZZTIME     ?= 10s
         generate check-generate lint tools fuzz clean test-linearizability \
         load-test stress-test bench-compare \
         docker-build docker-up docker-down test-docker test-prometheus \
-        client-deps generate-clients check-generate-clients test-clients breaking
+        client-deps generate-clients check-generate-clients test-clients breaking dev-certs
 
 all: build
 
@@ -43,9 +44,9 @@ run: run-server
 run-server: build
 	$(BIN)/kvdb-server -node-id=$(NODE_ID) -address=$(ADDRESS) -data-dir=$(DATA_DIR)
 
-## run-client: the interactive kvdbctl REPL against localhost:8080.
+## run-client: the interactive kvdbctl REPL against 127.0.0.1:8080.
 run-client: build
-	$(BIN)/kvdbctl -address localhost$(ADDRESS)
+	$(BIN)/kvdbctl -address $(ADDRESS)
 
 ## test: every test with the race detector and the invariants build tag
 ## (engine consistency checked after restores, evictions and a sample of
@@ -207,6 +208,14 @@ lint: tools
 	$(GO) vet -tags clients ./test/clients/
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1)
 
+## dev-certs: development certificates in CERTS_DIR (Go's crypto/x509, no
+## openssl needed): a client CA with a server certificate per node and a
+## kvdbctl client certificate, and a peer CA with a peer certificate per
+## node. Made on each machine, never committed; kept when already there.
+CERTS_DIR ?= certs
+dev-certs:
+	@test -f $(CERTS_DIR)/peer-ca.pem || $(GO) run ./test/devcerts -dir $(CERTS_DIR) -nodes node1,node2,node3
+
 ## docker-build: static binaries into build/docker, then the kvdb:latest
 ## image FROM scratch (nothing is pulled).
 docker-build:
@@ -215,15 +224,15 @@ docker-build:
 	docker build -q -t kvdb:latest .
 
 ## docker-up: the three-node cluster of docker-compose.yml (kvdb-node1..3).
-docker-up: docker-build
+docker-up: docker-build dev-certs
 	docker-compose up -d
-	@echo "cluster starting: docker exec -it kvdb-node1 kvdbctl -address localhost:8080"
+	@echo "cluster starting: docker exec -it kvdb-node1 kvdbctl --address localhost:8080 --cacert /certs/ca.pem --cert /certs/client.pem --key /certs/client-key.pem"
 
 docker-down:
 	docker-compose down -v
 
 ## test-docker: partitions and kills on the compose cluster (needs Docker).
-test-docker: docker-build
+test-docker: docker-build dev-certs
 	$(GO) test -count=1 -timeout 15m -tags docker -v ./test/docker/
 
 clean:

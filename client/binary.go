@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -32,11 +33,26 @@ type binaryConn struct {
 	done chan struct{}
 }
 
-func dialBinary(ctx context.Context, addr string) (*binaryConn, error) {
+func dialBinary(ctx context.Context, addr string, tlsCfg *tls.Config) (*binaryConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("kvdb: dial %s: %w", addr, err)
+	}
+	if tlsCfg != nil {
+		// The binary protocol over TLS is the same frames inside the TLS
+		// session (docs/protocol.md); no ALPN is offered.
+		cfg := tlsCfg.Clone()
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(addr)
+			cfg.ServerName = host
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("kvdb: TLS handshake with %s: %w", addr, err)
+		}
+		c = tc
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -54,6 +55,9 @@ type Options struct {
 	// BackoffBase is the first retry delay; it doubles per retry up to
 	// BackoffMax (defaults 20 ms and 1 s).
 	BackoffBase, BackoffMax time.Duration
+	// TLS, when set, connects over TLS (both protocols) with this
+	// configuration; LoadTLS builds one from PEM files. Nil: plaintext.
+	TLS *tls.Config
 }
 
 func (o *Options) setDefaults() {
@@ -80,6 +84,7 @@ func (o *Options) setDefaults() {
 // pool is the connections to one endpoint.
 type pool struct {
 	addr   string
+	tls    *tls.Config
 	grpc   []*grpcConn
 	binary []*binaryConn
 	next   atomic.Uint64
@@ -148,7 +153,7 @@ func (c *Client) discover(ctx context.Context) (*pool, error) {
 	var firstOK string
 	var lastErr error
 	for _, ep := range c.opts.Endpoints {
-		g, err := dialGRPC(ep)
+		g, err := dialGRPC(ep, c.opts.TLS)
 		if err != nil {
 			lastErr = err
 			continue
@@ -188,11 +193,11 @@ func (c *Client) use(ctx context.Context, addr string) (*pool, error) {
 		return p, nil
 	}
 	c.mu.Unlock()
-	p := &pool{addr: addr}
+	p := &pool{addr: addr, tls: c.opts.TLS}
 	for range c.opts.PoolSize {
 		if c.opts.Protocol == ProtocolBinary {
 			dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
-			b, err := dialBinary(dctx, addr)
+			b, err := dialBinary(dctx, addr, c.opts.TLS)
 			cancel()
 			if err != nil {
 				p.close()
@@ -200,7 +205,7 @@ func (c *Client) use(ctx context.Context, addr string) (*pool, error) {
 			}
 			p.binary = append(p.binary, b)
 		} else {
-			g, err := dialGRPC(addr)
+			g, err := dialGRPC(addr, c.opts.TLS)
 			if err != nil {
 				p.close()
 				return nil, err
@@ -244,7 +249,7 @@ func (p *pool) pickBinary(ctx context.Context, dialTimeout time.Duration) (*bina
 	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	nb, err := dialBinary(dctx, p.addr)
+	nb, err := dialBinary(dctx, p.addr, p.tls)
 	if err != nil {
 		return nil, &Error{Code: codes.Unavailable, Message: err.Error()}
 	}

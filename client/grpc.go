@@ -2,9 +2,11 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -19,8 +21,12 @@ type grpcConn struct {
 	admin kvdbv1.AdminServiceClient
 }
 
-func dialGRPC(addr string) (*grpcConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+func dialGRPC(addr string, tlsCfg *tls.Config) (*grpcConn, error) {
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxResponseFrameSize)))
 	if err != nil {
 		return nil, fmt.Errorf("kvdb: dial %s: %w", addr, err)

@@ -46,12 +46,17 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	ShowVersion       bool
+	// Security: client TLS, peer authentication, protected mode (security.go).
+	Security securityConfig
 }
 
-// peer is one -peers entry: "host:port" or "id=host:port".
+// peer is one -peers entry: "host:port" or "id=host:port", where the
+// address may be "client-host:port/peer-host:port" for a member with a peer
+// listener of its own (-peer-address).
 type peer struct {
-	ID      string
-	Address string
+	ID          string
+	Address     string
+	PeerAddress string
 }
 
 // envBindings are the seed's environment variables (and a few more); a flag
@@ -104,7 +109,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 
 	fs.StringVar(&c.NodeID, "node-id", "", "unique node name (env NODE_ID); defaults to node1 for a standalone node")
 	fs.StringVar(&c.Address, "address", ":8080", "listen address for gRPC, HTTP and the binary protocol (env ADDRESS)")
-	fs.StringVar(&peers, "peers", "", "comma-separated other members, host:port (the host is the node id) or id=host:port (env PEERS); needs -enable-raft")
+	fs.StringVar(&peers, "peers", "", "comma-separated other members, host:port (the host is the node id) or id=host:port, with /peer-host:port appended for members with a -peer-address (env PEERS); needs -enable-raft")
 	fs.StringVar(&c.Advertise, "advertise-address", "", "address peers and clients use to reach this node (env ADVERTISE_ADDRESS); default: -address, with the node id as host when -address has none")
 	fs.StringVar(&c.Join, "join", "", "address of a member of a running cluster to join (env JOIN); ignored once the data dir holds state")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the WAL and snapshots (env DATA_DIR)")
@@ -134,6 +139,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json (env LOG_FORMAT)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error (env LOG_LEVEL)")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
+	c.Security.flags(fs)
 
 	// Environment first, so that flags parsed next override it.
 	for name, env := range envBindings {
@@ -218,6 +224,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		others = append(others, p)
 	}
 	c.Peers = others
+	if err := c.Security.check(c.EnableRaft, c.NodeID); err != nil {
+		return nil, err
+	}
 	if c.MetricsAddress != "" {
 		if !c.EnableMetrics {
 			return nil, errors.New("-metrics-address needs -enable-metrics=true")
@@ -251,6 +260,12 @@ func parsePeers(s string) ([]peer, error) {
 		p := peer{Address: f}
 		if id, addr, ok := strings.Cut(f, "="); ok {
 			p = peer{ID: id, Address: addr}
+		}
+		if client, peerAddr, ok := strings.Cut(p.Address, "/"); ok {
+			if _, _, err := splitHostPort(peerAddr); err != nil {
+				return nil, fmt.Errorf("-peers entry %q: peer address: %w", f, err)
+			}
+			p.Address, p.PeerAddress = client, peerAddr
 		}
 		host, _, err := splitHostPort(p.Address)
 		if err != nil {

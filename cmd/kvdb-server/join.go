@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -22,12 +24,16 @@ const joinTimeout = 30 * time.Second
 // joinCluster asks a running cluster, through the member at addr, to add
 // this node, and returns the membership and cluster id to start with. The
 // leader is found through MemberList; transient errors are retried.
-func joinCluster(ctx context.Context, log *slog.Logger, addr, name, advertise string) ([]raftnode.Member, uint64, error) {
+func joinCluster(ctx context.Context, log *slog.Logger, addr string, self raftnode.Member, tlsCfg *tls.Config) ([]raftnode.Member, uint64, error) {
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	backoff := 200 * time.Millisecond
 	for {
-		members, cid, err := tryJoin(ctx, addr, name, advertise)
+		members, cid, err := tryJoin(ctx, addr, self, creds)
 		if err == nil {
 			return members, cid, nil
 		}
@@ -45,8 +51,9 @@ func joinCluster(ctx context.Context, log *slog.Logger, addr, name, advertise st
 	}
 }
 
-func tryJoin(ctx context.Context, addr, name, advertise string) ([]raftnode.Member, uint64, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func tryJoin(ctx context.Context, addr string, self raftnode.Member, creds credentials.TransportCredentials) ([]raftnode.Member, uint64, error) {
+	name := self.Name
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -70,15 +77,15 @@ func tryJoin(ctx context.Context, addr, name, advertise string) ([]raftnode.Memb
 	}
 	lconn := conn
 	if leaderAddr != addr {
-		if lconn, err = grpc.NewClient(leaderAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		if lconn, err = grpc.NewClient(leaderAddr, grpc.WithTransportCredentials(creds)); err != nil {
 			return nil, 0, err
 		}
 		defer lconn.Close()
 	}
-	resp, err := kvdbv1.NewAdminServiceClient(lconn).MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: name, Address: advertise})
+	resp, err := kvdbv1.NewAdminServiceClient(lconn).MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: name, Address: self.Address, PeerAddress: self.PeerAddress})
 	if err != nil {
 		if strings.Contains(status.Convert(err).Message(), "already a voter") {
-			return tryJoin(ctx, addr, name, advertise)
+			return tryJoin(ctx, addr, self, creds)
 		}
 		return nil, 0, err
 	}
@@ -88,7 +95,7 @@ func tryJoin(ctx context.Context, addr, name, advertise string) ([]raftnode.Memb
 func toMembers(ms []*kvdbv1.Member) []raftnode.Member {
 	out := make([]raftnode.Member, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, raftnode.Member{ID: m.GetId(), Name: m.GetName(), Address: m.GetAddress()})
+		out = append(out, raftnode.Member{ID: m.GetId(), Name: m.GetName(), Address: m.GetAddress(), PeerAddress: m.GetPeerAddress()})
 	}
 	return out
 }

@@ -50,10 +50,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg, stderr)
 	id := service.MemberID(cfg.NodeID)
-	self := raftnode.Member{ID: id, Name: cfg.NodeID, Address: cfg.Advertise}
+	sec := &cfg.Security
+	self := raftnode.Member{ID: id, Name: cfg.NodeID, Address: cfg.Advertise, PeerAddress: sec.AdvertisePeer}
 	members := []raftnode.Member{self}
 	for _, p := range cfg.Peers {
-		members = append(members, raftnode.Member{ID: service.MemberID(p.ID), Name: p.ID, Address: p.Address})
+		members = append(members, raftnode.Member{ID: service.MemberID(p.ID), Name: p.ID, Address: p.Address, PeerAddress: p.PeerAddress})
 	}
 	ids := make([]uint64, len(members))
 	for i, m := range members {
@@ -75,27 +76,36 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		log.Error("cannot listen", "address", cfg.Address, "err", err)
 		return exitFailed
 	}
-	var metricsLis net.Listener
+	var metricsLis, peerLis net.Listener
+	closeListeners := func() {
+		for _, l := range []net.Listener{lis, metricsLis, peerLis} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
 	if cfg.MetricsAddress != "" {
 		if metricsLis, err = net.Listen("tcp", cfg.MetricsAddress); err != nil {
 			log.Error("cannot listen", "metrics_address", cfg.MetricsAddress, "err", err)
-			lis.Close()
+			closeListeners()
 			return exitFailed
 		}
 	}
-	closeListeners := func() {
-		lis.Close()
-		if metricsLis != nil {
-			metricsLis.Close()
+	if sec.PeerAddress != "" {
+		if peerLis, err = net.Listen("tcp", sec.PeerAddress); err != nil {
+			log.Error("cannot listen", "peer_address", sec.PeerAddress, "err", err)
+			closeListeners()
+			return exitFailed
 		}
 	}
-	clusterID := service.ClusterID(ids)
+	clusterID := newClusterID(ids, sec.InitialClusterToken)
+	sec.warn(log, cfg.EnableRaft)
 	hasState := raftnode.HasState(cfg.DataDir)
 	if hasState && (len(cfg.Peers) > 0 || cfg.Join != "") {
 		log.Info("data dir holds state: membership comes from it, -peers and -join are ignored", "data_dir", cfg.DataDir)
 	}
 	if cfg.Join != "" && !hasState {
-		joined, cid, err := joinCluster(context.Background(), log, cfg.Join, cfg.NodeID, cfg.Advertise)
+		joined, cid, err := joinCluster(context.Background(), log, cfg.Join, self, sec.joinTLS)
 		if err != nil {
 			log.Error("cannot join the cluster", "via", cfg.Join, "err", err)
 			closeListeners()
@@ -105,23 +115,27 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		log.Info("added to the cluster; waiting for the leader to send the log", "members", len(joined))
 	}
 	srv, err := service.New(service.Config{
-		NodeID:              cfg.NodeID,
-		MemberID:            id,
-		ClusterID:           clusterID,
-		AdvertiseAddress:    cfg.Advertise,
-		Address:             cfg.Address,
-		DataDir:             cfg.DataDir,
-		MaxMemory:           cfg.MaxMemory,
-		EvictionPolicy:      cfg.EvictionPolicy,
-		Version:             version,
-		Limits:              cfg.Limits,
-		RequestTimeout:      cfg.RequestTimeout,
-		TxnIdleTimeout:      cfg.TxnTimeout,
-		MaxTxns:             cfg.MaxTxns,
-		MaxInFlightRequests: cfg.MaxInFlight,
-		EnableMetrics:       cfg.EnableMetrics,
-		Logger:              log,
-		Raft:                raftCfg,
+		NodeID:               cfg.NodeID,
+		MemberID:             id,
+		ClusterID:            clusterID,
+		AdvertiseAddress:     cfg.Advertise,
+		AdvertisePeerAddress: sec.AdvertisePeer,
+		TLS:                  sec.clientTLS,
+		Peer:                 sec.peerConfig(cfg.EnableRaft),
+		ProtectedMode:        sec.ProtectedMode,
+		Address:              cfg.Address,
+		DataDir:              cfg.DataDir,
+		MaxMemory:            cfg.MaxMemory,
+		EvictionPolicy:       cfg.EvictionPolicy,
+		Version:              version,
+		Limits:               cfg.Limits,
+		RequestTimeout:       cfg.RequestTimeout,
+		TxnIdleTimeout:       cfg.TxnTimeout,
+		MaxTxns:              cfg.MaxTxns,
+		MaxInFlightRequests:  cfg.MaxInFlight,
+		EnableMetrics:        cfg.EnableMetrics,
+		Logger:               log,
+		Raft:                 raftCfg,
 	})
 	if err != nil {
 		closeListeners()
@@ -139,12 +153,21 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	log.Info("kvdb-server started", "node_id", cfg.NodeID, "member_id", fmt.Sprintf("%x", id),
 		"address", lis.Addr().String(), "advertise", cfg.Advertise, "data_dir", cfg.DataDir, "mode", mode,
-		"sync_writes", cfg.SyncWrites, "max_memory", cfg.MaxMemory, "eviction_policy", cfg.EvictionPolicy, "version", version)
+		"tls", sec.clientTLS != nil, "protected_mode", sec.ProtectedMode && sec.clientTLS == nil, "sync_writes", cfg.SyncWrites, "max_memory", cfg.MaxMemory, "eviction_policy", cfg.EvictionPolicy, "version", version)
 
 	sigC := make(chan os.Signal, 1)
 	signal.Notify(sigC, syscall.SIGINT, syscall.SIGTERM)
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- srv.Serve(lis) }()
+	if peerLis != nil {
+		log.Info("serving peers", "peer_address", peerLis.Addr().String(), "advertise_peer", sec.AdvertisePeer,
+			"peer_tls", sec.peerServerTLS != nil, "peer_client_cert_auth", sec.PeerClientCertAuth)
+		go func() {
+			if err := srv.ServePeers(peerLis); err != nil {
+				serveErr <- err
+			}
+		}()
+	}
 	if metricsLis != nil {
 		log.Info("serving metrics", "metrics_address", metricsLis.Addr().String())
 		go func() {

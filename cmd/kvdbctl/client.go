@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -31,8 +33,12 @@ type client struct {
 // dial prepares a connection. grpc.NewClient does not connect yet, so an
 // unreachable server shows up on the first RPC, where check() names it. The
 // binary protocol connects at once and reports an unreachable server here.
-func dial(address string, protocol kvclient.Protocol) (*client, error) {
-	conn, err := grpc.NewClient(dialTarget(address), grpc.WithTransportCredentials(insecure.NewCredentials()))
+func dial(address string, protocol kvclient.Protocol, tlsCfg *tls.Config) (*client, error) {
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	conn, err := grpc.NewClient(dialTarget(address), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", address, err)
 	}
@@ -44,7 +50,7 @@ func dial(address string, protocol kvclient.Protocol) (*client, error) {
 		txn:     kvdbv1.NewTxnServiceClient(conn),
 	}
 	if protocol == kvclient.ProtocolBinary {
-		b, err := kvclient.New(context.Background(), kvclient.Options{Endpoints: []string{dialTarget(address)}, Protocol: protocol, PoolSize: 1})
+		b, err := kvclient.New(context.Background(), kvclient.Options{Endpoints: []string{dialTarget(address)}, Protocol: protocol, PoolSize: 1, TLS: tlsCfg})
 		if err != nil {
 			conn.Close()
 			return nil, &unreachableError{address: address, err: err}

@@ -29,6 +29,22 @@ members is refused.
   kvdbctl member add node4 node4:8080     # then start node4 with -join=<any member>
   kvdbctl member remove node4`,
 	}
+	var peerAddr string
+	add := &cobra.Command{
+		Use:   "add NAME ADDRESS",
+		Short: "Add a member (NAME is its -node-id, ADDRESS its host:port; --peer-address its -peer-address)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.onLeader(cmd.Context(), func(ctx context.Context, c *client) error {
+				resp, err := c.admin.MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: args[0], Address: args[1], PeerAddress: peerAddr})
+				if err != nil {
+					return c.check(err)
+				}
+				return a.printMembers(cmd.OutOrStdout(), fmt.Sprintf("added %s (%x)", args[0], resp.GetMember().GetId()), resp.GetMembers())
+			})
+		},
+	}
+	add.Flags().StringVar(&peerAddr, "peer-address", "", "host:port where the new member serves raft traffic, when it has a -peer-address")
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:   "list",
@@ -38,20 +54,7 @@ members is refused.
 				return a.memberList(cmd.Context(), cmd.OutOrStdout())
 			},
 		},
-		&cobra.Command{
-			Use:   "add NAME ADDRESS",
-			Short: "Add a member (NAME is its -node-id, ADDRESS its host:port)",
-			Args:  cobra.ExactArgs(2),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return a.onLeader(cmd.Context(), func(ctx context.Context, c *client) error {
-					resp, err := c.admin.MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: args[0], Address: args[1]})
-					if err != nil {
-						return c.check(err)
-					}
-					return a.printMembers(cmd.OutOrStdout(), fmt.Sprintf("added %s (%x)", args[0], resp.GetMember().GetId()), resp.GetMembers())
-				})
-			},
-		},
+		add,
 		&cobra.Command{
 			Use:   "remove NAME",
 			Short: "Remove a member",
@@ -165,7 +168,7 @@ func (a *app) onLeader(ctx context.Context, f func(context.Context, *client) err
 	if leader == a.address || leader == dialTarget(a.address) {
 		return f(ctx, c)
 	}
-	lc, err := dial(leader, kvclient.ProtocolGRPC)
+	lc, err := dial(leader, kvclient.ProtocolGRPC, a.tls)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,9 @@ type app struct {
 	output          string
 	consistencyFlag string
 	protocolFlag    string
+	// TLS files (etcdctl's names); any of them turns TLS on.
+	cacert, cert, key string
+	tls               *tls.Config
 
 	// protocol is protocolFlag parsed: the transport of KV commands.
 	protocol kvclient.Protocol
@@ -119,6 +123,9 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 	pf.StringVarP(&a.output, "output", "o", outputText, "output format: text or json")
 	pf.StringVar(&a.consistencyFlag, "consistency", "l", "read consistency: l (linearizable) or s (serializable, may be stale)")
 	pf.StringVar(&a.protocolFlag, "protocol", "grpc", "transport of KV commands: grpc or binary (docs/protocol.md)")
+	pf.StringVar(&a.cacert, "cacert", "", "connect over TLS, verifying the server with this CA bundle (PEM)")
+	pf.StringVar(&a.cert, "cert", "", "client certificate (PEM) for a server with -client-cert-auth; implies TLS")
+	pf.StringVar(&a.key, "key", "", "key of --cert (PEM)")
 
 	root.AddCommand(
 		newGetCmd(a),
@@ -159,6 +166,11 @@ func (a *app) resolveFlags(cmd *cobra.Command) error {
 		return &usageError{err: err}
 	}
 	a.consistency = c
+	if a.cacert != "" || a.cert != "" || a.key != "" {
+		if a.tls, err = kvclient.LoadTLS(a.cacert, a.cert, a.key); err != nil {
+			return &usageError{err: err}
+		}
+	}
 	p, err := kvclient.ParseProtocol(a.protocolFlag)
 	if err != nil {
 		return &usageError{err: err}
@@ -217,7 +229,7 @@ func (a *app) client() (*client, error) {
 	if a.cli != nil {
 		return a.cli, nil
 	}
-	c, err := dial(a.address, a.protocol)
+	c, err := dial(a.address, a.protocol, a.tls)
 	if err != nil {
 		return nil, err
 	}

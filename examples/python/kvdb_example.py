@@ -7,6 +7,11 @@ counter in a transaction that is retried when it aborts, and prints STATS.
     make run                                   # a node on localhost:8080
     /usr/bin/python3 examples/python/kvdb_example.py --address localhost:8080
 
+Against a node with TLS (-cert-file/-key-file), add --cacert (the CA that
+signed the server's certificate) and, when the node also requires client
+certificates (-client-cert-auth), --cert and --key: the same flags as
+kvdbctl.
+
 It needs grpcio and protobuf (Debian: python3-grpcio python3-protobuf, which
 install into /usr/bin/python3) and the generated code in gen/python, which
 this script finds relative to itself unless it is already importable.
@@ -97,12 +102,33 @@ def increment(client, key):
     return value
 
 
+def open_channel(args):
+    """A plaintext channel, or a TLS one when any of --cacert/--cert/--key is given."""
+    if not (args.cacert or args.cert or args.key):
+        return grpc.insecure_channel(args.address)
+    if bool(args.cert) != bool(args.key):
+        raise SystemExit("give both --cert and --key, or neither")
+
+    def read(path):
+        return Path(path).read_bytes() if path else None
+
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=read(args.cacert),
+        private_key=read(args.key),
+        certificate_chain=read(args.cert),
+    )
+    return grpc.secure_channel(args.address, creds)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="localhost:8080", help="a node's host:port")
+    parser.add_argument("--cacert", help="connect over TLS, verifying the server with this CA bundle (PEM)")
+    parser.add_argument("--cert", help="client certificate (PEM) for a node with -client-cert-auth")
+    parser.add_argument("--key", help="key of --cert (PEM)")
     args = parser.parse_args(argv)
 
-    with grpc.insecure_channel(args.address) as channel:
+    with open_channel(args) as channel:
         grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
         client = Client(channel)
 

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 
 	"google.golang.org/grpc"
@@ -31,8 +32,8 @@ var (
 
 // NewKVDB connects to the leader among endpoints with connections pooled
 // connections. serializable makes reads local (possibly stale) reads.
-func NewKVDB(ctx context.Context, endpoints []string, protocol kvclient.Protocol, connections int, serializable bool) (*KVDB, error) {
-	c, err := kvclient.New(ctx, kvclient.Options{Endpoints: endpoints, Protocol: protocol, PoolSize: connections})
+func NewKVDB(ctx context.Context, endpoints []string, protocol kvclient.Protocol, connections int, serializable bool, tlsCfg *tls.Config) (*KVDB, error) {
+	c, err := kvclient.New(ctx, kvclient.Options{Endpoints: endpoints, Protocol: protocol, PoolSize: connections, TLS: tlsCfg})
 	if err != nil {
 		return nil, err
 	}

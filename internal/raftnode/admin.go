@@ -40,7 +40,7 @@ type transferRequest struct {
 // AddMember proposes adding m as a voter and waits until the change is
 // applied locally. It must be called on the leader.
 func (n *Node) AddMember(ctx context.Context, m Member) error {
-	if m.ID == 0 || m.Address == "" {
+	if m.ID == 0 || m.PeerAddr() == "" {
 		return fmt.Errorf("%w: a new member needs an id and an address", ErrUnknownMember)
 	}
 	cc := &raftpb.ConfChange{

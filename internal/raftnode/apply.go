@@ -251,7 +251,7 @@ func (n *Node) applyMembership(e *raftpb.Entry, cs *raftpb.ConfState) {
 		}
 	default:
 		if m, ok := n.members.get(id); ok && id != n.cfg.ID {
-			n.cfg.Transport.AddPeer(id, m.Address)
+			n.cfg.Transport.AddPeer(id, m.PeerAddr())
 		}
 	}
 	if reqID := cc.GetId(); reqID != 0 {

@@ -27,9 +27,11 @@ const (
 type Config struct {
 	// ID is this node's raft member id; never 0.
 	ID uint64
-	// Name and Address describe this node to its peers.
-	Name    string
-	Address string
+	// Name, Address and PeerAddress describe this node to its peers
+	// (PeerAddress is empty in the one-port form).
+	Name        string
+	Address     string
+	PeerAddress string
 	// ClusterID identifies the cluster; peers from another cluster are refused.
 	ClusterID uint64
 	// Peers are the initial voters, this node included, for a fresh data
@@ -123,7 +125,7 @@ func (c *Config) setDefaults() {
 		c.Metrics = NopMetrics{}
 	}
 	if len(c.Peers) == 0 && !c.Join {
-		c.Peers = []Member{{ID: c.ID, Name: c.Name, Address: c.Address}}
+		c.Peers = []Member{{ID: c.ID, Name: c.Name, Address: c.Address, PeerAddress: c.PeerAddress}}
 	}
 }
 

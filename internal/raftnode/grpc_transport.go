@@ -9,10 +9,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
@@ -33,11 +35,16 @@ const (
 )
 
 // GRPCTransport sends raft messages over one RaftService.Stream per peer on
-// the peers' client port, and serves the same service for incoming
-// traffic. Safe for concurrent use.
+// the peers' peer address (their client port in the one-port form), and
+// serves the same service for incoming traffic, which it authenticates and
+// validates (peer_auth.go) before raft sees a message. Safe for concurrent
+// use.
 type GRPCTransport struct {
 	raftv1.UnimplementedRaftServiceServer
 	log *slog.Logger
+	sec PeerSecurity
+	// refusals counts refused streams; the first and every 100th are logged.
+	refusals atomic.Int64
 
 	mu     sync.Mutex
 	host   Host
@@ -48,13 +55,22 @@ type GRPCTransport struct {
 
 var _ Transport = (*GRPCTransport)(nil)
 
-// NewGRPCTransport returns a transport; register it on the node's gRPC
-// server with raftv1.RegisterRaftServiceServer.
-func NewGRPCTransport(log *slog.Logger) *GRPCTransport {
+// NewGRPCTransport returns a transport that authenticates peers as sec
+// says; register it on the gRPC server of the node's peer listener with
+// raftv1.RegisterRaftServiceServer.
+func NewGRPCTransport(log *slog.Logger, sec PeerSecurity) *GRPCTransport {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &GRPCTransport{log: log.With("component", "transport"), peers: make(map[uint64]*grpcPeer)}
+	return &GRPCTransport{log: log.With("component", "transport"), sec: sec, peers: make(map[uint64]*grpcPeer)}
+}
+
+// dialCreds are the transport credentials for dialling peers.
+func (t *GRPCTransport) dialCreds() grpc.DialOption {
+	if t.sec.TLS != nil {
+		return grpc.WithTransportCredentials(credentials.NewTLS(t.sec.TLS.Clone()))
+	}
+	return grpc.WithTransportCredentials(insecure.NewCredentials())
 }
 
 func (t *GRPCTransport) Start(h Host) error {
@@ -181,7 +197,7 @@ func (p *grpcPeer) run() {
 	defer p.t.wg.Done()
 	ctx, cancel := p.ctx()
 	defer cancel()
-	conn, err := grpc.NewClient(p.address, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(p.address, p.t.dialCreds(),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxBatchBytes+(1<<20))))
 	if err != nil {
 		p.t.log.Error("bad peer address", "peer", fmt.Sprintf("%x", p.id), "address", p.address, "err", err)
@@ -223,7 +239,7 @@ func (p *grpcPeer) run() {
 func (p *grpcPeer) stream(ctx context.Context, client raftv1.RaftServiceClient, host Host) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := client.Stream(sctx)
+	s, err := client.Stream(p.t.withToken(sctx, host, p.id))
 	if err != nil {
 		return err
 	}
@@ -311,12 +327,12 @@ func (p *grpcPeer) sendSnapshot(m *raftpb.Message) error {
 	defer body.Close()
 	ctx, cancel := p.ctx()
 	defer cancel()
-	conn, err := grpc.NewClient(p.address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(p.address, p.t.dialCreds())
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	s, err := raftv1.NewRaftServiceClient(conn).Snapshot(ctx)
+	s, err := raftv1.NewRaftServiceClient(conn).Snapshot(p.t.withToken(ctx, host, p.id))
 	if err != nil {
 		return err
 	}
@@ -357,7 +373,10 @@ func (p *grpcPeer) sendSnapshot(m *raftpb.Message) error {
 	return nil
 }
 
-// Stream receives one peer's raft messages.
+// Stream receives one peer's raft messages. The first request names the
+// sender; the stream is refused unless the sender authenticates as that
+// member (peer_auth.go), and every message must come from it, be addressed
+// to this node, and come from a current member.
 func (t *GRPCTransport) Stream(s raftv1.RaftService_StreamServer) error {
 	t.mu.Lock()
 	host := t.host
@@ -365,6 +384,7 @@ func (t *GRPCTransport) Stream(s raftv1.RaftService_StreamServer) error {
 	if host == nil {
 		return errors.New("raft transport not started")
 	}
+	from := uint64(0)
 	for {
 		req, err := s.Recv()
 		if err != nil {
@@ -378,10 +398,21 @@ func (t *GRPCTransport) Stream(s raftv1.RaftService_StreamServer) error {
 			_ = s.Send(&raftv1.StreamResponse{Error: fmt.Sprintf("%s %x", removedMarker, req.GetFrom())})
 			return nil
 		}
+		if from == 0 {
+			from = req.GetFrom()
+			if err := t.authorize(s.Context(), host, from); err != nil {
+				return t.refuse(s.Context(), from, err)
+			}
+		} else if req.GetFrom() != from {
+			return t.refuse(s.Context(), from, errPeerRefused("a stream carries one member's messages"))
+		}
 		for _, b := range req.GetMessages() {
 			m := &raftpb.Message{}
 			if err := proto.Unmarshal(b, m); err != nil {
 				return fmt.Errorf("decode raft message: %w", err)
+			}
+			if err := checkMessage(host, from, m); err != nil {
+				return t.refuse(s.Context(), from, err)
 			}
 			if err := host.Step(s.Context(), m); err != nil {
 				return err
@@ -408,6 +439,12 @@ func (t *GRPCTransport) Snapshot(s raftv1.RaftService_SnapshotServer) error {
 	m := &raftpb.Message{}
 	if err := proto.Unmarshal(first.GetMessage(), m); err != nil || m.GetType() != raftpb.MessageType_MsgSnap {
 		return fmt.Errorf("first snapshot chunk does not hold a MsgSnap: %v", err)
+	}
+	if err := t.authorize(s.Context(), host, m.GetFrom()); err != nil {
+		return t.refuse(s.Context(), m.GetFrom(), err)
+	}
+	if err := checkMessage(host, m.GetFrom(), m); err != nil {
+		return t.refuse(s.Context(), m.GetFrom(), err)
 	}
 	r := &chunkReader{s: s}
 	if err := host.ReceiveSnapshot(s.Context(), m, r); err != nil {

@@ -14,11 +14,29 @@ import (
 	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
 )
 
-// Member is a cluster member: its raft id, name (-node-id) and address.
+// Member is a cluster member: its raft id, name (-node-id), client address
+// and, when it serves raft traffic on a listener of its own, peer address.
 type Member struct {
-	ID      uint64
-	Name    string
-	Address string
+	ID          uint64
+	Name        string
+	Address     string
+	PeerAddress string
+}
+
+// PeerAddr is where peers send this member raft traffic.
+func (m Member) PeerAddr() string {
+	if m.PeerAddress != "" {
+		return m.PeerAddress
+	}
+	return m.Address
+}
+
+func memberFromProto(mem *raftv1.Member) Member {
+	return Member{ID: mem.GetId(), Name: mem.GetName(), Address: mem.GetAddress(), PeerAddress: mem.GetPeerAddress()}
+}
+
+func memberToProto(m Member) *raftv1.Member {
+	return &raftv1.Member{Id: m.ID, Name: m.Name, Address: m.Address, PeerAddress: m.PeerAddress}
 }
 
 // maxMembersSection bounds the membership section of a snapshot body.
@@ -66,7 +84,7 @@ func (m *membership) apply(cc *raftpb.ConfChange, cs *raftpb.ConfState) {
 	if len(cc.GetContext()) > 0 {
 		var mem raftv1.Member
 		if err := proto.Unmarshal(cc.GetContext(), &mem); err == nil && mem.GetId() == cc.GetNodeId() {
-			m.members[mem.GetId()] = Member{ID: mem.GetId(), Name: mem.GetName(), Address: mem.GetAddress()}
+			m.members[mem.GetId()] = memberFromProto(&mem)
 		}
 	}
 	if cc.GetType() == raftpb.ConfChangeType_ConfChangeRemoveNode {
@@ -121,7 +139,7 @@ func (m *membership) encode() *raftv1.MemberList {
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		mem := m.members[id]
-		l.Members = append(l.Members, &raftv1.Member{Id: mem.ID, Name: mem.Name, Address: mem.Address})
+		l.Members = append(l.Members, memberToProto(mem))
 	}
 	for id := range m.removed {
 		l.Removed = append(l.Removed, id)
@@ -136,7 +154,7 @@ func (m *membership) restore(l *raftv1.MemberList, cs *raftpb.ConfState) {
 	clear(m.members)
 	clear(m.removed)
 	for _, mem := range l.GetMembers() {
-		m.members[mem.GetId()] = Member{ID: mem.GetId(), Name: mem.GetName(), Address: mem.GetAddress()}
+		m.members[mem.GetId()] = memberFromProto(mem)
 	}
 	for _, id := range l.GetRemoved() {
 		m.removed[id] = true
@@ -152,7 +170,7 @@ type MemberStatus struct {
 
 // encodeMemberContext is the context of a membership-change entry.
 func encodeMemberContext(m Member) []byte {
-	b, err := proto.Marshal(&raftv1.Member{Id: m.ID, Name: m.Name, Address: m.Address})
+	b, err := proto.Marshal(memberToProto(m))
 	if err != nil {
 		panic(fmt.Sprintf("raftnode: encode member: %v", err))
 	}
@@ -195,4 +213,11 @@ func readMembersSection(r io.Reader) (*raftv1.MemberList, io.Reader, error) {
 		return nil, nil, fmt.Errorf("raftnode: snapshot membership section: %w", err)
 	}
 	return &l, br, nil
+}
+
+// isMember is true for a current voter or learner.
+func (m *membership) isMember(id uint64) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.voters[id] || m.learner[id]
 }

@@ -180,6 +180,29 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 // ClusterID is the id of the cluster this node belongs to.
 func (n *Node) ClusterID() uint64 { return n.cfg.ClusterID }
 
+// Peer returns member id when it may send raft traffic to this node: a
+// current voter or learner other than this node or, while this node joins
+// and is not in the configuration yet, a member the cluster listed when it
+// admitted this node. Anyone else is refused before raft sees the message.
+func (n *Node) Peer(id uint64) (Member, bool) {
+	if id == 0 || id == n.cfg.ID || n.removed.Load() {
+		return Member{}, false
+	}
+	if n.members.isMember(id) {
+		m, _ := n.members.get(id)
+		m.ID = id
+		return m, true
+	}
+	if n.cfg.Join && !n.members.isMember(n.cfg.ID) {
+		for _, m := range n.cfg.JoinMembers {
+			if m.ID == id {
+				return m, true
+			}
+		}
+	}
+	return Member{}, false
+}
+
 // Members lists the current members with their names and addresses.
 func (n *Node) Members() []MemberStatus { return n.members.list() }
 

@@ -182,12 +182,12 @@ func (n *Node) open() (err error) {
 	}
 	for _, m := range n.cfg.JoinMembers {
 		if m.ID != n.cfg.ID {
-			n.cfg.Transport.AddPeer(m.ID, m.Address)
+			n.cfg.Transport.AddPeer(m.ID, m.PeerAddr())
 		}
 	}
 	for _, m := range n.members.list() {
-		if m.ID != n.cfg.ID && m.Address != "" {
-			n.cfg.Transport.AddPeer(m.ID, m.Address)
+		if m.ID != n.cfg.ID && m.PeerAddr() != "" {
+			n.cfg.Transport.AddPeer(m.ID, m.PeerAddr())
 		}
 	}
 	last, _ := n.store.LastIndex()
@@ -216,7 +216,7 @@ func (n *Node) restoreFromFile(index uint64) (*raftpb.SnapshotMetadata, error) {
 	n.members.restore(members, meta.GetConfState())
 	for _, m := range members.GetMembers() {
 		if m.GetId() != n.cfg.ID && !n.members.isRemoved(m.GetId()) {
-			n.cfg.Transport.AddPeer(m.GetId(), m.GetAddress())
+			n.cfg.Transport.AddPeer(m.GetId(), memberFromProto(m).PeerAddr())
 		}
 	}
 	return meta, nil

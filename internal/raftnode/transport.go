@@ -29,6 +29,9 @@ type Transport interface {
 type Host interface {
 	ID() uint64
 	ClusterID() uint64
+	// Peer returns the member id when it may send this node raft traffic
+	// now; transports refuse messages from anyone else.
+	Peer(id uint64) (Member, bool)
 	// Step hands a received message to raft.
 	Step(ctx context.Context, m *raftpb.Message) error
 	// ReceiveSnapshot stores a snapshot streamed by the leader and then

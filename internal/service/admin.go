@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.etcd.io/raft/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/core"
@@ -111,7 +113,7 @@ func (s *Server) members() []*kvdbv1.Member {
 	lead := s.node.Status().Leader
 	var out []*kvdbv1.Member
 	for _, m := range s.node.Members() {
-		out = append(out, &kvdbv1.Member{Id: m.ID, Name: m.Name, Address: m.Address, IsLeader: m.ID == lead, IsLearner: m.Learner})
+		out = append(out, &kvdbv1.Member{Id: m.ID, Name: m.Name, Address: m.Address, PeerAddress: m.PeerAddress, IsLeader: m.ID == lead, IsLearner: m.Learner})
 	}
 	return out
 }
@@ -124,7 +126,16 @@ func (a *adminService) MemberAdd(ctx context.Context, req *kvdbv1.MemberAddReque
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, toStatus(core.Errorf(core.InvalidArgument, "address %q: %v", addr, err))
 	}
-	m := raftnode.Member{ID: MemberID(name), Name: name, Address: addr}
+	peerAddr := strings.TrimSpace(req.GetPeerAddress())
+	if peerAddr != "" {
+		if _, _, err := net.SplitHostPort(peerAddr); err != nil {
+			return nil, toStatus(core.Errorf(core.InvalidArgument, "peer address %q: %v", peerAddr, err))
+		}
+	}
+	if a.s.transport != nil && !a.s.cfg.Peer.Enabled {
+		return nil, status.Error(codes.FailedPrecondition, "this node runs standalone and accepts no peer traffic: restart it with -enable-raft and peer authentication to add members")
+	}
+	m := raftnode.Member{ID: MemberID(name), Name: name, Address: addr, PeerAddress: peerAddr}
 	if err := a.s.node.AddMember(ctx, m); err != nil {
 		return nil, toStatus(err)
 	}
@@ -132,7 +143,7 @@ func (a *adminService) MemberAdd(ctx context.Context, req *kvdbv1.MemberAddReque
 	a.s.log.Debug("member added", "name", name, "address", addr, "member_id", fmt.Sprintf("%x", m.ID))
 	return &kvdbv1.MemberAddResponse{
 		Header:  a.s.header(a.s.store.Revision()),
-		Member:  &kvdbv1.Member{Id: m.ID, Name: m.Name, Address: m.Address},
+		Member:  &kvdbv1.Member{Id: m.ID, Name: m.Name, Address: m.Address, PeerAddress: m.PeerAddress},
 		Members: a.s.members(),
 	}, nil
 }

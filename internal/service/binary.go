@@ -88,6 +88,10 @@ func (b *binaryServer) serve(l net.Listener) error {
 			}
 			return err
 		}
+		if b.s.refuseClient(c.RemoteAddr()) {
+			go refuseBinary(c)
+			continue
+		}
 		bc := newBinaryConn(b, c)
 		b.mu.Lock()
 		if b.stop {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,11 +51,26 @@ type Config struct {
 	// Raft is passed to raftnode.Start; ID, Name, Address, ClusterID and
 	// DataDir are filled in from the fields above. Raft.Peers, Raft.Join and
 	// Raft.JoinMembers describe the cluster. A nil Raft.Transport gets the
-	// gRPC peer transport, served on the node's own port.
+	// gRPC peer transport, served as Peer says.
 	Raft raftnode.Config
-	// AdvertiseAddress is how peers and clients reach this node (host:port).
+	// AdvertiseAddress is how clients (and, in the one-port form, peers)
+	// reach this node (host:port).
 	AdvertiseAddress string
-	Logger           *slog.Logger
+	// AdvertisePeerAddress is how peers reach this node's peer listener;
+	// empty in the one-port form.
+	AdvertisePeerAddress string
+
+	// Security (security.go). TLS, when set, makes every protocol on the
+	// client port TLS only. Peer says whether and how peers are served.
+	// ProtectedMode refuses non-loopback clients while clients are not on
+	// TLS and authentication is off (AuthEnabled overrides the replicated
+	// setting, for tests).
+	TLS           *tls.Config
+	Peer          PeerConfig
+	ProtectedMode bool
+	AuthEnabled   func() bool
+
+	Logger *slog.Logger
 	// EnableMetrics serves /metrics on the HTTP side of the port.
 	EnableMetrics bool
 	// TxnIdleTimeout discards an interactive transaction idle this long
@@ -88,6 +104,7 @@ type Server struct {
 	transport *raftnode.GRPCTransport // nil when the caller brought its own
 
 	grpc        *grpc.Server
+	peerGRPC    *grpc.Server // the -peer-address listener's; nil in the one-port form
 	health      *health.Server
 	http        *http.Server
 	metricsHTTP *http.Server // --metrics-address, when ServeMetrics runs
@@ -140,12 +157,13 @@ func New(cfg Config) (*Server, error) {
 	rc.ID = cfg.MemberID
 	rc.Name = cfg.NodeID
 	rc.Address = cfg.AdvertiseAddress
+	rc.PeerAddress = cfg.AdvertisePeerAddress
 	rc.ClusterID = cfg.ClusterID
 	rc.DataDir = cfg.DataDir
 	rc.Logger = cfg.Logger
 	rc.Metrics = s.metrics
 	if rc.Transport == nil {
-		s.transport = raftnode.NewGRPCTransport(cfg.Logger)
+		s.transport = raftnode.NewGRPCTransport(cfg.Logger, cfg.Peer.Security)
 		rc.Transport = s.transport
 	}
 	node, err := raftnode.Start(rc, fsm.New(s.store, s.auth, s.core.Evicted))
@@ -155,6 +173,7 @@ func New(cfg Config) (*Server, error) {
 	s.node = node
 	s.core.Run(node)
 	s.buildGRPC()
+	s.buildPeerGRPC()
 	s.buildHTTP()
 	s.binary = newBinaryServer(s, cfg.Binary)
 	s.registerStateMetrics()
@@ -183,10 +202,10 @@ func (s *Server) buildGRPC() {
 				return logging.LevelDebug
 			})))
 	}
-	unary = append(unary, s.metrics.grpc.UnaryServerInterceptor(), s.statsInterceptor)
+	unary = append(unary, s.metrics.grpc.UnaryServerInterceptor(), s.protectedUnary, s.statsInterceptor)
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), s.metrics.grpc.StreamServerInterceptor(), s.authStreamInterceptor),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), s.metrics.grpc.StreamServerInterceptor(), s.protectedStream, s.authStreamInterceptor),
 		// Requests up to twice the limit reach the handler, which rejects
 		// those over the limit with INVALID_ARGUMENT naming it.
 		grpc.MaxRecvMsgSize(2*s.core.Limits().MaxRequestSize),
@@ -199,7 +218,7 @@ func (s *Server) buildGRPC() {
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	if s.transport != nil {
+	if s.servesPeersOnClientPort() {
 		raftv1.RegisterRaftServiceServer(s.grpc, s.transport)
 	}
 	reflection.Register(s.grpc)
@@ -259,7 +278,7 @@ func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.Unary
 }
 
 func (s *Server) buildHTTP() {
-	s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.protectedHTTP(s.httpHandler()), ReadHeaderTimeout: 10 * time.Second}
 }
 
 // httpHandler serves /healthz, /readyz and, unless metrics are disabled,
@@ -354,7 +373,7 @@ func (s *Server) healthLoop() {
 // Serve serves gRPC, HTTP/1 (health, metrics) and the binary protocol on l
 // until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	l = &countingListener{Listener: l, n: &s.conns}
+	l = s.tlsListener(&countingListener{Listener: l, n: &s.conns})
 	m := cmux.New(l)
 	// The binary magic is matched first: the HTTP/1 matcher would take
 	// "KVDB" for the start of a request line.
@@ -424,6 +443,9 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 		// Raft streams from peers never end on their own, so no graceful
 		// stop here: every unary request has finished or been cut by ctx.
 		s.grpc.Stop()
+		if s.peerGRPC != nil {
+			s.peerGRPC.Stop()
+		}
 		_ = s.http.Shutdown(ctx)
 		s.mu.Lock()
 		if s.metricsHTTP != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -120,6 +122,25 @@ func startCluster(ctx context.Context, o *options, n int, extra ...string) (*clu
 		c.names = append(c.names, fmt.Sprintf("n%d", i+1))
 		c.addrs = append(c.addrs, freeAddr())
 	}
+	secretFile := ""
+	if n > 1 {
+		// Members authenticate each other with a shared secret (the one-port
+		// form); the file is made per cluster and left in the temp dir.
+		var b [24]byte
+		_, _ = rand.Read(b[:])
+		f, err := os.CreateTemp("", "kvdb-bench-peer-secret")
+		if err != nil {
+			return nil, err
+		}
+		_, err = f.WriteString(hex.EncodeToString(b[:]))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		secretFile = f.Name()
+	}
 	for i := range n {
 		args := []string{"-node-id=" + c.names[i], "-address=" + c.addrs[i], "-data-dir={dir}/data", "-log-level=warn"}
 		if n > 1 {
@@ -129,7 +150,7 @@ func startCluster(ctx context.Context, o *options, n int, extra ...string) (*clu
 					peers = append(peers, c.names[j]+"="+c.addrs[j])
 				}
 			}
-			args = append(args, "-enable-raft=true", "-peers="+strings.Join(peers, ","))
+			args = append(args, "-enable-raft=true", "-peers="+strings.Join(peers, ","), "-peer-secret-file="+secretFile)
 		}
 		p, err := start(c.names[i], filepath.Join(o.bin, "kvdb-server"), append(args, extra...)...)
 		if err != nil {

@@ -17,11 +17,25 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	grpcstatus "google.golang.org/grpc/status"
 
+	kvclient "github.com/kvdb/kvdb/client"
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
+
+// certsDir holds the certificates of the run, made by devCerts.
+var certsDir string
+
+// devCerts makes fresh development certificates for this run (the compose
+// file mounts KVDB_CERTS_DIR at /certs): client TLS with client
+// certificates, and peer mTLS between the nodes.
+func devCerts(t *testing.T) {
+	t.Helper()
+	certsDir = t.TempDir()
+	run(t, "go", "run", "./test/devcerts", "-dir", certsDir, "-nodes", strings.Join(hosts, ","))
+	t.Setenv("KVDB_CERTS_DIR", certsDir)
+}
 
 const network = "kvdb-net"
 
@@ -57,7 +71,11 @@ type node struct {
 func dialAll(t *testing.T) []node {
 	out := make([]node, len(addrs))
 	for i, a := range addrs {
-		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		tlsCfg, err := kvclient.LoadTLS(filepath.Join(certsDir, "ca.pem"), filepath.Join(certsDir, "client.pem"), filepath.Join(certsDir, "client-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,6 +159,7 @@ func waitConverged(t *testing.T, nodes []node) {
 }
 
 func TestComposeCluster(t *testing.T) {
+	devCerts(t)
 	run(t, "docker-compose", "down", "-v")
 	run(t, "docker-compose", "up", "-d")
 	t.Cleanup(func() {
@@ -160,7 +179,8 @@ func TestComposeCluster(t *testing.T) {
 		}
 	}
 	// The seed's REPL works inside the container.
-	out := run(t, "docker", "exec", "-i", names[0], "kvdbctl", "-address", "localhost:8080", "get", "before-0")
+	out := run(t, "docker", "exec", "-i", names[0], "kvdbctl", "-address", "localhost:8080",
+		"--cacert", "/certs/ca.pem", "--cert", "/certs/client.pem", "--key", "/certs/client-key.pem", "get", "before-0")
 	if strings.TrimSpace(out) != "v" {
 		t.Fatalf("kvdbctl in container: %q", out)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,14 +15,18 @@ import (
 	"google.golang.org/grpc/status"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/tlsutil/tlstest"
 )
 
-// procCluster is three kvdb-server processes on loopback.
+// procCluster is three kvdb-server processes on loopback. Peers talk over
+// their own listeners with peer mTLS (certificates made for the test).
 type procCluster struct {
-	names []string
-	addrs []string
-	dirs  []string
-	procs []*serverProc
+	names     []string
+	addrs     []string
+	peerAddrs []string
+	dirs      []string
+	ca        *tlstest.CA
+	procs     []*serverProc
 	// extra returns more flags for node i (nil: none).
 	extra func(i int) []string
 }
@@ -33,9 +39,10 @@ func startProcCluster(t *testing.T) *procCluster {
 // startProcClusterWith is startProcCluster with extra flags per node.
 func startProcClusterWith(t *testing.T, extra func(i int) []string) *procCluster {
 	t.Helper()
-	c := &procCluster{names: []string{"n1", "n2", "n3"}, extra: extra}
+	c := &procCluster{names: []string{"n1", "n2", "n3"}, extra: extra, ca: tlstest.NewCA(t, "peer-ca")}
 	for range c.names {
 		c.addrs = append(c.addrs, freeAddr(t))
+		c.peerAddrs = append(c.peerAddrs, freeAddr(t))
 		c.dirs = append(c.dirs, t.TempDir())
 	}
 	c.procs = make([]*serverProc, 3)
@@ -52,15 +59,27 @@ func (c *procCluster) start(t *testing.T, i int) {
 	var peers []string
 	for j := range c.names {
 		if j != i {
-			peers = append(peers, c.names[j]+"="+c.addrs[j])
+			peers = append(peers, c.names[j]+"="+c.addrs[j]+"/"+c.peerAddrs[j])
 		}
 	}
 	args := []string{"-node-id=" + c.names[i], "-address=" + c.addrs[i], "-data-dir=" + c.dirs[i],
 		"-enable-raft=true", "-peers=" + strings.Join(peers, ","), "-sync-writes=true"}
+	args = append(args, c.peerFlags(t, c.names[i], c.peerAddrs[i])...)
 	if c.extra != nil {
 		args = append(args, c.extra(i)...)
 	}
 	c.procs[i] = spawnServer(t, args...)
+}
+
+// peerFlags are the peer mTLS flags of member name listening for peers on
+// peerAddr; its certificate is made now (and kept across restarts).
+func (c *procCluster) peerFlags(t *testing.T, name, peerAddr string) []string {
+	pair := tlstest.Pair{CertFile: filepath.Join(c.ca.Dir, name+".pem"), KeyFile: filepath.Join(c.ca.Dir, name+"-key.pem")}
+	if _, err := os.Stat(pair.CertFile); err != nil {
+		pair = c.ca.Issue(t, name, tlstest.Options{})
+	}
+	return []string{"-peer-address=" + peerAddr, "-peer-cert-file=" + pair.CertFile, "-peer-key-file=" + pair.KeyFile,
+		"-peer-trusted-ca-file=" + c.ca.CAFile, "-peer-client-cert-auth"}
 }
 
 // leader asks every live node and returns the index of the one that says
@@ -184,7 +203,8 @@ func TestProcessClusterFailover(t *testing.T) {
 
 	// A fourth node joins a running cluster, gets the data, and leaves.
 	addr4, dir4 := freeAddr(t), t.TempDir()
-	p4 := spawnServer(t, "-node-id=n4", "-address="+addr4, "-data-dir="+dir4, "-enable-raft=true", "-join="+c.addrs[newLeader])
+	p4 := spawnServer(t, append([]string{"-node-id=n4", "-address=" + addr4, "-data-dir=" + dir4, "-enable-raft=true", "-join=" + c.addrs[newLeader]},
+		c.peerFlags(t, "n4", freeAddr(t))...)...)
 	p4.waitReady(t)
 	kv4, admin4 := dial(t, addr4)
 	var list *kvdbv1.MemberListResponse

@@ -806,12 +806,16 @@ type Member struct {
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// name is the member's node id.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// address is where the member serves clients and peers.
+	// address is where the member serves clients (and peers, when
+	// peer_address is empty).
 	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
 	// is_leader is true for the current leader.
 	IsLeader bool `protobuf:"varint,4,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
 	// is_learner is true for a non-voting member.
-	IsLearner     bool `protobuf:"varint,5,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
+	IsLearner bool `protobuf:"varint,5,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
+	// peer_address is where the member serves raft traffic when it has a
+	// listener of its own for it (-peer-address); empty in the one-port form.
+	PeerAddress   string `protobuf:"bytes,6,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -879,6 +883,13 @@ func (x *Member) GetIsLearner() bool {
 		return x.IsLearner
 	}
 	return false
+}
+
+func (x *Member) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
 }
 
 // MemberListRequest asks for the members.
@@ -979,7 +990,10 @@ type MemberAddRequest struct {
 	// name is the new member's node id; its member id is derived from it.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// address is where the new member will listen (host:port).
-	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// peer_address is where the new member serves raft traffic, when it has
+	// a peer listener of its own (-peer-address); empty: address.
+	PeerAddress   string `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1024,6 +1038,13 @@ func (x *MemberAddRequest) GetName() string {
 func (x *MemberAddRequest) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *MemberAddRequest) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
 	}
 	return ""
 }
@@ -1365,21 +1386,23 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\vp95_latency\x18\x04 \x01(\x03R\n" +
 	"p95Latency\x12\x1f\n" +
 	"\vp99_latency\x18\x05 \x01(\x03R\n" +
-	"p99Latency\"\x82\x01\n" +
+	"p99Latency\"\xa5\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x1b\n" +
 	"\tis_leader\x18\x04 \x01(\bR\bisLeader\x12\x1d\n" +
 	"\n" +
-	"is_learner\x18\x05 \x01(\bR\tisLearner\"\x13\n" +
+	"is_learner\x18\x05 \x01(\bR\tisLearner\x12!\n" +
+	"\fpeer_address\x18\x06 \x01(\tR\vpeerAddress\"\x13\n" +
 	"\x11MemberListRequest\"p\n" +
 	"\x12MemberListResponse\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12)\n" +
-	"\amembers\x18\x02 \x03(\v2\x0f.kvdb.v1.MemberR\amembers\"@\n" +
+	"\amembers\x18\x02 \x03(\v2\x0f.kvdb.v1.MemberR\amembers\"c\n" +
 	"\x10MemberAddRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\"\x98\x01\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12!\n" +
+	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\"\x98\x01\n" +
 	"\x11MemberAddResponse\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12'\n" +
 	"\x06member\x18\x02 \x01(\v2\x0f.kvdb.v1.MemberR\x06member\x12)\n" +

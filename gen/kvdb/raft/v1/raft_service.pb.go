@@ -249,8 +249,12 @@ type Member struct {
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// name is the member's node id (-node-id).
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// address is where peers and clients reach it (host:port).
-	Address       string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// address is where clients reach it (host:port), and peers too when
+	// peer_address is empty (the one-port form).
+	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// peer_address is where peers reach it when the member serves raft
+	// traffic on its own listener (-peer-address).
+	PeerAddress   string `protobuf:"bytes,4,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -302,6 +306,13 @@ func (x *Member) GetName() string {
 func (x *Member) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *Member) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
 	}
 	return ""
 }
@@ -379,11 +390,12 @@ const file_kvdb_raft_v1_raft_service_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"(\n" +
 	"\x10SnapshotResponse\x12\x14\n" +
-	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\"F\n" +
+	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\"i\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
-	"\aaddress\x18\x03 \x01(\tR\aaddress\"V\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12!\n" +
+	"\fpeer_address\x18\x04 \x01(\tR\vpeerAddress\"V\n" +
 	"\n" +
 	"MemberList\x12.\n" +
 	"\amembers\x18\x01 \x03(\v2\x14.kvdb.raft.v1.MemberR\amembers\x12\x18\n" +

@@ -7,26 +7,30 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Member(_message.Message):
-    __slots__ = ["address", "id", "is_leader", "is_learner", "name"]
+    __slots__ = ["address", "id", "is_leader", "is_learner", "name", "peer_address"]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     IS_LEADER_FIELD_NUMBER: _ClassVar[int]
     IS_LEARNER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     address: str
     id: int
     is_leader: bool
     is_learner: bool
     name: str
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: bool = ..., is_learner: bool = ...) -> None: ...
+    peer_address: str
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: bool = ..., is_learner: bool = ..., peer_address: _Optional[str] = ...) -> None: ...
 
 class MemberAddRequest(_message.Message):
-    __slots__ = ["address", "name"]
+    __slots__ = ["address", "name", "peer_address"]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     address: str
     name: str
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+    peer_address: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., peer_address: _Optional[str] = ...) -> None: ...
 
 class MemberAddResponse(_message.Message):
     __slots__ = ["header", "member", "members"]

@@ -1,0 +1,181 @@
+package service
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
+	"github.com/kvdb/kvdb/internal/raftnode"
+	"github.com/kvdb/kvdb/internal/wire"
+)
+
+// PeerConfig says whether and how the node serves raft traffic from peers.
+type PeerConfig struct {
+	// Enabled serves RaftService. A standalone node leaves it off and
+	// accepts no peer traffic at all.
+	Enabled bool
+	// OwnListener: peers are served by ServePeers on a listener of their own
+	// (-peer-address) and never on the client port. Without it, the
+	// one-port form, RaftService is served on the client port and only to
+	// streams that authenticate as a peer.
+	OwnListener bool
+	// ServerTLS is the TLS configuration of the peer listener (its
+	// ClientAuth decides whether peers must show a certificate); nil serves
+	// the peer listener in plaintext.
+	ServerTLS *tls.Config
+	// Security is how the transport authenticates peers and dials them.
+	Security raftnode.PeerSecurity
+}
+
+// ProtectedModeMessage is the error a non-loopback client gets from a node in
+// protected mode, on every protocol.
+const ProtectedModeMessage = "DENIED: kvdb-server is in protected mode: with no TLS and authentication " +
+	"disabled it accepts clients only from the loopback interface. Either connect from 127.0.0.1 or ::1, " +
+	"or enable TLS (-cert-file and -key-file) or authentication on the server, or, only on a network " +
+	"you trust, restart it with -protected-mode=false"
+
+// errProtectedMode is ProtectedModeMessage as a gRPC status.
+var errProtectedMode = status.Error(codes.PermissionDenied, ProtectedModeMessage)
+
+// protected reports whether protected mode is in force now: it is asked for
+// (-protected-mode, the default), clients are not on TLS, and
+// authentication is not enabled.
+func (s *Server) protected() bool {
+	if !s.cfg.ProtectedMode || s.cfg.TLS != nil {
+		return false
+	}
+	if s.cfg.AuthEnabled != nil {
+		return !s.cfg.AuthEnabled()
+	}
+	return !s.core.AuthEnabled()
+}
+
+// refuseClient is the protected-mode decision for a client connection from
+// addr: true when it must be refused.
+func (s *Server) refuseClient(addr net.Addr) bool {
+	return s.protected() && !isLoopback(addr)
+}
+
+// isLoopback is true for a TCP peer on 127.0.0.0/8 or ::1, and for a
+// connection that is not TCP (a unix socket, an in-process pipe).
+func isLoopback(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case nil:
+		return false
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.Network() != "tcp"
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// isPeerMethod: RaftService does its own authentication (peer_auth.go in
+// raftnode), so protected mode, which is about clients, leaves it alone.
+func isPeerMethod(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, raftServicePrefix)
+}
+
+var raftServicePrefix = "/" + raftv1.RaftService_ServiceDesc.ServiceName + "/"
+
+func (s *Server) protectedUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if p, ok := peer.FromContext(ctx); ok && s.refuseClient(p.Addr) {
+		return nil, errProtectedMode
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) protectedStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if !isPeerMethod(info.FullMethod) {
+		if p, ok := peer.FromContext(ss.Context()); ok && s.refuseClient(p.Addr) {
+			return errProtectedMode
+		}
+	}
+	return h(srv, ss)
+}
+
+// protectedHTTP answers 403 with ProtectedModeMessage to refused clients.
+func (s *Server) protectedHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil && s.refuseClient(addr) {
+			http.Error(w, ProtectedModeMessage, http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseBinary answers a refused binary-protocol client: the server hello,
+// then a connection-level ERROR frame (PERMISSION_DENIED) with
+// ProtectedModeMessage, then the close.
+func refuseBinary(c net.Conn) {
+	defer c.Close()
+	var hello [wire.ClientHelloSize]byte
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, hello[:]); err != nil {
+		return
+	}
+	b := wire.AppendServerHello(nil, wire.ServerHello{Version: wire.Version, MaxFrameSize: 1 << 20, MaxInFlight: 1})
+	b = wire.AppendError(b, wire.OpError, 0, wire.StatusPermissionDenied, ProtectedModeMessage)
+	_, _ = c.Write(b)
+}
+
+// tlsListener wraps the client listener in TLS when the node has it: every
+// protocol on the port (gRPC, HTTP, binary) is then TLS only.
+func (s *Server) tlsListener(l net.Listener) net.Listener {
+	if s.cfg.TLS == nil {
+		return l
+	}
+	return tls.NewListener(l, s.cfg.TLS)
+}
+
+// buildPeerGRPC builds the gRPC server of the peer listener.
+func (s *Server) buildPeerGRPC() {
+	if s.transport == nil || !s.cfg.Peer.Enabled || !s.cfg.Peer.OwnListener {
+		return
+	}
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.MaxSendMsgSize(64 << 20)}
+	if s.cfg.Peer.ServerTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.Peer.ServerTLS)))
+	}
+	s.peerGRPC = grpc.NewServer(opts...)
+	raftv1.RegisterRaftServiceServer(s.peerGRPC, s.transport)
+}
+
+// errNoPeerListener is returned by ServePeers on a node without one.
+var errNoPeerListener = errors.New("service: this node has no peer listener (PeerConfig.OwnListener)")
+
+// ServePeers serves raft traffic from peers on l (the -peer-address
+// listener) until Shutdown.
+func (s *Server) ServePeers(l net.Listener) error {
+	if s.peerGRPC == nil {
+		l.Close()
+		return errNoPeerListener
+	}
+	err := s.peerGRPC.Serve(l)
+	if errors.Is(err, grpc.ErrServerStopped) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// servesPeersOnClientPort: the one-port form registers RaftService on the
+// client gRPC server.
+func (s *Server) servesPeersOnClientPort() bool {
+	return s.transport != nil && s.cfg.Peer.Enabled && !s.cfg.Peer.OwnListener
+}
