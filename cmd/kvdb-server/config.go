@@ -40,6 +40,7 @@ type config struct {
 	ElectionTicks     int
 	RequestTimeout    time.Duration
 	TxnTimeout        time.Duration
+	AuthTokenTTL      time.Duration
 	MaxTxns           int
 	MaxInFlight       int
 	Limits            service.Limits
@@ -132,6 +133,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(&reqSize, "max-request-size", "largest request accepted")
 	fs.IntVar(&c.Limits.MaxRangeLimit, "max-range-limit", d.MaxRangeLimit, "most keys one range request returns")
 	fs.DurationVar(&c.TxnTimeout, "txn-timeout", service.DefaultTxnIdleTimeout, "discard an interactive transaction idle this long")
+	fs.DurationVar(&c.AuthTokenTTL, "auth-token-ttl", 5*time.Minute, "how long a token from Authenticate stays valid (authentication enabled)")
 	fs.IntVar(&c.MaxTxns, "max-txns", 10_000, "most interactive transactions open at once on this node")
 	fs.IntVar(&c.MaxInFlight, "max-inflight-requests", service.DefaultMaxInFlightRequests, "most KV and transaction requests served at once (both transports); more get RESOURCE_EXHAUSTED at once; -1: no cap")
 	fs.IntVar(&c.Limits.MaxTxnOps, "max-txn-ops", d.MaxTxnOps, "most reads, ranges and writes one transaction holds")
@@ -240,6 +242,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.MaxInFlight == 0 || c.MaxInFlight < -1 {
 		return nil, errors.New("-max-inflight-requests must be positive, or -1 for no cap")
+	}
+	if c.AuthTokenTTL <= 0 {
+		return nil, errors.New("-auth-token-ttl must be positive")
 	}
 	if c.TxnTimeout <= 0 || c.MaxTxns <= 0 || c.Limits.MaxTxnOps <= 0 || c.Limits.MaxTxnBytes <= 0 {
 		return nil, errors.New("-txn-timeout, -max-txns, -max-txn-ops and -max-txn-bytes must be positive")

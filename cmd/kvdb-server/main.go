@@ -131,6 +131,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		Limits:               cfg.Limits,
 		RequestTimeout:       cfg.RequestTimeout,
 		TxnIdleTimeout:       cfg.TxnTimeout,
+		AuthTokenTTL:         cfg.AuthTokenTTL,
 		MaxTxns:              cfg.MaxTxns,
 		MaxInFlightRequests:  cfg.MaxInFlight,
 		EnableMetrics:        cfg.EnableMetrics,

@@ -68,6 +68,13 @@ func (c *Core) authenticated(ctx context.Context) (string, error) {
 	return u, nil
 }
 
+// CheckAuthenticated fails with ErrUnauthenticated when auth is on and ctx
+// carries no user.
+func (c *Core) CheckAuthenticated(ctx context.Context) error {
+	_, err := c.authenticated(ctx)
+	return err
+}
+
 // authorize checks perm on key (end empty) or on every key of [key, end).
 func (c *Core) authorize(ctx context.Context, perm auth.Perm, key, end []byte) error {
 	if !c.auth.Enabled() {

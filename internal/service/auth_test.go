@@ -15,6 +15,7 @@ import (
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/auth"
+	"github.com/kvdb/kvdb/internal/wire"
 )
 
 func init() { auth.SetBcryptCostForTests() }
@@ -307,4 +308,77 @@ func TestAuthSurvivesRestart(t *testing.T) {
 		t.Fatalf("roles after restart: %v %v", roles.GetRoles(), err)
 	}
 	_ = time.Second
+}
+
+// binarySamples is a well-formed request for every binary opcode; the keys
+// lie outside alice's "app/" prefix. A new opcode without an entry fails
+// TestEveryOpcodeIsChecked.
+var binarySamples = map[wire.Opcode]*wire.Request{
+	wire.OpPing:     {Op: wire.OpPing},
+	wire.OpGet:      {Op: wire.OpGet, Key: []byte("other")},
+	wire.OpPut:      {Op: wire.OpPut, Key: []byte("other"), Value: []byte("v")},
+	wire.OpDelete:   {Op: wire.OpDelete, Key: []byte("other")},
+	wire.OpRange:    {Op: wire.OpRange, Key: []byte("a"), End: []byte("z")},
+	wire.OpBatch:    {Op: wire.OpBatch, Ops: []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("other"), Value: []byte("v")}}},
+	wire.OpBegin:    {Op: wire.OpBegin},
+	wire.OpCommit:   {Op: wire.OpCommit},
+	wire.OpRollback: {Op: wire.OpRollback},
+	wire.OpTxn:      {Op: wire.OpTxn, Compares: []wire.Compare{{Key: []byte("other"), Target: wire.TargetVersion}}},
+	wire.OpStats:    {Op: wire.OpStats},
+	wire.OpAuth:     {Op: wire.OpAuth, Key: []byte("alice"), Value: []byte("alicepw")},
+}
+
+// TestEveryOpcodeIsChecked walks every opcode the protocol defines: without
+// AUTH, as alice (no permission on the keys used) and as root.
+func TestEveryOpcodeIsChecked(t *testing.T) {
+	n, _ := authNode(t)
+	open := map[wire.Opcode]bool{wire.OpPing: true, wire.OpAuth: true}
+	keylessOps := map[wire.Opcode]bool{wire.OpBegin: true, wire.OpCommit: true, wire.OpRollback: true}
+	dial := func(user, password string) *rawConn {
+		r := dialRaw(t, n.addr)
+		if user != "" {
+			if resp := r.call(&wire.Request{Op: wire.OpAuth, ID: 1, Key: []byte(user), Value: []byte(password)}); resp.Status != wire.StatusOK {
+				t.Fatalf("AUTH %s: %v %s", user, resp.Status, resp.Payload)
+			}
+		}
+		return r
+	}
+	anon, alice, root := dial("", ""), dial("alice", "alicepw"), dial("root", "rootpw")
+	id := uint64(100)
+	call := func(r *rawConn, op wire.Opcode) wire.Status {
+		req := *binarySamples[op]
+		id++
+		req.ID = id
+		return r.call(&req).Status
+	}
+	for op := wire.OpPing; op.Valid(); op++ {
+		if binarySamples[op] == nil {
+			t.Errorf("opcode %s has no sample in binarySamples: add one and its permission", op)
+			continue
+		}
+		if open[op] {
+			if st := call(anon, op); st == wire.StatusUnauthenticated || st == wire.StatusPermissionDenied {
+				t.Errorf("%s without AUTH: %v, want it allowed", op, st)
+			}
+			continue
+		}
+		if st := call(anon, op); st != wire.StatusUnauthenticated {
+			t.Errorf("%s without AUTH: %v, want UNAUTHENTICATED", op, st)
+		}
+		st := call(alice, op)
+		if keylessOps[op] {
+			if st == wire.StatusUnauthenticated || st == wire.StatusPermissionDenied {
+				t.Errorf("%s as alice: %v, want it allowed", op, st)
+			}
+		} else if st != wire.StatusPermissionDenied {
+			t.Errorf("%s as alice: %v, want PERMISSION_DENIED", op, st)
+		}
+		if st := call(root, op); st == wire.StatusUnauthenticated || st == wire.StatusPermissionDenied {
+			t.Errorf("%s as root: %v, want it allowed", op, st)
+		}
+	}
+	// A wrong password leaves the connection unauthenticated.
+	if resp := anon.call(&wire.Request{Op: wire.OpAuth, ID: 999, Key: []byte("alice"), Value: []byte("x")}); resp.Status != wire.StatusUnauthenticated {
+		t.Fatalf("AUTH with a wrong password: %v", resp.Status)
+	}
 }

@@ -41,8 +41,12 @@ type binaryConn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
-	ctx       context.Context // cancelled by close
-	cancel    context.CancelFunc
+	// ctx is cancelled by close and carries the connection's user after a
+	// successful AUTH; base is the same without a user. Both are owned by
+	// readLoop (goroutines it starts take a copy).
+	ctx    context.Context
+	base   context.Context
+	cancel context.CancelFunc
 
 	// reads are linearizable reads waiting for the next ReadIndex batch;
 	// owned by readLoop.
@@ -61,6 +65,7 @@ func newBinaryConn(b *binaryServer, c net.Conn) *binaryConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &binaryConn{
 		ctx:    ctx,
+		base:   ctx,
 		cancel: cancel,
 		b:      b,
 		s:      b.s,

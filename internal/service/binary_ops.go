@@ -57,7 +57,13 @@ func (c *binaryConn) serve(req *wire.Request) {
 		c.send(func(b []byte) []byte {
 			return wire.AppendResponse(b, &wire.Response{Op: wire.OpPing, ID: id, Payload: payload})
 		})
+	case wire.OpAuth:
+		c.authenticate(req)
 	case wire.OpStats:
+		if err := c.s.core.RequireRoot(c.ctx); err != nil {
+			c.send(errorReply(op, id, err))
+			return
+		}
 		js, err := statsJSON(c.s.Stats())
 		if err != nil {
 			c.send(errorReply(op, id, err))
@@ -94,6 +100,23 @@ func (c *binaryConn) serve(req *wire.Request) {
 			return c.s.core.PrepareBatch(c.ctx, ops)
 		})
 	}
+}
+
+// authenticate makes the connection the user AUTH names, when the
+// password is right; a failure leaves the connection as it was.
+func (c *binaryConn) authenticate(req *wire.Request) {
+	name := string(req.Key)
+	from := ""
+	if a := c.c.RemoteAddr(); a != nil {
+		from = hostOf(a.String())
+	}
+	if _, err := c.s.core.Authenticate(c.ctx, name, string(req.Value), from); err != nil {
+		c.send(errorReply(req.Op, req.ID, err))
+		return
+	}
+	c.ctx = core.WithUser(c.base, name)
+	id := req.ID
+	c.send(func(b []byte) []byte { return wire.AppendResponse(b, &wire.Response{Op: wire.OpAuth, ID: id}) })
 }
 
 // readRequest is a validated GET or RANGE.

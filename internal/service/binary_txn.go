@@ -58,6 +58,9 @@ func (c *binaryConn) txnRequest(ctx context.Context, req *wire.Request) (*wire.R
 		c.txnSeq++
 		return &wire.Response{TxnID: c.txnSeq, Revision: res.StartRevision}, nil
 	}
+	if err := x.CheckAuthenticated(ctx); err != nil {
+		return nil, err
+	}
 	if c.txnID == "" {
 		return nil, core.Errorf(core.FailedPrecondition, "%s needs an open transaction: send BEGIN first", req.Op)
 	}

@@ -34,7 +34,7 @@ type serverMetrics struct {
 	walFsync        prometheus.Histogram
 	snapshotSave    prometheus.Histogram
 	snapshotBytes   prometheus.Gauge
-	binaryRequests  [wire.OpStats + 1]prometheus.Counter
+	binaryRequests  [wire.LastOpcode + 1]prometheus.Counter
 	grpc            *grpcprom.ServerMetrics
 }
 
@@ -77,7 +77,7 @@ func newServerMetrics() *serverMetrics {
 		Name: "kvdb_binary_requests_total",
 		Help: "Binary-protocol requests received, by opcode.",
 	}, []string{"opcode"})
-	for op := wire.OpPing; op <= wire.OpStats; op++ {
+	for op := wire.OpPing; op <= wire.LastOpcode; op++ {
 		m.binaryRequests[op] = reqs.WithLabelValues(op.String())
 	}
 	m.reg.MustRegister(m.leaderChanges, m.proposalsFailed, m.applyDuration, m.walFsync,

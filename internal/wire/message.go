@@ -60,9 +60,9 @@ type Request struct {
 	Flags uint8
 	ID    uint64
 
-	Key   []byte // GET, PUT, DELETE, RANGE
+	Key   []byte // GET, PUT, DELETE, RANGE; AUTH: the user name
 	End   []byte // DELETE, RANGE: range end (exclusive)
-	Value []byte // PUT
+	Value []byte // PUT; AUTH: the password
 	Limit int64  // RANGE
 	Ops   []BatchOp
 
@@ -145,7 +145,7 @@ func AppendRequest(dst []byte, req *Request) []byte {
 		dst = append(dst, req.Payload...)
 	case OpGet:
 		dst = append(dst, req.Key...)
-	case OpPut:
+	case OpPut, OpAuth:
 		dst = appendBytes(dst, req.Key)
 		dst = append(dst, req.Value...)
 	case OpDelete:
@@ -378,7 +378,7 @@ func DecodeRequest(f Frame, req *Request) error {
 		req.Payload = d.rest()
 	case OpGet:
 		req.Key = d.rest()
-	case OpPut:
+	case OpPut, OpAuth:
 		req.Key = d.bytes()
 		req.Value = d.rest()
 	case OpDelete:
@@ -464,7 +464,7 @@ func DecodeResponse(f Frame, resp *Response) error {
 		resp.TxnID = d.u64()
 	case OpCommit:
 		resp.Revision = int64(d.u64())
-	case OpRollback:
+	case OpRollback, OpAuth:
 	case OpTxn:
 		resp.Revision = int64(d.u64())
 		resp.Succeeded = d.u8() != 0

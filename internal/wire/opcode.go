@@ -20,10 +20,14 @@ const (
 	OpRollback Opcode = 0x09
 	OpTxn      Opcode = 0x0A // one-shot conditional transaction (compare-and-swap)
 	OpStats    Opcode = 0x0B
+	OpAuth     Opcode = 0x0C // authenticate the connection as a user
+
+	// LastOpcode is the highest request opcode this version defines.
+	LastOpcode = OpAuth
 )
 
 // Valid reports whether op is a request opcode this version defines.
-func (op Opcode) Valid() bool { return op >= OpPing && op <= OpStats }
+func (op Opcode) Valid() bool { return op >= OpPing && op <= LastOpcode }
 
 func (op Opcode) String() string {
 	switch op {
@@ -51,6 +55,8 @@ func (op Opcode) String() string {
 		return "TXN"
 	case OpStats:
 		return "STATS"
+	case OpAuth:
+		return "AUTH"
 	}
 	return fmt.Sprintf("Opcode(0x%02x)", uint8(op))
 }
