@@ -116,7 +116,10 @@ func TestPermissionChecks(t *testing.T) {
 	}
 	c := New(Config{Auth: users}, engine.New())
 	anon, reader, root := context.Background(), WithUser(context.Background(), "reader"), WithUser(context.Background(), "root")
-	put := func(ctx context.Context, k string) error { _, err := c.PreparePut(ctx, []byte(k), nil, false); return err }
+	put := func(ctx context.Context, k string) error {
+		_, err := c.PreparePut(ctx, []byte(k), nil, false)
+		return err
+	}
 	rng := func(ctx context.Context, k, end string) error {
 		return c.CheckRange(ctx, &RangeRequest{Key: []byte(k), End: []byte(end)})
 	}
