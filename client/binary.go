@@ -33,9 +33,10 @@ type binaryConn struct {
 	done chan struct{}
 }
 
-func dialBinary(ctx context.Context, addr string, tlsCfg *tls.Config) (*binaryConn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+func dialBinary(ctx context.Context, addr string, d *dialer) (*binaryConn, error) {
+	tlsCfg := d.tls
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("kvdb: dial %s: %w", addr, err)
 	}
@@ -65,6 +66,9 @@ func dialBinary(ctx context.Context, addr string, tlsCfg *tls.Config) (*binaryCo
 	var sh wire.ServerHello
 	if err == nil {
 		sh, err = wire.ParseServerHello(hello[:])
+	}
+	if err == nil && d.user != "" {
+		err = authenticateBinary(c, d.user, d.password)
 	}
 	if err != nil {
 		c.Close()

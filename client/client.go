@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
@@ -58,6 +59,10 @@ type Options struct {
 	// TLS, when set, connects over TLS (both protocols) with this
 	// configuration; LoadTLS builds one from PEM files. Nil: plaintext.
 	TLS *tls.Config
+	// Username and Password, when set, authenticate every connection
+	// (a token in gRPC metadata, renewed as needed; AUTH on each binary
+	// connection). A server with authentication disabled accepts them.
+	Username, Password string
 }
 
 func (o *Options) setDefaults() {
@@ -84,7 +89,7 @@ func (o *Options) setDefaults() {
 // pool is the connections to one endpoint.
 type pool struct {
 	addr   string
-	tls    *tls.Config
+	dial   *dialer
 	grpc   []*grpcConn
 	binary []*binaryConn
 	next   atomic.Uint64
@@ -94,6 +99,7 @@ type pool struct {
 // Client is a KVDB client. Safe for concurrent use.
 type Client struct {
 	opts Options
+	dial *dialer
 
 	mu     sync.Mutex
 	pool   *pool // the leader's (or best known endpoint's) connections
@@ -107,7 +113,7 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if len(opts.Endpoints) == 0 {
 		return nil, errors.New("kvdb: no endpoints")
 	}
-	c := &Client{opts: opts}
+	c := &Client{opts: opts, dial: newDialer(&opts)}
 	if _, err := c.discover(ctx); err != nil {
 		return nil, err
 	}
@@ -153,7 +159,7 @@ func (c *Client) discover(ctx context.Context) (*pool, error) {
 	var firstOK string
 	var lastErr error
 	for _, ep := range c.opts.Endpoints {
-		g, err := dialGRPC(ep, c.opts.TLS)
+		g, err := dialGRPC(ep, c.dial)
 		if err != nil {
 			lastErr = err
 			continue
@@ -163,6 +169,9 @@ func (c *Client) discover(ctx context.Context) (*pool, error) {
 		cancel()
 		g.conn.Close()
 		if err != nil {
+			if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
+				return nil, grpcErr(err)
+			}
 			lastErr = err
 			continue
 		}
@@ -193,11 +202,11 @@ func (c *Client) use(ctx context.Context, addr string) (*pool, error) {
 		return p, nil
 	}
 	c.mu.Unlock()
-	p := &pool{addr: addr, tls: c.opts.TLS}
+	p := &pool{addr: addr, dial: c.dial}
 	for range c.opts.PoolSize {
 		if c.opts.Protocol == ProtocolBinary {
 			dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
-			b, err := dialBinary(dctx, addr, c.opts.TLS)
+			b, err := dialBinary(dctx, addr, c.dial)
 			cancel()
 			if err != nil {
 				p.close()
@@ -205,7 +214,7 @@ func (c *Client) use(ctx context.Context, addr string) (*pool, error) {
 			}
 			p.binary = append(p.binary, b)
 		} else {
-			g, err := dialGRPC(addr, c.opts.TLS)
+			g, err := dialGRPC(addr, c.dial)
 			if err != nil {
 				p.close()
 				return nil, err
@@ -249,7 +258,7 @@ func (p *pool) pickBinary(ctx context.Context, dialTimeout time.Duration) (*bina
 	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	nb, err := dialBinary(dctx, p.addr, p.tls)
+	nb, err := dialBinary(dctx, p.addr, p.dial)
 	if err != nil {
 		return nil, &Error{Code: codes.Unavailable, Message: err.Error()}
 	}

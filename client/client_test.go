@@ -272,7 +272,7 @@ func TestClientDeadlines(t *testing.T) {
 			conn.Write(wire.AppendServerHello(nil, wire.ServerHello{Version: wire.Version}))
 			io.Copy(io.Discard, conn)
 		}()
-		b, err := dialBinary(ctxT(t), lis.Addr().String(), nil)
+		b, err := dialBinary(ctxT(t), lis.Addr().String(), &dialer{})
 		if err != nil {
 			t.Fatal(err)
 		}

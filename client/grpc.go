@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 
 	"google.golang.org/grpc"
@@ -21,13 +20,17 @@ type grpcConn struct {
 	admin kvdbv1.AdminServiceClient
 }
 
-func dialGRPC(addr string, tlsCfg *tls.Config) (*grpcConn, error) {
+func dialGRPC(addr string, d *dialer) (*grpcConn, error) {
 	creds := insecure.NewCredentials()
-	if tlsCfg != nil {
-		creds = credentials.NewTLS(tlsCfg)
+	if d.tls != nil {
+		creds = credentials.NewTLS(d.tls)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxResponseFrameSize)))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxResponseFrameSize))}
+	if d.tokens != nil {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(d.tokens.unary))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kvdb: dial %s: %w", addr, err)
 	}

@@ -52,7 +52,7 @@ func (c *Client) Begin(ctx context.Context) (*Txn, error) {
 	// connections are shared by other calls that must not run inside it.
 	dctx, dcancel := context.WithTimeout(ctx, c.opts.DialTimeout)
 	defer dcancel()
-	b, err := dialBinary(dctx, p.addr, p.tls)
+	b, err := dialBinary(dctx, p.addr, p.dial)
 	if err != nil {
 		return nil, &Error{Code: codes.Unavailable, Message: err.Error()}
 	}

@@ -113,9 +113,11 @@ var sampleRequests = map[string]proto.Message{
 	"/grpc.health.v1.Health/List":               nil,
 }
 
-// keyless are the data RPCs that touch no key: any authenticated user may
-// call them (what they lead to is checked per key).
-var keyless = []string{"/kvdb.v1.TxnService/Begin", "/kvdb.v1.TxnService/Commit", "/kvdb.v1.TxnService/Rollback"}
+// keyless are the RPCs any authenticated user may call: data RPCs that
+// touch no key (what they lead to is checked per key), and what clients
+// read to find the leader.
+var keyless = []string{"/kvdb.v1.TxnService/Begin", "/kvdb.v1.TxnService/Commit", "/kvdb.v1.TxnService/Rollback",
+	"/kvdb.v1.AdminService/Status", "/kvdb.v1.AdminService/MemberList"}
 
 // TestEveryRPCIsChecked discovers every method the server serves through
 // the gRPC server's own service registry and calls each with no

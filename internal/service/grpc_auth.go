@@ -24,6 +24,9 @@ const (
 	rpcData
 	// rpcRoot needs the root role: administration and auth management.
 	rpcRoot
+	// rpcUser needs an authenticated user: what clients read to find the
+	// leader (Status, MemberList).
+	rpcUser
 )
 
 // rpcClasses maps a full method name, or a service prefix ending in "/",
@@ -35,11 +38,13 @@ var rpcClasses = map[string]rpcClass{
 	"/grpc.reflection.v1alpha.ServerReflection/": rpcOpen,
 	// Peer traffic is authenticated by the peer transport (mTLS or the
 	// cluster secret), not by user tokens.
-	"/kvdb.raft.v1.RaftService/": rpcOpen,
-	"/kvdb.v1.KVService/":        rpcData,
-	"/kvdb.v1.TxnService/":       rpcData,
-	"/kvdb.v1.AdminService/":     rpcRoot,
-	"/kvdb.v1.AuthService/":      rpcRoot,
+	"/kvdb.raft.v1.RaftService/":       rpcOpen,
+	"/kvdb.v1.KVService/":              rpcData,
+	"/kvdb.v1.TxnService/":             rpcData,
+	"/kvdb.v1.AdminService/Status":     rpcUser,
+	"/kvdb.v1.AdminService/MemberList": rpcUser,
+	"/kvdb.v1.AdminService/":           rpcRoot,
+	"/kvdb.v1.AuthService/":            rpcRoot,
 }
 
 func classOf(method string) (rpcClass, bool) {
@@ -81,6 +86,8 @@ func (s *Server) identify(ctx context.Context, method string) (context.Context, 
 		return ctx, nil
 	case class == rpcData:
 		return ctx, nil // core checks every key
+	case class == rpcUser:
+		return ctx, s.core.CheckAuthenticated(ctx)
 	case class == rpcRoot, !known:
 		return ctx, s.core.RequireRoot(ctx)
 	}

@@ -1,0 +1,132 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/wire"
+)
+
+// dialer holds what every connection of a Client is made with: TLS and,
+// when a user is set, the credentials it authenticates with.
+type dialer struct {
+	tls            *tls.Config
+	user, password string
+	tokens         *tokenSource
+}
+
+func newDialer(o *Options) *dialer {
+	d := &dialer{tls: o.TLS, user: o.Username, password: o.Password}
+	if d.user != "" {
+		d.tokens = &tokenSource{user: o.Username, password: o.Password}
+	}
+	return d
+}
+
+const authenticateMethod = "/kvdb.v1.AuthService/Authenticate"
+
+// tokenRefresh is how long a token is used before the client asks for a
+// new one; well inside the server's default token lifetime (5 minutes).
+const tokenRefresh = time.Minute
+
+// tokenSource authenticates over gRPC once and reuses the token, renewing
+// it when it is old or the server refuses it (expired, password changed).
+type tokenSource struct {
+	user, password string
+	mu             sync.Mutex
+	token          string
+	at             time.Time
+	disabled       bool // the server said authentication is off
+}
+
+func (ts *tokenSource) get(ctx context.Context, cc *grpc.ClientConn) (string, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if time.Since(ts.at) < tokenRefresh && (ts.token != "" || ts.disabled) {
+		return ts.token, nil
+	}
+	resp, err := kvdbv1.NewAuthServiceClient(cc).Authenticate(ctx, &kvdbv1.AuthenticateRequest{Name: ts.user, Password: ts.password})
+	switch {
+	case status.Code(err) == codes.FailedPrecondition:
+		ts.token, ts.disabled, ts.at = "", true, time.Now()
+	case err != nil:
+		return "", err
+	default:
+		ts.token, ts.disabled, ts.at = resp.GetToken(), false, time.Now()
+	}
+	return ts.token, nil
+}
+
+func (ts *tokenSource) invalidate(token string) {
+	ts.mu.Lock()
+	if ts.token == token {
+		ts.at = time.Time{}
+	}
+	ts.mu.Unlock()
+}
+
+// unary adds the token to every call but Authenticate, and retries a call
+// refused as UNAUTHENTICATED once with a fresh token.
+func (ts *tokenSource) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if method == authenticateMethod {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	call := func() (string, error) {
+		tok, err := ts.get(ctx, cc)
+		if err != nil {
+			return "", err
+		}
+		cctx := ctx
+		if tok != "" {
+			cctx = metadata.AppendToOutgoingContext(ctx, "token", tok)
+		}
+		return tok, invoker(cctx, method, req, reply, cc, opts...)
+	}
+	tok, err := call()
+	if status.Code(err) == codes.Unauthenticated {
+		ts.invalidate(tok)
+		_, err = call()
+	}
+	return err
+}
+
+// authenticateBinary sends AUTH on a fresh binary-protocol connection and
+// reads the answer before the connection's reader starts. A server with
+// authentication disabled answers FAILED_PRECONDITION, which is fine.
+func authenticateBinary(c net.Conn, user, password string) error {
+	if _, err := c.Write(wire.AppendRequest(nil, &wire.Request{Op: wire.OpAuth, ID: 1, Key: []byte(user), Value: []byte(password)})); err != nil {
+		return err
+	}
+	rd := wire.NewReader(c, 4096, wire.MaxResponseFrameSize)
+	f, err := rd.Next()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("connection closed during AUTH")
+		}
+		return err
+	}
+	if rd.Buffered() != 0 {
+		return fmt.Errorf("unexpected frames after the AUTH reply")
+	}
+	var resp wire.Response
+	if err := wire.DecodeResponse(f, &resp); err != nil {
+		return err
+	}
+	switch resp.Status {
+	case wire.StatusOK, wire.StatusFailedPrecondition:
+		return nil
+	}
+	return &Error{Code: codes.Code(resp.Status), Message: string(resp.Payload)}
+}

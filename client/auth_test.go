@@ -1,0 +1,63 @@
+package client
+
+import (
+	"fmt"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/auth"
+)
+
+// TestClientAuthenticates: with authentication enabled, a Client with a
+// user works on both protocols and one without gets UNAUTHENTICATED.
+func TestClientAuthenticates(t *testing.T) {
+	auth.SetBcryptCostForTests()
+	_, addr := startNode(t)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	a := kvdbv1.NewAuthServiceClient(conn)
+	ctx := ctxT(t)
+	if _, err := a.UserAdd(ctx, &kvdbv1.UserAddRequest{Name: "root", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	// Credentials are accepted while authentication is still off.
+	c0, err := New(ctx, Options{Endpoints: []string{addr}, Protocol: ProtocolBinary, Username: "root", Password: "pw"})
+	if err != nil {
+		t.Fatalf("binary client with credentials, auth off: %v", err)
+	}
+	c0.Close()
+	if _, err := a.AuthEnable(ctx, &kvdbv1.AuthEnableRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, proto := range []Protocol{ProtocolGRPC, ProtocolBinary} {
+		t.Run(fmt.Sprint(proto), func(t *testing.T) {
+			c, err := New(ctx, Options{Endpoints: []string{addr}, Protocol: proto, Username: "root", Password: "pw"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Put(ctx, []byte("k"), []byte("v")); err != nil {
+				t.Fatalf("put as root: %v", err)
+			}
+			if _, err := New(ctx, Options{Endpoints: []string{addr}, Protocol: proto, Username: "root", Password: "wrong"}); status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("wrong password: %v", err)
+			}
+		})
+	}
+	anon, err := New(ctx, Options{Endpoints: []string{addr}})
+	if err == nil {
+		_, err = anon.Put(ctx, []byte("k"), []byte("v"))
+		anon.Close()
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("client without credentials: %v", err)
+	}
+}
