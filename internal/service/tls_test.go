@@ -247,7 +247,7 @@ func TestProtectedModeDecision(t *testing.T) {
 // TestProtectedModeAnswers: the refusal each protocol gives, driven
 // through the handlers with a non-loopback source address.
 func TestProtectedModeAnswers(t *testing.T) {
-	s := &Server{cfg: Config{ProtectedMode: true}}
+	s := &Server{cfg: Config{ProtectedMode: true, AuthEnabled: func() bool { return false }}}
 	remote := &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 40000}
 	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: remote})
 	_, err := s.protectedUnary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/kvdb.v1.KVService/Get"},
