@@ -91,6 +91,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		keySize   = sizeFlag{}
 		valSize   = sizeFlag{}
 		reqSize   = sizeFlag{}
+		respSize  = sizeFlag{}
 		txnSize   = sizeFlag{}
 		reserve   = sizeFlag{}
 		walSeg    = sizeFlag{}
@@ -103,6 +104,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	_ = keySize.Set(strconv.Itoa(d.MaxKeySize))
 	_ = valSize.Set(strconv.Itoa(d.MaxValueSize))
 	_ = reqSize.Set(strconv.Itoa(d.MaxRequestSize))
+	_ = respSize.Set(strconv.Itoa(d.MaxResponseBytes))
+	respSize.text = "4MiB"
 	_ = txnSize.Set(strconv.Itoa(d.MaxTxnBytes))
 	_ = reserve.Set("16MiB")
 	_ = walSeg.Set("64MiB")
@@ -131,6 +134,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(&valSize, "max-value-size", "largest value accepted")
 	fs.IntVar(&c.Limits.MaxBatchOps, "max-batch-ops", d.MaxBatchOps, "most operations in one batch")
 	fs.Var(&reqSize, "max-request-size", "largest request accepted")
+	fs.Var(&respSize, "max-response-bytes", "keys and values one range or transaction read returns at most (more=true past it, after at least one key)")
 	fs.IntVar(&c.Limits.MaxRangeLimit, "max-range-limit", d.MaxRangeLimit, "most keys one range request returns")
 	fs.DurationVar(&c.TxnTimeout, "txn-timeout", service.DefaultTxnIdleTimeout, "discard an interactive transaction idle this long")
 	fs.DurationVar(&c.AuthTokenTTL, "auth-token-ttl", 5*time.Minute, "how long a token from Authenticate stays valid (authentication enabled)")
@@ -172,6 +176,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.Limits.MaxKeySize = int(keySize.bytes)
 	c.Limits.MaxValueSize = int(valSize.bytes)
 	c.Limits.MaxRequestSize = int(reqSize.bytes)
+	c.Limits.MaxResponseBytes = int(respSize.bytes)
 	c.Limits.MaxTxnBytes = int(txnSize.bytes)
 	if err := c.Limits.Validate(); err != nil {
 		return nil, err

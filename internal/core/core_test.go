@@ -145,3 +145,44 @@ func TestPermissionChecks(t *testing.T) {
 		}
 	}
 }
+
+func TestRangeStopsAtTheResponseBudget(t *testing.T) {
+	store := engine.New()
+	var ops []engine.Op
+	for i := range 10 {
+		ops = append(ops, engine.Op{Type: engine.OpPut, Key: []byte{'k', byte('0' + i)}, Value: make([]byte, 100)})
+	}
+	store.Apply(1, ops)
+	c := New(Config{Limits: Limits{MaxResponseBytes: 350}}, store)
+	tests := []struct {
+		name      string
+		r         RangeRequest
+		wantKVs   int
+		wantMore  bool
+		wantCount int64
+	}{
+		{"values fill the budget", RangeRequest{Key: []byte("k"), Prefix: true}, 2, true, 10},
+		{"keys only fit", RangeRequest{Key: []byte("k"), Prefix: true, KeysOnly: true}, 8, true, 10},
+		{"limit first", RangeRequest{Key: []byte("k"), Prefix: true, Limit: 1}, 1, true, 10},
+		{"one key always", RangeRequest{Key: []byte("k0")}, 1, false, 1},
+	}
+	for _, tt := range tests {
+		r := tt.r
+		if err := c.CheckRange(context.Background(), &r); err != nil {
+			t.Fatal(err)
+		}
+		got := c.ReadRange(&r)
+		if len(got.KVs) != tt.wantKVs || got.More != tt.wantMore || got.Count != tt.wantCount {
+			t.Errorf("%s: %d keys, more %v, count %d; want %d %v %d", tt.name, len(got.KVs), got.More, got.Count, tt.wantKVs, tt.wantMore, tt.wantCount)
+		}
+	}
+	// A budget smaller than one key still returns that key.
+	c.SetLimits(Limits{MaxResponseBytes: 1, MaxKeySize: 16, MaxValueSize: 1 << 10, MaxBatchOps: 1, MaxRequestSize: 1 << 20, MaxRangeLimit: 10})
+	r := RangeRequest{Key: []byte("k"), Prefix: true}
+	if err := c.CheckRange(context.Background(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ReadRange(&r); len(got.KVs) != 1 || !got.More {
+		t.Fatalf("tiny budget: %d keys, more %v", len(got.KVs), got.More)
+	}
+}

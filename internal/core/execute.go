@@ -97,11 +97,19 @@ func (c *Core) Execute(ctx context.Context, req ExecuteRequest) (ExecuteResult, 
 		ops = req.Failure
 	}
 	out.Responses = make([]TxnOpResult, len(r.Res.Ops))
+	budget := c.limits.MaxResponseBytes // shared by every range of the branch
 	for i, o := range r.Res.Ops {
 		res := TxnOpResult{Type: ops[i].Type}
 		switch ops[i].Type {
 		case TxnRange:
-			res.KVs, res.Count, res.More = o.KVs, o.Count, o.More
+			res.Count, res.More = o.Count, o.More
+			if budget <= 0 && len(o.KVs) > 0 {
+				res.More = true // the budget went to earlier ranges
+			} else {
+				var cut bool
+				res.KVs, cut = fitResponse(o.KVs, ops[i].KeysOnly, &budget)
+				res.More = res.More || cut
+			}
 		case TxnPut:
 			if len(o.Prev) > 0 {
 				res.Prev = o.Prev[:1]

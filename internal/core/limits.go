@@ -16,6 +16,11 @@ type Limits struct {
 	MaxRangeLimit  int // keys one Range returns at most; default 10,000
 	MaxTxnOps      int // reads, ranges and writes one transaction holds; default 10,000
 	MaxTxnBytes    int // key and value bytes one transaction holds; default 2 MiB
+	// MaxResponseBytes bounds the keys and values one read returns (a
+	// range, a transaction's range, the ranges of one Execute); past it the
+	// read stops with More set, after at least one key. Default 4 MiB, what
+	// a gRPC client accepts by default.
+	MaxResponseBytes int
 }
 
 // DefaultLimits are the limits a node uses unless configured otherwise.
@@ -27,6 +32,8 @@ var DefaultLimits = Limits{
 	MaxRangeLimit:  10_000,
 	MaxTxnOps:      10_000,
 	MaxTxnBytes:    2 << 20,
+
+	MaxResponseBytes: 4 << 20,
 }
 
 func (l *Limits) setDefaults() {
@@ -51,6 +58,9 @@ func (l *Limits) setDefaults() {
 	}
 	if l.MaxTxnBytes <= 0 {
 		l.MaxTxnBytes = min(d.MaxTxnBytes, l.MaxRequestSize/2)
+	}
+	if l.MaxResponseBytes <= 0 {
+		l.MaxResponseBytes = d.MaxResponseBytes
 	}
 }
 
@@ -108,9 +118,33 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("max-range-limit must be positive")
 	case l.MaxTxnOps < 0:
 		return fmt.Errorf("max-txn-ops must be positive")
+	case l.MaxResponseBytes < 0 || l.MaxResponseBytes > 64<<20:
+		return fmt.Errorf("max-response-bytes must be between 1 byte and 64 MiB (the largest frame or message a client accepts)")
 	case l.MaxTxnBytes < 0 || l.MaxTxnBytes > l.MaxRequestSize:
 		// The commit entry carries every read key and written value.
 		return fmt.Errorf("max-txn-bytes must be between 1 byte and max-request-size (%d)", l.MaxRequestSize)
 	}
 	return nil
+}
+
+// kvOverhead approximates what one key-value costs in a reply beyond its
+// key and value bytes (revisions, lengths, framing).
+const kvOverhead = 40
+
+// fitResponse returns the longest prefix of kvs (at least one key) whose
+// keys and values fit in *budget bytes, and whether it cut kvs short; it
+// takes what it returns from *budget.
+func fitResponse(kvs []engine.KeyValue, keysOnly bool, budget *int) ([]engine.KeyValue, bool) {
+	for i, kv := range kvs {
+		size := len(kv.Key) + kvOverhead
+		if !keysOnly {
+			size += len(kv.Value)
+		}
+		if size > *budget && i > 0 {
+			*budget = 0
+			return kvs[:i], true
+		}
+		*budget -= size
+	}
+	return kvs, false
 }

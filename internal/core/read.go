@@ -115,12 +115,17 @@ func (c *Core) Range(ctx context.Context, r RangeRequest) (RangeResult, error) {
 }
 
 // ReadRange reads a range CheckRange accepted from the local store, after
-// WaitRead. With CountOnly, KVs is empty; with KeysOnly, values are.
+// WaitRead. With CountOnly, KVs is empty; with KeysOnly, values are. KVs
+// stop at Limit keys or MaxResponseBytes (after at least one key), with
+// More set; Count always counts the whole range.
 func (c *Core) ReadRange(r *RangeRequest) RangeResult {
 	res := c.store.Range(r.Key, r.End, engine.RangeOptions{Limit: int(r.Limit), KeysOnly: r.KeysOnly, CountOnly: r.CountOnly})
 	out := RangeResult{Revision: res.Revision, Count: res.Count, More: res.More}
 	if !r.CountOnly {
-		out.KVs = res.KVs
+		budget := c.limits.MaxResponseBytes
+		var cut bool
+		out.KVs, cut = fitResponse(res.KVs, r.KeysOnly, &budget)
+		out.More = out.More || cut
 	}
 	return out
 }

@@ -111,6 +111,10 @@ func (c *Core) TxnRange(ctx context.Context, id string, r RangeRequest) (RangeRe
 	if len(kvs) > limit {
 		kvs, out.More = kvs[:limit], true
 	}
+	budget := c.limits.MaxResponseBytes
+	if fit, cut := fitResponse(kvs, r.KeysOnly, &budget); cut {
+		kvs, out.More = fit, true
+	}
 	if r.KeysOnly {
 		for i := range kvs {
 			kvs[i].Value = nil
