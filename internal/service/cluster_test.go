@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"google.golang.org/grpc/codes"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/raftnode"
@@ -507,8 +509,27 @@ func TestClusterNodeDownDuring50kWrites(t *testing.T) {
 	l := c.waitLeader()
 	f := (l + 1) % 3
 	c.kill(f)
+	// A starved 2-core -race run can lose the leader for a moment; a put is
+	// idempotent, so one that failed with UNAVAILABLE or on a follower is
+	// retried on whichever node leads (boundedly).
+	var leader atomic.Int64
+	leader.Store(int64(l))
 	writeConcurrently(t, 32, total, func(i int) error {
-		return c.put(l, fmt.Sprintf("key-%06d", i), fmt.Sprint(i))
+		var err error
+		for range 50 {
+			at := int(leader.Load())
+			err = c.put(at, fmt.Sprintf("key-%06d", i), fmt.Sprint(i))
+			if code := Code(err); code != codes.Unavailable && code != codes.FailedPrecondition {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+			for j, n := range c.nodes {
+				if n != nil && j != f && n.srv.Node().Status().Leader == c.ids[j] {
+					leader.Store(int64(j))
+				}
+			}
+		}
+		return err
 	})
 	c.start(f)
 	c.waitConverged()

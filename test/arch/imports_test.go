@@ -19,8 +19,9 @@ var rules = map[string][]string{
 	"internal/raftnode": {"gen/kvdb/raft/v1"},
 	"internal/wire":     nil,
 	"internal/command":  {"internal/engine", "gen/kvdb/raft/v1"},
-	"internal/fsm":      {"internal/command", "internal/engine", "internal/raftnode", "gen/kvdb/raft/v1"},
-	"internal/core":     {"internal/command", "internal/engine", "internal/fsm", "internal/raftnode", "gen/kvdb/raft/v1"},
+	"internal/auth":     {"gen/kvdb/raft/v1"},
+	"internal/fsm":      {"internal/auth", "internal/command", "internal/engine", "internal/raftnode", "gen/kvdb/raft/v1"},
+	"internal/core":     {"internal/auth", "internal/command", "internal/engine", "internal/fsm", "internal/raftnode", "gen/kvdb/raft/v1"},
 	"client":            {"internal/wire", "gen/kvdb/v1"},
 }
 

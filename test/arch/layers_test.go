@@ -25,7 +25,7 @@ var transportImports = []string{
 // protocol or metrics (their dependency on raftnode brings gRPC in
 // transitively, for the peer transport; their own code never uses it).
 func TestCoreLayersHaveNoTransportCode(t *testing.T) {
-	for _, pkg := range []string{"internal/core", "internal/fsm", "internal/command"} {
+	for _, pkg := range []string{"internal/core", "internal/fsm", "internal/command", "internal/auth"} {
 		cmd := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, "./"+pkg)
 		cmd.Dir = "../.."
 		out, err := cmd.CombinedOutput()
