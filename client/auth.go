@@ -130,3 +130,11 @@ func authenticateBinary(c net.Conn, user, password string) error {
 	}
 	return &Error{Code: codes.Code(resp.Status), Message: string(resp.Payload)}
 }
+
+// AuthInterceptor returns a gRPC client interceptor that authenticates as
+// user on the connection it is installed on and sends the token with every
+// call (renewing it as needed), for programs that use the generated gRPC
+// stubs directly, as kvdbctl's admin commands do.
+func AuthInterceptor(user, password string) grpc.UnaryClientInterceptor {
+	return (&tokenSource{user: user, password: password}).unary
+}

@@ -89,7 +89,8 @@ func (a *app) runBench(ctx context.Context, connections int, cfg bench.Config) (
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	d, err := bench.NewKVDB(dctx, endpoints, a.protocol, connections, a.consistency == kvdbv1.Consistency_CONSISTENCY_SERIALIZABLE, a.tls)
+	d, err := bench.NewKVDB(dctx, endpoints, a.protocol, connections, a.consistency == kvdbv1.Consistency_CONSISTENCY_SERIALIZABLE,
+		bench.Security{TLS: a.tls, Username: a.user, Password: a.password})
 	if err != nil {
 		return nil, &unreachableError{address: a.address, err: err}
 	}

@@ -33,12 +33,16 @@ type client struct {
 // dial prepares a connection. grpc.NewClient does not connect yet, so an
 // unreachable server shows up on the first RPC, where check() names it. The
 // binary protocol connects at once and reports an unreachable server here.
-func dial(address string, protocol kvclient.Protocol, tlsCfg *tls.Config) (*client, error) {
+func dial(address string, protocol kvclient.Protocol, tlsCfg *tls.Config, user, password string) (*client, error) {
 	creds := insecure.NewCredentials()
 	if tlsCfg != nil {
 		creds = credentials.NewTLS(tlsCfg)
 	}
-	conn, err := grpc.NewClient(dialTarget(address), grpc.WithTransportCredentials(creds))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if user != "" {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(kvclient.AuthInterceptor(user, password)))
+	}
+	conn, err := grpc.NewClient(dialTarget(address), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", address, err)
 	}
@@ -50,7 +54,7 @@ func dial(address string, protocol kvclient.Protocol, tlsCfg *tls.Config) (*clie
 		txn:     kvdbv1.NewTxnServiceClient(conn),
 	}
 	if protocol == kvclient.ProtocolBinary {
-		b, err := kvclient.New(context.Background(), kvclient.Options{Endpoints: []string{dialTarget(address)}, Protocol: protocol, PoolSize: 1, TLS: tlsCfg})
+		b, err := kvclient.New(context.Background(), kvclient.Options{Endpoints: []string{dialTarget(address)}, Protocol: protocol, PoolSize: 1, TLS: tlsCfg, Username: user, Password: password})
 		if err != nil {
 			conn.Close()
 			return nil, &unreachableError{address: address, err: err}

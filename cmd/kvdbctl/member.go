@@ -168,7 +168,7 @@ func (a *app) onLeader(ctx context.Context, f func(context.Context, *client) err
 	if leader == a.address || leader == dialTarget(a.address) {
 		return f(ctx, c)
 	}
-	lc, err := dial(leader, kvclient.ProtocolGRPC, a.tls)
+	lc, err := dial(leader, kvclient.ProtocolGRPC, a.tls, a.user, a.password)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ type app struct {
 	// TLS files (etcdctl's names); any of them turns TLS on.
 	cacert, cert, key string
 	tls               *tls.Config
+	// --user NAME[:PASSWORD] and --password; user and password are what
+	// resolveAuth made of them.
+	userFlag, user, password string
 
 	// protocol is protocolFlag parsed: the transport of KV commands.
 	protocol kvclient.Protocol
@@ -140,7 +143,11 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 		newHealthCmd(a),
 		newTxnCmd(a),
 		newBenchCmd(a),
+		newUserCmd(a),
+		newRoleCmd(a),
+		newAuthCmd(a),
 	)
+	addAuthFlags(root, a)
 	return root
 }
 
@@ -155,6 +162,9 @@ func (a *app) resolveFlags(cmd *cobra.Command) error {
 	}
 	if a.address == "" {
 		return &usageError{err: errors.New("--address must not be empty")}
+	}
+	if err := a.resolveAuth(); err != nil {
+		return &usageError{err: err}
 	}
 	switch a.output {
 	case outputText, outputJSON:
@@ -229,7 +239,7 @@ func (a *app) client() (*client, error) {
 	if a.cli != nil {
 		return a.cli, nil
 	}
-	c, err := dial(a.address, a.protocol, a.tls)
+	c, err := dial(a.address, a.protocol, a.tls, a.user, a.password)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -23,6 +24,7 @@ type KVDB struct {
 	txnC  *grpc.ClientConn // for Execute, opened by EnableTxn
 	txn   kvdbv1.TxnServiceClient
 	reads []kvclient.ReadOption
+	sec   Security
 }
 
 var (
@@ -32,12 +34,20 @@ var (
 
 // NewKVDB connects to the leader among endpoints with connections pooled
 // connections. serializable makes reads local (possibly stale) reads.
-func NewKVDB(ctx context.Context, endpoints []string, protocol kvclient.Protocol, connections int, serializable bool, tlsCfg *tls.Config) (*KVDB, error) {
-	c, err := kvclient.New(ctx, kvclient.Options{Endpoints: endpoints, Protocol: protocol, PoolSize: connections, TLS: tlsCfg})
+// Security is how the load generator connects: TLS (nil: plaintext) and a
+// user to authenticate as ("" : none).
+type Security struct {
+	TLS                *tls.Config
+	Username, Password string
+}
+
+func NewKVDB(ctx context.Context, endpoints []string, protocol kvclient.Protocol, connections int, serializable bool, sec Security) (*KVDB, error) {
+	c, err := kvclient.New(ctx, kvclient.Options{Endpoints: endpoints, Protocol: protocol, PoolSize: connections,
+		TLS: sec.TLS, Username: sec.Username, Password: sec.Password})
 	if err != nil {
 		return nil, err
 	}
-	d := &KVDB{c: c}
+	d := &KVDB{c: c, sec: sec}
 	if serializable {
 		d.reads = []kvclient.ReadOption{kvclient.Serializable()}
 	}
@@ -54,7 +64,15 @@ func (d *KVDB) txnService() (kvdbv1.TxnServiceClient, error) {
 // EnableTxn opens the gRPC connection transactions are sent on, to the
 // endpoint the client chose. Call it before Run when the workload is OpTxn.
 func (d *KVDB) EnableTxn() error {
-	conn, err := grpc.NewClient(d.c.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if d.sec.TLS != nil {
+		creds = credentials.NewTLS(d.sec.TLS)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if d.sec.Username != "" {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(kvclient.AuthInterceptor(d.sec.Username, d.sec.Password)))
+	}
+	conn, err := grpc.NewClient(d.c.Endpoint(), opts...)
 	if err != nil {
 		return err
 	}

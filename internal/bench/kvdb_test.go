@@ -14,7 +14,7 @@ func TestKVDBDriver(t *testing.T) {
 	addr := servicetest.Start(t, nil)
 	ctx := context.Background()
 	for _, proto := range []kvclient.Protocol{kvclient.ProtocolGRPC, kvclient.ProtocolBinary} {
-		d, err := NewKVDB(ctx, []string{addr}, proto, 2, false, nil)
+		d, err := NewKVDB(ctx, []string{addr}, proto, 2, false, Security{})
 		if err != nil {
 			t.Fatal(err)
 		}

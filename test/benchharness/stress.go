@@ -17,7 +17,7 @@ var stdout = os.Stdout
 const stressCap = 2000
 
 func shortRun(ctx context.Context, addr string, conns, clients, pipeline int, d time.Duration) (*bench.Result, error) {
-	drv, err := bench.NewKVDB(ctx, []string{addr}, kvclient.ProtocolBinary, conns, false, nil)
+	drv, err := bench.NewKVDB(ctx, []string{addr}, kvclient.ProtocolBinary, conns, false, bench.Security{})
 	if err != nil {
 		return nil, err
 	}

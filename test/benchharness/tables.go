@@ -29,7 +29,7 @@ type shape struct {
 func median(ctx context.Context, o *options, endpoints []string, s shape) (*bench.Result, error) {
 	var results []*bench.Result
 	for range o.runs {
-		d, err := bench.NewKVDB(ctx, endpoints, s.protocol, s.connections, s.serial, nil)
+		d, err := bench.NewKVDB(ctx, endpoints, s.protocol, s.connections, s.serial, bench.Security{})
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +106,7 @@ func runLoad(ctx context.Context, o *options) error {
 		return err
 	}
 	defer c.stop()
-	d, err := bench.NewKVDB(ctx, c.addrs, kvclient.ProtocolBinary, 4, false, nil)
+	d, err := bench.NewKVDB(ctx, c.addrs, kvclient.ProtocolBinary, 4, false, bench.Security{})
 	if err != nil {
 		return err
 	}
