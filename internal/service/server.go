@@ -13,7 +13,6 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"github.com/soheilhy/cmux"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -67,6 +66,14 @@ type Config struct {
 	// RESOURCE_EXHAUSTED (ErrOverloaded). 0 means
 	// DefaultMaxInFlightRequests, negative means no cap.
 	MaxInFlightRequests int
+	// ProtocolDetectTimeout is how long a new connection has to show which
+	// protocol it speaks before it is closed (default
+	// DefaultProtocolDetectTimeout).
+	ProtocolDetectTimeout time.Duration
+	// MaxConnections caps the open client connections; past it a new
+	// connection is told so in its protocol and closed. 0 means
+	// DefaultMaxConnections, negative means no cap.
+	MaxConnections int
 }
 
 // Server is one KVDB node: engine, raft node and the RPC services.
@@ -99,7 +106,7 @@ type Server struct {
 	inflight atomic.Int64
 	draining atomic.Bool
 	mu       sync.Mutex
-	mux      cmux.CMux
+	mux      *portMux
 	stopOnce sync.Once
 	stopC    chan struct{}
 	wg       sync.WaitGroup
@@ -123,6 +130,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxInFlightRequests == 0 {
 		cfg.MaxInFlightRequests = DefaultMaxInFlightRequests
+	}
+	if cfg.ProtocolDetectTimeout <= 0 {
+		cfg.ProtocolDetectTimeout = DefaultProtocolDetectTimeout
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = DefaultMaxConnections
 	}
 	if cfg.EvictionPolicy == "" {
 		cfg.EvictionPolicy = EvictAllKeysLRU
@@ -358,31 +371,31 @@ func (s *Server) healthLoop() {
 }
 
 // Serve serves gRPC, HTTP/1 (health, metrics) and the binary protocol on l
-// until Shutdown.
+// until Shutdown. Each connection's first bytes say which (portMux).
 func (s *Server) Serve(l net.Listener) error {
-	l = &countingListener{Listener: l, n: &s.conns}
-	m := cmux.New(l)
-	// The binary magic is matched first: the HTTP/1 matcher would take
-	// "KVDB" for the start of a request line.
-	binL := m.Match(binaryMatcher)
-	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
-	httpL := m.Match(cmux.HTTP1Fast())
+	m := newPortMux(s, l)
 	s.mu.Lock()
+	select {
+	case <-s.stopC:
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	default:
+	}
 	s.mux = m
 	s.mu.Unlock()
 
-	errC := make(chan error, 4)
-	go func() { errC <- s.binary.serve(binL) }()
-	go func() { errC <- s.grpc.Serve(grpcL) }()
-	go func() { errC <- s.http.Serve(httpL) }()
-	go func() { errC <- m.Serve() }()
+	errC := make(chan error, 3)
+	go func() { errC <- s.grpc.Serve(m.grpcL) }()
+	go func() { errC <- s.http.Serve(m.httpL) }()
+	go func() { errC <- m.serve() }()
 	err := <-errC
 	select {
 	case <-s.stopC:
 		return nil
 	default:
 	}
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, cmux.ErrListenerClosed) || errors.Is(err, http.ErrServerClosed) {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
@@ -427,7 +440,7 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 		}
 		s.mu.Lock()
 		if s.mux != nil {
-			s.mux.Close()
+			s.mux.close()
 		}
 		s.mu.Unlock()
 		s.binary.shutdown()
@@ -520,21 +533,8 @@ func (s *Server) Store() *engine.Store { return s.store }
 // Node exposes the raft node for tests and tools in this module.
 func (s *Server) Node() *raftnode.Node { return s.node }
 
-// countingListener counts open client connections for STATS.
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	l.n.Add(1)
-	return &countingConn{Conn: c, n: l.n}, nil
-}
-
+// countingConn counts open client connections for STATS and
+// -max-connections.
 type countingConn struct {
 	net.Conn
 	n    *atomic.Int64
