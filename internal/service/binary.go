@@ -68,9 +68,9 @@ type binaryServer struct {
 	buffers *semaphore.Weighted
 	bufCap  int64
 	mu      sync.Mutex
-	conns map[*binaryConn]struct{}
-	stop  bool
-	wg    sync.WaitGroup
+	conns   map[*binaryConn]struct{}
+	stop    bool
+	wg      sync.WaitGroup
 }
 
 func newBinaryServer(s *Server, cfg BinaryConfig) *binaryServer {
