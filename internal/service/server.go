@@ -280,8 +280,13 @@ func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.Unary
 	return resp, err
 }
 
+// httpIdleTimeout closes a keep-alive HTTP/1 connection idle this long.
+const httpIdleTimeout = 5 * time.Minute
+
 func (s *Server) buildHTTP() {
-	s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	// The request headers are part of telling the protocol apart: they get
+	// the detection timeout.
+	s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: s.cfg.ProtocolDetectTimeout, IdleTimeout: httpIdleTimeout}
 }
 
 // httpHandler serves /healthz, /readyz and, unless metrics are disabled,
@@ -310,7 +315,7 @@ func (s *Server) ServeMetrics(l net.Listener) error {
 	if !s.cfg.EnableMetrics {
 		return errMetricsDisabled
 	}
-	srv := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: s.cfg.ProtocolDetectTimeout, IdleTimeout: httpIdleTimeout}
 	s.mu.Lock()
 	select {
 	case <-s.stopC:
