@@ -260,7 +260,9 @@ func (c *binaryConn) protocolError(op wire.Opcode, id uint64, st wire.Status, er
 	c.mu.Lock()
 	c.out = wire.AppendError(c.out, op, id, st, err.Error())
 	c.mu.Unlock()
-	c.flush()
+	if c.flush() == nil {
+		lingerClose(c.c)
+	}
 }
 
 // requestContext bounds one request (or one batch of reads).

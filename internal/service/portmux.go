@@ -24,9 +24,11 @@ const (
 	maxRefusing = 64
 	// refuseTimeout bounds the whole refusal of one connection.
 	refuseTimeout = 2 * time.Second
-	// lingerBytes is the most read from a refused connection after the
-	// answer, so the close does not reset it before the client reads.
-	lingerBytes = 64 << 10
+	// lingerBytes and lingerTimeout bound what is read from a connection
+	// after its last answer (an ERROR frame, a refusal), so the close does
+	// not reset it before the client reads the answer.
+	lingerBytes   = 8 << 20
+	lingerTimeout = 500 * time.Millisecond
 )
 
 // portMux accepts the node's connections, enforces -max-connections, detects
@@ -165,14 +167,21 @@ func (m *portMux) refuse(c net.Conn) {
 		if _, err := c.Write(out); err != nil {
 			return
 		}
-		// Close our side first and drain theirs for a moment: closing with
-		// unread input would reset the connection and could discard the
-		// answer before the client reads it.
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(c, lingerBytes))
+		lingerClose(c)
 	}()
+}
+
+// lingerClose ends our side of c after a last answer and drains theirs for
+// at most lingerTimeout and lingerBytes: closing with unread input resets
+// the connection, which can discard the answer before the client reads it.
+// The caller closes c afterwards.
+func lingerClose(c net.Conn) {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, lingerBytes))
 }
 
 // close stops accepting, ends the gRPC and HTTP listeners and closes the
@@ -194,6 +203,19 @@ func (m *portMux) close() {
 type sniffedConn struct {
 	net.Conn
 	prefix []byte
+}
+
+// CloseWrite half-closes the connection when the one beneath can.
+func (c *sniffedConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+// CloseWrite half-closes the connection when the one beneath can.
+func (c *countingConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 func (c *sniffedConn) Read(p []byte) (int, error) {
