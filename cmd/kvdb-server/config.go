@@ -43,10 +43,15 @@ type config struct {
 	AuthTokenTTL      time.Duration
 	MaxTxns           int
 	MaxInFlight       int
-	Limits            service.Limits
-	LogFormat         string
-	LogLevel          slog.Level
-	ShowVersion       bool
+	// Connection bounds: -protocol-detect-timeout, -max-connections,
+	// -max-request-buffer.
+	DetectTimeout    time.Duration
+	MaxConnections   int
+	MaxRequestBuffer int64
+	Limits           service.Limits
+	LogFormat        string
+	LogLevel         slog.Level
+	ShowVersion      bool
 	// Security: client TLS, peer authentication, protected mode (security.go).
 	Security securityConfig
 }
@@ -95,6 +100,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		txnSize   = sizeFlag{}
 		reserve   = sizeFlag{}
 		walSeg    = sizeFlag{}
+		reqBuf    = sizeFlag{}
 		logLevel  string
 		policy    string
 		snapCount uint64
@@ -109,7 +115,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	_ = txnSize.Set(strconv.Itoa(d.MaxTxnBytes))
 	_ = reserve.Set("16MiB")
 	_ = walSeg.Set("64MiB")
-	keySize.text, valSize.text, reqSize.text = "4KiB", "1MiB", "4MiB"
+	_ = reqBuf.Set(strconv.Itoa(service.DefaultBinaryMaxRequestBuffer))
+	keySize.text, valSize.text, reqSize.text, reqBuf.text = "4KiB", "1MiB", "4MiB", "16MiB"
 
 	fs.StringVar(&c.NodeID, "node-id", "", "unique node name (env NODE_ID); defaults to node1 for a standalone node")
 	fs.StringVar(&c.Address, "address", ":8080", "listen address for gRPC, HTTP and the binary protocol (env ADDRESS)")
@@ -140,6 +147,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&c.AuthTokenTTL, "auth-token-ttl", 5*time.Minute, "how long a token from Authenticate stays valid (authentication enabled)")
 	fs.IntVar(&c.MaxTxns, "max-txns", 10_000, "most interactive transactions open at once on this node")
 	fs.IntVar(&c.MaxInFlight, "max-inflight-requests", service.DefaultMaxInFlightRequests, "most KV and transaction requests served at once (both transports); more get RESOURCE_EXHAUSTED at once; -1: no cap")
+	fs.DurationVar(&c.DetectTimeout, "protocol-detect-timeout", service.DefaultProtocolDetectTimeout, "close a connection that has not shown which protocol it speaks (binary, gRPC, HTTP/1) within this time")
+	fs.IntVar(&c.MaxConnections, "max-connections", service.DefaultMaxConnections, "most open client connections; more are answered with an error in their protocol and closed; -1: no cap")
+	fs.Var(&reqBuf, "max-request-buffer", "most bytes of large binary-protocol frames buffered at once across connections; a frame that does not fit waits (backpressure); at least one max-size frame always fits")
 	fs.IntVar(&c.Limits.MaxTxnOps, "max-txn-ops", d.MaxTxnOps, "most reads, ranges and writes one transaction holds")
 	fs.Var(&txnSize, "max-txn-bytes", "most key and value bytes one transaction holds")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json (env LOG_FORMAT)")
@@ -178,6 +188,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.Limits.MaxRequestSize = int(reqSize.bytes)
 	c.Limits.MaxResponseBytes = int(respSize.bytes)
 	c.Limits.MaxTxnBytes = int(txnSize.bytes)
+	c.MaxRequestBuffer = reqBuf.bytes
 	if err := c.Limits.Validate(); err != nil {
 		return nil, err
 	}
@@ -250,6 +261,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.AuthTokenTTL <= 0 {
 		return nil, errors.New("-auth-token-ttl must be positive")
+	}
+	if c.MaxConnections == 0 || c.MaxConnections < -1 {
+		return nil, errors.New("-max-connections must be positive, or -1 for no cap")
+	}
+	if c.DetectTimeout <= 0 || c.MaxRequestBuffer <= 0 {
+		return nil, errors.New("-protocol-detect-timeout and -max-request-buffer must be positive")
 	}
 	if c.TxnTimeout <= 0 || c.MaxTxns <= 0 || c.Limits.MaxTxnOps <= 0 || c.Limits.MaxTxnBytes <= 0 {
 		return nil, errors.New("-txn-timeout, -max-txns, -max-txn-ops and -max-txn-bytes must be positive")

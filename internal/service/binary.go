@@ -1,12 +1,13 @@
 package service
 
 import (
-	"bytes"
+	"context"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/kvdb/kvdb/internal/wire"
 )
@@ -18,6 +19,9 @@ const (
 	DefaultBinaryReadTimeout = 30 * time.Second
 	binaryWriteTimeout       = 30 * time.Second
 	binaryReadBufferSize     = 32 << 10
+	// DefaultBinaryMaxRequestBuffer caps the bytes of large frames being
+	// received at once across connections (-max-request-buffer).
+	DefaultBinaryMaxRequestBuffer = 16 << 20
 )
 
 // BinaryConfig tunes the binary protocol listener.
@@ -32,6 +36,11 @@ type BinaryConfig struct {
 	// ReadTimeout bounds how long the rest of a frame (or the hello) may take
 	// to arrive once its first bytes did.
 	ReadTimeout time.Duration
+	// MaxRequestBuffer caps, across connections, the bytes held for frames
+	// larger than a connection's read buffer (32 KiB) while they arrive. A
+	// connection whose frame does not fit waits (without reading) until it
+	// does, for at most ReadTimeout. At least one max-size frame always fits.
+	MaxRequestBuffer int
 }
 
 func (c *BinaryConfig) setDefaults() {
@@ -44,67 +53,85 @@ func (c *BinaryConfig) setDefaults() {
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = DefaultBinaryReadTimeout
 	}
-}
-
-// binaryMatcher is the cmux matcher of the binary protocol: the connection
-// opens with wire.Magic. It must run before the HTTP matchers, which would
-// otherwise read the magic as the start of a request line.
-func binaryMatcher(r io.Reader) bool {
-	var b [len(wire.Magic)]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return false
+	if c.MaxRequestBuffer <= 0 {
+		c.MaxRequestBuffer = DefaultBinaryMaxRequestBuffer
 	}
-	return bytes.Equal(b[:], []byte(wire.Magic))
 }
 
 // binaryServer accepts binary-protocol connections and tracks them so
 // Shutdown can close them.
 type binaryServer struct {
-	s     *Server
-	cfg   BinaryConfig
-	mu    sync.Mutex
-	conns map[*binaryConn]struct{}
-	stop  bool
-	wg    sync.WaitGroup
+	s   *Server
+	cfg BinaryConfig
+	// buffers is the MaxRequestBuffer budget the connections' readers
+	// acquire from before growing past their initial buffer.
+	buffers *semaphore.Weighted
+	bufCap  int64
+	mu      sync.Mutex
+	conns   map[*binaryConn]struct{}
+	stop    bool
+	wg      sync.WaitGroup
 }
 
 func newBinaryServer(s *Server, cfg BinaryConfig) *binaryServer {
 	cfg.setDefaults()
-	return &binaryServer{s: s, cfg: cfg, conns: make(map[*binaryConn]struct{})}
+	b := &binaryServer{s: s, cfg: cfg, conns: make(map[*binaryConn]struct{})}
+	b.bufCap = int64(max(cfg.MaxRequestBuffer, b.maxFrame()))
+	b.buffers = semaphore.NewWeighted(b.bufCap)
+	return b
 }
+
+// hello is the server hello of a connection this server accepts.
+func (b *binaryServer) hello() wire.ServerHello {
+	return wire.ServerHello{Version: wire.Version, MaxFrameSize: uint32(b.maxFrame()), MaxInFlight: uint32(b.cfg.MaxInFlight)}
+}
+
+// errRequestBufferFull ends a connection whose large frame waited
+// ReadTimeout for room under MaxRequestBuffer.
+var errRequestBufferFull = errors.New("server busy: no room to buffer a large frame (-max-request-buffer)")
+
+// frameBudget is a connection's view of the MaxRequestBuffer budget
+// (wire.Budget): waiting stops when the connection closes or after
+// ReadTimeout.
+type frameBudget struct{ c *binaryConn }
+
+func (fb frameBudget) Acquire(n int) error {
+	b := fb.c.b
+	if b.buffers.TryAcquire(int64(n)) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(fb.c.ctx, b.cfg.ReadTimeout)
+	defer cancel()
+	if err := b.buffers.Acquire(ctx, int64(n)); err != nil {
+		return errRequestBufferFull
+	}
+	return nil
+}
+
+func (fb frameBudget) Release(n int) { fb.c.b.buffers.Release(int64(n)) }
 
 func (b *binaryServer) maxFrame() int {
 	return b.s.core.Limits().MaxRequestSize + 64<<10
 }
 
-// serve accepts connections from l until it is closed.
-func (b *binaryServer) serve(l net.Listener) error {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		if b.s.refuseClient(c.RemoteAddr()) {
-			go refuseBinary(c)
-			continue
-		}
-		bc := newBinaryConn(b, c)
-		b.mu.Lock()
-		if b.stop {
-			b.mu.Unlock()
-			c.Close()
-			continue
-		}
-		b.conns[bc] = struct{}{}
-		b.wg.Add(2)
-		b.mu.Unlock()
-		go bc.writeLoop()
-		go bc.readLoop()
+// serveConn serves one detected binary-protocol connection.
+func (b *binaryServer) serveConn(c net.Conn) {
+	if b.s.refuseClient(c.RemoteAddr()) {
+		go refuseBinary(c)
+		return
 	}
+	bc := newBinaryConn(b, c)
+	b.mu.Lock()
+	if b.stop {
+		b.mu.Unlock()
+		c.Close()
+		return
+	}
+	b.conns[bc] = struct{}{}
+	b.wg.Add(2)
+	b.mu.Unlock()
+	go bc.writeLoop()
+	go bc.readLoop()
 }
 
 // connCount is the number of open binary-protocol connections.

@@ -159,6 +159,8 @@ func (c *binaryConn) readLoop() {
 		return
 	}
 	c.rd = wire.NewReader(c.c, binaryReadBufferSize, c.b.maxFrame())
+	c.rd.SetBudget(frameBudget{c})
+	defer c.rd.Close()
 	for {
 		if !c.rd.HasFrame() {
 			// About to wait for the client: whatever is decoded must not
@@ -167,15 +169,25 @@ func (c *binaryConn) readLoop() {
 			if c.flush() != nil {
 				return
 			}
+			// Idle until a frame's first bytes arrive; from then on the
+			// rest of it has ReadTimeout.
 			if c.rd.Buffered() == 0 {
 				_ = c.c.SetReadDeadline(time.Now().Add(c.b.cfg.IdleTimeout))
-			} else {
+				if err := c.rd.Fill(); err != nil {
+					c.fail(err)
+					return
+				}
+			}
+			if !c.rd.HasFrame() {
 				_ = c.c.SetReadDeadline(time.Now().Add(c.b.cfg.ReadTimeout))
 			}
 		}
 		f, err := c.rd.Next()
+		if err == nil && f.Status != wire.StatusOK {
+			err = fmt.Errorf("%w: status byte %d in a request", wire.ErrRequestStatus, uint8(f.Status))
+		}
 		if err != nil {
-			c.fail(f, err)
+			c.fail(err)
 			return
 		}
 		select {
@@ -199,14 +211,15 @@ func (c *binaryConn) readLoop() {
 }
 
 // handshake reads the client hello and answers it. A wrong version gets a
-// hello with HelloUnsupportedVersion, then the connection closes.
+// hello with HelloUnsupportedVersion, then the connection closes. The
+// hello's reserved bytes are ignored (docs/protocol.md §1).
 func (c *binaryConn) handshake() bool {
 	var hello [wire.ClientHelloSize]byte
 	_ = c.c.SetReadDeadline(time.Now().Add(c.b.cfg.ReadTimeout))
 	if _, err := io.ReadFull(c.c, hello[:]); err != nil {
 		return false
 	}
-	sh := wire.ServerHello{Version: wire.Version, MaxFrameSize: uint32(c.b.maxFrame()), MaxInFlight: uint32(c.b.cfg.MaxInFlight)}
+	sh := c.b.hello()
 	_, err := wire.ParseClientHello(hello[:])
 	if err != nil {
 		sh.Status = wire.HelloUnsupportedVersion
@@ -218,22 +231,23 @@ func (c *binaryConn) handshake() bool {
 	return err == nil
 }
 
-// fail ends the connection after a read error. A protocol violation gets an
-// ERROR frame (status INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for a frame
-// over the limit) before the close; a closed or timed-out socket does not.
-func (c *binaryConn) fail(f wire.Frame, err error) {
+// fail ends the connection after a read error. A framing violation gets an
+// ERROR frame (op ERROR, request id 0: it is about the connection) with
+// INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for a frame over the limit or no
+// room to buffer it, before the close; a closed or timed-out socket does not.
+func (c *binaryConn) fail(err error) {
 	var st wire.Status
 	switch {
-	case errors.Is(err, wire.ErrFrameTooLarge):
+	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, errRequestBufferFull):
 		st = wire.StatusResourceExhausted
-	case errors.Is(err, wire.ErrFrameTooShort), errors.Is(err, wire.ErrReservedBits):
+	case errors.Is(err, wire.ErrFrameTooShort), errors.Is(err, wire.ErrReservedBits), errors.Is(err, wire.ErrRequestStatus):
 		st = wire.StatusInvalidArgument
 	default:
 		// EOF, reset, deadline: nothing to say, nobody to say it to.
 		c.flush()
 		return
 	}
-	c.protocolError(wire.OpError, f.ID, st, err)
+	c.protocolError(wire.OpError, 0, st, err)
 }
 
 func (c *binaryConn) protocolError(op wire.Opcode, id uint64, st wire.Status, err error) {
@@ -241,7 +255,9 @@ func (c *binaryConn) protocolError(op wire.Opcode, id uint64, st wire.Status, er
 	c.mu.Lock()
 	c.out = wire.AppendError(c.out, op, id, st, err.Error())
 	c.mu.Unlock()
-	c.flush()
+	if c.flush() == nil {
+		lingerClose(c.c)
+	}
 }
 
 // errorReply returns a frame builder for an error reply to op/id.
@@ -265,6 +281,12 @@ func (c *binaryConn) handle(f wire.Frame) bool {
 	if !f.Op.Valid() {
 		c.send(func(b []byte) []byte {
 			return wire.AppendError(b, f.Op, f.ID, wire.StatusUnimplemented, fmt.Sprintf("unknown opcode 0x%02x", uint8(f.Op)))
+		})
+		return true
+	}
+	if bad := f.Flags &^ f.Op.RequestFlags(); bad != 0 {
+		c.send(func(b []byte) []byte {
+			return wire.AppendError(b, f.Op, f.ID, wire.StatusInvalidArgument, fmt.Sprintf("flag bits 0x%02x are not defined for %s", bad, f.Op))
 		})
 		return true
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"github.com/soheilhy/cmux"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -88,6 +87,14 @@ type Config struct {
 	// RESOURCE_EXHAUSTED (ErrOverloaded). 0 means
 	// DefaultMaxInFlightRequests, negative means no cap.
 	MaxInFlightRequests int
+	// ProtocolDetectTimeout is how long a new connection has to show which
+	// protocol it speaks before it is closed (default
+	// DefaultProtocolDetectTimeout).
+	ProtocolDetectTimeout time.Duration
+	// MaxConnections caps the open client connections; past it a new
+	// connection is told so in its protocol and closed. 0 means
+	// DefaultMaxConnections, negative means no cap.
+	MaxConnections int
 }
 
 // Server is one KVDB node: engine, raft node and the RPC services.
@@ -112,7 +119,7 @@ type Server struct {
 
 	conns    atomic.Int64
 	mu       sync.Mutex
-	mux      cmux.CMux
+	mux      *portMux
 	stopOnce sync.Once
 	stopC    chan struct{}
 	wg       sync.WaitGroup
@@ -126,6 +133,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.ProtocolDetectTimeout <= 0 {
+		cfg.ProtocolDetectTimeout = DefaultProtocolDetectTimeout
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = DefaultMaxConnections
 	}
 	if cfg.EvictionPolicy == "" {
 		cfg.EvictionPolicy = EvictAllKeysLRU
@@ -277,8 +290,13 @@ func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.Unary
 	return resp, err
 }
 
+// httpIdleTimeout closes a keep-alive HTTP/1 connection idle this long.
+const httpIdleTimeout = 5 * time.Minute
+
 func (s *Server) buildHTTP() {
-	s.http = &http.Server{Handler: s.protectedHTTP(s.httpHandler()), ReadHeaderTimeout: 10 * time.Second}
+	// The request headers are part of telling the protocol apart: they get
+	// the detection timeout.
+	s.http = &http.Server{Handler: s.protectedHTTP(s.httpHandler()), ReadHeaderTimeout: s.cfg.ProtocolDetectTimeout, IdleTimeout: httpIdleTimeout}
 }
 
 // httpHandler serves /healthz, /readyz and, unless metrics are disabled,
@@ -307,7 +325,7 @@ func (s *Server) ServeMetrics(l net.Listener) error {
 	if !s.cfg.EnableMetrics {
 		return errMetricsDisabled
 	}
-	srv := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: s.cfg.ProtocolDetectTimeout, IdleTimeout: httpIdleTimeout}
 	s.mu.Lock()
 	select {
 	case <-s.stopC:
@@ -371,31 +389,31 @@ func (s *Server) healthLoop() {
 }
 
 // Serve serves gRPC, HTTP/1 (health, metrics) and the binary protocol on l
-// until Shutdown.
+// until Shutdown. Each connection's first bytes say which (portMux).
 func (s *Server) Serve(l net.Listener) error {
-	l = s.tlsListener(&countingListener{Listener: l, n: &s.conns})
-	m := cmux.New(l)
-	// The binary magic is matched first: the HTTP/1 matcher would take
-	// "KVDB" for the start of a request line.
-	binL := m.Match(binaryMatcher)
-	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
-	httpL := m.Match(cmux.HTTP1Fast())
+	m := newPortMux(s, s.tlsListener(l))
 	s.mu.Lock()
+	select {
+	case <-s.stopC:
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	default:
+	}
 	s.mux = m
 	s.mu.Unlock()
 
-	errC := make(chan error, 4)
-	go func() { errC <- s.binary.serve(binL) }()
-	go func() { errC <- s.grpc.Serve(grpcL) }()
-	go func() { errC <- s.http.Serve(httpL) }()
-	go func() { errC <- m.Serve() }()
+	errC := make(chan error, 3)
+	go func() { errC <- s.grpc.Serve(m.grpcL) }()
+	go func() { errC <- s.http.Serve(m.httpL) }()
+	go func() { errC <- m.serve() }()
 	err := <-errC
 	select {
 	case <-s.stopC:
 		return nil
 	default:
 	}
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, cmux.ErrListenerClosed) || errors.Is(err, http.ErrServerClosed) {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
@@ -432,7 +450,7 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 		}
 		s.mu.Lock()
 		if s.mux != nil {
-			s.mux.Close()
+			s.mux.close()
 		}
 		s.mu.Unlock()
 		s.binary.shutdown()
@@ -472,21 +490,8 @@ func (s *Server) Store() *engine.Store { return s.store }
 // Node exposes the raft node for tests and tools in this module.
 func (s *Server) Node() *raftnode.Node { return s.node }
 
-// countingListener counts open client connections for STATS.
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	l.n.Add(1)
-	return &countingConn{Conn: c, n: l.n}, nil
-}
-
+// countingConn counts open client connections for STATS and
+// -max-connections.
 type countingConn struct {
 	net.Conn
 	n    *atomic.Int64

@@ -47,3 +47,33 @@ func BenchmarkDecodeGetResponse256(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReaderNext reads pipelined GET frames from a stream, as a
+// server's read loop does: no allocation per frame.
+func BenchmarkReaderNext(b *testing.B) {
+	var stream []byte
+	for i := range 256 {
+		stream = AppendGet(stream, uint64(i), 0, []byte("key-000001"))
+	}
+	src := &loopReader{data: stream}
+	rd := NewReader(src, 32<<10, DefaultMaxFrameSize)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(stream) / 256))
+	for b.Loop() {
+		if _, err := rd.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// loopReader returns data over and over, in reads of at most 4 KiB.
+type loopReader struct {
+	data []byte
+	off  int
+}
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	n := copy(p[:min(len(p), 4096)], l.data[l.off:])
+	l.off = (l.off + n) % len(l.data)
+	return n, nil
+}

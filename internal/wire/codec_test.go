@@ -271,7 +271,7 @@ func TestMalformedInput(t *testing.T) {
 		{"batch count past body", Frame{Op: OpBatch, Body: []byte{0xff, 0xff, 0xff, 0xff, 1}}, ErrTruncated},
 		{"batch op type", Frame{Op: OpBatch, Body: []byte{0, 0, 0, 1, 9, 0, 0, 0, 0}}, ErrBadBatchOpType},
 		{"range trailing bytes", Frame{Op: OpRange, Body: append(make([]byte, 16), 1)}, ErrTrailingBytes},
-		{"status in request", Frame{Op: OpGet, Status: StatusNotFound}, ErrReservedBits},
+		{"status in request", Frame{Op: OpGet, Status: StatusNotFound}, ErrRequestStatus},
 	}
 	for _, c := range body {
 		t.Run(c.name, func(t *testing.T) {

@@ -17,8 +17,11 @@
 // anything is allocated for it: a frame against the reader's max frame size,
 // every inner length against the bytes that remain in the frame, and counts
 // (batch ops, range results) against what the remaining bytes could hold.
-// A hostile peer therefore cannot make a decoder allocate more than the frame
-// it already sent.
+// The Reader's buffer grows with the bytes that arrived (at most twofold per
+// full buffer), never with a declared length alone, and goes back to its
+// initial size once a large frame is consumed; an optional Budget caps what
+// many Readers hold together. A hostile peer therefore cannot make the reader
+// or a decoder allocate more than about twice what it already sent.
 //
 // # Ownership and concurrency
 //

@@ -37,6 +37,7 @@ var (
 	ErrFrameTooLarge  = errors.New("wire: frame larger than the limit")
 	ErrFrameTooShort  = errors.New("wire: frame shorter than its header")
 	ErrReservedBits   = errors.New("wire: reserved header byte is not zero")
+	ErrRequestStatus  = errors.New("wire: request frame with a non-zero status byte")
 	ErrTruncated      = errors.New("wire: body truncated")
 	ErrTrailingBytes  = errors.New("wire: trailing bytes after body")
 	ErrUnknownOpcode  = errors.New("wire: unknown opcode")
@@ -157,14 +158,29 @@ func parseHeader(b []byte) (Frame, error) {
 	return f, nil
 }
 
-// Reader reads frames from a stream into one reusable buffer. It allocates
-// only to grow its buffer, and only after the frame's length passed the
-// limit. Not safe for concurrent use.
+// Budget accounts for the memory Readers hold beyond their initial buffers,
+// typically one shared by every connection of a server. Acquire blocks until
+// n bytes are free (backpressure: the reader stops reading meanwhile) or
+// fails, and the read fails with its error; Release returns bytes acquired.
+type Budget interface {
+	Acquire(n int) error
+	Release(n int)
+}
+
+// Reader reads frames from a stream into a reusable buffer. Memory follows
+// the bytes that arrived, never a declared length alone: a frame larger than
+// the initial buffer grows it at most twofold per full buffer, up to the
+// frame's size, so a peer that declares a large frame and stalls holds at
+// most about twice what it sent. The large buffer is dropped again once the
+// frame is consumed. Not safe for concurrent use.
 type Reader struct {
 	r          io.Reader
 	buf        []byte
+	small      []byte // the initial buffer, kept while a larger one is in use
 	start, end int
 	max        int
+	budget     Budget
+	reserved   int // bytes acquired from budget for len(buf) > len(small)
 }
 
 // NewReader returns a Reader with an initial buffer of bufSize bytes that
@@ -173,29 +189,81 @@ func NewReader(r io.Reader, bufSize, maxFrame int) *Reader {
 	if bufSize < HeaderSize {
 		bufSize = HeaderSize
 	}
-	return &Reader{r: r, buf: make([]byte, bufSize), max: maxFrame}
+	b := make([]byte, bufSize)
+	return &Reader{r: r, buf: b, small: b, max: maxFrame}
 }
+
+// SetBudget makes the Reader acquire from b, before growing past its initial
+// buffer, the bytes the frame in progress needs beyond it (all at once, so
+// readers waiting for a budget never hold part of it), and release them when
+// it shrinks back. Call it before the first Next.
+func (r *Reader) SetBudget(b Budget) { r.budget = b }
+
+// Close releases what the Reader holds of its budget and its large buffer.
+func (r *Reader) Close() {
+	r.buf, r.start, r.end = r.small, 0, 0
+	r.releaseBudget()
+}
+
+func (r *Reader) releaseBudget() {
+	if r.reserved > 0 && r.budget != nil {
+		r.budget.Release(r.reserved)
+	}
+	r.reserved = 0
+}
+
+// BufferSize is the size of the Reader's buffer: its initial size, or more
+// while a large frame is being read or consumed.
+func (r *Reader) BufferSize() int { return len(r.buf) }
 
 // Buffered is the number of bytes read from the stream but not yet returned
 // as frames: when it is 0 the next Next blocks on the stream.
 func (r *Reader) Buffered() int { return r.end - r.start }
+
+// settle goes back to the initial buffer once the previous frame, which may
+// have needed a larger one, is consumed, unless the bytes already buffered
+// start another frame that needs the larger buffer too.
+func (r *Reader) settle() {
+	if len(r.buf) == len(r.small) {
+		return
+	}
+	n := r.end - r.start
+	if n > len(r.small) {
+		return
+	}
+	if n >= 4 && int(binary.BigEndian.Uint32(r.buf[r.start:]))+4 > len(r.small) {
+		return
+	}
+	r.end = copy(r.small, r.buf[r.start:r.end])
+	r.start = 0
+	r.buf = r.small
+	r.releaseBudget()
+}
 
 // fill makes at least n bytes available at r.buf[r.start:].
 func (r *Reader) fill(n int) error {
 	if r.end-r.start >= n {
 		return nil
 	}
-	if r.start+n > len(r.buf) {
-		if n > len(r.buf) {
-			nb := make([]byte, max(n, 2*len(r.buf)))
-			r.end = copy(nb, r.buf[r.start:r.end])
-			r.buf = nb
-		} else {
-			r.end = copy(r.buf, r.buf[r.start:r.end])
-		}
+	if r.start+n > len(r.buf) && r.start > 0 {
+		r.end = copy(r.buf, r.buf[r.start:r.end])
 		r.start = 0
 	}
+	if n > len(r.buf) && r.budget != nil {
+		if want := n - len(r.small); want > r.reserved {
+			if err := r.budget.Acquire(want - r.reserved); err != nil {
+				return err
+			}
+			r.reserved = want
+		}
+	}
 	for r.end-r.start < n {
+		if r.end == len(r.buf) {
+			// Full and the frame needs more: grow by what arrived.
+			nb := make([]byte, min(n, 2*len(r.buf)))
+			r.end = copy(nb, r.buf[:r.end])
+			r.buf = nb
+		}
 		m, err := r.r.Read(r.buf[r.end:])
 		r.end += m
 		if r.end-r.start >= n {
@@ -211,11 +279,23 @@ func (r *Reader) fill(n int) error {
 	return nil
 }
 
+// Fill blocks until at least one byte is buffered: a server calls it with
+// its idle deadline to wait for a frame's first bytes, then gives the rest
+// of the frame a shorter one.
+func (r *Reader) Fill() error {
+	if r.end > r.start {
+		return nil
+	}
+	r.settle()
+	return r.fill(1)
+}
+
 // Next returns the next frame. Its Body is valid until the following call.
-// A frame whose length field passes the limit yields ErrFrameTooLarge before
-// its body is read; the header fields are still returned so the caller can
-// answer with the request id.
+// A length field over the limit yields ErrFrameTooLarge, and one under the
+// header size ErrFrameTooShort, before anything is read or allocated for the
+// frame; the Frame is then zero.
 func (r *Reader) Next() (Frame, error) {
+	r.settle()
 	if err := r.fill(4); err != nil {
 		return Frame{}, err
 	}

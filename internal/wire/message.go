@@ -370,7 +370,7 @@ func DecodeRequest(f Frame, req *Request) error {
 	ops, cmps, fail := req.Ops[:0], req.Compares[:0], req.Failure[:0]
 	*req = Request{Op: f.Op, Flags: f.Flags, ID: f.ID}
 	if f.Status != StatusOK {
-		return ErrReservedBits
+		return ErrRequestStatus
 	}
 	d := decoder{b: f.Body}
 	switch f.Op {

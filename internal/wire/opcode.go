@@ -79,6 +79,22 @@ const (
 	FlagInTxn uint8 = 1 << 7
 )
 
+// RequestFlags is the set of request flags op defines; any other bit in a
+// request is answered INVALID_ARGUMENT.
+func (op Opcode) RequestFlags() uint8 {
+	switch op {
+	case OpGet:
+		return FlagSerializable | FlagInTxn
+	case OpPut:
+		return FlagPrevKV | FlagInTxn
+	case OpDelete:
+		return FlagPrevKV | FlagPrefix | FlagInTxn
+	case OpRange:
+		return FlagSerializable | FlagPrefix | FlagKeysOnly | FlagCountOnly | FlagInTxn
+	}
+	return 0
+}
+
 // Response flags.
 const (
 	// FlagHasPrevKV (PUT response) says a previous key-value follows.
