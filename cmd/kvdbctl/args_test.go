@@ -58,7 +58,7 @@ func TestSingleDashFlagsEndToEnd(t *testing.T) {
 }
 
 func TestSingleDashAddressStartsREPL(t *testing.T) {
-	// The seed's exact invocation: `client -address localhost:8080`, then
+	// The README's invocation: `client -address localhost:8080`, then
 	// commands. With a non-terminal stdin they are read from the pipe.
 	_, addr := startServer(t)
 	out, errOut, code := runCLI(t, nil, "PUT a 1\nGET a\n", "-address", addr)

@@ -266,8 +266,8 @@ func TestMetricsProposalFailed(t *testing.T) {
 	}
 }
 
-// seedStats is the STATS shape the seed README promises.
-type seedStats struct {
+// contractStats is the STATS shape docs/monitoring.md defines as the contract.
+type contractStats struct {
 	Storage struct {
 		Keys        int64 `json:"keys"`
 		MemoryUsage int64 `json:"memory_usage"`
@@ -300,10 +300,10 @@ type seedStats struct {
 	Transactions json.RawMessage `json:"transactions"` // this project's fifth section
 }
 
-// TestStatsSeedShapeMatchesMetrics: STATS (as the binary STATS opcode and
-// kvdbctl print it) decodes into the seed's shape with no field left over,
+// TestStatsContractShapeMatchesMetrics: STATS (as the binary STATS opcode and
+// kvdbctl print it) decodes into the contract's shape with no field left over,
 // its counts are what the test did, and they equal the /metrics numbers.
-func TestStatsSeedShapeMatchesMetrics(t *testing.T) {
+func TestStatsContractShapeMatchesMetrics(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *Config) { c.EnableMetrics = true; c.Address = ":8080"; c.MaxMemory = 1 << 30 })
 	ctx := ctxT(t)
 	for i := 0; i < 4; i++ {
@@ -321,12 +321,12 @@ func TestStatsSeedShapeMatchesMetrics(t *testing.T) {
 	raw.call(&wire.Request{Op: wire.OpDelete, ID: 2, Key: []byte("k3")})
 	resp := raw.call(&wire.Request{Op: wire.OpStats, ID: 3})
 
-	var st seedStats
+	var st contractStats
 	dec := json.NewDecoder(bytes.NewReader(resp.Payload))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(&st); err != nil {
-		t.Fatalf("STATS does not decode into the seed's shape: %v\n%s", err, resp.Payload)
+		t.Fatalf("STATS does not decode into the contract's shape: %v\n%s", err, resp.Payload)
 	}
 	// The Go client reads the same payload with protojson.
 	var pb kvdbv1.StatsResponse

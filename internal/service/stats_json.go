@@ -6,8 +6,8 @@ import (
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
-// statsDoc is the STATS document the binary protocol returns: the seed
-// README's shape (snake_case names, numbers as JSON numbers, never the
+// statsDoc is the STATS document the binary protocol returns: the shape
+// docs/monitoring.md defines as the STATS contract (snake_case names, numbers as JSON numbers, never the
 // strings protojson makes of int64) plus the additive "transactions"
 // section. kvdbctl prints the same shape from AdminService.Stats.
 type statsDoc struct {
@@ -50,7 +50,7 @@ type statsOpJSON struct {
 	P99Latency int64   `json:"p99_latency"`
 }
 
-// statsJSON encodes r in the seed's STATS shape. protojson.Unmarshal into a
+// statsJSON encodes r in the STATS contract's shape. protojson.Unmarshal into a
 // StatsResponse reads it back (it accepts numbers for 64-bit fields).
 func statsJSON(r *kvdbv1.StatsResponse) ([]byte, error) {
 	var d statsDoc

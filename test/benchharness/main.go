@@ -1,5 +1,5 @@
 // Command benchharness runs KVDB's load targets against real kvdb-server
-// processes on loopback: `make benchmark` (the seed's two tables), `make
+// processes on loopback: `make benchmark` (the README's performance tables), `make
 // load-test`, `make stress-test` and `make bench-compare` (Redis and etcd
 // beside KVDB, written to docs/benchmarks.md). Every server it starts lives
 // in a temporary directory and is killed when it returns; every load loop

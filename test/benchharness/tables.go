@@ -57,7 +57,8 @@ func medianOf(rs []*bench.Result) *bench.Result {
 	return rs[len(rs)/2]
 }
 
-// runTables reproduces the seed's two tables on this machine: binary
+// runTables measures the README's two performance tables (single node
+// and 3-node cluster) on this machine: binary
 // protocol, 4 connections, 16 clients each pipelining 16 requests.
 func runTables(ctx context.Context, o *options) error {
 	base := shape{protocol: kvclient.ProtocolBinary, connections: 4, clients: 16, pipeline: 16}

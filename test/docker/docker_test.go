@@ -178,7 +178,7 @@ func TestComposeCluster(t *testing.T) {
 			t.Fatalf("write before partition: %v", err)
 		}
 	}
-	// The seed's REPL works inside the container.
+	// The REPL (the README's `./client -address` form) works inside the container.
 	out := run(t, "docker", "exec", "-i", names[0], "kvdbctl", "-address", "localhost:8080",
 		"--cacert", "/certs/ca.pem", "--cert", "/certs/client.pem", "--key", "/certs/client-key.pem", "get", "before-0")
 	if strings.TrimSpace(out) != "v" {

@@ -30,7 +30,7 @@ func TestNewcomerFlow(t *testing.T) {
 	if out, errOut, code := ctl(t, addr, "", "get", "missing"); code != 1 || out != "" || !strings.Contains(errOut, "key not found") {
 		t.Fatalf("get missing: code %d out %q err %q", code, out, errOut)
 	}
-	// The seed's single-dash form.
+	// The single-dash form the README documents.
 	if out, _, code := ctl(t, addr, "", "-address", addr, "get", "user:1"); code != 0 || !strings.Contains(out, "John") {
 		t.Fatalf("single-dash address: code %d out %q", code, out)
 	}
