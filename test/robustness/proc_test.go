@@ -1,17 +1,13 @@
 package robustness
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,64 +17,23 @@ import (
 // built once per test binary without the race detector (the bounds are
 // about the shipped binary's memory).
 
-var (
-	connBuildOnce sync.Once
-	connServerBin string
-	connBuildErr  error
-)
-
-// connServerBinary builds kvdb-server once for the package, unless
-// KVDB_ROBUSTNESS_SERVER names one (to measure another build).
+// connServerBinary is the kvdb-server the connection tests run: the one
+// built for the package (stServerBin), unless KVDB_ROBUSTNESS_SERVER names
+// another build to measure.
 func connServerBinary(t *testing.T) string {
 	t.Helper()
-	connBuildOnce.Do(func() {
-		if bin := os.Getenv("KVDB_ROBUSTNESS_SERVER"); bin != "" {
-			connServerBin = bin
-			return
-		}
-		dir, err := os.MkdirTemp("", "kvdb-robustness-conn")
-		if err != nil {
-			connBuildErr = err
-			return
-		}
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "kvdb-server"), "./cmd/kvdb-server")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			connBuildErr = fmt.Errorf("build kvdb-server: %v\n%s", err, out)
-			return
-		}
-		connServerBin = filepath.Join(dir, "kvdb-server")
-	})
-	if connBuildErr != nil {
-		t.Fatal(connBuildErr)
+	if bin := os.Getenv("KVDB_ROBUSTNESS_SERVER"); bin != "" {
+		return bin
 	}
-	return connServerBin
+	return stServerBin(t)
 }
 
 // connNode is one kvdb-server process.
 type connNode struct {
 	cmd    *exec.Cmd
 	addr   string
-	out    *connLockedBuffer
+	out    *stBuffer
 	exited chan error
-}
-
-type connLockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *connLockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *connLockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startConnNode starts a standalone node on a free loopback port with extra
@@ -94,7 +49,7 @@ func startConnNode(t *testing.T, extra ...string) *connNode {
 	l.Close()
 	args := append([]string{"-node-id=node1", "-address=" + addr, "-data-dir=" + t.TempDir(),
 		"-heartbeat-interval=20ms", "-log-level=warn"}, extra...)
-	n := &connNode{cmd: exec.Command(bin, args...), addr: addr, out: &connLockedBuffer{}, exited: make(chan error, 1)}
+	n := &connNode{cmd: exec.Command(bin, args...), addr: addr, out: &stBuffer{}, exited: make(chan error, 1)}
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
