@@ -515,7 +515,9 @@ func (c *Client) Stats(ctx context.Context) (*kvdbv1.StatsResponse, error) {
 		return nil, err
 	}
 	st := &kvdbv1.StatsResponse{}
-	if err := protojson.Unmarshal(resp.Payload, st); err != nil {
+	// Fields this client does not know (a newer server's additions to the
+	// document) are skipped rather than failing the call.
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(resp.Payload, st); err != nil {
 		return nil, fmt.Errorf("kvdb: decode stats: %w", err)
 	}
 	return st, nil

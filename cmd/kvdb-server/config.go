@@ -52,6 +52,11 @@ type config struct {
 	LogFormat        string
 	LogLevel         slog.Level
 	ShowVersion      bool
+
+	// AdvertiseClient is where clients reach this node when not at
+	// Advertise (a port mapped by Docker).
+	AdvertiseClient string
+
 	// Security: client TLS, peer authentication, protected mode (security.go).
 	Security securityConfig
 }
@@ -82,13 +87,18 @@ var envBindings = map[string]string{
 	"join":              "JOIN",
 	"log-format":        "LOG_FORMAT",
 	"log-level":         "LOG_LEVEL",
+
+	"advertise-client-address": "ADVERTISE_CLIENT_ADDRESS",
 }
 
 // parseConfig parses args (without the program name) with env as the
 // environment lookup.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("kvdb-server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Parse errors are returned and printed once by run(), with a pointer
+	// to -help; only -help prints the flag list.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	var (
 		c         config
 		peers     string
@@ -157,6 +167,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
 	c.Security.flags(fs)
 
+	// Client addresses (kvdbctl --endpoints, member list).
+	fs.StringVar(&c.AdvertiseClient, "advertise-client-address", "", "address clients use to reach this node when it differs from -advertise-address, e.g. the host port Docker maps (env ADVERTISE_CLIENT_ADDRESS); members report it to kvdbctl")
+
 	// Environment first, so that flags parsed next override it.
 	for name, env := range envBindings {
 		if v := getenv(env); v != "" {
@@ -166,6 +179,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintln(stderr, "Usage of kvdb-server (a flag given wins over the environment variable its text names):")
+			fs.PrintDefaults()
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -228,6 +246,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			host = c.NodeID
 		}
 		c.Advertise = host + ":" + port
+	}
+	if c.AdvertiseClient != "" {
+		if _, _, err := splitHostPort(c.AdvertiseClient); err != nil {
+			return nil, fmt.Errorf("-advertise-client-address: %w", err)
+		}
 	}
 	var others []peer
 	seen := map[string]bool{c.NodeID: true}

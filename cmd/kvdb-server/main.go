@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -17,8 +18,18 @@ import (
 	"github.com/kvdb/kvdb/internal/service"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// Build information, set by `make build` and the Docker image with
+// -ldflags "-X main.version=... -X main.commit=... -X main.buildDate=...".
+var (
+	version   = "dev"
+	commit    = "unknown"
+	buildDate = "unknown"
+)
+
+// versionString is what -version prints.
+func versionString() string {
+	return fmt.Sprintf("kvdb-server %s (commit %s, built %s, %s)", version, commit, buildDate, runtime.Version())
+}
 
 // shutdownTimeout bounds how long in-flight requests may take to finish.
 const shutdownTimeout = 10 * time.Second
@@ -32,20 +43,20 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
-func run(args []string, getenv func(string) string, stderr io.Writer) int {
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "kvdb-server: %v\n", err)
+		fmt.Fprintf(stderr, "kvdb-server: %v\nRun 'kvdb-server -help' for the flags.\n", err)
 		return exitUsage
 	}
 	if cfg.ShowVersion {
-		fmt.Fprintln(os.Stdout, version)
+		fmt.Fprintln(stdout, versionString())
 		return 0
 	}
 	log := newLogger(cfg, stderr)
@@ -120,6 +131,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		ClusterID:             clusterID,
 		AdvertiseAddress:      cfg.Advertise,
 		AdvertisePeerAddress:  sec.AdvertisePeer,
+		ClientAddress:         cfg.AdvertiseClient,
 		TLS:                   sec.clientTLS,
 		Peer:                  sec.peerConfig(cfg.EnableRaft),
 		ProtectedMode:         sec.ProtectedMode,
@@ -156,7 +168,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		mode = "raft"
 	}
 	log.Info("kvdb-server started", "node_id", cfg.NodeID, "member_id", fmt.Sprintf("%x", id),
-		"address", lis.Addr().String(), "advertise", cfg.Advertise, "data_dir", cfg.DataDir, "mode", mode,
+		"address", lis.Addr().String(), "advertise", cfg.Advertise, "advertise_client", cfg.AdvertiseClient, "data_dir", cfg.DataDir, "mode", mode,
 		"tls", sec.clientTLS != nil, "protected_mode", sec.ProtectedMode && sec.clientTLS == nil, "sync_writes", cfg.SyncWrites, "max_memory", cfg.MaxMemory, "eviction_policy", cfg.EvictionPolicy, "version", version)
 
 	sigC := make(chan os.Signal, 1)

@@ -22,6 +22,7 @@ type benchFlags struct {
 	connections int
 	cfg         bench.Config
 	json        bool
+	cleanup     bool
 }
 
 func newBenchCmd(a *app) *cobra.Command {
@@ -33,7 +34,9 @@ func newBenchCmd(a *app) *cobra.Command {
 throughput, latency p50/p95/p99/max in microseconds and the errors by code.
 Reads (get, mixed, delete, txn) first preload the --keys key space. --address
 may list several nodes (a,b,c): the client sends to the leader among them.
-A progress bar is drawn when stdout and stderr are a terminal.`,
+A progress bar is drawn when stdout and stderr are a terminal.
+The keys written (--key-prefix then 8 digits, --keys of them) stay in the
+store, which a line on stderr says; --cleanup deletes them after the run.`,
 		Example: `  kvdbctl bench --op put --protocol binary --clients 32 --pipeline 16 --duration 10s
   kvdbctl bench --op get --consistency s --total 100000 --json
   kvdbctl bench --op batch --value-size 128 --address n1:8080,n2:8080,n3:8080`,
@@ -58,9 +61,21 @@ A progress bar is drawn when stdout and stderr are a terminal.`,
 				return err
 			}
 			if f.json || a.output == outputJSON {
-				return writeJSON(cmd.OutOrStdout(), res)
+				err = writeJSON(cmd.OutOrStdout(), res)
+			} else {
+				err = res.WriteText(cmd.OutOrStdout())
 			}
-			return res.WriteText(cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			if !f.cleanup {
+				return writeText(a.stderr, "kvdbctl bench: left its keys %s in the store (--cleanup deletes them after a run)\n", benchKeys(&f.cfg))
+			}
+			n, err := a.benchCleanup(cmd.Context(), &f.cfg)
+			if err != nil {
+				return fmt.Errorf("bench --cleanup: %w", err)
+			}
+			return writeText(a.stderr, "kvdbctl bench: deleted %d keys %s\n", n, benchKeys(&f.cfg))
 		},
 	}
 	fl := cmd.Flags()
@@ -75,18 +90,14 @@ A progress bar is drawn when stdout and stderr are a terminal.`,
 	fl.DurationVar(&f.cfg.Duration, "duration", 0, "how long to run (default 10s when --total is not given either)")
 	fl.Int64Var(&f.cfg.Total, "total", 0, "stop after this many requests")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object (same as -o json)")
+	fl.BoolVar(&f.cleanup, "cleanup", false, "delete the keys the run wrote once it is over")
 	return cmd
 }
 
 // runBench connects with the global --address, --protocol and --consistency
 // and runs cfg.
 func (a *app) runBench(ctx context.Context, connections int, cfg bench.Config) (*bench.Result, error) {
-	var endpoints []string
-	for ep := range strings.SplitSeq(a.address, ",") {
-		if ep = strings.TrimSpace(ep); ep != "" {
-			endpoints = append(endpoints, dialTarget(ep))
-		}
-	}
+	endpoints := a.endpointList()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	d, err := bench.NewKVDB(dctx, endpoints, a.protocol, connections, a.consistency == kvdbv1.Consistency_CONSISTENCY_SERIALIZABLE,
@@ -101,6 +112,43 @@ func (a *app) runBench(ctx context.Context, connections int, cfg bench.Config) (
 		}
 	}
 	return bench.Run(ctx, d, cfg)
+}
+
+// benchKeys names the key space of cfg for people: "bench/00000000 … bench/00009999".
+func benchKeys(cfg *bench.Config) string {
+	return fmt.Sprintf("%s … %s", cfg.Key(0), cfg.Key(benchKeyCount(cfg)-1))
+}
+
+// benchKeyCount is the size of cfg's key space.
+func benchKeyCount(cfg *bench.Config) int {
+	if cfg.Keys <= 0 {
+		return 10_000 // bench.Config's default
+	}
+	return cfg.Keys
+}
+
+// benchCleanupBatch is how many keys one delete batch names.
+const benchCleanupBatch = 1000
+
+// benchCleanup deletes exactly the keys of cfg's key space (not the whole
+// prefix, which may hold other keys) and returns how many existed.
+func (a *app) benchCleanup(ctx context.Context, cfg *bench.Config) (int64, error) {
+	keys := benchKeyCount(cfg)
+	var deleted int64
+	for start := 0; start < keys; start += benchCleanupBatch {
+		ops := make([]*kvdbv1.BatchOp, 0, benchCleanupBatch)
+		for i := start; i < min(start+benchCleanupBatch, keys); i++ {
+			ops = append(ops, &kvdbv1.BatchOp{Op: &kvdbv1.BatchOp_Delete{Delete: &kvdbv1.BatchDelete{Key: cfg.Key(i)}}})
+		}
+		resp, err := invoke(ctx, a, func(ctx context.Context, c *client) (*kvdbv1.BatchResponse, error) {
+			return c.kv.Batch(ctx, &kvdbv1.BatchRequest{Ops: ops})
+		})
+		if err != nil {
+			return deleted, err
+		}
+		deleted += resp.GetDeleted()
+	}
+	return deleted, nil
 }
 
 // progressPrinter redraws a progress bar in place on w.
@@ -127,7 +175,11 @@ func (a *app) stderrIsTerminal() bool { return isTerminal(a.stderr) }
 // through the same loop as `kvdbctl bench`.
 func (a *app) execBenchmark(ctx context.Context, w io.Writer, args string) error {
 	fields := strings.Fields(args)
-	usage := fmt.Errorf("usage: BENCHMARK ops [prefix] [valuesize]")
+	usage := fmt.Errorf("usage: BENCHMARK ops [prefix [valuesize]] [CLEANUP]")
+	cleanup := false
+	if n := len(fields); n > 1 && (strings.EqualFold(fields[n-1], "CLEANUP") || fields[n-1] == "--cleanup") {
+		cleanup, fields = true, fields[:n-1]
+	}
 	if len(fields) < 1 || len(fields) > 3 {
 		return usage
 	}
@@ -166,5 +218,18 @@ func (a *app) execBenchmark(ctx context.Context, w io.Writer, args string) error
 			return err
 		}
 	}
-	return nil
+	// With -o json the output is the two JSON documents: the note goes
+	// to stderr.
+	note := w
+	if a.output == outputJSON && a.stderr != nil {
+		note = a.stderr
+	}
+	if !cleanup {
+		return writeText(note, "(left %d keys %s in the store; add CLEANUP to delete them after the run)\n", ops, benchKeys(&cfg))
+	}
+	n, err := a.benchCleanup(ctx, &cfg)
+	if err != nil {
+		return fmt.Errorf("BENCHMARK CLEANUP: %w", err)
+	}
+	return writeText(note, "(deleted %d keys %s)\n", n, benchKeys(&cfg))
 }

@@ -38,8 +38,10 @@ func TestBenchCommand(t *testing.T) {
 			if _, ok := res["errors_by_code"].(map[string]any); !ok {
 				t.Errorf("errors_by_code missing: %s", out)
 			}
-			if errOut != "" {
-				t.Errorf("stderr (no progress bar when piped): %q", errOut)
+			// No progress bar when piped: stderr is only the note on the
+			// keys left behind.
+			if !strings.HasPrefix(errOut, "kvdbctl bench: left its keys ") || strings.Count(errOut, "\n") != 1 || strings.Contains(errOut, "\r") {
+				t.Errorf("stderr: %q", errOut)
 			}
 		})
 	}
@@ -61,5 +63,43 @@ func TestBenchCommand(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "PUT: 200 ops") || !strings.Contains(out, "GET: 200 ops") || !strings.Contains(out, "ghijklm") {
 			t.Fatalf("exit %d\n%s%s", code, out, errOut)
 		}
+		if !strings.Contains(out, "(left 200 keys bk_00000000 … bk_00000199 in the store; add CLEANUP to delete them after the run)\n") {
+			t.Errorf("BENCHMARK does not say it left its keys:\n%s", out)
+		}
 	})
+}
+
+// TestBenchCleanup: --cleanup (and the shell's CLEANUP) delete exactly the
+// keys the run wrote, and nothing else under the prefix.
+func TestBenchCleanup(t *testing.T) {
+	addr := servicetest.Start(t, nil)
+	count := func(prefix string) string {
+		t.Helper()
+		out, errOut, code := runCLI(t, nil, "", "--address", addr, "range", prefix, "--count-only")
+		if code != 0 {
+			t.Fatalf("range: exit %d: %s", code, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	if _, errOut, code := runCLI(t, nil, "", "--address", addr, "put", "cl/mine", "keep"); code != 0 {
+		t.Fatal(errOut)
+	}
+	out, errOut, code := runCLI(t, nil, "", "--address", addr, "bench", "--op", "put", "--key-prefix", "cl/", "--keys", "1500", "--total", "3000", "--json", "--cleanup")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.HasPrefix(errOut, "kvdbctl bench: deleted ") || !strings.Contains(errOut, " keys cl/00000000 … cl/00001499\n") {
+		t.Errorf("stderr: %q", errOut)
+	}
+	if got := count("cl/"); got != "1" {
+		t.Errorf("after --cleanup %s keys under cl/, want 1 (cl/mine)", got)
+	}
+
+	out, errOut, code = runCLI(t, nil, "BENCHMARK 300 sh_ 16 CLEANUP\n", "--address", addr)
+	if code != 0 || !strings.Contains(out, "(deleted 300 keys sh_00000000 … sh_00000299)\n") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if got := count("sh_"); got != "0" {
+		t.Errorf("after CLEANUP %s keys under sh_", got)
+	}
 }

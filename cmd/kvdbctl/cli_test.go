@@ -53,7 +53,8 @@ func TestCommands(t *testing.T) {
 		{name: "range from to", seed: map[string]string{"a": "1", "b": "2", "c": "3"}, args: []string{"range", "--from", "a", "--to", "c"}, wantOut: "a\n1\nb\n2\n"},
 		{name: "range from to end", seed: map[string]string{"a": "1", "b": "2", "c": "3"}, args: []string{"range", "--from", "b"}, wantOut: "b\n2\nc\n3\n"},
 		{name: "range all", seed: map[string]string{"a": "1", "b": "2"}, args: []string{"range"}, wantOut: "a\n1\nb\n2\n"},
-		{name: "range limit keys-only", seed: map[string]string{"a": "1", "b": "2", "c": "3"}, args: []string{"range", "--from", "a", "--limit", "2", "--keys-only"}, wantOut: "a\nb\n"},
+		{name: "range limit keys-only", seed: map[string]string{"a": "1", "b": "2", "c": "3"}, args: []string{"range", "--from", "a", "--limit", "2", "--keys-only"}, wantOut: "a\nb\n",
+			wantErr: "… 1 more key (raise --limit to see them)\n"},
 		{name: "range count-only", seed: map[string]string{"a": "1", "ab": "2", "b": "3"}, args: []string{"range", "a", "--count-only"}, wantOut: "2\n"},
 		{name: "range json", seed: map[string]string{"a": "1", "b": "2"}, args: []string{"range", "--from", "a", "--limit", "1", "-o", "json"},
 			wantOut: "{\n  \"kvs\": [\n    {\n      \"key\": \"a\",\n      \"value\": \"1\",\n      \"create_revision\": 1,\n      \"mod_revision\": 1,\n      \"version\": 1\n    }\n  ],\n  \"more\": true,\n  \"count\": 2\n}\n"},
@@ -117,11 +118,18 @@ const seedStatsShape = `{
   "metrics": {"uptime_seconds": 3600.5, "operations": {"GET": {"count": 45231, "ops_per_sec": 12.56, "avg_latency": 45, "p95_latency": 89, "p99_latency": 145}}}
 }`
 
-// withTxnSection adds the additive "transactions" section (issue 4) to a
-// seed shape: the seed's four sections stay exactly as they are.
+// withTxnSection adds the additive "transactions" section (issue 4) and the
+// readable fields raft.state_name and metrics.operations.*.*_us (issue 19)
+// to a seed shape: every field of the seed's four sections stays as it is.
 func withTxnSection(shape any) any {
 	m := shape.(map[string]any)
 	m["transactions"] = map[string]any{"commits": "number", "aborts": "number", "active": "number", "expired": "number"}
+	m["raft"].(map[string]any)["state_name"] = "string"
+	for _, op := range m["metrics"].(map[string]any)["operations"].(map[string]any) {
+		for _, f := range []string{"avg_latency_us", "p95_latency_us", "p99_latency_us"} {
+			op.(map[string]any)[f] = "number"
+		}
+	}
 	return m
 }
 

@@ -10,7 +10,8 @@
 //     STATUS, HELP, QUIT/EXIT.
 //
 // Connection settings come from global flags: --address (falling back to the
-// KVDB_ADDRESS environment variable, then localhost:8080), --timeout (per
+// KVDB_ADDRESS environment variable, then localhost:8080; a missing port is
+// 8080) or --endpoints a,b,c (the node among them that leads), --timeout (per
 // request), -o/--output (text or json) and --consistency (l: linearizable,
 // s: serializable reads). The seed documented Go-style single-dash flags
 // (kvdbctl -address localhost:8080); those are rewritten to their

@@ -31,6 +31,8 @@ type fakeServer struct {
 	lastConsistency kvdbv1.Consistency
 	// failWith, when set, is returned by every RPC.
 	failWith error
+	// follower makes Status say the node does not lead.
+	follower bool
 }
 
 func newFakeServer() *fakeServer {
@@ -241,7 +243,7 @@ func (f *fakeServer) Status(context.Context, *kvdbv1.StatusRequest) (*kvdbv1.Sta
 		return nil, f.failWith
 	}
 	return &kvdbv1.StatusResponse{
-		Header: f.header(), NodeId: "node1", IsLeader: true, LeaderId: "node1",
+		Header: f.header(), NodeId: "node1", IsLeader: !f.follower, LeaderId: "node1",
 		Term: 2, CommitIndex: 10, AppliedIndex: 10, RaftState: "leader",
 		Version: "test", Keys: int64(len(f.kvs)), MemoryUsage: 1234, DataDir: "/data",
 		LeaderMemberId: 42,

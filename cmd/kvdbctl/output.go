@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
@@ -13,25 +15,43 @@ const (
 	outputJSON = "json"
 )
 
-// kvJSON is a KeyValue as printed by -o json. Keys and values are printed as
-// strings because that is what users store and read; bytes that are not
-// valid UTF-8 come out as U+FFFD (use text output for raw bytes).
+// kvJSON is a KeyValue as printed by -o json. Keys and values are printed
+// as strings when they are valid UTF-8, which is what users mostly store.
+// Bytes that are not valid UTF-8 cannot be a JSON string without being
+// changed (encoding/json would turn each bad byte into U+FFFD, so \xff\xfe
+// and \xff\xfd would print alike): such a key or value is printed in
+// standard base64 instead and key_encoding or value_encoding says "base64".
 type kvJSON struct {
 	Key            string `json:"key"`
+	KeyEncoding    string `json:"key_encoding,omitempty"`
 	Value          string `json:"value"`
+	ValueEncoding  string `json:"value_encoding,omitempty"`
 	CreateRevision int64  `json:"create_revision"`
 	ModRevision    int64  `json:"mod_revision"`
 	Version        int64  `json:"version"`
 }
 
+// encodingBase64 is the key_encoding / value_encoding of base64 bytes.
+const encodingBase64 = "base64"
+
+// jsonBytes returns b as a JSON string and its encoding: "" for valid
+// UTF-8 (the string is b), "base64" otherwise.
+func jsonBytes(b []byte) (string, string) {
+	if utf8.Valid(b) {
+		return string(b), ""
+	}
+	return base64.StdEncoding.EncodeToString(b), encodingBase64
+}
+
 func toKVJSON(kv *kvdbv1.KeyValue) kvJSON {
-	return kvJSON{
-		Key:            string(kv.GetKey()),
-		Value:          string(kv.GetValue()),
+	out := kvJSON{
 		CreateRevision: kv.GetCreateRevision(),
 		ModRevision:    kv.GetModRevision(),
 		Version:        kv.GetVersion(),
 	}
+	out.Key, out.KeyEncoding = jsonBytes(kv.GetKey())
+	out.Value, out.ValueEncoding = jsonBytes(kv.GetValue())
+	return out
 }
 
 // writeJSON prints v indented. HTML escaping is off because values are

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -11,21 +12,60 @@ import (
 )
 
 func newPutCmd(a *app) *cobra.Command {
-	var prevKV bool
+	var (
+		prevKV    bool
+		valueFile string
+	)
 	cmd := &cobra.Command{
-		Use:   "put KEY VALUE",
+		Use:   "put KEY VALUE | put KEY - | put KEY --value-file FILE",
 		Short: "Store a value under a key",
 		Long: `Store VALUE under KEY, creating or replacing it, and print OK.
+A VALUE of - reads the value from stdin, --value-file from a file, bytes
+as they are (no newline is stripped): the way to store values too large
+for one command-line argument (Linux caps one at 128 KiB).
 With --prev-kv the previous value (if any) is printed on the next line.
 With -o json prints the revision the put created (and prev_kv).
 A value starting with a dash needs -- first: kvdbctl put k -- -1`,
-		Args: cobra.ExactArgs(2),
+		Example: `  kvdbctl put user:1 '{"name":"John"}'
+  head -c 1048576 /dev/urandom | kvdbctl put big -
+  kvdbctl put big --value-file ./blob.bin`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("value-file") {
+				return cobra.ExactArgs(1)(cmd, args)
+			}
+			return cobra.ExactArgs(2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.put(cmd.Context(), cmd.OutOrStdout(), args[0], args[1], prevKV)
+			value, err := a.putValue(args, valueFile, cmd.Flags().Changed("value-file"), cmd.ArgsLenAtDash())
+			if err != nil {
+				return err
+			}
+			return a.put(cmd.Context(), cmd.OutOrStdout(), args[0], value, prevKV)
 		},
 	}
 	cmd.Flags().BoolVar(&prevKV, "prev-kv", false, "also print the value the key had before")
+	cmd.Flags().StringVar(&valueFile, "value-file", "", "read the value from this file instead of the command line")
 	return cmd
+}
+
+// putValue is the value put stores: the file of --value-file, stdin for
+// "-", else the argument. "-" after "--" is the literal one-byte value.
+func (a *app) putValue(args []string, valueFile string, fromFile bool, dashAt int) (string, error) {
+	switch {
+	case fromFile:
+		b, err := os.ReadFile(valueFile)
+		if err != nil {
+			return "", fmt.Errorf("--value-file: %w", err)
+		}
+		return string(b), nil
+	case args[1] == "-" && (dashAt < 0 || dashAt > 1):
+		b, err := io.ReadAll(a.stdin)
+		if err != nil {
+			return "", fmt.Errorf("reading the value from stdin: %w", err)
+		}
+		return string(b), nil
+	}
+	return args[1], nil
 }
 
 // putJSON is the -o json answer of put.

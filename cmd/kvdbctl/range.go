@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +26,11 @@ func newRangeCmd(a *app) *cobra.Command {
 --from A --to B (without --to: from A to the end). With neither, every key.
 Text output is the key then the value, one line each, per pair (values are
 printed as stored); --keys-only drops the values, --count-only prints just
-the number of keys. With -o json prints {"kvs":[...],"more":..,"count":..}.`,
+the number of keys. On a terminal a value over 256 bytes is cut short and
+followed by its size (--full-values prints it whole; output to a pipe or
+file is never cut). When --limit (or the server's -max-range-limit) left
+keys out, a line on stderr says how many more there are.
+With -o json prints {"kvs":[...],"more":..,"count":..}.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &kvdbv1.RangeRequest{Limit: limit, KeysOnly: keysOnly, CountOnly: countOnly}
@@ -48,7 +53,11 @@ the number of keys. With -o json prints {"kvs":[...],"more":..,"count":..}.`,
 			if limit < 0 {
 				return &usageError{err: errors.New("--limit must not be negative")}
 			}
-			_, err := a.rangeKeys(cmd.Context(), cmd.OutOrStdout(), req)
+			resp, err := a.rangeKeys(cmd.Context(), cmd.OutOrStdout(), req)
+			if err == nil && a.output == outputText && resp.GetMore() {
+				// stderr, so that stdout stays the keys and values.
+				err = writeText(a.stderr, "%s (raise --limit to see them)\n", moreKeys(resp))
+			}
 			return err
 		},
 	}
@@ -103,9 +112,37 @@ func (a *app) rangeKeys(ctx context.Context, w io.Writer, req *kvdbv1.RangeReque
 		if req.GetKeysOnly() {
 			continue
 		}
-		if err := writeLine(w, kv.GetValue()); err != nil {
+		if err := writeLine(w, a.displayValue(kv.GetValue())); err != nil {
 			return resp, err
 		}
 	}
 	return resp, nil
+}
+
+// maxTerminalValue is the longest value range prints whole on a terminal.
+const maxTerminalValue = 256
+
+// displayValue is value as range prints it: whole, unless it goes to a
+// terminal, is over maxTerminalValue bytes and --full-values is not set.
+func (a *app) displayValue(value []byte) []byte {
+	if len(value) <= maxTerminalValue || a.fullValues || !a.stdoutTerminal() {
+		return value
+	}
+	cut := maxTerminalValue
+	for cut > maxTerminalValue-utf8.UTFMax && !utf8.RuneStart(value[cut]) {
+		cut-- // do not split a UTF-8 sequence
+	}
+	out := append([]byte(nil), value[:cut]...)
+	return fmt.Appendf(out, "… [%d bytes; --full-values prints them all]", len(value))
+}
+
+// moreKeys says how many keys a limited range left out.
+func moreKeys(resp *kvdbv1.RangeResponse) string {
+	if n := resp.GetCount() - int64(len(resp.GetKvs())); n > 0 {
+		if n == 1 {
+			return "… 1 more key"
+		}
+		return fmt.Sprintf("… %d more keys", n)
+	}
+	return "… more keys"
 }

@@ -17,15 +17,18 @@ const helpText = `Commands (case-insensitive):
   GET key                       print the value, or (nil) when the key is missing
   PUT key value                 store value; the value is the rest of the line, spaces included
   DELETE key                    delete a key; prints the number of keys deleted
-  RANGE [prefix [limit]]        list keys starting with prefix (all keys without one)
+  RANGE [prefix [limit]]        list keys starting with prefix (all keys without one);
+                                on a terminal values over 256 bytes are cut short
   BATCH PUT k v ... DELETE k    atomic batch; values are single words here
   BEGIN [txid]                  start a transaction: GET/PUT/DELETE/RANGE then go to it
                                 (prompt kvdb(txid)> ); writes show QUEUED until COMMIT
   COMMIT                        apply the transaction atomically; ABORTED means a key it
                                 read was changed by someone else: nothing applied, retry
   ROLLBACK                      discard the transaction
-  BENCHMARK ops [prefix [size]] ops puts of size-byte values (default bench_key_, 256),
-                                then ops gets of them: throughput, latency, errors
+  BENCHMARK ops [prefix [size]] [CLEANUP]
+                                ops puts of size-byte values (default bench_key_, 256),
+                                then ops gets of them: throughput, latency, errors; the
+                                keys stay in the store unless CLEANUP is given
   STATS                         server statistics as JSON
   STATUS                        node raft status
   HELP                          this text
@@ -153,6 +156,9 @@ func (a *app) execRange(ctx context.Context, w io.Writer, args string) error {
 	if a.output == outputText && len(resp.GetKvs()) == 0 {
 		// In the shell silence would look like a hang; say it was empty.
 		return writeText(w, "(empty)\n")
+	}
+	if a.output == outputText && resp.GetMore() {
+		return writeText(w, "%s (RANGE prefix limit)\n", moreKeys(resp))
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ func TestREPLScript(t *testing.T) {
 		`OK (2 puts, 1 deleted)`,
 		"k1", "v1", "k2", "v2",
 		"k1", "v1",
+		`… 1 more key (RANGE prefix limit)`,
 		`(empty)`,
 		`node_id=node1 leader=node1 is_leader=true term=2 applied_index=10 commit_index=10 state=leader`,
 		`(error) unknown command "frob" (type HELP)`,
@@ -107,10 +108,10 @@ func TestREPLStatsJSON(t *testing.T) {
 	want := StatsJSON{
 		Storage: StorageJSON{Keys: 0, MemoryUsage: 52428800, MaxMemory: 1073741824, Version: 0},
 		Network: NetworkJSON{ActiveConnections: 12, TotalRequests: 98765, Address: ":8080"},
-		Raft:    RaftJSON{NodeID: "node1", State: 2, CurrentTerm: 5, LeaderID: "node1", LogLength: 1543, CommitIndex: 1543},
+		Raft:    RaftJSON{NodeID: "node1", State: 2, StateName: "leader", CurrentTerm: 5, LeaderID: "node1", LogLength: 1543, CommitIndex: 1543},
 		Metrics: MetricsJSON{UptimeSeconds: 3600.5, Operations: map[string]OperationStatJSON{
-			"GET": {Count: 45231, OpsPerSec: 12.56, AvgLatency: 45, P95Latency: 89, P99Latency: 145},
-			"PUT": {Count: 10, OpsPerSec: 0.5, AvgLatency: 60, P95Latency: 90, P99Latency: 120},
+			"GET": {Count: 45231, OpsPerSec: 12.56, AvgLatency: 45, P95Latency: 89, P99Latency: 145, AvgLatencyUs: 45, P95LatencyUs: 89, P99LatencyUs: 145},
+			"PUT": {Count: 10, OpsPerSec: 0.5, AvgLatency: 60, P95Latency: 90, P99Latency: 120, AvgLatencyUs: 60, P95LatencyUs: 90, P99LatencyUs: 120},
 		}},
 	}
 	if !reflect.DeepEqual(got, want) {

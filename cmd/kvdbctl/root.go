@@ -37,6 +37,8 @@ type app struct {
 
 	// Global flag values.
 	address         string
+	endpointsFlag   []string
+	fullValues      bool
 	timeout         time.Duration
 	output          string
 	consistencyFlag string
@@ -47,6 +49,15 @@ type app struct {
 	// --user NAME[:PASSWORD] and --password; user and password are what
 	// resolveAuth made of them.
 	userFlag, user, password string
+
+	// endpoints are the node addresses from --endpoints or --address,
+	// normalized (default port 8080); the first one answering that leads
+	// is used.
+	endpoints []string
+
+	// terminal, when set, overrides the check whether stdout is a
+	// terminal (tests).
+	terminal func() bool
 
 	// protocol is protocolFlag parsed: the transport of KV commands.
 	protocol kvclient.Protocol
@@ -88,8 +99,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func newRootCmd(a *app) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "kvdbctl",
-		Short: "Command-line client for the KVDB key-value database",
+		Use:     "kvdbctl",
+		Version: versionString(),
+		Short:   "Command-line client for the KVDB key-value database",
 		Long: `kvdbctl talks to a KVDB node over gRPC.
 
 With a subcommand it runs that one operation. Without one it starts a shell:
@@ -113,6 +125,7 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 			return a.runREPL(cmd.Context())
 		},
 	}
+	root.SetVersionTemplate("kvdbctl {{.Version}}\n")
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
@@ -121,7 +134,9 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 	})
 
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.address, "address", defaultAddress, "server address host:port (env "+addressEnv+" when not given)")
+	pf.StringVar(&a.address, "address", defaultAddress, "server address host:port; the port defaults to 8080 (env "+addressEnv+" when not given)")
+	pf.StringSliceVar(&a.endpointsFlag, "endpoints", nil, "several nodes, a,b,c: commands go to the one that leads (instead of --address)")
+	pf.BoolVar(&a.fullValues, "full-values", false, "print whole values in range output; on a terminal values over 256 bytes are cut short")
 	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "timeout of each request (0: none)")
 	pf.StringVarP(&a.output, "output", "o", outputText, "output format: text or json")
 	pf.StringVar(&a.consistencyFlag, "consistency", "l", "read consistency: l (linearizable) or s (serializable, may be stale)")
@@ -163,6 +178,18 @@ func (a *app) resolveFlags(cmd *cobra.Command) error {
 	if a.address == "" {
 		return &usageError{err: errors.New("--address must not be empty")}
 	}
+	list := []string{a.address}
+	if f := cmd.Flags().Lookup("endpoints"); f != nil && f.Changed {
+		if af := cmd.Flags().Lookup("address"); af != nil && af.Changed {
+			return &usageError{err: errors.New("give either --address or --endpoints, not both")}
+		}
+		list = a.endpointsFlag
+	}
+	eps, err := parseEndpoints(list)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("--address/--endpoints: %w", err)}
+	}
+	a.endpoints, a.address = eps, strings.Join(eps, ",")
 	if err := a.resolveAuth(); err != nil {
 		return &usageError{err: err}
 	}
@@ -216,7 +243,7 @@ func normalizeArgs(args []string, long map[string]bool) []string {
 // command tree, so the single-dash rewrite also covers subcommand flags such
 // as -prefix and -limit.
 func longFlagNames(root *cobra.Command) map[string]bool {
-	names := map[string]bool{"help": true}
+	names := map[string]bool{"help": true, "version": true}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		add := func(f *pflag.Flag) {
@@ -235,16 +262,84 @@ func longFlagNames(root *cobra.Command) map[string]bool {
 }
 
 // client returns the connection to the server, creating it on first use.
+// With several endpoints it is the one that says it leads (followers
+// forward writes, but the leader saves a hop and is the one admin
+// commands need), else the first that answers.
 func (a *app) client() (*client, error) {
 	if a.cli != nil {
 		return a.cli, nil
 	}
-	c, err := dial(a.address, a.protocol, a.tls, a.user, a.password)
+	eps := a.endpointList()
+	addr := eps[0]
+	if len(eps) > 1 {
+		var err error
+		if addr, err = a.pickEndpoint(eps); err != nil {
+			return nil, err
+		}
+	}
+	c, err := dial(addr, a.protocol, a.tls, a.user, a.password)
 	if err != nil {
 		return nil, err
 	}
 	a.cli = c
 	return c, nil
+}
+
+// endpointList is a.endpoints, or --address split and normalized when the
+// app was built without flag parsing (tests).
+func (a *app) endpointList() []string {
+	if len(a.endpoints) > 0 {
+		return a.endpoints
+	}
+	eps, err := parseEndpoints([]string{a.address})
+	if err != nil {
+		return []string{a.address}
+	}
+	return eps
+}
+
+// pickEndpoint asks every endpoint for its status and returns the leader,
+// else the first that answered.
+func (a *app) pickEndpoint(eps []string) (string, error) {
+	timeout := 2 * time.Second
+	if a.timeout > 0 {
+		timeout = min(timeout, a.timeout)
+	}
+	first := ""
+	var lastErr error
+	for _, ep := range eps {
+		c, err := dial(ep, kvclient.ProtocolGRPC, a.tls, a.user, a.password)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		st, err := c.admin.Status(ctx, &kvdbv1.StatusRequest{})
+		cancel()
+		_ = c.close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if st.GetIsLeader() {
+			return ep, nil
+		}
+		if first == "" {
+			first = ep
+		}
+	}
+	if first != "" {
+		return first, nil
+	}
+	return "", &unreachableError{address: strings.Join(eps, ","), err: lastErr}
+}
+
+// stdoutTerminal reports whether output goes to a person's terminal.
+func (a *app) stdoutTerminal() bool {
+	if a.terminal != nil {
+		return a.terminal()
+	}
+	return isTerminal(a.stdout)
 }
 
 func (a *app) close() {

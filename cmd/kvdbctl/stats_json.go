@@ -43,10 +43,12 @@ type NetworkJSON struct {
 }
 
 // RaftJSON is the "raft" section. State is the number the seed shows
-// (0 follower, 1 candidate, 2 leader, 3 pre-candidate).
+// (0 follower, 1 candidate, 2 leader, 3 pre-candidate); StateName spells
+// it out as status does.
 type RaftJSON struct {
 	NodeID      string `json:"node_id"`
 	State       int32  `json:"state"`
+	StateName   string `json:"state_name"`
 	CurrentTerm uint64 `json:"current_term"`
 	LeaderID    string `json:"leader_id"`
 	LogLength   uint64 `json:"log_length"`
@@ -60,13 +62,33 @@ type MetricsJSON struct {
 	Operations    map[string]OperationStatJSON `json:"operations"`
 }
 
-// OperationStatJSON describes one operation; latencies are microseconds.
+// OperationStatJSON describes one operation; latencies are microseconds,
+// under their original names and again under names that say so (*_us).
 type OperationStatJSON struct {
-	Count      int64   `json:"count"`
-	OpsPerSec  float64 `json:"ops_per_sec"`
-	AvgLatency int64   `json:"avg_latency"`
-	P95Latency int64   `json:"p95_latency"`
-	P99Latency int64   `json:"p99_latency"`
+	Count        int64   `json:"count"`
+	OpsPerSec    float64 `json:"ops_per_sec"`
+	AvgLatency   int64   `json:"avg_latency"`
+	P95Latency   int64   `json:"p95_latency"`
+	P99Latency   int64   `json:"p99_latency"`
+	AvgLatencyUs int64   `json:"avg_latency_us"`
+	P95LatencyUs int64   `json:"p95_latency_us"`
+	P99LatencyUs int64   `json:"p99_latency_us"`
+}
+
+// raftStateName names a RaftStats.state number, for servers that do not
+// send state_name.
+func raftStateName(state int32) string {
+	switch state {
+	case 0:
+		return "follower"
+	case 1:
+		return "candidate"
+	case 2:
+		return "leader"
+	case 3:
+		return "pre-candidate"
+	}
+	return "unknown"
 }
 
 // StatsToJSON converts a StatsResponse to the seed's STATS shape. Missing
@@ -89,6 +111,7 @@ func StatsToJSON(resp *kvdbv1.StatsResponse) StatsJSON {
 		Raft: RaftJSON{
 			NodeID:      rf.GetNodeId(),
 			State:       rf.GetState(),
+			StateName:   rf.GetStateName(),
 			CurrentTerm: rf.GetCurrentTerm(),
 			LeaderID:    rf.GetLeaderId(),
 			LogLength:   rf.GetLogLength(),
@@ -99,6 +122,9 @@ func StatsToJSON(resp *kvdbv1.StatsResponse) StatsJSON {
 			Operations:    make(map[string]OperationStatJSON, len(m.GetOperations())),
 		},
 	}
+	if out.Raft.StateName == "" {
+		out.Raft.StateName = raftStateName(rf.GetState())
+	}
 	tx := resp.GetTransactions()
 	out.Transactions = TransactionsJSON{Commits: tx.GetCommits(), Aborts: tx.GetAborts(), Active: tx.GetActive(), Expired: tx.GetExpired()}
 	for name, op := range m.GetOperations() {
@@ -108,6 +134,10 @@ func StatsToJSON(resp *kvdbv1.StatsResponse) StatsJSON {
 			AvgLatency: op.GetAvgLatency(),
 			P95Latency: op.GetP95Latency(),
 			P99Latency: op.GetP99Latency(),
+
+			AvgLatencyUs: op.GetAvgLatency(),
+			P95LatencyUs: op.GetP95Latency(),
+			P99LatencyUs: op.GetP99Latency(),
 		}
 	}
 	return out

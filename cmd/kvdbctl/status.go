@@ -44,6 +44,7 @@ type statusJSON struct {
 	MemoryUsage    int64  `json:"memory_usage"`
 	Version        string `json:"version"`
 	DataDir        string `json:"data_dir"`
+	ClientAddress  string `json:"client_address,omitempty"`
 }
 
 // status fetches and prints the node status; shared with the REPL.
@@ -71,6 +72,7 @@ func (a *app) status(ctx context.Context, w io.Writer) error {
 			MemoryUsage:    resp.GetMemoryUsage(),
 			Version:        resp.GetVersion(),
 			DataDir:        resp.GetDataDir(),
+			ClientAddress:  resp.GetClientAddress(),
 		})
 	}
 	return writeText(w, "node_id=%s leader=%s is_leader=%t term=%d applied_index=%d commit_index=%d state=%s\n",

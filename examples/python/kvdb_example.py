@@ -123,13 +123,23 @@ def open_channel(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="localhost:8080", help="a node's host:port")
+    parser.add_argument("--connect-timeout", type=float, default=TIMEOUT,
+                        help="seconds to wait for the node to accept the connection")
     parser.add_argument("--cacert", help="connect over TLS, verifying the server with this CA bundle (PEM)")
     parser.add_argument("--cert", help="client certificate (PEM) for a node with -client-cert-auth")
     parser.add_argument("--key", help="key of --cert (PEM)")
     args = parser.parse_args(argv)
 
     with open_channel(args) as channel:
-        grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=args.connect_timeout)
+        except grpc.FutureTimeoutError:
+            # One line instead of a traceback: the usual cause is a node
+            # that is not running, a wrong --address, or (with TLS) a
+            # certificate the node refuses.
+            print(f"{parser.prog}: cannot reach a KVDB node at {args.address} "
+                  f"within {args.connect_timeout:g} s (is kvdb-server running there?)", file=sys.stderr)
+            return 1
         client = Client(channel)
 
         put = client.kv.Put(kv_pb.PutRequest(key=b"greeting", value=b"hello from python"), timeout=TIMEOUT)

@@ -22,10 +22,13 @@ const readChunk = 1 << 20
 // decoder reads the snapshot stream, checksumming exactly the bytes consumed
 // (bufio reads ahead, so the CRC cannot be taken over raw reads).
 type decoder struct {
-	r       *bufio.Reader
-	crc     uint32
-	one     [1]byte          // ReadByte's CRC input, kept here so it does not escape per call
-	scratch [MaxKeySize]byte // keys are read here first, then copied once
+	r   *bufio.Reader
+	crc uint32
+	one [1]byte // ReadByte's CRC input, kept here so it does not escape per call
+	// scratch is where keys are read first, then copied once. It grows to
+	// the longest key seen rather than starting at MaxKeySize, so decoding
+	// a small snapshot allocates little.
+	scratch []byte
 }
 
 func (d *decoder) ReadByte() (byte, error) {
@@ -101,9 +104,24 @@ func (s *Store) Restore(r io.Reader) error {
 	return nil
 }
 
+// minEncodedEntry is the fewest bytes an entry takes in a snapshot: a
+// one-byte key length, a one-byte key and a one-byte value length.
+const minEncodedEntry = 3
+
 // decodeSnapshot builds a detached store image from r; it never panics.
 func decodeSnapshot(r io.Reader) (*Store, error) {
-	d := &decoder{r: bufio.NewReaderSize(r, 64<<10)}
+	// When r knows its length (a bytes.Reader: fuzzing, tests), size the
+	// read buffer and the map hint to it, so a short stream whose header
+	// claims many entries costs little.
+	size := int64(-1)
+	if l, ok := r.(interface{ Len() int }); ok {
+		size = int64(l.Len())
+	}
+	bufSize := 64 << 10
+	if size >= 0 && size < int64(bufSize) {
+		bufSize = max(int(size), 16)
+	}
+	d := &decoder{r: bufio.NewReaderSize(r, bufSize)}
 	var hdr [headerSize]byte
 	if err := d.readFull(hdr[:]); err != nil {
 		return nil, fmt.Errorf("header: %w", err)
@@ -127,7 +145,11 @@ func decodeSnapshot(r io.Reader) (*Store, error) {
 
 	// The count is untrusted: cap the size hint so a lying header cannot
 	// force a huge up-front allocation.
-	st := &Store{m: make(map[string]*entry, min(count, 1<<16)), tree: newTree()}
+	hint := min(count, 1<<16)
+	if size >= 0 {
+		hint = min(hint, uint64(size)/minEncodedEntry)
+	}
+	st := &Store{m: make(map[string]*entry, hint), tree: newTree()}
 	st.rev.Store(rev)
 	st.applied.Store(index)
 	var prev *entry
@@ -170,6 +192,9 @@ func (d *decoder) entry(i uint64, rev int64) (*entry, error) {
 	}
 	if klen == 0 {
 		return nil, fmt.Errorf("entry %d: empty key", i)
+	}
+	if uint64(cap(d.scratch)) < klen {
+		d.scratch = make([]byte, max(klen, 256))
 	}
 	key := d.scratch[:klen]
 	if err := d.readFull(key); err != nil {

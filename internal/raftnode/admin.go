@@ -154,6 +154,9 @@ func (n *Node) notLeaderError() error {
 		return fmt.Errorf("%w (no leader is known)", ErrNotLeader)
 	}
 	m, _ := n.members.get(lead)
+	if c := n.ClientAddressOf(lead); c != "" && c != m.Address {
+		return fmt.Errorf("%w: the leader is %s at %s (advertised address %s)", ErrNotLeader, m.Name, c, m.Address)
+	}
 	return fmt.Errorf("%w: the leader is %s at %s", ErrNotLeader, m.Name, m.Address)
 }
 

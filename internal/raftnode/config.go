@@ -32,6 +32,10 @@ type Config struct {
 	Name        string
 	Address     string
 	PeerAddress string
+	// ClientAddress is where clients reach this node when that differs from
+	// Address (a port mapped by Docker, a load balancer); the gRPC transport
+	// tells peers, so any member can name the leader's. Empty: Address.
+	ClientAddress string
 	// ClusterID identifies the cluster; peers from another cluster are refused.
 	ClusterID uint64
 	// Peers are the initial voters, this node included, for a fresh data
@@ -88,6 +92,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.ClientAddress == "" {
+		c.ClientAddress = c.Address
+	}
 	if c.SyncInterval <= 0 {
 		c.SyncInterval = DefaultSyncInterval
 	}

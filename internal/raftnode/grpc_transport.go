@@ -253,7 +253,8 @@ func (p *grpcPeer) stream(ctx context.Context, client raftv1.RaftServiceClient, 
 		refused <- err
 		cancel()
 	}()
-	req := &raftv1.StreamRequest{ClusterId: host.ClusterID(), From: host.ID()}
+	// The first request also tells the peer where clients reach us.
+	req := &raftv1.StreamRequest{ClusterId: host.ClusterID(), From: host.ID(), ClientAddress: host.ClientAddress()}
 	for {
 		var m *raftpb.Message
 		select {
@@ -286,6 +287,7 @@ func (p *grpcPeer) stream(ctx context.Context, client raftv1.RaftServiceClient, 
 		if err := s.Send(req); err != nil {
 			return err
 		}
+		req.ClientAddress = ""
 	}
 }
 
@@ -405,6 +407,11 @@ func (t *GRPCTransport) Stream(s raftv1.RaftService_StreamServer) error {
 			}
 		} else if req.GetFrom() != from {
 			return t.refuse(s.Context(), from, errPeerRefused("a stream carries one member's messages"))
+		}
+		// Only now, with the sender authenticated as from, is the client
+		// address it announces (first request of the stream) recorded.
+		if a := req.GetClientAddress(); a != "" {
+			host.SetPeerClientAddress(from, a)
 		}
 		for _, b := range req.GetMessages() {
 			m := &raftpb.Message{}

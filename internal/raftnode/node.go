@@ -112,6 +112,11 @@ type Node struct {
 	syncC            chan chan error // WAL fsync requests (before a snapshot is published)
 	applyC           chan applyBatch
 
+	// peerClients maps a member id to the client address it told us.
+	peerClients sync.Map
+	// lastContact (raft loop only) is when each peer's last message came.
+	lastContact map[uint64]time.Time
+
 	// A full disk (diskfull.go): diskFullErr is non-nil while writes are
 	// refused; the rest belongs to the raft loop.
 	diskFullErr   atomic.Pointer[DiskFullError]
@@ -139,23 +144,24 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "raft", "member", fmt.Sprintf("%x", cfg.ID)),
-		sm:        sm,
-		waits:     newWaitRegistry(),
-		members:   newMembership(),
-		proposeC:  make(chan proposal, 4096),
-		confC:     make(chan confRequest),
-		transferC: make(chan transferRequest),
-		readC:     make(chan readRequest, 4096),
-		stepC:     make(chan *raftpb.Message, 4096),
-		snapDoneC: make(chan snapshotDone, 1),
-		reportC:   make(chan func(*raft.RawNode), 256),
-		syncC:     make(chan chan error),
-		applyC:    make(chan applyBatch, 256),
-		stopC:     make(chan struct{}),
-		raftDone:  make(chan struct{}),
-		done:      make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "raft", "member", fmt.Sprintf("%x", cfg.ID)),
+		sm:          sm,
+		waits:       newWaitRegistry(),
+		members:     newMembership(),
+		proposeC:    make(chan proposal, 4096),
+		confC:       make(chan confRequest),
+		transferC:   make(chan transferRequest),
+		readC:       make(chan readRequest, 4096),
+		stepC:       make(chan *raftpb.Message, 4096),
+		snapDoneC:   make(chan snapshotDone, 1),
+		reportC:     make(chan func(*raft.RawNode), 256),
+		syncC:       make(chan chan error),
+		applyC:      make(chan applyBatch, 256),
+		lastContact: make(map[uint64]time.Time),
+		stopC:       make(chan struct{}),
+		raftDone:    make(chan struct{}),
+		done:        make(chan struct{}),
 		// Ids are unique per node across restarts: the member id's low 16
 		// bits, then the start time in ms, then a sequence.
 		idBase: (cfg.ID&0xffff)<<48 | (uint64(time.Now().UnixMilli())&0xffffffffff)<<8,
@@ -208,6 +214,72 @@ func (n *Node) Members() []MemberStatus { return n.members.list() }
 
 // Member returns what is known of member id.
 func (n *Node) Member(id uint64) (Member, bool) { return n.members.get(id) }
+
+// ClientAddress is where clients reach this node (Config.ClientAddress).
+func (n *Node) ClientAddress() string { return n.cfg.ClientAddress }
+
+// SetPeerClientAddress records the client address member id announced.
+func (n *Node) SetPeerClientAddress(id uint64, address string) {
+	n.peerClients.Store(id, address)
+}
+
+// ClientAddressOf returns where clients reach member id: this node's own
+// client address, the one a peer announced over the transport, or "" when
+// it has not been heard yet.
+func (n *Node) ClientAddressOf(id uint64) string {
+	if id == n.cfg.ID {
+		return n.cfg.ClientAddress
+	}
+	if a, ok := n.peerClients.Load(id); ok {
+		return a.(string)
+	}
+	return ""
+}
+
+// PeerReachability is the leader's view of one follower.
+type PeerReachability struct {
+	// Active is raft's RecentActive: the peer answered within the last
+	// election timeout.
+	Active bool
+	// LastContact is when the last message from the peer arrived; zero
+	// when none arrived since this node started.
+	LastContact time.Time
+}
+
+// Reachability returns, on the leader, its progress tracker's view of
+// every other voter and learner; nil on a follower or when ctx ends first.
+func (n *Node) Reachability(ctx context.Context) map[uint64]PeerReachability {
+	ch := make(chan map[uint64]PeerReachability, 1)
+	f := func(rn *raft.RawNode) {
+		st := rn.Status()
+		if st.RaftState != raft.StateLeader {
+			ch <- nil
+			return
+		}
+		out := make(map[uint64]PeerReachability, len(st.Progress))
+		for id, pr := range st.Progress {
+			if id != n.cfg.ID {
+				out[id] = PeerReachability{Active: pr.RecentActive, LastContact: n.lastContact[id]}
+			}
+		}
+		ch <- out
+	}
+	select {
+	case n.reportC <- f:
+	case <-ctx.Done():
+		return nil
+	case <-n.stopC:
+		return nil
+	}
+	select {
+	case r := <-ch:
+		return r
+	case <-ctx.Done():
+		return nil
+	case <-n.stopC:
+		return nil
+	}
+}
 
 // Removed is true once this node has been removed from the cluster.
 func (n *Node) Removed() bool { return n.removed.Load() }

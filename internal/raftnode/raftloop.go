@@ -89,6 +89,8 @@ func (n *Node) raftLoop() {
 		case r := <-n.readC:
 			rl.enqueue(r)
 		case m := <-n.stepC:
+			// A message heard is contact, even one a stalled node drops.
+			n.lastContact[m.GetFrom()] = time.Now()
 			if n.stalled == nil || !dropWhileStalled(m) {
 				_ = n.rn.Step(m)
 			}

@@ -43,6 +43,10 @@ type Host interface {
 	// call them from Send, on the raft loop.
 	ReportUnreachable(id uint64)
 	ReportSnapshot(id uint64, failed bool)
+	// ClientAddress is this member's client address, which a transport
+	// may pass to peers; SetPeerClientAddress records one a peer passed.
+	ClientAddress() string
+	SetPeerClientAddress(id uint64, address string)
 }
 
 // nopTransport is the transport of a single voter: nobody to talk to.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"google.golang.org/grpc/codes"
@@ -40,6 +41,7 @@ func (a *adminService) Status(ctx context.Context, _ *kvdbv1.StatusRequest) (*kv
 		Keys:           int64(s.store.Len()),
 		MemoryUsage:    s.store.MemoryUsage(),
 		DataDir:        s.cfg.DataDir,
+		ClientAddress:  s.node.ClientAddress(),
 	}, nil
 }
 
@@ -80,6 +82,7 @@ func (s *Server) Stats() *kvdbv1.StatsResponse {
 			LeaderId:    s.memberName(st.Leader),
 			LogLength:   st.LastIndex,
 			CommitIndex: st.Commit,
+			StateName:   stateName(st.State),
 		},
 		Metrics: m,
 		Transactions: &kvdbv1.TransactionStats{
@@ -106,14 +109,30 @@ func stateName(st raft.StateType) string {
 }
 
 func (a *adminService) MemberList(ctx context.Context, _ *kvdbv1.MemberListRequest) (*kvdbv1.MemberListResponse, error) {
-	return &kvdbv1.MemberListResponse{Header: a.s.header(a.s.store.Revision()), Members: a.s.members()}, nil
+	ms := a.s.members()
+	// The leader adds what its progress tracker knows of each member.
+	if reach := a.s.node.Reachability(ctx); reach != nil {
+		for _, m := range ms {
+			r, ok := reach[m.GetId()]
+			if !ok {
+				continue
+			}
+			m.Reachable = &r.Active
+			if !r.LastContact.IsZero() {
+				age := time.Since(r.LastContact).Milliseconds()
+				m.LastContactMs = &age
+			}
+		}
+	}
+	return &kvdbv1.MemberListResponse{Header: a.s.header(a.s.store.Revision()), Members: ms}, nil
 }
 
 func (s *Server) members() []*kvdbv1.Member {
 	lead := s.node.Status().Leader
 	var out []*kvdbv1.Member
 	for _, m := range s.node.Members() {
-		out = append(out, &kvdbv1.Member{Id: m.ID, Name: m.Name, Address: m.Address, PeerAddress: m.PeerAddress, IsLeader: m.ID == lead, IsLearner: m.Learner})
+		out = append(out, &kvdbv1.Member{Id: m.ID, Name: m.Name, Address: m.Address, PeerAddress: m.PeerAddress, IsLeader: m.ID == lead, IsLearner: m.Learner,
+			ClientAddress: s.node.ClientAddressOf(m.ID)})
 	}
 	return out
 }

@@ -95,6 +95,10 @@ type Config struct {
 	// connection is told so in its protocol and closed. 0 means
 	// DefaultMaxConnections, negative means no cap.
 	MaxConnections int
+
+	// ClientAddress, when set, is how clients reach this node if not at
+	// AdvertiseAddress (a host-mapped port); members report it.
+	ClientAddress string
 }
 
 // Server is one KVDB node: engine, raft node and the RPC services.
@@ -171,6 +175,7 @@ func New(cfg Config) (*Server, error) {
 	rc.Name = cfg.NodeID
 	rc.Address = cfg.AdvertiseAddress
 	rc.PeerAddress = cfg.AdvertisePeerAddress
+	rc.ClientAddress = cfg.ClientAddress
 	rc.ClusterID = cfg.ClusterID
 	rc.DataDir = cfg.DataDir
 	rc.Logger = cfg.Logger

@@ -212,6 +212,23 @@ func TestPythonExample(t *testing.T) {
 	}
 }
 
+// TestPythonExampleWrongAddress: nobody listening is one clear line and
+// exit status 1, not a FutureTimeoutError traceback.
+func TestPythonExampleWrongAddress(t *testing.T) {
+	py := python(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	out, code := run(t, nil, py, "examples/python/kvdb_example.py", "--address", addr, "--connect-timeout", "1")
+	want := "kvdb_example.py: cannot reach a KVDB node at " + addr + " within 1 s (is kvdb-server running there?)\n"
+	if code != 1 || out != want {
+		t.Errorf("exit %d, output:\n%s\nwant exit 1 and\n%s", code, out, want)
+	}
+}
+
 func TestPythonClient(t *testing.T) {
 	py := python(t)
 	addr := startNode(t)

@@ -87,8 +87,12 @@ type StatusResponse struct {
 	DataDir string `protobuf:"bytes,12,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
 	// leader_member_id is the leader's raft member id, 0 when unknown.
 	LeaderMemberId uint64 `protobuf:"varint,13,opt,name=leader_member_id,json=leaderMemberId,proto3" json:"leader_member_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// client_address is where clients reach this node when that differs
+	// from its advertised address (-advertise-client-address); empty when
+	// not set.
+	ClientAddress string `protobuf:"bytes,14,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -210,6 +214,13 @@ func (x *StatusResponse) GetLeaderMemberId() uint64 {
 		return x.LeaderMemberId
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
 }
 
 // StatsRequest asks for the node's statistics.
@@ -585,7 +596,10 @@ type RaftStats struct {
 	// log_length is the index of the last log entry.
 	LogLength uint64 `protobuf:"varint,5,opt,name=log_length,json=logLength,proto3" json:"log_length,omitempty"`
 	// commit_index is the highest log index known committed.
-	CommitIndex   uint64 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	CommitIndex uint64 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	// state_name is state spelled out: follower, candidate, leader or
+	// pre-candidate.
+	StateName     string `protobuf:"bytes,7,opt,name=state_name,json=stateName,proto3" json:"state_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -660,6 +674,13 @@ func (x *RaftStats) GetCommitIndex() uint64 {
 		return x.CommitIndex
 	}
 	return 0
+}
+
+func (x *RaftStats) GetStateName() string {
+	if x != nil {
+		return x.StateName
+	}
+	return ""
 }
 
 // OperationMetrics holds per-operation counters.
@@ -815,7 +836,21 @@ type Member struct {
 	IsLearner bool `protobuf:"varint,5,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
 	// peer_address is where the member serves raft traffic when it has a
 	// listener of its own for it (-peer-address); empty in the one-port form.
-	PeerAddress   string `protobuf:"bytes,6,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	PeerAddress string `protobuf:"bytes,6,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	// client_address is where clients reach the member (its
+	// -advertise-client-address), empty when the answering node has not
+	// heard it yet; it differs from address when clients go through a port
+	// mapping or a proxy.
+	ClientAddress string `protobuf:"bytes,7,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	// reachable is the leader's view: true when the member has answered
+	// within the last election timeout. Unset when the answering node is not
+	// the leader (only the leader tracks its followers).
+	Reachable *bool `protobuf:"varint,8,opt,name=reachable,proto3,oneof" json:"reachable,omitempty"`
+	// last_contact_ms is how long ago, in milliseconds, the answering leader
+	// last received a message from the member. Unset when the answering node
+	// is not the leader, for the leader itself, and for a member never heard
+	// from since the leader started.
+	LastContactMs *int64 `protobuf:"varint,9,opt,name=last_contact_ms,json=lastContactMs,proto3,oneof" json:"last_contact_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -890,6 +925,27 @@ func (x *Member) GetPeerAddress() string {
 		return x.PeerAddress
 	}
 	return ""
+}
+
+func (x *Member) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
+func (x *Member) GetReachable() bool {
+	if x != nil && x.Reachable != nil {
+		return *x.Reachable
+	}
+	return false
+}
+
+func (x *Member) GetLastContactMs() int64 {
+	if x != nil && x.LastContactMs != nil {
+		return *x.LastContactMs
+	}
+	return 0
 }
 
 // MemberListRequest asks for the members.
@@ -1320,7 +1376,7 @@ var File_kvdb_v1_admin_service_proto protoreflect.FileDescriptor
 const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1bkvdb/v1/admin_service.proto\x12\akvdb.v1\x1a\x10kvdb/v1/kv.proto\"\x0f\n" +
-	"\rStatusRequest\"\xa5\x03\n" +
+	"\rStatusRequest\"\xcc\x03\n" +
 	"\x0eStatusResponse\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
@@ -1336,7 +1392,8 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	" \x01(\x03R\x04keys\x12!\n" +
 	"\fmemory_usage\x18\v \x01(\x03R\vmemoryUsage\x12\x19\n" +
 	"\bdata_dir\x18\f \x01(\tR\adataDir\x12(\n" +
-	"\x10leader_member_id\x18\r \x01(\x04R\x0eleaderMemberId\"\x0e\n" +
+	"\x10leader_member_id\x18\r \x01(\x04R\x0eleaderMemberId\x12%\n" +
+	"\x0eclient_address\x18\x0e \x01(\tR\rclientAddress\"\x0e\n" +
 	"\fStatsRequest\"\xbe\x02\n" +
 	"\rStatsResponse\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12/\n" +
@@ -1361,7 +1418,7 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\fNetworkStats\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x03R\x11activeConnections\x12%\n" +
 	"\x0etotal_requests\x18\x02 \x01(\x03R\rtotalRequests\x12\x18\n" +
-	"\aaddress\x18\x03 \x01(\tR\aaddress\"\xbc\x01\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\"\xdb\x01\n" +
 	"\tRaftStats\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\x05R\x05state\x12!\n" +
@@ -1369,7 +1426,9 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x12\x1d\n" +
 	"\n" +
 	"log_length\x18\x05 \x01(\x04R\tlogLength\x12!\n" +
-	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\"\xdc\x01\n" +
+	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12\x1d\n" +
+	"\n" +
+	"state_name\x18\a \x01(\tR\tstateName\"\xdc\x01\n" +
 	"\x10OperationMetrics\x12%\n" +
 	"\x0euptime_seconds\x18\x01 \x01(\x01R\ruptimeSeconds\x12I\n" +
 	"\n" +
@@ -1386,7 +1445,7 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\vp95_latency\x18\x04 \x01(\x03R\n" +
 	"p95Latency\x12\x1f\n" +
 	"\vp99_latency\x18\x05 \x01(\x03R\n" +
-	"p99Latency\"\xa5\x01\n" +
+	"p99Latency\"\xbe\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1394,7 +1453,13 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\tis_leader\x18\x04 \x01(\bR\bisLeader\x12\x1d\n" +
 	"\n" +
 	"is_learner\x18\x05 \x01(\bR\tisLearner\x12!\n" +
-	"\fpeer_address\x18\x06 \x01(\tR\vpeerAddress\"\x13\n" +
+	"\fpeer_address\x18\x06 \x01(\tR\vpeerAddress\x12%\n" +
+	"\x0eclient_address\x18\a \x01(\tR\rclientAddress\x12!\n" +
+	"\treachable\x18\b \x01(\bH\x00R\treachable\x88\x01\x01\x12+\n" +
+	"\x0flast_contact_ms\x18\t \x01(\x03H\x01R\rlastContactMs\x88\x01\x01B\f\n" +
+	"\n" +
+	"_reachableB\x12\n" +
+	"\x10_last_contact_ms\"\x13\n" +
 	"\x11MemberListRequest\"p\n" +
 	"\x12MemberListResponse\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12)\n" +
@@ -1505,6 +1570,7 @@ func file_kvdb_v1_admin_service_proto_init() {
 		return
 	}
 	file_kvdb_v1_kv_proto_init()
+	file_kvdb_v1_admin_service_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -70,7 +70,12 @@ type recordReader struct {
 }
 
 func newRecordReader(r io.Reader, size int64) *recordReader {
-	return &recordReader{r: bufio.NewReaderSize(r, 256<<10), size: size}
+	// A small segment (a fresh node's, a fuzz input) needs no 256 KiB buffer.
+	bufSize := 256 << 10
+	if size < int64(bufSize) {
+		bufSize = max(int(size), 16)
+	}
+	return &recordReader{r: bufio.NewReaderSize(r, bufSize), size: size}
 }
 
 // next returns the payload of the next record (valid until the following

@@ -63,7 +63,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("wal: open dir for sync: %w", err)
 	}
-	err = d.Sync()
+	err = fsync(d)
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
@@ -110,7 +110,7 @@ func writeManifest(dir string, s segment) error {
 	}
 	_, err = f.WriteString("newest " + s.name() + "\n")
 	if err == nil {
-		err = f.Sync()
+		err = fsync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

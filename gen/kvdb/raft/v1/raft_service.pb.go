@@ -29,7 +29,11 @@ type StreamRequest struct {
 	// from is the sender's member id.
 	From uint64 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
 	// messages are raftpb.Message values in their protobuf encoding.
-	Messages      [][]byte `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	Messages [][]byte `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	// client_address is the address clients use to reach the sender
+	// (-advertise-client-address), sent in the first request of a stream, so
+	// every member can name the others' client addresses.
+	ClientAddress string `protobuf:"bytes,4,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -83,6 +87,13 @@ func (x *StreamRequest) GetMessages() [][]byte {
 		return x.Messages
 	}
 	return nil
+}
+
+func (x *StreamRequest) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
 }
 
 // StreamResponse refuses a stream.
@@ -376,12 +387,13 @@ var File_kvdb_raft_v1_raft_service_proto protoreflect.FileDescriptor
 
 const file_kvdb_raft_v1_raft_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fkvdb/raft/v1/raft_service.proto\x12\fkvdb.raft.v1\"^\n" +
+	"\x1fkvdb/raft/v1/raft_service.proto\x12\fkvdb.raft.v1\"\x85\x01\n" +
 	"\rStreamRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x1a\n" +
-	"\bmessages\x18\x03 \x03(\fR\bmessages\"&\n" +
+	"\bmessages\x18\x03 \x03(\fR\bmessages\x12%\n" +
+	"\x0eclient_address\x18\x04 \x01(\tR\rclientAddress\"&\n" +
 	"\x0eStreamResponse\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\"^\n" +
 	"\x0fSnapshotRequest\x12\x1d\n" +

@@ -7,20 +7,26 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Member(_message.Message):
-    __slots__ = ["address", "id", "is_leader", "is_learner", "name", "peer_address"]
+    __slots__ = ["address", "client_address", "id", "is_leader", "is_learner", "last_contact_ms", "name", "peer_address", "reachable"]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     IS_LEADER_FIELD_NUMBER: _ClassVar[int]
     IS_LEARNER_FIELD_NUMBER: _ClassVar[int]
+    LAST_CONTACT_MS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
     address: str
+    client_address: str
     id: int
     is_leader: bool
     is_learner: bool
+    last_contact_ms: int
     name: str
     peer_address: str
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: bool = ..., is_learner: bool = ..., peer_address: _Optional[str] = ...) -> None: ...
+    reachable: bool
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: bool = ..., is_learner: bool = ..., peer_address: _Optional[str] = ..., client_address: _Optional[str] = ..., reachable: bool = ..., last_contact_ms: _Optional[int] = ...) -> None: ...
 
 class MemberAddRequest(_message.Message):
     __slots__ = ["address", "name", "peer_address"]
@@ -108,20 +114,22 @@ class OperationStats(_message.Message):
     def __init__(self, count: _Optional[int] = ..., ops_per_sec: _Optional[float] = ..., avg_latency: _Optional[int] = ..., p95_latency: _Optional[int] = ..., p99_latency: _Optional[int] = ...) -> None: ...
 
 class RaftStats(_message.Message):
-    __slots__ = ["commit_index", "current_term", "leader_id", "log_length", "node_id", "state"]
+    __slots__ = ["commit_index", "current_term", "leader_id", "log_length", "node_id", "state", "state_name"]
     COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
     CURRENT_TERM_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LOG_LENGTH_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_NAME_FIELD_NUMBER: _ClassVar[int]
     commit_index: int
     current_term: int
     leader_id: str
     log_length: int
     node_id: str
     state: int
-    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[int] = ..., current_term: _Optional[int] = ..., leader_id: _Optional[str] = ..., log_length: _Optional[int] = ..., commit_index: _Optional[int] = ...) -> None: ...
+    state_name: str
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[int] = ..., current_term: _Optional[int] = ..., leader_id: _Optional[str] = ..., log_length: _Optional[int] = ..., commit_index: _Optional[int] = ..., state_name: _Optional[str] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = []
@@ -148,8 +156,9 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ["applied_index", "commit_index", "data_dir", "header", "is_leader", "keys", "leader_id", "leader_member_id", "memory_usage", "node_id", "raft_state", "term", "version"]
+    __slots__ = ["applied_index", "client_address", "commit_index", "data_dir", "header", "is_leader", "keys", "leader_id", "leader_member_id", "memory_usage", "node_id", "raft_state", "term", "version"]
     APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
     DATA_DIR_FIELD_NUMBER: _ClassVar[int]
     HEADER_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +172,7 @@ class StatusResponse(_message.Message):
     TERM_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     applied_index: int
+    client_address: str
     commit_index: int
     data_dir: str
     header: _kv_pb2.ResponseHeader
@@ -175,7 +185,7 @@ class StatusResponse(_message.Message):
     raft_state: str
     term: int
     version: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., node_id: _Optional[str] = ..., is_leader: bool = ..., leader_id: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., raft_state: _Optional[str] = ..., version: _Optional[str] = ..., keys: _Optional[int] = ..., memory_usage: _Optional[int] = ..., data_dir: _Optional[str] = ..., leader_member_id: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., node_id: _Optional[str] = ..., is_leader: bool = ..., leader_id: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., raft_state: _Optional[str] = ..., version: _Optional[str] = ..., keys: _Optional[int] = ..., memory_usage: _Optional[int] = ..., data_dir: _Optional[str] = ..., leader_member_id: _Optional[int] = ..., client_address: _Optional[str] = ...) -> None: ...
 
 class StorageStats(_message.Message):
     __slots__ = ["evicted_keys", "eviction_policy", "keys", "max_memory", "memory_usage", "version"]
