@@ -4,7 +4,7 @@
 FROM scratch
 COPY build/docker/kvdb-server /usr/local/bin/kvdb-server
 COPY build/docker/kvdbctl /usr/local/bin/kvdbctl
-# The seed's `docker exec -it kvdb-node1 ./client -address localhost:8080`.
+# The README's `docker exec -it kvdb-node1 ./client -address localhost:8080`.
 COPY build/docker/kvdbctl /client
 ENV PATH=/usr/local/bin
 WORKDIR /

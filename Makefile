@@ -123,8 +123,8 @@ COMPARE_FLAGS   ?=
 HARNESS         := $(GO) run ./test/benchharness -bin $(BIN)
 
 ## benchmark: engine, wire and fsm-apply micro-benchmarks (benchstat input:
-## make benchmark > new.txt; benchstat old.txt new.txt), then the seed's
-## single-node and 3-node tables measured on this machine.
+## make benchmark > new.txt; benchstat old.txt new.txt), then the README's
+## single-node and 3-node performance tables measured on this machine.
 benchmark: build
 	$(GO) test -run='^$$' -bench=. -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./internal/engine/ ./internal/wire/
 	$(GO) test -run='^$$' -bench='^BenchmarkFSMApply$$' -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./internal/fsm/

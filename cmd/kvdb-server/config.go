@@ -70,7 +70,7 @@ type peer struct {
 	PeerAddress string
 }
 
-// envBindings are the seed's environment variables (and a few more); a flag
+// envBindings are the environment variables the README lists; a flag
 // given on the command line wins over its variable.
 var envBindings = map[string]string{
 	"node-id":           "NODE_ID",
@@ -241,7 +241,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			return nil, fmt.Errorf("-address: %w", err)
 		}
 		if host == "" || host == "0.0.0.0" || host == "::" || host == "[::]" {
-			// Peers reach a node by its name, as in the seed's compose
+			// Peers reach a node by its name, as in the compose
 			// setup where node2 is the host name of the node named node2.
 			host = c.NodeID
 		}
@@ -322,7 +322,7 @@ func parsePeers(s string) ([]peer, error) {
 			return nil, fmt.Errorf("-peers entry %q: %w", f, err)
 		}
 		if p.ID == "" {
-			// The seed's form names a peer by its host: node2:8080 is node2.
+			// The short form names a peer by its host: node2:8080 is node2.
 			if host == "" || net.ParseIP(strings.Trim(host, "[]")) != nil {
 				return nil, fmt.Errorf("-peers entry %q: give the node id as id=%s when the host is an IP address", f, f)
 			}

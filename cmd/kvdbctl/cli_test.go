@@ -109,18 +109,18 @@ func sortedKeys(m map[string]string) []string {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// seedStatsShape is the STATS document of the seed README, used as the
-// reference shape: same sections, same field names, same JSON types.
-const seedStatsShape = `{
+// contractStatsShape is the STATS document of the README's example (the
+// contract in docs/monitoring.md), used as the reference shape: same sections, same field names, same JSON types.
+const contractStatsShape = `{
   "storage": {"keys": 10000, "memory_usage": 52428800, "max_memory": 1073741824, "version": 15847},
   "network": {"active_connections": 12, "total_requests": 98765, "address": ":8080"},
   "raft": {"node_id": "node1", "state": 2, "current_term": 5, "leader_id": "node1", "log_length": 1543, "commit_index": 1543},
   "metrics": {"uptime_seconds": 3600.5, "operations": {"GET": {"count": 45231, "ops_per_sec": 12.56, "avg_latency": 45, "p95_latency": 89, "p99_latency": 145}}}
 }`
 
-// withTxnSection adds the additive "transactions" section (issue 4) and the
-// readable fields raft.state_name and metrics.operations.*.*_us (issue 19)
-// to a seed shape: every field of the seed's four sections stays as it is.
+// withTxnSection adds the additive "transactions" section and the readable
+// fields raft.state_name and metrics.operations.*.*_us to the contract's
+// shape: every field of its four sections stays as it is.
 func withTxnSection(shape any) any {
 	m := shape.(map[string]any)
 	m["transactions"] = map[string]any{"commits": "number", "aborts": "number", "active": "number", "expired": "number"}
@@ -156,9 +156,9 @@ func shapeOf(v any) any {
 	}
 }
 
-func TestStatsMatchesSeedShape(t *testing.T) {
+func TestStatsMatchesContractShape(t *testing.T) {
 	var want any
-	if err := json.Unmarshal([]byte(seedStatsShape), &want); err != nil {
+	if err := json.Unmarshal([]byte(contractStatsShape), &want); err != nil {
 		t.Fatal(err)
 	}
 	check := func(t *testing.T, out string) {
@@ -167,7 +167,7 @@ func TestStatsMatchesSeedShape(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &got); err != nil {
 			t.Fatalf("stats output is not JSON: %v\n%s", err, out)
 		}
-		// The fake reports PUT as well; the seed only shows GET. Compare
+		// The fake reports PUT as well; the README's example only shows GET. Compare
 		// the GET entry and check PUT has the same shape.
 		ops := got["metrics"].(map[string]any)["operations"].(map[string]any)
 		if !reflect.DeepEqual(shapeOf(ops["PUT"]), shapeOf(ops["GET"])) {
@@ -203,7 +203,7 @@ func TestStatsToJSONNilSections(t *testing.T) {
 	}
 	var got, want any
 	_ = json.Unmarshal(b, &got)
-	_ = json.Unmarshal([]byte(seedStatsShape), &want)
+	_ = json.Unmarshal([]byte(contractStatsShape), &want)
 	// Without any data every field is still there; operations is {} not null.
 	w := withTxnSection(shapeOf(want)).(map[string]any)
 	w["metrics"].(map[string]any)["operations"] = map[string]any{}

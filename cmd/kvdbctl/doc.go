@@ -6,14 +6,14 @@
 //   - subcommands for scripts and one-off calls:
 //     get, put, delete, range, batch, stats and status;
 //   - an interactive shell (the REPL) when no subcommand is given, speaking
-//     the seed's line commands: GET, PUT, DELETE, RANGE, BATCH, STATS,
+//     the README's line commands: GET, PUT, DELETE, RANGE, BATCH, STATS,
 //     STATUS, HELP, QUIT/EXIT.
 //
 // Connection settings come from global flags: --address (falling back to the
 // KVDB_ADDRESS environment variable, then localhost:8080; a missing port is
 // 8080) or --endpoints a,b,c (the node among them that leads), --timeout (per
 // request), -o/--output (text or json) and --consistency (l: linearizable,
-// s: serializable reads). The seed documented Go-style single-dash flags
+// s: serializable reads). The README documents Go-style single-dash flags
 // (kvdbctl -address localhost:8080); those are rewritten to their
 // double-dash form before cobra parses them, so both spellings work.
 //

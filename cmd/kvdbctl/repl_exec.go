@@ -65,7 +65,7 @@ func (a *app) execLine(ctx context.Context, w io.Writer, line string) (quit bool
 	case "PUT", "SET":
 		key, value := nextToken(rest)
 		// The value is everything after the key, kept verbatim, so JSON
-		// documents with spaces need no quoting (the seed's own example).
+		// documents with spaces need no quoting (the README's own example).
 		value = strings.TrimLeft(value, " \t")
 		if key == "" || value == "" {
 			return false, errors.New("usage: PUT key value")

@@ -103,7 +103,7 @@ func TestREPLStatsJSON(t *testing.T) {
 	dec := json.NewDecoder(&out)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&got); err != nil {
-		t.Fatalf("STATS output does not decode into the seed shape: %v", err)
+		t.Fatalf("STATS output does not decode into the STATS contract's shape: %v", err)
 	}
 	want := StatsJSON{
 		Storage: StorageJSON{Keys: 0, MemoryUsage: 52428800, MaxMemory: 1073741824, Version: 0},

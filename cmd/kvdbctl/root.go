@@ -217,7 +217,7 @@ func (a *app) resolveFlags(cmd *cobra.Command) error {
 }
 
 // normalizeArgs rewrites Go-flag-package style single-dash long flags
-// (-address x, -timeout=2s) to the double-dash form pflag expects. The seed
+// (-address x, -timeout=2s) to the double-dash form pflag expects. The README
 // documents `kvdbctl -address localhost:8080`; without this, pflag would
 // read "-address" as the shorthand cluster -a -d -d ... and fail. Only names
 // in long are rewritten, so shorthands such as -o (and -ojson) and negative

@@ -4,7 +4,7 @@ import (
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
-// StatsJSON is the STATS document exactly as the seed README shows it:
+// StatsJSON is the STATS document as docs/monitoring.md defines it:
 // four sections, snake_case names, numbers as JSON numbers. It is kept
 // separate from the proto types (whose protojson form would print int64 as
 // strings and camelCase names) so the documented shape cannot drift when the
@@ -42,7 +42,7 @@ type NetworkJSON struct {
 	Address           string `json:"address"`
 }
 
-// RaftJSON is the "raft" section. State is the number the seed shows
+// RaftJSON is the "raft" section. State is the number the STATS contract shows
 // (0 follower, 1 candidate, 2 leader, 3 pre-candidate); StateName spells
 // it out as status does.
 type RaftJSON struct {
@@ -91,7 +91,7 @@ func raftStateName(state int32) string {
 	return "unknown"
 }
 
-// StatsToJSON converts a StatsResponse to the seed's STATS shape. Missing
+// StatsToJSON converts a StatsResponse to the STATS contract's shape. Missing
 // sections become zero values rather than disappearing, so consumers can
 // rely on every field being present; operations is never null.
 func StatsToJSON(resp *kvdbv1.StatsResponse) StatsJSON {

@@ -213,7 +213,7 @@ func (s *Server) resolveMember(name string) (uint64, error) {
 }
 
 // MemberID derives a member's raft id from its name. Every node derives the
-// same ids from the same names, which is what lets the seed's
+// same ids from the same names, which is what lets the README's
 // -peers=node2:8080,node3:8080 form a cluster without ids on the command line.
 func MemberID(name string) uint64 {
 	h := fnv.New64a()

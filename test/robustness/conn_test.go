@@ -13,7 +13,7 @@ import (
 	"github.com/kvdb/kvdb/internal/wire"
 )
 
-// Connection bounds (issue 14, item 2): memory per connection before and
+// Connection bounds: memory per connection before and
 // after protocol detection, connections that never say anything, and the
 // connection cap, all against a real kvdb-server on loopback.
 
