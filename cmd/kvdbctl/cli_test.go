@@ -118,13 +118,16 @@ const contractStatsShape = `{
   "metrics": {"uptime_seconds": 3600.5, "operations": {"GET": {"count": 45231, "ops_per_sec": 12.56, "avg_latency": 45, "p95_latency": 89, "p99_latency": 145}}}
 }`
 
-// withTxnSection adds the additive "transactions" section and the readable
-// fields raft.state_name and metrics.operations.*.*_us to the contract's
-// shape: every field of its four sections stays as it is.
+// withTxnSection adds the additive "transactions" section, the readable
+// fields raft.state_name and metrics.operations.*.*_us, and
+// storage.evicted_keys and eviction_policy to the contract's shape: every
+// field of its four sections stays as it is.
 func withTxnSection(shape any) any {
 	m := shape.(map[string]any)
 	m["transactions"] = map[string]any{"commits": "number", "aborts": "number", "active": "number", "expired": "number"}
 	m["raft"].(map[string]any)["state_name"] = "string"
+	m["storage"].(map[string]any)["evicted_keys"] = "number"
+	m["storage"].(map[string]any)["eviction_policy"] = "string"
 	for _, op := range m["metrics"].(map[string]any)["operations"].(map[string]any) {
 		for _, f := range []string{"avg_latency_us", "p95_latency_us", "p99_latency_us"} {
 			op.(map[string]any)[f] = "number"

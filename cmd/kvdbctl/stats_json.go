@@ -33,6 +33,10 @@ type StorageJSON struct {
 	MemoryUsage int64 `json:"memory_usage"`
 	MaxMemory   int64 `json:"max_memory"`
 	Version     int64 `json:"version"`
+	// EvictedKeys and EvictionPolicy are additive: keys this node evicted
+	// to stay under max_memory since it started, and what it does there.
+	EvictedKeys    int64  `json:"evicted_keys"`
+	EvictionPolicy string `json:"eviction_policy"`
 }
 
 // NetworkJSON is the "network" section.
@@ -98,10 +102,12 @@ func StatsToJSON(resp *kvdbv1.StatsResponse) StatsJSON {
 	st, nw, rf, m := resp.GetStorage(), resp.GetNetwork(), resp.GetRaft(), resp.GetMetrics()
 	out := StatsJSON{
 		Storage: StorageJSON{
-			Keys:        st.GetKeys(),
-			MemoryUsage: st.GetMemoryUsage(),
-			MaxMemory:   st.GetMaxMemory(),
-			Version:     st.GetVersion(),
+			Keys:           st.GetKeys(),
+			MemoryUsage:    st.GetMemoryUsage(),
+			MaxMemory:      st.GetMaxMemory(),
+			EvictedKeys:    st.GetEvictedKeys(),
+			EvictionPolicy: st.GetEvictionPolicy(),
+			Version:        st.GetVersion(),
 		},
 		Network: NetworkJSON{
 			ActiveConnections: nw.GetActiveConnections(),
