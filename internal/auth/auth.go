@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -136,6 +137,8 @@ func isAll(end []byte) bool { return len(end) == 1 && end[0] == 0 }
 // called by the state machine only; the other methods are safe for
 // concurrent use from any goroutine.
 type Store struct {
+	// on mirrors enabled for the check every request makes, without the lock.
+	on      atomic.Bool
 	mu      sync.RWMutex
 	enabled bool
 	secret  []byte
@@ -150,11 +153,7 @@ func NewStore() *Store {
 }
 
 // Enabled reports whether authentication is on.
-func (s *Store) Enabled() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.enabled
-}
+func (s *Store) Enabled() bool { return s.on.Load() }
 
 // Revision counts the auth changes applied.
 func (s *Store) Revision() uint64 {
@@ -171,6 +170,7 @@ func (s *Store) Apply(c *raftv1.AuthCommand) error {
 	if err := s.applyLocked(c); err != nil {
 		return err
 	}
+	s.on.Store(s.enabled)
 	s.rev++
 	if c.GetOp() == raftv1.AuthOp_AUTH_OP_USER_PASSWORD {
 		s.users[c.GetUser()].pwRev = s.rev
@@ -568,6 +568,7 @@ func (s *Store) Restore(st *raftv1.AuthState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.enabled, s.secret, s.users, s.roles, s.rev = st.GetEnabled(), st.GetTokenSecret(), users, roles, st.GetRevision()
+	s.on.Store(s.enabled)
 	return nil
 }
 
