@@ -83,21 +83,21 @@ func (ts *tokenSource) unary(ctx context.Context, method string, req, reply any,
 	if method == authenticateMethod {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	call := func() (string, error) {
-		tok, err := ts.get(ctx, cc)
-		if err != nil {
-			return "", err
+	call := func() (tok string, sent bool, err error) {
+		if tok, err = ts.get(ctx, cc); err != nil {
+			return "", false, err
 		}
 		cctx := ctx
 		if tok != "" {
 			cctx = metadata.AppendToOutgoingContext(ctx, "token", tok)
 		}
-		return tok, invoker(cctx, method, req, reply, cc, opts...)
+		return tok, true, invoker(cctx, method, req, reply, cc, opts...)
 	}
-	tok, err := call()
-	if status.Code(err) == codes.Unauthenticated {
+	tok, sent, err := call()
+	if sent && status.Code(err) == codes.Unauthenticated {
+		// The token expired or the password changed: one fresh token.
 		ts.invalidate(tok)
-		_, err = call()
+		_, _, err = call()
 	}
 	return err
 }

@@ -57,6 +57,9 @@ func dial(address string, protocol kvclient.Protocol, tlsCfg *tls.Config, user, 
 		b, err := kvclient.New(context.Background(), kvclient.Options{Endpoints: []string{dialTarget(address)}, Protocol: protocol, PoolSize: 1, TLS: tlsCfg, Username: user, Password: password})
 		if err != nil {
 			conn.Close()
+			if c := kvclient.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied || c == codes.ResourceExhausted {
+				return nil, err // the server answered: it is reachable
+			}
 			return nil, &unreachableError{address: address, err: err}
 		}
 		c.binary, c.kv = b, b.KVService()

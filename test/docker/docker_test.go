@@ -66,21 +66,32 @@ func run(t *testing.T, name string, args ...string) string {
 type node struct {
 	kv    kvdbv1.KVServiceClient
 	admin kvdbv1.AdminServiceClient
+	auth  kvdbv1.AuthServiceClient
 }
 
-func dialAll(t *testing.T) []node {
+// rootPassword is the root user's password in the compose cluster, where
+// the test enables authentication before anything else.
+const rootPassword = "compose-root-pw"
+
+// dialAll connects to every node over TLS with the client certificate and,
+// when user is set, authenticates as that user.
+func dialAll(t *testing.T, user, password string) []node {
 	out := make([]node, len(addrs))
 	for i, a := range addrs {
 		tlsCfg, err := kvclient.LoadTLS(filepath.Join(certsDir, "ca.pem"), filepath.Join(certsDir, "client.pem"), filepath.Join(certsDir, "client-key.pem"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg))}
+		if user != "" {
+			opts = append(opts, grpc.WithChainUnaryInterceptor(kvclient.AuthInterceptor(user, password)))
+		}
+		conn, err := grpc.NewClient(a, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
-		out[i] = node{kvdbv1.NewKVServiceClient(conn), kvdbv1.NewAdminServiceClient(conn)}
+		out[i] = node{kvdbv1.NewKVServiceClient(conn), kvdbv1.NewAdminServiceClient(conn), kvdbv1.NewAuthServiceClient(conn)}
 	}
 	return out
 }
@@ -170,8 +181,23 @@ func TestComposeCluster(t *testing.T) {
 			t.Logf("compose down: %v\n%s", err, out)
 		}
 	})
-	nodes := dialAll(t)
 	all := []int{0, 1, 2}
+	// Authentication on first: root, then auth enable, through the leader;
+	// from then on every call below authenticates as root.
+	anon := dialAll(t, "", "")
+	first := waitLeader(t, anon, all)
+	actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer acancel()
+	if _, err := anon[first].auth.UserAdd(actx, &kvdbv1.UserAddRequest{Name: "root", Password: rootPassword}); err != nil {
+		t.Fatalf("user add root: %v", err)
+	}
+	if _, err := anon[first].auth.AuthEnable(actx, &kvdbv1.AuthEnableRequest{}); err != nil {
+		t.Fatalf("auth enable: %v", err)
+	}
+	if err := putOnce(anon[(first+1)%3], "anonymous", "v"); grpcstatus.Code(err) != codes.Unauthenticated {
+		t.Fatalf("anonymous put with auth enabled: %v", err)
+	}
+	nodes := dialAll(t, "root", rootPassword)
 	leader := waitLeader(t, nodes, all)
 	for i := 0; i < 20; i++ {
 		if err := put(nodes[i%3], fmt.Sprintf("before-%d", i), "v"); err != nil {
@@ -180,7 +206,8 @@ func TestComposeCluster(t *testing.T) {
 	}
 	// The REPL (the README's `./client -address` form) works inside the container.
 	out := run(t, "docker", "exec", "-i", names[0], "kvdbctl", "-address", "localhost:8080",
-		"--cacert", "/certs/ca.pem", "--cert", "/certs/client.pem", "--key", "/certs/client-key.pem", "get", "before-0")
+		"--cacert", "/certs/ca.pem", "--cert", "/certs/client.pem", "--key", "/certs/client-key.pem",
+		"--user", "root:"+rootPassword, "get", "before-0")
 	if strings.TrimSpace(out) != "v" {
 		t.Fatalf("kvdbctl in container: %q", out)
 	}
