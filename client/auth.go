@@ -43,30 +43,74 @@ const tokenRefresh = time.Minute
 
 // tokenSource authenticates over gRPC once and reuses the token, renewing
 // it when it is old or the server refuses it (expired, password changed).
+// One authentication runs at a time, on a context of its own (a password
+// check is deliberately slow, and a short call deadline must not abandon
+// it half way): concurrent callers wait for it, each up to its own
+// deadline.
 type tokenSource struct {
 	user, password string
 	mu             sync.Mutex
 	token          string
 	at             time.Time
-	disabled       bool // the server said authentication is off
+	disabled       bool          // the server said authentication is off
+	fetching       chan struct{} // closed when the running fetch ends
+	lastErr        error
 }
 
+// authTimeout bounds one Authenticate call.
+const authTimeout = 30 * time.Second
+
 func (ts *tokenSource) get(ctx context.Context, cc *grpc.ClientConn) (string, error) {
+	for {
+		ts.mu.Lock()
+		if time.Since(ts.at) < tokenRefresh && (ts.token != "" || ts.disabled) {
+			tok := ts.token
+			ts.mu.Unlock()
+			return tok, nil
+		}
+		wait := ts.fetching
+		if wait == nil {
+			wait = make(chan struct{})
+			ts.fetching = wait
+			go ts.fetch(cc, wait)
+		}
+		ts.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		ts.mu.Lock()
+		err := ts.lastErr
+		fresh := time.Since(ts.at) < tokenRefresh
+		ts.mu.Unlock()
+		if err != nil {
+			return "", err
+		}
+		if !fresh {
+			continue
+		}
+	}
+}
+
+// fetch runs one Authenticate and publishes its outcome.
+func (ts *tokenSource) fetch(cc *grpc.ClientConn, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
+	defer cancel()
+	resp, err := kvdbv1.NewAuthServiceClient(cc).Authenticate(ctx, &kvdbv1.AuthenticateRequest{Name: ts.user, Password: ts.password})
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if time.Since(ts.at) < tokenRefresh && (ts.token != "" || ts.disabled) {
-		return ts.token, nil
-	}
-	resp, err := kvdbv1.NewAuthServiceClient(cc).Authenticate(ctx, &kvdbv1.AuthenticateRequest{Name: ts.user, Password: ts.password})
+	ts.lastErr = nil
 	switch {
 	case status.Code(err) == codes.FailedPrecondition:
 		ts.token, ts.disabled, ts.at = "", true, time.Now()
 	case err != nil:
-		return "", err
+		ts.lastErr = err
 	default:
 		ts.token, ts.disabled, ts.at = resp.GetToken(), false, time.Now()
 	}
-	return ts.token, nil
+	ts.fetching = nil
+	close(done)
 }
 
 func (ts *tokenSource) invalidate(token string) {

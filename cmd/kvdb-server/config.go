@@ -22,6 +22,9 @@ type config struct {
 	Peers          []peer
 	Advertise      string
 	Join           string
+	// JoinUser and JoinPasswordFile authenticate -join on a cluster with
+	// authentication enabled (MemberAdd needs the root role).
+	JoinUser, JoinPasswordFile string
 	DataDir        string
 	MaxMemory      int64
 	EvictionPolicy service.EvictionPolicy
@@ -133,6 +136,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&peers, "peers", "", "comma-separated other members, host:port (the host is the node id) or id=host:port, with /peer-host:port appended for members with a -peer-address (env PEERS); needs -enable-raft")
 	fs.StringVar(&c.Advertise, "advertise-address", "", "address peers and clients use to reach this node (env ADVERTISE_ADDRESS); default: -address, with the node id as host when -address has none")
 	fs.StringVar(&c.Join, "join", "", "address of a member of a running cluster to join (env JOIN); ignored once the data dir holds state")
+	fs.StringVar(&c.JoinUser, "join-user", "", "user -join authenticates as when the cluster has authentication enabled (a root user)")
+	fs.StringVar(&c.JoinPasswordFile, "join-password-file", "", "file holding -join-user's password")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the WAL and snapshots (env DATA_DIR)")
 	fs.Var(&maxMem, "max-memory", "memory limit for stored data: 1GB, 512MB, 64KiB or bytes (env MAX_MEMORY)")
 	fs.StringVar(&policy, "eviction-policy", string(service.EvictAllKeysLRU), "what happens at -max-memory: allkeys-lru (the leader evicts least recently used keys) or noeviction (writes fail with RESOURCE_EXHAUSTED) (env EVICTION_POLICY)")

@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
+
+	kvclient "github.com/kvdb/kvdb/client"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,16 +28,20 @@ const joinTimeout = 30 * time.Second
 // joinCluster asks a running cluster, through the member at addr, to add
 // this node, and returns the membership and cluster id to start with. The
 // leader is found through MemberList; transient errors are retried.
-func joinCluster(ctx context.Context, log *slog.Logger, addr string, self raftnode.Member, tlsCfg *tls.Config) ([]raftnode.Member, uint64, error) {
+func joinCluster(ctx context.Context, log *slog.Logger, addr string, self raftnode.Member, tlsCfg *tls.Config, user, password string) ([]raftnode.Member, uint64, error) {
 	creds := insecure.NewCredentials()
 	if tlsCfg != nil {
 		creds = credentials.NewTLS(tlsCfg)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if user != "" {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(kvclient.AuthInterceptor(user, password)))
 	}
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	backoff := 200 * time.Millisecond
 	for {
-		members, cid, err := tryJoin(ctx, addr, self, creds)
+		members, cid, err := tryJoin(ctx, addr, self, opts)
 		if err == nil {
 			return members, cid, nil
 		}
@@ -51,9 +59,9 @@ func joinCluster(ctx context.Context, log *slog.Logger, addr string, self raftno
 	}
 }
 
-func tryJoin(ctx context.Context, addr string, self raftnode.Member, creds credentials.TransportCredentials) ([]raftnode.Member, uint64, error) {
+func tryJoin(ctx context.Context, addr string, self raftnode.Member, opts []grpc.DialOption) ([]raftnode.Member, uint64, error) {
 	name := self.Name
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -77,7 +85,7 @@ func tryJoin(ctx context.Context, addr string, self raftnode.Member, creds crede
 	}
 	lconn := conn
 	if leaderAddr != addr {
-		if lconn, err = grpc.NewClient(leaderAddr, grpc.WithTransportCredentials(creds)); err != nil {
+		if lconn, err = grpc.NewClient(leaderAddr, opts...); err != nil {
 			return nil, 0, err
 		}
 		defer lconn.Close()
@@ -85,7 +93,7 @@ func tryJoin(ctx context.Context, addr string, self raftnode.Member, creds crede
 	resp, err := kvdbv1.NewAdminServiceClient(lconn).MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: name, Address: self.Address, PeerAddress: self.PeerAddress})
 	if err != nil {
 		if strings.Contains(status.Convert(err).Message(), "already a voter") {
-			return tryJoin(ctx, addr, self, creds)
+			return tryJoin(ctx, addr, self, opts)
 		}
 		return nil, 0, err
 	}
@@ -98,4 +106,22 @@ func toMembers(ms []*kvdbv1.Member) []raftnode.Member {
 		out = append(out, raftnode.Member{ID: m.GetId(), Name: m.GetName(), Address: m.GetAddress(), PeerAddress: m.GetPeerAddress()})
 	}
 	return out
+}
+
+// joinCredentials reads -join-password-file for -join-user.
+func joinCredentials(user, passwordFile string) (string, string, error) {
+	if user == "" {
+		if passwordFile != "" {
+			return "", "", errors.New("-join-password-file needs -join-user")
+		}
+		return "", "", nil
+	}
+	if passwordFile == "" {
+		return "", "", errors.New("-join-user needs -join-password-file")
+	}
+	b, err := os.ReadFile(passwordFile)
+	if err != nil {
+		return "", "", fmt.Errorf("-join-password-file: %w", err)
+	}
+	return user, strings.TrimRight(string(b), "\r\n"), nil
 }

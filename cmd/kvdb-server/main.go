@@ -116,7 +116,13 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		log.Info("data dir holds state: membership comes from it, -peers and -join are ignored", "data_dir", cfg.DataDir)
 	}
 	if cfg.Join != "" && !hasState {
-		joined, cid, err := joinCluster(context.Background(), log, cfg.Join, self, sec.joinTLS)
+		user, password, err := joinCredentials(cfg.JoinUser, cfg.JoinPasswordFile)
+		if err != nil {
+			log.Error("cannot join the cluster", "via", cfg.Join, "err", err)
+			closeListeners()
+			return exitFailed
+		}
+		joined, cid, err := joinCluster(context.Background(), log, cfg.Join, self, sec.joinTLS, user, password)
 		if err != nil {
 			log.Error("cannot join the cluster", "via", cfg.Join, "err", err)
 			closeListeners()

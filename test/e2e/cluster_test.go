@@ -29,6 +29,59 @@ type procCluster struct {
 	procs     []*serverProc
 	// extra returns more flags for node i (nil: none).
 	extra func(i int) []string
+	// user and password authenticate clients once enableAuth ran; conns
+	// keeps one connection per address and user, so a token is fetched
+	// once per connection, not per call.
+	user, password string
+	mu             sync.Mutex
+	conns          map[string]procClients
+}
+
+type procClients struct {
+	kv    kvdbv1.KVServiceClient
+	admin kvdbv1.AdminServiceClient
+}
+
+// enableAuth creates root and turns authentication on through kvdbctl;
+// afterwards c.dial and c.ctl authenticate as root.
+func (c *procCluster) enableAuth(t *testing.T, via int) {
+	t.Helper()
+	const pw = "e2e-root-pw"
+	for _, args := range [][]string{{"user", "add", "root", "--new-user-password", pw}, {"auth", "enable"}} {
+		if out, errOut, code := ctl(t, c.addrs[via], "", args...); code != 0 {
+			t.Fatalf("kvdbctl %v: exit %d: %s%s", args, code, out, errOut)
+		}
+	}
+	c.user, c.password = "root", pw
+	if _, errOut, code := ctl(t, c.addrs[via], "", "get", "anything"); code == 0 || !strings.Contains(errOut, "Unauthenticated") {
+		t.Fatalf("anonymous get after auth enable: exit %d: %s", code, errOut)
+	}
+}
+
+// dial connects to addr as the cluster's user (none before enableAuth).
+func (c *procCluster) dial(t *testing.T, addr string) (kvdbv1.KVServiceClient, kvdbv1.AdminServiceClient) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := c.user + "@" + addr
+	if pc, ok := c.conns[key]; ok {
+		return pc.kv, pc.admin
+	}
+	kv, admin := dialAs(t, addr, c.user, c.password)
+	if c.conns == nil {
+		c.conns = map[string]procClients{}
+	}
+	c.conns[key] = procClients{kv, admin}
+	return kv, admin
+}
+
+// ctl runs kvdbctl against addr as the cluster's user.
+func (c *procCluster) ctl(t *testing.T, addr string, args ...string) (string, string, int) {
+	t.Helper()
+	if c.user != "" {
+		args = append([]string{"--user", c.user + ":" + c.password}, args...)
+	}
+	return ctl(t, addr, "", args...)
 }
 
 func startProcCluster(t *testing.T) *procCluster {
@@ -89,7 +142,7 @@ func (c *procCluster) leader(t *testing.T, skip int) int {
 		if i == skip {
 			continue
 		}
-		_, admin := dial(t, a)
+		_, admin := c.dial(t, a)
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		st, err := admin.Status(ctx, &kvdbv1.StatusRequest{})
 		cancel()
@@ -113,6 +166,8 @@ func TestProcessClusterFailover(t *testing.T) {
 	if old < 0 {
 		t.Fatal("no leader")
 	}
+	// Everything below runs with authentication enabled (and peer mTLS).
+	c.enableAuth(t, old)
 
 	var (
 		mu    sync.Mutex
@@ -122,7 +177,7 @@ func TestProcessClusterFailover(t *testing.T) {
 	)
 	clients := make([]kvdbv1.KVServiceClient, 3)
 	for i, a := range c.addrs {
-		clients[i], _ = dial(t, a)
+		clients[i], _ = c.dial(t, a)
 	}
 	for w := 0; w < 6; w++ {
 		wg.Add(1)
@@ -191,7 +246,7 @@ func TestProcessClusterFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range c.addrs {
-		kv, _ := dial(t, c.addrs[i])
+		kv, _ := c.dial(t, c.addrs[i])
 		for k, v := range acked {
 			resp, err := kv.Get(ctx, &kvdbv1.GetRequest{Key: []byte(k)})
 			if err != nil || string(resp.GetKv().GetValue()) != v {
@@ -203,10 +258,14 @@ func TestProcessClusterFailover(t *testing.T) {
 
 	// A fourth node joins a running cluster, gets the data, and leaves.
 	addr4, dir4 := freeAddr(t), t.TempDir()
-	p4 := spawnServer(t, append([]string{"-node-id=n4", "-address=" + addr4, "-data-dir=" + dir4, "-enable-raft=true", "-join=" + c.addrs[newLeader]},
-		c.peerFlags(t, "n4", freeAddr(t))...)...)
+	pwFile := filepath.Join(t.TempDir(), "root-password")
+	if err := os.WriteFile(pwFile, []byte(c.password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p4 := spawnServer(t, append([]string{"-node-id=n4", "-address=" + addr4, "-data-dir=" + dir4, "-enable-raft=true", "-join=" + c.addrs[newLeader],
+		"-join-user=root", "-join-password-file=" + pwFile}, c.peerFlags(t, "n4", freeAddr(t))...)...)
 	p4.waitReady(t)
-	kv4, admin4 := dial(t, addr4)
+	kv4, admin4 := c.dial(t, addr4)
 	var list *kvdbv1.MemberListResponse
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -224,11 +283,11 @@ func TestProcessClusterFailover(t *testing.T) {
 		}
 		break
 	}
-	_, out, code := ctl(t, c.addrs[(newLeader+1)%3], "", "member", "remove", "n4")
+	_, out, code := c.ctl(t, c.addrs[(newLeader+1)%3], "member", "remove", "n4")
 	if code != 0 {
 		t.Fatalf("member remove n4: exit %d: %s", code, out)
 	}
-	out, _, code = ctl(t, c.addrs[newLeader], "", "member", "list")
+	out, _, code = c.ctl(t, c.addrs[newLeader], "member", "list")
 	if code != 0 || strings.Contains(out, "n4") || strings.Count(out, "\n") != 3 {
 		t.Fatalf("member list after remove (exit %d):\n%s", code, out)
 	}

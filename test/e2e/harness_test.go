@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	kvclient "github.com/kvdb/kvdb/client"
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
@@ -161,7 +162,17 @@ func (p *serverProc) terminate(t *testing.T) error {
 
 func dial(t *testing.T, addr string) (kvdbv1.KVServiceClient, kvdbv1.AdminServiceClient) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return dialAs(t, addr, "", "")
+}
+
+// dialAs is dial authenticating as user ("": anonymous).
+func dialAs(t *testing.T, addr, user, password string) (kvdbv1.KVServiceClient, kvdbv1.AdminServiceClient) {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if user != "" {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(kvclient.AuthInterceptor(user, password)))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
