@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/engine"
 )
 
 func newRangeCmd(a *app) *cobra.Command {
@@ -85,38 +86,99 @@ type rangeJSON struct {
 }
 
 // rangeKeys runs req and prints the result; shared with the REPL, which also
-// looks at the response to say "(empty)".
+// looks at the response to say "(empty)". A server answers at most
+// -max-response-bytes at a time (more=true before the limit was reached):
+// rangeKeys then asks again from after the last key, printing as it goes,
+// until the range or the limit is exhausted. The response it returns holds
+// the count of the first answer, the keys printed (for JSON) and whether
+// keys were left out.
 func (a *app) rangeKeys(ctx context.Context, w io.Writer, req *kvdbv1.RangeRequest) (*kvdbv1.RangeResponse, error) {
 	req.Consistency = a.consistency
-	resp, err := invoke(ctx, a, func(ctx context.Context, c *client) (*kvdbv1.RangeResponse, error) {
-		return c.kv.Range(ctx, req)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("range %q: %w", req.GetKey(), err)
+	if req.GetPrefix() {
+		req.RangeEnd, req.Prefix = engine.PrefixEnd(req.GetKey()), false
 	}
-	if a.output == outputJSON {
-		// A non-nil slice so an empty result prints [] rather than null.
-		out := rangeJSON{KVs: make([]kvJSON, 0, len(resp.GetKvs())), More: resp.GetMore(), Count: resp.GetCount()}
-		for _, kv := range resp.GetKvs() {
-			out.KVs = append(out.KVs, toKVJSON(kv))
+	limit := req.GetLimit()
+	total := &kvdbv1.RangeResponse{}
+	jsonOut := rangeJSON{KVs: []kvJSON{}}
+	var got int64
+	for page := 0; ; page++ {
+		if limit > 0 {
+			req.Limit = limit - got
 		}
-		return resp, writeJSON(w, out)
+		resp, err := invoke(ctx, a, func(ctx context.Context, c *client) (*kvdbv1.RangeResponse, error) {
+			return c.kv.Range(ctx, req)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("range %q: %w", req.GetKey(), err)
+		}
+		if page == 0 {
+			total.Header, total.Count = resp.GetHeader(), resp.GetCount()
+		}
+		total.More = resp.GetMore()
+		if req.GetCountOnly() {
+			break
+		}
+		kvs := resp.GetKvs()
+		got += int64(len(kvs))
+		if a.output == outputJSON {
+			for _, kv := range kvs {
+				jsonOut.KVs = append(jsonOut.KVs, toKVJSON(kv))
+			}
+			total.Kvs = append(total.Kvs, kvs...)
+		} else {
+			total.Kvs = append(total.Kvs, kvs...)
+			if err := a.printKVs(w, kvs, req.GetKeysOnly()); err != nil {
+				return total, err
+			}
+			total.Kvs = total.Kvs[:0:0] // printed: keep only the count below
+		}
+		// Done when the server says so, when the limit is reached, or
+		// when the server hit its own key limit (the answer is full).
+		if !resp.GetMore() || len(kvs) == 0 || (limit > 0 && got >= limit) || (limit == 0 && !a.pageServerLimit(resp)) {
+			break
+		}
+		req.Key = append(append([]byte(nil), kvs[len(kvs)-1].GetKey()...), 0)
+	}
+	total.Count = max(total.Count, got)
+	if a.output == outputJSON {
+		jsonOut.More, jsonOut.Count = total.More, total.Count
+		return total, writeJSON(w, jsonOut)
 	}
 	if req.GetCountOnly() {
-		return resp, writeText(w, "%d\n", resp.GetCount())
+		return total, writeText(w, "%d\n", total.Count)
 	}
-	for _, kv := range resp.GetKvs() {
+	if total.More {
+		// What was printed, for moreKeys: the count minus the keys shown.
+		total.Kvs = make([]*kvdbv1.KeyValue, got)
+	}
+	return total, nil
+}
+
+// pageServerLimit says whether an answer without --limit stopped at the
+// response byte budget (page on) rather than at the server's key limit
+// (stop, and say how many more there are).
+func (a *app) pageServerLimit(resp *kvdbv1.RangeResponse) bool {
+	return int64(len(resp.GetKvs())) < a.serverRangeLimit()
+}
+
+// serverRangeLimit is the server's -max-range-limit as far as kvdbctl
+// knows it: the documented default.
+func (a *app) serverRangeLimit() int64 { return 10_000 }
+
+// printKVs prints keys (and values) one line each.
+func (a *app) printKVs(w io.Writer, kvs []*kvdbv1.KeyValue, keysOnly bool) error {
+	for _, kv := range kvs {
 		if err := writeLine(w, kv.GetKey()); err != nil {
-			return resp, err
+			return err
 		}
-		if req.GetKeysOnly() {
+		if keysOnly {
 			continue
 		}
 		if err := writeLine(w, a.displayValue(kv.GetValue())); err != nil {
-			return resp, err
+			return err
 		}
 	}
-	return resp, nil
+	return nil
 }
 
 // maxTerminalValue is the longest value range prints whole on a terminal.

@@ -153,7 +153,7 @@ func (a *app) execRange(ctx context.Context, w io.Writer, args string) error {
 	if err != nil {
 		return err
 	}
-	if a.output == outputText && len(resp.GetKvs()) == 0 {
+	if a.output == outputText && resp.GetCount() == 0 {
 		// In the shell silence would look like a hang; say it was empty.
 		return writeText(w, "(empty)\n")
 	}

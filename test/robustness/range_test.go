@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +105,15 @@ func TestRangeResponsesAreBounded(t *testing.T) {
 	}
 	if seen != n {
 		t.Fatalf("paging read %d keys, want %d", seen, n)
+	}
+
+	// kvdbctl pages by itself: one command lists all 300 (a key line and a
+	// value line each).
+	out, err := exec.CommandContext(ctx, stCtlBin(t), "--address", node.addr, "range", "big/").Output()
+	if err != nil {
+		t.Fatalf("kvdbctl range: %v", err)
+	}
+	if lines := bytes.Count(out, []byte("\n")); lines != 2*n || len(out) < n*size {
+		t.Fatalf("kvdbctl range printed %d lines (%d bytes), want %d keys with their values", lines, len(out), n)
 	}
 }

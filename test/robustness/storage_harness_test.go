@@ -30,7 +30,13 @@ var (
 	stBuildErr  error
 )
 
-// stServerBin builds kvdb-server once per test run (without the race
+// stCtlBin is the kvdbctl built with stServerBin.
+func stCtlBin(t *testing.T) string {
+	t.Helper()
+	return filepath.Join(filepath.Dir(stServerBin(t)), "kvdbctl")
+}
+
+// stServerBin builds kvdb-server (and kvdbctl) once per test run (without the race
 // detector: these tests are about the process and its files).
 func stServerBin(t *testing.T) string {
 	t.Helper()
@@ -39,10 +45,13 @@ func stServerBin(t *testing.T) string {
 			return
 		}
 		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", filepath.Join(stBinDir, "kvdb-server"), "./cmd/kvdb-server")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			stBuildErr = fmt.Errorf("build kvdb-server: %v\n%s", err, out)
+		for _, name := range []string{"kvdb-server", "kvdbctl"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(stBinDir, name), "./cmd/"+name)
+			cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				stBuildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
+				return
+			}
 		}
 	})
 	if stBuildErr != nil {
