@@ -17,19 +17,19 @@ import (
 
 // config is everything kvdb-server reads from flags and the environment.
 type config struct {
-	NodeID         string
-	Address        string
-	Peers          []peer
-	Advertise      string
-	Join           string
+	NodeID    string
+	Address   string
+	Peers     []peer
+	Advertise string
+	Join      string
 	// JoinUser and JoinPasswordFile authenticate -join on a cluster with
 	// authentication enabled (MemberAdd needs the root role).
 	JoinUser, JoinPasswordFile string
-	DataDir        string
-	MaxMemory      int64
-	EvictionPolicy service.EvictionPolicy
-	EnableRaft     bool
-	EnableMetrics  bool
+	DataDir                    string
+	MaxMemory                  int64
+	EvictionPolicy             service.EvictionPolicy
+	EnableRaft                 bool
+	EnableMetrics              bool
 	// MetricsAddress, when set, serves /metrics, /healthz and /readyz on a
 	// second, HTTP-only listener too.
 	MetricsAddress string
