@@ -146,10 +146,30 @@ func (ts *tokenSource) unary(ctx context.Context, method string, req, reply any,
 	return err
 }
 
-// authenticateBinary sends AUTH on a fresh binary-protocol connection and
-// reads the answer before the connection's reader starts. A server with
+// authenticateBinary authenticates a fresh binary-protocol connection:
+// with the client's token when one can be had over gRPC (one password
+// check per client, not one per connection), else with the password.
+func (d *dialer) authenticateBinary(ctx context.Context, c net.Conn, addr string) error {
+	if g, err := dialGRPC(addr, d); err == nil {
+		tok, terr := d.tokens.get(ctx, g.conn)
+		g.conn.Close()
+		switch {
+		case terr == nil && tok == "":
+			return nil // authentication is off
+		case terr == nil:
+			if err := sendAuth(c, "", tok); err == nil {
+				return nil
+			}
+			d.tokens.invalidate(tok)
+		}
+	}
+	return sendAuth(c, d.user, d.password)
+}
+
+// sendAuth sends AUTH on a fresh binary-protocol connection and reads the
+// answer before the connection's reader starts. A server with
 // authentication disabled answers FAILED_PRECONDITION, which is fine.
-func authenticateBinary(c net.Conn, user, password string) error {
+func sendAuth(c net.Conn, user, password string) error {
 	if _, err := c.Write(wire.AppendRequest(nil, &wire.Request{Op: wire.OpAuth, ID: 1, Key: []byte(user), Value: []byte(password)})); err != nil {
 		return err
 	}

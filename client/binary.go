@@ -68,7 +68,7 @@ func dialBinary(ctx context.Context, addr string, d *dialer) (*binaryConn, error
 		sh, err = wire.ParseServerHello(hello[:])
 	}
 	if err == nil && d.user != "" {
-		err = authenticateBinary(c, d.user, d.password)
+		err = d.authenticateBinary(ctx, c, addr)
 	}
 	if err != nil {
 		c.Close()

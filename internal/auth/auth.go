@@ -437,6 +437,19 @@ func (s *Store) VerifyToken(token string, now time.Time) (string, error) {
 	return string(nameB), nil
 }
 
+// PasswordRevision returns the auth revision of name's last password
+// change, and whether the user exists: a session opened with a password
+// stays valid while both still match.
+func (s *Store) PasswordRevision(name string) (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[name]
+	if !ok {
+		return 0, false
+	}
+	return u.pwRev, true
+}
+
 // IsRoot reports whether name holds the root role.
 func (s *Store) IsRoot(name string) bool {
 	s.mu.RLock()

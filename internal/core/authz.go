@@ -39,15 +39,52 @@ const DefaultTokenTTL = 5 * time.Minute
 
 type userKey struct{}
 
-// WithUser returns ctx carrying the authenticated user name.
+// identity is who a request acts as. A session (a binary-protocol
+// connection after AUTH) also remembers the user's password revision, so a
+// password change ends it on its next request.
+type identity struct {
+	name    string
+	rev     uint64
+	session bool
+}
+
+// WithUser returns ctx carrying the authenticated user name (a request
+// whose token was just verified).
 func WithUser(ctx context.Context, user string) context.Context {
-	return context.WithValue(ctx, userKey{}, user)
+	return context.WithValue(ctx, userKey{}, identity{name: user})
 }
 
 // UserOf returns the authenticated user ctx carries.
 func UserOf(ctx context.Context) (string, bool) {
-	u, ok := ctx.Value(userKey{}).(string)
-	return u, ok && u != ""
+	id, ok := ctx.Value(userKey{}).(identity)
+	return id.name, ok && id.name != ""
+}
+
+// OpenSession authenticates a connection that will carry many requests:
+// with a user name, by password (slow, as every password check is); with
+// an empty name, password is a token from Authenticate (fast: a client
+// with many connections checks its password once). It returns base
+// carrying the user until the user's password changes or the user is
+// removed.
+func (c *Core) OpenSession(base context.Context, name, password, from string) (context.Context, error) {
+	if !c.auth.Enabled() {
+		return nil, Errorf(FailedPrecondition, "authentication is not enabled")
+	}
+	if name == "" {
+		user, err := c.VerifyToken(password)
+		if err != nil {
+			c.authFailures.Add(1)
+			return nil, err
+		}
+		name = user
+	} else if _, err := c.Authenticate(base, name, password, from); err != nil {
+		return nil, err
+	}
+	rev, ok := c.auth.PasswordRevision(name)
+	if !ok {
+		return nil, auth.ErrAuthFailed
+	}
+	return context.WithValue(base, userKey{}, identity{name: name, rev: rev, session: true}), nil
 }
 
 // AuthEnabled reports whether authentication is on.
@@ -58,14 +95,19 @@ func (c *Core) Auth() *auth.Store { return c.auth }
 
 // authenticated returns the caller, or ErrUnauthenticated while auth is on.
 func (c *Core) authenticated(ctx context.Context) (string, error) {
-	u, ok := UserOf(ctx)
+	id, _ := ctx.Value(userKey{}).(identity)
 	if !c.auth.Enabled() {
-		return u, nil
+		return id.name, nil
 	}
-	if !ok {
+	if id.name == "" {
 		return "", ErrUnauthenticated
 	}
-	return u, nil
+	if id.session {
+		if rev, ok := c.auth.PasswordRevision(id.name); !ok || rev != id.rev {
+			return "", fmt.Errorf("%w (the user's password changed or the user was removed)", ErrUnauthenticated)
+		}
+	}
+	return id.name, nil
 }
 
 // CheckAuthenticated fails with ErrUnauthenticated when auth is on and ctx
@@ -80,9 +122,9 @@ func (c *Core) authorize(ctx context.Context, perm auth.Perm, key, end []byte) e
 	if !c.auth.Enabled() {
 		return nil
 	}
-	u, ok := UserOf(ctx)
-	if !ok {
-		return ErrUnauthenticated
+	u, err := c.authenticated(ctx)
+	if err != nil {
+		return err
 	}
 	if !c.auth.Allowed(u, perm, key, end) {
 		if len(end) > 0 {
@@ -99,9 +141,9 @@ func (c *Core) RequireRoot(ctx context.Context) error {
 	if !c.auth.Enabled() {
 		return nil
 	}
-	u, ok := UserOf(ctx)
-	if !ok {
-		return ErrUnauthenticated
+	u, err := c.authenticated(ctx)
+	if err != nil {
+		return err
 	}
 	if !c.auth.IsRoot(u) {
 		return fmt.Errorf("%w: user %q does not have the root role", ErrPermissionDenied, u)

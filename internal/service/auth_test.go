@@ -384,3 +384,38 @@ func TestEveryOpcodeIsChecked(t *testing.T) {
 		t.Fatalf("AUTH with a wrong password: %v", resp.Status)
 	}
 }
+
+// TestBinarySessions: AUTH by token (empty name) works like AUTH by
+// password, and a session ends on its next request once the user's password
+// changes.
+func TestBinarySessions(t *testing.T) {
+	n, a := authNode(t)
+	tok, err := a.Authenticate(ctxT(t), &kvdbv1.AuthenticateRequest{Name: "alice", Password: "alicepw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byToken, byPassword := dialRaw(t, n.addr), dialRaw(t, n.addr)
+	if r := byToken.call(&wire.Request{Op: wire.OpAuth, ID: 1, Value: []byte(tok.GetToken())}); r.Status != wire.StatusOK {
+		t.Fatalf("AUTH by token: %v %s", r.Status, r.Payload)
+	}
+	if r := byToken.call(&wire.Request{Op: wire.OpAuth, ID: 2, Value: []byte("forged.token.x")}); r.Status != wire.StatusUnauthenticated {
+		t.Fatalf("AUTH by a forged token: %v", r.Status)
+	}
+	if r := byPassword.call(&wire.Request{Op: wire.OpAuth, ID: 1, Key: []byte("alice"), Value: []byte("alicepw")}); r.Status != wire.StatusOK {
+		t.Fatalf("AUTH by password: %v %s", r.Status, r.Payload)
+	}
+	for _, r := range []*rawConn{byToken, byPassword} {
+		if resp := r.call(&wire.Request{Op: wire.OpPut, ID: 3, Key: []byte("app/a"), Value: []byte("1")}); resp.Status != wire.StatusOK {
+			t.Fatalf("put as alice: %v %s", resp.Status, resp.Payload)
+		}
+	}
+	root := login(t, a, "root", "rootpw")
+	if _, err := a.UserChangePassword(root, &kvdbv1.UserChangePasswordRequest{Name: "alice", Password: "changed"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*rawConn{byToken, byPassword} {
+		if resp := r.call(&wire.Request{Op: wire.OpGet, ID: 4, Key: []byte("app/a")}); resp.Status != wire.StatusUnauthenticated {
+			t.Fatalf("get after alice's password changed: %v %s", resp.Status, resp.Payload)
+		}
+	}
+}

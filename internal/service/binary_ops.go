@@ -102,19 +102,20 @@ func (c *binaryConn) serve(req *wire.Request) {
 	}
 }
 
-// authenticate makes the connection the user AUTH names, when the
-// password is right; a failure leaves the connection as it was.
+// authenticate makes the connection the user AUTH names, by password, or,
+// with an empty name, by a token from Authenticate; a failure leaves the
+// connection as it was.
 func (c *binaryConn) authenticate(req *wire.Request) {
-	name := string(req.Key)
 	from := ""
 	if a := c.c.RemoteAddr(); a != nil {
 		from = hostOf(a.String())
 	}
-	if _, err := c.s.core.Authenticate(c.ctx, name, string(req.Value), from); err != nil {
+	ctx, err := c.s.core.OpenSession(c.base, string(req.Key), string(req.Value), from)
+	if err != nil {
 		c.send(errorReply(req.Op, req.ID, err))
 		return
 	}
-	c.ctx = core.WithUser(c.base, name)
+	c.ctx = ctx
 	id := req.ID
 	c.send(func(b []byte) []byte { return wire.AppendResponse(b, &wire.Response{Op: wire.OpAuth, ID: id}) })
 }
