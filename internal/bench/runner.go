@@ -241,8 +241,8 @@ type runner struct {
 	// deadline is when the run stops issuing requests.
 	deadline time.Time
 	issued   atomic.Int64 // operations started, bounded by cfg.Total
-	done    atomic.Int64 // operations finished, successful or not
-	seq     atomic.Int64 // next key of a Sequential run
+	done     atomic.Int64 // operations finished, successful or not
+	seq      atomic.Int64 // next key of a Sequential run
 }
 
 // claim reserves the next operation; false once Total are out or the
