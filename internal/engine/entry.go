@@ -53,6 +53,11 @@ func entrySize(klen, vlen, tlen int) int64 {
 	return int64((entryHeader+klen+vlen+tlen+15)&^15) + IndexOverhead
 }
 
+// EntryGrowth is the most a put of a klen-byte key and a vlen-byte value
+// adds to MemoryUsage, for revisions and versions below 2^34 (five varint
+// bytes each): every store this engine will hold.
+func EntryGrowth(klen, vlen int) int64 { return entrySize(klen, vlen, 15) }
+
 func (e *entry) size() int64 { return entrySize(int(e.klen), int(e.vlen), int(e.tlen)) }
 
 func (e *entry) at(off int) *byte { return (*byte)(unsafe.Add(unsafe.Pointer(e), off)) }
