@@ -612,6 +612,31 @@ func (p PutFuture) Err(ctx context.Context) error {
 	return err
 }
 
+// DeleteFuture is the pending result of DeleteAsync.
+type DeleteFuture struct{ f *Future }
+
+// Wait returns how many keys were removed (0 or 1), or the error. Call it
+// once.
+func (d DeleteFuture) Wait(ctx context.Context) (int64, error) {
+	err := d.f.wait(ctx)
+	n := d.f.resp.Deleted
+	d.f.release()
+	return n, err
+}
+
+// Err waits like Wait and returns only the error.
+func (d DeleteFuture) Err(ctx context.Context) error {
+	_, err := d.Wait(ctx)
+	return err
+}
+
+// DeleteAsync sends a Delete of key without waiting for it. key must not be
+// modified until the Future completes.
+func (c *Client) DeleteAsync(ctx context.Context, key []byte) DeleteFuture {
+	req := wire.Request{Op: wire.OpDelete, Key: key}
+	return DeleteFuture{c.start(ctx, &req)}
+}
+
 // GetAsync sends a Get without waiting for it. key must not be modified
 // until the Future completes.
 func (c *Client) GetAsync(ctx context.Context, key []byte, opts ...ReadOption) GetFuture {

@@ -31,6 +31,7 @@ type Driver interface {
 type Pipeliner interface {
 	GetAsync(ctx context.Context, key []byte) Waiter
 	PutAsync(ctx context.Context, key, value []byte) Waiter
+	DeleteAsync(ctx context.Context, key []byte) Waiter
 }
 
 // Waiter is a pipelined request in flight.

@@ -144,6 +144,15 @@ func (d *KVDB) PutAsync(ctx context.Context, key, value []byte) Waiter {
 	return putWaiter{d.c.PutAsync(ctx, key, value)}
 }
 
+// DeleteAsync pipelines a delete.
+func (d *KVDB) DeleteAsync(ctx context.Context, key []byte) Waiter {
+	return deleteWaiter{d.c.DeleteAsync(ctx, key)}
+}
+
+type deleteWaiter struct{ f kvclient.DeleteFuture }
+
+func (d deleteWaiter) Wait(ctx context.Context) error { return coded(d.f.Err(ctx)) }
+
 // The waiters hold one pointer each, so boxing them in a Waiter does not
 // allocate.
 type getWaiter struct{ f kvclient.GetFuture }

@@ -296,7 +296,7 @@ func (w *worker) loop(ctx context.Context) {
 	}
 }
 
-// pipelined keeps up to Pipeline gets and puts in flight on the driver's
+// pipelined keeps up to Pipeline gets, puts and deletes in flight on the driver's
 // pipelined path, then waits for them in order. Latency is measured from a
 // request's send to the return of its wait, so it includes queueing behind
 // earlier replies of the same window.
@@ -319,6 +319,8 @@ func (w *worker) pipelined(ctx context.Context) {
 				wt = p.GetAsync(ctx, w.key())
 			case OpPut:
 				wt = p.PutAsync(ctx, w.key(), w.r.value)
+			case OpDelete:
+				wt = p.DeleteAsync(ctx, w.key())
 			default:
 				err = w.do(ctx, op)
 			}
