@@ -164,7 +164,7 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 		r.workers[i] = &worker{r: r, rnd: rand.New(rand.NewPCG(uint64(i)+1, 0x6b766462)), errs: map[codes.Code]int64{}}
 	}
 
-	cpu0, _ := ProcessCPU(0)
+	cpu0, cpuErr := ProcessCPU(0)
 	var srv0 time.Duration
 	srvErr := errors.New("no server process")
 	if cfg.ServerPID > 0 {
@@ -203,7 +203,7 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res := r.result(elapsed)
-	if cpu1, err := ProcessCPU(0); err == nil && cpu0 > 0 {
+	if cpu1, err := ProcessCPU(0); err == nil && cpuErr == nil {
 		res.setCPU(&res.ClientCPUSeconds, &res.ClientCPUPerRequestUs, cpu1-cpu0)
 	}
 	if srvErr == nil {
