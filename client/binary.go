@@ -12,25 +12,26 @@ import (
 	"github.com/kvdb/kvdb/internal/wire"
 )
 
-// binaryConn is one pipelined binary-protocol connection. Any number of
-// goroutines send on it; one goroutine reads replies and completes the
-// waiting calls by request id. Writes are coalesced: a sender that finds
-// another sender writing leaves its frame in the buffer for that one.
+// binaryConn is one pipelined binary-protocol connection with two
+// goroutines: writeLoop writes every request encoded since its last write
+// in one system call, and readLoop decodes replies and completes the
+// waiting Futures by request id. Senders only append their encoded frame to
+// the output buffer and wake writeLoop if it sleeps: no goroutine, channel
+// or closure per request, and Futures and their buffers are pooled.
 type binaryConn struct {
 	c     net.Conn
 	hello wire.ServerHello
 
 	mu      sync.Mutex
 	nextID  uint64
-	pending map[uint64]func(*wire.Response, error)
-	err     error // set once the connection broke
+	pending map[uint64]*Future
+	err     error  // set once the connection broke
+	wbuf    []byte // requests not yet written; guarded by mu
+	kicked  bool   // writeLoop has been woken for wbuf; guarded by mu
 
-	wmu      sync.Mutex
-	wbuf     []byte
-	writing  bool
-	writeErr error
-
-	done chan struct{}
+	kick  chan struct{}
+	spare []byte // writeLoop's other buffer
+	done  chan struct{}
 }
 
 func dialBinary(ctx context.Context, addr string, d *dialer) (*binaryConn, error) {
@@ -75,92 +76,123 @@ func dialBinary(ctx context.Context, addr string, d *dialer) (*binaryConn, error
 		return nil, fmt.Errorf("kvdb: binary handshake with %s: %w", addr, err)
 	}
 	_ = c.SetDeadline(time.Time{})
-	b := &binaryConn{c: c, hello: sh, pending: make(map[uint64]func(*wire.Response, error)), done: make(chan struct{})}
+	b := &binaryConn{c: c, hello: sh, pending: make(map[uint64]*Future), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go b.readLoop()
+	go b.writeLoop()
 	return b, nil
 }
 
-// send encodes req (its ID is assigned here) and arranges for cb to be
-// called exactly once with the reply or an error. cb runs on the reader
-// goroutine and must not block.
-func (b *binaryConn) send(req *wire.Request, cb func(*wire.Response, error)) uint64 {
+// send encodes req (its ID is assigned here) for writeLoop and registers
+// f, which readLoop completes with the reply, or fail with an error.
+func (b *binaryConn) send(req *wire.Request, f *Future) {
+	f.conn = b
 	b.mu.Lock()
 	if b.err != nil {
 		err := b.err
 		b.mu.Unlock()
-		cb(nil, err)
-		return 0
+		f.complete(err)
+		return
 	}
 	b.nextID++
-	id := b.nextID
-	b.pending[id] = cb
+	f.id = b.nextID
+	req.ID = f.id
+	b.pending[f.id] = f
+	switch req.Op {
+	case wire.OpGet:
+		b.wbuf = wire.AppendGet(b.wbuf, req.ID, req.Flags, req.Key)
+	case wire.OpPut:
+		b.wbuf = wire.AppendPut(b.wbuf, req.ID, req.Flags, req.Key, req.Value)
+	default:
+		b.wbuf = wire.AppendRequest(b.wbuf, req)
+	}
+	wake := !b.kicked
+	b.kicked = true
 	b.mu.Unlock()
-
-	req.ID = id
-	b.wmu.Lock()
-	b.wbuf = wire.AppendRequest(b.wbuf, req)
-	if b.writing {
-		b.wmu.Unlock()
-		return id
-	}
-	b.writing = true
-	for len(b.wbuf) > 0 {
-		buf := b.wbuf
-		b.wbuf = nil
-		b.wmu.Unlock()
-		_, err := b.c.Write(buf)
-		b.wmu.Lock()
-		if err != nil {
-			b.writing = false
-			b.wmu.Unlock()
-			b.fail(fmt.Errorf("%w: %v", ErrClosed, err))
-			return id
-		}
-		if b.wbuf == nil {
-			b.wbuf = buf[:0]
-			break
+	if wake {
+		select {
+		case b.kick <- struct{}{}:
+		default:
 		}
 	}
-	b.writing = false
-	b.wmu.Unlock()
-	return id
 }
 
-// forget drops a call whose caller gave up; a late reply is discarded.
-func (b *binaryConn) forget(id uint64) {
+// writeLoop writes whatever senders buffered, one write per wake-up.
+func (b *binaryConn) writeLoop() {
+	for {
+		select {
+		case <-b.kick:
+		case <-b.done:
+			return
+		}
+		b.mu.Lock()
+		buf := b.wbuf
+		b.wbuf = b.spare[:0]
+		b.kicked = false
+		b.mu.Unlock()
+		if len(buf) == 0 {
+			continue
+		}
+		if _, err := b.c.Write(buf); err != nil {
+			b.fail(fmt.Errorf("%w: %v", ErrClosed, err))
+			return
+		}
+		// Do not keep a huge buffer (a large batch) for the connection's
+		// lifetime.
+		if cap(buf) > 1<<20 {
+			buf = nil
+		}
+		b.spare = buf[:0]
+	}
+}
+
+// forget drops a call whose caller gave up; a late reply is discarded. It
+// reports whether the call was still pending: when it was not, readLoop
+// (or fail) has completed it or is completing it.
+func (b *binaryConn) forget(id uint64) bool {
 	b.mu.Lock()
+	_, ok := b.pending[id]
 	delete(b.pending, id)
 	b.mu.Unlock()
+	return ok
 }
 
 func (b *binaryConn) readLoop() {
 	rd := wire.NewReader(b.c, 64<<10, wire.MaxResponseFrameSize)
-	var resp wire.Response
 	for {
-		f, err := rd.Next()
+		fr, err := rd.Next()
 		if err != nil {
 			b.fail(fmt.Errorf("%w: %v", ErrClosed, err))
 			return
 		}
-		if err := wire.DecodeResponse(f, &resp); err != nil {
-			b.fail(fmt.Errorf("kvdb: malformed reply: %w", err))
-			return
-		}
-		if f.Op == wire.OpError {
+		if fr.Op == wire.OpError {
+			var resp wire.Response
+			if err := wire.DecodeResponse(fr, &resp); err != nil {
+				b.fail(fmt.Errorf("kvdb: malformed reply: %w", err))
+				return
+			}
 			b.fail(wireError(resp.Status, resp.Payload))
 			return
 		}
 		b.mu.Lock()
-		cb := b.pending[resp.ID]
-		delete(b.pending, resp.ID)
+		f := b.pending[fr.ID]
+		delete(b.pending, fr.ID)
 		b.mu.Unlock()
-		if cb != nil {
-			cb(detach(&resp), nil)
+		if f == nil {
+			continue
 		}
+		// The Future keeps its own copy of the body, decoded in place.
+		f.body = append(f.body[:0], fr.Body...)
+		fr.Body = f.body
+		if err := wire.DecodeResponse(fr, &f.resp); err != nil {
+			f.complete(fmt.Errorf("kvdb: malformed reply: %w", err))
+			b.fail(fmt.Errorf("kvdb: malformed reply: %w", err))
+			return
+		}
+		f.complete(nil)
 	}
 }
 
-// detach deep-copies a decoded response out of the reader's buffer.
+// detach deep-copies a decoded response out of a reusable buffer.
 func detach(r *wire.Response) *wire.Response {
 	out := *r
 	size := len(r.Payload) + len(r.KV.Key) + len(r.KV.Value)
@@ -201,8 +233,8 @@ func (b *binaryConn) fail(err error) {
 	close(b.done)
 	b.mu.Unlock()
 	b.c.Close()
-	for _, cb := range pending {
-		cb(nil, err)
+	for _, f := range pending {
+		f.complete(err)
 	}
 }
 

@@ -309,55 +309,98 @@ func (c *Client) once(ctx context.Context, req *wire.Request) (*wire.Response, e
 		g := p.grpc[p.next.Add(1)%uint64(len(p.grpc))]
 		return g.do(ctx, req)
 	}
-	f := c.startOn(ctx, p, req)
-	return f.Wait(ctx)
+	return c.startOn(ctx, p, req).result(ctx)
 }
 
-// Future is the pending result of an asynchronous call.
+// Future is the pending result of an asynchronous call. Futures are pooled:
+// a Future is waited for once (Wait, or the typed futures' Wait), after
+// which it belongs to the Client again.
 type Future struct {
+	// done carries one token per completion; it is reused with the Future.
 	done chan struct{}
-	resp *wire.Response
-	err  error
 	conn *binaryConn
 	id   uint64
+	// resp is the decoded reply; its byte fields alias body, the Future's
+	// own copy of the reply frame's body.
+	resp wire.Response
+	body []byte
+	err  error
 }
 
-func newFuture() *Future { return &Future{done: make(chan struct{})} }
+var futures = sync.Pool{New: func() any { return &Future{done: make(chan struct{}, 1)} }}
 
-func (f *Future) complete(resp *wire.Response, err error) {
-	if err == nil && resp.Status != wire.StatusOK {
-		err = wireError(resp.Status, resp.Payload)
+func newFuture() *Future { return futures.Get().(*Future) }
+
+// complete records err (nil: resp holds the reply) and wakes the waiter.
+func (f *Future) complete(err error) {
+	if err == nil && f.resp.Status != wire.StatusOK {
+		err = wireError(f.resp.Status, f.resp.Payload)
 	}
-	f.resp, f.err = resp, err
-	close(f.done)
+	f.err = err
+	f.done <- struct{}{}
 }
 
-// Done is closed once the result is available.
-func (f *Future) Done() <-chan struct{} { return f.done }
+// completeWith completes f with a response owned elsewhere (gRPC).
+func (f *Future) completeWith(resp *wire.Response, err error) {
+	if err == nil {
+		f.resp = *resp
+	}
+	f.complete(err)
+}
 
-// Wait waits for the reply or for ctx to end.
-func (f *Future) Wait(ctx context.Context) (*wire.Response, error) {
+// wait waits for the reply or for ctx to end. On success, f.resp holds the
+// reply until release.
+func (f *Future) wait(ctx context.Context) error {
 	select {
 	case <-f.done:
-		return f.resp, f.err
+		return f.err
 	case <-ctx.Done():
-		if f.conn != nil {
-			f.conn.forget(f.id)
+		if f.conn != nil && !f.conn.forget(f.id) {
+			// The reader has the call: its completion is imminent, and
+			// the Future cannot be reused before it.
+			<-f.done
 		}
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
+
+// release returns f to the pool. Nothing may use f or its reply after.
+func (f *Future) release() {
+	kvs := f.resp.KVs[:0]
+	if f.conn == nil {
+		kvs = nil // a gRPC reply's slice is not ours to reuse
+	}
+	if cap(f.body) > 64<<10 {
+		f.body = nil
+	}
+	f.resp = wire.Response{KVs: kvs}
+	f.conn, f.id, f.err = nil, 0, nil
+	futures.Put(f)
+}
+
+// result waits and returns a response the caller owns.
+func (f *Future) result(ctx context.Context) (*wire.Response, error) {
+	err := f.wait(ctx)
+	var resp *wire.Response
+	if err == nil {
+		resp = detach(&f.resp)
+	}
+	f.release()
+	return resp, err
+}
+
+// Wait waits for the reply or for ctx to end. Call it once.
+func (f *Future) Wait(ctx context.Context) (*wire.Response, error) { return f.result(ctx) }
 
 // startOn sends req on one of p's binary connections without waiting.
 func (c *Client) startOn(ctx context.Context, p *pool, req *wire.Request) *Future {
 	f := newFuture()
 	b, err := p.pickBinary(ctx, c.opts.DialTimeout)
 	if err != nil {
-		f.complete(nil, err)
+		f.complete(err)
 		return f
 	}
-	f.conn = b
-	f.id = b.send(req, f.complete)
+	b.send(req, f)
 	return f
 }
 
@@ -368,7 +411,7 @@ func (c *Client) start(ctx context.Context, req *wire.Request) *Future {
 	p, err := c.current()
 	if err != nil {
 		f := newFuture()
-		f.complete(nil, err)
+		f.complete(err)
 		return f
 	}
 	if len(p.binary) > 0 {
@@ -378,7 +421,7 @@ func (c *Client) start(ctx context.Context, req *wire.Request) *Future {
 	go func() {
 		ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 		defer cancel()
-		f.complete(c.once(ctx, req))
+		f.completeWith(c.once(ctx, req))
 	}()
 	return f
 }
@@ -526,35 +569,86 @@ func (c *Client) Stats(ctx context.Context) (*kvdbv1.StatsResponse, error) {
 // GetFuture is the pending result of GetAsync.
 type GetFuture struct{ f *Future }
 
-// Wait returns the key-value or the error.
+// Wait returns the key-value or the error. Call it once.
 func (g GetFuture) Wait(ctx context.Context) (KeyValue, error) {
-	resp, err := g.f.Wait(ctx)
-	if err != nil {
-		return KeyValue{}, err
+	err := g.f.wait(ctx)
+	var kv KeyValue
+	if err == nil {
+		kv = ownKV(g.f.resp.KV)
 	}
-	return toKV(resp.KV), nil
+	g.f.release()
+	return kv, err
+}
+
+// Err waits like Wait and returns only the error, without copying the
+// value out: for callers that need to know that the key was read.
+func (g GetFuture) Err(ctx context.Context) error {
+	err := g.f.wait(ctx)
+	g.f.release()
+	return err
+}
+
+// ownKV copies a key-value out of a reusable buffer, key and value in one
+// allocation.
+func ownKV(w wire.KeyValue) KeyValue {
+	buf := make([]byte, len(w.Key)+len(w.Value))
+	n := copy(buf, w.Key)
+	copy(buf[n:], w.Value)
+	return KeyValue{Key: buf[:n:n], Value: buf[n:], CreateRevision: w.CreateRevision, ModRevision: w.ModRevision, Version: w.Version}
 }
 
 // PutFuture is the pending result of PutAsync.
 type PutFuture struct{ f *Future }
 
-// Wait returns the revision the put created, or the error.
+// Wait returns the revision the put created, or the error. Call it once.
 func (p PutFuture) Wait(ctx context.Context) (int64, error) {
-	resp, err := p.f.Wait(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return resp.Revision, nil
+	err := p.f.wait(ctx)
+	rev := p.f.resp.Revision
+	p.f.release()
+	return rev, err
+}
+
+// Err waits like Wait and returns only the error.
+func (p PutFuture) Err(ctx context.Context) error {
+	_, err := p.Wait(ctx)
+	return err
+}
+
+// DeleteFuture is the pending result of DeleteAsync.
+type DeleteFuture struct{ f *Future }
+
+// Wait returns how many keys were removed (0 or 1), or the error. Call it
+// once.
+func (d DeleteFuture) Wait(ctx context.Context) (int64, error) {
+	err := d.f.wait(ctx)
+	n := d.f.resp.Deleted
+	d.f.release()
+	return n, err
+}
+
+// Err waits like Wait and returns only the error.
+func (d DeleteFuture) Err(ctx context.Context) error {
+	_, err := d.Wait(ctx)
+	return err
+}
+
+// DeleteAsync sends a Delete of key without waiting for it. key must not be
+// modified until the Future completes.
+func (c *Client) DeleteAsync(ctx context.Context, key []byte) DeleteFuture {
+	req := wire.Request{Op: wire.OpDelete, Key: key}
+	return DeleteFuture{c.start(ctx, &req)}
 }
 
 // GetAsync sends a Get without waiting for it. key must not be modified
 // until the Future completes.
 func (c *Client) GetAsync(ctx context.Context, key []byte, opts ...ReadOption) GetFuture {
-	return GetFuture{c.start(ctx, &wire.Request{Op: wire.OpGet, Flags: readFlags(opts), Key: key})}
+	req := wire.Request{Op: wire.OpGet, Flags: readFlags(opts), Key: key}
+	return GetFuture{c.start(ctx, &req)}
 }
 
 // PutAsync sends a Put without waiting for it. key and value must not be
 // modified until the Future completes.
 func (c *Client) PutAsync(ctx context.Context, key, value []byte) PutFuture {
-	return PutFuture{c.start(ctx, &wire.Request{Op: wire.OpPut, Key: key, Value: value})}
+	req := wire.Request{Op: wire.OpPut, Key: key, Value: value}
+	return PutFuture{c.start(ctx, &req)}
 }

@@ -66,9 +66,8 @@ func (c *Client) Begin(ctx context.Context) (*Txn, error) {
 
 func (t *Txn) binary(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	f := newFuture()
-	f.conn = t.bin
-	f.id = t.bin.send(req, f.complete)
-	return f.Wait(ctx)
+	t.bin.send(req, f)
+	return f.result(ctx)
 }
 
 func (t *Txn) check() error {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 type benchFlags struct {
 	op          string
 	connections int
+	serverPID   int
 	cfg         bench.Config
 	json        bool
 	cleanup     bool
@@ -56,6 +59,7 @@ store, which a line on stderr says; --cleanup deletes them after the run.`,
 			if a.stdoutIsTerminal() && a.stderrIsTerminal() && !f.json && a.output != outputJSON {
 				f.cfg.Progress = progressPrinter(a.stderr)
 			}
+			f.cfg.ServerPID = a.benchServerPID(f.serverPID)
 			res, err := a.runBench(cmd.Context(), f.connections, f.cfg)
 			if err != nil {
 				return err
@@ -91,7 +95,31 @@ store, which a line on stderr says; --cleanup deletes them after the run.`,
 	fl.Int64Var(&f.cfg.Total, "total", 0, "stop after this many requests")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object (same as -o json)")
 	fl.BoolVar(&f.cleanup, "cleanup", false, "delete the keys the run wrote once it is over")
+	fl.IntVar(&f.serverPID, "server-pid", 0, "server process whose CPU time is reported beside the load generator's; 0: the process listening on --address's port on this machine, if any; -1: none")
 	return cmd
+}
+
+// benchServerPID is the server process to report CPU for: pid when given,
+// else the local listener on the first address's port (0 when there is
+// none: the server runs elsewhere, or as another user).
+func (a *app) benchServerPID(pid int) int {
+	if pid != 0 {
+		return max(pid, 0)
+	}
+	first, _, _ := strings.Cut(a.address, ",")
+	host, port, err := net.SplitHostPort(strings.TrimSpace(dialTarget(first)))
+	if err != nil || !isLocalHost(host) {
+		return 0
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return 0
+	}
+	found, err := bench.ListenerPID(n)
+	if err != nil {
+		return 0
+	}
+	return found
 }
 
 // runBench connects with the global --address, --protocol and --consistency
@@ -232,4 +260,26 @@ func (a *app) execBenchmark(ctx context.Context, w io.Writer, args string) error
 		return fmt.Errorf("BENCHMARK CLEANUP: %w", err)
 	}
 	return writeText(note, "(deleted %d keys %s)\n", n, benchKeys(&cfg))
+}
+
+// isLocalHost reports whether host names this machine: localhost, a
+// loopback address or one of its interfaces' addresses.
+func isLocalHost(host string) bool {
+	if host == "" || host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }

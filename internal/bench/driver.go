@@ -26,10 +26,17 @@ type Driver interface {
 }
 
 // Pipeliner is a Driver that can keep several requests of one worker in
-// flight on one connection. The returned function waits for the reply.
+// flight on one connection. The returned Waiter waits for the reply; it is
+// waited for exactly once.
 type Pipeliner interface {
-	GetAsync(ctx context.Context, key []byte) func(context.Context) error
-	PutAsync(ctx context.Context, key, value []byte) func(context.Context) error
+	GetAsync(ctx context.Context, key []byte) Waiter
+	PutAsync(ctx context.Context, key, value []byte) Waiter
+	DeleteAsync(ctx context.Context, key []byte) Waiter
+}
+
+// Waiter is a pipelined request in flight.
+type Waiter interface {
+	Wait(ctx context.Context) error
 }
 
 // Code is the gRPC status code of err: what the errors of a run are grouped

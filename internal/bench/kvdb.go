@@ -134,16 +134,34 @@ func (d *KVDB) Txn(ctx context.Context, readKey, writeKey, value []byte) error {
 }
 
 // GetAsync pipelines a get (binary protocol; a goroutine per call on gRPC).
-func (d *KVDB) GetAsync(ctx context.Context, key []byte) func(context.Context) error {
-	f := d.c.GetAsync(ctx, key, d.reads...)
-	return func(ctx context.Context) error { _, err := f.Wait(ctx); return coded(err) }
+// The value is not copied out: the load generator needs only the outcome.
+func (d *KVDB) GetAsync(ctx context.Context, key []byte) Waiter {
+	return getWaiter{d.c.GetAsync(ctx, key, d.reads...)}
 }
 
 // PutAsync pipelines a put.
-func (d *KVDB) PutAsync(ctx context.Context, key, value []byte) func(context.Context) error {
-	f := d.c.PutAsync(ctx, key, value)
-	return func(ctx context.Context) error { _, err := f.Wait(ctx); return coded(err) }
+func (d *KVDB) PutAsync(ctx context.Context, key, value []byte) Waiter {
+	return putWaiter{d.c.PutAsync(ctx, key, value)}
 }
+
+// DeleteAsync pipelines a delete.
+func (d *KVDB) DeleteAsync(ctx context.Context, key []byte) Waiter {
+	return deleteWaiter{d.c.DeleteAsync(ctx, key)}
+}
+
+type deleteWaiter struct{ f kvclient.DeleteFuture }
+
+func (d deleteWaiter) Wait(ctx context.Context) error { return coded(d.f.Err(ctx)) }
+
+// The waiters hold one pointer each, so boxing them in a Waiter does not
+// allocate.
+type getWaiter struct{ f kvclient.GetFuture }
+
+func (g getWaiter) Wait(ctx context.Context) error { return coded(g.f.Err(ctx)) }
+
+type putWaiter struct{ f kvclient.PutFuture }
+
+func (p putWaiter) Wait(ctx context.Context) error { return coded(p.f.Err(ctx)) }
 
 // Close closes the connections.
 func (d *KVDB) Close() error {

@@ -39,6 +39,22 @@ type Result struct {
 	// Retried counts UNAVAILABLE answers that were sent again
 	// (Config.RetryUnavailable).
 	Retried int64 `json:"retried_unavailable"`
+	// CPU time the load generator (this process) and the server used
+	// during the run, in all and per successful request, so a reader sees
+	// which side saturated; the server's only when its process is known
+	// (Config.ServerPID) and on this machine.
+	ClientCPUSeconds      float64 `json:"client_cpu_s,omitempty"`
+	ClientCPUPerRequestUs float64 `json:"client_cpu_us_per_request,omitempty"`
+	ServerPID             int     `json:"server_pid,omitempty"`
+	ServerCPUSeconds      float64 `json:"server_cpu_s,omitempty"`
+	ServerCPUPerRequestUs float64 `json:"server_cpu_us_per_request,omitempty"`
+}
+
+func (r *Result) setCPU(total, perReq *float64, d time.Duration) {
+	*total = d.Seconds()
+	if r.Requests > 0 {
+		*perReq = float64(d/time.Nanosecond) / 1e3 / float64(r.Requests)
+	}
 }
 
 func (r *runner) result(elapsed time.Duration) *Result {
@@ -100,6 +116,13 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, " [clients=%d pipeline=%d value=%dB keys=%d]\n", r.Clients, r.Pipeline, r.ValueSize, r.Keys)
 	fmt.Fprintf(&b, "latency us: p50=%.0f p95=%.0f p99=%.0f max=%.0f mean=%.0f\n", r.P50Us, r.P95Us, r.P99Us, r.MaxUs, r.MeanUs)
+	if r.ClientCPUSeconds > 0 || r.ServerPID > 0 {
+		fmt.Fprintf(&b, "cpu: load generator %.2fs (%.1f us/request, %.0f%% of a core)", r.ClientCPUSeconds, r.ClientCPUPerRequestUs, 100*r.ClientCPUSeconds/r.ElapsedSeconds)
+		if r.ServerPID > 0 {
+			fmt.Fprintf(&b, ", server pid %d %.2fs (%.1f us/request, %.0f%% of a core)", r.ServerPID, r.ServerCPUSeconds, r.ServerCPUPerRequestUs, 100*r.ServerCPUSeconds/r.ElapsedSeconds)
+		}
+		b.WriteString("\n")
+	}
 	if r.Retried > 0 {
 		fmt.Fprintf(&b, "retried UNAVAILABLE: %d\n", r.Retried)
 	}

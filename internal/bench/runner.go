@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -65,6 +66,12 @@ type Config struct {
 	// Progress, when set, is called about five times a second with the
 	// operations done so far.
 	Progress func(p Progress)
+	// ServerPID, when positive, is the server process whose CPU time the
+	// result reports beside the load generator's (same machine only).
+	ServerPID int
+	// DrainTimeout bounds how long requests in flight at the end of a
+	// --duration run may take to finish (default 5 s).
+	DrainTimeout time.Duration
 }
 
 // Progress is a snapshot of a running benchmark.
@@ -109,6 +116,9 @@ func (c *Config) setDefaults() {
 	if c.ReadPercent <= 0 || c.ReadPercent > 100 {
 		c.ReadPercent = 50
 	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 5 * time.Second
+	}
 	switch {
 	case c.Duration <= 0 && c.Total <= 0:
 		c.Duration = DefaultDuration
@@ -133,10 +143,15 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 			return nil, fmt.Errorf("bench: preload: %w", err)
 		}
 	}
-	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	// The run stops issuing requests at its deadline, but requests already
+	// in flight finish under their own timeout (the client's per-request
+	// one, and DrainTimeout past the deadline for pipelined waits): cutting
+	// them off would count the server's answers to an expired deadline as
+	// errors, and drop work the server did.
+	waitCtx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.DrainTimeout)
 	defer cancel()
 
-	r := &runner{cfg: &cfg, d: d, value: value}
+	r := &runner{cfg: &cfg, d: d, value: value, waitCtx: waitCtx}
 	if p, ok := d.(Pipeliner); ok && cfg.Pipeline > 1 {
 		r.pipe = p
 	}
@@ -149,10 +164,17 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 		r.workers[i] = &worker{r: r, rnd: rand.New(rand.NewPCG(uint64(i)+1, 0x6b766462)), errs: map[codes.Code]int64{}}
 	}
 
+	cpu0, cpuErr := ProcessCPU(0)
+	var srv0 time.Duration
+	srvErr := errors.New("no server process")
+	if cfg.ServerPID > 0 {
+		srv0, srvErr = ProcessCPU(cfg.ServerPID)
+	}
 	start := time.Now()
+	r.deadline = start.Add(cfg.Duration)
 	var wg sync.WaitGroup
 	for _, w := range r.workers {
-		wg.Go(func() { w.loop(runCtx) })
+		wg.Go(func() { w.loop(ctx) })
 	}
 	stopProgress := make(chan struct{})
 	var progressDone sync.WaitGroup
@@ -180,7 +202,17 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return r.result(elapsed), nil
+	res := r.result(elapsed)
+	if cpu1, err := ProcessCPU(0); err == nil && cpuErr == nil {
+		res.setCPU(&res.ClientCPUSeconds, &res.ClientCPUPerRequestUs, cpu1-cpu0)
+	}
+	if srvErr == nil {
+		if srv1, err := ProcessCPU(cfg.ServerPID); err == nil {
+			res.ServerPID = cfg.ServerPID
+			res.setCPU(&res.ServerCPUSeconds, &res.ServerCPUPerRequestUs, srv1-srv0)
+		}
+	}
+	return res, nil
 }
 
 // Preload writes every key of the key space in batches.
@@ -205,13 +237,20 @@ type runner struct {
 	pipe    Pipeliner
 	value   []byte
 	workers []*worker
-	issued  atomic.Int64 // operations started, bounded by cfg.Total
-	done    atomic.Int64 // operations finished, successful or not
-	seq     atomic.Int64 // next key of a Sequential run
+	waitCtx context.Context // bounds pipelined waits: the run's end plus DrainTimeout
+	// deadline is when the run stops issuing requests.
+	deadline time.Time
+	issued   atomic.Int64 // operations started, bounded by cfg.Total
+	done     atomic.Int64 // operations finished, successful or not
+	seq      atomic.Int64 // next key of a Sequential run
 }
 
-// claim reserves the next operation; false once Total are out.
+// claim reserves the next operation; false once Total are out or the
+// run's time is up.
 func (r *runner) claim() bool {
+	if !time.Now().Before(r.deadline) {
+		return false
+	}
 	if r.cfg.Total <= 0 {
 		return true
 	}
@@ -257,36 +296,44 @@ func (w *worker) loop(ctx context.Context) {
 	}
 }
 
-// pipelined keeps up to Pipeline gets and puts in flight on the driver's
+// pipelined keeps up to Pipeline gets, puts and deletes in flight on the driver's
 // pipelined path, then waits for them in order. Latency is measured from a
 // request's send to the return of its wait, so it includes queueing behind
 // earlier replies of the same window.
 func (w *worker) pipelined(ctx context.Context) {
 	p := w.r.pipe
-	waits := make([]func(context.Context) error, 0, w.r.cfg.Pipeline)
+	waits := make([]Waiter, 0, w.r.cfg.Pipeline)
+	errs := make([]error, 0, w.r.cfg.Pipeline)
 	starts := make([]time.Time, 0, w.r.cfg.Pipeline)
 	ops := make([]Op, 0, w.r.cfg.Pipeline)
 	for ctx.Err() == nil {
-		waits, starts, ops = waits[:0], starts[:0], ops[:0]
+		waits, errs, starts, ops = waits[:0], errs[:0], starts[:0], ops[:0]
 		for len(waits) < w.r.cfg.Pipeline && w.r.claim() {
 			starts = append(starts, time.Now())
 			op := w.next()
 			ops = append(ops, op)
+			var wt Waiter
+			var err error
 			switch op {
 			case OpGet:
-				waits = append(waits, p.GetAsync(ctx, w.key()))
+				wt = p.GetAsync(ctx, w.key())
 			case OpPut:
-				waits = append(waits, p.PutAsync(ctx, w.key(), w.r.value))
+				wt = p.PutAsync(ctx, w.key(), w.r.value)
+			case OpDelete:
+				wt = p.DeleteAsync(ctx, w.key())
 			default:
-				err := w.do(ctx, op)
-				waits = append(waits, func(context.Context) error { return err })
+				err = w.do(ctx, op)
 			}
+			waits, errs = append(waits, wt), append(errs, err)
 		}
 		if len(waits) == 0 {
 			return
 		}
 		for i, wait := range waits {
-			err := wait(ctx)
+			err := errs[i]
+			if wait != nil {
+				err = wait.Wait(w.r.waitCtx)
+			}
 			if err != nil && w.r.cfg.RetryUnavailable && Code(err) == codes.Unavailable && ctx.Err() == nil {
 				// Pipelined requests are not retried in flight; send this
 				// one again on its own, as a synchronous request would be.
@@ -336,7 +383,9 @@ func (w *worker) once(ctx context.Context, op Op) error {
 }
 
 // finish records one completed request. A request that failed once the
-// run was over was cut off by its end: neither a success nor an error.
+// run was cancelled (ctx, the caller's) was cut off: neither a success nor
+// an error. Requests in flight at the run's deadline are not cut off: they
+// count as they end.
 func (w *worker) finish(ctx context.Context, start time.Time, err error) {
 	w.r.done.Add(1)
 	if err != nil && ctx.Err() != nil {

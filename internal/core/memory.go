@@ -81,7 +81,7 @@ func (g *memoryGuard) lowWater() int64 { return g.limit - g.limit/16 }
 
 // entryGrowth is the most a put of key and value can add to MemoryUsage.
 func entryGrowth(key, value []byte) int64 {
-	return int64(len(key)+len(value)) + engine.EntryOverhead
+	return engine.EntryGrowth(len(key), len(value))
 }
 
 // admit reserves grow bytes for a write, or fails with ErrMemoryLimit. With

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"unsafe"
 )
 
 // OpType is the kind of a write operation.
@@ -175,38 +174,26 @@ func (s *Store) MarkApplied(index uint64) {
 }
 
 func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
-	old, exists := s.m[string(op.Key)]
-	e := newEntry(op.Key, op.Value)
-	e.create, e.mod, e.version = rev, rev, 1
-	e.access.Store(uint32(rev))
+	old, exists := s.m.getBytes(op.Key)
+	create, version := rev, int64(1)
 	if exists {
-		e.create = old.create
-		e.version = old.version + 1
+		create = old.create()
+		version = old.version() + 1
 		s.mem -= old.size()
 		if op.PrevKV {
 			r.Prev = []KeyValue{old.kv(false)}
 		}
 	}
-	// Assigning over an existing string key also replaces the map's stored
-	// key, so the old entry's buffer is not kept alive by the map.
-	s.m[e.key] = e
+	e := newEntry(op.Key, op.Value, create, rev, version)
+	e.access.Store(uint32(rev))
+	s.m.set(e)
 	s.tree.Set(e)
 	s.mem += e.size()
 	return true
 }
 
-// newEntry copies key and value into a single allocation: one malloc per
-// put, and the key sits next to its value in memory. A new buffer is used
-// even on overwrite so the old value bytes can be collected.
-func newEntry(key, value []byte) *entry {
-	buf := make([]byte, len(key)+len(value))
-	copy(buf, key)
-	copy(buf[len(key):], value)
-	return &entry{key: unsafe.String(&buf[0], len(key)), vlen: uint32(len(value))}
-}
-
 func (s *Store) deleteKey(op *Op, r *OpResult) bool {
-	old, exists := s.m[string(op.Key)]
+	old, exists := s.m.getBytes(op.Key)
 	if !exists {
 		return false
 	}
@@ -239,7 +226,7 @@ func (s *Store) deleteRange(op *Op, r *OpResult) bool {
 }
 
 func (s *Store) remove(e *entry) {
-	delete(s.m, e.key)
+	s.m.del(e.key())
 	s.tree.Delete(e)
 	s.mem -= e.size()
 }

@@ -29,8 +29,8 @@ func (s *Store) ApplyEvict(index uint64, keys []EvictKey) (evicted int, ok bool)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, k := range keys {
-		e, exists := s.m[string(k.Key)]
-		if !exists || e.mod != k.ModRevision {
+		e, exists := s.m.getBytes(k.Key)
+		if !exists || e.mod() != k.ModRevision {
 			continue
 		}
 		s.remove(e)
@@ -125,16 +125,16 @@ func (ev *Evictor) draw(s *Store, chosen map[string]struct{}) (candidate, int64,
 		if !ok {
 			continue
 		}
-		if _, dup := chosen[e.key]; dup {
+		if _, dup := chosen[e.key()]; dup {
 			continue
 		}
-		ev.insert(candidate{key: e.key, mod: e.mod, access: e.access.Load()}, now)
+		ev.insert(candidate{key: e.key(), mod: e.mod(), access: e.access.Load()}, now)
 	}
 	for len(ev.pool) > 0 {
 		c := ev.pool[len(ev.pool)-1]
 		ev.pool = ev.pool[:len(ev.pool)-1]
-		e, ok := s.m[c.key]
-		if !ok || e.mod != c.mod || e.access.Load() != c.access {
+		e, ok := s.m.get(c.key)
+		if !ok || e.mod() != c.mod || e.access.Load() != c.access {
 			continue // gone, rewritten or read since sampled
 		}
 		if _, dup := chosen[c.key]; dup {

@@ -77,7 +77,7 @@ func TestEvictorChoose(t *testing.T) {
 		s.Get(fmt.Appendf(nil, "k%03d", i))
 	}
 	ev := NewEvictor(1)
-	size := int64(4 + 10 + EntryOverhead)
+	size := entrySize(4, 10, 3)
 	keys := ev.Choose(s, 20*size, 1000)
 	if len(keys) != 20 {
 		t.Fatalf("chose %d keys for 20 entries' bytes", len(keys))
@@ -124,7 +124,7 @@ func TestEvictionHitRatio(t *testing.T) {
 		steps = 200_000
 	)
 	val := make([]byte, 100)
-	keySize := int64(16 + len(val) + EntryOverhead)
+	keySize := entrySize(16, len(val), 3)
 	limit := nKeys * keySize / 2
 
 	random := func(s *Store, r *rand.Rand, bytes int64) []EvictKey {
@@ -132,11 +132,11 @@ func TestEvictionHitRatio(t *testing.T) {
 		seen := map[string]bool{}
 		for freed := int64(0); freed < bytes; {
 			kv, ok := s.tree.GetAt(r.IntN(s.tree.Len()))
-			if !ok || seen[kv.key] {
+			if !ok || seen[kv.key()] {
 				continue
 			}
-			seen[kv.key] = true
-			out = append(out, EvictKey{Key: kv.keyBytes(), ModRevision: kv.mod})
+			seen[kv.key()] = true
+			out = append(out, EvictKey{Key: kv.keyBytes(), ModRevision: kv.mod()})
 			freed += kv.size()
 		}
 		return out
@@ -193,7 +193,7 @@ func TestEvictionHitRatio(t *testing.T) {
 				continue
 			}
 			hotWritten++
-			if _, ok := s.tree.Get(&entry{key: string(key(i))}); ok {
+			if _, ok := s.tree.Get(keyEntry(key(i))); ok {
 				hotLeft++
 			}
 		}

@@ -64,7 +64,7 @@ func (s *Store) rangeLocked(start, end []byte, opts RangeOptions) RangeResult {
 	res := RangeResult{Revision: s.rev.Load()}
 
 	if len(end) == 0 {
-		e, ok := s.m[string(start)]
+		e, ok := s.m.getBytes(start)
 		if !ok {
 			return res
 		}
@@ -120,7 +120,7 @@ func (s *Store) countRange(start, end []byte) int64 {
 func rank(tr *btree.BTreeG[*entry], key []byte) int {
 	return sort.Search(tr.Len(), func(i int) bool {
 		e, _ := tr.GetAt(i)
-		return e.key >= string(key)
+		return e.key() >= string(key)
 	})
 }
 
@@ -143,10 +143,10 @@ func ascendTree(tr *btree.BTreeG[*entry], start, end []byte, fn func(*entry) boo
 	if !all && string(end) <= string(start) {
 		return
 	}
-	pivot := &entry{key: string(start)}
+	pivot := keyEntry(start)
 	tr.Ascend(pivot, func(e *entry) bool {
 		// string(end) in a comparison does not allocate.
-		if !all && e.key >= string(end) {
+		if !all && e.key() >= string(end) {
 			return false
 		}
 		return fn(e)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"unsafe"
 )
 
 // ErrCorruptSnapshot wraps every Restore failure, whatever its cause
@@ -29,6 +28,7 @@ type decoder struct {
 	// the longest key seen rather than starting at MaxKeySize, so decoding
 	// a small snapshot allocates little.
 	scratch []byte
+	value   []byte // values up to readChunk, read here first, likewise
 }
 
 func (d *decoder) ReadByte() (byte, error) {
@@ -149,7 +149,7 @@ func decodeSnapshot(r io.Reader) (*Store, error) {
 	if size >= 0 {
 		hint = min(hint, uint64(size)/minEncodedEntry)
 	}
-	st := &Store{m: make(map[string]*entry, hint), tree: newTree()}
+	st := &Store{m: newIndex(int(hint)), tree: newTree()}
 	st.rev.Store(rev)
 	st.applied.Store(index)
 	var prev *entry
@@ -158,10 +158,10 @@ func decodeSnapshot(r io.Reader) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		if prev != nil && e.key <= prev.key {
+		if prev != nil && e.key() <= prev.key() {
 			return nil, fmt.Errorf("entry %d: keys not strictly increasing", i)
 		}
-		st.m[e.key] = e
+		st.m.set(e)
 		// Keys arrive sorted, so Load (append-optimised Set) is cheap.
 		st.tree.Load(e)
 		st.mem += e.size()
@@ -204,39 +204,40 @@ func (d *decoder) entry(i uint64, rev int64) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", i, err)
 	}
-	var e *entry
+	var value []byte
 	if vlen <= readChunk {
-		// Same single-allocation layout as Apply's newEntry.
-		buf := make([]byte, int(klen)+int(vlen))
-		copy(buf, key)
-		if err := d.readFull(buf[klen:]); err != nil {
+		if cap(d.value) < int(vlen) {
+			d.value = make([]byte, vlen)
+		}
+		value = d.value[:vlen]
+		if err := d.readFull(value); err != nil {
 			return nil, fmt.Errorf("entry %d value: %w", i, err)
 		}
-		e = &entry{key: unsafe.String(&buf[0], int(klen)), vlen: uint32(vlen)}
 	} else {
-		value, err := d.readBytes(int(vlen))
-		if err != nil {
+		// A large value is read in chunks first (bounded by the data
+		// present), then copied once into the entry.
+		if value, err = d.readBytes(int(vlen)); err != nil {
 			return nil, fmt.Errorf("entry %d value: %w", i, err)
 		}
-		// The entry layout needs key and value in one buffer; a large
-		// value is read in chunks first (bounded by the data present),
-		// then copied once.
-		e = newEntry(key, value)
 	}
-	if e.create, err = d.varint("create revision"); err != nil {
+	create, err := d.varint("create revision")
+	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", i, err)
 	}
-	if e.mod, err = d.varint("mod revision"); err != nil {
+	mod, err := d.varint("mod revision")
+	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", i, err)
 	}
-	if e.version, err = d.varint("version"); err != nil {
+	version, err := d.varint("version")
+	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", i, err)
 	}
-	if e.create < 1 || e.mod < e.create || e.mod > rev || e.version < 1 {
+	if create < 1 || mod < create || mod > rev || version < 1 {
 		return nil, fmt.Errorf("entry %d: invalid revisions create=%d mod=%d version=%d (store revision %d)",
-			i, e.create, e.mod, e.version, rev)
+			i, create, mod, version, rev)
 	}
+	e := newEntry(key, value, create, mod, version)
 	// No read history survives a restore: recency starts at the last write.
-	e.access.Store(uint32(e.mod))
+	e.access.Store(uint32(mod))
 	return e, nil
 }

@@ -97,18 +97,10 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	binary.BigEndian.PutUint64(hdr[off+18:], uint64(sn.tree.Len()))
 	cw.write(hdr[:])
 
-	var buf [3 * binary.MaxVarintLen64]byte
+	var rec []byte
 	sn.tree.Scan(func(e *entry) bool {
-		n := binary.PutUvarint(buf[:], uint64(len(e.key)))
-		cw.write(buf[:n])
-		cw.write(e.keyBytes())
-		n = binary.PutUvarint(buf[:], uint64(e.vlen))
-		cw.write(buf[:n])
-		cw.write(e.value())
-		n = binary.PutVarint(buf[:], e.create)
-		n += binary.PutVarint(buf[n:], e.mod)
-		n += binary.PutVarint(buf[n:], e.version)
-		cw.write(buf[:n])
+		rec = e.appendRecord(rec[:0])
+		cw.write(rec)
 		return cw.err == nil
 	})
 	if cw.err != nil {

@@ -6,73 +6,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/tidwall/btree"
 )
 
-// EntryOverhead is the heap cost of one entry beyond its key and value bytes:
-// the *entry struct (48 B size class), its map slot (string header + pointer
-// plus control bytes at the map's load factor), and its B-tree item slot.
-//
-// It was measured by TestEntryOverhead, which applies 100k entries with
-// 16-byte keys and values to a fresh Store and divides the runtime.MemStats
-// HeapAlloc growth (after GC), minus the key/value bytes, by the entry count:
-// ~95 B/entry on linux/amd64, Go 1.26 (48 B entry struct, ~35-45 B map slot
-// share, ~10 B B-tree slot). The map part swings with its growth cycle, and
-// the key+value buffer is rounded up to a malloc size class, so MemoryUsage
-// is a logical size for quotas and eviction, not exact heap accounting; it
-// is computed only in apply, so it is identical on every replica.
-const EntryOverhead = 96
-
-// entry is immutable once published: a modification installs a new *entry.
-// Snapshots share entries with the live tree, so mutating one in place would
-// corrupt every snapshot holding it. The one exception is access, a recency
-// hint outside the replicated state (never hashed, snapshotted or compared),
-// written atomically by readers.
-//
-// The key and value share one allocation (key first, value right after it),
-// so the value is found from the key's pointer and vlen: the struct is 48
-// bytes, one size class below the 64 a separate value slice would need.
-type entry struct {
-	key  string
-	vlen uint32
-	// access is the store revision (truncated to 32 bits) at the entry's
-	// last write or Get: the clock of approximate LRU eviction.
-	access  atomic.Uint32
-	create  int64
-	mod     int64
-	version int64
-}
-
-func (e *entry) size() int64 { return int64(len(e.key)) + int64(e.vlen) + EntryOverhead }
-
-// value returns the value bytes, which follow the key in the same buffer.
-// An empty value is an empty, non-nil slice.
-func (e *entry) value() []byte {
-	if e.vlen == 0 {
-		kb := e.keyBytes()
-		return kb[len(kb):]
-	}
-	p := unsafe.Add(unsafe.Pointer(unsafe.StringData(e.key)), len(e.key))
-	return unsafe.Slice((*byte)(p), e.vlen)
-}
-
-// keyBytes exposes the entry's key as a []byte without copying. Callers must
-// treat it as read-only; KeyValue documents that contract.
-func (e *entry) keyBytes() []byte {
-	return unsafe.Slice(unsafe.StringData(e.key), len(e.key))
-}
-
-func (e *entry) kv(keysOnly bool) KeyValue {
-	kv := KeyValue{Key: e.keyBytes(), CreateRevision: e.create, ModRevision: e.mod, Version: e.version}
-	if !keysOnly {
-		kv.Value = e.value()
-	}
-	return kv
-}
-
-func entryLess(a, b *entry) bool { return a.key < b.key }
+func entryLess(a, b *entry) bool { return a.key() < b.key() }
 
 func newTree() *btree.BTreeG[*entry] {
 	// NoLocks: the Store's RWMutex already serialises writers against readers,
@@ -98,7 +36,7 @@ type KeyValue struct {
 // single writer goroutine. Returned KeyValues alias engine memory (read-only).
 type Store struct {
 	mu   sync.RWMutex
-	m    map[string]*entry     // point reads; guarded by mu
+	m    index                 // point reads; guarded by mu
 	tree *btree.BTreeG[*entry] // ordered scans; guarded by mu
 	mem  int64                 // guarded by mu
 
@@ -113,13 +51,13 @@ type Store struct {
 
 // New returns an empty store at revision 0 and applied index 0.
 func New() *Store {
-	return &Store{m: make(map[string]*entry), tree: newTree()}
+	return &Store{m: newIndex(0), tree: newTree()}
 }
 
 // Get returns the current value of key. The result aliases engine memory.
 func (s *Store) Get(key []byte) (KeyValue, bool) {
 	s.mu.RLock()
-	e, ok := s.m[string(key)]
+	e, ok := s.m.getBytes(key)
 	s.mu.RUnlock()
 	if !ok {
 		return KeyValue{}, false
@@ -150,7 +88,7 @@ func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
 func (s *Store) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.m)
+	return s.m.len()
 }
 
 // MemoryUsage returns the logical size of the data: the sum over entries of
@@ -179,15 +117,15 @@ func hashTree(tr *btree.BTreeG[*entry], rev int64) uint64 {
 	h.Write(buf[:8])
 	tr.Scan(func(e *entry) bool {
 		// Length prefixes keep ("ab","c") and ("a","bc") distinct.
-		binary.BigEndian.PutUint64(buf[:8], uint64(len(e.key)))
+		binary.BigEndian.PutUint64(buf[:8], uint64(len(e.key())))
 		h.Write(buf[:8])
 		h.Write(e.keyBytes())
 		binary.BigEndian.PutUint64(buf[:8], uint64(e.vlen))
 		h.Write(buf[:8])
 		h.Write(e.value())
-		binary.BigEndian.PutUint64(buf[0:8], uint64(e.create))
-		binary.BigEndian.PutUint64(buf[8:16], uint64(e.mod))
-		binary.BigEndian.PutUint64(buf[16:24], uint64(e.version))
+		binary.BigEndian.PutUint64(buf[0:8], uint64(e.create()))
+		binary.BigEndian.PutUint64(buf[8:16], uint64(e.mod()))
+		binary.BigEndian.PutUint64(buf[16:24], uint64(e.version()))
 		h.Write(buf[:])
 		return true
 	})
@@ -204,7 +142,7 @@ func (s *Store) CheckConsistency() string { return s.checkConsistency() }
 func (s *Store) checkConsistency() string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.tree.Len() != len(s.m) {
+	if s.tree.Len() != s.m.len() {
 		return "tree and map sizes differ"
 	}
 	var mem int64
@@ -212,18 +150,18 @@ func (s *Store) checkConsistency() string {
 	first := true
 	bad := ""
 	s.tree.Scan(func(e *entry) bool {
-		if !first && strings.Compare(prev, e.key) >= 0 {
+		if !first && strings.Compare(prev, e.key()) >= 0 {
 			bad = "keys not strictly increasing"
 			return false
 		}
 		first = false
-		prev = e.key
-		if s.m[e.key] != e {
-			bad = "map and tree disagree on " + e.key
+		prev = e.key()
+		if got, _ := s.m.get(e.key()); got != e {
+			bad = "map and tree disagree on " + e.key()
 			return false
 		}
-		if e.key == "" || e.create < 1 || e.mod < e.create || e.version < 1 || e.mod > s.rev.Load() {
-			bad = "invalid entry " + e.key
+		if e.key() == "" || e.create() < 1 || e.mod() < e.create() || e.version() < 1 || e.mod() > s.rev.Load() {
+			bad = "invalid entry " + e.key()
 			return false
 		}
 		mem += e.size()

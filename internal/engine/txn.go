@@ -182,8 +182,8 @@ func (s *Store) ApplyTxn(index uint64, t *Txn) (TxnResult, bool, error) {
 func (s *Store) checkLocked(t *Txn) *Conflict {
 	for _, r := range t.Reads {
 		var mod int64
-		if e, ok := s.m[string(r.Key)]; ok {
-			mod = e.mod
+		if e, ok := s.m.getBytes(r.Key); ok {
+			mod = e.mod()
 		}
 		if mod != r.ModRevision {
 			return &Conflict{Key: r.Key}
@@ -194,7 +194,7 @@ func (s *Store) checkLocked(t *Txn) *Conflict {
 		var newer []byte
 		s.ascendRange(r.Key, r.End, func(e *entry) bool {
 			n++
-			if e.mod > r.MaxModRevision {
+			if e.mod() > r.MaxModRevision {
 				newer = e.keyBytes()
 				return false
 			}
@@ -211,7 +211,7 @@ func (s *Store) checkLocked(t *Txn) *Conflict {
 }
 
 func (s *Store) compareLocked(c *Compare) bool {
-	e, ok := s.m[string(c.Key)]
+	e, ok := s.m.getBytes(c.Key)
 	var cmp int
 	switch c.Target {
 	case CompareValue:
@@ -224,11 +224,11 @@ func (s *Store) compareLocked(c *Compare) bool {
 		if ok {
 			switch c.Target {
 			case CompareVersion:
-				field = e.version
+				field = e.version()
 			case CompareCreate:
-				field = e.create
+				field = e.create()
 			case CompareMod:
-				field = e.mod
+				field = e.mod()
 			}
 		}
 		switch {

@@ -48,9 +48,9 @@ type binaryConn struct {
 	base   context.Context
 	cancel context.CancelFunc
 
-	// reads are linearizable reads waiting for the next ReadIndex batch;
-	// owned by readLoop.
-	reads []readRequest
+	// reads are linearizable reads waiting for the next ReadIndex batch
+	// (nil when none); owned by readLoop.
+	reads *readBatch
 
 	// writes counts this connection's writes not yet answered; a
 	// transactional request waits for them so it runs after them.
@@ -101,10 +101,9 @@ func (c *binaryConn) release() {
 	c.s.core.Leave(true)
 }
 
-// sendAsync is send for replies completed off the read loop: it also wakes
-// writeLoop.
-func (c *binaryConn) sendAsync(frame func([]byte) []byte) {
-	c.send(frame)
+// wake tells writeLoop that replies completed off the read loop are
+// buffered.
+func (c *binaryConn) wake() {
 	select {
 	case c.kick <- struct{}{}:
 	default:

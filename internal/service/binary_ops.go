@@ -1,6 +1,8 @@
 package service
 
 import (
+	"context"
+	"sync"
 	"time"
 
 	"github.com/kvdb/kvdb/internal/core"
@@ -127,7 +129,21 @@ type readRequest struct {
 	id    uint64
 	r     core.RangeRequest // Key alone for a GET
 	start time.Time
+	// keyLen and endLen locate Key and End in the batch's keys, once the
+	// request is queued for a ReadIndex.
+	keyLen, endLen int
 }
+
+// readBatch is the linearizable reads of a connection that share one
+// ReadIndex: the requests and one buffer holding their keys (copied out of
+// the reader's buffer). Batches are pooled, so a steady stream of reads
+// allocates nothing.
+type readBatch struct {
+	reads []readRequest
+	keys  []byte
+}
+
+var readBatches = sync.Pool{New: func() any { return new(readBatch) }}
 
 // read validates a GET or RANGE and either serves it now (serializable) or
 // queues it for the next ReadIndex batch.
@@ -155,12 +171,15 @@ func (c *binaryConn) read(req *wire.Request) {
 		c.finish(core.Binary, coreOp(req), rr.start)
 		return
 	}
-	// One allocation holds both keys: they must outlive the reader's buffer.
-	buf := make([]byte, len(rr.r.Key)+len(rr.r.End))
-	copy(buf, rr.r.Key)
-	copy(buf[len(rr.r.Key):], rr.r.End)
-	rr.r.Key, rr.r.End = buf[:len(rr.r.Key):len(rr.r.Key)], buf[len(rr.r.Key):]
-	c.reads = append(c.reads, rr)
+	// The keys must outlive the reader's buffer: the batch's key buffer
+	// holds them, and dispatchReads points the requests into it.
+	if c.reads == nil {
+		c.reads = readBatches.Get().(*readBatch)
+	}
+	rr.keyLen, rr.endLen = len(rr.r.Key), len(rr.r.End)
+	c.reads.keys = append(append(c.reads.keys, rr.r.Key...), rr.r.End...)
+	rr.r.Key, rr.r.End = nil, nil
+	c.reads.reads = append(c.reads.reads, rr)
 }
 
 // finish records a finished operation's latency.
@@ -171,30 +190,46 @@ func (c *binaryConn) finish(p core.Protocol, op core.Op, start time.Time) {
 // dispatchReads starts one goroutine that confirms a read index for every
 // queued linearizable read and then answers them all.
 func (c *binaryConn) dispatchReads() {
-	if len(c.reads) == 0 {
+	batch := c.reads
+	if batch == nil {
 		return
 	}
-	reads, ctx := c.reads, c.ctx
 	c.reads = nil
+	keys := batch.keys
+	for i := range batch.reads {
+		rr := &batch.reads[i]
+		rr.r.Key = keys[:rr.keyLen:rr.keyLen]
+		rr.r.End = keys[rr.keyLen : rr.keyLen+rr.endLen : rr.keyLen+rr.endLen]
+		keys = keys[rr.keyLen+rr.endLen:]
+	}
 	c.b.wg.Add(1)
-	go func() {
-		defer c.b.wg.Done()
-		err := c.s.core.WaitRead(ctx, false)
-		c.mu.Lock()
-		for i := range reads {
-			if err != nil {
-				c.out = errorReply(reads[i].op, reads[i].id, err)(c.out)
-			} else {
-				c.out = c.appendRead(c.out, &reads[i])
-			}
+	go c.answerReads(c.ctx, batch)
+}
+
+// answerReads waits for one ReadIndex and answers every read of batch.
+func (c *binaryConn) answerReads(ctx context.Context, batch *readBatch) {
+	defer c.b.wg.Done()
+	reads := batch.reads
+	err := c.s.core.WaitRead(ctx, false)
+	c.mu.Lock()
+	for i := range reads {
+		if err != nil {
+			c.out = wire.AppendError(c.out, reads[i].op, reads[i].id, WireStatus(err), errorMessage(err))
+		} else {
+			c.out = c.appendRead(c.out, &reads[i])
 		}
-		c.mu.Unlock()
-		for i := range reads {
-			c.release()
-			c.finish(core.Binary, coreOpOf(reads[i].op), reads[i].start)
-		}
-		c.flush()
-	}()
+	}
+	c.mu.Unlock()
+	for i := range reads {
+		c.release()
+		c.finish(core.Binary, coreOpOf(reads[i].op), reads[i].start)
+	}
+	c.flush()
+	clear(reads)
+	if cap(batch.keys) <= 64<<10 && cap(reads) <= 4096 {
+		batch.reads, batch.keys = reads[:0], batch.keys[:0]
+		readBatches.Put(batch)
+	}
 }
 
 func coreOpOf(op wire.Opcode) core.Op {
@@ -255,11 +290,15 @@ func (c *binaryConn) write(req *wire.Request, prepare func() (core.Write, error)
 	// context ends that wait when the connection closes.
 	c.s.core.Submit(c.ctx, w, func(res core.WriteResult, err error) {
 		defer c.writes.Done()
+		c.mu.Lock()
 		if err != nil {
-			c.sendAsync(errorReply(op, id, err))
+			c.out = wire.AppendError(c.out, op, id, WireStatus(err), errorMessage(err))
 		} else {
-			c.sendAsync(func(b []byte) []byte { return appendWriteReply(b, op, id, &res) })
+			c.out = appendWriteReply(c.out, op, id, &res)
 		}
+		c.mu.Unlock()
+		c.release()
+		c.wake()
 		c.finish(core.Binary, cop, start)
 	})
 }

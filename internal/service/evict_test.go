@@ -19,10 +19,11 @@ import (
 const (
 	evictTestValue = 100
 	evictTestKey   = 16
-	// evictTestGrowth is one test put's logical size: the most one request
-	// of these tests adds to memory_usage.
-	evictTestGrowth = evictTestKey + evictTestValue + engine.EntryOverhead
 )
+
+// evictTestGrowth is one test put's logical size: the most one request of
+// these tests adds to memory_usage.
+var evictTestGrowth = engine.EntryGrowth(evictTestKey, evictTestValue)
 
 func evictTestKeyName(i int) []byte { return fmt.Appendf(nil, "key/%012d", i) }
 
@@ -75,7 +76,7 @@ func TestEvictionKeepsMemoryUnderLimit(t *testing.T) {
 
 	stop := make(chan struct{})
 	peak := sampleMemory(func() []*engine.Store { return []*engine.Store{n.srv.Store()} }, stop)
-	total := 3 * limit / evictTestGrowth
+	total := int(3 * limit / evictTestGrowth)
 	const workers = 8
 	var wg sync.WaitGroup
 	var rejected atomic.Int64
@@ -133,7 +134,7 @@ func TestNoEvictionRejectsWrites(t *testing.T) {
 	val := make([]byte, evictTestValue)
 	stored := 0
 	var err error
-	for i := range 2 * limit / evictTestGrowth {
+	for i := range int(2 * limit / evictTestGrowth) {
 		if _, err = n.kv.Put(ctx, &kvdbv1.PutRequest{Key: evictTestKeyName(i), Value: val}); err != nil {
 			break
 		}
@@ -142,7 +143,7 @@ func TestNoEvictionRejectsWrites(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("after %d puts: err %v, want RESOURCE_EXHAUSTED", stored, err)
 	}
-	if want := limit / evictTestGrowth; stored != want {
+	if want := int(limit / evictTestGrowth); stored != want {
 		t.Errorf("stored %d keys before the limit, want %d", stored, want)
 	}
 	// Batches are admitted by the same rule; deletes always are.
@@ -189,7 +190,7 @@ func TestClusterEvictionReplicasIdentical(t *testing.T) {
 		return out
 	}
 	val := make([]byte, evictTestValue)
-	perRound := 3 * limit / evictTestGrowth
+	perRound := int(3 * limit / evictTestGrowth)
 	write := func(first int, through func(i int) int) error {
 		const workers = 6
 		var wg sync.WaitGroup
