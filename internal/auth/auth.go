@@ -137,8 +137,10 @@ func isAll(end []byte) bool { return len(end) == 1 && end[0] == 0 }
 // called by the state machine only; the other methods are safe for
 // concurrent use from any goroutine.
 type Store struct {
-	// on mirrors enabled for the check every request makes, without the lock.
+	// on and revA mirror enabled and rev for the checks every request
+	// makes, without the lock.
 	on      atomic.Bool
+	revA    atomic.Uint64
 	mu      sync.RWMutex
 	enabled bool
 	secret  []byte
@@ -156,11 +158,7 @@ func NewStore() *Store {
 func (s *Store) Enabled() bool { return s.on.Load() }
 
 // Revision counts the auth changes applied.
-func (s *Store) Revision() uint64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.rev
-}
+func (s *Store) Revision() uint64 { return s.revA.Load() }
 
 // Apply applies one replicated change. An error means the change was
 // refused and nothing changed, identically on every replica.
@@ -172,6 +170,7 @@ func (s *Store) Apply(c *raftv1.AuthCommand) error {
 	}
 	s.on.Store(s.enabled)
 	s.rev++
+	s.revA.Store(s.rev)
 	if c.GetOp() == raftv1.AuthOp_AUTH_OP_USER_PASSWORD {
 		s.users[c.GetUser()].pwRev = s.rev
 	}
@@ -410,31 +409,37 @@ func sign(secret []byte, body string) string {
 
 // VerifyToken returns the user a token names, or ErrInvalidToken.
 func (s *Store) VerifyToken(token string, now time.Time) (string, error) {
+	name, _, err := s.VerifyTokenExpiry(token, now)
+	return name, err
+}
+
+// VerifyTokenExpiry is VerifyToken also returning when the token expires.
+func (s *Store) VerifyTokenExpiry(token string, now time.Time) (string, time.Time, error) {
 	i := strings.LastIndexByte(token, '.')
 	if i < 0 || len(token) > 1024 {
-		return "", ErrInvalidToken
+		return "", time.Time{}, ErrInvalidToken
 	}
 	body, mac := token[:i], token[i+1:]
 	parts := strings.Split(body, ".")
 	if len(parts) != 3 {
-		return "", ErrInvalidToken
+		return "", time.Time{}, ErrInvalidToken
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if len(s.secret) == 0 || !hmac.Equal([]byte(mac), []byte(sign(s.secret, body))) {
-		return "", ErrInvalidToken
+		return "", time.Time{}, ErrInvalidToken
 	}
 	nameB, err1 := base64.RawURLEncoding.DecodeString(parts[0])
 	pwRev, err2 := strconv.ParseUint(parts[1], 10, 64)
 	exp, err3 := strconv.ParseInt(parts[2], 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil || now.Unix() >= exp {
-		return "", ErrInvalidToken
+		return "", time.Time{}, ErrInvalidToken
 	}
 	u, ok := s.users[string(nameB)]
 	if !ok || u.pwRev != pwRev {
-		return "", ErrInvalidToken
+		return "", time.Time{}, ErrInvalidToken
 	}
-	return string(nameB), nil
+	return string(nameB), time.Unix(exp, 0), nil
 }
 
 // PasswordRevision returns the auth revision of name's last password
@@ -458,6 +463,19 @@ func (s *Store) IsRoot(name string) bool {
 	return ok && slices.Contains(u.roles, Root)
 }
 
+// Check is what one request's permission check needs under one read lock:
+// whether name still exists (and, for a session, still has password
+// revision rev) and whether it may do perm on key or [key, end).
+func (s *Store) Check(name string, rev uint64, session bool, perm Perm, key, end []byte) (valid, allowed bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[name]
+	if !ok || (session && u.pwRev != rev) {
+		return false, false
+	}
+	return true, s.allowedLocked(u, perm, key, end)
+}
+
 // Allowed reports whether name may do perm on key, or on every key of
 // [key, end) when end is set. Root may do everything.
 func (s *Store) Allowed(name string, perm Perm, key, end []byte) bool {
@@ -467,6 +485,10 @@ func (s *Store) Allowed(name string, perm Perm, key, end []byte) bool {
 	if !ok {
 		return false
 	}
+	return s.allowedLocked(u, perm, key, end)
+}
+
+func (s *Store) allowedLocked(u *user, perm Perm, key, end []byte) bool {
 	for _, r := range u.roles {
 		if r == Root {
 			return true
@@ -582,6 +604,7 @@ func (s *Store) Restore(st *raftv1.AuthState) error {
 	defer s.mu.Unlock()
 	s.enabled, s.secret, s.users, s.roles, s.rev = st.GetEnabled(), st.GetTokenSecret(), users, roles, st.GetRevision()
 	s.on.Store(s.enabled)
+	s.revA.Store(s.rev)
 	return nil
 }
 

@@ -117,16 +117,22 @@ func (c *Core) CheckAuthenticated(ctx context.Context) error {
 	return err
 }
 
-// authorize checks perm on key (end empty) or on every key of [key, end).
+// authorize checks perm on key (end empty) or on every key of [key, end),
+// and, for a session, that it is still valid: one look at the auth state.
 func (c *Core) authorize(ctx context.Context, perm auth.Perm, key, end []byte) error {
 	if !c.auth.Enabled() {
 		return nil
 	}
-	u, err := c.authenticated(ctx)
-	if err != nil {
-		return err
+	id, _ := ctx.Value(userKey{}).(identity)
+	if id.name == "" {
+		return ErrUnauthenticated
 	}
-	if !c.auth.Allowed(u, perm, key, end) {
+	u := id.name
+	valid, allowed := c.auth.Check(u, id.rev, id.session, perm, key, end)
+	if !valid {
+		return fmt.Errorf("%w (the user's password changed or the user was removed)", ErrUnauthenticated)
+	}
+	if !allowed {
 		if len(end) > 0 {
 			return fmt.Errorf("%w: user %q may not %s the range [%q, %q)", ErrPermissionDenied, u, perm, key, end)
 		}
@@ -151,9 +157,40 @@ func (c *Core) RequireRoot(ctx context.Context) error {
 	return nil
 }
 
-// VerifyToken returns the user a token names.
+// VerifyToken returns the user a token names. Tokens verified once are
+// remembered until they expire or the auth state changes (any change: a
+// password, a user, the secret), so a client's calls cost a map look-up,
+// not a signature check each.
 func (c *Core) VerifyToken(token string) (string, error) {
-	return c.auth.VerifyToken(token, time.Now())
+	now := time.Now()
+	rev := c.auth.Revision()
+	c.tokMu.RLock()
+	e, ok := c.tokens[token]
+	fresh := c.tokRev == rev
+	c.tokMu.RUnlock()
+	if ok && fresh && now.Before(e.exp) {
+		return e.name, nil
+	}
+	name, exp, err := c.auth.VerifyTokenExpiry(token, now)
+	if err != nil {
+		return "", err
+	}
+	c.tokMu.Lock()
+	if c.tokRev != rev || len(c.tokens) >= maxCachedTokens {
+		c.tokens, c.tokRev = make(map[string]cachedToken), rev
+	}
+	c.tokens[token] = cachedToken{name: name, exp: exp}
+	c.tokMu.Unlock()
+	return name, nil
+}
+
+// maxCachedTokens bounds the verified-token cache; past it the cache
+// starts over.
+const maxCachedTokens = 4096
+
+type cachedToken struct {
+	name string
+	exp  time.Time
 }
 
 // Authenticate checks a user's password and returns a token. from (the

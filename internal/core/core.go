@@ -110,6 +110,11 @@ type Core struct {
 	limiter      *auth.Limiter
 	authFailures atomic.Int64
 
+	// tokens caches verified tokens for the auth revision tokRev.
+	tokMu  sync.RWMutex
+	tokRev uint64
+	tokens map[string]cachedToken
+
 	limit    int64 // in-flight cap; <= 0: none
 	inflight atomic.Int64
 	capped   atomic.Int64 // operations counted against the cap
