@@ -14,7 +14,9 @@ func TestUsersAndPermissionsFlow(t *testing.T) {
 	startServer(t, addr, t.TempDir())
 	run := func(wantCode int, wantOut string, args ...string) string {
 		t.Helper()
-		out, errOut, code := ctl(t, addr, "", args...)
+		// A password is hashed (bcrypt) on a node that may share two
+		// loaded cores with the whole test suite: give each call room.
+		out, errOut, code := ctl(t, addr, "", append([]string{"--timeout", "60s"}, args...)...)
 		if code != wantCode || !strings.Contains(out+errOut, wantOut) {
 			t.Fatalf("kvdbctl %v: code %d (want %d), out %q err %q, want %q in them", args, code, wantCode, out, errOut, wantOut)
 		}
