@@ -37,6 +37,9 @@ type Decoded struct {
 	Groups [][]engine.Op
 	Auth   *raftv1.AuthCommand
 	RMW    *RMW
+	// RMWs holds, for a multi with read-modify-writes, RMWs[i] for each
+	// command i that is one (its Groups[i] is nil); nil when there are none.
+	RMWs []*RMW
 	// Errs holds, for a multi, the error of each command that did not
 	// decode or validate (nil entries for the others).
 	Errs []error
@@ -87,14 +90,22 @@ func (d *Decoder) decodeProto(data []byte) (Decoded, error) {
 	case *raftv1.Command_Multi:
 		cmds := c.Multi.GetCommands()
 		groups, errs := d.reset(len(cmds))
+		var rmws []*RMW
 		for i, sub := range cmds {
 			if _, nested := sub.GetOp().(*raftv1.Command_Multi); nested {
 				errs[i] = invalidf("nested multi command")
 				continue
 			}
+			if r, ok := sub.GetOp().(*raftv1.Command_Rmw); ok {
+				if rmws == nil {
+					rmws = make([]*RMW, len(cmds))
+				}
+				rmws[i], errs[i] = decodeRMW(r.Rmw)
+				continue
+			}
 			groups[i], errs[i] = decodeOps(sub, nil)
 		}
-		return Decoded{Kind: KindMulti, Groups: groups, Errs: errs}, nil
+		return Decoded{Kind: KindMulti, Groups: groups, Errs: errs, RMWs: rmws}, nil
 	}
 	ops, err := decodeOps(&cmd, d.ops[:0])
 	if err != nil {

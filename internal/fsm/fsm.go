@@ -105,6 +105,9 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 		}
 		return Result{Res: engine.Result{Revision: f.store.Revision()}}
 	case command.KindMulti:
+		if d.RMWs != nil {
+			return f.applyMultiRMW(index, d)
+		}
 		out := make([]Result, len(d.Groups))
 		res, _ := f.store.ApplyEach(index, d.Groups)
 		for i := range out {

@@ -23,7 +23,7 @@ func (f *FSM) applyRMW(index uint64, r *command.RMW) Result {
 	if index <= f.store.AppliedIndex() {
 		return Result{Res: engine.Result{Revision: f.store.Revision()}}
 	}
-	ops, out, err := computeRMW(f.store, r)
+	ops, out, err := computeRMW(f.store.Get, r)
 	if err != nil || len(ops) == 0 {
 		f.store.MarkApplied(index)
 		return Result{Res: engine.Result{Revision: f.store.Revision()}, Err: err, RMW: &out}
@@ -32,9 +32,34 @@ func (f *FSM) applyRMW(index uint64, r *command.RMW) Result {
 	return Result{Res: res, RMW: &out}
 }
 
-// computeRMW returns the writes r makes on the store's current state.
-func computeRMW(s *engine.Store, r *command.RMW) ([]engine.Op, RMWResult, error) {
-	cur, exists := s.Get(r.Key)
+// applyMultiRMW applies a coalesced entry that holds read-modify-writes:
+// each command in order at its own revision, a read-modify-write computed
+// from the state the commands before it left.
+func (f *FSM) applyMultiRMW(index uint64, d command.Decoded) Result {
+	out := make([]Result, len(d.Groups))
+	res, ok := f.store.ApplyEachWith(index, len(d.Groups), func(g int, get func([]byte) (engine.KeyValue, bool)) []engine.Op {
+		switch {
+		case d.Errs[g] != nil:
+			out[g].Err = d.Errs[g]
+			return nil
+		case d.RMWs[g] != nil:
+			ops, r, err := computeRMW(get, d.RMWs[g])
+			out[g].RMW, out[g].Err = &r, err
+			return ops
+		}
+		return d.Groups[g]
+	})
+	if ok {
+		for i := range out {
+			out[i].Res = res[i]
+		}
+	}
+	return Result{Res: engine.Result{Revision: f.store.Revision()}, Multi: out}
+}
+
+// computeRMW returns the writes r makes on the state get reads.
+func computeRMW(get func([]byte) (engine.KeyValue, bool), r *command.RMW) ([]engine.Op, RMWResult, error) {
+	cur, exists := get(r.Key)
 	put := func(v []byte) []engine.Op { return []engine.Op{{Type: engine.OpPut, Key: r.Key, Value: v}} }
 	switch r.Op {
 	case command.RMWIncrBy:
@@ -96,7 +121,7 @@ func computeRMW(s *engine.Store, r *command.RMW) ([]engine.Op, RMWResult, error)
 			return nil, RMWResult{N: 1}, nil
 		}
 		if r.OnlyIfAbsent {
-			if _, taken := s.Get(r.Dest); taken {
+			if _, taken := get(r.Dest); taken {
 				return nil, RMWResult{N: 0}, nil
 			}
 		}

@@ -111,3 +111,37 @@ func FuzzParseInt(f *testing.F) {
 		}
 	})
 }
+
+// TestApplyMultiWithRMW: read-modify-writes coalesced with puts see the
+// commands before them, each at its own revision; a refused one changes
+// nothing and leaves the others alone.
+func TestApplyMultiWithRMW(t *testing.T) {
+	store := engine.New()
+	f := New(store, nil, nil)
+	rmw := func(r command.RMW) []byte {
+		b, err := command.EncodeRMW(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	entry := command.EncodeMulti([][]byte{
+		command.EncodePut([]byte("n"), []byte("5"), false),
+		rmw(command.RMW{Op: command.RMWIncrBy, Key: []byte("n"), Delta: 2}),
+		command.EncodePut([]byte("s"), []byte("x"), false),
+		rmw(command.RMW{Op: command.RMWIncrBy, Key: []byte("s"), Delta: 1}),
+		rmw(command.RMW{Op: command.RMWAppend, Key: []byte("s"), Value: []byte("y")}),
+	}, ident)
+	r := f.Apply(1, entry).(Result)
+	if len(r.Multi) != 5 || r.Multi[1].RMW.N != 7 || r.Multi[1].Res.Revision != 2 ||
+		!errors.Is(r.Multi[3].Err, command.ErrNotInteger) || r.Multi[3].Res.Revision != 3 ||
+		r.Multi[4].RMW.N != 2 || r.Multi[4].Res.Revision != 4 {
+		t.Fatalf("%+v", r)
+	}
+	if kv, _ := store.Get([]byte("s")); string(kv.Value) != "xy" {
+		t.Fatalf("s = %q", kv.Value)
+	}
+	if r := f.Apply(1, entry).(Result); store.Revision() != 4 || len(r.Multi) != 5 {
+		t.Fatalf("replay changed the store: %+v", r)
+	}
+}

@@ -52,23 +52,23 @@ func init() {
 		{name: "del", arity: -2, fn: (*respConn).cmdDel, op: core.OpDelete, async: true, txn: true, firstKey: 1, lastKey: -1, step: 1, write: true},
 		{name: "unlink", arity: -2, fn: (*respConn).cmdDel, op: core.OpDelete, async: true, txn: true, firstKey: 1, lastKey: -1, step: 1, write: true},
 		{name: "exists", arity: -2, fn: (*respConn).cmdExists, op: core.OpGet, txn: true, firstKey: 1, lastKey: -1, step: 1},
-		{name: "incr", arity: 2, fn: (*respConn).cmdIncr, op: core.OpRMW, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "decr", arity: 2, fn: (*respConn).cmdIncr, op: core.OpRMW, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "incrby", arity: 3, fn: (*respConn).cmdIncr, op: core.OpRMW, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "decrby", arity: 3, fn: (*respConn).cmdIncr, op: core.OpRMW, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "incrbyfloat", arity: 3, fn: (*respConn).cmdIncrByFloat, op: core.OpRMW, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "append", arity: 3, fn: (*respConn).cmdAppend, op: core.OpRMW, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		{name: "incr", arity: 2, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		{name: "decr", arity: 2, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		{name: "incrby", arity: 3, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		{name: "decrby", arity: 3, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		{name: "incrbyfloat", arity: 3, fn: (*respConn).cmdIncrByFloat, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		{name: "append", arity: 3, fn: (*respConn).cmdAppend, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
 		{name: "strlen", arity: 2, fn: (*respConn).cmdStrlen, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1},
 		{name: "getrange", arity: 4, fn: (*respConn).cmdGetRange, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1},
 		{name: "substr", arity: 4, fn: (*respConn).cmdGetRange, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1},
-		{name: "setrange", arity: 4, fn: (*respConn).cmdSetRange, op: core.OpRMW, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		{name: "setrange", arity: 4, fn: (*respConn).cmdSetRange, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
 		{name: "type", arity: 2, fn: (*respConn).cmdType, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1},
 		{name: "keys", arity: 2, fn: (*respConn).cmdKeys, op: core.OpRange},
 		{name: "scan", arity: -2, fn: (*respConn).cmdScan, op: core.OpRange},
 		{name: "dbsize", arity: 1, fn: (*respConn).cmdDBSize, op: core.OpRange},
 		{name: "randomkey", arity: 1, fn: (*respConn).cmdRandomKey, op: core.OpRange},
-		{name: "rename", arity: 3, fn: (*respConn).cmdRename, op: core.OpRMW, firstKey: 1, lastKey: 2, step: 1, write: true},
-		{name: "renamenx", arity: 3, fn: (*respConn).cmdRename, op: core.OpRMW, firstKey: 1, lastKey: 2, step: 1, write: true},
+		{name: "rename", arity: 3, fn: (*respConn).cmdRename, op: core.OpRMW, async: true, firstKey: 1, lastKey: 2, step: 1, write: true},
+		{name: "renamenx", arity: 3, fn: (*respConn).cmdRename, op: core.OpRMW, async: true, firstKey: 1, lastKey: 2, step: 1, write: true},
 		{name: "flushdb", arity: -1, fn: (*respConn).cmdFlush, op: core.OpDelete, write: true},
 		{name: "flushall", arity: -1, fn: (*respConn).cmdFlush, op: core.OpDelete, write: true},
 		{name: "multi", arity: 1, fn: (*respConn).cmdMulti},
@@ -463,12 +463,21 @@ func (c *respConn) cmdIncr(args [][]byte) {
 		c.errorLine(msg)
 		return
 	}
-	n, err := c.s.core.IncrBy(c.ctx, args[1], delta)
-	if err != nil {
-		c.fail(err)
-		return
+	c.submitRMW(c.s.core.PrepareIncrBy(c.ctx, args[1], delta))('i')
+}
+
+// submitRMW submits a prepared read-modify-write, answered in order by
+// settle as kind says; a preparation error is answered at once, after the
+// writes before it.
+func (c *respConn) submitRMW(w core.Write, err error) func(kind byte) {
+	return func(kind byte) {
+		if err != nil {
+			c.settle()
+			c.fail(err)
+			return
+		}
+		c.submit(w, kind, time.Now())
 	}
-	c.int(n)
 }
 
 func (c *respConn) cmdIncrByFloat(args [][]byte) {
@@ -477,21 +486,11 @@ func (c *respConn) cmdIncrByFloat(args [][]byte) {
 		c.errorLine("ERR value is not a valid float")
 		return
 	}
-	v, err := c.s.core.IncrByFloat(c.ctx, args[1], d)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	c.bulk(v)
+	c.submitRMW(c.s.core.PrepareIncrByFloat(c.ctx, args[1], d))('f')
 }
 
 func (c *respConn) cmdAppend(args [][]byte) {
-	n, err := c.s.core.Append(c.ctx, args[1], args[2])
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	c.int(n)
+	c.submitRMW(c.s.core.PrepareAppend(c.ctx, args[1], args[2]))('i')
 }
 
 // getValue reads one key linearizably: its value and whether it exists,
@@ -559,12 +558,7 @@ func (c *respConn) cmdSetRange(args [][]byte) {
 		c.errorLine("ERR offset is out of range")
 		return
 	}
-	n, err := c.s.core.SetRange(c.ctx, args[1], off, args[3])
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	c.int(n)
+	c.submitRMW(c.s.core.PrepareSetRange(c.ctx, args[1], off, args[3]))('i')
 }
 
 // Keys.
@@ -583,15 +577,11 @@ func (c *respConn) cmdType(args [][]byte) {
 
 func (c *respConn) cmdRename(args [][]byte) {
 	nx := isArg(args[0], "renamenx")
-	done, err := c.s.core.Rename(c.ctx, args[1], args[2], nx)
-	switch {
-	case err != nil:
-		c.fail(err)
-	case nx:
-		c.bool(done)
-	default:
-		c.ok()
+	kind := byte('+')
+	if nx {
+		kind = 'b'
 	}
+	c.submitRMW(c.s.core.PrepareRename(c.ctx, args[1], args[2], nx))(kind)
 }
 
 // scanPage reads up to limit keys from `from` (inclusive; nil: the first

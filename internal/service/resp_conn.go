@@ -66,7 +66,10 @@ type respConn struct {
 // respSlot is one pending write's place in the reply order. done is made
 // once per slot and reused.
 type respSlot struct {
-	kind  byte // '+' OK, ':' the deleted count
+	// kind is the reply: '+' OK, ':' the deleted count, 'i' RMW.N, 'b'
+	// RMW.N as 0 or 1, 'f' RMW.Value as a bulk string.
+	kind  byte
+	val   []byte
 	start time.Time
 	op    core.Op
 	n     int64
@@ -172,6 +175,9 @@ func (c *respConn) submit(w core.Write, kind byte, start time.Time) {
 		sl := &respSlot{}
 		sl.done = func(r core.WriteResult, err error) {
 			sl.n, sl.err = r.Deleted, err
+			if sl.kind != ':' {
+				sl.n, sl.val = r.RMW.N, r.RMW.Value
+			}
 			c.s.core.Leave(true)
 			c.s.core.Observe(core.RESP, sl.op, sl.start)
 			if c.waiting.Add(-1) == 0 {
@@ -202,12 +208,16 @@ func (c *respConn) settle() {
 		switch {
 		case sl.err != nil:
 			c.out = resp.AppendError(c.out, respError(sl.err))
-		case sl.kind == ':':
+		case sl.kind == ':' || sl.kind == 'i':
 			c.out = resp.AppendInt(c.out, sl.n)
+		case sl.kind == 'b':
+			c.out = resp.AppendInt(c.out, min(sl.n, 1))
+		case sl.kind == 'f':
+			c.out = resp.AppendBulk(c.out, sl.val)
 		default:
 			c.out = resp.AppendSimple(c.out, "OK")
 		}
-		sl.err = nil
+		sl.err, sl.val = nil, nil
 	}
 	c.npend = 0
 }
