@@ -889,4 +889,3 @@ func matchClass(p []byte, ch byte) (int, bool) {
 	}
 	return i + 1, match != neg
 }
-

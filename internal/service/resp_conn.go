@@ -256,4 +256,3 @@ func (c *respConn) bool(b bool) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
