@@ -120,14 +120,15 @@ type Server struct {
 	binary      *binaryServer
 	resp        *respServer
 
-	conns atomic.Int64
-	mu    sync.Mutex
-	mux   *portMux
+	conns    atomic.Int64
+	mu       sync.Mutex
+	mux      *portMux
+	stopOnce sync.Once
+	stopC    chan struct{}
+	wg       sync.WaitGroup
+
 	// respListeners are the -resp-address listeners ServeRESP serves.
 	respListeners []net.Listener
-	stopOnce      sync.Once
-	stopC         chan struct{}
-	wg            sync.WaitGroup
 }
 
 // New opens the node's data directory, replays it and starts raft. The
