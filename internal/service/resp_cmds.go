@@ -154,13 +154,14 @@ func (c *respConn) dispatch(args [][]byte) {
 	}
 	start := time.Now()
 	pend := c.npend
+	c.op = cmd.op
 	cmd.fn(c, args)
 	if c.npend > pend {
 		return // submitted: the write's completion leaves and observes
 	}
 	c.s.core.Leave(true)
-	if cmd.op != 0 {
-		c.s.core.Observe(core.RESP, cmd.op, start)
+	if c.op != 0 {
+		c.s.core.Observe(core.RESP, c.op, start)
 	}
 }
 
@@ -265,6 +266,7 @@ func (c *respConn) cmdSet(args [][]byte) {
 
 // setCond is SET with NX, XX or GET: one conditional transaction.
 func (c *respConn) setCond(key, value []byte, o setOptions) {
+	c.op = core.OpExecute
 	req := core.ExecuteRequest{}
 	switch {
 	case o.nx:

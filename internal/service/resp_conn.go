@@ -55,9 +55,12 @@ type respConn struct {
 	watches map[string]int64
 	cursors respCursors
 
-	mu      sync.Mutex // guards name, lastCmd for CLIENT LIST
-	name    string
-	lastCmd string
+	// op, when a handler sets it, is the operation recorded instead of
+	// the command's (SET with options is an EXECUTE).
+	op core.Op
+
+	mu   sync.Mutex // guards name, read by CLIENT LIST
+	name string
 
 	closeOnce sync.Once
 	quit      bool

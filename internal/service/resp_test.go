@@ -291,6 +291,17 @@ func TestRESPPipelineAndTransactions(t *testing.T) {
 	if v := must(c.Get(ctx, "race").Result()); v != "200" {
 		t.Fatalf("race = %s", v)
 	}
+	// STATS and kvdb_operation_duration_seconds record RESP commands under
+	// core's operation names.
+	must(c.SetArgs(ctx, "nx-op", "1", redis.SetArgs{Mode: "NX"}).Result())
+	must(c.Del(ctx, "nx-op").Result())
+	n.srv.ops.mu.RLock()
+	defer n.srv.ops.mu.RUnlock()
+	for _, op := range []string{"GET", "PUT", "RMW", "BATCH", "EXECUTE", "COMMIT", "DELETE"} {
+		if n.srv.ops.ops[opKey{"resp", op}] == nil {
+			t.Errorf("no %s recorded for protocol resp", op)
+		}
+	}
 }
 
 // respConnT is a raw RESP connection speaking inline commands.
