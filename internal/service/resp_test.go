@@ -514,3 +514,25 @@ func BenchmarkRESPGetSet(b *testing.B) {
 }
 
 var _ = context.Background
+
+// TestRESPProtectedModeAndDetection: a refused Redis client reads -DENIED
+// with the protected-mode message; the sniffer hands "*" to RESP; a client
+// over -max-connections reads Redis's "max number of clients" error.
+func TestRESPProtectedModeAndDetection(t *testing.T) {
+	client, server := net.Pipe()
+	go refuseRESP(server)
+	defer client.Close()
+	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(client).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "-DENIED") || !strings.Contains(line, "-protected-mode=false") {
+		t.Fatalf("protected mode: %q %v", line, err)
+	}
+	for in, want := range map[string]protocol{"*": protoRESP, "*1\r\n$4\r\nPING\r\n": protoRESP, "PRI * HTTP/2.0": protoPending} {
+		if got := classifyOpening([]byte(in)); got != want {
+			t.Errorf("classifyOpening(%q) = %v, want %v", in, got, want)
+		}
+	}
+	if got := string(refusal(protoRESP, 0, wire.ServerHello{}, "too many")); got != "-ERR max number of clients reached: too many\r\n" {
+		t.Fatalf("refusal: %q", got)
+	}
+}
