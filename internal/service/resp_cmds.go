@@ -153,11 +153,10 @@ func (c *respConn) dispatch(args [][]byte) {
 		return
 	}
 	start := time.Now()
-	pend := c.npend
-	c.op = cmd.op
+	c.op, c.submitted = cmd.op, false
 	cmd.fn(c, args)
-	if c.npend > pend {
-		return // submitted: the write's completion leaves and observes
+	if c.submitted {
+		return // the write's completion leaves and observes
 	}
 	c.s.core.Leave(true)
 	if c.op != 0 {
@@ -700,6 +699,9 @@ func (c *respConn) cmdScan(args [][]byte) {
 			return
 		}
 	}
+	// A pattern's literal prefix bounds the keys read (and the permission
+	// needed).
+	prefix := globPrefix(pattern)
 	var from []byte
 	if cursor != 0 {
 		var ok bool
@@ -714,7 +716,7 @@ func (c *respConn) cmdScan(args [][]byte) {
 		return
 	}
 	var keys [][]byte
-	next, err := c.scanPage(from, nil, count, func(k []byte) {
+	next, err := c.scanPage(from, prefix, count, func(k []byte) {
 		if onlyStrings && (pattern == nil || globMatch(pattern, k)) {
 			keys = append(keys, k)
 		}

@@ -55,6 +55,9 @@ type respConn struct {
 	watches map[string]int64
 	cursors respCursors
 
+	// submitted: the command being dispatched went to the coalescer, whose
+	// completion leaves and observes it.
+	submitted bool
 	// op, when a handler sets it, is the operation recorded instead of
 	// the command's (SET with options is an EXECUTE).
 	op core.Op
@@ -194,6 +197,7 @@ func (c *respConn) submit(w core.Write, kind byte, start time.Time) {
 	}
 	sl := c.slots[c.npend]
 	c.npend++
+	c.submitted = true
 	sl.kind, sl.start, sl.op, sl.n, sl.err = kind, start, w.Op(), 0, nil
 	c.waiting.Add(1)
 	c.s.core.Submit(c.ctx, w, sl.done)

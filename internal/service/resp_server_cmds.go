@@ -236,6 +236,10 @@ func (c *respConn) cmdClient(args [][]byte) {
 	case "info":
 		c.out = resp.AppendVerbatim(c.out, c.clientLine()+"\n", c.resp3)
 	case "list":
+		if err := c.s.core.RequireRoot(c.ctx); err != nil {
+			c.fail(err)
+			return
+		}
 		var b strings.Builder
 		conns := c.r.clients()
 		sort.Slice(conns, func(i, j int) bool { return conns[i].id < conns[j].id })
@@ -351,6 +355,10 @@ func (c *respConn) configValues() [][2]string {
 }
 
 func (c *respConn) cmdConfig(args [][]byte) {
+	if err := c.s.core.RequireRoot(c.ctx); err != nil {
+		c.fail(err)
+		return
+	}
 	switch strings.ToLower(string(args[1])) {
 	case "get":
 		if len(args) < 3 {
@@ -381,6 +389,11 @@ func (c *respConn) cmdConfig(args [][]byte) {
 }
 
 func (c *respConn) cmdInfo(args [][]byte) {
+	// The node's state, like STATS: the root role when auth is on.
+	if err := c.s.core.RequireRoot(c.ctx); err != nil {
+		c.fail(err)
+		return
+	}
 	all := len(args) == 1
 	want := map[string]bool{}
 	for _, a := range args[1:] {

@@ -460,6 +460,17 @@ func TestRESPAuth(t *testing.T) {
 		t.Fatalf("incr as alice over HELLO AUTH = %d", v)
 	}
 	wantErr(t, alice.Incr(ctx, "nope").Err(), "NOPERM")
+	// A scan whose pattern stays in alice's prefix is allowed; INFO and
+	// CLIENT LIST, the node's state, need root.
+	if keys, _, err := alice.Scan(ctx, 0, "app/*", 10).Result(); err != nil || len(keys) != 1 {
+		t.Fatalf("scan app/*: %v %v", keys, err)
+	}
+	wantErr(t, alice.Scan(ctx, 0, "*", 10).Err(), "NOPERM")
+	wantErr(t, alice.Info(ctx).Err(), "NOPERM")
+	wantErr(t, alice.ClientList(ctx).Err(), "NOPERM")
+	root := redisClient(t, n.addr, 2, func(o *redis.Options) { o.Username, o.Password = "root", "rootpw" })
+	must(root.Info(ctx).Result())
+	must(root.ClientList(ctx).Result())
 }
 
 // BenchmarkRESPGetSet: pipelines of 16 GETs or SETs over one connection to
