@@ -15,7 +15,7 @@ GRPCURL_VERSION            := v1.9.3
 # lacks grpc; override with PYTHON=... only for one that has it.
 PYTHON        ?= /usr/bin/python3
 # The Debian packages generate-clients and test-clients need.
-CLIENT_DEBS   := protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf
+CLIENT_DEBS   := protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf python3-redis
 SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Loopback only: `make run` is for this machine (SECURITY.md).
@@ -35,7 +35,7 @@ FUZZMINIMIZETIME ?= 200x
 .PHONY: all build run run-server run-client test test-short test-coverage benchmark \
         generate check-generate lint tools fuzz clean test-linearizability \
         load-test stress-test bench-compare \
-        docker-build docker-up docker-down test-docker test-prometheus \
+        docker-build docker-up docker-down test-docker test-prometheus test-redis \
         client-deps generate-clients check-generate-clients test-clients breaking dev-certs
 
 all: build
@@ -109,6 +109,17 @@ test-prometheus:
 	  $(SUDO) env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 	CI=$${CI:-1} $(GO) test -count=1 -timeout 5m -run '^TestPrometheusScrapesCluster$$' -v ./test/e2e/
 
+## test-redis: real redis-cli scripts, redis-benchmark against a node and a
+## 3-node cluster, and kill -9 of a RESP write (Debian's redis-tools,
+## installed here when missing, like test-prometheus). `make test` runs the
+## same tests, which skip without redis-tools outside CI.
+test-redis:
+	@command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1 || { \
+	  echo "installing Debian's redis-tools package"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-tools; }
+	CI=$${CI:-1} $(GO) test -count=1 -timeout 5m -run '^TestRedis' -v ./test/e2e/
+
 ## Benchmarks and load tests (docs/benchmarks.md, README "Benchmarking").
 ## Each starts real kvdb-server processes on loopback through
 ## test/benchharness and kills them when done; every run is time-bounded.
@@ -170,7 +181,7 @@ check-generate: generate
 ## from Debian, installed with apt-get only when one of them is missing.
 client-deps:
 	@if command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null && \
-	    $(PYTHON) -c 'import grpc, google.protobuf' 2>/dev/null; then :; else \
+	    $(PYTHON) -c 'import grpc, google.protobuf, redis' 2>/dev/null; then :; else \
 	  echo "installing $(CLIENT_DEBS)"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(CLIENT_DEBS); \
 	fi

@@ -33,6 +33,9 @@ type config struct {
 	// MetricsAddress, when set, serves /metrics, /healthz and /readyz on a
 	// second, HTTP-only listener too.
 	MetricsAddress string
+	// RESPAddress, when set, serves the Redis protocol (inline commands
+	// too) on a listener of its own.
+	RESPAddress    string
 	SyncWrites     bool
 	DiskReserve    int64
 	WALSegmentSize int64
@@ -85,6 +88,7 @@ var envBindings = map[string]string{
 	"enable-raft":       "ENABLE_RAFT",
 	"enable-metrics":    "ENABLE_METRICS",
 	"metrics-address":   "METRICS_ADDRESS",
+	"resp-address":      "RESP_ADDRESS",
 	"sync-writes":       "SYNC_WRITES",
 	"advertise-address": "ADVERTISE_ADDRESS",
 	"join":              "JOIN",
@@ -143,6 +147,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&policy, "eviction-policy", string(service.EvictAllKeysLRU), "what happens at -max-memory: allkeys-lru (the leader evicts least recently used keys) or noeviction (writes fail with RESOURCE_EXHAUSTED) (env EVICTION_POLICY)")
 	fs.BoolVar(&c.EnableRaft, "enable-raft", false, "join the peers in -peers as a raft cluster (env ENABLE_RAFT); false runs a standalone node, still logged through raft's WAL")
 	fs.BoolVar(&c.EnableMetrics, "enable-metrics", true, "serve Prometheus /metrics on -address (env ENABLE_METRICS)")
+	fs.StringVar(&c.RESPAddress, "resp-address", "", "also serve the Redis protocol (RESP2/RESP3, inline commands too) on this address, e.g. 127.0.0.1:6379 (env RESP_ADDRESS); -address serves it too (docs/redis.md)")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", "", "also serve /metrics, /healthz and /readyz over plain HTTP on this address, e.g. 127.0.0.1:9100 (env METRICS_ADDRESS); needs -enable-metrics")
 	fs.BoolVar(&c.SyncWrites, "sync-writes", false, "fsync the WAL before acknowledging writes (env SYNC_WRITES); false fsyncs every -sync-interval")
 	fs.Var(&reserve, "disk-reserve", "space held in <data-dir>/space.reserve and freed when the disk fills, so writes in flight finish and reads go on; 0: none")
@@ -279,6 +284,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		if _, _, err := splitHostPort(c.MetricsAddress); err != nil {
 			return nil, fmt.Errorf("-metrics-address: %w", err)
+		}
+	}
+	if c.RESPAddress != "" {
+		if _, _, err := splitHostPort(c.RESPAddress); err != nil {
+			return nil, fmt.Errorf("-resp-address: %w", err)
 		}
 	}
 	if c.MaxMemory < 0 {

@@ -87,9 +87,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		log.Error("cannot listen", "address", cfg.Address, "err", err)
 		return exitFailed
 	}
-	var metricsLis, peerLis net.Listener
+	var metricsLis, peerLis, respLis net.Listener
 	closeListeners := func() {
-		for _, l := range []net.Listener{lis, metricsLis, peerLis} {
+		for _, l := range []net.Listener{lis, metricsLis, peerLis, respLis} {
 			if l != nil {
 				l.Close()
 			}
@@ -98,6 +98,13 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if cfg.MetricsAddress != "" {
 		if metricsLis, err = net.Listen("tcp", cfg.MetricsAddress); err != nil {
 			log.Error("cannot listen", "metrics_address", cfg.MetricsAddress, "err", err)
+			closeListeners()
+			return exitFailed
+		}
+	}
+	if cfg.RESPAddress != "" {
+		if respLis, err = net.Listen("tcp", cfg.RESPAddress); err != nil {
+			log.Error("cannot listen", "resp_address", cfg.RESPAddress, "err", err)
 			closeListeners()
 			return exitFailed
 		}
@@ -186,6 +193,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			"peer_tls", sec.peerServerTLS != nil, "peer_client_cert_auth", sec.PeerClientCertAuth)
 		go func() {
 			if err := srv.ServePeers(peerLis); err != nil {
+				serveErr <- err
+			}
+		}()
+	}
+	if respLis != nil {
+		log.Info("serving the Redis protocol", "resp_address", respLis.Addr().String())
+		go func() {
+			if err := srv.ServeRESP(respLis); err != nil {
 				serveErr <- err
 			}
 		}()

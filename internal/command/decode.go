@@ -23,6 +23,8 @@ const (
 	KindMulti
 	// KindAuth is a change of the users, roles or auth settings: Auth.
 	KindAuth
+	// KindRMW is a read-modify-write of one key: RMW.
+	KindRMW
 )
 
 // Decoded is one decoded entry. Keys and values alias the entry's bytes;
@@ -34,6 +36,10 @@ type Decoded struct {
 	Evict  []engine.EvictKey
 	Groups [][]engine.Op
 	Auth   *raftv1.AuthCommand
+	RMW    *RMW
+	// RMWs holds, for a multi with read-modify-writes, RMWs[i] for each
+	// command i that is one (its Groups[i] is nil); nil when there are none.
+	RMWs []*RMW
 	// Errs holds, for a multi, the error of each command that did not
 	// decode or validate (nil entries for the others).
 	Errs []error
@@ -75,17 +81,31 @@ func (d *Decoder) decodeProto(data []byte) (Decoded, error) {
 		return Decoded{Kind: KindEvict, Evict: keys}, nil
 	case *raftv1.Command_Auth:
 		return Decoded{Kind: KindAuth, Auth: c.Auth}, nil
+	case *raftv1.Command_Rmw:
+		r, err := decodeRMW(c.Rmw)
+		if err != nil {
+			return Decoded{}, err
+		}
+		return Decoded{Kind: KindRMW, RMW: r}, nil
 	case *raftv1.Command_Multi:
 		cmds := c.Multi.GetCommands()
 		groups, errs := d.reset(len(cmds))
+		var rmws []*RMW
 		for i, sub := range cmds {
 			if _, nested := sub.GetOp().(*raftv1.Command_Multi); nested {
 				errs[i] = invalidf("nested multi command")
 				continue
 			}
+			if r, ok := sub.GetOp().(*raftv1.Command_Rmw); ok {
+				if rmws == nil {
+					rmws = make([]*RMW, len(cmds))
+				}
+				rmws[i], errs[i] = decodeRMW(r.Rmw)
+				continue
+			}
 			groups[i], errs[i] = decodeOps(sub, nil)
 		}
-		return Decoded{Kind: KindMulti, Groups: groups, Errs: errs}, nil
+		return Decoded{Kind: KindMulti, Groups: groups, Errs: errs, RMWs: rmws}, nil
 	}
 	ops, err := decodeOps(&cmd, d.ops[:0])
 	if err != nil {

@@ -29,6 +29,8 @@ type pendingWrite struct {
 	done func(engine.Result, error)
 	// grow is the most the write adds to MemoryUsage (0 for deletes).
 	grow int64
+	// rmw, for a read-modify-write, receives its result before done.
+	rmw *fsm.RMWResult
 }
 
 // coalescer gathers independent writes from many callers into few raft
@@ -178,6 +180,9 @@ func (w *coalescer) await(batch []pendingWrite, p *raftnode.Proposal) {
 		if err == nil {
 			err = r.Err
 		}
+		if batch[0].rmw != nil && r.RMW != nil {
+			*batch[0].rmw = *r.RMW
+		}
 		batch[0].done(r.Res, err)
 		return
 	}
@@ -194,6 +199,9 @@ func (w *coalescer) await(batch []pendingWrite, p *raftnode.Proposal) {
 		return
 	}
 	for i, p := range batch {
+		if p.rmw != nil && r.Multi[i].RMW != nil {
+			*p.rmw = *r.Multi[i].RMW
+		}
 		p.done(r.Multi[i].Res, r.Multi[i].Err)
 	}
 }

@@ -21,6 +21,9 @@ const (
 	OpCommit
 	OpRollback
 	OpExecute
+	// OpRMW is a read-modify-write (IncrBy, IncrByFloat, Append, SetRange,
+	// Rename).
+	OpRMW
 	numOps
 )
 
@@ -28,6 +31,7 @@ var opNames = [numOps]string{
 	OpGet: "GET", OpPut: "PUT", OpDelete: "DELETE", OpRange: "RANGE", OpBatch: "BATCH",
 	OpBegin: "BEGIN", OpTxnGet: "TXN_GET", OpTxnRange: "TXN_RANGE", OpTxnPut: "TXN_PUT",
 	OpTxnDelete: "TXN_DELETE", OpCommit: "COMMIT", OpRollback: "ROLLBACK", OpExecute: "EXECUTE",
+	OpRMW: "RMW",
 }
 
 // String is the operation's STATS name (GET, PUT, COMMIT, ...).
@@ -54,6 +58,7 @@ type Protocol string
 const (
 	GRPC   Protocol = "grpc"
 	Binary Protocol = "binary"
+	RESP   Protocol = "resp"
 )
 
 // Observer records the latency of each finished operation (STATS and the

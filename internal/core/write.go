@@ -17,6 +17,7 @@ type Write struct {
 	data []byte
 	grow int64 // the most the write adds to MemoryUsage
 	puts int64 // puts of a batch
+	rmw  bool  // a read-modify-write: its result is WriteResult.RMW
 }
 
 // Op is the operation the write was prepared for.
@@ -32,6 +33,8 @@ type WriteResult struct {
 	Deleted int64
 	// Puts is the number of puts a batch applied.
 	Puts int64
+	// RMW is a read-modify-write's answer.
+	RMW RMWResult
 }
 
 // BatchOp is one operation of a batch.
@@ -123,12 +126,20 @@ func (c *Core) PrepareBatch(ctx context.Context, ops []BatchOp) (Write, error) {
 // block. Submit blocks only while the write queue is full or the write
 // waits for eviction to make room, until ctx ends.
 func (c *Core) Submit(ctx context.Context, w Write, done func(WriteResult, error)) {
-	err := c.writes.submit(ctx, pendingWrite{data: w.data, grow: w.grow, done: func(r engine.Result, err error) {
+	var rmw *fsm.RMWResult
+	if w.rmw {
+		rmw = new(fsm.RMWResult)
+	}
+	err := c.writes.submit(ctx, pendingWrite{data: w.data, grow: w.grow, rmw: rmw, done: func(r engine.Result, err error) {
 		if err != nil {
-			done(WriteResult{}, err)
+			done(WriteResult{}, rmwError(err))
 			return
 		}
-		done(w.result(r), nil)
+		res := w.result(r)
+		if rmw != nil {
+			res.RMW = *rmw
+		}
+		done(res, nil)
 	}})
 	if err != nil {
 		done(WriteResult{}, err)

@@ -31,6 +31,8 @@ type Result struct {
 	Txn *engine.TxnResult
 	// Multi holds one Result per command of a coalesced entry, in order.
 	Multi []Result
+	// RMW is set for a read-modify-write.
+	RMW *RMWResult
 }
 
 // FSM applies committed entries to the store. Its methods are called from
@@ -87,6 +89,8 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 			return Result{Res: res.Result, Err: command.Invalid(err)}
 		}
 		return Result{Res: res.Result, Txn: &res}
+	case command.KindRMW:
+		return f.applyRMW(index, d.RMW)
 	case command.KindAuth:
 		err := f.auth.Apply(d.Auth)
 		f.store.MarkApplied(index)
@@ -101,6 +105,9 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 		}
 		return Result{Res: engine.Result{Revision: f.store.Revision()}}
 	case command.KindMulti:
+		if d.RMWs != nil {
+			return f.applyMultiRMW(index, d)
+		}
 		out := make([]Result, len(d.Groups))
 		res, _ := f.store.ApplyEach(index, d.Groups)
 		for i := range out {

@@ -35,6 +35,9 @@ type serverMetrics struct {
 	snapshotSave    prometheus.Histogram
 	snapshotBytes   prometheus.Gauge
 	binaryRequests  [wire.LastOpcode + 1]prometheus.Counter
+	respCommands    map[string]prometheus.Counter
+	respUnknown     prometheus.Counter
+	respConnsTotal  prometheus.Counter
 	grpc            *grpcprom.ServerMetrics
 }
 
@@ -80,8 +83,21 @@ func newServerMetrics() *serverMetrics {
 	for op := wire.OpPing; op <= wire.LastOpcode; op++ {
 		m.binaryRequests[op] = reqs.WithLabelValues(op.String())
 	}
+	respReqs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kvdb_resp_commands_total",
+		Help: "Redis-protocol commands received, by command (unknown: not a command KVDB has).",
+	}, []string{"command"})
+	m.respCommands = make(map[string]prometheus.Counter, len(respCommands))
+	for name := range respCommands {
+		m.respCommands[name] = respReqs.WithLabelValues(name)
+	}
+	m.respUnknown = respReqs.WithLabelValues("unknown")
+	m.respConnsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kvdb_resp_connections_total",
+		Help: "Redis-protocol connections accepted (on -address and -resp-address).",
+	})
 	m.reg.MustRegister(m.leaderChanges, m.proposalsFailed, m.applyDuration, m.walFsync,
-		m.snapshotSave, m.snapshotBytes, reqs, m.grpc,
+		m.snapshotSave, m.snapshotBytes, reqs, respReqs, m.respConnsTotal, m.grpc,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -98,6 +114,15 @@ func (m *serverMetrics) WALSynced(d time.Duration) { m.walFsync.Observe(d.Second
 func (m *serverMetrics) SnapshotSaved(d time.Duration, bytes int64) {
 	m.snapshotSave.Observe(d.Seconds())
 	m.snapshotBytes.Set(float64(bytes))
+}
+
+// respCommand counts one Redis-protocol command (nil: unknown).
+func (m *serverMetrics) respCommand(cmd *respCommand) {
+	if cmd == nil {
+		m.respUnknown.Inc()
+		return
+	}
+	m.respCommands[cmd.name].Inc()
 }
 
 func (m *serverMetrics) binaryRequest(op wire.Opcode) {
@@ -171,6 +196,8 @@ func (s *Server) registerStateMetrics() {
 			func() float64 { return float64(s.conns.Load()) }),
 		gauge("kvdb_binary_connections", "Open binary-protocol connections.",
 			func() float64 { return float64(s.binary.connCount()) }),
+		gauge("kvdb_resp_connections", "Open Redis-protocol connections.",
+			func() float64 { return float64(s.resp.connCount()) }),
 		s.ops,
 	)
 }

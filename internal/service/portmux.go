@@ -132,6 +132,8 @@ func (m *portMux) detectAndServe(c net.Conn) {
 	switch p {
 	case protoBinary:
 		m.s.binary.serveConn(sc)
+	case protoRESP:
+		m.s.resp.serveConn(sc, false)
 	case protoGRPC:
 		m.grpcL.deliver(sc)
 	case protoHTTP1:

@@ -82,6 +82,8 @@ type Config struct {
 	AuthTokenTTL time.Duration
 	// Binary tunes the binary protocol served on the same port.
 	Binary BinaryConfig
+	// RESP tunes the Redis protocol (on the same port and -resp-address).
+	RESP RESPConfig
 	// MaxInFlightRequests caps the KV and transaction requests served at
 	// once over both transports; past it requests fail at once with
 	// RESOURCE_EXHAUSTED (ErrOverloaded). 0 means
@@ -120,6 +122,7 @@ type Server struct {
 	http        *http.Server
 	metricsHTTP *http.Server // --metrics-address, when ServeMetrics runs
 	binary      *binaryServer
+	resp        *respServer
 
 	conns    atomic.Int64
 	mu       sync.Mutex
@@ -127,6 +130,9 @@ type Server struct {
 	stopOnce sync.Once
 	stopC    chan struct{}
 	wg       sync.WaitGroup
+
+	// respListeners are the -resp-address listeners ServeRESP serves.
+	respListeners []net.Listener
 }
 
 // New opens the node's data directory, replays it and starts raft. The
@@ -194,6 +200,7 @@ func New(cfg Config) (*Server, error) {
 	s.buildPeerGRPC()
 	s.buildHTTP()
 	s.binary = newBinaryServer(s, cfg.Binary)
+	s.resp = newRESPServer(s, cfg.RESP)
 	s.registerStateMetrics()
 	s.wg.Add(1)
 	go s.healthLoop()
@@ -457,8 +464,12 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 		if s.mux != nil {
 			s.mux.close()
 		}
+		for _, l := range s.respListeners {
+			l.Close()
+		}
 		s.mu.Unlock()
 		s.binary.shutdown()
+		s.resp.shutdown()
 		s.core.Stop()
 		if !kill {
 			err = s.node.Stop()

@@ -36,10 +36,11 @@ const (
 	protoGRPC
 	protoHTTP1
 	protoHTTP2 // the HTTP/2 preface: frames follow (internal to the sniffer)
+	protoRESP  // the Redis protocol: a RESP array ("*"), what every Redis client sends
 )
 
 func (p protocol) String() string {
-	return [...]string{"pending", "none", "binary", "grpc", "http1", "http2"}[p]
+	return [...]string{"pending", "none", "binary", "grpc", "http1", "http2", "resp"}[p]
 }
 
 const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -50,6 +51,7 @@ var openings = []struct {
 	proto  protocol
 }{
 	{wire.Magic, protoBinary},
+	{"*", protoRESP},
 	{http2Preface, protoHTTP2},
 	{"GET ", protoHTTP1}, {"HEAD ", protoHTTP1}, {"POST ", protoHTTP1}, {"PUT ", protoHTTP1},
 	{"DELETE ", protoHTTP1}, {"OPTIONS ", protoHTTP1}, {"PATCH ", protoHTTP1},
@@ -278,6 +280,8 @@ func refusal(p protocol, stream uint32, hello wire.ServerHello, msg string) []by
 		ga := binary.BigEndian.AppendUint32(nil, stream)
 		ga = binary.BigEndian.AppendUint32(ga, h2ErrEnhanceYourCalm)
 		return appendH2Frame(b, h2FrameGoAway, 0, 0, append(ga, msg...))
+	case protoRESP:
+		return []byte("-ERR max number of clients reached: " + msg + "\r\n")
 	case protoHTTP1:
 		body := msg + "\n"
 		return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"+

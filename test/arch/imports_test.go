@@ -18,6 +18,7 @@ var rules = map[string][]string{
 	"internal/engine":   nil,
 	"internal/raftnode": {"gen/kvdb/raft/v1"},
 	"internal/wire":     nil,
+	"internal/resp":     nil,
 	"internal/command":  {"internal/engine", "gen/kvdb/raft/v1"},
 	"internal/auth":     {"gen/kvdb/raft/v1"},
 	"internal/fsm":      {"internal/auth", "internal/command", "internal/engine", "internal/raftnode", "gen/kvdb/raft/v1"},

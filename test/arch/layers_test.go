@@ -15,6 +15,7 @@ var transportImports = []string{
 	"google.golang.org/grpc",
 	module + "/gen/kvdb/v1",
 	module + "/internal/wire",
+	module + "/internal/resp",
 	module + "/internal/service",
 	"net/http",
 	"github.com/prometheus/",
@@ -56,9 +57,11 @@ var adapters = []struct {
 	banned []string
 }{
 	{"binary protocol", func(f string) bool { return strings.HasPrefix(f, "binary") },
-		[]string{"google.golang.org/grpc", module + "/gen/kvdb/v1"}},
+		[]string{"google.golang.org/grpc", module + "/gen/kvdb/v1", module + "/internal/resp"}},
 	{"gRPC", func(f string) bool { return f == "kv.go" || f == "txn_service.go" || f == "admin.go" },
-		[]string{module + "/internal/wire"}},
+		[]string{module + "/internal/wire", module + "/internal/resp"}},
+	{"Redis protocol", func(f string) bool { return strings.HasPrefix(f, "resp") },
+		[]string{"google.golang.org/grpc", module + "/gen/kvdb/v1", module + "/internal/wire"}},
 }
 
 func TestAdaptersDoNotImportEachOther(t *testing.T) {

@@ -144,7 +144,24 @@ func runCompare(ctx context.Context, o *options) error {
 				}
 				add(p.name, strings.ToUpper(string(op)), n, r)
 			}
+			// The Redis protocol, driven by redis-benchmark exactly as Redis
+			// is below.
+			var rs []*bench.Result
+			for range o.runs {
+				r, err := redisBench(ctx, kv.addrs[0], strings.ToUpper(string(op)), n*cmpClientsPerConn, o.duration)
+				if err != nil {
+					kv.stop()
+					return fmt.Errorf("kvdb-resp %s: %w", op, err)
+				}
+				rs = append(rs, r)
+			}
+			add("kvdb-resp", strings.ToUpper(string(op)), n, medianOf(rs))
 		}
+	}
+	targets, err := respTargets(ctx, "kvdb", kv.addrs[0], o)
+	if err != nil {
+		kv.stop()
+		return err
 	}
 	kv.stop()
 
@@ -185,7 +202,7 @@ func runCompare(ctx context.Context, o *options) error {
 		for _, op := range []string{"PUT", "GET"} {
 			var rs []*bench.Result
 			for range o.runs {
-				r, err := redisBench(ctx, rport, op, n*cmpClientsPerConn, o.duration)
+				r, err := redisBench(ctx, raddr, op, n*cmpClientsPerConn, o.duration)
 				if err != nil {
 					return fmt.Errorf("redis (log in %s): %w", redis.dir, err)
 				}
@@ -194,18 +211,82 @@ func runCompare(ctx context.Context, o *options) error {
 			add("redis", op, n, medianOf(rs))
 		}
 	}
+	t, err := respTargets(ctx, "redis", raddr, o)
+	if err != nil {
+		return err
+	}
+	targets = append(targets, t...)
 	redis.stop()
-	return writeReport(o, rows)
+
+	aaddr := freeAddr()
+	_, aport, _ := strings.Cut(aaddr, ":")
+	aof, err := start("redis-aof", "redis-server", "--port", aport, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", "{dir}")
+	if err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond)
+	t, err = respTargets(ctx, "redis-aof", aaddr, o)
+	aof.stop()
+	if err != nil {
+		return err
+	}
+	targets = append(targets, t...)
+	return writeReport(o, rows, targets)
+}
+
+// target is one run of the Redis-protocol target table: the same
+// redis-benchmark command against KVDB and Redis.
+type target struct {
+	system   string
+	test     string // SET, GET
+	pipeline int
+	rps      float64
+}
+
+// respTargetRequests is the -n of the target table's command.
+const respTargetRequests = 300_000
+
+// respTargets runs `redis-benchmark -c 50 -n 300000 -d 256 -r 10000 -t
+// set,get` without and with -P 16 against addr.
+func respTargets(ctx context.Context, system, addr string, o *options) ([]target, error) {
+	host, port, _ := strings.Cut(addr, ":")
+	n := respTargetRequests
+	if o.validate {
+		n /= 10
+	}
+	var out []target
+	for _, p := range []int{1, 16} {
+		cmd := exec.CommandContext(ctx, "redis-benchmark", "-h", host, "-p", port, "-c", "50", "-n", strconv.Itoa(n),
+			"-d", "256", "-r", "10000", "-P", strconv.Itoa(p), "-t", "set,get", "--csv")
+		raw, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("%s: redis-benchmark: %w", system, err)
+		}
+		recs, err := csv.NewReader(bytes.NewReader(raw)).ReadAll()
+		if err != nil {
+			return nil, fmt.Errorf("%s: redis-benchmark output: %q", system, raw)
+		}
+		for _, rec := range recs[1:] {
+			if len(rec) < 2 {
+				continue
+			}
+			rps, _ := strconv.ParseFloat(rec[1], 64)
+			out = append(out, target{system: system, test: rec[0], pipeline: p, rps: rps})
+			fmt.Printf("%-12s %-4s -P %-2d %10.0f req/s\n", system, rec[0], p, rps)
+		}
+	}
+	return out, nil
 }
 
 // redisBench runs redis-benchmark with the comparison's shape: clients
 // connections (Redis has one client per connection), pipelining, 256-byte
 // values over 10,000 random keys. The request count is sized from a short
 // probe so the run lasts about d.
-func redisBench(ctx context.Context, port, op string, clients int, d time.Duration) (*bench.Result, error) {
+func redisBench(ctx context.Context, addr, op string, clients int, d time.Duration) (*bench.Result, error) {
 	test := map[string]string{"PUT": "set", "GET": "get"}[op]
+	host, port, _ := strings.Cut(addr, ":")
 	run := func(n int) (float64, float64, error) {
-		cmd := exec.CommandContext(ctx, "redis-benchmark", "-h", "127.0.0.1", "-p", port, "-c", strconv.Itoa(clients), "-n", strconv.Itoa(n),
+		cmd := exec.CommandContext(ctx, "redis-benchmark", "-h", host, "-p", port, "-c", strconv.Itoa(clients), "-n", strconv.Itoa(n),
 			"-d", strconv.Itoa(cmpValueSize), "-r", strconv.Itoa(cmpKeys), "-P", strconv.Itoa(cmpPipeline), "-t", test, "--csv")
 		out, err := cmd.Output()
 		if err != nil {
@@ -236,7 +317,7 @@ func redisBench(ctx context.Context, port, op string, clients int, d time.Durati
 	return &bench.Result{OpsPerSec: rps, P99Us: p99}, nil
 }
 
-func writeReport(o *options, rows []row) error {
+func writeReport(o *options, rows []row, targets []target) error {
 	var b strings.Builder
 	b.WriteString("# KVDB beside Redis and etcd\n\n")
 	if o.validate {
@@ -254,7 +335,7 @@ func writeReport(o *options, rows []row) error {
 	b.WriteString("## Commands\n\n```\nmake bench-compare                 # all of the below, writes this file\n" +
 		"kvdbctl bench --protocol binary --op put --connections N --clients 4N --pipeline 16 --value-size 256 --keys 10000\n" +
 		"kvdbctl bench --protocol grpc   --op put --connections N --clients 4N --value-size 256 --keys 10000\n" +
-		"redis-benchmark -c 4N -P 16 -d 256 -r 10000 -t set,get --csv\n" +
+		"redis-benchmark -c 4N -P 16 -d 256 -r 10000 -t set,get --csv   # Redis, and KVDB's Redis protocol (kvdb-resp)\n" +
 		"etcd: the same Go loop (internal/bench) over go.etcd.io/etcd/client/v3, N clients, 4N workers\n```\n\n")
 	b.WriteString("## Results\n\nRatio is KVDB binary ÷ the row's system (above 1: KVDB is faster).\n\n| System | Op | Connections | ops/s | p99 (µs) | ratio |\n|---|---|---|---|---|---|\n")
 	ref := map[string]float64{}
@@ -270,6 +351,7 @@ func writeReport(o *options, rows []row) error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %s |\n", r.system, r.op, r.conns, r.opsPerSec, r.p99us, ratio)
 	}
+	writeTargets(&b, targets)
 	svgName := strings.TrimSuffix(filepath.Base(o.out), ".md") + "-throughput.svg"
 	fmt.Fprintf(&b, "\n## Throughput against connections (PUT)\n\n![PUT throughput against connections](%s)\n", svgName)
 	if err := os.WriteFile(filepath.Join(filepath.Dir(o.out), svgName), []byte(chart(rows, "PUT")), 0o644); err != nil {
@@ -295,4 +377,38 @@ func kernel() string {
 		return "unknown kernel"
 	}
 	return "Linux " + strings.TrimSpace(string(b))
+}
+
+// writeTargets writes the Redis-protocol target table: KVDB and Redis
+// under the very same redis-benchmark command.
+func writeTargets(b *strings.Builder, targets []target) {
+	if len(targets) == 0 {
+		return
+	}
+	b.WriteString("\n## The Redis protocol: the same redis-benchmark for KVDB and Redis\n\n" +
+		"```\nredis-benchmark -c 50 -n 300000 -d 256 -r 10000 -t set,get --csv          # unpipelined\n" +
+		"redis-benchmark -c 50 -n 300000 -d 256 -r 10000 -t set,get -P 16 --csv    # pipelined\n```\n\n" +
+		"KVDB is the node above (one node, its default flags); redis is Redis without persistence, redis-aof Redis with " +
+		"`--appendonly yes --appendfsync everysec`. Ratio is KVDB ÷ that Redis.\n\n" +
+		"| Test | -P | KVDB req/s | Redis req/s | ratio | Redis AOF req/s | ratio |\n|---|---|---|---|---|---|---|\n")
+	get := func(system, test string, p int) float64 {
+		for _, t := range targets {
+			if t.system == system && t.test == test && t.pipeline == p {
+				return t.rps
+			}
+		}
+		return 0
+	}
+	ratio := func(a, b float64) string {
+		if a == 0 || b == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f×", a/b)
+	}
+	for _, p := range []int{1, 16} {
+		for _, test := range []string{"SET", "GET"} {
+			k, r, a := get("kvdb", test, p), get("redis", test, p), get("redis-aof", test, p)
+			fmt.Fprintf(b, "| %s | %d | %.0f | %.0f | %s | %.0f | %s |\n", test, p, k, r, ratio(k, r), a, ratio(k, a))
+		}
+	}
 }

@@ -377,3 +377,21 @@ func TestDocsGRPCurlLines(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisPy runs redis-py (Debian's python3-redis) against a node's
+// Redis protocol on the node's port: GET/SET/MSET/INCR, a pipeline, MULTI/EXEC
+// and a WATCH conflict, in RESP2 and RESP3.
+func TestRedisPy(t *testing.T) {
+	py := os.Getenv("PYTHON")
+	if py == "" {
+		py = "/usr/bin/python3"
+	}
+	if out, err := exec.Command(py, "-c", "import redis").CombinedOutput(); err != nil {
+		need(t, "%s cannot import redis (Debian's python3-redis): %v\n%s", py, err, out)
+	}
+	addr := startNode(t)
+	out, code := run(t, nil, py, "test/clients/python/test_redis_py.py", addr)
+	if code != 0 || !strings.Contains(out, "redis-py ok") {
+		t.Fatalf("redis-py exited %d:\n%s", code, out)
+	}
+}

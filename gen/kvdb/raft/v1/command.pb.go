@@ -21,6 +21,71 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RmwOp is how a RmwCommand computes the new value.
+type RmwOp int32
+
+const (
+	// RMW_OP_UNSPECIFIED is refused.
+	RmwOp_RMW_OP_UNSPECIFIED RmwOp = 0
+	// RMW_OP_INCR_BY adds delta to the decimal integer value (absent: 0).
+	RmwOp_RMW_OP_INCR_BY RmwOp = 1
+	// RMW_OP_INCR_BY_FLOAT adds float_delta to the decimal number value.
+	RmwOp_RMW_OP_INCR_BY_FLOAT RmwOp = 2
+	// RMW_OP_APPEND appends value.
+	RmwOp_RMW_OP_APPEND RmwOp = 3
+	// RMW_OP_SET_RANGE overwrites the value from offset, zero-padding.
+	RmwOp_RMW_OP_SET_RANGE RmwOp = 4
+	// RMW_OP_RENAME moves key's value to dest.
+	RmwOp_RMW_OP_RENAME RmwOp = 5
+)
+
+// Enum value maps for RmwOp.
+var (
+	RmwOp_name = map[int32]string{
+		0: "RMW_OP_UNSPECIFIED",
+		1: "RMW_OP_INCR_BY",
+		2: "RMW_OP_INCR_BY_FLOAT",
+		3: "RMW_OP_APPEND",
+		4: "RMW_OP_SET_RANGE",
+		5: "RMW_OP_RENAME",
+	}
+	RmwOp_value = map[string]int32{
+		"RMW_OP_UNSPECIFIED":   0,
+		"RMW_OP_INCR_BY":       1,
+		"RMW_OP_INCR_BY_FLOAT": 2,
+		"RMW_OP_APPEND":        3,
+		"RMW_OP_SET_RANGE":     4,
+		"RMW_OP_RENAME":        5,
+	}
+)
+
+func (x RmwOp) Enum() *RmwOp {
+	p := new(RmwOp)
+	*p = x
+	return p
+}
+
+func (x RmwOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RmwOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_kvdb_raft_v1_command_proto_enumTypes[0].Descriptor()
+}
+
+func (RmwOp) Type() protoreflect.EnumType {
+	return &file_kvdb_raft_v1_command_proto_enumTypes[0]
+}
+
+func (x RmwOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RmwOp.Descriptor instead.
+func (RmwOp) EnumDescriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{0}
+}
+
 // TxnCompareTarget is the key field a compare reads.
 type TxnCompareTarget int32
 
@@ -66,11 +131,11 @@ func (x TxnCompareTarget) String() string {
 }
 
 func (TxnCompareTarget) Descriptor() protoreflect.EnumDescriptor {
-	return file_kvdb_raft_v1_command_proto_enumTypes[0].Descriptor()
+	return file_kvdb_raft_v1_command_proto_enumTypes[1].Descriptor()
 }
 
 func (TxnCompareTarget) Type() protoreflect.EnumType {
-	return &file_kvdb_raft_v1_command_proto_enumTypes[0]
+	return &file_kvdb_raft_v1_command_proto_enumTypes[1]
 }
 
 func (x TxnCompareTarget) Number() protoreflect.EnumNumber {
@@ -79,7 +144,7 @@ func (x TxnCompareTarget) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TxnCompareTarget.Descriptor instead.
 func (TxnCompareTarget) EnumDescriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{0}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
 }
 
 // TxnCompareOperator relates the field to the operand.
@@ -127,11 +192,11 @@ func (x TxnCompareOperator) String() string {
 }
 
 func (TxnCompareOperator) Descriptor() protoreflect.EnumDescriptor {
-	return file_kvdb_raft_v1_command_proto_enumTypes[1].Descriptor()
+	return file_kvdb_raft_v1_command_proto_enumTypes[2].Descriptor()
 }
 
 func (TxnCompareOperator) Type() protoreflect.EnumType {
-	return &file_kvdb_raft_v1_command_proto_enumTypes[1]
+	return &file_kvdb_raft_v1_command_proto_enumTypes[2]
 }
 
 func (x TxnCompareOperator) Number() protoreflect.EnumNumber {
@@ -140,7 +205,7 @@ func (x TxnCompareOperator) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TxnCompareOperator.Descriptor instead.
 func (TxnCompareOperator) EnumDescriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 // TxnOpType is the kind of a transaction operation.
@@ -184,11 +249,11 @@ func (x TxnOpType) String() string {
 }
 
 func (TxnOpType) Descriptor() protoreflect.EnumDescriptor {
-	return file_kvdb_raft_v1_command_proto_enumTypes[2].Descriptor()
+	return file_kvdb_raft_v1_command_proto_enumTypes[3].Descriptor()
 }
 
 func (TxnOpType) Type() protoreflect.EnumType {
-	return &file_kvdb_raft_v1_command_proto_enumTypes[2]
+	return &file_kvdb_raft_v1_command_proto_enumTypes[3]
 }
 
 func (x TxnOpType) Number() protoreflect.EnumNumber {
@@ -197,7 +262,7 @@ func (x TxnOpType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TxnOpType.Descriptor instead.
 func (TxnOpType) EnumDescriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 // Command is the payload of one raft log entry: a write that every replica
@@ -215,6 +280,7 @@ type Command struct {
 	//	*Command_Multi
 	//	*Command_Evict
 	//	*Command_Auth
+	//	*Command_Rmw
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -320,6 +386,15 @@ func (x *Command) GetAuth() *AuthCommand {
 	return nil
 }
 
+func (x *Command) GetRmw() *RmwCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Rmw); ok {
+			return x.Rmw
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -359,6 +434,11 @@ type Command_Auth struct {
 	Auth *AuthCommand `protobuf:"bytes,7,opt,name=auth,proto3,oneof"`
 }
 
+type Command_Rmw struct {
+	// rmw reads one key and writes the value computed from it.
+	Rmw *RmwCommand `protobuf:"bytes,12,opt,name=rmw,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_Delete) isCommand_Op() {}
@@ -372,6 +452,130 @@ func (*Command_Multi) isCommand_Op() {}
 func (*Command_Evict) isCommand_Op() {}
 
 func (*Command_Auth) isCommand_Op() {}
+
+func (*Command_Rmw) isCommand_Op() {}
+
+// RmwCommand is a read-modify-write of one key (two for a rename), computed
+// by the state machine from the value the key has when the entry is
+// applied, so it is atomic and identical on every replica: INCRBY,
+// INCRBYFLOAT, APPEND, SETRANGE and RENAME of the Redis protocol.
+type RmwCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// op says how the new value is computed.
+	Op RmwOp `protobuf:"varint,1,opt,name=op,proto3,enum=kvdb.raft.v1.RmwOp" json:"op,omitempty"`
+	// key is the key read and written (the source of a rename).
+	Key []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// delta is added by RMW_OP_INCR_BY.
+	Delta int64 `protobuf:"varint,3,opt,name=delta,proto3" json:"delta,omitempty"`
+	// float_delta is added by RMW_OP_INCR_BY_FLOAT.
+	FloatDelta float64 `protobuf:"fixed64,4,opt,name=float_delta,json=floatDelta,proto3" json:"float_delta,omitempty"`
+	// value is appended (RMW_OP_APPEND) or written at offset (RMW_OP_SET_RANGE).
+	Value []byte `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	// offset is where RMW_OP_SET_RANGE writes value.
+	Offset int64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	// dest is the key a rename moves key to.
+	Dest []byte `protobuf:"bytes,7,opt,name=dest,proto3" json:"dest,omitempty"`
+	// only_if_absent makes a rename do nothing when dest exists.
+	OnlyIfAbsent bool `protobuf:"varint,8,opt,name=only_if_absent,json=onlyIfAbsent,proto3" json:"only_if_absent,omitempty"`
+	// max_value_size is the largest value the write may produce; a larger
+	// one is refused.
+	MaxValueSize  int64 `protobuf:"varint,9,opt,name=max_value_size,json=maxValueSize,proto3" json:"max_value_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RmwCommand) Reset() {
+	*x = RmwCommand{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RmwCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RmwCommand) ProtoMessage() {}
+
+func (x *RmwCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RmwCommand.ProtoReflect.Descriptor instead.
+func (*RmwCommand) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RmwCommand) GetOp() RmwOp {
+	if x != nil {
+		return x.Op
+	}
+	return RmwOp_RMW_OP_UNSPECIFIED
+}
+
+func (x *RmwCommand) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RmwCommand) GetDelta() int64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *RmwCommand) GetFloatDelta() float64 {
+	if x != nil {
+		return x.FloatDelta
+	}
+	return 0
+}
+
+func (x *RmwCommand) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *RmwCommand) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *RmwCommand) GetDest() []byte {
+	if x != nil {
+		return x.Dest
+	}
+	return nil
+}
+
+func (x *RmwCommand) GetOnlyIfAbsent() bool {
+	if x != nil {
+		return x.OnlyIfAbsent
+	}
+	return false
+}
+
+func (x *RmwCommand) GetMaxValueSize() int64 {
+	if x != nil {
+		return x.MaxValueSize
+	}
+	return 0
+}
 
 // EvictCommand is the leader's eviction decision: keys chosen by approximate
 // LRU to bring the logical memory usage under the limit. Replicas never
@@ -389,7 +593,7 @@ type EvictCommand struct {
 
 func (x *EvictCommand) Reset() {
 	*x = EvictCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +605,7 @@ func (x *EvictCommand) String() string {
 func (*EvictCommand) ProtoMessage() {}
 
 func (x *EvictCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[1]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +618,7 @@ func (x *EvictCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictCommand.ProtoReflect.Descriptor instead.
 func (*EvictCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *EvictCommand) GetKeys() []*EvictKey {
@@ -437,7 +641,7 @@ type EvictKey struct {
 
 func (x *EvictKey) Reset() {
 	*x = EvictKey{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +653,7 @@ func (x *EvictKey) String() string {
 func (*EvictKey) ProtoMessage() {}
 
 func (x *EvictKey) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +666,7 @@ func (x *EvictKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictKey.ProtoReflect.Descriptor instead.
 func (*EvictKey) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *EvictKey) GetKey() []byte {
@@ -494,7 +698,7 @@ type MultiCommand struct {
 
 func (x *MultiCommand) Reset() {
 	*x = MultiCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +710,7 @@ func (x *MultiCommand) String() string {
 func (*MultiCommand) ProtoMessage() {}
 
 func (x *MultiCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +723,7 @@ func (x *MultiCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MultiCommand.ProtoReflect.Descriptor instead.
 func (*MultiCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MultiCommand) GetCommands() []*Command {
@@ -544,7 +748,7 @@ type PutCommand struct {
 
 func (x *PutCommand) Reset() {
 	*x = PutCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +760,7 @@ func (x *PutCommand) String() string {
 func (*PutCommand) ProtoMessage() {}
 
 func (x *PutCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +773,7 @@ func (x *PutCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCommand.ProtoReflect.Descriptor instead.
 func (*PutCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PutCommand) GetKey() []byte {
@@ -608,7 +812,7 @@ type DeleteCommand struct {
 
 func (x *DeleteCommand) Reset() {
 	*x = DeleteCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +824,7 @@ func (x *DeleteCommand) String() string {
 func (*DeleteCommand) ProtoMessage() {}
 
 func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +837,7 @@ func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCommand.ProtoReflect.Descriptor instead.
 func (*DeleteCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteCommand) GetKey() []byte {
@@ -668,7 +872,7 @@ type BatchCommand struct {
 
 func (x *BatchCommand) Reset() {
 	*x = BatchCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +884,7 @@ func (x *BatchCommand) String() string {
 func (*BatchCommand) ProtoMessage() {}
 
 func (x *BatchCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +897,7 @@ func (x *BatchCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommand.ProtoReflect.Descriptor instead.
 func (*BatchCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BatchCommand) GetOps() []*BatchCommandOp {
@@ -718,7 +922,7 @@ type BatchCommandOp struct {
 
 func (x *BatchCommandOp) Reset() {
 	*x = BatchCommandOp{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +934,7 @@ func (x *BatchCommandOp) String() string {
 func (*BatchCommandOp) ProtoMessage() {}
 
 func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +947,7 @@ func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommandOp.ProtoReflect.Descriptor instead.
 func (*BatchCommandOp) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BatchCommandOp) GetDelete() bool {
@@ -790,7 +994,7 @@ type TxnCommand struct {
 
 func (x *TxnCommand) Reset() {
 	*x = TxnCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1006,7 @@ func (x *TxnCommand) String() string {
 func (*TxnCommand) ProtoMessage() {}
 
 func (x *TxnCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1019,7 @@ func (x *TxnCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnCommand.ProtoReflect.Descriptor instead.
 func (*TxnCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TxnCommand) GetReads() []*ReadCheck {
@@ -866,7 +1070,7 @@ type ReadCheck struct {
 
 func (x *ReadCheck) Reset() {
 	*x = ReadCheck{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1082,7 @@ func (x *ReadCheck) String() string {
 func (*ReadCheck) ProtoMessage() {}
 
 func (x *ReadCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1095,7 @@ func (x *ReadCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadCheck.ProtoReflect.Descriptor instead.
 func (*ReadCheck) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadCheck) GetKey() []byte {
@@ -928,7 +1132,7 @@ type RangeCheck struct {
 
 func (x *RangeCheck) Reset() {
 	*x = RangeCheck{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1144,7 @@ func (x *RangeCheck) String() string {
 func (*RangeCheck) ProtoMessage() {}
 
 func (x *RangeCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1157,7 @@ func (x *RangeCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCheck.ProtoReflect.Descriptor instead.
 func (*RangeCheck) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RangeCheck) GetKey() []byte {
@@ -1003,7 +1207,7 @@ type TxnCompare struct {
 
 func (x *TxnCompare) Reset() {
 	*x = TxnCompare{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1219,7 @@ func (x *TxnCompare) String() string {
 func (*TxnCompare) ProtoMessage() {}
 
 func (x *TxnCompare) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1232,7 @@ func (x *TxnCompare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnCompare.ProtoReflect.Descriptor instead.
 func (*TxnCompare) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TxnCompare) GetKey() []byte {
@@ -1091,7 +1295,7 @@ type TxnOp struct {
 
 func (x *TxnOp) Reset() {
 	*x = TxnOp{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1307,7 @@ func (x *TxnOp) String() string {
 func (*TxnOp) ProtoMessage() {}
 
 func (x *TxnOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1320,7 @@ func (x *TxnOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnOp.ProtoReflect.Descriptor instead.
 func (*TxnOp) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TxnOp) GetType() TxnOpType {
@@ -1179,7 +1383,7 @@ var File_kvdb_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\x1a\x17kvdb/raft/v1/auth.proto\"\xef\x02\n" +
+	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\x1a\x17kvdb/raft/v1/auth.proto\"\x9d\x03\n" +
 	"\aCommand\x12,\n" +
 	"\x03put\x18\x01 \x01(\v2\x18.kvdb.raft.v1.PutCommandH\x00R\x03put\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.kvdb.raft.v1.DeleteCommandH\x00R\x06delete\x122\n" +
@@ -1187,8 +1391,21 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x03txn\x18\x04 \x01(\v2\x18.kvdb.raft.v1.TxnCommandH\x00R\x03txn\x122\n" +
 	"\x05multi\x18\x05 \x01(\v2\x1a.kvdb.raft.v1.MultiCommandH\x00R\x05multi\x122\n" +
 	"\x05evict\x18\x06 \x01(\v2\x1a.kvdb.raft.v1.EvictCommandH\x00R\x05evict\x12/\n" +
-	"\x04auth\x18\a \x01(\v2\x19.kvdb.raft.v1.AuthCommandH\x00R\x04authB\x04\n" +
-	"\x02op\":\n" +
+	"\x04auth\x18\a \x01(\v2\x19.kvdb.raft.v1.AuthCommandH\x00R\x04auth\x12,\n" +
+	"\x03rmw\x18\f \x01(\v2\x18.kvdb.raft.v1.RmwCommandH\x00R\x03rmwB\x04\n" +
+	"\x02op\"\x88\x02\n" +
+	"\n" +
+	"RmwCommand\x12#\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x13.kvdb.raft.v1.RmwOpR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
+	"\x05delta\x18\x03 \x01(\x03R\x05delta\x12\x1f\n" +
+	"\vfloat_delta\x18\x04 \x01(\x01R\n" +
+	"floatDelta\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\fR\x05value\x12\x16\n" +
+	"\x06offset\x18\x06 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04dest\x18\a \x01(\fR\x04dest\x12$\n" +
+	"\x0eonly_if_absent\x18\b \x01(\bR\fonlyIfAbsent\x12$\n" +
+	"\x0emax_value_size\x18\t \x01(\x03R\fmaxValueSize\":\n" +
 	"\fEvictCommand\x12*\n" +
 	"\x04keys\x18\x01 \x03(\v2\x16.kvdb.raft.v1.EvictKeyR\x04keys\"?\n" +
 	"\bEvictKey\x12\x10\n" +
@@ -1243,7 +1460,14 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x05limit\x18\x06 \x01(\x03R\x05limit\x12\x1b\n" +
 	"\tkeys_only\x18\a \x01(\bR\bkeysOnly\x12\x1d\n" +
 	"\n" +
-	"count_only\x18\b \x01(\bR\tcountOnly*\xaf\x01\n" +
+	"count_only\x18\b \x01(\bR\tcountOnly*\x89\x01\n" +
+	"\x05RmwOp\x12\x16\n" +
+	"\x12RMW_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eRMW_OP_INCR_BY\x10\x01\x12\x18\n" +
+	"\x14RMW_OP_INCR_BY_FLOAT\x10\x02\x12\x11\n" +
+	"\rRMW_OP_APPEND\x10\x03\x12\x14\n" +
+	"\x10RMW_OP_SET_RANGE\x10\x04\x12\x11\n" +
+	"\rRMW_OP_RENAME\x10\x05*\xaf\x01\n" +
 	"\x10TxnCompareTarget\x12\"\n" +
 	"\x1eTXN_COMPARE_TARGET_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TXN_COMPARE_TARGET_VALUE\x10\x01\x12\x1e\n" +
@@ -1274,51 +1498,55 @@ func file_kvdb_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_kvdb_raft_v1_command_proto_rawDescData
 }
 
-var file_kvdb_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_kvdb_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_kvdb_raft_v1_command_proto_goTypes = []any{
-	(TxnCompareTarget)(0),   // 0: kvdb.raft.v1.TxnCompareTarget
-	(TxnCompareOperator)(0), // 1: kvdb.raft.v1.TxnCompareOperator
-	(TxnOpType)(0),          // 2: kvdb.raft.v1.TxnOpType
-	(*Command)(nil),         // 3: kvdb.raft.v1.Command
-	(*EvictCommand)(nil),    // 4: kvdb.raft.v1.EvictCommand
-	(*EvictKey)(nil),        // 5: kvdb.raft.v1.EvictKey
-	(*MultiCommand)(nil),    // 6: kvdb.raft.v1.MultiCommand
-	(*PutCommand)(nil),      // 7: kvdb.raft.v1.PutCommand
-	(*DeleteCommand)(nil),   // 8: kvdb.raft.v1.DeleteCommand
-	(*BatchCommand)(nil),    // 9: kvdb.raft.v1.BatchCommand
-	(*BatchCommandOp)(nil),  // 10: kvdb.raft.v1.BatchCommandOp
-	(*TxnCommand)(nil),      // 11: kvdb.raft.v1.TxnCommand
-	(*ReadCheck)(nil),       // 12: kvdb.raft.v1.ReadCheck
-	(*RangeCheck)(nil),      // 13: kvdb.raft.v1.RangeCheck
-	(*TxnCompare)(nil),      // 14: kvdb.raft.v1.TxnCompare
-	(*TxnOp)(nil),           // 15: kvdb.raft.v1.TxnOp
-	(*AuthCommand)(nil),     // 16: kvdb.raft.v1.AuthCommand
+	(RmwOp)(0),              // 0: kvdb.raft.v1.RmwOp
+	(TxnCompareTarget)(0),   // 1: kvdb.raft.v1.TxnCompareTarget
+	(TxnCompareOperator)(0), // 2: kvdb.raft.v1.TxnCompareOperator
+	(TxnOpType)(0),          // 3: kvdb.raft.v1.TxnOpType
+	(*Command)(nil),         // 4: kvdb.raft.v1.Command
+	(*RmwCommand)(nil),      // 5: kvdb.raft.v1.RmwCommand
+	(*EvictCommand)(nil),    // 6: kvdb.raft.v1.EvictCommand
+	(*EvictKey)(nil),        // 7: kvdb.raft.v1.EvictKey
+	(*MultiCommand)(nil),    // 8: kvdb.raft.v1.MultiCommand
+	(*PutCommand)(nil),      // 9: kvdb.raft.v1.PutCommand
+	(*DeleteCommand)(nil),   // 10: kvdb.raft.v1.DeleteCommand
+	(*BatchCommand)(nil),    // 11: kvdb.raft.v1.BatchCommand
+	(*BatchCommandOp)(nil),  // 12: kvdb.raft.v1.BatchCommandOp
+	(*TxnCommand)(nil),      // 13: kvdb.raft.v1.TxnCommand
+	(*ReadCheck)(nil),       // 14: kvdb.raft.v1.ReadCheck
+	(*RangeCheck)(nil),      // 15: kvdb.raft.v1.RangeCheck
+	(*TxnCompare)(nil),      // 16: kvdb.raft.v1.TxnCompare
+	(*TxnOp)(nil),           // 17: kvdb.raft.v1.TxnOp
+	(*AuthCommand)(nil),     // 18: kvdb.raft.v1.AuthCommand
 }
 var file_kvdb_raft_v1_command_proto_depIdxs = []int32{
-	7,  // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
-	8,  // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
-	9,  // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
-	11, // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
-	6,  // 4: kvdb.raft.v1.Command.multi:type_name -> kvdb.raft.v1.MultiCommand
-	4,  // 5: kvdb.raft.v1.Command.evict:type_name -> kvdb.raft.v1.EvictCommand
-	16, // 6: kvdb.raft.v1.Command.auth:type_name -> kvdb.raft.v1.AuthCommand
-	5,  // 7: kvdb.raft.v1.EvictCommand.keys:type_name -> kvdb.raft.v1.EvictKey
-	3,  // 8: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
-	10, // 9: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
-	12, // 10: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
-	13, // 11: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
-	14, // 12: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
-	15, // 13: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
-	15, // 14: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
-	0,  // 15: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
-	1,  // 16: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
-	2,  // 17: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	9,  // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
+	10, // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
+	11, // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
+	13, // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
+	8,  // 4: kvdb.raft.v1.Command.multi:type_name -> kvdb.raft.v1.MultiCommand
+	6,  // 5: kvdb.raft.v1.Command.evict:type_name -> kvdb.raft.v1.EvictCommand
+	18, // 6: kvdb.raft.v1.Command.auth:type_name -> kvdb.raft.v1.AuthCommand
+	5,  // 7: kvdb.raft.v1.Command.rmw:type_name -> kvdb.raft.v1.RmwCommand
+	0,  // 8: kvdb.raft.v1.RmwCommand.op:type_name -> kvdb.raft.v1.RmwOp
+	7,  // 9: kvdb.raft.v1.EvictCommand.keys:type_name -> kvdb.raft.v1.EvictKey
+	4,  // 10: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
+	12, // 11: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
+	14, // 12: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
+	15, // 13: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
+	16, // 14: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
+	17, // 15: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
+	17, // 16: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
+	1,  // 17: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
+	2,  // 18: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
+	3,  // 19: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_kvdb_raft_v1_command_proto_init() }
@@ -1335,14 +1563,15 @@ func file_kvdb_raft_v1_command_proto_init() {
 		(*Command_Multi)(nil),
 		(*Command_Evict)(nil),
 		(*Command_Auth)(nil),
+		(*Command_Rmw)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvdb_raft_v1_command_proto_rawDesc), len(file_kvdb_raft_v1_command_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   13,
+			NumEnums:      4,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,163 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"math"
+
+	"github.com/kvdb/kvdb/internal/auth"
+	"github.com/kvdb/kvdb/internal/command"
+	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/fsm"
+)
+
+// Read-modify-writes: the state machine reads the key when the entry is
+// applied and writes the value computed from it (command.RMW), so each is
+// atomic and identical on every replica, with no retry loop. They are
+// writes like puts: prepared here, then Submit or Do, coalesced with other
+// writes into shared raft entries. The Redis protocol's INCR*, DECR*,
+// INCRBYFLOAT, APPEND, SETRANGE and RENAME* are these. They are recorded
+// under OpRMW.
+
+// RMWResult is a read-modify-write's answer (WriteResult.RMW): N is the new
+// integer of IncrBy, the new length of Append or SetRange, 1 when Rename
+// renamed; Value the new value of IncrByFloat.
+type RMWResult = fsm.RMWResult
+
+// The errors a read-modify-write is refused with when applied. All but
+// ErrNoSuchKey are InvalidArgument; their texts are Redis's.
+var (
+	ErrNotInteger   = command.ErrNotInteger
+	ErrNotFloat     = command.ErrNotFloat
+	ErrOverflow     = command.ErrOverflow
+	ErrNaN          = command.ErrNaN
+	ErrValueTooLong = command.ErrValueTooLong
+	// ErrNoSuchKey is a rename of a key that does not exist (NotFound).
+	ErrNoSuchKey = &Error{Code: NotFound, Msg: command.ErrNoSuchKey.Error()}
+)
+
+// rmwError gives the state machine's ErrNoSuchKey its code.
+func rmwError(err error) error {
+	if errors.Is(err, command.ErrNoSuchKey) {
+		return ErrNoSuchKey
+	}
+	return err
+}
+
+// PrepareIncrBy prepares adding delta to key's decimal integer value (an
+// absent key counts as 0); RMW.N is the new value. The caller must be
+// allowed to read and write key.
+func (c *Core) PrepareIncrBy(ctx context.Context, key []byte, delta int64) (Write, error) {
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWIncrBy, Key: key, Delta: delta}, 20)
+}
+
+// PrepareIncrByFloat prepares adding delta to key's decimal number value;
+// RMW.Value is the new value as stored.
+func (c *Core) PrepareIncrByFloat(ctx context.Context, key []byte, delta float64) (Write, error) {
+	if math.IsNaN(delta) || math.IsInf(delta, 0) {
+		return Write{}, ErrNaN
+	}
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWIncrByFloat, Key: key, FloatDelta: delta}, 330)
+}
+
+// PrepareAppend prepares appending value to key's value (an absent key is
+// empty); RMW.N is the new length. Past max-value-size it fails with
+// ErrValueTooLong when applied.
+func (c *Core) PrepareAppend(ctx context.Context, key, value []byte) (Write, error) {
+	if err := c.limits.checkValue(value); err != nil {
+		return Write{}, err
+	}
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWAppend, Key: key, Value: value}, int64(c.limits.MaxValueSize))
+}
+
+// PrepareSetRange prepares overwriting key's value from offset with value,
+// padding with zero bytes; RMW.N is the new length.
+func (c *Core) PrepareSetRange(ctx context.Context, key []byte, offset int64, value []byte) (Write, error) {
+	if offset < 0 {
+		return Write{}, invalidf("offset is out of range")
+	}
+	if len(value) > 0 && offset+int64(len(value)) > int64(c.limits.MaxValueSize) {
+		return Write{}, ErrValueTooLong
+	}
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWSetRange, Key: key, Offset: offset, Value: value}, offset+int64(len(value)))
+}
+
+// PrepareRename prepares moving src's value to dst (replacing it, or, with
+// onlyIfAbsent, only when dst does not exist); RMW.N is 1 when it did. A
+// missing src fails with ErrNoSuchKey. The caller must be allowed to read
+// and write src and write dst.
+func (c *Core) PrepareRename(ctx context.Context, src, dst []byte, onlyIfAbsent bool) (Write, error) {
+	if err := c.limits.checkKey(dst); err != nil {
+		return Write{}, err
+	}
+	if err := c.authorize(ctx, auth.Write, dst, nil); err != nil {
+		return Write{}, err
+	}
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWRename, Key: src, Dest: dst, OnlyIfAbsent: onlyIfAbsent}, int64(c.limits.MaxValueSize))
+}
+
+// IncrBy, IncrByFloat, Append, SetRange and Rename prepare and run a
+// read-modify-write in one call.
+func (c *Core) IncrBy(ctx context.Context, key []byte, delta int64) (int64, error) {
+	r, err := c.doRMW(ctx)(c.PrepareIncrBy(ctx, key, delta))
+	return r.N, err
+}
+
+// IncrByFloat: see PrepareIncrByFloat.
+func (c *Core) IncrByFloat(ctx context.Context, key []byte, delta float64) ([]byte, error) {
+	w, err := c.PrepareIncrByFloat(ctx, key, delta)
+	r, err := c.doRMW(ctx)(w, err)
+	return r.Value, err
+}
+
+// Append: see PrepareAppend.
+func (c *Core) Append(ctx context.Context, key, value []byte) (int64, error) {
+	r, err := c.doRMW(ctx)(c.PrepareAppend(ctx, key, value))
+	return r.N, err
+}
+
+// SetRange: see PrepareSetRange.
+func (c *Core) SetRange(ctx context.Context, key []byte, offset int64, value []byte) (int64, error) {
+	r, err := c.doRMW(ctx)(c.PrepareSetRange(ctx, key, offset, value))
+	return r.N, err
+}
+
+// Rename: see PrepareRename.
+func (c *Core) Rename(ctx context.Context, src, dst []byte, onlyIfAbsent bool) (bool, error) {
+	r, err := c.doRMW(ctx)(c.PrepareRename(ctx, src, dst, onlyIfAbsent))
+	return r.N == 1, err
+}
+
+// doRMW runs a prepared read-modify-write with Do.
+func (c *Core) doRMW(ctx context.Context) func(Write, error) (RMWResult, error) {
+	return func(w Write, err error) (RMWResult, error) {
+		if err != nil {
+			return RMWResult{}, err
+		}
+		res, err := c.Do(ctx, w)
+		return res.RMW, err
+	}
+}
+
+// prepareRMW checks and encodes one read-modify-write; grow is the most
+// its new value can hold.
+func (c *Core) prepareRMW(ctx context.Context, r *command.RMW, grow int64) (Write, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return Write{}, err
+	}
+	if err := c.limits.checkKey(r.Key); err != nil {
+		return Write{}, err
+	}
+	if err := c.authorize(ctx, auth.Read, r.Key, nil); err != nil {
+		return Write{}, err
+	}
+	if err := c.authorize(ctx, auth.Write, r.Key, nil); err != nil {
+		return Write{}, err
+	}
+	r.MaxValueSize = int64(c.limits.MaxValueSize)
+	data, err := command.EncodeRMW(r)
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{op: OpRMW, data: data, rmw: true, grow: int64(len(r.Key)+len(r.Dest)) + grow + engine.EntryOverhead}, nil
+}

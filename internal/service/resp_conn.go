@@ -1,0 +1,265 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvdb/kvdb/internal/core"
+	"github.com/kvdb/kvdb/internal/resp"
+)
+
+// respConn serves one Redis-protocol connection with one goroutine.
+//
+// Replies must go out in command order. The loop parses every command
+// already buffered (a pipeline) before it waits for the client: writes that
+// need no answer but success (SET, MSET, DEL) are submitted to core's
+// coalescer at once and answered together, so a pipeline of writes shares
+// raft entries; any other command first waits for those writes (settle),
+// so it sees them and its reply follows theirs. Reads share one ReadIndex
+// per pipeline: every command parsed after it was already buffered when it
+// began. Before the loop waits for input it settles and flushes.
+type respConn struct {
+	r      *respServer
+	s      *Server
+	c      net.Conn
+	rd     *resp.Reader
+	id     uint64
+	inline bool
+	start  time.Time
+
+	ctx    context.Context // carries the user after AUTH
+	base   context.Context
+	cancel context.CancelFunc
+	user   string
+
+	out []byte
+
+	// pending writes, answered in order by settle.
+	slots   []*respSlot
+	npend   int
+	waiting atomic.Int64
+	settled chan struct{}
+
+	// fresh: a ReadIndex was done since the last read from the socket, so
+	// the reads parsed since are linearizable without another.
+	fresh        bool
+	serializable bool // READONLY
+	resp3        bool
+
+	multi   *respMulti
+	watches map[string]int64
+	cursors respCursors
+
+	// submitted: the command being dispatched went to the coalescer, whose
+	// completion leaves and observes it.
+	submitted bool
+	// op, when a handler sets it, is the operation recorded instead of
+	// the command's (SET with options is an EXECUTE).
+	op core.Op
+
+	mu   sync.Mutex // guards name, read by CLIENT LIST
+	name string
+
+	closeOnce sync.Once
+	quit      bool
+}
+
+// respSlot is one pending write's place in the reply order. done is made
+// once per slot and reused.
+type respSlot struct {
+	// kind is the reply: '+' OK, ':' the deleted count, 'i' RMW.N, 'b'
+	// RMW.N as 0 or 1, 'f' RMW.Value as a bulk string.
+	kind  byte
+	val   []byte
+	start time.Time
+	op    core.Op
+	n     int64
+	err   error
+	done  func(core.WriteResult, error)
+}
+
+func newRESPConn(r *respServer, c net.Conn, inline bool) *respConn {
+	ctx, cancel := respContext()
+	rc := &respConn{
+		r: r, s: r.s, c: c, inline: inline, id: r.nextID.Add(1), start: time.Now(),
+		ctx: ctx, base: ctx, cancel: cancel,
+		settled: make(chan struct{}, 1),
+	}
+	rc.rd = resp.NewReader(c, respReadBufferSize, r.limits(inline))
+	return rc
+}
+
+func (c *respConn) close() {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.c.Close()
+	})
+}
+
+func (c *respConn) serve() {
+	defer c.r.wg.Done()
+	defer c.r.forget(c)
+	defer c.close()
+	defer c.settle()
+	for {
+		args, ok, err := c.rd.Next()
+		if err != nil {
+			// Malformed input: say so, as Redis does, and close.
+			c.settle()
+			c.out = resp.AppendError(c.out, "ERR "+err.Error())
+			if c.flush() == nil {
+				lingerClose(c.c)
+			}
+			return
+		}
+		if !ok {
+			c.settle()
+			if c.flush() != nil {
+				return
+			}
+			if c.rd.Buffered() == 0 {
+				var d time.Time
+				if c.r.cfg.IdleTimeout > 0 {
+					d = time.Now().Add(c.r.cfg.IdleTimeout)
+				}
+				_ = c.c.SetReadDeadline(d)
+			} else {
+				_ = c.c.SetReadDeadline(time.Now().Add(c.r.cfg.ReadTimeout))
+			}
+			c.fresh = false
+			if err := c.rd.Fill(); err != nil {
+				if errors.Is(err, resp.ErrProtocol) {
+					c.out = resp.AppendError(c.out, "ERR "+err.Error())
+					if c.flush() == nil {
+						lingerClose(c.c)
+					}
+				}
+				return
+			}
+			continue
+		}
+		c.dispatch(args)
+		if c.quit {
+			c.settle()
+			_ = c.flush()
+			return
+		}
+		if len(c.out) > 256<<10 {
+			if c.flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// flush writes the buffered replies.
+func (c *respConn) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_ = c.c.SetWriteDeadline(time.Now().Add(respWriteTimeout))
+	_, err := c.c.Write(c.out)
+	if cap(c.out) > 1<<20 {
+		c.out = nil
+	} else {
+		c.out = c.out[:0]
+	}
+	return err
+}
+
+// submit queues a prepared write, answered by settle in order.
+func (c *respConn) submit(w core.Write, kind byte, start time.Time) {
+	if c.npend == respMaxPending {
+		c.settle()
+	}
+	if c.npend == len(c.slots) {
+		sl := &respSlot{}
+		sl.done = func(r core.WriteResult, err error) {
+			sl.n, sl.err = r.Deleted, err
+			if sl.kind != ':' {
+				sl.n, sl.val = r.RMW.N, r.RMW.Value
+			}
+			c.s.core.Leave(true)
+			c.s.core.Observe(core.RESP, sl.op, sl.start)
+			if c.waiting.Add(-1) == 0 {
+				select {
+				case c.settled <- struct{}{}:
+				default:
+				}
+			}
+		}
+		c.slots = append(c.slots, sl)
+	}
+	sl := c.slots[c.npend]
+	c.npend++
+	c.submitted = true
+	sl.kind, sl.start, sl.op, sl.n, sl.err = kind, start, w.Op(), 0, nil
+	c.waiting.Add(1)
+	c.s.core.Submit(c.ctx, w, sl.done)
+}
+
+// settle waits for the pending writes and appends their replies.
+func (c *respConn) settle() {
+	if c.npend == 0 {
+		return
+	}
+	for c.waiting.Load() != 0 {
+		<-c.settled
+	}
+	for _, sl := range c.slots[:c.npend] {
+		switch {
+		case sl.err != nil:
+			c.out = resp.AppendError(c.out, respError(sl.err))
+		case sl.kind == ':' || sl.kind == 'i':
+			c.out = resp.AppendInt(c.out, sl.n)
+		case sl.kind == 'b':
+			c.out = resp.AppendInt(c.out, min(sl.n, 1))
+		case sl.kind == 'f':
+			c.out = resp.AppendBulk(c.out, sl.val)
+		default:
+			c.out = resp.AppendSimple(c.out, "OK")
+		}
+		sl.err, sl.val = nil, nil
+	}
+	c.npend = 0
+}
+
+// waitRead makes the reads that follow linearizable (unless READONLY),
+// sharing one ReadIndex among the commands of a pipeline.
+func (c *respConn) waitRead() error {
+	c.settle()
+	if c.serializable || c.fresh {
+		return nil
+	}
+	if err := c.s.core.WaitRead(c.ctx, false); err != nil {
+		return err
+	}
+	c.fresh = true
+	return nil
+}
+
+// Reply helpers.
+
+func (c *respConn) ok()                  { c.out = resp.AppendSimple(c.out, "OK") }
+func (c *respConn) simple(s string)      { c.out = resp.AppendSimple(c.out, s) }
+func (c *respConn) int(n int64)          { c.out = resp.AppendInt(c.out, n) }
+func (c *respConn) bulk(b []byte)        { c.out = resp.AppendBulk(c.out, b) }
+func (c *respConn) bulkString(s string)  { c.out = resp.AppendBulkString(c.out, s) }
+func (c *respConn) null()                { c.out = resp.AppendNull(c.out, c.resp3) }
+func (c *respConn) array(n int)          { c.out = resp.AppendArray(c.out, n) }
+func (c *respConn) errorLine(msg string) { c.out = resp.AppendError(c.out, msg) }
+func (c *respConn) fail(err error)       { c.out = resp.AppendError(c.out, respError(err)) }
+func (c *respConn) bool(b bool) {
+	if b {
+		c.int(1)
+	} else {
+		c.int(0)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
