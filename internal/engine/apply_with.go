@@ -12,7 +12,7 @@ func (s *Store) ApplyEachWith(index uint64, n int, ops func(g int, get func(key 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	get := func(key []byte) (KeyValue, bool) {
-		e, ok := s.m[string(key)]
+		e, ok := s.m.getBytes(key)
 		if !ok {
 			return KeyValue{}, false
 		}
