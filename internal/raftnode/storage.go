@@ -161,6 +161,7 @@ func (n *Node) open() (err error) {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		StepDownOnRemoval:         true,
+		AsyncStorageWrites:        true,
 		Logger:                    newRaftLogger(n.log),
 	}
 	if n.rn, err = raft.NewRawNode(rc); err != nil {
