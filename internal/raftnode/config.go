@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/kvdb/kvdb/internal/raftnode/wal"
 )
 
 // Defaults follow etcd's: 100 ms heartbeat, 1 s election timeout, a snapshot
@@ -77,6 +79,9 @@ type Config struct {
 	// holds in a reserve file, freed when the disk fills up so the writes
 	// in flight can finish (see doc.go, "A full disk"). 0: no reserve.
 	DiskReserve int64
+	// WALFaults, when set, injects one storage failure into the WAL
+	// (fault-injection tests only; see wal.Faults).
+	WALFaults *wal.Faults
 	// Transport sends raft messages to peers; nil for a single voter.
 	Transport Transport
 	// Logger receives the node's log lines; nil means slog.Default().
