@@ -346,11 +346,12 @@ func runTargets(ctx context.Context, o *options) error {
 		}
 		base := shape{protocol: kvclient.ProtocolBinary, connections: 4, clients: 16, pipeline: 16}
 		for _, row := range []struct {
-			label string
-			op    bench.Op
-		}{{"READ", bench.OpGet}, {"WRITE", bench.OpPut}, {"BATCH", bench.OpBatch}} {
+			label  string
+			op     bench.Op
+			spread bool
+		}{{"READ (leader only)", bench.OpGet, false}, {"READ (follower reads)", bench.OpGet, true}, {"WRITE", bench.OpPut, false}, {"BATCH", bench.OpBatch, false}} {
 			s := base
-			s.op = row.op
+			s.op, s.spread = row.op, row.spread
 			if row.op == bench.OpBatch {
 				s.pipeline = 1
 			}
