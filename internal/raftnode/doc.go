@@ -45,7 +45,11 @@
 //     and an entry, term or vote changed (raft.MustSync), or when the group
 //     holds a snapshot. Without -sync-writes the records still reach the
 //     operating system (write(2)) before step 6, so a killed process loses
-//     nothing; a background fsync runs every SyncInterval.
+//     nothing; a background fsync runs every SyncInterval. A group that
+//     only moves the commit index is not written at all: nothing in it
+//     claims durability (raft recovers the commit index, and every earlier
+//     group was written first), so its record waits in the WAL's buffer for
+//     the next write, saving a system call per commit.
 //  6. Installs a received snapshot (file, MemoryStorage, and a restore
 //     queued for the apply loop), stores the HardState and appends the
 //     entries to MemoryStorage, so raft can serve them to followers.

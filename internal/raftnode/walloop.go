@@ -57,8 +57,9 @@ func (q *walQueue) take(spare []walItem) []walItem {
 // most one fsync): group commit. Everything queued while the previous
 // group was being written goes into the next one, so groups grow with load.
 type walGroup struct {
-	apps     []*raftpb.Message
-	needSync bool
+	apps      []*raftpb.Message
+	needSync  bool
+	needWrite bool // something whose Responses claim it is on disk
 }
 
 // walLoop is the WAL goroutine: the only user of n.wal after start-up, and
@@ -168,17 +169,20 @@ func (n *Node) saveAppend(g *walGroup, m *raftpb.Message) error {
 		}
 		// A snapshot is always synced: its file is only installed once the
 		// log on disk records it (snap.SaveReceived).
-		g.needSync = true
+		g.needSync, g.needWrite = true, true
 	}
 	hs := hardStateOf(m)
 	if err := n.wal.Save(hs, m.GetEntries()); err != nil {
 		return fmt.Errorf("raftnode: WAL append: %w", err)
 	}
-	if n.cfg.SyncWrites && (len(m.GetEntries()) > 0 ||
-		hs != nil && (hs.GetTerm() != n.walHS.GetTerm() || hs.GetVote() != n.walHS.GetVote())) {
+	if len(m.GetEntries()) > 0 ||
+		hs != nil && (hs.GetTerm() != n.walHS.GetTerm() || hs.GetVote() != n.walHS.GetVote()) {
 		// raft.MustSync: a new entry, term or vote must be on disk before
-		// anyone hears of it.
-		g.needSync = true
+		// anyone hears of it. A HardState that only moves the commit index
+		// need not be (raft recovers the commit index), so it waits in the
+		// WAL's buffer for the next write.
+		g.needWrite = true
+		g.needSync = g.needSync || n.cfg.SyncWrites
 	}
 	if hs != nil {
 		n.walHS = hs
@@ -203,21 +207,28 @@ func (n *Node) writeGroup(g *walGroup) error {
 	if len(g.apps) == 0 {
 		return nil
 	}
+	if !g.needWrite {
+		// Nothing in the group claims durability: every earlier group was
+		// written (and fsynced when it had to be) before this one.
+		err := n.finishGroup(g)
+		g.apps = g.apps[:0]
+		return err
+	}
 	err := n.writeWAL(g.needSync)
 	if IsNoSpace(err) && n.enterDiskFull(err) {
 		err = n.writeWAL(g.needSync) // the reserve is free now: the same write again
 	}
 	if IsNoSpace(err) {
-		n.stalled = &walGroup{apps: g.apps, needSync: g.needSync}
+		n.stalled = &walGroup{apps: g.apps, needSync: g.needSync, needWrite: true}
 		n.walStalled.Store(true)
-		g.apps, g.needSync = nil, false
+		g.apps, g.needSync, g.needWrite = nil, false, false
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	err = n.finishGroup(g)
-	g.apps, g.needSync = g.apps[:0], false
+	g.apps, g.needSync, g.needWrite = g.apps[:0], false, false
 	return err
 }
 
