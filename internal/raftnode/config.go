@@ -20,9 +20,14 @@ const (
 	DefaultSnapshotCatchUpEntries = 5_000
 	DefaultMaxPendingProposals    = 20_000
 	DefaultMaxApplyBacklog        = 50_000
-	DefaultMaxSizePerMsg          = 1 << 20
-	DefaultMaxInflightMsgs        = 256
-	DefaultMaxUncommittedSize     = 64 << 20
+	// DefaultMaxSizePerMsg bounds the entries of one MsgApp, and
+	// DefaultMaxInflightMsgs how many MsgApps may be unacknowledged per
+	// follower: replication is pipelined up to 256 MiB deep, so a follower
+	// a round trip behind never stalls the leader. See doc.go,
+	// "Replication flow control".
+	DefaultMaxSizePerMsg      = 1 << 20
+	DefaultMaxInflightMsgs    = 256
+	DefaultMaxUncommittedSize = 64 << 20
 )
 
 // Config configures a Node. Zero durations and counts take the defaults.

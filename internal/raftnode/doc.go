@@ -106,8 +106,9 @@
 // usually carries several entries under load and a burst of up to 256 MiB
 // can be in flight per follower, bounded in turn by MaxUncommittedSize on
 // the leader. Smaller messages would cost a round trip per few entries on
-// a busy leader; more in flight would only queue in the transport, whose
-// per-peer queue is as deep.
+// a busy leader; more in flight would only wait in the transport's
+// per-peer queue (4096 messages, heartbeats and acknowledgements included)
+// behind a follower that is not keeping up anyway.
 //
 // # Reads
 //
