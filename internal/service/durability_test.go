@@ -3,6 +3,8 @@ package service
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +29,20 @@ func TestCrashPointsKeepAcknowledgedWrites(t *testing.T) {
 		syncWrites   bool
 	}
 	var cases []crashCase
-	for _, at := range []int{5, 24, 61} {
+	// make test-durability sweeps many more points (KVDB_CRASH_POINTS=n:
+	// every third write from 1 up to n).
+	ats := []int{5, 24, 61}
+	if v := os.Getenv("KVDB_CRASH_POINTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("KVDB_CRASH_POINTS=%q: want a positive number", v)
+		}
+		ats = nil
+		for at := 1; at <= n; at += 3 {
+			ats = append(ats, at)
+		}
+	}
+	for _, at := range ats {
 		cases = append(cases,
 			// A machine crash keeps only what was fsynced: -sync-writes.
 			crashCase{wal.CrashAfterWrite, at, true, true},
