@@ -424,10 +424,16 @@ func failovers(ctx context.Context, o *options, kills int) ([]int64, error) {
 			c.stop()
 			return nil, err
 		}
-		// Warm: a write through the survivors before the kill.
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = cl.Put(wctx, []byte("failover"), []byte("before"))
-		cancel()
+		// Warm: a write through the survivors before the kill (a follower
+		// may not know the new leader for a moment: retry).
+		for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err = cl.Put(wctx, []byte("failover"), []byte("before"))
+			cancel()
+			if err == nil || time.Since(start) > 10*time.Second {
+				break
+			}
+		}
 		if err != nil {
 			cl.Close()
 			c.stop()
