@@ -14,20 +14,20 @@ func TestFaults(t *testing.T) {
 	// entries 1-10 are synced by write 2, entries 11-20 go in write 3.
 	for _, tc := range []struct {
 		name string
-		f    Faults
+		f    *Faults
 		want uint64 // last index recovered
 	}{
-		{"machine crash after write", Faults{Point: CrashAfterWrite, At: 3, LoseUnsynced: true}, 10},
-		{"process crash after write", Faults{Point: CrashAfterWrite, At: 3}, 20},
+		{"machine crash after write", &Faults{Point: CrashAfterWrite, At: 3, LoseUnsynced: true}, 10},
+		{"process crash after write", &Faults{Point: CrashAfterWrite, At: 3}, 20},
 		// 101 bytes of write 3 land: two whole entry records, then a
 		// piece of the third, which recovery cuts off.
-		{"torn write", Faults{Point: CrashTornWrite, At: 3, TornAt: 100}, 12},
-		{"fsync error", Faults{Point: FailSync, At: 3}, 20},
+		{"torn write", &Faults{Point: CrashTornWrite, At: 3, TornAt: 100}, 12},
+		{"fsync error", &Faults{Point: FailSync, At: 3}, 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			f := tc.f
-			w, _ := mustOpen(t, dir, Options{Faults: &f})
+			w, _ := mustOpen(t, dir, Options{Faults: f})
 			must(t, w.Save(hardState(1, 1, 0), ents(1, 10, 1)))
 			must(t, w.Sync())
 			must(t, w.Save(hardState(1, 1, 10), ents(11, 20, 1)))
