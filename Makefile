@@ -34,7 +34,7 @@ FUZZMINIMIZETIME ?= 200x
 
 .PHONY: all build run run-server run-client test test-short test-coverage benchmark \
         generate check-generate lint tools fuzz clean test-linearizability \
-        load-test stress-test bench-compare \
+        load-test stress-test bench-compare test-durability bench-targets \
         docker-build docker-up docker-down test-docker test-prometheus test-redis \
         client-deps generate-clients check-generate-clients test-clients breaking dev-certs
 
@@ -87,6 +87,15 @@ FIRST_SEED ?= 1
 test-linearizability:
 	KVDB_LIN_SEEDS=$(SEEDS) KVDB_LIN_FIRST_SEED=$(FIRST_SEED) $(GO) test -count=1 -timeout 60m \
 	  -run 'TestLinearizability' -v ./internal/service/ | grep -E '^(=== RUN|--- |\s+lin_test|PASS|FAIL|ok)'
+
+## test-durability: crash a node at every third WAL write up to
+## CRASH_POINTS (after the write before its fsync, torn, failing fsync; on
+## the machine or the process) and check no acknowledged write is lost and
+## no batch half applied after the restart.
+CRASH_POINTS ?= 300
+test-durability:
+	KVDB_CRASH_POINTS=$(CRASH_POINTS) $(GO) test -race -tags invariants -count=1 -timeout 30m \
+	  -run 'CrashPoints' ./internal/service/
 
 ## fuzz: run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
 fuzz:
@@ -157,6 +166,14 @@ stress-test: build
 ## writes docs/benchmarks.md and its SVG chart.
 bench-compare: build
 	$(HARNESS) -duration $(BENCH_DURATION) -runs $(BENCH_RUNS) -conns $(COMPARE_CONNS) $(COMPARE_FLAGS) compare
+
+## bench-targets: the README's target rows (gRPC PUT with and without
+## fsync against etcd and a constant gRPC server, binary PUT against Redis
+## appendfsync always, 3-node rows, failover), each against its reference
+## in the same run; OLD_BIN=dir also measures another build, interleaved.
+OLD_BIN ?=
+bench-targets: build
+	$(HARNESS) -duration $(BENCH_DURATION) -runs $(BENCH_RUNS) $(if $(OLD_BIN),-old-bin $(OLD_BIN)) targets
 
 tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 

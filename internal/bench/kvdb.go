@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -169,4 +170,58 @@ func (d *KVDB) Close() error {
 		_ = d.txnC.Close()
 	}
 	return d.c.Close()
+}
+
+// Spread sends reads to every node of a cluster and writes to the leader:
+// linearizable reads on followers go through each follower's own batched
+// ReadIndex round, so the read load is shared by the members.
+type Spread struct {
+	*KVDB   // the leader's: writes, batches, transactions
+	readers []*KVDB
+	next    atomic.Uint64
+}
+
+var (
+	_ Driver    = (*Spread)(nil)
+	_ Pipeliner = (*Spread)(nil)
+)
+
+// NewSpread connects to the leader among endpoints and, for reads, to each
+// endpoint with its share of connections (at least one).
+func NewSpread(ctx context.Context, endpoints []string, protocol kvclient.Protocol, connections int, serializable bool, sec Security) (*Spread, error) {
+	leader, err := NewKVDB(ctx, endpoints, protocol, connections, serializable, sec)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spread{KVDB: leader}
+	per := max(1, connections/len(endpoints))
+	for _, ep := range endpoints {
+		r, err := NewKVDB(ctx, []string{ep}, protocol, per, serializable, sec)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.readers = append(s.readers, r)
+	}
+	return s, nil
+}
+
+func (s *Spread) reader() *KVDB {
+	return s.readers[s.next.Add(1)%uint64(len(s.readers))]
+}
+
+// Get reads key on the next node in turn.
+func (s *Spread) Get(ctx context.Context, key []byte) error { return s.reader().Get(ctx, key) }
+
+// GetAsync pipelines a get on the next node in turn.
+func (s *Spread) GetAsync(ctx context.Context, key []byte) Waiter {
+	return s.reader().GetAsync(ctx, key)
+}
+
+// Close closes every connection.
+func (s *Spread) Close() error {
+	for _, r := range s.readers {
+		r.Close()
+	}
+	return s.KVDB.Close()
 }

@@ -42,15 +42,25 @@ func invalidf(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
-// Field numbers of raftv1.Command, raftv1.MultiCommand and
-// raftv1.PutCommand, for the hand-written fast paths.
+// Field numbers of raftv1.Command, raftv1.MultiCommand, PutCommand,
+// DeleteCommand, BatchCommand and BatchCommandOp, for the hand-written fast
+// paths.
 const (
-	commandPutField    = 1
-	commandMultiField  = 5
-	multiCommandsField = 1
-	putKeyField        = 1
-	putValueField      = 2
-	putPrevKVField     = 3
+	commandPutField     = 1
+	commandDeleteField  = 2
+	commandBatchField   = 3
+	commandMultiField   = 5
+	multiCommandsField  = 1
+	putKeyField         = 1
+	putValueField       = 2
+	putPrevKVField      = 3
+	deleteKeyField      = 1
+	deleteRangeEndField = 2
+	deletePrevKVField   = 3
+	batchOpsField       = 1
+	batchOpDeleteField  = 1
+	batchOpKeyField     = 2
+	batchOpValueField   = 3
 )
 
 // BatchOp is one operation of a batch.

@@ -106,12 +106,19 @@ func TestDecodeRefusesInvalid(t *testing.T) {
 
 func isInvalid(err error) bool { _, ok := err.(*invalidError); return ok }
 
-// TestFastMultiMatchesProtoPath decodes the same coalesced entries through
-// the message-free fast path and through the generated messages: the
-// results must be identical.
-func TestFastMultiMatchesProtoPath(t *testing.T) {
+// TestFastPathMatchesProtoPath decodes the same entries (puts, deletes,
+// batches, and coalesced multis of them) through the message-free fast
+// path and through the generated messages: the results must be identical.
+func TestFastPathMatchesProtoPath(t *testing.T) {
 	var fast, slow Decoder
-	for index := 1; index <= 50; index++ {
+	mustEnc := func(b []byte, err error) []byte {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for index := 1; index <= 80; index++ {
 		var cmds [][]byte
 		for j := 0; j < 1+index%7; j++ {
 			k := []byte(fmt.Sprintf("k%d", (index*3+j)%17))
@@ -119,36 +126,61 @@ func TestFastMultiMatchesProtoPath(t *testing.T) {
 			if j == 2 {
 				v = nil // empty values are legal
 			}
-			if j == 3 {
+			if j == 3 && index%2 == 0 {
 				k = nil // and must fail validation on both paths
 			}
-			cmds = append(cmds, EncodePut(k, v, j%2 == 0))
+			switch (index + j) % 4 {
+			case 0, 1:
+				cmds = append(cmds, EncodePut(k, v, j%2 == 0))
+			case 2:
+				var end []byte
+				if j%2 == 1 {
+					end = append(append([]byte(nil), k...), 'z')
+				}
+				cmds = append(cmds, mustEnc(EncodeDelete(k, end, j%3 == 0)))
+			case 3:
+				ops := []BatchOp{{Key: k, Value: v}, {Key: []byte("b"), Delete: true}, {Key: []byte("c"), Value: []byte("3")}}
+				cmds = append(cmds, mustEnc(EncodeBatch(ops[:1+index%3])))
+			}
 		}
-		data := EncodeMulti(cmds, ident)
-		got, ok := fast.decodeMultiPuts(data)
-		if !ok {
-			t.Fatalf("entry %d: fast path refused a plain multi of puts", index)
+		entries := [][]byte{EncodeMulti(cmds, ident)}
+		if index%5 == 0 {
+			entries = append(entries, cmds...) // each alone, as a lone write is proposed
 		}
-		want, err := slow.decodeProto(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("entry %d: fast %v, proto %v", index, got, want)
+		for _, data := range entries {
+			want, werr := slow.decodeProto(data)
+			got, ok := fast.decodeFast(data)
+			if !ok {
+				if werr == nil && want.Kind == KindMulti {
+					t.Fatalf("entry %d: fast path refused a multi of puts, deletes and batches", index)
+				}
+				continue // a lone invalid write: the generic path words the error
+			}
+			if werr != nil {
+				t.Fatalf("entry %d: fast path decoded what the generic path refuses: %v", index, werr)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("entry %d: fast %v, proto %v", index, got, want)
+			}
 		}
 	}
 }
 
-func TestFastMultiRefusesWhatItDoesNotKnow(t *testing.T) {
+func TestFastPathRefusesWhatItDoesNotKnow(t *testing.T) {
 	var d Decoder
-	del, _ := EncodeDelete([]byte("a"), nil, false)
 	plainPut := EncodePut([]byte("a"), []byte("1"), false)
+	txn, err := EncodeTxn(&engine.Txn{Success: []engine.Op{{Type: engine.OpPut, Key: []byte("a")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, data := range map[string][]byte{
-		"plain put":         plainPut,
-		"multi with delete": EncodeMulti([][]byte{plainPut, del}, ident),
-		"trailing garbage":  append(EncodeMulti([][]byte{plainPut}, ident), 0x08, 0x01),
+		"txn":              txn,
+		"multi with txn":   EncodeMulti([][]byte{plainPut, txn}, ident),
+		"nested multi":     EncodeMulti([][]byte{EncodeMulti([][]byte{plainPut}, ident)}, ident),
+		"trailing garbage": append(EncodeMulti([][]byte{plainPut}, ident), 0x08, 0x01),
+		"repeated key":     append(append([]byte(nil), plainPut...), 0x0a, 0x01, 'b'),
 	} {
-		if _, ok := d.decodeMultiPuts(data); ok {
+		if _, ok := d.decodeFast(data); ok {
 			t.Fatalf("%s: the fast path took it", name)
 		}
 	}
@@ -161,11 +193,25 @@ func FuzzDecode(f *testing.F) {
 	f.Add(EncodeMulti([][]byte{EncodePut([]byte("a"), nil, false)}, ident))
 	del, _ := EncodeDelete([]byte("a"), []byte("b"), false)
 	f.Add(del)
-	var d Decoder
+	batch, _ := EncodeBatch([]BatchOp{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Delete: true}})
+	f.Add(batch)
+	f.Add(EncodeMulti([][]byte{batch, del, EncodePut([]byte("c"), []byte("3"), true)}, ident))
+	var d, fastD, slow Decoder
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := d.Decode(data)
 		if err != nil {
 			return
+		}
+		// Whatever the fast path takes, the generic path decodes the same.
+		if fast, ok := fastD.decodeFast(data); ok {
+			want, err := slow.decodeProto(data)
+			if err != nil {
+				t.Fatalf("fast path decoded what the generic path refuses: %v", err)
+			}
+			if fmt.Sprint(fast) != fmt.Sprint(want) {
+				t.Fatalf("fast %v, proto %v", fast, want)
+			}
+			got = fast
 		}
 		for _, op := range got.Ops {
 			if engine.ValidateOp(op) != nil {

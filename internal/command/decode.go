@@ -50,6 +50,7 @@ type Decoded struct {
 // apply loop owns one.
 type Decoder struct {
 	ops    []engine.Op
+	bounds [][2]int
 	groups [][]engine.Op
 	errs   []error
 }
@@ -57,7 +58,7 @@ type Decoder struct {
 // Decode reads one entry. An error (matching ErrInvalid) means the entry as
 // a whole is refused; a multi reports its commands' errors in Errs instead.
 func (d *Decoder) Decode(data []byte) (Decoded, error) {
-	if out, ok := d.decodeMultiPuts(data); ok {
+	if out, ok := d.decodeFast(data); ok {
 		return out, nil
 	}
 	return d.decodeProto(data)
@@ -156,21 +157,38 @@ func decodeOps(cmd *raftv1.Command, ops []engine.Op) ([]engine.Op, error) {
 	return ops, nil
 }
 
-// decodeMultiPuts decodes a multi whose commands are all plain puts without
-// building protobuf messages: on a write-heavy node this entry is most of
-// the log. Anything it does not recognise exactly (another command, an
-// unknown or repeated field) returns ok=false and takes the generic path,
-// so both paths decode the same bytes the same way.
-func (d *Decoder) decodeMultiPuts(data []byte) (Decoded, bool) {
-	num, typ, n := protowire.ConsumeTag(data)
-	if n < 0 || num != commandMultiField || typ != protowire.BytesType {
+// decodeFast decodes the entries a write-heavy node's log is made of (a
+// put, a delete, a batch, or a multi of those, as the coalescer proposes
+// them) without building protobuf messages. Anything it does not recognise
+// exactly (another command, an unknown or repeated field, an op that fails
+// validation) returns ok=false and takes the generic path, so both paths
+// decode the same bytes the same way and the generic one words the errors.
+func (d *Decoder) decodeFast(data []byte) (Decoded, bool) {
+	num, body, ok := oneField(data)
+	if !ok {
 		return Decoded{}, false
 	}
-	inner, m := protowire.ConsumeBytes(data[n:])
-	if m < 0 || n+m != len(data) {
+	if num == commandMultiField {
+		return d.decodeFastMulti(body)
+	}
+	ops, ok := parseWrite(num, body, d.ops[:0])
+	if !ok {
 		return Decoded{}, false
 	}
+	d.ops = ops
+	for _, op := range ops {
+		if engine.ValidateOp(op) != nil {
+			return Decoded{}, false
+		}
+	}
+	return Decoded{Kind: KindOps, Ops: ops}, true
+}
+
+// decodeFastMulti decodes a MultiCommand's body whose commands are all
+// puts, deletes or batches.
+func (d *Decoder) decodeFastMulti(inner []byte) (Decoded, bool) {
 	ops := d.ops[:0]
+	bounds := d.bounds[:0]
 	for len(inner) > 0 {
 		num, typ, n := protowire.ConsumeTag(inner)
 		if n < 0 || num != multiCommandsField || typ != protowire.BytesType {
@@ -180,69 +198,135 @@ func (d *Decoder) decodeMultiPuts(data []byte) (Decoded, bool) {
 		if m < 0 {
 			return Decoded{}, false
 		}
-		op, ok := parsePut(sub)
+		inner = inner[n+m:]
+		cnum, body, ok := oneField(sub)
 		if !ok {
 			return Decoded{}, false
 		}
-		ops = append(ops, op)
-		inner = inner[n+m:]
-	}
-	d.ops = ops
-	groups, errs := d.reset(len(ops))
-	for i := range ops {
-		if err := engine.ValidateOp(ops[i]); err != nil {
-			errs[i] = invalidf("%v", err)
-			continue
+		start := len(ops)
+		if ops, ok = parseWrite(cnum, body, ops); !ok {
+			return Decoded{}, false
 		}
-		groups[i] = ops[i : i+1 : i+1]
+		bounds = append(bounds, [2]int{start, len(ops)})
+	}
+	d.ops, d.bounds = ops, bounds
+	groups, errs := d.reset(len(bounds))
+	for i, b := range bounds {
+		if b[0] == b[1] {
+			continue // an empty batch: nothing to apply, as on the generic path
+		}
+		g := ops[b[0]:b[1]:b[1]]
+		for _, op := range g {
+			if err := engine.ValidateOp(op); err != nil {
+				errs[i] = invalidf("%v", err)
+				g = nil
+				break
+			}
+		}
+		groups[i] = g
 	}
 	return Decoded{Kind: KindMulti, Groups: groups, Errs: errs}, true
 }
 
-// parsePut reads Command{put: PutCommand{key, value, prev_kv}} as EncodePut
-// writes it. Key and value alias b.
-func parsePut(b []byte) (engine.Op, bool) {
+// oneField reads a message holding exactly one length-delimited field, as
+// a Command with its oneof set is encoded.
+func oneField(b []byte) (protowire.Number, []byte, bool) {
 	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 || num != commandPutField || typ != protowire.BytesType {
-		return engine.Op{}, false
+	if n < 0 || typ != protowire.BytesType {
+		return 0, nil, false
 	}
-	p, m := protowire.ConsumeBytes(b[n:])
+	body, m := protowire.ConsumeBytes(b[n:])
 	if m < 0 || n+m != len(b) {
-		return engine.Op{}, false
+		return 0, nil, false
 	}
-	op := engine.Op{Type: engine.OpPut}
+	return num, body, true
+}
+
+// parseWrite appends the ops of a Command's put, delete or batch field.
+// Keys and values alias b.
+func parseWrite(num protowire.Number, b []byte, ops []engine.Op) ([]engine.Op, bool) {
+	switch num {
+	case commandPutField:
+		op, ok := parsePut(b)
+		return append(ops, op), ok
+	case commandDeleteField:
+		op, ok := parseDelete(b)
+		return append(ops, op), ok
+	case commandBatchField:
+		for len(b) > 0 {
+			num, typ, n := protowire.ConsumeTag(b)
+			if n < 0 || num != batchOpsField || typ != protowire.BytesType {
+				return ops, false
+			}
+			v, m := protowire.ConsumeBytes(b[n:])
+			if m < 0 {
+				return ops, false
+			}
+			op, ok := parseBatchOp(v)
+			if !ok {
+				return ops, false
+			}
+			ops = append(ops, op)
+			b = b[n+m:]
+		}
+		return ops, true
+	}
+	return ops, false
+}
+
+// fields reads a message of up to three fields numbered 1 to 3, each at
+// most once: bytes fields into bs, varint fields (bools, 0 or 1) into vs.
+// kinds says which wire type each field must have.
+func fields(p []byte, kinds [4]protowire.Type) (bs [4][]byte, vs [4]bool, ok bool) {
 	var seen [4]bool
 	for len(p) > 0 {
 		num, typ, n := protowire.ConsumeTag(p)
-		if n < 0 || num < 1 || num > 3 || seen[num] {
-			return engine.Op{}, false
+		if n < 0 || num < 1 || num > 3 || seen[num] || typ != kinds[num] {
+			return bs, vs, false
 		}
 		seen[num] = true
 		p = p[n:]
-		switch {
-		case num == putKeyField && typ == protowire.BytesType:
+		switch typ {
+		case protowire.BytesType:
 			v, m := protowire.ConsumeBytes(p)
 			if m < 0 {
-				return engine.Op{}, false
+				return bs, vs, false
 			}
-			op.Key, p = v, p[m:]
-		case num == putValueField && typ == protowire.BytesType:
-			v, m := protowire.ConsumeBytes(p)
-			if m < 0 {
-				return engine.Op{}, false
-			}
-			op.Value, p = v, p[m:]
-		case num == putPrevKVField && typ == protowire.VarintType:
+			bs[num], p = v, p[m:]
+		case protowire.VarintType:
 			v, m := protowire.ConsumeVarint(p)
 			if m < 0 || v > 1 {
-				return engine.Op{}, false
+				return bs, vs, false
 			}
-			op.PrevKV, p = v == 1, p[m:]
-		default:
-			return engine.Op{}, false
+			vs[num], p = v == 1, p[m:]
 		}
 	}
-	return op, true
+	return bs, vs, true
+}
+
+// parsePut reads a PutCommand{key, value, prev_kv}.
+func parsePut(b []byte) (engine.Op, bool) {
+	bs, vs, ok := fields(b, [4]protowire.Type{0, protowire.BytesType, protowire.BytesType, protowire.VarintType})
+	return engine.Op{Type: engine.OpPut, Key: bs[putKeyField], Value: bs[putValueField], PrevKV: vs[putPrevKVField]}, ok
+}
+
+// parseDelete reads a DeleteCommand{key, range_end, prev_kv}.
+func parseDelete(b []byte) (engine.Op, bool) {
+	bs, vs, ok := fields(b, [4]protowire.Type{0, protowire.BytesType, protowire.BytesType, protowire.VarintType})
+	op := engine.Op{Type: engine.OpDelete, Key: bs[deleteKeyField], PrevKV: vs[deletePrevKVField]}
+	if len(bs[deleteRangeEndField]) > 0 {
+		op.Type, op.End = engine.OpDeleteRange, bs[deleteRangeEndField]
+	}
+	return op, ok
+}
+
+// parseBatchOp reads a BatchCommandOp{delete, key, value}.
+func parseBatchOp(b []byte) (engine.Op, bool) {
+	bs, vs, ok := fields(b, [4]protowire.Type{0, protowire.VarintType, protowire.BytesType, protowire.BytesType})
+	if vs[batchOpDeleteField] {
+		return engine.Op{Type: engine.OpDelete, Key: bs[batchOpKeyField]}, ok
+	}
+	return engine.Op{Type: engine.OpPut, Key: bs[batchOpKeyField], Value: bs[batchOpValueField]}, ok
 }
 
 // decodeTxn converts the log form to the engine's. Unknown enum values map

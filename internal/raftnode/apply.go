@@ -12,11 +12,6 @@ import (
 	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
 )
 
-// snapshotDone tells the raft loop a snapshot file is durable.
-type snapshotDone struct {
-	meta *raftpb.SnapshotMetadata
-}
-
 // applyLoop applies committed entries in order. It is the only goroutine
 // that calls the state machine after start-up.
 // confState is the membership as of the last applied entry; it starts as
@@ -128,64 +123,7 @@ func (n *Node) saveSnapshot(meta *raftpb.SnapshotMetadata, sn Snapshot, members 
 	n.cfg.Metrics.SnapshotSaved(took, size)
 	n.log.Info("snapshot saved", "index", meta.GetIndex(), "term", meta.GetTerm(),
 		"bytes", size, "duration", took.Round(time.Millisecond))
-	select {
-	case n.snapDoneC <- snapshotDone{meta: meta}:
-	case <-n.raftDone:
-	}
-}
-
-// syncWAL asks the raft loop to fsync the WAL and waits for the result.
-func (n *Node) syncWAL() error {
-	ch := make(chan error, 1)
-	select {
-	case n.syncC <- ch:
-	case <-n.raftDone:
-		return ErrStopped
-	}
-	select {
-	case err := <-ch:
-		return err
-	case <-n.raftDone:
-		return ErrStopped
-	}
-}
-
-// snapshotSaved runs on the raft loop once a snapshot file is durable: the
-// WAL records it, the in-memory log is compacted keeping some entries for
-// slow followers, and WAL segments and snapshot files it made obsolete go.
-func (n *Node) snapshotSaved(d snapshotDone) error {
-	index := d.meta.GetIndex()
-	if err := n.wal.SaveSnapshot(d.meta); err != nil {
-		return fmt.Errorf("raftnode: record snapshot in WAL: %w", err)
-	}
-	if err := n.wal.Sync(); err != nil {
-		if IsNoSpace(err) {
-			// The marker stays buffered and is written with the next
-			// write that succeeds; compaction waits for the next snapshot.
-			n.enterDiskFull(err)
-			return nil
-		}
-		return fmt.Errorf("raftnode: WAL fsync: %w", err)
-	}
-	if _, err := n.store.CreateSnapshot(index, d.meta.GetConfState(), nil); err != nil {
-		n.log.Warn("raft log snapshot", "index", index, "err", err)
-	}
-	if index > n.cfg.SnapshotCatchUpEntries {
-		compact := index - n.cfg.SnapshotCatchUpEntries
-		if first, _ := n.store.FirstIndex(); compact > first {
-			if err := n.store.Compact(compact); err != nil {
-				n.log.Warn("raft log compaction", "index", compact, "err", err)
-			}
-		}
-	}
-	if err := n.wal.ReleaseTo(index); err != nil {
-		n.log.Warn("releasing WAL segments", "index", index, "err", err)
-	}
-	if err := n.snaps.Purge(2); err != nil {
-		n.log.Warn("purging old snapshots", "err", err)
-	}
-	n.snapIndex.Store(index)
-	return nil
+	n.walq.push(walItem{snap: meta})
 }
 
 // stopRemoved stops a node that has just applied its own removal: it can

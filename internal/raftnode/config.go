@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/kvdb/kvdb/internal/raftnode/wal"
 )
 
 // Defaults follow etcd's: 100 ms heartbeat, 1 s election timeout, a snapshot
@@ -18,9 +20,14 @@ const (
 	DefaultSnapshotCatchUpEntries = 5_000
 	DefaultMaxPendingProposals    = 20_000
 	DefaultMaxApplyBacklog        = 50_000
-	DefaultMaxSizePerMsg          = 1 << 20
-	DefaultMaxInflightMsgs        = 256
-	DefaultMaxUncommittedSize     = 64 << 20
+	// DefaultMaxSizePerMsg bounds the entries of one MsgApp, and
+	// DefaultMaxInflightMsgs how many MsgApps may be unacknowledged per
+	// follower: replication is pipelined up to 256 MiB deep, so a follower
+	// a round trip behind never stalls the leader. See doc.go,
+	// "Replication flow control".
+	DefaultMaxSizePerMsg      = 1 << 20
+	DefaultMaxInflightMsgs    = 256
+	DefaultMaxUncommittedSize = 64 << 20
 )
 
 // Config configures a Node. Zero durations and counts take the defaults.
@@ -83,6 +90,9 @@ type Config struct {
 	// holds in a reserve file, freed when the disk fills up so the writes
 	// in flight can finish (see doc.go, "A full disk"). 0: no reserve.
 	DiskReserve int64
+	// WALFaults, when set, injects one storage failure into the WAL
+	// (fault-injection tests only; see wal.Faults).
+	WALFaults *wal.Faults
 	// Transport sends raft messages to peers; nil for a single voter.
 	Transport Transport
 	// Logger receives the node's log lines; nil means slog.Default().

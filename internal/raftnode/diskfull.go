@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -19,15 +18,6 @@ const reserveName = "space.reserve"
 // diskFullRetry is how often a node whose disk is full retries the write
 // that failed and checks whether there is room to resume writes.
 const diskFullRetry = time.Second
-
-// stalledReady is a Ready whose WAL write failed for lack of space. Its
-// records are in the WAL's buffer; only the write (and fsync) is retried,
-// and nothing of it is acted upon (messages, commit, Advance) before that
-// succeeds.
-type stalledReady struct {
-	rd       raft.Ready
-	isLeader bool
-}
 
 // ensureReserve makes the reserve file DiskReserve bytes long. It is
 // written to a temp file first, so a full disk leaves no partial reserve.
@@ -111,14 +101,13 @@ func (n *Node) DiskFull() error {
 
 // enterDiskFull refuses writes from now on and frees the reserve so that
 // what is already in flight can still be written. It reports whether the
-// reserve was freed (a retry may now succeed). Raft loop only.
+// reserve was freed (a retry may now succeed). WAL goroutine only.
 func (n *Node) enterDiskFull(cause error) bool {
 	if n.diskFullErr.Load() == nil {
 		n.diskFullErr.Store(&DiskFullError{Dir: n.cfg.DataDir, Err: cause})
 		n.log.Error("data dir is out of space: writes are refused until space is freed; reads are still served",
 			"data_dir", n.cfg.DataDir, "err", cause)
 	}
-	n.diskFullTicks = 0
 	if !n.reserveHeld {
 		return false
 	}
@@ -131,26 +120,36 @@ func (n *Node) enterDiskFull(cause error) bool {
 	return true
 }
 
-// retryDiskFull runs every diskFullRetry while the disk is full: it writes
-// what is stalled, and once there is room for the reserve again (plus as
-// much headroom) it takes the reserve back and resumes writes.
-func (n *Node) retryDiskFull(rl *readLoop) error {
-	if p := n.stalled; p != nil {
-		if err := n.writeReady(p.rd, p.isLeader); err != nil {
+// retryDiskFull runs on the WAL goroutine every diskFullRetry while the
+// disk is full: it writes the stalled group, and once there is room for the
+// reserve again (plus as much headroom) it takes the reserve back and
+// resumes writes.
+func (n *Node) retryDiskFull() error {
+	if g := n.stalled; g != nil {
+		if err := n.writeWAL(g.needSync); err != nil {
 			if IsNoSpace(err) {
 				return nil
 			}
 			return err
 		}
 		n.stalled = nil
-		if err := n.finishReady(p.rd, p.isLeader, rl); err != nil {
+		n.walStalled.Store(false)
+		if err := n.finishGroup(g); err != nil {
 			return err
+		}
+		// What queued up behind it.
+		select {
+		case n.walq.wake <- struct{}{}:
+		default:
 		}
 	} else if err := n.wal.Flush(); err != nil {
 		if IsNoSpace(err) {
 			return nil
 		}
 		return fmt.Errorf("raftnode: WAL write: %w", err)
+	}
+	if n.diskFullErr.Load() == nil {
+		return nil
 	}
 	free, err := freeBytes(n.cfg.DataDir)
 	if err != nil {

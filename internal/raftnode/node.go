@@ -107,22 +107,29 @@ type Node struct {
 	confPendingTicks int
 	readC            chan readRequest
 	stepC            chan *raftpb.Message
-	snapDoneC        chan snapshotDone
 	reportC          chan func(*raft.RawNode)
-	syncC            chan chan error // WAL fsync requests (before a snapshot is published)
 	applyC           chan applyBatch
 
 	// peerClients maps a member id to the client address it told us.
 	peerClients sync.Map
 	// lastContact (raft loop only) is when each peer's last message came.
 	lastContact map[uint64]time.Time
+	// The WAL goroutine (walloop.go): its work queue, the responses it
+	// releases to the raft loop once their records are durable, and its
+	// stop and done signals. walHS is the last HardState it saved.
+	walq    *walQueue
+	respC   chan []*raftpb.Message
+	walStop chan struct{}
+	walDone chan struct{}
+	walHS   *raftpb.HardState
 
 	// A full disk (diskfull.go): diskFullErr is non-nil while writes are
-	// refused; the rest belongs to the raft loop.
-	diskFullErr   atomic.Pointer[DiskFullError]
-	diskFullTicks int
-	reserveHeld   bool
-	stalled       *stalledReady
+	// refused; walStalled while a WAL write waits for space (the raft loop
+	// reads it); reserveHeld and stalled belong to the WAL goroutine.
+	diskFullErr atomic.Pointer[DiskFullError]
+	walStalled  atomic.Bool
+	reserveHeld bool
+	stalled     *walGroup
 
 	// Published by the raft loop after every iteration.
 	term, lead, commit, lastIndex, snapIndex atomic.Uint64
@@ -154,9 +161,11 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		transferC:   make(chan transferRequest),
 		readC:       make(chan readRequest, 4096),
 		stepC:       make(chan *raftpb.Message, 4096),
-		snapDoneC:   make(chan snapshotDone, 1),
 		reportC:     make(chan func(*raft.RawNode), 256),
-		syncC:       make(chan chan error),
+		walq:        newWALQueue(),
+		respC:       make(chan []*raftpb.Message, 64),
+		walStop:     make(chan struct{}),
+		walDone:     make(chan struct{}),
 		applyC:      make(chan applyBatch, 256),
 		lastContact: make(map[uint64]time.Time),
 		stopC:       make(chan struct{}),
@@ -176,6 +185,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 	go n.applyLoop(proto.Clone(cs).(*raftpb.ConfState))
+	go n.walLoop()
 	go n.raftLoop()
 	return n, nil
 }
@@ -443,6 +453,9 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 
 // Step hands a message received from a peer to raft.
 func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
+	if from := m.GetFrom(); from == raft.LocalAppendThread || from == raft.LocalApplyThread {
+		return nil // only this node's own WAL goroutine speaks for its disk
+	}
 	select {
 	case n.stepC <- m:
 		return nil

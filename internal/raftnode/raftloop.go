@@ -15,7 +15,8 @@ import (
 // iteration hands to raft, so ticks and peer messages are never starved.
 const maxProposalsPerIteration = 1024
 
-// raftLoop is the only goroutine that touches n.rn and n.wal.
+// raftLoop is the only goroutine that touches n.rn. It never waits for the
+// disk: appends go to the WAL goroutine (walloop.go).
 func (n *Node) raftLoop() {
 	defer close(n.raftDone)
 	ticks := n.cfg.Ticks
@@ -24,25 +25,39 @@ func (n *Node) raftLoop() {
 		defer ticker.Stop()
 		ticks = ticker.C
 	}
-	var syncTick <-chan time.Time
-	if !n.cfg.SyncWrites {
-		t := time.NewTicker(n.cfg.SyncInterval)
-		defer t.Stop()
-		syncTick = t.C
-	}
 	rl := &readLoop{}
 
-	// A lone voter need not wait an election timeout to lead. A fresh node's
-	// bootstrap membership must be applied first, so drain that Ready.
-	if n.rn.HasReady() {
-		if err := n.handleReady(rl); err != nil {
-			n.fail(err)
-			n.shutdownRaft()
-			return
+	// A lone voter need not wait an election timeout to lead: it campaigns
+	// as soon as it has applied what it committed (a fresh node's bootstrap
+	// membership first; raft refuses to campaign over unapplied membership
+	// changes).
+	campaigned := !n.singleVoter()
+	drain := func() error {
+		for {
+			for !n.walStalled.Load() && n.rn.HasReady() {
+				if err := n.handleReady(rl); err != nil {
+					return err
+				}
+			}
+			if campaigned {
+				return nil
+			}
+			st := n.rn.Status()
+			if st.RaftState == raft.StateLeader {
+				campaigned = true
+				return nil
+			}
+			if st.Applied < st.GetCommit() {
+				return nil
+			}
+			campaigned = true
+			_ = n.rn.Campaign()
 		}
 	}
-	if n.singleVoter() {
-		_ = n.rn.Campaign()
+	if err := drain(); err != nil {
+		n.fail(err)
+		n.shutdownRaft()
+		return
 	}
 	var lastLead uint64
 	for {
@@ -50,20 +65,16 @@ func (n *Node) raftLoop() {
 		case <-ticks:
 			n.rn.Tick()
 			rl.tick(n)
-			if n.diskFullErr.Load() != nil {
-				if n.diskFullTicks++; time.Duration(n.diskFullTicks)*n.cfg.TickInterval >= diskFullRetry {
-					n.diskFullTicks = 0
-					if err := n.retryDiskFull(rl); err != nil {
-						n.fail(err)
-						n.shutdownRaft()
-						return
-					}
-				}
-			}
 			if n.confPending.Load() != 0 {
 				if n.confPendingTicks++; n.confPendingTicks > 3*n.cfg.ElectionTicks {
 					n.confPending.Store(0) // lost with a leader change
 				}
+			}
+		case ms := <-n.respC:
+			// Responses the WAL goroutine released once their records were
+			// durable: this node's own append acknowledgements.
+			for _, m := range ms {
+				_ = n.rn.Step(m)
 			}
 		case req := <-n.confC:
 			n.proposeConfChange(req)
@@ -91,46 +102,22 @@ func (n *Node) raftLoop() {
 		case m := <-n.stepC:
 			// A message heard is contact, even one a stalled node drops.
 			n.lastContact[m.GetFrom()] = time.Now()
-			if n.stalled == nil || !dropWhileStalled(m) {
+			if !n.walStalled.Load() || !dropWhileStalled(m) {
 				_ = n.rn.Step(m)
 			}
 		case f := <-n.reportC:
 			f(n.rn)
-		case d := <-n.snapDoneC:
-			if err := n.snapshotSaved(d); err != nil {
-				n.fail(err)
-				n.shutdownRaft()
-				return
-			}
-		case <-syncTick:
-			if err := n.wal.Sync(); err != nil {
-				if IsNoSpace(err) {
-					n.enterDiskFull(err)
-					break
-				}
-				n.fail(fmt.Errorf("raftnode: background WAL sync: %w", err))
-				n.shutdownRaft()
-				return
-			}
-		case ch := <-n.syncC:
-			err := n.wal.Sync()
-			if IsNoSpace(err) {
-				n.enterDiskFull(err)
-			}
-			ch <- err
 		case <-n.stopC:
 			n.shutdownRaft()
 			return
 		}
 		rl.maybeSend(n)
-		// Advance can make more work ready at once (a leader's own append
+		// One step can make more work ready at once (a leader's own append
 		// acknowledgement commits entries), so drain until raft is idle.
-		for n.stalled == nil && n.rn.HasReady() {
-			if err := n.handleReady(rl); err != nil {
-				n.fail(err)
-				n.shutdownRaft()
-				return
-			}
+		if err := drain(); err != nil {
+			n.fail(err)
+			n.shutdownRaft()
+			return
 		}
 		if lead := n.lead.Load(); lead != lastLead {
 			n.log.Info("leader changed", "leader", fmt.Sprintf("%x", lead), "term", n.term.Load())
@@ -165,9 +152,9 @@ func (n *Node) propose(p proposal) {
 	}
 }
 
-// handleReady runs the Ready contract described in doc.go. When the WAL
-// write fails for lack of space the Ready stalls (see doc.go, "A full
-// disk"): nothing after step 2 happens until retryDiskFull writes it.
+// handleReady runs the Ready contract described in doc.go. It never waits
+// for the disk: the log append goes to the WAL goroutine, whose responses
+// come back on respC once the records are durable.
 func (n *Node) handleReady(rl *readLoop) error {
 	rd := n.rn.Ready()
 
@@ -175,106 +162,45 @@ func (n *Node) handleReady(rl *readLoop) error {
 		n.lead.Store(rd.SoftState.Lead)
 		n.state.Store(uint32(rd.SoftState.RaftState))
 	}
-	isLeader := raft.StateType(n.state.Load()) == raft.StateLeader
-	// 1. A leader's messages may leave before its own append.
-	if isLeader {
-		n.cfg.Transport.Send(rd.Messages)
-	}
-	// 2. Persist.
-	if err := n.saveReady(rd); err != nil {
-		return err
-	}
-	if err := n.writeReady(rd, isLeader); err != nil {
-		if !IsNoSpace(err) {
-			return err
-		}
-		if !n.enterDiskFull(err) {
-			n.stalled = &stalledReady{rd: rd, isLeader: isLeader}
-			return nil
-		}
-		// The reserve is free now: the same write again.
-		if err := n.writeReady(rd, isLeader); err != nil {
-			if !IsNoSpace(err) {
-				return err
-			}
-			n.stalled = &stalledReady{rd: rd, isLeader: isLeader}
-			return nil
-		}
-	}
-	return n.finishReady(rd, isLeader, rl)
-}
-
-// saveReady hands the Ready's snapshot marker, entries and HardState to the
-// WAL's buffer. It does not fail for lack of space (the WAL buffers).
-func (n *Node) saveReady(rd raft.Ready) error {
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.wal.SaveSnapshot(rd.Snapshot.GetMetadata()); err != nil {
-			return fmt.Errorf("raftnode: save snapshot marker: %w", err)
-		}
-	}
-	if err := n.wal.Save(rd.HardState, rd.Entries); err != nil {
-		return fmt.Errorf("raftnode: WAL append: %w", err)
-	}
-	return nil
-}
-
-// writeReady makes what saveReady buffered as durable as the Ready needs.
-// On a full disk it fails with the WAL's *NoSpaceError and may be called
-// again for the same Ready: the WAL keeps the records buffered.
-func (n *Node) writeReady(rd raft.Ready, isLeader bool) error {
-	// A snapshot is always synced: its file is only installed once the log
-	// on disk records it (snap.SaveReceived).
-	if n.cfg.SyncWrites && rd.MustSync || !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.wal.Sync(); err != nil {
-			return fmt.Errorf("raftnode: WAL fsync: %w", err)
-		}
-	} else if !isLeader && len(rd.Messages) > 0 || len(rd.CommittedEntries) > 0 {
-		// Without -sync-writes the WAL still reaches the operating system
-		// before anything it holds is acknowledged (a follower's messages,
-		// an applied write), so a killed process loses nothing. Writes that
-		// acknowledge nothing yet wait in the buffer for the next flush.
-		if err := n.wal.Flush(); err != nil {
-			return fmt.Errorf("raftnode: WAL write: %w", err)
-		}
-	}
-	return nil
-}
-
-// finishReady runs steps 3 to 5 of a persisted Ready.
-func (n *Node) finishReady(rd raft.Ready, isLeader bool, rl *readLoop) error {
-	hs := rd.HardState
-	// 3. In-memory log, then the followers' acknowledgements.
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.snaps.Install(rd.Snapshot.GetMetadata().GetIndex()); err != nil {
-			return fmt.Errorf("raftnode: %w", err)
-		}
-		if err := n.store.ApplySnapshot(rd.Snapshot); err != nil {
-			return fmt.Errorf("raftnode: apply snapshot to raft log: %w", err)
-		}
-		n.sendApply(applyBatch{snapshot: rd.Snapshot})
-	}
-	if hs != nil {
-		if err := n.store.SetHardState(hs); err != nil {
-			return fmt.Errorf("raftnode: %w", err)
-		}
+	if hs := rd.HardState; hs != nil {
 		// Published before the entries it commits are applied, so no one
 		// sees applied > commit.
 		n.term.Store(hs.GetTerm())
 		n.commit.Store(hs.GetCommit())
 	}
-	if len(rd.Entries) > 0 {
-		if err := n.store.Append(rd.Entries); err != nil {
-			return fmt.Errorf("raftnode: append to raft log: %w", err)
+	out := rd.Messages[:0:0]
+	for _, m := range rd.Messages {
+		switch m.GetTo() {
+		case raft.LocalAppendThread:
+			// 2. Persist, on the WAL goroutine.
+			n.walq.push(walItem{app: m})
+		case raft.LocalApplyThread:
+			// 4. Committed entries to the apply loop.
+			n.handOff(m)
+		default:
+			// 1. Messages that need nothing persisted leave at once: a
+			// leader's MsgApp goes out before its own append is durable.
+			out = append(out, m)
 		}
 	}
-	if !isLeader {
-		n.cfg.Transport.Send(rd.Messages)
+	n.cfg.Transport.Send(out)
+	for _, rs := range rd.ReadStates {
+		rl.resolve(rs)
 	}
-	// 4. Committed entries to the apply loop; membership changes take effect
-	// in raft here, in the goroutine that owns it.
-	if len(rd.CommittedEntries) > 0 {
-		b := applyBatch{entries: rd.CommittedEntries}
-		for _, e := range rd.CommittedEntries {
+	return nil
+}
+
+// handOff queues a MsgStorageApply's committed entries for the apply loop.
+// Membership changes take effect in raft here, in the goroutine that owns
+// it, and raft hears at once that the entries are applied: they are in the
+// apply loop's queue, which applies them in order (raft only uses its
+// applied index to pace its own bookkeeping; readers wait on the apply
+// loop's index).
+func (n *Node) handOff(m *raftpb.Message) {
+	ents := m.GetEntries()
+	if len(ents) > 0 {
+		b := applyBatch{entries: ents}
+		for _, e := range ents {
 			if cs := n.applyConfChange(e); cs != nil {
 				if b.confStates == nil {
 					b.confStates = make(map[uint64]*raftpb.ConfState)
@@ -284,15 +210,9 @@ func (n *Node) finishReady(rd raft.Ready, isLeader bool, rl *readLoop) error {
 		}
 		n.sendApply(b)
 	}
-	for _, rs := range rd.ReadStates {
-		rl.resolve(rs)
+	for _, r := range m.GetResponses() {
+		_ = n.rn.Step(r)
 	}
-	if last, err := n.store.LastIndex(); err == nil {
-		n.lastIndex.Store(last)
-	}
-	// 5.
-	n.rn.Advance(rd)
-	return nil
 }
 
 // applyConfChange applies a committed membership change to raft and returns
@@ -333,9 +253,11 @@ func (n *Node) sendApply(b applyBatch) {
 	n.applyC <- b
 }
 
-// shutdownRaft ends the raft side: the apply loop finishes what it was
-// handed, the WAL is synced and closed.
+// shutdownRaft ends the raft side: the WAL goroutine stops, the apply loop
+// finishes what it was handed, the WAL is synced and closed.
 func (n *Node) shutdownRaft() {
+	close(n.walStop)
+	<-n.walDone
 	close(n.applyC)
 	if err := n.wal.Close(); err != nil {
 		n.log.Error("closing WAL", "err", err)

@@ -99,6 +99,7 @@ func (n *Node) open() (err error) {
 		Logger:      n.cfg.Logger,
 		OnSync:      n.cfg.Metrics.WALSynced,
 		MinIndex:    minIndex,
+		Faults:      n.cfg.WALFaults,
 	})
 	if err != nil {
 		return fmt.Errorf("raftnode: open WAL: %w", err)
@@ -161,6 +162,7 @@ func (n *Node) open() (err error) {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		StepDownOnRemoval:         true,
+		AsyncStorageWrites:        true,
 		Logger:                    newRaftLogger(n.log),
 	}
 	if n.rn, err = raft.NewRawNode(rc); err != nil {

@@ -12,7 +12,9 @@ import (
 // the peer unreachable to the Host. MsgSnap messages are sent as a stream:
 // the snapshot body is read from Host.OpenSnapshot in chunks and handed to
 // the receiver's Host.ReceiveSnapshot, and the outcome goes to
-// Host.ReportSnapshot. The raft loop owns msgs only during Send;
+// Host.ReportSnapshot. Send is called from the raft loop and from the WAL
+// goroutine (responses released once durable), possibly at the same time,
+// and must be safe for that. The caller owns msgs only during Send;
 // implementations that keep a message must not modify it.
 type Transport interface {
 	// Start gives the transport its host; called once, before any Send.

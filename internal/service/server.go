@@ -235,6 +235,11 @@ func (s *Server) buildGRPC() {
 		// those over the limit with INVALID_ARGUMENT naming it.
 		grpc.MaxRecvMsgSize(2*s.core.Limits().MaxRequestSize),
 		grpc.MaxSendMsgSize(64<<20),
+		// Long-lived stream workers instead of a goroutine per call: a new
+		// goroutine's stack grows (and is copied) on every call, about a
+		// tenth of a PUT's server CPU. Calls beyond the workers (all busy
+		// waiting on raft) still get a goroutine of their own.
+		grpc.NumStreamWorkers(grpcStreamWorkers),
 	)
 	kvdbv1.RegisterKVServiceServer(s.grpc, &kvService{s: s})
 	kvdbv1.RegisterAdminServiceServer(s.grpc, &adminService{s: s})
@@ -278,6 +283,11 @@ var grpcOps = map[string]core.Op{
 // for shutdown; KV and transaction calls also under the node-wide cap),
 // applies the default deadline and records the latency of KV and
 // transaction calls.
+// grpcStreamWorkers is how many gRPC calls run on long-lived goroutines;
+// write calls block until their entry is applied, so it is sized for a few
+// hundred concurrent callers rather than for the CPU count.
+const grpcStreamWorkers = 256
+
 func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	op, isOp := grpcOps[info.FullMethod]
 	if err := s.core.Enter(isOp); err != nil {

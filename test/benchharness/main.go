@@ -5,7 +5,7 @@
 // in a temporary directory and is killed when it returns; every load loop
 // is bounded by -duration.
 //
-//	go run ./test/benchharness [flags] tables|load|stress|compare
+//	go run ./test/benchharness [flags] tables|load|stress|compare|targets
 package main
 
 import (
@@ -20,6 +20,8 @@ import (
 
 type options struct {
 	bin       string
+	oldBin    string
+	only      string
 	duration  time.Duration
 	runs      int
 	conns     []int
@@ -33,6 +35,8 @@ func main() {
 	var o options
 	var conns string
 	flag.StringVar(&o.bin, "bin", "./bin", "directory holding kvdb-server and kvdbctl")
+	flag.StringVar(&o.oldBin, "old-bin", "", "targets: also measure the build in this directory, interleaved with -bin")
+	flag.StringVar(&o.only, "only", "", "targets: only these sections (sync,nosync,binary,cluster,failover)")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each measured run (load: of the whole test)")
 	flag.IntVar(&o.runs, "runs", 3, "runs per figure; the median is reported")
 	flag.StringVar(&conns, "conns", "1,4,16,64", "connection counts for compare")
@@ -58,8 +62,12 @@ func main() {
 		run = runStress
 	case "compare":
 		run = runCompare
+	case "targets":
+		run = runTargets
+	case "constserver":
+		run = runConstServer
 	default:
-		fmt.Fprintln(os.Stderr, "usage: benchharness [flags] tables|load|stress|compare")
+		fmt.Fprintln(os.Stderr, "usage: benchharness [flags] tables|load|stress|compare|targets")
 		os.Exit(2)
 	}
 	err = run(ctx, &o)

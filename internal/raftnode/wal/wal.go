@@ -81,6 +81,8 @@ type Options struct {
 	// OnSync, when set, is called after every fsync of a segment file with
 	// its duration, on the goroutine that called the WAL method.
 	OnSync func(time.Duration)
+	// Faults, when set, injects one storage failure (tests only).
+	Faults *Faults
 }
 
 // Contents is what Open recovered. The pointers are never nil; raftpb
@@ -208,6 +210,7 @@ type WAL struct {
 	segSize int64
 	logger  *slog.Logger
 	onSync  func(time.Duration)
+	faults  *Faults
 
 	segs  []segment // live segments, oldest first; the last one is current
 	f     segmentFile
@@ -246,6 +249,7 @@ func Open(dir string, opts Options) (*WAL, *Contents, error) {
 		segSize: opts.SegmentSize,
 		logger:  opts.Logger,
 		onSync:  opts.OnSync,
+		faults:  opts.Faults,
 		hs:      &raftpb.HardState{},
 	}
 	segs, err := listSegments(dir)
@@ -461,7 +465,7 @@ func (w *WAL) recover(segs []segment, man *segment, minIndex uint64) (*Contents,
 		sr, err = rc.readSegment(path, f, last)
 		s.maxIndex = rc.segMax
 		if last {
-			w.f = f
+			w.f = w.wrap(f)
 		} else {
 			f.Close()
 		}
@@ -842,7 +846,7 @@ func (w *WAL) startSegment(s segment) error {
 		return w.fail(fmt.Errorf("wal: create segment: %w", err))
 	}
 	prevF, prevOff, prevDirty, prevSegs := w.f, w.off, w.dirty, len(w.segs)
-	w.f, w.off, w.dirty = f, 0, false
+	w.f, w.off, w.dirty = w.wrap(f), 0, false
 	w.segs = append(w.segs, s)
 	w.appendHeader()
 	err = w.syncCurrent()
