@@ -517,20 +517,19 @@ func (s *Store) UserRoles(name string) ([]string, error) {
 func (s *Store) Users() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]string, 0, len(s.users))
-	for n := range s.users {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
+	return sortedKeys(s.users)
 }
 
 // Roles lists the role names, sorted.
 func (s *Store) Roles() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]string, 0, len(s.roles))
-	for n := range s.roles {
+	return sortedKeys(s.roles)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for n := range m {
 		out = append(out, n)
 	}
 	slices.Sort(out)
@@ -553,16 +552,11 @@ func (s *Store) State() *raftv1.AuthState {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	st := &raftv1.AuthState{Enabled: s.enabled, TokenSecret: bytes.Clone(s.secret), Revision: s.rev}
-	for _, n := range s.usersLocked() {
+	for _, n := range sortedKeys(s.users) {
 		u := s.users[n]
 		st.Users = append(st.Users, &raftv1.AuthUser{Name: n, PasswordHash: bytes.Clone(u.hash), Roles: slices.Clone(u.roles), PasswordRevision: u.pwRev})
 	}
-	names := make([]string, 0, len(s.roles))
-	for n := range s.roles {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range sortedKeys(s.roles) {
 		r := &raftv1.AuthRole{Name: n}
 		for _, p := range s.roles[n] {
 			r.Permissions = append(r.Permissions, &raftv1.AuthPermission{Type: uint32(p.Type), Key: p.Key, RangeEnd: p.End})
@@ -572,14 +566,6 @@ func (s *Store) State() *raftv1.AuthState {
 	return st
 }
 
-func (s *Store) usersLocked() []string {
-	out := make([]string, 0, len(s.users))
-	for n := range s.users {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
-}
 
 // Restore replaces the state with st (nil: the empty state).
 func (s *Store) Restore(st *raftv1.AuthState) error {
