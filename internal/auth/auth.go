@@ -566,7 +566,6 @@ func (s *Store) State() *raftv1.AuthState {
 	return st
 }
 
-
 // Restore replaces the state with st (nil: the empty state).
 func (s *Store) Restore(st *raftv1.AuthState) error {
 	users := map[string]*user{}
