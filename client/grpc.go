@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -30,7 +31,7 @@ func dialGRPC(addr string, d *dialer) (*grpcConn, error) {
 	if d.tokens != nil {
 		opts = append(opts, grpc.WithChainUnaryInterceptor(d.tokens.unary))
 	}
-	conn, err := grpc.NewClient(addr, opts...)
+	conn, err := grpc.NewClient(Target(addr), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kvdb: dial %s: %w", addr, err)
 	}
@@ -108,4 +109,16 @@ func (g *grpcConn) do(ctx context.Context, req *wire.Request) (*wire.Response, e
 		return nil, grpcErr(err)
 	}
 	return resp, nil
+}
+
+// Target is the gRPC target for a host:port address: dialled by Go's own
+// dialer ("passthrough"), which tries every address a name resolves to in
+// turn. With gRPC's default DNS resolver, "localhost" resolving to ::1 and
+// 127.0.0.1 against a node listening on 127.0.0.1 only stalled some of a
+// pool's connections until their requests' deadlines.
+func Target(addr string) string {
+	if strings.Contains(addr, "://") || strings.HasPrefix(addr, "unix:") {
+		return addr
+	}
+	return "passthrough:///" + addr
 }

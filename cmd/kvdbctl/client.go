@@ -42,7 +42,7 @@ func dial(address string, protocol kvclient.Protocol, tlsCfg *tls.Config, user, 
 	if user != "" {
 		opts = append(opts, grpc.WithChainUnaryInterceptor(kvclient.AuthInterceptor(user, password)))
 	}
-	conn, err := grpc.NewClient(dialTarget(address), opts...)
+	conn, err := grpc.NewClient(kvclient.Target(dialTarget(address)), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", address, err)
 	}

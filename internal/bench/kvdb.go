@@ -73,7 +73,7 @@ func (d *KVDB) EnableTxn() error {
 	if d.sec.Username != "" {
 		opts = append(opts, grpc.WithChainUnaryInterceptor(kvclient.AuthInterceptor(d.sec.Username, d.sec.Password)))
 	}
-	conn, err := grpc.NewClient(d.c.Endpoint(), opts...)
+	conn, err := grpc.NewClient(kvclient.Target(d.c.Endpoint()), opts...)
 	if err != nil {
 		return err
 	}
