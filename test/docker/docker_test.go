@@ -194,8 +194,18 @@ func TestComposeCluster(t *testing.T) {
 	if _, err := anon[first].auth.AuthEnable(actx, &kvdbv1.AuthEnableRequest{}); err != nil {
 		t.Fatalf("auth enable: %v", err)
 	}
-	if err := putOnce(anon[(first+1)%3], "anonymous", "v"); grpcstatus.Code(err) != codes.Unauthenticated {
-		t.Fatalf("anonymous put with auth enabled: %v", err)
+	// Every node refuses anonymous writes once it has applied the change
+	// (a follower may apply it a moment after the leader answered).
+	for _, i := range all {
+		var err error
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if err = putOnce(anon[i], "anonymous", "v"); grpcstatus.Code(err) == codes.Unauthenticated {
+				break
+			}
+		}
+		if grpcstatus.Code(err) != codes.Unauthenticated {
+			t.Fatalf("anonymous put on %s with auth enabled: %v", names[i], err)
+		}
 	}
 	nodes := dialAll(t, "root", rootPassword)
 	leader := waitLeader(t, nodes, all)
