@@ -90,9 +90,6 @@ func (c *Core) OpenSession(base context.Context, name, password, from string) (c
 // AuthEnabled reports whether authentication is on.
 func (c *Core) AuthEnabled() bool { return c.auth.Enabled() }
 
-// Auth is the replicated auth state this layer checks against.
-func (c *Core) Auth() *auth.Store { return c.auth }
-
 // authenticated returns the caller, or ErrUnauthenticated while auth is on.
 func (c *Core) authenticated(ctx context.Context) (string, error) {
 	id, _ := ctx.Value(userKey{}).(identity)
@@ -200,6 +197,13 @@ func (c *Core) Authenticate(ctx context.Context, name, password, from string) (s
 		return "", Errorf(FailedPrecondition, "authentication is not enabled")
 	}
 	now := time.Now()
+	if len(name) > auth.MaxNameLen || len(password) > auth.MaxPasswordLen {
+		// Longer than any user or password can be: fail as a wrong
+		// password would, without hashing a large input.
+		c.limiter.Failed(name[:min(len(name), auth.MaxNameLen)], from, now)
+		c.authFailures.Add(1)
+		return "", auth.ErrAuthFailed
+	}
 	if err := c.limiter.Check(name, from, now); err != nil {
 		c.authFailures.Add(1)
 		return "", err
@@ -222,6 +226,9 @@ func (c *Core) proposeAuth(ctx context.Context, cmd *raftv1.AuthCommand) error {
 	if err := c.RequireRoot(ctx); err != nil {
 		return err
 	}
+	if err := c.checkAuthCommand(cmd); err != nil {
+		return err
+	}
 	data, err := command.EncodeAuth(cmd)
 	if err != nil {
 		return err
@@ -230,6 +237,31 @@ func (c *Core) proposeAuth(ctx context.Context, cmd *raftv1.AuthCommand) error {
 	defer cancel()
 	_, err = c.proposeAlone(ctx, data)
 	return err
+}
+
+// checkAuthCommand bounds what one auth change may carry before it goes
+// into the log: names as auth.ValidName allows them, permission keys as
+// any key.
+func (c *Core) checkAuthCommand(cmd *raftv1.AuthCommand) error {
+	if err := checkNames(cmd.GetUser(), cmd.GetRole()); err != nil {
+		return err
+	}
+	if p := cmd.GetPermission(); len(p.GetKey()) > c.limits.MaxKeySize || len(p.GetRangeEnd()) > c.limits.MaxKeySize {
+		return invalidf("permission key and range end are limited to max-key-size (%d bytes)", c.limits.MaxKeySize)
+	}
+	return nil
+}
+
+// checkNames validates the user and role names a call gives ("" : none).
+func checkNames(names ...string) error {
+	for _, n := range names {
+		if n != "" {
+			if err := auth.ValidName(n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // AuthEnable turns authentication on with a fresh token secret (tokens
@@ -307,9 +339,6 @@ func (c *Core) RoleDelete(ctx context.Context, role string) error {
 // RoleGrantPermission adds (or retypes) a role's permission on a key or
 // range.
 func (c *Core) RoleGrantPermission(ctx context.Context, role string, p auth.Permission) error {
-	if len(p.Key) > c.limits.MaxKeySize || len(p.End) > c.limits.MaxKeySize {
-		return invalidf("permission key and range end are limited to max-key-size (%d bytes)", c.limits.MaxKeySize)
-	}
 	return c.proposeAuth(ctx, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_ROLE_GRANT_PERMISSION, Role: role,
 		Permission: &raftv1.AuthPermission{Type: uint32(p.Type), Key: p.Key, RangeEnd: p.End}})
 }
@@ -320,9 +349,13 @@ func (c *Core) RoleRevokePermission(ctx context.Context, role string, key, end [
 		Permission: &raftv1.AuthPermission{Key: key, RangeEnd: end}})
 }
 
-// authRead makes a read of the auth state linearizable and root-only.
-func (c *Core) authRead(ctx context.Context) error {
+// authRead makes a read of the auth state linearizable and root-only, and
+// validates the names it is about.
+func (c *Core) authRead(ctx context.Context, names ...string) error {
 	if err := c.RequireRoot(ctx); err != nil {
+		return err
+	}
+	if err := checkNames(names...); err != nil {
 		return err
 	}
 	return c.WaitRead(ctx, false)
@@ -330,7 +363,7 @@ func (c *Core) authRead(ctx context.Context) error {
 
 // UserGet returns a user's roles.
 func (c *Core) UserGet(ctx context.Context, name string) ([]string, error) {
-	if err := c.authRead(ctx); err != nil {
+	if err := c.authRead(ctx, name); err != nil {
 		return nil, err
 	}
 	return c.auth.UserRoles(name)
@@ -346,7 +379,7 @@ func (c *Core) UserList(ctx context.Context) ([]string, error) {
 
 // RoleGet returns a role's permissions.
 func (c *Core) RoleGet(ctx context.Context, role string) ([]auth.Permission, error) {
-	if err := c.authRead(ctx); err != nil {
+	if err := c.authRead(ctx, role); err != nil {
 		return nil, err
 	}
 	return c.auth.RolePermissions(role)

@@ -175,9 +175,6 @@ func (c *Core) Limits() Limits { return c.limits }
 // SetLimits replaces the limits; tests call it before traffic.
 func (c *Core) SetLimits(l Limits) { c.limits = l }
 
-// Store is the engine this layer reads.
-func (c *Core) Store() *engine.Store { return c.store }
-
 // Enter admits one operation. It counts it in flight, so Drain waits for
 // it, and, when capped, under the node-wide cap. It fails with
 // ErrShuttingDown while the node drains and ErrOverloaded over the cap.
@@ -263,6 +260,3 @@ func (c *Core) RequestTimeout() time.Duration { return c.cfg.RequestTimeout }
 func (c *Core) TxnStats() (active int, commits, aborts, expired int64) {
 	return c.txns.activeCount(), c.txns.commits.Load(), c.txns.aborts.Load(), c.txns.expiredN.Load()
 }
-
-// MemoryPending is the bytes admitted writes have reserved and not applied.
-func (c *Core) MemoryPending() int64 { return c.mem.pending.Load() }

@@ -1,12 +1,12 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -152,12 +152,7 @@ func TestEveryRPCIsChecked(t *testing.T) {
 			continue
 		}
 		call := func(ctx context.Context) codes.Code {
-			resp := proto.Clone(req)
-			proto.Reset(resp) // any message will do for the reply's type
 			out := newReply(m)
-			if out == nil {
-				t.Fatalf("%s: unknown reply type", m)
-			}
 			return status.Code(n.conn.Invoke(ctx, m, req, out))
 		}
 		if got := call(ctxT(t)); got != codes.Unauthenticated {
@@ -309,7 +304,6 @@ func TestAuthSurvivesRestart(t *testing.T) {
 	if err != nil || strings.Join(roles.GetRoles(), ",") != "r1,root" {
 		t.Fatalf("roles after restart: %v %v", roles.GetRoles(), err)
 	}
-	_ = time.Second
 }
 
 // binarySamples is a well-formed request for every binary opcode; the keys
@@ -417,5 +411,65 @@ func TestBinarySessions(t *testing.T) {
 		if resp := r.call(&wire.Request{Op: wire.OpGet, ID: 4, Key: []byte("app/a")}); resp.Status != wire.StatusUnauthenticated {
 			t.Fatalf("get after alice's password changed: %v %s", resp.Status, resp.Payload)
 		}
+	}
+}
+
+// TestAuthRPCsBoundTheirInput: every AuthService call that takes a name or
+// a key refuses one longer than a name or key can be, before anything is
+// hashed or proposed; Authenticate answers an oversized password like a
+// wrong one.
+func TestAuthRPCsBoundTheirInput(t *testing.T) {
+	n, a := authNode(t)
+	root := login(t, a, "root", "rootpw")
+	long := strings.Repeat("n", auth.MaxNameLen+1)
+	bigKey := bytes.Repeat([]byte("k"), DefaultLimits.MaxKeySize+1)
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"UserAdd", func() error { _, err := a.UserAdd(root, &kvdbv1.UserAddRequest{Name: long, Password: "x"}); return err }},
+		{"UserAdd password", func() error {
+			_, err := a.UserAdd(root, &kvdbv1.UserAddRequest{Name: "bob", Password: strings.Repeat("p", auth.MaxPasswordLen+1)})
+			return err
+		}},
+		{"UserGet", func() error { _, err := a.UserGet(root, &kvdbv1.UserGetRequest{Name: long}); return err }},
+		{"UserDelete", func() error { _, err := a.UserDelete(root, &kvdbv1.UserDeleteRequest{Name: long}); return err }},
+		{"UserChangePassword", func() error {
+			_, err := a.UserChangePassword(root, &kvdbv1.UserChangePasswordRequest{Name: long, Password: "x"})
+			return err
+		}},
+		{"UserGrantRole", func() error {
+			_, err := a.UserGrantRole(root, &kvdbv1.UserGrantRoleRequest{User: "alice", Role: long})
+			return err
+		}},
+		{"UserRevokeRole", func() error {
+			_, err := a.UserRevokeRole(root, &kvdbv1.UserRevokeRoleRequest{Name: long, Role: "app"})
+			return err
+		}},
+		{"RoleAdd", func() error { _, err := a.RoleAdd(root, &kvdbv1.RoleAddRequest{Name: long}); return err }},
+		{"RoleGet", func() error { _, err := a.RoleGet(root, &kvdbv1.RoleGetRequest{Role: long}); return err }},
+		{"RoleDelete", func() error { _, err := a.RoleDelete(root, &kvdbv1.RoleDeleteRequest{Role: long}); return err }},
+		{"RoleGrantPermission", func() error {
+			_, err := a.RoleGrantPermission(root, &kvdbv1.RoleGrantPermissionRequest{Name: "app", Perm: &kvdbv1.Permission{
+				PermType: kvdbv1.PermissionType_PERMISSION_TYPE_READ, Key: bigKey}})
+			return err
+		}},
+		{"RoleRevokePermission", func() error {
+			_, err := a.RoleRevokePermission(root, &kvdbv1.RoleRevokePermissionRequest{Role: "app", Key: bigKey})
+			return err
+		}},
+	}
+	rev := n.srv.auth.Revision()
+	for _, tt := range tests {
+		if err := tt.call(); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s with an oversized argument: %v, want InvalidArgument", tt.name, err)
+		}
+	}
+	if n.srv.auth.Revision() != rev {
+		t.Fatal("a refused call changed the auth state")
+	}
+	_, err := a.Authenticate(ctxT(t), &kvdbv1.AuthenticateRequest{Name: "alice", Password: strings.Repeat("p", 1<<20)})
+	if status.Code(err) != codes.Unauthenticated || status.Convert(err).Message() != auth.ErrAuthFailed.Error() {
+		t.Fatalf("Authenticate with a 1 MiB password: %v", err)
 	}
 }
