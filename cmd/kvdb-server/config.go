@@ -33,6 +33,8 @@ type config struct {
 	// MetricsAddress, when set, serves /metrics, /healthz and /readyz on a
 	// second, HTTP-only listener too.
 	MetricsAddress string
+	// EnablePprof serves /debug/pprof/ on MetricsAddress.
+	EnablePprof bool
 	// RESPAddress, when set, serves the Redis protocol (inline commands
 	// too) on a listener of its own.
 	RESPAddress    string
@@ -88,6 +90,7 @@ var envBindings = map[string]string{
 	"enable-raft":       "ENABLE_RAFT",
 	"enable-metrics":    "ENABLE_METRICS",
 	"metrics-address":   "METRICS_ADDRESS",
+	"enable-pprof":      "ENABLE_PPROF",
 	"resp-address":      "RESP_ADDRESS",
 	"sync-writes":       "SYNC_WRITES",
 	"advertise-address": "ADVERTISE_ADDRESS",
@@ -149,6 +152,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.EnableMetrics, "enable-metrics", true, "serve Prometheus /metrics on -address (env ENABLE_METRICS)")
 	fs.StringVar(&c.RESPAddress, "resp-address", "", "also serve the Redis protocol (RESP2/RESP3, inline commands too) on this address, e.g. 127.0.0.1:6379 (env RESP_ADDRESS); -address serves it too (docs/redis.md)")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", "", "also serve /metrics, /healthz and /readyz over plain HTTP on this address, e.g. 127.0.0.1:9100 (env METRICS_ADDRESS); needs -enable-metrics")
+	fs.BoolVar(&c.EnablePprof, "enable-pprof", false, "serve Go's /debug/pprof/ profiles on -metrics-address, never on -address (env ENABLE_PPROF); needs -metrics-address")
 	fs.BoolVar(&c.SyncWrites, "sync-writes", false, "fsync the WAL before acknowledging writes (env SYNC_WRITES); false fsyncs every -sync-interval")
 	fs.Var(&reserve, "disk-reserve", "space held in <data-dir>/space.reserve and freed when the disk fills, so writes in flight finish and reads go on; 0: none")
 	fs.Var(&walSeg, "wal-segment-size", "size at which a WAL segment file is closed and the next one started")
@@ -285,6 +289,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		if _, _, err := splitHostPort(c.MetricsAddress); err != nil {
 			return nil, fmt.Errorf("-metrics-address: %w", err)
 		}
+	}
+	if c.EnablePprof && c.MetricsAddress == "" {
+		return nil, errors.New("-enable-pprof needs -metrics-address (profiles are never served on -address)")
 	}
 	if c.RESPAddress != "" {
 		if _, _, err := splitHostPort(c.RESPAddress); err != nil {

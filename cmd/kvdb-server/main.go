@@ -160,6 +160,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		MaxTxns:               cfg.MaxTxns,
 		MaxInFlightRequests:   cfg.MaxInFlight,
 		EnableMetrics:         cfg.EnableMetrics,
+		EnablePprof:           cfg.EnablePprof,
 		Logger:                log,
 		ProtocolDetectTimeout: cfg.DetectTimeout,
 		MaxConnections:        cfg.MaxConnections,

@@ -30,6 +30,7 @@ func TestBadFlagPrintsOneError(t *testing.T) {
 		{[]string{"-max-memory=lots"}, "kvdb-server: invalid value \"lots\" for flag -max-memory: "},
 		{[]string{"-log-format=xml"}, "kvdb-server: -log-format \"xml\": use text or json\n"},
 		{[]string{"-advertise-client-address=nohost"}, "kvdb-server: -advertise-client-address: address \"nohost\" has no port\n"},
+		{[]string{"-enable-pprof"}, "kvdb-server: -enable-pprof needs -metrics-address (profiles are never served on -address)\n"},
 	} {
 		out, errOut, code := runServer(tc.args...)
 		if code != 2 || out != "" {

@@ -467,3 +467,43 @@ func TestMetricsDocumented(t *testing.T) {
 		t.Fatalf("only %d kvdb_/grpc_ metric families registered", seen)
 	}
 }
+
+// TestPprofOnlyOnMetricsListener: -enable-pprof serves /debug/pprof/ on the
+// metrics listener and never on the client port; without it, neither has it.
+func TestPprofOnlyOnMetricsListener(t *testing.T) {
+	for _, enabled := range []bool{true, false} {
+		n := startNode(t, t.TempDir(), func(c *Config) { c.EnableMetrics = true; c.EnablePprof = enabled })
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- n.srv.ServeMetrics(l) }()
+		status := func(url string) int {
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Fatalf("GET %s: %v", url, err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		want := http.StatusNotFound
+		if enabled {
+			want = http.StatusOK
+		}
+		if got := status("http://" + l.Addr().String() + "/debug/pprof/heap?debug=1"); got != want {
+			t.Errorf("enable-pprof=%v: metrics listener /debug/pprof/heap = %d, want %d", enabled, got, want)
+		}
+		if got := status("http://" + n.addr + "/debug/pprof/heap?debug=1"); got != http.StatusNotFound {
+			t.Errorf("enable-pprof=%v: client port /debug/pprof/heap = %d, want 404", enabled, got)
+		}
+		// The metrics listener still serves its own paths beside the profiles.
+		if body := scrape(t, "http://"+l.Addr().String()+"/metrics"); !strings.Contains(body, "kvdb_server_is_leader") {
+			t.Errorf("enable-pprof=%v: /metrics lacks kvdb_server_is_leader", enabled)
+		}
+		n.stop(t)
+		if err := <-served; err != nil {
+			t.Fatalf("ServeMetrics: %v", err)
+		}
+	}
+}

@@ -72,6 +72,9 @@ type Config struct {
 	Logger *slog.Logger
 	// EnableMetrics serves /metrics on the HTTP side of the port.
 	EnableMetrics bool
+	// EnablePprof serves Go's /debug/pprof/ profiles on the -metrics-address
+	// listener (ServeMetrics) only, never on the client port.
+	EnablePprof bool
 	// TxnIdleTimeout discards an interactive transaction idle this long
 	// (default DefaultTxnIdleTimeout).
 	TxnIdleTimeout time.Duration
@@ -342,12 +345,17 @@ func (s *Server) httpHandler() http.Handler {
 }
 
 // ServeMetrics serves /metrics, /healthz and /readyz over HTTP/1 on l (the
-// --metrics-address listener) until Shutdown.
+// --metrics-address listener) until Shutdown, and /debug/pprof/ when
+// EnablePprof is set.
 func (s *Server) ServeMetrics(l net.Listener) error {
 	if !s.cfg.EnableMetrics {
 		return errMetricsDisabled
 	}
-	srv := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: s.cfg.ProtocolDetectTimeout, IdleTimeout: httpIdleTimeout}
+	h := s.httpHandler()
+	if s.cfg.EnablePprof {
+		h = withPprof(h)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: s.cfg.ProtocolDetectTimeout, IdleTimeout: httpIdleTimeout}
 	s.mu.Lock()
 	select {
 	case <-s.stopC:
