@@ -27,16 +27,16 @@ const (
 	coalesceQueue       = 8192
 )
 
-// pendingWrite is one client write waiting to be proposed: an encoded
-// command (never a multi) and what to do with its result. done is called
-// exactly once, from a coalescer goroutine; it must not block.
+// pendingWrite is one client write waiting to be proposed: a prepared
+// write (never a multi) and the caller's callback. The coalescer calls
+// finish exactly once per write, from one of its goroutines; done must not
+// block.
 type pendingWrite struct {
-	data []byte
-	done func(engine.Result, error)
-	// grow is the most the write adds to MemoryUsage (0 for deletes).
-	grow int64
-	// rmw, for a read-modify-write, receives its result before done.
-	rmw *fsm.RMWResult
+	w    Write
+	done func(WriteResult, error)
+	// held is what admission reserved against MaxMemory for the write,
+	// given back when it finishes.
+	held int64
 }
 
 // coalescer gathers independent writes from many callers into few raft
@@ -75,23 +75,18 @@ func newCoalescer(c *Core) *coalescer {
 
 // submit admits a write against MaxMemory and queues it. It blocks while
 // the queue is full (backpressure on the caller), or while the write waits
-// for eviction to make room, until ctx ends or the layer stops.
+// for eviction to make room, until ctx ends or the layer stops. When it
+// returns an error the write was not queued and done will not be called.
 func (w *coalescer) submit(ctx context.Context, p pendingWrite) (err error) {
-	if err := w.c.limits.checkRequestSize(len(p.data)); err != nil {
+	if err := w.c.limits.checkRequestSize(len(p.w.data)); err != nil {
 		return err
 	}
-	release, err := w.c.mem.admit(ctx, w.c.stopC, p.grow)
-	if err != nil {
+	if p.held, err = w.c.mem.admit(ctx, w.c.stopC, p.w.grow); err != nil {
 		return err
-	}
-	done := p.done
-	p.done = func(r engine.Result, err error) {
-		release()
-		done(r, err)
 	}
 	defer func() {
 		if err != nil {
-			release()
+			w.c.mem.release(p.held)
 		}
 	}()
 	w.mu.RLock()
@@ -109,6 +104,21 @@ func (w *coalescer) submit(ctx context.Context, p pendingWrite) (err error) {
 	}
 }
 
+// finish gives back p's memory reservation and answers its caller with the
+// applied result r (and, for a read-modify-write, rmw), or with err.
+func (w *coalescer) finish(p *pendingWrite, r engine.Result, rmw *fsm.RMWResult, err error) {
+	w.c.mem.release(p.held)
+	if err != nil {
+		p.done(WriteResult{}, rmwError(err))
+		return
+	}
+	res := p.w.result(r)
+	if p.w.rmw && rmw != nil {
+		res.RMW = *rmw
+	}
+	p.done(res, nil)
+}
+
 func (w *coalescer) run() {
 	defer w.wg.Done()
 	for {
@@ -124,33 +134,33 @@ func (w *coalescer) run() {
 		select {
 		case w.sem <- struct{}{}:
 		case <-w.c.stopC:
-			first.done(engine.Result{}, raftnode.ErrStopped)
+			w.finish(&first, engine.Result{}, nil, raftnode.ErrStopped)
 			w.stop()
 			return
 		}
 		batch := []pendingWrite{first}
-		size := len(first.data)
+		size := len(first.w.data)
 	drain:
 		for len(batch) < coalesceMaxOps && size < coalesceMaxBytes {
 			select {
 			case p := <-w.in:
 				batch = append(batch, p)
-				size += len(p.data)
+				size += len(p.w.data)
 			default:
 				break drain
 			}
 		}
 		// Enqueue here, in the order the writes arrived, so entries reach
 		// the log in that order; only the waiting happens concurrently.
-		data := batch[0].data
+		data := batch[0].w.data
 		if len(batch) > 1 {
-			data = command.EncodeMulti(batch, func(p pendingWrite) []byte { return p.data })
+			data = command.EncodeMulti(batch, func(p pendingWrite) []byte { return p.w.data })
 		}
 		prop, err := w.c.node.Enqueue(data)
 		if err != nil {
 			<-w.sem
-			for _, p := range batch {
-				p.done(engine.Result{}, err)
+			for i := range batch {
+				w.finish(&batch[i], engine.Result{}, nil, err)
 			}
 			continue
 		}
@@ -167,7 +177,7 @@ func (w *coalescer) stop() {
 	for {
 		select {
 		case p := <-w.in:
-			p.done(engine.Result{}, raftnode.ErrStopped)
+			w.finish(&p, engine.Result{}, nil, raftnode.ErrStopped)
 		default:
 			return
 		}
@@ -186,10 +196,7 @@ func (w *coalescer) await(batch []pendingWrite, p *raftnode.Proposal) {
 		if err == nil {
 			err = r.Err
 		}
-		if batch[0].rmw != nil && r.RMW != nil {
-			*batch[0].rmw = *r.RMW
-		}
-		batch[0].done(r.Res, err)
+		w.finish(&batch[0], r.Res, r.RMW, err)
 		return
 	}
 	if err == nil && r.Err != nil {
@@ -199,15 +206,12 @@ func (w *coalescer) await(batch []pendingWrite, p *raftnode.Proposal) {
 		err = fmt.Errorf("core: %d results for %d coalesced writes", len(r.Multi), len(batch))
 	}
 	if err != nil {
-		for _, p := range batch {
-			p.done(engine.Result{}, err)
+		for i := range batch {
+			w.finish(&batch[i], engine.Result{}, nil, err)
 		}
 		return
 	}
-	for i, p := range batch {
-		if p.rmw != nil && r.Multi[i].RMW != nil {
-			*p.rmw = *r.Multi[i].RMW
-		}
-		p.done(r.Multi[i].Res, r.Multi[i].Err)
+	for i := range batch {
+		w.finish(&batch[i], r.Multi[i].Res, r.Multi[i].RMW, r.Multi[i].Err)
 	}
 }

@@ -89,13 +89,14 @@ func entryGrowth(key, value []byte) int64 {
 // EvictAllKeysLRU it wakes the eviction driver and waits (boundedly) for an
 // eviction to make room, so only a write that eviction cannot keep up with
 // fails. A write that adds nothing (grow <= 0: deletes) is always admitted.
-// The returned release must be called once the write is applied or failed.
-func (g *memoryGuard) admit(ctx context.Context, stopC <-chan struct{}, grow int64) (release func(), err error) {
+// It returns what it reserved, which release must be given exactly once,
+// when the write is applied or failed.
+func (g *memoryGuard) admit(ctx context.Context, stopC <-chan struct{}, grow int64) (held int64, err error) {
 	if g.limit <= 0 || grow <= 0 {
-		return func() {}, nil
+		return 0, nil
 	}
 	if grow > g.limit {
-		return nil, fmt.Errorf("%w: the write needs up to %d bytes, more than max-memory (%d bytes)", ErrMemoryLimit, grow, g.limit)
+		return 0, fmt.Errorf("%w: the write needs up to %d bytes, more than max-memory (%d bytes)", ErrMemoryLimit, grow, g.limit)
 	}
 	for wait := 0; ; wait++ {
 		used := g.store.MemoryUsage()
@@ -104,15 +105,14 @@ func (g *memoryGuard) admit(ctx context.Context, stopC <-chan struct{}, grow int
 			g.wake()
 		}
 		if used+p <= g.limit {
-			var once sync.Once
-			return func() { once.Do(func() { g.pending.Add(-grow) }) }, nil
+			return grow, nil
 		}
 		g.pending.Add(-grow)
 		if g.policy == EvictNone {
-			return nil, fmt.Errorf("%w: %d of %d bytes used and policy %s", ErrMemoryLimit, used, g.limit, EvictNone)
+			return 0, fmt.Errorf("%w: %d of %d bytes used and policy %s", ErrMemoryLimit, used, g.limit, EvictNone)
 		}
 		if wait == admitWaits {
-			return nil, fmt.Errorf("%w: %d of %d bytes used and eviction is behind; retry later", ErrMemoryLimit, used, g.limit)
+			return 0, fmt.Errorf("%w: %d of %d bytes used and eviction is behind; retry later", ErrMemoryLimit, used, g.limit)
 		}
 		g.mu.Lock()
 		freed := g.freed
@@ -123,12 +123,19 @@ func (g *memoryGuard) admit(ctx context.Context, stopC <-chan struct{}, grow int
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return 0, ctx.Err()
 		case <-stopC:
 			t.Stop()
-			return nil, raftnode.ErrStopped
+			return 0, raftnode.ErrStopped
 		}
 		t.Stop()
+	}
+}
+
+// release gives back a reservation admit made (0: none).
+func (g *memoryGuard) release(held int64) {
+	if held != 0 {
+		g.pending.Add(-held)
 	}
 }
 

@@ -252,11 +252,11 @@ func (c *Core) proposeTxn(ctx context.Context, t *engine.Txn) (fsmResult, error)
 	}
 	ctx, cancel := c.requestContext(ctx)
 	defer cancel()
-	release, err := c.mem.admit(ctx, c.stopC, txnGrowth(t))
+	held, err := c.mem.admit(ctx, c.stopC, txnGrowth(t))
 	if err != nil {
 		return fsmResult{}, err
 	}
-	defer release()
+	defer c.mem.release(held)
 	return c.proposeAlone(ctx, data)
 }
 

@@ -126,22 +126,7 @@ func (c *Core) PrepareBatch(ctx context.Context, ops []BatchOp) (Write, error) {
 // block. Submit blocks only while the write queue is full or the write
 // waits for eviction to make room, until ctx ends.
 func (c *Core) Submit(ctx context.Context, w Write, done func(WriteResult, error)) {
-	var rmw *fsm.RMWResult
-	if w.rmw {
-		rmw = new(fsm.RMWResult)
-	}
-	err := c.writes.submit(ctx, pendingWrite{data: w.data, grow: w.grow, rmw: rmw, done: func(r engine.Result, err error) {
-		if err != nil {
-			done(WriteResult{}, rmwError(err))
-			return
-		}
-		res := w.result(r)
-		if rmw != nil {
-			res.RMW = *rmw
-		}
-		done(res, nil)
-	}})
-	if err != nil {
+	if err := c.writes.submit(ctx, pendingWrite{w: w, done: done}); err != nil {
 		done(WriteResult{}, err)
 	}
 }
