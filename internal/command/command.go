@@ -95,6 +95,40 @@ func EncodePut(key, value []byte, prevKV bool) []byte {
 	return buf
 }
 
+// EncodePutMeta encodes a put whose key expires at deadline (unix ms) or
+// is attached to lease; zero for both is EncodePut.
+func EncodePutMeta(key, value []byte, prevKV bool, deadline, lease int64) []byte {
+	if deadline == 0 && lease == 0 {
+		return EncodePut(key, value, prevKV)
+	}
+	b, err := marshal(&raftv1.Command{Op: &raftv1.Command_Put{Put: &raftv1.PutCommand{
+		Key: key, Value: value, PrevKv: prevKV, DeadlineMs: deadline, Lease: lease}}})
+	if err != nil {
+		panic(err) // a generated message always encodes
+	}
+	return b
+}
+
+// EncodeExpire encodes the expiry of keys still at the given revisions.
+func EncodeExpire(keys []engine.EvictKey) ([]byte, error) {
+	cmd := &raftv1.ExpireCommand{Keys: make([]*raftv1.EvictKey, len(keys))}
+	for i, k := range keys {
+		cmd.Keys[i] = &raftv1.EvictKey{Key: k.Key, ModRevision: k.ModRevision}
+	}
+	return marshal(&raftv1.Command{Op: &raftv1.Command_Expire{Expire: cmd}})
+}
+
+// EncodeLeaseGrant encodes the creation of lease id with ttl seconds.
+func EncodeLeaseGrant(id, ttl int64) ([]byte, error) {
+	return marshal(&raftv1.Command{Op: &raftv1.Command_LeaseGrant{LeaseGrant: &raftv1.LeaseGrantCommand{Id: id, Ttl: ttl}}})
+}
+
+// EncodeLeaseRevoke encodes the revocation of lease id; expired says its
+// time ran out.
+func EncodeLeaseRevoke(id int64, expired bool) ([]byte, error) {
+	return marshal(&raftv1.Command{Op: &raftv1.Command_LeaseRevoke{LeaseRevoke: &raftv1.LeaseRevokeCommand{Id: id, Expired: expired}}})
+}
+
 // EncodeDelete encodes the delete of key, or of [key, end) when end is set.
 func EncodeDelete(key, end []byte, prevKV bool) ([]byte, error) {
 	return marshal(&raftv1.Command{Op: &raftv1.Command_Delete{Delete: &raftv1.DeleteCommand{Key: key, RangeEnd: end, PrevKv: prevKV}}})

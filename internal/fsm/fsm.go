@@ -33,6 +33,8 @@ type Result struct {
 	Multi []Result
 	// RMW is set for a read-modify-write.
 	RMW *RMWResult
+	// Removed is the number of keys an expiry or a lease revoke deleted.
+	Removed int
 }
 
 // FSM applies committed entries to the store. Its methods are called from
@@ -95,6 +97,21 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 		err := f.auth.Apply(d.Auth)
 		f.store.MarkApplied(index)
 		return Result{Res: engine.Result{Revision: f.store.Revision()}, Err: err}
+	case command.KindExpire:
+		n, _ := f.store.ApplyExpire(index, d.Evict)
+		if invariants {
+			checkInvariants(f.store, "expiry")
+		}
+		return Result{Res: engine.Result{Revision: f.store.Revision()}, Removed: n}
+	case command.KindLeaseGrant:
+		err := f.store.ApplyLeaseGrant(index, d.Lease.ID, d.Lease.TTL)
+		return Result{Res: engine.Result{Revision: f.store.Revision()}, Err: err}
+	case command.KindLeaseRevoke:
+		n, err := f.store.ApplyLeaseRevoke(index, d.Lease.ID, d.Lease.Expired)
+		if invariants {
+			checkInvariants(f.store, "lease revoke")
+		}
+		return Result{Res: engine.Result{Revision: f.store.Revision()}, Removed: n, Err: err}
 	case command.KindEvict:
 		f.store.ApplyEvict(index, d.Evict)
 		if invariants {
