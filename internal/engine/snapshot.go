@@ -16,7 +16,7 @@ const (
 	// snapshotVersionV1 is the format before deadlines and leases: no
 	// flags byte per record, no lease section. Restore still reads it.
 	snapshotVersionV1 = uint16(1)
-	headerSize      = len(snapshotMagic) + 2 + 8 + 8 + 8
+	headerSize        = len(snapshotMagic) + 2 + 8 + 8 + 8
 
 	// MaxKeySize is the largest key the snapshot format (and ValidateOp)
 	// accepts.

@@ -44,8 +44,13 @@ type FSM struct {
 	auth    *auth.Store
 	dec     command.Decoder
 	evicted func()
+	leases  func(id, ttl int64, granted bool)
 	applies uint64
 }
+
+// SetLeaseHook installs fn, called by the apply loop after each applied
+// lease grant (granted) or revoke; before the node starts.
+func (f *FSM) SetLeaseHook(fn func(id, ttl int64, granted bool)) { f.leases = fn }
 
 var _ raftnode.StateMachine = (*FSM)(nil)
 
@@ -105,9 +110,15 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 		return Result{Res: engine.Result{Revision: f.store.Revision()}, Removed: n}
 	case command.KindLeaseGrant:
 		err := f.store.ApplyLeaseGrant(index, d.Lease.ID, d.Lease.TTL)
+		if err == nil && f.leases != nil {
+			f.leases(d.Lease.ID, d.Lease.TTL, true)
+		}
 		return Result{Res: engine.Result{Revision: f.store.Revision()}, Err: err}
 	case command.KindLeaseRevoke:
 		n, err := f.store.ApplyLeaseRevoke(index, d.Lease.ID, d.Lease.Expired)
+		if err == nil && f.leases != nil {
+			f.leases(d.Lease.ID, 0, false)
+		}
 		if invariants {
 			checkInvariants(f.store, "lease revoke")
 		}

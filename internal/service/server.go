@@ -190,7 +190,9 @@ func New(cfg Config) (*Server, error) {
 		s.transport = raftnode.NewGRPCTransport(cfg.Logger, cfg.Peer.Security)
 		rc.Transport = s.transport
 	}
-	node, err := raftnode.Start(rc, fsm.New(s.store, s.auth, s.core.Evicted))
+	sm := fsm.New(s.store, s.auth, s.core.Evicted)
+	sm.SetLeaseHook(s.core.LeaseApplied)
+	node, err := raftnode.Start(rc, sm)
 	if err != nil {
 		return nil, err
 	}
