@@ -247,6 +247,7 @@ func (s *Server) buildGRPC() {
 	kvdbv1.RegisterAdminServiceServer(s.grpc, &adminService{s: s})
 	kvdbv1.RegisterTxnServiceServer(s.grpc, &txnService{s: s})
 	kvdbv1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
+	kvdbv1.RegisterLeaseServiceServer(s.grpc, &leaseService{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
