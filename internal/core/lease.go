@@ -269,4 +269,6 @@ func (l *Limits) checkTTL(ttl time.Duration) error {
 }
 
 // String names a lease status for logs.
-func (s LeaseStatus) String() string { return fmt.Sprintf("lease %x ttl %d/%d", s.ID, s.TTL, s.GrantedTTL) }
+func (s LeaseStatus) String() string {
+	return fmt.Sprintf("lease %x ttl %d/%d", s.ID, s.TTL, s.GrantedTTL)
+}
