@@ -20,6 +20,7 @@ const (
 	RMWRename
 	RMWExpire
 	RMWPersist
+	RMWSetKeepTTL
 )
 
 // The conditions of an RMWExpire, as Redis's EXPIRE options.
@@ -74,6 +75,7 @@ var rmwOpsOut = map[RMWOp]raftv1.RmwOp{
 	RMWRename:      raftv1.RmwOp_RMW_OP_RENAME,
 	RMWExpire:      raftv1.RmwOp_RMW_OP_EXPIRE,
 	RMWPersist:     raftv1.RmwOp_RMW_OP_PERSIST,
+	RMWSetKeepTTL:  raftv1.RmwOp_RMW_OP_SET_KEEP_TTL,
 }
 
 var rmwOpsIn = invert(rmwOpsOut)

@@ -165,6 +165,15 @@ func (c *Core) PreparePersist(ctx context.Context, key []byte) (Write, error) {
 	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWPersist, Key: key}, int64(c.limits.MaxValueSize))
 }
 
+// PrepareSetKeepTTL prepares storing value in key while keeping the key's
+// deadline and lease (SET KEEPTTL).
+func (c *Core) PrepareSetKeepTTL(ctx context.Context, key, value []byte) (Write, error) {
+	if err := c.limits.checkValue(value); err != nil {
+		return Write{}, err
+	}
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWSetKeepTTL, Key: key, Value: value}, int64(len(value)))
+}
+
 // Expire and Persist: see PrepareExpire and PreparePersist.
 func (c *Core) Expire(ctx context.Context, key []byte, at int64, cond ExpireCondition) (bool, error) {
 	r, err := c.doRMW(ctx)(c.PrepareExpire(ctx, key, at, cond))

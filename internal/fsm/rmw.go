@@ -90,6 +90,8 @@ func computeRMW(get func([]byte) (engine.KeyValue, bool), r *command.RMW) ([]eng
 			return nil, RMWResult{N: 0}, nil
 		}
 		return []engine.Op{{Type: engine.OpPut, Key: r.Key, Value: cur.Value, Deadline: r.Deadline, Lease: cur.Lease}}, RMWResult{N: 1}, nil
+	case command.RMWSetKeepTTL:
+		return put(r.Value), RMWResult{N: 1}, nil
 	case command.RMWPersist:
 		if !exists || cur.Deadline == 0 {
 			return nil, RMWResult{N: 0}, nil

@@ -42,6 +42,9 @@ const (
 	RmwOp_RMW_OP_EXPIRE RmwOp = 6
 	// RMW_OP_PERSIST removes an existing key's deadline.
 	RmwOp_RMW_OP_PERSIST RmwOp = 7
+	// RMW_OP_SET_KEEP_TTL stores value, keeping the key's deadline and lease
+	// (Redis's SET KEEPTTL).
+	RmwOp_RMW_OP_SET_KEEP_TTL RmwOp = 8
 )
 
 // Enum value maps for RmwOp.
@@ -55,6 +58,7 @@ var (
 		5: "RMW_OP_RENAME",
 		6: "RMW_OP_EXPIRE",
 		7: "RMW_OP_PERSIST",
+		8: "RMW_OP_SET_KEEP_TTL",
 	}
 	RmwOp_value = map[string]int32{
 		"RMW_OP_UNSPECIFIED":   0,
@@ -65,6 +69,7 @@ var (
 		"RMW_OP_RENAME":        5,
 		"RMW_OP_EXPIRE":        6,
 		"RMW_OP_PERSIST":       7,
+		"RMW_OP_SET_KEEP_TTL":  8,
 	}
 )
 
@@ -1562,7 +1567,10 @@ type TxnOp struct {
 	// keys_only leaves values out of a range's result.
 	KeysOnly bool `protobuf:"varint,7,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
 	// count_only returns only the count of a range.
-	CountOnly     bool `protobuf:"varint,8,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	CountOnly bool `protobuf:"varint,8,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	// deadline_ms, for a put, is when the key expires (unix milliseconds,
+	// fixed by the node that prepared the transaction); 0: never.
+	DeadlineMs    int64 `protobuf:"varint,9,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1651,6 +1659,13 @@ func (x *TxnOp) GetCountOnly() bool {
 		return x.CountOnly
 	}
 	return false
+}
+
+func (x *TxnOp) GetDeadlineMs() int64 {
+	if x != nil {
+		return x.DeadlineMs
+	}
+	return 0
 }
 
 var File_kvdb_raft_v1_command_proto protoreflect.FileDescriptor
@@ -1744,7 +1759,7 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\x0e2\x1e.kvdb.raft.v1.TxnCompareTargetR\x06target\x12<\n" +
 	"\boperator\x18\x03 \x01(\x0e2 .kvdb.raft.v1.TxnCompareOperatorR\boperator\x12\x14\n" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12\x16\n" +
-	"\x06number\x18\x05 \x01(\x03R\x06number\"\xe4\x01\n" +
+	"\x06number\x18\x05 \x01(\x03R\x06number\"\x85\x02\n" +
 	"\x05TxnOp\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.kvdb.raft.v1.TxnOpTypeR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1b\n" +
@@ -1754,7 +1769,9 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x05limit\x18\x06 \x01(\x03R\x05limit\x12\x1b\n" +
 	"\tkeys_only\x18\a \x01(\bR\bkeysOnly\x12\x1d\n" +
 	"\n" +
-	"count_only\x18\b \x01(\bR\tcountOnly*\xb0\x01\n" +
+	"count_only\x18\b \x01(\bR\tcountOnly\x12\x1f\n" +
+	"\vdeadline_ms\x18\t \x01(\x03R\n" +
+	"deadlineMs*\xc9\x01\n" +
 	"\x05RmwOp\x12\x16\n" +
 	"\x12RMW_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eRMW_OP_INCR_BY\x10\x01\x12\x18\n" +
@@ -1763,7 +1780,8 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x10RMW_OP_SET_RANGE\x10\x04\x12\x11\n" +
 	"\rRMW_OP_RENAME\x10\x05\x12\x11\n" +
 	"\rRMW_OP_EXPIRE\x10\x06\x12\x12\n" +
-	"\x0eRMW_OP_PERSIST\x10\a*\xaf\x01\n" +
+	"\x0eRMW_OP_PERSIST\x10\a\x12\x17\n" +
+	"\x13RMW_OP_SET_KEEP_TTL\x10\b*\xaf\x01\n" +
 	"\x10TxnCompareTarget\x12\"\n" +
 	"\x1eTXN_COMPARE_TARGET_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TXN_COMPARE_TARGET_VALUE\x10\x01\x12\x1e\n" +
