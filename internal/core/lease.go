@@ -132,7 +132,7 @@ func (c *Core) LeaseGrant(ctx context.Context, ttl, id int64) (int64, int64, err
 	if id < 0 {
 		return 0, 0, invalidf("lease id must not be negative")
 	}
-	if n := len(c.store.Leases()); n >= c.limits.MaxLeases {
+	if n := c.store.LeaseCount(); n >= c.limits.MaxLeases {
 		return 0, 0, Errorf(ResourceExhausted, "%d leases exist, the max-leases limit", n)
 	}
 	ctx, cancel := c.requestContext(ctx)

@@ -247,6 +247,13 @@ func compareBytes(a, b []byte) int {
 	return 0
 }
 
+// LeaseCount returns the number of leases.
+func (s *Store) LeaseCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.leases)
+}
+
 // Leases returns every lease, ordered by id.
 func (s *Store) Leases() []LeaseInfo {
 	s.mu.RLock()

@@ -186,7 +186,7 @@ func (s *Server) registerStateMetrics() {
 		gauge("kvdb_keys_with_ttl", "Keys that have a TTL.",
 			func() float64 { return float64(s.store.KeysWithDeadline()) }),
 		gauge("kvdb_leases", "Leases granted and not yet revoked or expired.",
-			func() float64 { return float64(len(s.store.Leases())) }),
+			func() float64 { return float64(s.store.LeaseCount()) }),
 		gauge("kvdb_store_revision", "Store revision (bumped by every applied write).",
 			func() float64 { return float64(s.store.Revision()) }),
 		counter("kvdb_txn_commits_total", "Transactions committed.", func() float64 { return float64(s.txnStat(1)) }),
