@@ -17,7 +17,7 @@ import (
 // RESOURCE_EXHAUSTED and every key without a TTL is still there.
 // allkeys-random evicts whatever it draws.
 func TestVolatileEvictionKeepsKeysWithoutTTL(t *testing.T) {
-	const limit = 96 << 10
+	const limit = 48 << 10
 	for _, policy := range []EvictionPolicy{EvictVolatileLRU, EvictVolatileTTL, EvictVolatileRandom, EvictAllKeysRandom} {
 		t.Run(string(policy), func(t *testing.T) {
 			n := startNode(t, t.TempDir(), func(c *Config) {
@@ -28,7 +28,7 @@ func TestVolatileEvictionKeepsKeysWithoutTTL(t *testing.T) {
 			val := make([]byte, evictTestValue)
 			plain := 0
 			var err error
-			for i := range int(4 * limit / evictTestGrowth) {
+			for i := range int(3 * limit / evictTestGrowth) {
 				req := &kvdbv1.PutRequest{Key: evictTestKeyName(i), Value: val}
 				if i%2 == 0 {
 					req.TtlMs = int64(3_600_000 + i)
