@@ -61,6 +61,10 @@ const (
 	batchOpDeleteField  = 1
 	batchOpKeyField     = 2
 	batchOpValueField   = 3
+	commandExpireField  = 13
+	expireKeysField     = 1
+	evictKeyKeyField    = 1
+	evictKeyModField    = 2
 )
 
 // BatchOp is one operation of a batch.
@@ -109,13 +113,35 @@ func EncodePutMeta(key, value []byte, prevKV bool, deadline, lease int64) []byte
 	return b
 }
 
-// EncodeExpire encodes the expiry of keys still at the given revisions.
+// EncodeExpire encodes the expiry of keys still at the given revisions:
+// the bytes proto.Marshal produces for Command{expire: ExpireCommand{keys}},
+// written directly (the leader proposes one of these per 2,048 due keys).
 func EncodeExpire(keys []engine.EvictKey) ([]byte, error) {
-	cmd := &raftv1.ExpireCommand{Keys: make([]*raftv1.EvictKey, len(keys))}
-	for i, k := range keys {
-		cmd.Keys[i] = &raftv1.EvictKey{Key: k.Key, ModRevision: k.ModRevision}
+	item := func(k engine.EvictKey) int {
+		n := protowire.SizeTag(evictKeyKeyField) + protowire.SizeBytes(len(k.Key))
+		if k.ModRevision != 0 {
+			n += protowire.SizeTag(evictKeyModField) + protowire.SizeVarint(uint64(k.ModRevision))
+		}
+		return n
 	}
-	return marshal(&raftv1.Command{Op: &raftv1.Command_Expire{Expire: cmd}})
+	inner := 0
+	for _, k := range keys {
+		inner += protowire.SizeTag(expireKeysField) + protowire.SizeBytes(item(k))
+	}
+	buf := make([]byte, 0, protowire.SizeTag(commandExpireField)+protowire.SizeBytes(inner))
+	buf = protowire.AppendTag(buf, commandExpireField, protowire.BytesType)
+	buf = protowire.AppendVarint(buf, uint64(inner))
+	for _, k := range keys {
+		buf = protowire.AppendTag(buf, expireKeysField, protowire.BytesType)
+		buf = protowire.AppendVarint(buf, uint64(item(k)))
+		buf = protowire.AppendTag(buf, evictKeyKeyField, protowire.BytesType)
+		buf = protowire.AppendBytes(buf, k.Key)
+		if k.ModRevision != 0 {
+			buf = protowire.AppendTag(buf, evictKeyModField, protowire.VarintType)
+			buf = protowire.AppendVarint(buf, uint64(k.ModRevision))
+		}
+	}
+	return buf, nil
 }
 
 // EncodeLeaseGrant encodes the creation of lease id with ttl seconds.

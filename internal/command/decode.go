@@ -203,6 +203,10 @@ func (d *Decoder) decodeFast(data []byte) (Decoded, bool) {
 	if num == commandMultiField {
 		return d.decodeFastMulti(body)
 	}
+	if num == commandExpireField {
+		keys, ok := parseExpire(body)
+		return Decoded{Kind: KindExpire, Evict: keys}, ok
+	}
 	ops, ok := parseWrite(num, body, d.ops[:0])
 	if !ok {
 		return Decoded{}, false
@@ -334,6 +338,51 @@ func fields(p []byte, kinds [4]protowire.Type) (bs [4][]byte, vs [4]bool, ok boo
 		}
 	}
 	return bs, vs, true
+}
+
+// parseExpire reads an ExpireCommand's keys (aliasing b); anything but
+// keys of a key and a mod revision, each at most once, takes the generic
+// path.
+func parseExpire(b []byte) ([]engine.EvictKey, bool) {
+	var keys []engine.EvictKey
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num != expireKeysField || typ != protowire.BytesType {
+			return nil, false
+		}
+		item, m := protowire.ConsumeBytes(b[n:])
+		if m < 0 {
+			return nil, false
+		}
+		b = b[n+m:]
+		var k engine.EvictKey
+		var seenKey, seenMod bool
+		for len(item) > 0 {
+			num, typ, n := protowire.ConsumeTag(item)
+			if n < 0 {
+				return nil, false
+			}
+			item = item[n:]
+			switch {
+			case num == evictKeyKeyField && typ == protowire.BytesType && !seenKey:
+				v, m := protowire.ConsumeBytes(item)
+				if m < 0 {
+					return nil, false
+				}
+				k.Key, item, seenKey = v, item[m:], true
+			case num == evictKeyModField && typ == protowire.VarintType && !seenMod:
+				v, m := protowire.ConsumeVarint(item)
+				if m < 0 {
+					return nil, false
+				}
+				k.ModRevision, item, seenMod = int64(v), item[m:], true
+			default:
+				return nil, false
+			}
+		}
+		keys = append(keys, k)
+	}
+	return keys, true
 }
 
 // parsePut reads a PutCommand{key, value, prev_kv}.

@@ -129,7 +129,8 @@ func (s *Store) DueKeys(now int64, max int) []EvictKey {
 		if it.deadline > now || len(out) == max {
 			return false
 		}
-		out = append(out, EvictKey{Key: []byte(it.e.key()), ModRevision: it.e.mod()})
+		// The key aliases the entry, which is immutable.
+		out = append(out, EvictKey{Key: it.e.keyBytes(), ModRevision: it.e.mod()})
 		return true
 	})
 	return out
