@@ -195,6 +195,25 @@ func sendAuth(c net.Conn, user, password string) error {
 	return &Error{Code: codes.Code(resp.Status), Message: string(resp.Payload)}
 }
 
+// stream adds the token to a streaming call (LeaseKeepAlive).
+func (ts *tokenSource) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	tok, err := ts.get(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "token", tok)
+	}
+	return streamer(ctx, desc, cc, method, opts...)
+}
+
+// AuthInterceptors is AuthInterceptor for unary and streaming calls,
+// sharing one token.
+func AuthInterceptors(user, password string) (grpc.UnaryClientInterceptor, grpc.StreamClientInterceptor) {
+	ts := &tokenSource{user: user, password: password}
+	return ts.unary, ts.stream
+}
+
 // AuthInterceptor returns a gRPC client interceptor that authenticates as
 // user on the connection it is installed on and sends the token with every
 // call (renewing it as needed), for programs that use the generated gRPC

@@ -93,7 +93,10 @@ type pool struct {
 	grpc   []*grpcConn
 	binary []*binaryConn
 	next   atomic.Uint64
-	mu     sync.Mutex // guards redialling binary connections
+	mu     sync.Mutex // guards redialling binary connections and side
+	// side is a gRPC connection for what only gRPC carries (leases, puts
+	// with a TTL) when the pool speaks the binary protocol.
+	side *grpcConn
 }
 
 // Client is a KVDB client. Safe for concurrent use.
@@ -146,6 +149,11 @@ func (p *pool) close() {
 	for _, g := range p.grpc {
 		g.conn.Close()
 	}
+	p.mu.Lock()
+	if p.side != nil {
+		p.side.conn.Close()
+	}
+	p.mu.Unlock()
 	for _, b := range p.binary {
 		if b != nil {
 			b.close()

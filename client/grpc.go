@@ -19,6 +19,7 @@ type grpcConn struct {
 	conn  *grpc.ClientConn
 	kv    kvdbv1.KVServiceClient
 	admin kvdbv1.AdminServiceClient
+	lease kvdbv1.LeaseServiceClient
 }
 
 func dialGRPC(addr string, d *dialer) (*grpcConn, error) {
@@ -29,13 +30,14 @@ func dialGRPC(addr string, d *dialer) (*grpcConn, error) {
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxResponseFrameSize))}
 	if d.tokens != nil {
-		opts = append(opts, grpc.WithChainUnaryInterceptor(d.tokens.unary))
+		opts = append(opts, grpc.WithChainUnaryInterceptor(d.tokens.unary), grpc.WithChainStreamInterceptor(d.tokens.stream))
 	}
 	conn, err := grpc.NewClient(Target(addr), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kvdb: dial %s: %w", addr, err)
 	}
-	return &grpcConn{conn: conn, kv: kvdbv1.NewKVServiceClient(conn), admin: kvdbv1.NewAdminServiceClient(conn)}, nil
+	return &grpcConn{conn: conn, kv: kvdbv1.NewKVServiceClient(conn), admin: kvdbv1.NewAdminServiceClient(conn),
+		lease: kvdbv1.NewLeaseServiceClient(conn)}, nil
 }
 
 func consistency(flags uint8) kvdbv1.Consistency {

@@ -147,7 +147,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.JoinPasswordFile, "join-password-file", "", "file holding -join-user's password")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the WAL and snapshots (env DATA_DIR)")
 	fs.Var(&maxMem, "max-memory", "memory limit for stored data: 1GB, 512MB, 64KiB or bytes (env MAX_MEMORY)")
-	fs.StringVar(&policy, "eviction-policy", string(service.EvictAllKeysLRU), "what happens at -max-memory: allkeys-lru (the leader evicts least recently used keys) or noeviction (writes fail with RESOURCE_EXHAUSTED) (env EVICTION_POLICY)")
+	fs.StringVar(&policy, "eviction-policy", string(service.EvictAllKeysLRU), "what happens at -max-memory: allkeys-lru (the leader evicts least recently used keys), volatile-lru, volatile-ttl, allkeys-random, volatile-random (only keys with a TTL, as in Redis) or noeviction (writes fail with RESOURCE_EXHAUSTED) (env EVICTION_POLICY)")
 	fs.BoolVar(&c.EnableRaft, "enable-raft", false, "join the peers in -peers as a raft cluster (env ENABLE_RAFT); false runs a standalone node, still logged through raft's WAL")
 	fs.BoolVar(&c.EnableMetrics, "enable-metrics", true, "serve Prometheus /metrics on -address (env ENABLE_METRICS)")
 	fs.StringVar(&c.RESPAddress, "resp-address", "", "also serve the Redis protocol (RESP2/RESP3, inline commands too) on this address, e.g. 127.0.0.1:6379 (env RESP_ADDRESS); -address serves it too (docs/redis.md)")
@@ -167,6 +167,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(&reqSize, "max-request-size", "largest request accepted")
 	fs.Var(&respSize, "max-response-bytes", "keys and values one range or transaction read returns at most (more=true past it, after at least one key)")
 	fs.IntVar(&c.Limits.MaxRangeLimit, "max-range-limit", d.MaxRangeLimit, "most keys one range request returns")
+	fs.DurationVar(&c.Limits.MaxTTL, "max-ttl", d.MaxTTL, "longest TTL a put or a lease may have")
+	fs.IntVar(&c.Limits.MaxLeases, "max-leases", d.MaxLeases, "most leases that may exist at once")
 	fs.DurationVar(&c.TxnTimeout, "txn-timeout", service.DefaultTxnIdleTimeout, "discard an interactive transaction idle this long")
 	fs.DurationVar(&c.AuthTokenTTL, "auth-token-ttl", 5*time.Minute, "how long a token from Authenticate stays valid (authentication enabled)")
 	fs.IntVar(&c.MaxTxns, "max-txns", 10_000, "most interactive transactions open at once on this node")
@@ -221,6 +223,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.Limits.MaxResponseBytes = int(respSize.bytes)
 	c.Limits.MaxTxnBytes = int(txnSize.bytes)
 	c.MaxRequestBuffer = reqBuf.bytes
+	if c.Limits.MaxTTL <= 0 || c.Limits.MaxLeases <= 0 {
+		return nil, errors.New("-max-ttl and -max-leases must be positive")
+	}
 	if err := c.Limits.Validate(); err != nil {
 		return nil, err
 	}

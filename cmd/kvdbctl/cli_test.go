@@ -128,6 +128,7 @@ func withTxnSection(shape any) any {
 	m["raft"].(map[string]any)["state_name"] = "string"
 	m["storage"].(map[string]any)["evicted_keys"] = "number"
 	m["storage"].(map[string]any)["eviction_policy"] = "string"
+	m["storage"].(map[string]any)["expired_keys"] = "number"
 	for _, op := range m["metrics"].(map[string]any)["operations"].(map[string]any) {
 		for _, f := range []string{"avg_latency_us", "p95_latency_us", "p99_latency_us"} {
 			op.(map[string]any)[f] = "number"

@@ -40,7 +40,8 @@ func dial(address string, protocol kvclient.Protocol, tlsCfg *tls.Config, user, 
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if user != "" {
-		opts = append(opts, grpc.WithChainUnaryInterceptor(kvclient.AuthInterceptor(user, password)))
+		unary, stream := kvclient.AuthInterceptors(user, password)
+		opts = append(opts, grpc.WithChainUnaryInterceptor(unary), grpc.WithChainStreamInterceptor(stream))
 	}
 	conn, err := grpc.NewClient(kvclient.Target(dialTarget(address)), opts...)
 	if err != nil {

@@ -17,6 +17,7 @@ const helpText = `Commands (case-insensitive):
   GET key                       print the value, or (nil) when the key is missing
   PUT key value                 store value; the value is the rest of the line, spaces included
   DELETE key                    delete a key; prints the number of keys deleted
+  TTL key                       seconds the key has left: -1 no TTL, -2 no such key
   RANGE [prefix [limit]]        list keys starting with prefix (all keys without one);
                                 on a terminal values over 256 bytes are cut short
   BATCH PUT k v ... DELETE k    atomic batch; values are single words here
@@ -85,6 +86,12 @@ func (a *app) execLine(ctx context.Context, w io.Writer, line string) (quit bool
 		return false, a.deleteKeys(ctx, w, &kvdbv1.DeleteRequest{Key: []byte(key)})
 	case "RANGE", "SCAN":
 		return false, a.execRange(ctx, w, rest)
+	case "TTL":
+		key, extra := nextToken(rest)
+		if key == "" || strings.TrimSpace(extra) != "" {
+			return false, errors.New("usage: TTL key")
+		}
+		return false, a.ttl(ctx, w, key)
 	case "BATCH":
 		if a.txnID != "" {
 			return false, fmt.Errorf("BATCH is not allowed inside transaction %s: use PUT/DELETE, then COMMIT", a.txnID)

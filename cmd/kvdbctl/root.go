@@ -161,6 +161,7 @@ exits 1 at EOF if any command failed. Type HELP in the shell for its commands.`,
 		newUserCmd(a),
 		newRoleCmd(a),
 		newAuthCmd(a),
+		newLeaseCmd(a),
 	)
 	addAuthFlags(root, a)
 	return root

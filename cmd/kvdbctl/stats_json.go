@@ -37,6 +37,9 @@ type StorageJSON struct {
 	// to stay under max_memory since it started, and what it does there.
 	EvictedKeys    int64  `json:"evicted_keys"`
 	EvictionPolicy string `json:"eviction_policy"`
+	// ExpiredKeys is additive: keys this node removed because their TTL
+	// or lease ran out, since it started.
+	ExpiredKeys int64 `json:"expired_keys"`
 }
 
 // NetworkJSON is the "network" section.
@@ -107,6 +110,7 @@ func StatsToJSON(resp *kvdbv1.StatsResponse) StatsJSON {
 			MaxMemory:      st.GetMaxMemory(),
 			EvictedKeys:    st.GetEvictedKeys(),
 			EvictionPolicy: st.GetEvictionPolicy(),
+			ExpiredKeys:    st.GetExpiredKeys(),
 			Version:        st.GetVersion(),
 		},
 		Network: NetworkJSON{

@@ -61,6 +61,10 @@ const (
 	batchOpDeleteField  = 1
 	batchOpKeyField     = 2
 	batchOpValueField   = 3
+	commandExpireField  = 13
+	expireKeysField     = 1
+	evictKeyKeyField    = 1
+	evictKeyModField    = 2
 )
 
 // BatchOp is one operation of a batch.
@@ -93,6 +97,62 @@ func EncodePut(key, value []byte, prevKV bool) []byte {
 		buf = protowire.AppendVarint(buf, 1)
 	}
 	return buf
+}
+
+// EncodePutMeta encodes a put whose key expires at deadline (unix ms) or
+// is attached to lease; zero for both is EncodePut.
+func EncodePutMeta(key, value []byte, prevKV bool, deadline, lease int64) []byte {
+	if deadline == 0 && lease == 0 {
+		return EncodePut(key, value, prevKV)
+	}
+	b, err := marshal(&raftv1.Command{Op: &raftv1.Command_Put{Put: &raftv1.PutCommand{
+		Key: key, Value: value, PrevKv: prevKV, DeadlineMs: deadline, Lease: lease}}})
+	if err != nil {
+		panic(err) // a generated message always encodes
+	}
+	return b
+}
+
+// EncodeExpire encodes the expiry of keys still at the given revisions:
+// the bytes proto.Marshal produces for Command{expire: ExpireCommand{keys}},
+// written directly (the leader proposes one of these per 2,048 due keys).
+func EncodeExpire(keys []engine.EvictKey) ([]byte, error) {
+	item := func(k engine.EvictKey) int {
+		n := protowire.SizeTag(evictKeyKeyField) + protowire.SizeBytes(len(k.Key))
+		if k.ModRevision != 0 {
+			n += protowire.SizeTag(evictKeyModField) + protowire.SizeVarint(uint64(k.ModRevision))
+		}
+		return n
+	}
+	inner := 0
+	for _, k := range keys {
+		inner += protowire.SizeTag(expireKeysField) + protowire.SizeBytes(item(k))
+	}
+	buf := make([]byte, 0, protowire.SizeTag(commandExpireField)+protowire.SizeBytes(inner))
+	buf = protowire.AppendTag(buf, commandExpireField, protowire.BytesType)
+	buf = protowire.AppendVarint(buf, uint64(inner))
+	for _, k := range keys {
+		buf = protowire.AppendTag(buf, expireKeysField, protowire.BytesType)
+		buf = protowire.AppendVarint(buf, uint64(item(k)))
+		buf = protowire.AppendTag(buf, evictKeyKeyField, protowire.BytesType)
+		buf = protowire.AppendBytes(buf, k.Key)
+		if k.ModRevision != 0 {
+			buf = protowire.AppendTag(buf, evictKeyModField, protowire.VarintType)
+			buf = protowire.AppendVarint(buf, uint64(k.ModRevision))
+		}
+	}
+	return buf, nil
+}
+
+// EncodeLeaseGrant encodes the creation of lease id with ttl seconds.
+func EncodeLeaseGrant(id, ttl int64) ([]byte, error) {
+	return marshal(&raftv1.Command{Op: &raftv1.Command_LeaseGrant{LeaseGrant: &raftv1.LeaseGrantCommand{Id: id, Ttl: ttl}}})
+}
+
+// EncodeLeaseRevoke encodes the revocation of lease id; expired says its
+// time ran out.
+func EncodeLeaseRevoke(id int64, expired bool) ([]byte, error) {
+	return marshal(&raftv1.Command{Op: &raftv1.Command_LeaseRevoke{LeaseRevoke: &raftv1.LeaseRevokeCommand{Id: id, Expired: expired}}})
 }
 
 // EncodeDelete encodes the delete of key, or of [key, end) when end is set.
@@ -140,7 +200,7 @@ func encodeTxnOps(ops []engine.Op) []*raftv1.TxnOp {
 		t := &raftv1.TxnOp{Key: o.Key, PrevKv: o.PrevKV}
 		switch o.Type {
 		case engine.OpPut:
-			t.Type, t.Value = raftv1.TxnOpType_TXN_OP_TYPE_PUT, o.Value
+			t.Type, t.Value, t.DeadlineMs = raftv1.TxnOpType_TXN_OP_TYPE_PUT, o.Value, o.Deadline
 		case engine.OpDelete:
 			t.Type = raftv1.TxnOpType_TXN_OP_TYPE_DELETE
 		case engine.OpDeleteRange:

@@ -25,7 +25,20 @@ const (
 	KindAuth
 	// KindRMW is a read-modify-write of one key: RMW.
 	KindRMW
+	// KindExpire is the expiry of keys: Evict holds them.
+	KindExpire
+	// KindLeaseGrant creates lease Lease.ID with Lease.TTL seconds.
+	KindLeaseGrant
+	// KindLeaseRevoke revokes lease Lease.ID (Lease.Expired: its time ran
+	// out).
+	KindLeaseRevoke
 )
+
+// Lease is a lease grant's or revoke's content.
+type Lease struct {
+	ID, TTL int64
+	Expired bool
+}
 
 // Decoded is one decoded entry. Keys and values alias the entry's bytes;
 // the engine copies what it keeps.
@@ -37,6 +50,7 @@ type Decoded struct {
 	Groups [][]engine.Op
 	Auth   *raftv1.AuthCommand
 	RMW    *RMW
+	Lease  Lease
 	// RMWs holds, for a multi with read-modify-writes, RMWs[i] for each
 	// command i that is one (its Groups[i] is nil); nil when there are none.
 	RMWs []*RMW
@@ -80,6 +94,20 @@ func (d *Decoder) decodeProto(data []byte) (Decoded, error) {
 			keys[i] = engine.EvictKey{Key: k.GetKey(), ModRevision: k.GetModRevision()}
 		}
 		return Decoded{Kind: KindEvict, Evict: keys}, nil
+	case *raftv1.Command_Expire:
+		keys := make([]engine.EvictKey, len(c.Expire.GetKeys()))
+		for i, k := range c.Expire.GetKeys() {
+			keys[i] = engine.EvictKey{Key: k.GetKey(), ModRevision: k.GetModRevision()}
+		}
+		return Decoded{Kind: KindExpire, Evict: keys}, nil
+	case *raftv1.Command_LeaseGrant:
+		g := c.LeaseGrant
+		if g.GetId() == 0 || g.GetTtl() <= 0 {
+			return Decoded{}, invalidf("lease grant needs an id and a positive ttl")
+		}
+		return Decoded{Kind: KindLeaseGrant, Lease: Lease{ID: g.GetId(), TTL: g.GetTtl()}}, nil
+	case *raftv1.Command_LeaseRevoke:
+		return Decoded{Kind: KindLeaseRevoke, Lease: Lease{ID: c.LeaseRevoke.GetId(), Expired: c.LeaseRevoke.GetExpired()}}, nil
 	case *raftv1.Command_Auth:
 		return Decoded{Kind: KindAuth, Auth: c.Auth}, nil
 	case *raftv1.Command_Rmw:
@@ -130,7 +158,11 @@ func (d *Decoder) reset(n int) ([][]engine.Op, []error) {
 func decodeOps(cmd *raftv1.Command, ops []engine.Op) ([]engine.Op, error) {
 	switch c := cmd.GetOp().(type) {
 	case *raftv1.Command_Put:
-		ops = append(ops, engine.Op{Type: engine.OpPut, Key: c.Put.GetKey(), Value: c.Put.GetValue(), PrevKV: c.Put.GetPrevKv()})
+		ops = append(ops, engine.Op{Type: engine.OpPut, Key: c.Put.GetKey(), Value: c.Put.GetValue(), PrevKV: c.Put.GetPrevKv(),
+			Deadline: c.Put.GetDeadlineMs(), Lease: c.Put.GetLease()})
+		if c.Put.GetDeadlineMs() < 0 {
+			return nil, invalidf("negative deadline")
+		}
 	case *raftv1.Command_Delete:
 		d := c.Delete
 		if len(d.GetRangeEnd()) > 0 {
@@ -170,6 +202,10 @@ func (d *Decoder) decodeFast(data []byte) (Decoded, bool) {
 	}
 	if num == commandMultiField {
 		return d.decodeFastMulti(body)
+	}
+	if num == commandExpireField {
+		keys, ok := parseExpire(body)
+		return Decoded{Kind: KindExpire, Evict: keys}, ok
 	}
 	ops, ok := parseWrite(num, body, d.ops[:0])
 	if !ok {
@@ -304,6 +340,51 @@ func fields(p []byte, kinds [4]protowire.Type) (bs [4][]byte, vs [4]bool, ok boo
 	return bs, vs, true
 }
 
+// parseExpire reads an ExpireCommand's keys (aliasing b); anything but
+// keys of a key and a mod revision, each at most once, takes the generic
+// path.
+func parseExpire(b []byte) ([]engine.EvictKey, bool) {
+	var keys []engine.EvictKey
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num != expireKeysField || typ != protowire.BytesType {
+			return nil, false
+		}
+		item, m := protowire.ConsumeBytes(b[n:])
+		if m < 0 {
+			return nil, false
+		}
+		b = b[n+m:]
+		var k engine.EvictKey
+		var seenKey, seenMod bool
+		for len(item) > 0 {
+			num, typ, n := protowire.ConsumeTag(item)
+			if n < 0 {
+				return nil, false
+			}
+			item = item[n:]
+			switch {
+			case num == evictKeyKeyField && typ == protowire.BytesType && !seenKey:
+				v, m := protowire.ConsumeBytes(item)
+				if m < 0 {
+					return nil, false
+				}
+				k.Key, item, seenKey = v, item[m:], true
+			case num == evictKeyModField && typ == protowire.VarintType && !seenMod:
+				v, m := protowire.ConsumeVarint(item)
+				if m < 0 {
+					return nil, false
+				}
+				k.ModRevision, item, seenMod = int64(v), item[m:], true
+			default:
+				return nil, false
+			}
+		}
+		keys = append(keys, k)
+	}
+	return keys, true
+}
+
 // parsePut reads a PutCommand{key, value, prev_kv}.
 func parsePut(b []byte) (engine.Op, bool) {
 	bs, vs, ok := fields(b, [4]protowire.Type{0, protowire.BytesType, protowire.BytesType, protowire.VarintType})
@@ -364,7 +445,7 @@ func decodeTxnOps(ops []*raftv1.TxnOp) []engine.Op {
 		op := engine.Op{Key: o.GetKey(), End: o.GetRangeEnd(), Value: o.GetValue(), PrevKV: o.GetPrevKv()}
 		switch o.GetType() {
 		case raftv1.TxnOpType_TXN_OP_TYPE_PUT:
-			op.Type, op.End = engine.OpPut, nil
+			op.Type, op.End, op.Deadline = engine.OpPut, nil, max(o.GetDeadlineMs(), 0)
 		case raftv1.TxnOpType_TXN_OP_TYPE_DELETE:
 			op.Type = engine.OpDelete
 			if len(op.End) > 0 {

@@ -18,6 +18,18 @@ const (
 	RMWAppend
 	RMWSetRange
 	RMWRename
+	RMWExpire
+	RMWPersist
+	RMWSetKeepTTL
+)
+
+// The conditions of an RMWExpire, as Redis's EXPIRE options.
+const (
+	ExpireAlways = iota
+	ExpireNX     // only when the key has no deadline
+	ExpireXX     // only when it has one
+	ExpireGT     // only when the new deadline is later (no deadline is infinite)
+	ExpireLT     // only when it is earlier
 )
 
 // RMW is a read-modify-write of one key (two for a rename): the state
@@ -35,6 +47,12 @@ type RMW struct {
 	OnlyIfAbsent bool
 	// MaxValueSize bounds the value the write may produce.
 	MaxValueSize int64
+	// Deadline is what RMWExpire sets (unix ms), under Condition.
+	Deadline  int64
+	Condition uint32
+	// Now is the preparing node's clock (unix ms): a key whose deadline is
+	// at or before it counts as absent.
+	Now int64
 }
 
 // The errors a read-modify-write is refused with when applied; the texts
@@ -55,6 +73,9 @@ var rmwOpsOut = map[RMWOp]raftv1.RmwOp{
 	RMWAppend:      raftv1.RmwOp_RMW_OP_APPEND,
 	RMWSetRange:    raftv1.RmwOp_RMW_OP_SET_RANGE,
 	RMWRename:      raftv1.RmwOp_RMW_OP_RENAME,
+	RMWExpire:      raftv1.RmwOp_RMW_OP_EXPIRE,
+	RMWPersist:     raftv1.RmwOp_RMW_OP_PERSIST,
+	RMWSetKeepTTL:  raftv1.RmwOp_RMW_OP_SET_KEEP_TTL,
 }
 
 var rmwOpsIn = invert(rmwOpsOut)
@@ -68,6 +89,7 @@ func EncodeRMW(r *RMW) ([]byte, error) {
 	return marshal(&raftv1.Command{Op: &raftv1.Command_Rmw{Rmw: &raftv1.RmwCommand{
 		Op: op, Key: r.Key, Delta: r.Delta, FloatDelta: r.FloatDelta, Value: r.Value,
 		Offset: r.Offset, Dest: r.Dest, OnlyIfAbsent: r.OnlyIfAbsent, MaxValueSize: r.MaxValueSize,
+		DeadlineMs: r.Deadline, ExpireCondition: r.Condition, NowMs: r.Now,
 	}}})
 }
 
@@ -76,7 +98,10 @@ func decodeRMW(c *raftv1.RmwCommand) (*RMW, error) {
 	r := &RMW{
 		Op: rmwOpsIn[c.GetOp()], Key: c.GetKey(), Delta: c.GetDelta(), FloatDelta: c.GetFloatDelta(),
 		Value: c.GetValue(), Offset: c.GetOffset(), Dest: c.GetDest(), OnlyIfAbsent: c.GetOnlyIfAbsent(),
-		MaxValueSize: c.GetMaxValueSize(),
+		MaxValueSize: c.GetMaxValueSize(), Deadline: c.GetDeadlineMs(), Condition: c.GetExpireCondition(), Now: c.GetNowMs(),
+	}
+	if r.Op == RMWExpire && (r.Deadline <= 0 || r.Condition > ExpireLT) {
+		return nil, invalidf("expire needs a positive deadline and a known condition")
 	}
 	if r.Op == 0 {
 		return nil, invalidf("unknown read-modify-write operation %v", c.GetOp())

@@ -112,7 +112,11 @@ func (w *coalescer) finish(p *pendingWrite, r engine.Result, rmw *fsm.RMWResult,
 		p.done(WriteResult{}, rmwError(err))
 		return
 	}
-	res := p.w.result(r)
+	res, err := p.w.result(r)
+	if err != nil {
+		p.done(WriteResult{}, err)
+		return
+	}
 	if p.w.rmw && rmw != nil {
 		res.RMW = *rmw
 	}

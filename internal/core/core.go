@@ -106,6 +106,7 @@ type Core struct {
 	txns   *txnManager
 	writes *coalescer
 	auth   *auth.Store
+	lessor lessor
 
 	limiter      *auth.Limiter
 	authFailures atomic.Int64
@@ -163,10 +164,12 @@ func (c *Core) Run(node *raftnode.Node) {
 		defer c.wg.Done()
 		c.txns.run(c.stopC)
 	}()
-	if c.cfg.MaxMemory > 0 && c.cfg.EvictionPolicy == EvictAllKeysLRU {
+	if c.cfg.MaxMemory > 0 && c.cfg.EvictionPolicy != EvictNone {
 		c.wg.Add(1)
 		go c.evictLoop()
 	}
+	c.wg.Add(1)
+	go c.expireLoop()
 }
 
 // Limits returns the limits requests are checked against.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/engine"
@@ -32,6 +33,9 @@ type TxnOp struct {
 	Prefix, PrevKV      bool
 	Limit               int64
 	KeysOnly, CountOnly bool
+	// TTL makes a put's key expire that long after the transaction is
+	// prepared (0: never).
+	TTL time.Duration
 }
 
 // ExecuteRequest is a one-shot conditional transaction: when every compare
@@ -162,7 +166,13 @@ func (c *Core) txnOps(ctx context.Context, branch string, ops []TxnOp) ([]engine
 			if err == nil {
 				err = c.authorize(ctx, auth.Write, o.Key, nil)
 			}
+			if err == nil {
+				err = c.limits.checkTTL(o.TTL)
+			}
 			out[i] = engine.Op{Type: engine.OpPut, Key: o.Key, Value: o.Value, PrevKV: o.PrevKV}
+			if o.TTL > 0 {
+				out[i].Deadline = time.Now().Add(o.TTL).UnixMilli()
+			}
 		case TxnDelete:
 			end := o.End
 			if o.Prefix {

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/kvdb/kvdb/internal/engine"
 )
@@ -21,6 +22,10 @@ type Limits struct {
 	// read stops with More set, after at least one key. Default 4 MiB, what
 	// a gRPC client accepts by default.
 	MaxResponseBytes int
+	// MaxTTL bounds a put's TTL and a lease's; default 10 years.
+	MaxTTL time.Duration
+	// MaxLeases bounds the leases that may exist at once; default 1,000,000.
+	MaxLeases int
 }
 
 // DefaultLimits are the limits a node uses unless configured otherwise.
@@ -34,6 +39,8 @@ var DefaultLimits = Limits{
 	MaxTxnBytes:    2 << 20,
 
 	MaxResponseBytes: 4 << 20,
+	MaxTTL:           10 * 365 * 24 * time.Hour,
+	MaxLeases:        1_000_000,
 }
 
 func (l *Limits) setDefaults() {
@@ -61,6 +68,12 @@ func (l *Limits) setDefaults() {
 	}
 	if l.MaxResponseBytes <= 0 {
 		l.MaxResponseBytes = d.MaxResponseBytes
+	}
+	if l.MaxTTL <= 0 {
+		l.MaxTTL = d.MaxTTL
+	}
+	if l.MaxLeases <= 0 {
+		l.MaxLeases = d.MaxLeases
 	}
 }
 

@@ -27,17 +27,37 @@ const (
 	// EvictNone rejects writes that would pass the limit with
 	// RESOURCE_EXHAUSTED and never removes a key.
 	EvictNone EvictionPolicy = "noeviction"
+	// EvictVolatileLRU evicts the least recently used keys among those
+	// with a TTL; it never evicts a key without one.
+	EvictVolatileLRU EvictionPolicy = "volatile-lru"
+	// EvictVolatileTTL evicts the keys with the nearest deadline.
+	EvictVolatileTTL EvictionPolicy = "volatile-ttl"
+	// EvictAllKeysRandom evicts random keys.
+	EvictAllKeysRandom EvictionPolicy = "allkeys-random"
+	// EvictVolatileRandom evicts random keys among those with a TTL.
+	EvictVolatileRandom EvictionPolicy = "volatile-random"
 )
 
-// ParseEvictionPolicy accepts "allkeys-lru" and "noeviction"; "" is the default.
+// evictPolicies maps each policy that evicts to the engine's sampling.
+var evictPolicies = map[EvictionPolicy]engine.EvictPolicy{
+	EvictAllKeysLRU:     engine.EvictAllKeysLRU,
+	EvictVolatileLRU:    engine.EvictVolatileLRU,
+	EvictVolatileTTL:    engine.EvictVolatileTTL,
+	EvictAllKeysRandom:  engine.EvictAllKeysRandom,
+	EvictVolatileRandom: engine.EvictVolatileRandom,
+}
+
+// ParseEvictionPolicy accepts allkeys-lru, volatile-lru, volatile-ttl,
+// allkeys-random, volatile-random and noeviction; "" is the default.
 func ParseEvictionPolicy(s string) (EvictionPolicy, error) {
-	switch p := EvictionPolicy(s); p {
-	case "":
+	p := EvictionPolicy(s)
+	if p == "" {
 		return EvictAllKeysLRU, nil
-	case EvictAllKeysLRU, EvictNone:
+	}
+	if _, ok := evictPolicies[p]; ok || p == EvictNone {
 		return p, nil
 	}
-	return "", fmt.Errorf("unknown eviction policy %q (want %s or %s)", s, EvictAllKeysLRU, EvictNone)
+	return "", fmt.Errorf("unknown eviction policy %q (want allkeys-lru, volatile-lru, volatile-ttl, allkeys-random, volatile-random or noeviction)", s)
 }
 
 // Eviction tuning. One cycle proposes at most evictMaxKeys keys in one
@@ -164,7 +184,7 @@ func (g *memoryGuard) evicted() {
 // Evictor's sampling budget); cycles per wake-up by evictMaxCycles.
 func (c *Core) evictLoop() {
 	defer c.wg.Done()
-	ev := engine.NewEvictor(c.cfg.MemberID)
+	ev := engine.NewEvictorPolicy(c.cfg.MemberID, evictPolicies[c.cfg.EvictionPolicy])
 	t := time.NewTicker(evictInterval)
 	defer t.Stop()
 	g := c.mem

@@ -87,7 +87,8 @@ func (c *Core) Get(ctx context.Context, key []byte, serializable bool) (KeyValue
 // ReadGet reads a validated key from the local store, after WaitRead.
 func (c *Core) ReadGet(key []byte) (KeyValue, int64, error) {
 	kv, ok := c.store.Get(key)
-	if !ok {
+	if !ok || kv.Expired(nowMillis()) {
+		// A key past its deadline is hidden before its expiry applies.
 		return KeyValue{}, 0, ErrKeyNotFound
 	}
 	return kv, c.store.Revision(), nil
@@ -131,7 +132,7 @@ func (c *Core) Range(ctx context.Context, r RangeRequest) (RangeResult, error) {
 // stop at Limit keys or MaxResponseBytes (after at least one key), with
 // More set; Count always counts the whole range.
 func (c *Core) ReadRange(r *RangeRequest) RangeResult {
-	res := c.store.Range(r.Key, r.End, engine.RangeOptions{Limit: int(r.Limit), KeysOnly: r.KeysOnly, CountOnly: r.CountOnly})
+	res := c.store.Range(r.Key, r.End, engine.RangeOptions{Limit: int(r.Limit), KeysOnly: r.KeysOnly, CountOnly: r.CountOnly, Now: nowMillis()})
 	out := RangeResult{Revision: res.Revision, Count: res.Count, More: res.More}
 	if !r.CountOnly {
 		budget := c.limits.MaxResponseBytes

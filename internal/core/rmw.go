@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"time"
 
 	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/command"
@@ -128,6 +129,63 @@ func (c *Core) Rename(ctx context.Context, src, dst []byte, onlyIfAbsent bool) (
 	return r.N == 1, err
 }
 
+// ExpireCondition is EXPIRE's option: command.ExpireAlways, ExpireNX,
+// ExpireXX, ExpireGT or ExpireLT.
+type ExpireCondition = uint32
+
+// The conditions of Expire.
+const (
+	ExpireAlways ExpireCondition = command.ExpireAlways
+	ExpireNX     ExpireCondition = command.ExpireNX
+	ExpireXX     ExpireCondition = command.ExpireXX
+	ExpireGT     ExpireCondition = command.ExpireGT
+	ExpireLT     ExpireCondition = command.ExpireLT
+)
+
+// PrepareExpire prepares giving key the deadline at (unix ms) under cond,
+// keeping its value and lease; RMW.N is 1 when it did (0: no such key, or
+// the condition does not hold). The caller must be allowed to read and
+// write key.
+func (c *Core) PrepareExpire(ctx context.Context, key []byte, at int64, cond ExpireCondition) (Write, error) {
+	if at <= 0 {
+		return Write{}, invalidf("invalid expire time")
+	}
+	if cond > ExpireLT {
+		return Write{}, invalidf("unknown expire condition")
+	}
+	if at > time.Now().Add(c.limits.MaxTTL).UnixMilli() {
+		return Write{}, invalidf("invalid expire time: over the max-ttl limit of %s", c.limits.MaxTTL)
+	}
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWExpire, Key: key, Deadline: at, Condition: cond}, int64(c.limits.MaxValueSize))
+}
+
+// PreparePersist prepares removing key's deadline; RMW.N is 1 when it had
+// one.
+func (c *Core) PreparePersist(ctx context.Context, key []byte) (Write, error) {
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWPersist, Key: key}, int64(c.limits.MaxValueSize))
+}
+
+// PrepareSetKeepTTL prepares storing value in key while keeping the key's
+// deadline and lease (SET KEEPTTL).
+func (c *Core) PrepareSetKeepTTL(ctx context.Context, key, value []byte) (Write, error) {
+	if err := c.limits.checkValue(value); err != nil {
+		return Write{}, err
+	}
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWSetKeepTTL, Key: key, Value: value}, int64(len(value)))
+}
+
+// Expire and Persist: see PrepareExpire and PreparePersist.
+func (c *Core) Expire(ctx context.Context, key []byte, at int64, cond ExpireCondition) (bool, error) {
+	r, err := c.doRMW(ctx)(c.PrepareExpire(ctx, key, at, cond))
+	return r.N == 1, err
+}
+
+// Persist: see PreparePersist.
+func (c *Core) Persist(ctx context.Context, key []byte) (bool, error) {
+	r, err := c.doRMW(ctx)(c.PreparePersist(ctx, key))
+	return r.N == 1, err
+}
+
 // doRMW runs a prepared read-modify-write with Do.
 func (c *Core) doRMW(ctx context.Context) func(Write, error) (RMWResult, error) {
 	return func(w Write, err error) (RMWResult, error) {
@@ -155,6 +213,7 @@ func (c *Core) prepareRMW(ctx context.Context, r *command.RMW, grow int64) (Writ
 		return Write{}, err
 	}
 	r.MaxValueSize = int64(c.limits.MaxValueSize)
+	r.Now = nowMillis()
 	data, err := command.EncodeRMW(r)
 	if err != nil {
 		return Write{}, err

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/command"
@@ -55,6 +56,56 @@ func (c *Core) PreparePut(ctx context.Context, key, value []byte, prevKV bool) (
 		return Write{}, err
 	}
 	return Write{op: OpPut, data: command.EncodePut(key, value, prevKV), grow: entryGrowth(key, value)}, nil
+}
+
+// PutOptions make a put's key expire: TTL after the put, or with Lease
+// (which must exist) when the lease is revoked or expires. Not both.
+type PutOptions struct {
+	TTL   time.Duration
+	Lease int64
+}
+
+// PreparePutOptions is PreparePut with an expiry. The key's deadline is
+// fixed here, by this node's clock (now + TTL), and carried in the log
+// entry, so every replica stores the same one.
+func (c *Core) PreparePutOptions(ctx context.Context, key, value []byte, prevKV bool, o PutOptions) (Write, error) {
+	if o.TTL == 0 && o.Lease == 0 {
+		return c.PreparePut(ctx, key, value, prevKV)
+	}
+	w, err := c.PreparePut(ctx, key, value, prevKV)
+	if err != nil {
+		return Write{}, err
+	}
+	if err := c.limits.checkTTL(o.TTL); err != nil {
+		return Write{}, err
+	}
+	if o.TTL != 0 && o.Lease != 0 {
+		return Write{}, invalidf("a put takes a ttl or a lease, not both")
+	}
+	if o.Lease < 0 {
+		return Write{}, invalidf("lease id must not be negative")
+	}
+	if o.Lease != 0 {
+		if _, _, ok := c.store.Lease(o.Lease, false); !ok {
+			return Write{}, ErrLeaseNotFound
+		}
+	}
+	var deadline int64
+	if o.TTL > 0 {
+		deadline = time.Now().Add(o.TTL).UnixMilli()
+	}
+	w.data = command.EncodePutMeta(key, value, prevKV, deadline, o.Lease)
+	w.grow = engine.EntryGrowthMeta(len(key), len(value))
+	return w, nil
+}
+
+// PutWith prepares and runs a put with an expiry; see PreparePutOptions.
+func (c *Core) PutWith(ctx context.Context, key, value []byte, prevKV bool, o PutOptions) (WriteResult, error) {
+	w, err := c.PreparePutOptions(ctx, key, value, prevKV, o)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	return c.Do(ctx, w)
 }
 
 // PrepareDelete validates and encodes the delete of key, of [key, end), or
@@ -177,16 +228,19 @@ func (c *Core) Batch(ctx context.Context, ops []BatchOp) (WriteResult, error) {
 }
 
 // result shapes the engine's result for the write's kind.
-func (w Write) result(r engine.Result) WriteResult {
+func (w Write) result(r engine.Result) (WriteResult, error) {
 	out := WriteResult{Revision: r.Revision, Puts: w.puts}
 	for _, o := range r.Ops {
+		if o.NoLease {
+			return WriteResult{}, ErrLeaseNotFound
+		}
 		out.Deleted += o.Deleted
 		out.Prev = append(out.Prev, o.Prev...)
 	}
 	if w.op == OpPut && len(out.Prev) > 1 {
 		out.Prev = out.Prev[:1]
 	}
-	return out
+	return out, nil
 }
 
 // proposeAlone hands one encoded command to raft as its own entry and

@@ -43,6 +43,10 @@ type Op struct {
 	Key, Value []byte
 	End        []byte
 	PrevKV     bool
+	// Deadline (unix ms) makes an OpPut's key expire; Lease attaches it to
+	// a lease, which must exist. Zero means none: a put without them
+	// clears the key's previous deadline and lease.
+	Deadline, Lease int64
 	// Range tunes an OpRange.
 	Range RangeOptions
 }
@@ -59,6 +63,9 @@ type OpResult struct {
 	KVs   []KeyValue
 	More  bool
 	Count int64
+	// NoLease is set when an OpPut named a lease that does not exist: the
+	// put was not applied.
+	NoLease bool
 }
 
 // Result is the outcome of one Apply: the store revision after it and one
@@ -174,21 +181,29 @@ func (s *Store) MarkApplied(index uint64) {
 }
 
 func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
+	if op.Lease != 0 {
+		if _, ok := s.leases[op.Lease]; !ok {
+			r.NoLease = true
+			return false
+		}
+	}
 	old, exists := s.m.getBytes(op.Key)
 	create, version := rev, int64(1)
 	if exists {
 		create = old.create()
 		version = old.version() + 1
 		s.mem -= old.size()
+		s.unindexMeta(old)
 		if op.PrevKV {
 			r.Prev = []KeyValue{old.kv(false)}
 		}
 	}
-	e := newEntry(op.Key, op.Value, create, rev, version)
+	e := newEntryMeta(op.Key, op.Value, create, rev, version, op.Deadline, op.Lease)
 	e.access.Store(uint32(rev))
 	s.m.set(e)
 	s.tree.Set(e)
 	s.mem += e.size()
+	s.indexMeta(e)
 	return true
 }
 
@@ -229,4 +244,5 @@ func (s *Store) remove(e *entry) {
 	s.m.del(e.key())
 	s.tree.Delete(e)
 	s.mem -= e.size()
+	s.unindexMeta(e)
 }

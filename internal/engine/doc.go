@@ -47,7 +47,16 @@
 //     (MaxKeySize, MaxValueSize), so every state can be snapshotted and
 //     restored.
 //
-// # Snapshot format (version 1)
+// # Expiring keys
+//
+// A key may carry a deadline (unix milliseconds) and a lease id, fixed by
+// the write that stored it (Op.Deadline, Op.Lease). The store keeps a
+// deadline index and a lease table (id, TTL, attached keys), changed only
+// in apply; nothing here reads a clock. ApplyExpire and ApplyLeaseRevoke
+// remove keys the leader decided are due, through the same removal as
+// deletes. Reads may hide keys past a given time (RangeOptions.Now).
+//
+// # Snapshot format (version 2)
 //
 //	"KVDBSNAP"                 8 bytes magic
 //	format version             uint16 big endian
@@ -56,6 +65,12 @@
 //	entry count                uint64 big endian
 //	entries, strictly increasing key order:
 //	  uvarint len(key), key, uvarint len(value), value,
+//	  flags byte (0x40: a deadline follows, 0x80: a lease follows),
 //	  varint create, varint mod, varint version
+//	  [varint deadline] [varint lease]
+//	lease count                uint64 big endian
+//	leases, increasing id:     varint id, varint ttl
 //	CRC32C (Castagnoli)        uint32 big endian, over every preceding byte
+//
+// Version 1, still read, has no flags byte and no lease section.
 package engine

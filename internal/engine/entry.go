@@ -11,7 +11,11 @@ import (
 //	access u32 | vlen u32 | klen u32 | tlen u8 | key | value | tail
 //
 // where the tail is the revisions as the snapshot encodes them (varint
-// create, mod, version; snapshot.go), tlen bytes. One malloc per put, no
+// create, mod, version; snapshot.go), followed by the key's deadline (varint
+// unix milliseconds) when tlen has flagDeadline and its lease (varint id)
+// when tlen has flagLease; tlen's low six bits are the tail's length. A key
+// without a deadline or lease costs exactly what it did before either
+// existed. One malloc per put, no
 // pointers for the garbage collector to scan, no padding, and the key at a
 // fixed offset: a 16-byte key with a 100-byte value and revisions under
 // 2^20 takes 13 + 116 + 7 bytes, the 144-byte size class.
@@ -32,6 +36,15 @@ type entry struct {
 }
 
 const entryHeader = 13 // unsafe.Offsetof(entry{}.tlen) + 1: the struct's padding is not allocated
+
+// The flags of tlen: the tail also holds a deadline, a lease. The tail is
+// at most 5 varints of 10 bytes, under tlenMask.
+const (
+	flagDeadline = 0x40
+	flagLease    = 0x80
+	tlenMask     = 0x3f
+	flagsMask    = flagDeadline | flagLease
+)
 
 // IndexOverhead is the heap the hash index and the B-tree spend per key:
 // an 8-byte pointer and a 1-byte tag per hash slot at a load between 9/16
@@ -58,7 +71,15 @@ func entrySize(klen, vlen, tlen int) int64 {
 // bytes each): every store this engine will hold.
 func EntryGrowth(klen, vlen int) int64 { return entrySize(klen, vlen, 15) }
 
-func (e *entry) size() int64 { return entrySize(int(e.klen), int(e.vlen), int(e.tlen)) }
+// EntryGrowthMeta is EntryGrowth for a put that also carries a deadline
+// and a lease (ten varint bytes each at most).
+func EntryGrowthMeta(klen, vlen int) int64 { return entrySize(klen, vlen, 35) }
+
+func (e *entry) tailLen() int { return int(e.tlen & tlenMask) }
+
+func (e *entry) flags() uint8 { return e.tlen & flagsMask }
+
+func (e *entry) size() int64 { return entrySize(int(e.klen), int(e.vlen), e.tailLen()) }
 
 func (e *entry) at(off int) *byte { return (*byte)(unsafe.Add(unsafe.Pointer(e), off)) }
 
@@ -77,7 +98,30 @@ func (e *entry) value() []byte {
 }
 
 func (e *entry) tail() []byte {
-	return unsafe.Slice(e.at(entryHeader+int(e.klen)+int(e.vlen)), e.tlen)
+	return unsafe.Slice(e.at(entryHeader+int(e.klen)+int(e.vlen)), e.tailLen())
+}
+
+// meta decodes the deadline (unix ms, 0: none) and lease (0: none).
+func (e *entry) meta() (deadline, lease int64) {
+	if e.flags() == 0 {
+		return 0, 0
+	}
+	t := e.tail()
+	_, t = varint(t)
+	_, t = varint(t)
+	_, t = varint(t)
+	if e.tlen&flagDeadline != 0 {
+		deadline, t = varint(t)
+	}
+	if e.tlen&flagLease != 0 {
+		lease, _ = varint(t)
+	}
+	return deadline, lease
+}
+
+func (e *entry) deadline() int64 {
+	d, _ := e.meta()
+	return d
 }
 
 // revisions decodes the tail.
@@ -127,19 +171,21 @@ func (e *entry) version() int64 {
 func (e *entry) kv(keysOnly bool) KeyValue {
 	c, m, v := e.revisions()
 	kv := KeyValue{Key: e.keyBytes(), CreateRevision: c, ModRevision: m, Version: v}
+	kv.Deadline, kv.Lease = e.meta()
 	if !keysOnly {
 		kv.Value = e.value()
 	}
 	return kv
 }
 
-// appendRecord appends the entry's snapshot encoding: uvarint klen, key,
-// uvarint vlen, value, the tail.
+// appendRecord appends the entry's snapshot encoding (format 2): uvarint
+// klen, key, uvarint vlen, value, one byte of flags, the tail.
 func (e *entry) appendRecord(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(e.klen))
 	dst = append(dst, e.keyBytes()...)
 	dst = binary.AppendUvarint(dst, uint64(e.vlen))
 	dst = append(dst, e.value()...)
+	dst = append(dst, e.flags())
 	return append(dst, e.tail()...)
 }
 
@@ -168,17 +214,38 @@ func varintLen(x int64) int {
 // revisions. A new buffer is used even on overwrite so the old value bytes
 // can be collected.
 func newEntry(key, value []byte, create, mod, version int64) *entry {
+	return newEntryMeta(key, value, create, mod, version, 0, 0)
+}
+
+// newEntryMeta is newEntry for a key that may carry a deadline (unix ms)
+// and a lease; zero means none and costs nothing.
+func newEntryMeta(key, value []byte, create, mod, version, deadline, lease int64) *entry {
 	tlen := tailSize(create, mod, version)
+	var flags uint8
+	if deadline != 0 {
+		tlen += varintLen(deadline)
+		flags |= flagDeadline
+	}
+	if lease != 0 {
+		tlen += varintLen(lease)
+		flags |= flagLease
+	}
 	// A []byte allocation: no pointers inside, 8-byte aligned for every
 	// size the header fits in.
 	buf := make([]byte, entryHeader+len(key)+len(value)+tlen)
 	e := (*entry)(unsafe.Pointer(unsafe.SliceData(buf)))
-	e.vlen, e.klen, e.tlen = uint32(len(value)), uint32(len(key)), uint8(tlen)
+	e.vlen, e.klen, e.tlen = uint32(len(value)), uint32(len(key)), uint8(tlen)|flags
 	r := append(buf[entryHeader:entryHeader], key...)
 	r = append(r, value...)
 	r = binary.AppendVarint(r, create)
 	r = binary.AppendVarint(r, mod)
-	_ = binary.AppendVarint(r, version)
+	r = binary.AppendVarint(r, version)
+	if deadline != 0 {
+		r = binary.AppendVarint(r, deadline)
+	}
+	if lease != 0 {
+		_ = binary.AppendVarint(r, lease)
+	}
 	return e
 }
 

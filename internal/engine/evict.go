@@ -1,9 +1,30 @@
 package engine
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 )
+
+// EvictPolicy is how an Evictor chooses keys, as Redis's maxmemory-policy:
+// among every key or only the volatile ones (keys with a deadline), the
+// least recently used, the nearest deadline, or at random.
+type EvictPolicy uint8
+
+// The eviction policies.
+const (
+	EvictAllKeysLRU EvictPolicy = iota
+	EvictVolatileLRU
+	EvictVolatileTTL
+	EvictAllKeysRandom
+	EvictVolatileRandom
+)
+
+func (p EvictPolicy) volatile() bool {
+	return p == EvictVolatileLRU || p == EvictVolatileTTL || p == EvictVolatileRandom
+}
+
+func (p EvictPolicy) random() bool { return p == EvictAllKeysRandom || p == EvictVolatileRandom }
 
 // EvictKey names a key chosen for eviction together with the mod revision it
 // had when it was chosen.
@@ -63,9 +84,10 @@ const (
 // candidate is a pooled eviction candidate: the key's identity (key and
 // mod revision) and the access stamp it had when sampled.
 type candidate struct {
-	key    string
-	mod    int64
-	access uint32
+	key      string
+	mod      int64
+	access   uint32
+	deadline int64
 }
 
 // Evictor chooses keys to evict by approximate LRU: it samples random keys
@@ -78,14 +100,24 @@ type candidate struct {
 // owns one. It reads the store under its read lock in short sections (one
 // draw at a time), so it never holds up the writer for long.
 type Evictor struct {
-	pool []candidate // ascending idle; the best candidate is last
-	rng  *rand.Rand
+	pool   []candidate // ascending rank; the best candidate is last
+	rng    *rand.Rand
+	policy EvictPolicy
 }
 
 // NewEvictor returns an Evictor with an empty pool. seed only varies the
 // sampling; any value is fine.
 func NewEvictor(seed uint64) *Evictor {
 	return &Evictor{rng: rand.New(rand.NewPCG(seed, seed^0x9E3779B97F4A7C15))}
+}
+
+// NewEvictorPolicy returns an Evictor choosing by policy. The volatile
+// policies sample only keys with a deadline (from the deadline index), so
+// they never choose a key without one.
+func NewEvictorPolicy(seed uint64, policy EvictPolicy) *Evictor {
+	ev := NewEvictor(seed)
+	ev.policy = policy
+	return ev
 }
 
 // Choose returns keys (with their current mod revisions) whose sizes sum to
@@ -116,25 +148,39 @@ func (ev *Evictor) draw(s *Store, chosen map[string]struct{}) (candidate, int64,
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	n := s.tree.Len()
+	if ev.policy.volatile() {
+		n = s.dl.Len()
+	}
 	if n == 0 {
 		return candidate{}, 0, false
 	}
+	sample := func() (*entry, bool) {
+		if ev.policy.volatile() {
+			it, ok := s.dl.GetAt(ev.rng.IntN(n))
+			return it.e, ok
+		}
+		return s.tree.GetAt(ev.rng.IntN(n))
+	}
 	now := uint32(s.rev.Load())
 	for range evictSamples {
-		e, ok := s.tree.GetAt(ev.rng.IntN(n))
+		e, ok := sample()
 		if !ok {
 			continue
 		}
 		if _, dup := chosen[e.key()]; dup {
 			continue
 		}
-		ev.insert(candidate{key: e.key(), mod: e.mod(), access: e.access.Load()}, now)
+		c := candidate{key: e.key(), mod: e.mod(), access: e.access.Load(), deadline: e.deadline()}
+		if ev.policy.random() {
+			return c, e.size(), true
+		}
+		ev.insert(c, now)
 	}
 	for len(ev.pool) > 0 {
 		c := ev.pool[len(ev.pool)-1]
 		ev.pool = ev.pool[:len(ev.pool)-1]
 		e, ok := s.m.get(c.key)
-		if !ok || e.mod() != c.mod || e.access.Load() != c.access {
+		if !ok || e.mod() != c.mod || (ev.policy != EvictVolatileTTL && e.access.Load() != c.access) {
 			continue // gone, rewritten or read since sampled
 		}
 		if _, dup := chosen[c.key]; dup {
@@ -143,6 +189,15 @@ func (ev *Evictor) draw(s *Store, chosen map[string]struct{}) (candidate, int64,
 		return c, e.size(), true
 	}
 	return candidate{}, 0, false
+}
+
+// rank is how good a candidate c is (higher: evict sooner): its idleness
+// for the LRU policies, the nearness of its deadline for volatile-ttl.
+func (ev *Evictor) rank(c candidate, now uint32) uint64 {
+	if ev.policy == EvictVolatileTTL {
+		return uint64(math.MaxInt64 - c.deadline)
+	}
+	return uint64(now - c.access)
 }
 
 // insert adds c to the pool, keeping it sorted by idleness (now - access)
@@ -154,15 +209,15 @@ func (ev *Evictor) insert(c candidate, now uint32) {
 	if i := slices.IndexFunc(ev.pool, func(p candidate) bool { return p.key == c.key }); i >= 0 {
 		ev.pool = slices.Delete(ev.pool, i, i+1)
 	}
-	idle := now - c.access
+	idle := ev.rank(c, now)
 	if len(ev.pool) == evictPoolSize {
-		if idle <= now-ev.pool[0].access {
+		if idle <= ev.rank(ev.pool[0], now) {
 			return
 		}
 		ev.pool = slices.Delete(ev.pool, 0, 1)
 	}
-	i, _ := slices.BinarySearchFunc(ev.pool, idle, func(p candidate, idle uint32) int {
-		switch pi := now - p.access; {
+	i, _ := slices.BinarySearchFunc(ev.pool, idle, func(p candidate, idle uint64) int {
+		switch pi := ev.rank(p, now); {
 		case pi < idle:
 			return -1
 		case pi > idle:

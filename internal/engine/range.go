@@ -14,6 +14,11 @@ type RangeOptions struct {
 	KeysOnly bool
 	// CountOnly returns no KVs, only Count.
 	CountOnly bool
+	// Now, when set (unix ms), hides every key whose deadline is at or
+	// before it: a read on the leader does not return a key whose expiry
+	// is not applied yet. The state machine never sets it (applying must
+	// not depend on a clock).
+	Now int64
 }
 
 // RangeResult is the outcome of Range. KVs alias engine memory (read-only).
@@ -65,7 +70,7 @@ func (s *Store) rangeLocked(start, end []byte, opts RangeOptions) RangeResult {
 
 	if len(end) == 0 {
 		e, ok := s.m.getBytes(start)
-		if !ok {
+		if !ok || (opts.Now != 0 && e.expiredAt(opts.Now)) {
 			return res
 		}
 		res.Count = 1
@@ -73,6 +78,10 @@ func (s *Store) rangeLocked(start, end []byte, opts RangeOptions) RangeResult {
 			res.KVs = []KeyValue{e.kv(opts.KeysOnly)}
 		}
 		return res
+	}
+
+	if s.anyDueLocked(opts.Now) {
+		return s.rangeLive(start, end, opts, res)
 	}
 
 	if opts.CountOnly {
@@ -100,6 +109,36 @@ func (s *Store) rangeLocked(start, end []byte, opts RangeOptions) RangeResult {
 		res.Count = int64(len(res.KVs))
 	}
 	return res
+}
+
+// rangeLive is rangeLocked when some keys are past their deadline: it
+// scans the whole range, skipping them, so Count is exact.
+func (s *Store) rangeLive(start, end []byte, opts RangeOptions, res RangeResult) RangeResult {
+	limit := max(opts.Limit, 0)
+	s.ascendRange(start, end, func(e *entry) bool {
+		if e.expiredAt(opts.Now) {
+			return true
+		}
+		res.Count++
+		if opts.CountOnly {
+			return true
+		}
+		if limit > 0 && len(res.KVs) == limit {
+			res.More = true
+			return true
+		}
+		res.KVs = append(res.KVs, e.kv(opts.KeysOnly))
+		return true
+	})
+	return res
+}
+
+// expiredAt reports whether e's deadline is at or before now.
+func (e *entry) expiredAt(now int64) bool {
+	if e.tlen&flagDeadline == 0 {
+		return false
+	}
+	return e.deadline() <= now
 }
 
 // countRange returns the number of keys in [start, end) (end non-empty, as in

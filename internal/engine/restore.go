@@ -98,6 +98,7 @@ func (s *Store) Restore(r io.Reader) error {
 	}
 	s.mu.Lock()
 	s.m, s.tree, s.mem = st.m, st.tree, st.mem
+	s.dl, s.leases = st.dl, st.leases
 	s.rev.Store(st.rev.Load())
 	s.applied.Store(st.applied.Load())
 	s.mu.Unlock()
@@ -130,8 +131,9 @@ func decodeSnapshot(r io.Reader) (*Store, error) {
 		return nil, errors.New("bad magic")
 	}
 	off := len(snapshotMagic)
-	if v := binary.BigEndian.Uint16(hdr[off:]); v != snapshotVersion {
-		return nil, fmt.Errorf("unsupported format version %d", v)
+	version := binary.BigEndian.Uint16(hdr[off:])
+	if version != snapshotVersion && version != snapshotVersionV1 {
+		return nil, fmt.Errorf("unsupported format version %d", version)
 	}
 	index := binary.BigEndian.Uint64(hdr[off+2:])
 	rev := int64(binary.BigEndian.Uint64(hdr[off+10:]))
@@ -149,12 +151,13 @@ func decodeSnapshot(r io.Reader) (*Store, error) {
 	if size >= 0 {
 		hint = min(hint, uint64(size)/minEncodedEntry)
 	}
-	st := &Store{m: newIndex(int(hint)), tree: newTree()}
+	st := &Store{m: newIndex(int(hint)), tree: newTree(), dl: newDeadlineTree(), leases: map[int64]*lease{}}
 	st.rev.Store(rev)
 	st.applied.Store(index)
 	var prev *entry
+	var withLease []*entry
 	for i := uint64(0); i < count; i++ {
-		e, err := d.entry(i, rev)
+		e, err := d.entry(i, rev, version)
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +168,25 @@ func decodeSnapshot(r io.Reader) (*Store, error) {
 		// Keys arrive sorted, so Load (append-optimised Set) is cheap.
 		st.tree.Load(e)
 		st.mem += e.size()
+		if e.flags() != 0 {
+			withLease = append(withLease, e)
+		}
 		prev = e
+	}
+	if version != snapshotVersionV1 {
+		if err := d.leases(st); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range withLease {
+		dl, l := e.meta()
+		if _, ok := st.leases[l]; l != 0 && !ok {
+			return nil, fmt.Errorf("key %q attached to lease %d, which the snapshot does not hold", e.key(), l)
+		}
+		if dl != 0 && dl < 0 {
+			return nil, fmt.Errorf("key %q has a negative deadline", e.key())
+		}
+		st.indexMeta(e)
 	}
 
 	want := d.crc
@@ -185,7 +206,40 @@ func decodeSnapshot(r io.Reader) (*Store, error) {
 	return st, nil
 }
 
-func (d *decoder) entry(i uint64, rev int64) (*entry, error) {
+// maxLeases bounds the lease count a snapshot may declare.
+const maxLeases = 1 << 32
+
+// leases reads the lease section: uint64 count, then varint id and varint
+// TTL per lease, ids strictly increasing.
+func (d *decoder) leases(st *Store) error {
+	var hdr [8]byte
+	if err := d.readFull(hdr[:]); err != nil {
+		return fmt.Errorf("lease count: %w", err)
+	}
+	n := binary.BigEndian.Uint64(hdr[:])
+	if n > maxLeases {
+		return fmt.Errorf("lease count %d exceeds limit", n)
+	}
+	var prev int64
+	for i := uint64(0); i < n; i++ {
+		id, err := d.varint("lease id")
+		if err != nil {
+			return fmt.Errorf("lease %d: %w", i, err)
+		}
+		ttl, err := d.varint("lease ttl")
+		if err != nil {
+			return fmt.Errorf("lease %d: %w", i, err)
+		}
+		if id == 0 || (i > 0 && id <= prev) || ttl < 0 {
+			return fmt.Errorf("lease %d: invalid id %d or ttl %d", i, id, ttl)
+		}
+		st.leases[id] = &lease{ttl: ttl, keys: map[string]struct{}{}}
+		prev = id
+	}
+	return nil
+}
+
+func (d *decoder) entry(i uint64, rev int64, format uint16) (*entry, error) {
 	klen, err := d.uvarint("key length", MaxKeySize)
 	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", i, err)
@@ -220,6 +274,15 @@ func (d *decoder) entry(i uint64, rev int64) (*entry, error) {
 			return nil, fmt.Errorf("entry %d value: %w", i, err)
 		}
 	}
+	var flags byte
+	if format != snapshotVersionV1 {
+		if flags, err = d.ReadByte(); err != nil {
+			return nil, fmt.Errorf("entry %d flags: %w", i, err)
+		}
+		if flags&^flagsMask != 0 {
+			return nil, fmt.Errorf("entry %d: unknown flags %#x", i, flags)
+		}
+	}
 	create, err := d.varint("create revision")
 	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", i, err)
@@ -236,7 +299,24 @@ func (d *decoder) entry(i uint64, rev int64) (*entry, error) {
 		return nil, fmt.Errorf("entry %d: invalid revisions create=%d mod=%d version=%d (store revision %d)",
 			i, create, mod, version, rev)
 	}
-	e := newEntry(key, value, create, mod, version)
+	var deadline, leaseID int64
+	if flags&flagDeadline != 0 {
+		if deadline, err = d.varint("deadline"); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if deadline <= 0 {
+			return nil, fmt.Errorf("entry %d: invalid deadline %d", i, deadline)
+		}
+	}
+	if flags&flagLease != 0 {
+		if leaseID, err = d.varint("lease"); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if leaseID == 0 {
+			return nil, fmt.Errorf("entry %d: lease 0", i)
+		}
+	}
+	e := newEntryMeta(key, value, create, mod, version, deadline, leaseID)
 	// No read history survives a restore: recency starts at the last write.
 	e.access.Store(uint32(mod))
 	return e, nil

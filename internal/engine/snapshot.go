@@ -12,8 +12,11 @@ import (
 
 const (
 	snapshotMagic   = "KVDBSNAP"
-	snapshotVersion = uint16(1)
-	headerSize      = len(snapshotMagic) + 2 + 8 + 8 + 8
+	snapshotVersion = uint16(2)
+	// snapshotVersionV1 is the format before deadlines and leases: no
+	// flags byte per record, no lease section. Restore still reads it.
+	snapshotVersionV1 = uint16(1)
+	headerSize        = len(snapshotMagic) + 2 + 8 + 8 + 8
 
 	// MaxKeySize is the largest key the snapshot format (and ValidateOp)
 	// accepts.
@@ -30,10 +33,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // of the B-tree, whose entries are immutable. Holding a Snapshot pins the old
 // entries in memory until it is dropped.
 type Snapshot struct {
-	tree  *btree.BTreeG[*entry]
-	index uint64
-	rev   int64
-	mem   int64
+	tree   *btree.BTreeG[*entry]
+	index  uint64
+	rev    int64
+	mem    int64
+	leases []LeaseInfo
 }
 
 // Snapshot captures the current state in O(1): it takes the write lock only
@@ -47,6 +51,9 @@ func (s *Store) Snapshot() *Snapshot {
 		index: s.applied.Load(),
 		rev:   s.rev.Load(),
 		mem:   s.mem,
+		// The lease table is small beside the keys (an id and a TTL per
+		// lease); it is copied, the keys are shared.
+		leases: s.leaseList(),
 	}
 }
 
@@ -63,7 +70,7 @@ func (sn *Snapshot) Len() int { return sn.tree.Len() }
 func (sn *Snapshot) MemoryUsage() int64 { return sn.mem }
 
 // Hash returns the same value Store.Hash returned when the snapshot was taken.
-func (sn *Snapshot) Hash() uint64 { return hashTree(sn.tree, sn.rev) }
+func (sn *Snapshot) Hash() uint64 { return hashTree(sn.tree, sn.rev, sn.leases) }
 
 // crcWriter feeds every byte written through it into a running CRC.
 type crcWriter struct {
@@ -103,6 +110,12 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		cw.write(rec)
 		return cw.err == nil
 	})
+	rec = binary.BigEndian.AppendUint64(rec[:0], uint64(len(sn.leases)))
+	for _, l := range sn.leases {
+		rec = binary.AppendVarint(rec, l.ID)
+		rec = binary.AppendVarint(rec, l.TTL)
+	}
+	cw.write(rec)
 	if cw.err != nil {
 		return cw.n, cw.err
 	}

@@ -187,7 +187,7 @@ func TestRestoreCorrupt(t *testing.T) {
 		{"truncated trailer", good[:len(good)-1]},
 		{"trailing garbage", append(append([]byte(nil), good...), 0)},
 		{"bad magic", mut(func(b []byte) []byte { b[0] = 'X'; return reseal(b) })},
-		{"bad version", mut(func(b []byte) []byte { b[9] = 2; return reseal(b) })},
+		{"bad version", mut(func(b []byte) []byte { b[9] = 3; return reseal(b) })},
 		{"bit flip in value", mut(func(b []byte) []byte { b[len(b)-8] ^= 0x10; return b })},
 		{"bit flip in trailer", mut(func(b []byte) []byte { b[len(b)-1] ^= 1; return b })},
 		{"count too high", mut(func(b []byte) []byte { return hdr(b, 16, 4) })},
@@ -224,8 +224,9 @@ func TestRestoreCorrupt(t *testing.T) {
 		})},
 		{"zero version", mut(func(b []byte) []byte {
 			// last entry "c"="333" create=2 mod=2 version=1: version varint is
-			// the byte before the trailer.
-			b[len(b)-5] = 0
+			// the byte before the lease section (an 8-byte count of 0) and the
+			// trailer.
+			b[len(b)-13] = 0
 			return reseal(b)
 		})},
 	}

@@ -27,7 +27,13 @@ func newTree() *btree.BTreeG[*entry] {
 type KeyValue struct {
 	Key, Value                           []byte
 	CreateRevision, ModRevision, Version int64
+	// Deadline is when the key expires, in unix milliseconds (0: never);
+	// Lease the lease it is attached to (0: none).
+	Deadline, Lease int64
 }
+
+// Expired reports whether kv's deadline is at or before now (unix ms).
+func (kv KeyValue) Expired(now int64) bool { return kv.Deadline != 0 && kv.Deadline <= now }
 
 // Store is the replicated in-memory key-value state machine.
 //
@@ -39,6 +45,10 @@ type Store struct {
 	m    index                 // point reads; guarded by mu
 	tree *btree.BTreeG[*entry] // ordered scans; guarded by mu
 	mem  int64                 // guarded by mu
+	// dl orders the keys that have a deadline by (deadline, key); leases
+	// is the lease table. Both are guarded by mu.
+	dl     *btree.BTreeG[dlItem]
+	leases map[int64]*lease
 
 	// rev and applied are written only under mu but read lock-free, so the
 	// cheap accessors never contend with readers holding mu.
@@ -47,11 +57,14 @@ type Store struct {
 	// evicted counts keys removed by ApplyEvict since New (not restored
 	// from snapshots: it describes this process, not the replicated state).
 	evicted atomic.Uint64
+	// expired counts keys removed by ApplyExpire and by the revocation of
+	// an expired lease, likewise.
+	expired atomic.Uint64
 }
 
 // New returns an empty store at revision 0 and applied index 0.
 func New() *Store {
-	return &Store{m: newIndex(0), tree: newTree()}
+	return &Store{m: newIndex(0), tree: newTree(), dl: newDeadlineTree(), leases: map[int64]*lease{}}
 }
 
 // Get returns the current value of key. The result aliases engine memory.
@@ -107,10 +120,10 @@ func (s *Store) MemoryUsage() int64 {
 func (s *Store) Hash() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return hashTree(s.tree, s.rev.Load())
+	return hashTree(s.tree, s.rev.Load(), s.leaseList())
 }
 
-func hashTree(tr *btree.BTreeG[*entry], rev int64) uint64 {
+func hashTree(tr *btree.BTreeG[*entry], rev int64, leases []LeaseInfo) uint64 {
 	h := fnv.New64a()
 	var buf [8 * 3]byte
 	binary.BigEndian.PutUint64(buf[:8], uint64(rev))
@@ -127,8 +140,19 @@ func hashTree(tr *btree.BTreeG[*entry], rev int64) uint64 {
 		binary.BigEndian.PutUint64(buf[8:16], uint64(e.mod()))
 		binary.BigEndian.PutUint64(buf[16:24], uint64(e.version()))
 		h.Write(buf[:])
+		if e.flags() != 0 {
+			d, l := e.meta()
+			binary.BigEndian.PutUint64(buf[0:8], uint64(d))
+			binary.BigEndian.PutUint64(buf[8:16], uint64(l))
+			h.Write(buf[:16])
+		}
 		return true
 	})
+	for _, l := range leases {
+		binary.BigEndian.PutUint64(buf[0:8], uint64(l.ID))
+		binary.BigEndian.PutUint64(buf[8:16], uint64(l.TTL))
+		h.Write(buf[:16])
+	}
 	return h.Sum64()
 }
 
@@ -146,6 +170,7 @@ func (s *Store) checkConsistency() string {
 		return "tree and map sizes differ"
 	}
 	var mem int64
+	withMeta := 0
 	prev := ""
 	first := true
 	bad := ""
@@ -165,10 +190,35 @@ func (s *Store) checkConsistency() string {
 			return false
 		}
 		mem += e.size()
+		if d, l := e.meta(); d != 0 || l != 0 {
+			withMeta++
+			if d != 0 {
+				if _, ok := s.dl.Get(dlItem{d, e}); !ok {
+					bad = "deadline index misses " + e.key()
+					return false
+				}
+			}
+			if l != 0 {
+				if ls, ok := s.leases[l]; !ok {
+					bad = "key attached to a missing lease " + e.key()
+					return false
+				} else if _, ok := ls.keys[e.key()]; !ok {
+					bad = "lease misses its key " + e.key()
+					return false
+				}
+			}
+		}
 		return true
 	})
 	if bad != "" {
 		return bad
+	}
+	attached := 0
+	for _, l := range s.leases {
+		attached += len(l.keys)
+	}
+	if withMeta < s.dl.Len() || withMeta < attached {
+		return "deadline index or leases hold keys the store does not"
 	}
 	if mem != s.mem {
 		return "memory usage mismatch"

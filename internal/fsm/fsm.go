@@ -33,6 +33,8 @@ type Result struct {
 	Multi []Result
 	// RMW is set for a read-modify-write.
 	RMW *RMWResult
+	// Removed is the number of keys an expiry or a lease revoke deleted.
+	Removed int
 }
 
 // FSM applies committed entries to the store. Its methods are called from
@@ -42,8 +44,13 @@ type FSM struct {
 	auth    *auth.Store
 	dec     command.Decoder
 	evicted func()
+	leases  func(id, ttl int64, granted bool)
 	applies uint64
 }
+
+// SetLeaseHook installs fn, called by the apply loop after each applied
+// lease grant (granted) or revoke; before the node starts.
+func (f *FSM) SetLeaseHook(fn func(id, ttl int64, granted bool)) { f.leases = fn }
 
 var _ raftnode.StateMachine = (*FSM)(nil)
 
@@ -95,6 +102,27 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 		err := f.auth.Apply(d.Auth)
 		f.store.MarkApplied(index)
 		return Result{Res: engine.Result{Revision: f.store.Revision()}, Err: err}
+	case command.KindExpire:
+		n, _ := f.store.ApplyExpire(index, d.Evict)
+		if invariants {
+			checkInvariants(f.store, "expiry")
+		}
+		return Result{Res: engine.Result{Revision: f.store.Revision()}, Removed: n}
+	case command.KindLeaseGrant:
+		err := f.store.ApplyLeaseGrant(index, d.Lease.ID, d.Lease.TTL)
+		if err == nil && f.leases != nil {
+			f.leases(d.Lease.ID, d.Lease.TTL, true)
+		}
+		return Result{Res: engine.Result{Revision: f.store.Revision()}, Err: err}
+	case command.KindLeaseRevoke:
+		n, err := f.store.ApplyLeaseRevoke(index, d.Lease.ID, d.Lease.Expired)
+		if err == nil && f.leases != nil {
+			f.leases(d.Lease.ID, 0, false)
+		}
+		if invariants {
+			checkInvariants(f.store, "lease revoke")
+		}
+		return Result{Res: engine.Result{Revision: f.store.Revision()}, Removed: n, Err: err}
 	case command.KindEvict:
 		f.store.ApplyEvict(index, d.Evict)
 		if invariants {

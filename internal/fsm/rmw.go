@@ -60,8 +60,43 @@ func (f *FSM) applyMultiRMW(index uint64, d command.Decoded) Result {
 // computeRMW returns the writes r makes on the state get reads.
 func computeRMW(get func([]byte) (engine.KeyValue, bool), r *command.RMW) ([]engine.Op, RMWResult, error) {
 	cur, exists := get(r.Key)
-	put := func(v []byte) []engine.Op { return []engine.Op{{Type: engine.OpPut, Key: r.Key, Value: v}} }
+	if exists && cur.Expired(r.Now) {
+		// Past its deadline, not yet expired: absent, and a write replaces
+		// it without its deadline.
+		cur, exists = engine.KeyValue{}, false
+	}
+	// A computed value keeps the key's deadline and lease, as Redis keeps
+	// a key's TTL through INCR or APPEND.
+	put := func(v []byte) []engine.Op {
+		return []engine.Op{{Type: engine.OpPut, Key: r.Key, Value: v, Deadline: cur.Deadline, Lease: cur.Lease}}
+	}
 	switch r.Op {
+	case command.RMWExpire:
+		if !exists {
+			return nil, RMWResult{N: 0}, nil
+		}
+		ok := true
+		switch r.Condition {
+		case command.ExpireNX:
+			ok = cur.Deadline == 0
+		case command.ExpireXX:
+			ok = cur.Deadline != 0
+		case command.ExpireGT:
+			ok = cur.Deadline != 0 && r.Deadline > cur.Deadline
+		case command.ExpireLT:
+			ok = cur.Deadline == 0 || r.Deadline < cur.Deadline
+		}
+		if !ok {
+			return nil, RMWResult{N: 0}, nil
+		}
+		return []engine.Op{{Type: engine.OpPut, Key: r.Key, Value: cur.Value, Deadline: r.Deadline, Lease: cur.Lease}}, RMWResult{N: 1}, nil
+	case command.RMWSetKeepTTL:
+		return put(r.Value), RMWResult{N: 1}, nil
+	case command.RMWPersist:
+		if !exists || cur.Deadline == 0 {
+			return nil, RMWResult{N: 0}, nil
+		}
+		return []engine.Op{{Type: engine.OpPut, Key: r.Key, Value: cur.Value, Lease: cur.Lease}}, RMWResult{N: 1}, nil
 	case command.RMWIncrBy:
 		var n int64
 		if exists {
@@ -121,13 +156,13 @@ func computeRMW(get func([]byte) (engine.KeyValue, bool), r *command.RMW) ([]eng
 			return nil, RMWResult{N: 1}, nil
 		}
 		if r.OnlyIfAbsent {
-			if _, taken := get(r.Dest); taken {
+			if d, taken := get(r.Dest); taken && !d.Expired(r.Now) {
 				return nil, RMWResult{N: 0}, nil
 			}
 		}
 		return []engine.Op{
 			{Type: engine.OpDelete, Key: r.Key},
-			{Type: engine.OpPut, Key: r.Dest, Value: cur.Value},
+			{Type: engine.OpPut, Key: r.Dest, Value: cur.Value, Deadline: cur.Deadline, Lease: cur.Lease},
 		}, RMWResult{N: 1}, nil
 	}
 	return nil, RMWResult{}, command.Invalid(errUnknownRMW)

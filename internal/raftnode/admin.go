@@ -252,3 +252,12 @@ func (n *Node) OpenSnapshot(index uint64) (io.ReadCloser, error) {
 	rc, _, err := n.snaps.Open(index)
 	return rc, err
 }
+
+// NotLeaderError is what a leader-only operation answers on a follower:
+// ErrNotLeader naming the leader and where clients reach it.
+func (n *Node) NotLeaderError() error { return n.notLeaderError() }
+
+// ElectionTimeout is the election timeout: ElectionTicks tick intervals.
+func (n *Node) ElectionTimeout() time.Duration {
+	return time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+}

@@ -69,6 +69,7 @@ func (s *Server) Stats() *kvdbv1.StatsResponse {
 			Version:        s.store.Revision(),
 			EvictedKeys:    int64(s.store.EvictedKeys()),
 			EvictionPolicy: string(s.cfg.EvictionPolicy),
+			ExpiredKeys:    int64(s.store.ExpiredKeys()),
 		},
 		Network: &kvdbv1.NetworkStats{
 			ActiveConnections: s.conns.Load(),

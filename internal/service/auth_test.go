@@ -109,15 +109,24 @@ var sampleRequests = map[string]proto.Message{
 	"/kvdb.v1.AuthService/RoleGrantPermission": &kvdbv1.RoleGrantPermissionRequest{Name: "nope", Perm: &kvdbv1.Permission{
 		PermType: kvdbv1.PermissionType_PERMISSION_TYPE_READ, Key: []byte("x")}},
 	"/kvdb.v1.AuthService/RoleRevokePermission": &kvdbv1.RoleRevokePermissionRequest{Role: "nope", Key: []byte("x")},
-	"/grpc.health.v1.Health/Check":              nil, // open, checked by the health tests
-	"/grpc.health.v1.Health/List":               nil,
+	// Lease 77 holds the key "other-leased" and lease 78 "other-leased2"
+	// (TestEveryRPCIsChecked grants them): alice may not revoke the one
+	// nor list the keys of the other.
+	"/kvdb.v1.LeaseService/LeaseGrant":      &kvdbv1.LeaseGrantRequest{Ttl: 60},
+	"/kvdb.v1.LeaseService/LeaseRevoke":     &kvdbv1.LeaseRevokeRequest{Id: 77},
+	"/kvdb.v1.LeaseService/LeaseKeepAlive":  &kvdbv1.LeaseKeepAliveRequest{Id: 77},
+	"/kvdb.v1.LeaseService/LeaseTimeToLive": &kvdbv1.LeaseTimeToLiveRequest{Id: 78, Keys: true},
+	"/kvdb.v1.LeaseService/LeaseLeases":     &kvdbv1.LeaseLeasesRequest{},
+	"/grpc.health.v1.Health/Check":          nil, // open, checked by the health tests
+	"/grpc.health.v1.Health/List":           nil,
 }
 
 // keyless are the RPCs any authenticated user may call: data RPCs that
 // touch no key (what they lead to is checked per key), and what clients
 // read to find the leader.
 var keyless = []string{"/kvdb.v1.TxnService/Begin", "/kvdb.v1.TxnService/Commit", "/kvdb.v1.TxnService/Rollback",
-	"/kvdb.v1.AdminService/Status", "/kvdb.v1.AdminService/MemberList"}
+	"/kvdb.v1.AdminService/Status", "/kvdb.v1.AdminService/MemberList",
+	"/kvdb.v1.LeaseService/LeaseGrant", "/kvdb.v1.LeaseService/LeaseKeepAlive", "/kvdb.v1.LeaseService/LeaseLeases"}
 
 // TestEveryRPCIsChecked discovers every method the server serves through
 // the gRPC server's own service registry and calls each with no
@@ -125,6 +134,15 @@ var keyless = []string{"/kvdb.v1.TxnService/Begin", "/kvdb.v1.TxnService/Commit"
 func TestEveryRPCIsChecked(t *testing.T) {
 	n, a := authNode(t)
 	alice, root := login(t, a, "alice", "alicepw"), login(t, a, "root", "rootpw")
+	leases := kvdbv1.NewLeaseServiceClient(n.conn)
+	for id, key := range map[int64]string{77: "other-leased", 78: "other-leased2"} {
+		if _, err := leases.LeaseGrant(root, &kvdbv1.LeaseGrantRequest{Id: id, Ttl: 600}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.kv.Put(root, &kvdbv1.PutRequest{Key: []byte(key), Value: []byte("v"), Lease: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var methods []string
 	for svc, info := range n.srv.grpc.GetServiceInfo() {
 		for _, m := range info.Methods {

@@ -44,7 +44,10 @@ var rpcClasses = map[string]rpcClass{
 	"/kvdb.v1.AdminService/Status":     rpcUser,
 	"/kvdb.v1.AdminService/MemberList": rpcUser,
 	"/kvdb.v1.AdminService/":           rpcRoot,
-	"/kvdb.v1.AuthService/":            rpcRoot,
+	// Leases: any authenticated user (etcd's rule); core checks write
+	// permission on every key a revoke deletes or a put attaches.
+	"/kvdb.v1.LeaseService/": rpcUser,
+	"/kvdb.v1.AuthService/":  rpcRoot,
 }
 
 func classOf(method string) (rpcClass, bool) {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"time"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/core"
@@ -27,7 +28,11 @@ func (k *kvService) Get(ctx context.Context, req *kvdbv1.GetRequest) (*kvdbv1.Ge
 }
 
 func (k *kvService) Put(ctx context.Context, req *kvdbv1.PutRequest) (*kvdbv1.PutResponse, error) {
-	res, err := k.s.core.Put(ctx, req.GetKey(), req.GetValue(), req.GetPrevKv())
+	if ms, maxTTL := req.GetTtlMs(), k.s.core.Limits().MaxTTL; ms < 0 || ms > int64(maxTTL/time.Millisecond) {
+		return nil, toStatus(core.Errorf(core.InvalidArgument, "ttl_ms %d is outside 0 to the max-ttl limit of %s", ms, maxTTL))
+	}
+	res, err := k.s.core.PutWith(ctx, req.GetKey(), req.GetValue(), req.GetPrevKv(),
+		core.PutOptions{TTL: time.Duration(req.GetTtlMs()) * time.Millisecond, Lease: req.GetLease()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -88,6 +93,8 @@ func toProtoKV(kv core.KeyValue, keysOnly bool) *kvdbv1.KeyValue {
 		CreateRevision: kv.CreateRevision,
 		ModRevision:    kv.ModRevision,
 		Version:        kv.Version,
+		Lease:          kv.Lease,
+		DeadlineMs:     kv.Deadline,
 	}
 	if !keysOnly {
 		p.Value = kv.Value

@@ -14,11 +14,16 @@ type EvictionPolicy = core.EvictionPolicy
 
 // The eviction policies (core.EvictionPolicy).
 const (
-	EvictAllKeysLRU = core.EvictAllKeysLRU
-	EvictNone       = core.EvictNone
+	EvictAllKeysLRU     = core.EvictAllKeysLRU
+	EvictNone           = core.EvictNone
+	EvictVolatileLRU    = core.EvictVolatileLRU
+	EvictVolatileTTL    = core.EvictVolatileTTL
+	EvictAllKeysRandom  = core.EvictAllKeysRandom
+	EvictVolatileRandom = core.EvictVolatileRandom
 )
 
-// ParseEvictionPolicy accepts "allkeys-lru" and "noeviction"; "" is the default.
+// ParseEvictionPolicy accepts allkeys-lru, volatile-lru, volatile-ttl,
+// allkeys-random, volatile-random and noeviction; "" is the default.
 func ParseEvictionPolicy(s string) (EvictionPolicy, error) { return core.ParseEvictionPolicy(s) }
 
 // DefaultMaxInFlightRequests is the node-wide cap on KV and transaction

@@ -273,6 +273,7 @@ type contractStats struct {
 		MemoryUsage int64 `json:"memory_usage"`
 		MaxMemory   int64 `json:"max_memory"`
 		Version     int64 `json:"version"`
+		ExpiredKeys int64 `json:"expired_keys"` // added with TTLs
 	} `json:"storage"`
 	Network struct {
 		ActiveConnections int64  `json:"active_connections"`

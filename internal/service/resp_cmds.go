@@ -34,8 +34,9 @@ type respCommand struct {
 	write                   bool
 }
 
-// errTTL answers every option and command about expiry.
-const errTTL = "ERR TTLs are not supported yet: KVDB keys do not expire, so EX, PX, EXAT, PXAT, GETEX, SETEX, EXPIRE, PEXPIRE, EXPIREAT, TTL, PTTL and PERSIST are refused (docs/redis.md)"
+// errTTLCombo answers SET with an expiry option together with NX, XX or
+// GET where it cannot be served as one operation.
+const errTTLCombo = "ERR KEEPTTL together with NX, XX or GET is not supported (docs/redis.md)"
 
 var respCommands map[string]*respCommand
 
@@ -91,10 +92,18 @@ func init() {
 		{name: "readonly", arity: 1, fn: (*respConn).cmdReadOnly},
 		{name: "readwrite", arity: 1, fn: (*respConn).cmdReadWrite},
 	}
-	for _, name := range []string{"expire", "pexpire", "expireat", "pexpireat", "ttl", "pttl", "persist",
-		"expiretime", "pexpiretime", "setex", "psetex", "getex"} {
-		list = append(list, &respCommand{name: name, arity: -2, fn: func(c *respConn, _ [][]byte) { c.errorLine(errTTL) }})
+	for _, name := range []string{"expire", "pexpire", "expireat", "pexpireat"} {
+		list = append(list, &respCommand{name: name, arity: -3, fn: (*respConn).cmdExpire, op: core.OpRMW, async: true,
+			firstKey: 1, lastKey: 1, step: 1, write: true})
 	}
+	for _, name := range []string{"ttl", "pttl", "expiretime", "pexpiretime"} {
+		list = append(list, &respCommand{name: name, arity: 2, fn: (*respConn).cmdTTL, op: core.OpGet, firstKey: 1, lastKey: 1, step: 1})
+	}
+	list = append(list,
+		&respCommand{name: "persist", arity: 2, fn: (*respConn).cmdPersist, op: core.OpRMW, async: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		&respCommand{name: "setex", arity: 4, fn: (*respConn).cmdSetEx, op: core.OpPut, async: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		&respCommand{name: "psetex", arity: 4, fn: (*respConn).cmdSetEx, op: core.OpPut, async: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+	)
 	respCommands = make(map[string]*respCommand, len(list))
 	for _, cmd := range list {
 		respCommands[cmd.name] = cmd
@@ -214,11 +223,16 @@ func (c *respConn) cmdGet(args [][]byte) {
 	c.bulk(kv.Value)
 }
 
-// setOptions are SET's options.
-type setOptions struct{ nx, xx, get bool }
+// setOptions are SET's options: ttl is set by EX, PX, EXAT or PXAT.
+type setOptions struct {
+	nx, xx, get bool
+	keepTTL     bool
+	ttl         time.Duration
+}
 
 func parseSetOptions(args [][]byte) (setOptions, string) {
 	var o setOptions
+	expiry := 0
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
@@ -229,15 +243,32 @@ func parseSetOptions(args [][]byte) (setOptions, string) {
 		case isArg(a, "GET"):
 			o.get = true
 		case isArg(a, "KEEPTTL"):
-			// Nothing expires, so every key keeps its (absent) TTL.
+			o.keepTTL = true
+			expiry++
 		case isArg(a, "EX"), isArg(a, "PX"), isArg(a, "EXAT"), isArg(a, "PXAT"):
-			return o, errTTL
+			if i+1 == len(args) {
+				return o, "ERR syntax error"
+			}
+			n, msg := expireArg(args[i+1], "set")
+			if msg != "" {
+				return o, msg
+			}
+			ttl, ok := ttlFrom(strings.ToUpper(string(a)), n)
+			if !ok {
+				return o, "ERR invalid expire time in 'set' command"
+			}
+			o.ttl = ttl
+			expiry++
+			i++
 		default:
 			return o, "ERR syntax error"
 		}
 	}
-	if o.nx && o.xx {
+	if (o.nx && o.xx) || expiry > 1 {
 		return o, "ERR syntax error"
+	}
+	if o.keepTTL && (o.nx || o.xx || o.get) {
+		return o, errTTLCombo
 	}
 	return o, ""
 }
@@ -254,12 +285,17 @@ func (c *respConn) cmdSet(args [][]byte) {
 		c.submit(w, '+', time.Now())
 		return
 	}
-	c.settle()
 	o, msg := parseSetOptions(args[3:])
 	if msg != "" {
+		c.settle()
 		c.errorLine(msg)
 		return
 	}
+	if !o.nx && !o.xx && !o.get {
+		c.setTTL(key, value, o)
+		return
+	}
+	c.settle()
 	c.setCond(key, value, o)
 }
 
@@ -273,7 +309,7 @@ func (c *respConn) setCond(key, value []byte, o setOptions) {
 	case o.xx:
 		req.Compares = []core.Compare{{Key: key, Target: engine.CompareVersion, Op: engine.CompareGreater, Number: 0}}
 	}
-	put := core.TxnOp{Type: core.TxnPut, Key: key, Value: value}
+	put := core.TxnOp{Type: core.TxnPut, Key: key, Value: value, TTL: o.ttl}
 	get := core.TxnOp{Type: core.TxnRange, Key: key}
 	if o.get {
 		req.Success = []core.TxnOp{get, put}

@@ -443,6 +443,7 @@ func (c *respConn) cmdInfo(args [][]byte) {
 		kv("total_commands_processed", c.s.ops.total.Load())
 		kv("rejected_calls", c.s.core.Rejected())
 		kv("evicted_keys", c.s.store.EvictedKeys())
+		kv("expired_keys", c.s.store.ExpiredKeys())
 	}
 	if show("replication") {
 		section("Replication")

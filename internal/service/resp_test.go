@@ -108,8 +108,14 @@ func TestRESPGoRedis(t *testing.T) {
 			if _, err := c.SetArgs(ctx, "absent", "3", redis.SetArgs{Mode: "XX"}).Result(); !errors.Is(err, redis.Nil) {
 				t.Fatalf("set xx absent: %v", err)
 			}
-			wantErr(t, c.Set(ctx, "ttl", "v", time.Second).Err(), "ERR TTLs are not supported yet")
-			wantErr(t, c.Expire(ctx, "a", time.Second).Err(), "ERR TTLs are not supported yet")
+			must(c.Set(ctx, "ttl", "v", time.Hour).Result())
+			if d := must(c.TTL(ctx, "ttl").Result()); d < 59*time.Minute || d > time.Hour {
+				t.Fatalf("ttl = %v", d)
+			}
+			must(c.Del(ctx, "ttl").Result())
+			if !must(c.Expire(ctx, "a", time.Hour).Result()) || must(c.PTTL(ctx, "a").Result()) <= 0 {
+				t.Fatal("expire")
+			}
 			if v := must(c.GetSet(ctx, "nx", "4").Result()); v != "3" {
 				t.Fatalf("getset = %q", v)
 			}

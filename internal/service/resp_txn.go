@@ -229,6 +229,10 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 				c.errorLine(msg)
 				return nil
 			}
+			if o.ttl != 0 || o.keepTTL {
+				c.errorLine("ERR SET with an expiry is not supported inside MULTI")
+				return nil
+			}
 		}
 		old, exists, err := t.get(args[1])
 		if err != nil {

@@ -193,7 +193,9 @@ func New(cfg Config) (*Server, error) {
 		s.transport = raftnode.NewGRPCTransport(cfg.Logger, cfg.Peer.Security)
 		rc.Transport = s.transport
 	}
-	node, err := raftnode.Start(rc, fsm.New(s.store, s.auth, s.core.Evicted))
+	sm := fsm.New(s.store, s.auth, s.core.Evicted)
+	sm.SetLeaseHook(s.core.LeaseApplied)
+	node, err := raftnode.Start(rc, sm)
 	if err != nil {
 		return nil, err
 	}
@@ -248,6 +250,7 @@ func (s *Server) buildGRPC() {
 	kvdbv1.RegisterAdminServiceServer(s.grpc, &adminService{s: s})
 	kvdbv1.RegisterTxnServiceServer(s.grpc, &txnService{s: s})
 	kvdbv1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
+	kvdbv1.RegisterLeaseServiceServer(s.grpc, &leaseService{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)

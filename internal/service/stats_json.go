@@ -16,6 +16,9 @@ type statsDoc struct {
 		MemoryUsage int64 `json:"memory_usage"`
 		MaxMemory   int64 `json:"max_memory"`
 		Version     int64 `json:"version"`
+		// ExpiredKeys is additive: keys removed because their TTL or
+		// lease ran out since the node started.
+		ExpiredKeys int64 `json:"expired_keys"`
 	} `json:"storage"`
 	Network struct {
 		ActiveConnections int64  `json:"active_connections"`
@@ -56,6 +59,7 @@ func statsJSON(r *kvdbv1.StatsResponse) ([]byte, error) {
 	var d statsDoc
 	st, nw, rf, m, tx := r.GetStorage(), r.GetNetwork(), r.GetRaft(), r.GetMetrics(), r.GetTransactions()
 	d.Storage.Keys, d.Storage.MemoryUsage, d.Storage.MaxMemory, d.Storage.Version = st.GetKeys(), st.GetMemoryUsage(), st.GetMaxMemory(), st.GetVersion()
+	d.Storage.ExpiredKeys = st.GetExpiredKeys()
 	d.Network.ActiveConnections, d.Network.TotalRequests, d.Network.Address = nw.GetActiveConnections(), nw.GetTotalRequests(), nw.GetAddress()
 	d.Raft.NodeID, d.Raft.State, d.Raft.CurrentTerm = rf.GetNodeId(), rf.GetState(), rf.GetCurrentTerm()
 	d.Raft.LeaderID, d.Raft.LogLength, d.Raft.CommitIndex = rf.GetLeaderId(), rf.GetLogLength(), rf.GetCommitIndex()

@@ -212,6 +212,23 @@ func TestPythonExample(t *testing.T) {
 	}
 }
 
+// TestPythonLeaseExample: a lease kept alive from Python keeps its key,
+// and the key goes once the keep-alives stop.
+func TestPythonLeaseExample(t *testing.T) {
+	py := python(t)
+	addr := startNode(t)
+	out, code := run(t, nil, py, "examples/python/lease_example.py", "--address", addr, "--ttl", "1")
+	if code != 0 {
+		t.Fatalf("example exited %d:\n%s", code, out)
+	}
+	for _, want := range []string{"LEASE GRANT ->", "GET services/api/1 -> '10.0.0.7:80'", "GET otp/alice -> expires in about",
+		"keys ['services/api/1']", "NOT_FOUND (the lease expired)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("example output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // TestPythonExampleWrongAddress: nobody listening is one clear line and
 // exit status 1, not a FutureTimeoutError traceback.
 func TestPythonExampleWrongAddress(t *testing.T) {

@@ -440,10 +440,14 @@ type StorageStats struct {
 	// evicted_keys is the number of keys this node removed by applying the
 	// leader's eviction commands since it started.
 	EvictedKeys int64 `protobuf:"varint,5,opt,name=evicted_keys,json=evictedKeys,proto3" json:"evicted_keys,omitempty"`
-	// eviction_policy is the configured policy: "allkeys-lru" or "noeviction".
+	// eviction_policy is the configured policy: "allkeys-lru", "volatile-lru",
+	// "volatile-ttl", "allkeys-random", "volatile-random" or "noeviction".
 	EvictionPolicy string `protobuf:"bytes,6,opt,name=eviction_policy,json=evictionPolicy,proto3" json:"eviction_policy,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// expired_keys is the number of keys this node removed by applying the
+	// leader's expiries (TTLs passed, leases expired) since it started.
+	ExpiredKeys   int64 `protobuf:"varint,7,opt,name=expired_keys,json=expiredKeys,proto3" json:"expired_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StorageStats) Reset() {
@@ -516,6 +520,13 @@ func (x *StorageStats) GetEvictionPolicy() string {
 		return x.EvictionPolicy
 	}
 	return ""
+}
+
+func (x *StorageStats) GetExpiredKeys() int64 {
+	if x != nil {
+		return x.ExpiredKeys
+	}
+	return 0
 }
 
 // NetworkStats describes client traffic.
@@ -1406,7 +1417,7 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"\acommits\x18\x01 \x01(\x03R\acommits\x12\x16\n" +
 	"\x06aborts\x18\x02 \x01(\x03R\x06aborts\x12\x16\n" +
 	"\x06active\x18\x03 \x01(\x03R\x06active\x12\x18\n" +
-	"\aexpired\x18\x04 \x01(\x03R\aexpired\"\xca\x01\n" +
+	"\aexpired\x18\x04 \x01(\x03R\aexpired\"\xed\x01\n" +
 	"\fStorageStats\x12\x12\n" +
 	"\x04keys\x18\x01 \x01(\x03R\x04keys\x12!\n" +
 	"\fmemory_usage\x18\x02 \x01(\x03R\vmemoryUsage\x12\x1d\n" +
@@ -1414,7 +1425,8 @@ const file_kvdb_v1_admin_service_proto_rawDesc = "" +
 	"max_memory\x18\x03 \x01(\x03R\tmaxMemory\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x03R\aversion\x12!\n" +
 	"\fevicted_keys\x18\x05 \x01(\x03R\vevictedKeys\x12'\n" +
-	"\x0feviction_policy\x18\x06 \x01(\tR\x0eevictionPolicy\"~\n" +
+	"\x0feviction_policy\x18\x06 \x01(\tR\x0eevictionPolicy\x12!\n" +
+	"\fexpired_keys\x18\a \x01(\x03R\vexpiredKeys\"~\n" +
 	"\fNetworkStats\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x03R\x11activeConnections\x12%\n" +
 	"\x0etotal_requests\x18\x02 \x01(\x03R\rtotalRequests\x12\x18\n" +

@@ -91,7 +91,12 @@ type KeyValue struct {
 	ModRevision int64 `protobuf:"varint,4,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
 	// version counts modifications since creation: 1 after the first put,
 	// reset when the key is deleted.
-	Version       int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	// lease is the lease the key is attached to, 0 for none.
+	Lease int64 `protobuf:"varint,6,opt,name=lease,proto3" json:"lease,omitempty"`
+	// deadline_ms is when the key expires, in unix milliseconds; 0 for
+	// never.
+	DeadlineMs    int64 `protobuf:"varint,7,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,6 +162,20 @@ func (x *KeyValue) GetModRevision() int64 {
 func (x *KeyValue) GetVersion() int64 {
 	if x != nil {
 		return x.Version
+	}
+	return 0
+}
+
+func (x *KeyValue) GetLease() int64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *KeyValue) GetDeadlineMs() int64 {
+	if x != nil {
+		return x.DeadlineMs
 	}
 	return 0
 }
@@ -240,13 +259,16 @@ var File_kvdb_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kvdb_v1_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x10kvdb/v1/kv.proto\x12\akvdb.v1\"\x98\x01\n" +
+	"\x10kvdb/v1/kv.proto\x12\akvdb.v1\"\xcf\x01\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12'\n" +
 	"\x0fcreate_revision\x18\x03 \x01(\x03R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x04 \x01(\x03R\vmodRevision\x12\x18\n" +
-	"\aversion\x18\x05 \x01(\x03R\aversion\"\x85\x01\n" +
+	"\aversion\x18\x05 \x01(\x03R\aversion\x12\x14\n" +
+	"\x05lease\x18\x06 \x01(\x03R\x05lease\x12\x1f\n" +
+	"\vdeadline_ms\x18\a \x01(\x03R\n" +
+	"deadlineMs\"\x85\x01\n" +
 	"\x0eResponseHeader\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x1b\n" +

@@ -139,7 +139,13 @@ type PutRequest struct {
 	// value to store; may be empty.
 	Value []byte `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// prev_kv asks for the key as it was before this put.
-	PrevKv        bool `protobuf:"varint,3,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	PrevKv bool `protobuf:"varint,3,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	// lease attaches the key to a lease (LeaseService.LeaseGrant): the key is
+	// deleted when the lease is revoked or expires. 0 means none.
+	Lease int64 `protobuf:"varint,4,opt,name=lease,proto3" json:"lease,omitempty"`
+	// ttl_ms makes the key expire this many milliseconds after the put. 0
+	// means never. A put without lease and ttl_ms clears any the key had.
+	TtlMs         int64 `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,6 +199,20 @@ func (x *PutRequest) GetPrevKv() bool {
 		return x.PrevKv
 	}
 	return false
+}
+
+func (x *PutRequest) GetLease() int64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *PutRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
 }
 
 // PutResponse reports a put.
@@ -872,12 +892,14 @@ const file_kvdb_v1_kv_service_proto_rawDesc = "" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x14.kvdb.v1.ConsistencyR\vconsistency\"a\n" +
 	"\vGetResponse\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12!\n" +
-	"\x02kv\x18\x02 \x01(\v2\x11.kvdb.v1.KeyValueR\x02kv\"M\n" +
+	"\x02kv\x18\x02 \x01(\v2\x11.kvdb.v1.KeyValueR\x02kv\"z\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x17\n" +
-	"\aprev_kv\x18\x03 \x01(\bR\x06prevKv\"j\n" +
+	"\aprev_kv\x18\x03 \x01(\bR\x06prevKv\x12\x14\n" +
+	"\x05lease\x18\x04 \x01(\x03R\x05lease\x12\x15\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\"j\n" +
 	"\vPutResponse\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12*\n" +
 	"\aprev_kv\x18\x02 \x01(\v2\x11.kvdb.v1.KeyValueR\x06prevKv\"o\n" +

@@ -37,6 +37,14 @@ const (
 	RmwOp_RMW_OP_SET_RANGE RmwOp = 4
 	// RMW_OP_RENAME moves key's value to dest.
 	RmwOp_RMW_OP_RENAME RmwOp = 5
+	// RMW_OP_EXPIRE gives an existing key the deadline deadline_ms, keeping
+	// its value and lease.
+	RmwOp_RMW_OP_EXPIRE RmwOp = 6
+	// RMW_OP_PERSIST removes an existing key's deadline.
+	RmwOp_RMW_OP_PERSIST RmwOp = 7
+	// RMW_OP_SET_KEEP_TTL stores value, keeping the key's deadline and lease
+	// (Redis's SET KEEPTTL).
+	RmwOp_RMW_OP_SET_KEEP_TTL RmwOp = 8
 )
 
 // Enum value maps for RmwOp.
@@ -48,6 +56,9 @@ var (
 		3: "RMW_OP_APPEND",
 		4: "RMW_OP_SET_RANGE",
 		5: "RMW_OP_RENAME",
+		6: "RMW_OP_EXPIRE",
+		7: "RMW_OP_PERSIST",
+		8: "RMW_OP_SET_KEEP_TTL",
 	}
 	RmwOp_value = map[string]int32{
 		"RMW_OP_UNSPECIFIED":   0,
@@ -56,6 +67,9 @@ var (
 		"RMW_OP_APPEND":        3,
 		"RMW_OP_SET_RANGE":     4,
 		"RMW_OP_RENAME":        5,
+		"RMW_OP_EXPIRE":        6,
+		"RMW_OP_PERSIST":       7,
+		"RMW_OP_SET_KEEP_TTL":  8,
 	}
 )
 
@@ -281,6 +295,9 @@ type Command struct {
 	//	*Command_Evict
 	//	*Command_Auth
 	//	*Command_Rmw
+	//	*Command_Expire
+	//	*Command_LeaseGrant
+	//	*Command_LeaseRevoke
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -395,6 +412,33 @@ func (x *Command) GetRmw() *RmwCommand {
 	return nil
 }
 
+func (x *Command) GetExpire() *ExpireCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Expire); ok {
+			return x.Expire
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLeaseGrant() *LeaseGrantCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LeaseGrant); ok {
+			return x.LeaseGrant
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLeaseRevoke() *LeaseRevokeCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LeaseRevoke); ok {
+			return x.LeaseRevoke
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -439,6 +483,21 @@ type Command_Rmw struct {
 	Rmw *RmwCommand `protobuf:"bytes,12,opt,name=rmw,proto3,oneof"`
 }
 
+type Command_Expire struct {
+	// expire removes keys whose deadline the leader saw pass.
+	Expire *ExpireCommand `protobuf:"bytes,13,opt,name=expire,proto3,oneof"`
+}
+
+type Command_LeaseGrant struct {
+	// lease_grant creates a lease.
+	LeaseGrant *LeaseGrantCommand `protobuf:"bytes,14,opt,name=lease_grant,json=leaseGrant,proto3,oneof"`
+}
+
+type Command_LeaseRevoke struct {
+	// lease_revoke removes a lease and every key attached to it.
+	LeaseRevoke *LeaseRevokeCommand `protobuf:"bytes,15,opt,name=lease_revoke,json=leaseRevoke,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_Delete) isCommand_Op() {}
@@ -454,6 +513,12 @@ func (*Command_Evict) isCommand_Op() {}
 func (*Command_Auth) isCommand_Op() {}
 
 func (*Command_Rmw) isCommand_Op() {}
+
+func (*Command_Expire) isCommand_Op() {}
+
+func (*Command_LeaseGrant) isCommand_Op() {}
+
+func (*Command_LeaseRevoke) isCommand_Op() {}
 
 // RmwCommand is a read-modify-write of one key (two for a rename), computed
 // by the state machine from the value the key has when the entry is
@@ -479,7 +544,17 @@ type RmwCommand struct {
 	OnlyIfAbsent bool `protobuf:"varint,8,opt,name=only_if_absent,json=onlyIfAbsent,proto3" json:"only_if_absent,omitempty"`
 	// max_value_size is the largest value the write may produce; a larger
 	// one is refused.
-	MaxValueSize  int64 `protobuf:"varint,9,opt,name=max_value_size,json=maxValueSize,proto3" json:"max_value_size,omitempty"`
+	MaxValueSize int64 `protobuf:"varint,9,opt,name=max_value_size,json=maxValueSize,proto3" json:"max_value_size,omitempty"`
+	// deadline_ms is the deadline RMW_OP_EXPIRE sets, in unix milliseconds.
+	DeadlineMs int64 `protobuf:"varint,10,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	// expire_condition is RMW_OP_EXPIRE's condition: 0 always, 1 only when
+	// the key has no deadline (NX), 2 only when it has one (XX), 3 only when
+	// the new deadline is later (GT), 4 only when it is earlier (LT).
+	ExpireCondition uint32 `protobuf:"varint,11,opt,name=expire_condition,json=expireCondition,proto3" json:"expire_condition,omitempty"`
+	// now_ms is the preparing node's clock (unix milliseconds): a key whose
+	// deadline is at or before it counts as absent, the same on every
+	// replica.
+	NowMs         int64 `protobuf:"varint,12,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +652,191 @@ func (x *RmwCommand) GetMaxValueSize() int64 {
 	return 0
 }
 
+func (x *RmwCommand) GetDeadlineMs() int64 {
+	if x != nil {
+		return x.DeadlineMs
+	}
+	return 0
+}
+
+func (x *RmwCommand) GetExpireCondition() uint32 {
+	if x != nil {
+		return x.ExpireCondition
+	}
+	return 0
+}
+
+func (x *RmwCommand) GetNowMs() int64 {
+	if x != nil {
+		return x.NowMs
+	}
+	return 0
+}
+
+// ExpireCommand is the leader's expiry decision: keys whose deadline it saw
+// pass. Replicas never expire keys on their own; they apply this entry, so
+// they delete the same keys at the same index. A key is removed only if its
+// mod revision still equals mod_revision (a key rewritten since is skipped
+// on every replica alike). The removals share one revision.
+type ExpireCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keys to remove, each with the mod revision it had when chosen.
+	Keys          []*EvictKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireCommand) Reset() {
+	*x = ExpireCommand{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireCommand) ProtoMessage() {}
+
+func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireCommand.ProtoReflect.Descriptor instead.
+func (*ExpireCommand) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ExpireCommand) GetKeys() []*EvictKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// LeaseGrantCommand creates a lease. Its deadline lives in the leader's
+// memory only; the replicated state is the id, the TTL and the keys
+// attached to it.
+type LeaseGrantCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id of the new lease, chosen by the node that proposed it; never 0.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// ttl is the lease's time to live in seconds.
+	Ttl           int64 `protobuf:"varint,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseGrantCommand) Reset() {
+	*x = LeaseGrantCommand{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrantCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrantCommand) ProtoMessage() {}
+
+func (x *LeaseGrantCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrantCommand.ProtoReflect.Descriptor instead.
+func (*LeaseGrantCommand) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LeaseGrantCommand) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseGrantCommand) GetTtl() int64 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+// LeaseRevokeCommand removes a lease and every key attached to it, at one
+// revision.
+type LeaseRevokeCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id of the lease.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// expired is true when the leader revoked the lease because its time ran
+	// out (its keys count as expired), false for a client's revoke.
+	Expired       bool `protobuf:"varint,2,opt,name=expired,proto3" json:"expired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRevokeCommand) Reset() {
+	*x = LeaseRevokeCommand{}
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRevokeCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRevokeCommand) ProtoMessage() {}
+
+func (x *LeaseRevokeCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRevokeCommand.ProtoReflect.Descriptor instead.
+func (*LeaseRevokeCommand) Descriptor() ([]byte, []int) {
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LeaseRevokeCommand) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseRevokeCommand) GetExpired() bool {
+	if x != nil {
+		return x.Expired
+	}
+	return false
+}
+
 // EvictCommand is the leader's eviction decision: keys chosen by approximate
 // LRU to bring the logical memory usage under the limit. Replicas never
 // evict on their own; they apply this entry like any other, so they stay
@@ -593,7 +853,7 @@ type EvictCommand struct {
 
 func (x *EvictCommand) Reset() {
 	*x = EvictCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +865,7 @@ func (x *EvictCommand) String() string {
 func (*EvictCommand) ProtoMessage() {}
 
 func (x *EvictCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[2]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +878,7 @@ func (x *EvictCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictCommand.ProtoReflect.Descriptor instead.
 func (*EvictCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EvictCommand) GetKeys() []*EvictKey {
@@ -641,7 +901,7 @@ type EvictKey struct {
 
 func (x *EvictKey) Reset() {
 	*x = EvictKey{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +913,7 @@ func (x *EvictKey) String() string {
 func (*EvictKey) ProtoMessage() {}
 
 func (x *EvictKey) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[3]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +926,7 @@ func (x *EvictKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictKey.ProtoReflect.Descriptor instead.
 func (*EvictKey) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EvictKey) GetKey() []byte {
@@ -698,7 +958,7 @@ type MultiCommand struct {
 
 func (x *MultiCommand) Reset() {
 	*x = MultiCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +970,7 @@ func (x *MultiCommand) String() string {
 func (*MultiCommand) ProtoMessage() {}
 
 func (x *MultiCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[4]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +983,7 @@ func (x *MultiCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MultiCommand.ProtoReflect.Descriptor instead.
 func (*MultiCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MultiCommand) GetCommands() []*Command {
@@ -741,14 +1001,19 @@ type PutCommand struct {
 	// value to store.
 	Value []byte `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// prev_kv asks the applier to return the previous value.
-	PrevKv        bool `protobuf:"varint,3,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	PrevKv bool `protobuf:"varint,3,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	// deadline_ms, when set, is when the key expires, in unix milliseconds,
+	// fixed by the node that prepared the put.
+	DeadlineMs int64 `protobuf:"varint,4,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	// lease, when set, attaches the key to that lease.
+	Lease         int64 `protobuf:"varint,5,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutCommand) Reset() {
 	*x = PutCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +1025,7 @@ func (x *PutCommand) String() string {
 func (*PutCommand) ProtoMessage() {}
 
 func (x *PutCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[5]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +1038,7 @@ func (x *PutCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCommand.ProtoReflect.Descriptor instead.
 func (*PutCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutCommand) GetKey() []byte {
@@ -797,6 +1062,20 @@ func (x *PutCommand) GetPrevKv() bool {
 	return false
 }
 
+func (x *PutCommand) GetDeadlineMs() int64 {
+	if x != nil {
+		return x.DeadlineMs
+	}
+	return 0
+}
+
+func (x *PutCommand) GetLease() int64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 // DeleteCommand removes one key or every key in [key, range_end).
 type DeleteCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -812,7 +1091,7 @@ type DeleteCommand struct {
 
 func (x *DeleteCommand) Reset() {
 	*x = DeleteCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1103,7 @@ func (x *DeleteCommand) String() string {
 func (*DeleteCommand) ProtoMessage() {}
 
 func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[6]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1116,7 @@ func (x *DeleteCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCommand.ProtoReflect.Descriptor instead.
 func (*DeleteCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteCommand) GetKey() []byte {
@@ -872,7 +1151,7 @@ type BatchCommand struct {
 
 func (x *BatchCommand) Reset() {
 	*x = BatchCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1163,7 @@ func (x *BatchCommand) String() string {
 func (*BatchCommand) ProtoMessage() {}
 
 func (x *BatchCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[7]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1176,7 @@ func (x *BatchCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommand.ProtoReflect.Descriptor instead.
 func (*BatchCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BatchCommand) GetOps() []*BatchCommandOp {
@@ -922,7 +1201,7 @@ type BatchCommandOp struct {
 
 func (x *BatchCommandOp) Reset() {
 	*x = BatchCommandOp{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1213,7 @@ func (x *BatchCommandOp) String() string {
 func (*BatchCommandOp) ProtoMessage() {}
 
 func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[8]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1226,7 @@ func (x *BatchCommandOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommandOp.ProtoReflect.Descriptor instead.
 func (*BatchCommandOp) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BatchCommandOp) GetDelete() bool {
@@ -994,7 +1273,7 @@ type TxnCommand struct {
 
 func (x *TxnCommand) Reset() {
 	*x = TxnCommand{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1285,7 @@ func (x *TxnCommand) String() string {
 func (*TxnCommand) ProtoMessage() {}
 
 func (x *TxnCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[9]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1298,7 @@ func (x *TxnCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnCommand.ProtoReflect.Descriptor instead.
 func (*TxnCommand) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TxnCommand) GetReads() []*ReadCheck {
@@ -1070,7 +1349,7 @@ type ReadCheck struct {
 
 func (x *ReadCheck) Reset() {
 	*x = ReadCheck{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1361,7 @@ func (x *ReadCheck) String() string {
 func (*ReadCheck) ProtoMessage() {}
 
 func (x *ReadCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[10]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1374,7 @@ func (x *ReadCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadCheck.ProtoReflect.Descriptor instead.
 func (*ReadCheck) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReadCheck) GetKey() []byte {
@@ -1132,7 +1411,7 @@ type RangeCheck struct {
 
 func (x *RangeCheck) Reset() {
 	*x = RangeCheck{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1423,7 @@ func (x *RangeCheck) String() string {
 func (*RangeCheck) ProtoMessage() {}
 
 func (x *RangeCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[11]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1436,7 @@ func (x *RangeCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCheck.ProtoReflect.Descriptor instead.
 func (*RangeCheck) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RangeCheck) GetKey() []byte {
@@ -1207,7 +1486,7 @@ type TxnCompare struct {
 
 func (x *TxnCompare) Reset() {
 	*x = TxnCompare{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1498,7 @@ func (x *TxnCompare) String() string {
 func (*TxnCompare) ProtoMessage() {}
 
 func (x *TxnCompare) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[12]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1511,7 @@ func (x *TxnCompare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnCompare.ProtoReflect.Descriptor instead.
 func (*TxnCompare) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TxnCompare) GetKey() []byte {
@@ -1288,14 +1567,17 @@ type TxnOp struct {
 	// keys_only leaves values out of a range's result.
 	KeysOnly bool `protobuf:"varint,7,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
 	// count_only returns only the count of a range.
-	CountOnly     bool `protobuf:"varint,8,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	CountOnly bool `protobuf:"varint,8,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	// deadline_ms, for a put, is when the key expires (unix milliseconds,
+	// fixed by the node that prepared the transaction); 0: never.
+	DeadlineMs    int64 `protobuf:"varint,9,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TxnOp) Reset() {
 	*x = TxnOp{}
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[13]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1589,7 @@ func (x *TxnOp) String() string {
 func (*TxnOp) ProtoMessage() {}
 
 func (x *TxnOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kvdb_raft_v1_command_proto_msgTypes[13]
+	mi := &file_kvdb_raft_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1602,7 @@ func (x *TxnOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnOp.ProtoReflect.Descriptor instead.
 func (*TxnOp) Descriptor() ([]byte, []int) {
-	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_kvdb_raft_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TxnOp) GetType() TxnOpType {
@@ -1379,11 +1661,18 @@ func (x *TxnOp) GetCountOnly() bool {
 	return false
 }
 
+func (x *TxnOp) GetDeadlineMs() int64 {
+	if x != nil {
+		return x.DeadlineMs
+	}
+	return 0
+}
+
 var File_kvdb_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\x1a\x17kvdb/raft/v1/auth.proto\"\x9d\x03\n" +
+	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\x1a\x17kvdb/raft/v1/auth.proto\"\xdf\x04\n" +
 	"\aCommand\x12,\n" +
 	"\x03put\x18\x01 \x01(\v2\x18.kvdb.raft.v1.PutCommandH\x00R\x03put\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.kvdb.raft.v1.DeleteCommandH\x00R\x06delete\x122\n" +
@@ -1392,8 +1681,12 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x05multi\x18\x05 \x01(\v2\x1a.kvdb.raft.v1.MultiCommandH\x00R\x05multi\x122\n" +
 	"\x05evict\x18\x06 \x01(\v2\x1a.kvdb.raft.v1.EvictCommandH\x00R\x05evict\x12/\n" +
 	"\x04auth\x18\a \x01(\v2\x19.kvdb.raft.v1.AuthCommandH\x00R\x04auth\x12,\n" +
-	"\x03rmw\x18\f \x01(\v2\x18.kvdb.raft.v1.RmwCommandH\x00R\x03rmwB\x04\n" +
-	"\x02op\"\x88\x02\n" +
+	"\x03rmw\x18\f \x01(\v2\x18.kvdb.raft.v1.RmwCommandH\x00R\x03rmw\x125\n" +
+	"\x06expire\x18\r \x01(\v2\x1b.kvdb.raft.v1.ExpireCommandH\x00R\x06expire\x12B\n" +
+	"\vlease_grant\x18\x0e \x01(\v2\x1f.kvdb.raft.v1.LeaseGrantCommandH\x00R\n" +
+	"leaseGrant\x12E\n" +
+	"\flease_revoke\x18\x0f \x01(\v2 .kvdb.raft.v1.LeaseRevokeCommandH\x00R\vleaseRevokeB\x04\n" +
+	"\x02op\"\xeb\x02\n" +
 	"\n" +
 	"RmwCommand\x12#\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x13.kvdb.raft.v1.RmwOpR\x02op\x12\x10\n" +
@@ -1405,19 +1698,35 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x06offset\x18\x06 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04dest\x18\a \x01(\fR\x04dest\x12$\n" +
 	"\x0eonly_if_absent\x18\b \x01(\bR\fonlyIfAbsent\x12$\n" +
-	"\x0emax_value_size\x18\t \x01(\x03R\fmaxValueSize\":\n" +
+	"\x0emax_value_size\x18\t \x01(\x03R\fmaxValueSize\x12\x1f\n" +
+	"\vdeadline_ms\x18\n" +
+	" \x01(\x03R\n" +
+	"deadlineMs\x12)\n" +
+	"\x10expire_condition\x18\v \x01(\rR\x0fexpireCondition\x12\x15\n" +
+	"\x06now_ms\x18\f \x01(\x03R\x05nowMs\";\n" +
+	"\rExpireCommand\x12*\n" +
+	"\x04keys\x18\x01 \x03(\v2\x16.kvdb.raft.v1.EvictKeyR\x04keys\"5\n" +
+	"\x11LeaseGrantCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x10\n" +
+	"\x03ttl\x18\x02 \x01(\x03R\x03ttl\">\n" +
+	"\x12LeaseRevokeCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired\":\n" +
 	"\fEvictCommand\x12*\n" +
 	"\x04keys\x18\x01 \x03(\v2\x16.kvdb.raft.v1.EvictKeyR\x04keys\"?\n" +
 	"\bEvictKey\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12!\n" +
 	"\fmod_revision\x18\x02 \x01(\x03R\vmodRevision\"A\n" +
 	"\fMultiCommand\x121\n" +
-	"\bcommands\x18\x01 \x03(\v2\x15.kvdb.raft.v1.CommandR\bcommands\"M\n" +
+	"\bcommands\x18\x01 \x03(\v2\x15.kvdb.raft.v1.CommandR\bcommands\"\x84\x01\n" +
 	"\n" +
 	"PutCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x17\n" +
-	"\aprev_kv\x18\x03 \x01(\bR\x06prevKv\"W\n" +
+	"\aprev_kv\x18\x03 \x01(\bR\x06prevKv\x12\x1f\n" +
+	"\vdeadline_ms\x18\x04 \x01(\x03R\n" +
+	"deadlineMs\x12\x14\n" +
+	"\x05lease\x18\x05 \x01(\x03R\x05lease\"W\n" +
 	"\rDeleteCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1b\n" +
 	"\trange_end\x18\x02 \x01(\fR\brangeEnd\x12\x17\n" +
@@ -1450,7 +1759,7 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\x0e2\x1e.kvdb.raft.v1.TxnCompareTargetR\x06target\x12<\n" +
 	"\boperator\x18\x03 \x01(\x0e2 .kvdb.raft.v1.TxnCompareOperatorR\boperator\x12\x14\n" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12\x16\n" +
-	"\x06number\x18\x05 \x01(\x03R\x06number\"\xe4\x01\n" +
+	"\x06number\x18\x05 \x01(\x03R\x06number\"\x85\x02\n" +
 	"\x05TxnOp\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.kvdb.raft.v1.TxnOpTypeR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1b\n" +
@@ -1460,14 +1769,19 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x05limit\x18\x06 \x01(\x03R\x05limit\x12\x1b\n" +
 	"\tkeys_only\x18\a \x01(\bR\bkeysOnly\x12\x1d\n" +
 	"\n" +
-	"count_only\x18\b \x01(\bR\tcountOnly*\x89\x01\n" +
+	"count_only\x18\b \x01(\bR\tcountOnly\x12\x1f\n" +
+	"\vdeadline_ms\x18\t \x01(\x03R\n" +
+	"deadlineMs*\xc9\x01\n" +
 	"\x05RmwOp\x12\x16\n" +
 	"\x12RMW_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eRMW_OP_INCR_BY\x10\x01\x12\x18\n" +
 	"\x14RMW_OP_INCR_BY_FLOAT\x10\x02\x12\x11\n" +
 	"\rRMW_OP_APPEND\x10\x03\x12\x14\n" +
 	"\x10RMW_OP_SET_RANGE\x10\x04\x12\x11\n" +
-	"\rRMW_OP_RENAME\x10\x05*\xaf\x01\n" +
+	"\rRMW_OP_RENAME\x10\x05\x12\x11\n" +
+	"\rRMW_OP_EXPIRE\x10\x06\x12\x12\n" +
+	"\x0eRMW_OP_PERSIST\x10\a\x12\x17\n" +
+	"\x13RMW_OP_SET_KEEP_TTL\x10\b*\xaf\x01\n" +
 	"\x10TxnCompareTarget\x12\"\n" +
 	"\x1eTXN_COMPARE_TARGET_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TXN_COMPARE_TARGET_VALUE\x10\x01\x12\x1e\n" +
@@ -1499,54 +1813,61 @@ func file_kvdb_raft_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_kvdb_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_kvdb_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_kvdb_raft_v1_command_proto_goTypes = []any{
-	(RmwOp)(0),              // 0: kvdb.raft.v1.RmwOp
-	(TxnCompareTarget)(0),   // 1: kvdb.raft.v1.TxnCompareTarget
-	(TxnCompareOperator)(0), // 2: kvdb.raft.v1.TxnCompareOperator
-	(TxnOpType)(0),          // 3: kvdb.raft.v1.TxnOpType
-	(*Command)(nil),         // 4: kvdb.raft.v1.Command
-	(*RmwCommand)(nil),      // 5: kvdb.raft.v1.RmwCommand
-	(*EvictCommand)(nil),    // 6: kvdb.raft.v1.EvictCommand
-	(*EvictKey)(nil),        // 7: kvdb.raft.v1.EvictKey
-	(*MultiCommand)(nil),    // 8: kvdb.raft.v1.MultiCommand
-	(*PutCommand)(nil),      // 9: kvdb.raft.v1.PutCommand
-	(*DeleteCommand)(nil),   // 10: kvdb.raft.v1.DeleteCommand
-	(*BatchCommand)(nil),    // 11: kvdb.raft.v1.BatchCommand
-	(*BatchCommandOp)(nil),  // 12: kvdb.raft.v1.BatchCommandOp
-	(*TxnCommand)(nil),      // 13: kvdb.raft.v1.TxnCommand
-	(*ReadCheck)(nil),       // 14: kvdb.raft.v1.ReadCheck
-	(*RangeCheck)(nil),      // 15: kvdb.raft.v1.RangeCheck
-	(*TxnCompare)(nil),      // 16: kvdb.raft.v1.TxnCompare
-	(*TxnOp)(nil),           // 17: kvdb.raft.v1.TxnOp
-	(*AuthCommand)(nil),     // 18: kvdb.raft.v1.AuthCommand
+	(RmwOp)(0),                 // 0: kvdb.raft.v1.RmwOp
+	(TxnCompareTarget)(0),      // 1: kvdb.raft.v1.TxnCompareTarget
+	(TxnCompareOperator)(0),    // 2: kvdb.raft.v1.TxnCompareOperator
+	(TxnOpType)(0),             // 3: kvdb.raft.v1.TxnOpType
+	(*Command)(nil),            // 4: kvdb.raft.v1.Command
+	(*RmwCommand)(nil),         // 5: kvdb.raft.v1.RmwCommand
+	(*ExpireCommand)(nil),      // 6: kvdb.raft.v1.ExpireCommand
+	(*LeaseGrantCommand)(nil),  // 7: kvdb.raft.v1.LeaseGrantCommand
+	(*LeaseRevokeCommand)(nil), // 8: kvdb.raft.v1.LeaseRevokeCommand
+	(*EvictCommand)(nil),       // 9: kvdb.raft.v1.EvictCommand
+	(*EvictKey)(nil),           // 10: kvdb.raft.v1.EvictKey
+	(*MultiCommand)(nil),       // 11: kvdb.raft.v1.MultiCommand
+	(*PutCommand)(nil),         // 12: kvdb.raft.v1.PutCommand
+	(*DeleteCommand)(nil),      // 13: kvdb.raft.v1.DeleteCommand
+	(*BatchCommand)(nil),       // 14: kvdb.raft.v1.BatchCommand
+	(*BatchCommandOp)(nil),     // 15: kvdb.raft.v1.BatchCommandOp
+	(*TxnCommand)(nil),         // 16: kvdb.raft.v1.TxnCommand
+	(*ReadCheck)(nil),          // 17: kvdb.raft.v1.ReadCheck
+	(*RangeCheck)(nil),         // 18: kvdb.raft.v1.RangeCheck
+	(*TxnCompare)(nil),         // 19: kvdb.raft.v1.TxnCompare
+	(*TxnOp)(nil),              // 20: kvdb.raft.v1.TxnOp
+	(*AuthCommand)(nil),        // 21: kvdb.raft.v1.AuthCommand
 }
 var file_kvdb_raft_v1_command_proto_depIdxs = []int32{
-	9,  // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
-	10, // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
-	11, // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
-	13, // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
-	8,  // 4: kvdb.raft.v1.Command.multi:type_name -> kvdb.raft.v1.MultiCommand
-	6,  // 5: kvdb.raft.v1.Command.evict:type_name -> kvdb.raft.v1.EvictCommand
-	18, // 6: kvdb.raft.v1.Command.auth:type_name -> kvdb.raft.v1.AuthCommand
+	12, // 0: kvdb.raft.v1.Command.put:type_name -> kvdb.raft.v1.PutCommand
+	13, // 1: kvdb.raft.v1.Command.delete:type_name -> kvdb.raft.v1.DeleteCommand
+	14, // 2: kvdb.raft.v1.Command.batch:type_name -> kvdb.raft.v1.BatchCommand
+	16, // 3: kvdb.raft.v1.Command.txn:type_name -> kvdb.raft.v1.TxnCommand
+	11, // 4: kvdb.raft.v1.Command.multi:type_name -> kvdb.raft.v1.MultiCommand
+	9,  // 5: kvdb.raft.v1.Command.evict:type_name -> kvdb.raft.v1.EvictCommand
+	21, // 6: kvdb.raft.v1.Command.auth:type_name -> kvdb.raft.v1.AuthCommand
 	5,  // 7: kvdb.raft.v1.Command.rmw:type_name -> kvdb.raft.v1.RmwCommand
-	0,  // 8: kvdb.raft.v1.RmwCommand.op:type_name -> kvdb.raft.v1.RmwOp
-	7,  // 9: kvdb.raft.v1.EvictCommand.keys:type_name -> kvdb.raft.v1.EvictKey
-	4,  // 10: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
-	12, // 11: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
-	14, // 12: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
-	15, // 13: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
-	16, // 14: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
-	17, // 15: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
-	17, // 16: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
-	1,  // 17: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
-	2,  // 18: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
-	3,  // 19: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	6,  // 8: kvdb.raft.v1.Command.expire:type_name -> kvdb.raft.v1.ExpireCommand
+	7,  // 9: kvdb.raft.v1.Command.lease_grant:type_name -> kvdb.raft.v1.LeaseGrantCommand
+	8,  // 10: kvdb.raft.v1.Command.lease_revoke:type_name -> kvdb.raft.v1.LeaseRevokeCommand
+	0,  // 11: kvdb.raft.v1.RmwCommand.op:type_name -> kvdb.raft.v1.RmwOp
+	10, // 12: kvdb.raft.v1.ExpireCommand.keys:type_name -> kvdb.raft.v1.EvictKey
+	10, // 13: kvdb.raft.v1.EvictCommand.keys:type_name -> kvdb.raft.v1.EvictKey
+	4,  // 14: kvdb.raft.v1.MultiCommand.commands:type_name -> kvdb.raft.v1.Command
+	15, // 15: kvdb.raft.v1.BatchCommand.ops:type_name -> kvdb.raft.v1.BatchCommandOp
+	17, // 16: kvdb.raft.v1.TxnCommand.reads:type_name -> kvdb.raft.v1.ReadCheck
+	18, // 17: kvdb.raft.v1.TxnCommand.ranges:type_name -> kvdb.raft.v1.RangeCheck
+	19, // 18: kvdb.raft.v1.TxnCommand.compares:type_name -> kvdb.raft.v1.TxnCompare
+	20, // 19: kvdb.raft.v1.TxnCommand.success:type_name -> kvdb.raft.v1.TxnOp
+	20, // 20: kvdb.raft.v1.TxnCommand.failure:type_name -> kvdb.raft.v1.TxnOp
+	1,  // 21: kvdb.raft.v1.TxnCompare.target:type_name -> kvdb.raft.v1.TxnCompareTarget
+	2,  // 22: kvdb.raft.v1.TxnCompare.operator:type_name -> kvdb.raft.v1.TxnCompareOperator
+	3,  // 23: kvdb.raft.v1.TxnOp.type:type_name -> kvdb.raft.v1.TxnOpType
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_kvdb_raft_v1_command_proto_init() }
@@ -1564,6 +1885,9 @@ func file_kvdb_raft_v1_command_proto_init() {
 		(*Command_Evict)(nil),
 		(*Command_Auth)(nil),
 		(*Command_Rmw)(nil),
+		(*Command_Expire)(nil),
+		(*Command_LeaseGrant)(nil),
+		(*Command_LeaseRevoke)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1571,7 +1895,7 @@ func file_kvdb_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvdb_raft_v1_command_proto_rawDesc), len(file_kvdb_raft_v1_command_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

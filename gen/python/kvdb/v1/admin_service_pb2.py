@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from kvdb.v1 import kv_pb2 as kvdb_dot_v1_dot_kv__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkvdb/v1/admin_service.proto\x12\x07kvdb.v1\x1a\x10kvdb/v1/kv.proto\"\x0f\n\rStatusRequest\"\xb8\x02\n\x0eStatusResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x11\n\tis_leader\x18\x03 \x01(\x08\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x12\n\nraft_state\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\t\x12\x0c\n\x04keys\x18\n \x01(\x03\x12\x14\n\x0cmemory_usage\x18\x0b \x01(\x03\x12\x10\n\x08\x64\x61ta_dir\x18\x0c \x01(\t\x12\x18\n\x10leader_member_id\x18\r \x01(\x04\x12\x16\n\x0e\x63lient_address\x18\x0e \x01(\t\"\x0e\n\x0cStatsRequest\"\x87\x02\n\rStatsResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12&\n\x07storage\x18\x02 \x01(\x0b\x32\x15.kvdb.v1.StorageStats\x12&\n\x07network\x18\x03 \x01(\x0b\x32\x15.kvdb.v1.NetworkStats\x12 \n\x04raft\x18\x04 \x01(\x0b\x32\x12.kvdb.v1.RaftStats\x12*\n\x07metrics\x18\x05 \x01(\x0b\x32\x19.kvdb.v1.OperationMetrics\x12/\n\x0ctransactions\x18\x06 \x01(\x0b\x32\x19.kvdb.v1.TransactionStats\"T\n\x10TransactionStats\x12\x0f\n\x07\x63ommits\x18\x01 \x01(\x03\x12\x0e\n\x06\x61\x62orts\x18\x02 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x03\"\x86\x01\n\x0cStorageStats\x12\x0c\n\x04keys\x18\x01 \x01(\x03\x12\x14\n\x0cmemory_usage\x18\x02 \x01(\x03\x12\x12\n\nmax_memory\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x14\n\x0c\x65victed_keys\x18\x05 \x01(\x03\x12\x17\n\x0f\x65viction_policy\x18\x06 \x01(\t\"S\n\x0cNetworkStats\x12\x1a\n\x12\x61\x63tive_connections\x18\x01 \x01(\x03\x12\x16\n\x0etotal_requests\x18\x02 \x01(\x03\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\x92\x01\n\tRaftStats\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\x05\x12\x14\n\x0c\x63urrent_term\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x12\n\nlog_length\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x12\n\nstate_name\x18\x07 \x01(\t\"\xb5\x01\n\x10OperationMetrics\x12\x16\n\x0euptime_seconds\x18\x01 \x01(\x01\x12=\n\noperations\x18\x02 \x03(\x0b\x32).kvdb.v1.OperationMetrics.OperationsEntry\x1aJ\n\x0fOperationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.kvdb.v1.OperationStats:\x02\x38\x01\"s\n\x0eOperationStats\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x13\n\x0bops_per_sec\x18\x02 \x01(\x01\x12\x13\n\x0b\x61vg_latency\x18\x03 \x01(\x03\x12\x13\n\x0bp95_latency\x18\x04 \x01(\x03\x12\x13\n\x0bp99_latency\x18\x05 \x01(\x03\"\xe0\x01\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x11\n\tis_leader\x18\x04 \x01(\x08\x12\x12\n\nis_learner\x18\x05 \x01(\x08\x12\x14\n\x0cpeer_address\x18\x06 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x07 \x01(\t\x12\x16\n\treachable\x18\x08 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0flast_contact_ms\x18\t \x01(\x03H\x01\x88\x01\x01\x42\x0c\n\n_reachableB\x12\n\x10_last_contact_ms\"\x13\n\x11MemberListRequest\"_\n\x12MemberListResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12 \n\x07members\x18\x02 \x03(\x0b\x32\x0f.kvdb.v1.Member\"G\n\x10MemberAddRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\"\x7f\n\x11MemberAddResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x1f\n\x06member\x18\x02 \x01(\x0b\x32\x0f.kvdb.v1.Member\x12 \n\x07members\x18\x03 \x03(\x0b\x32\x0f.kvdb.v1.Member\"#\n\x13MemberRemoveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x14MemberRemoveResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12 \n\x07members\x18\x02 \x03(\x0b\x32\x0f.kvdb.v1.Member\"%\n\x15TransferLeaderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Q\n\x16TransferLeaderResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x0e\n\x06leader\x18\x02 \x01(\t2\xac\x03\n\x0c\x41\x64minService\x12\x39\n\x06Status\x12\x16.kvdb.v1.StatusRequest\x1a\x17.kvdb.v1.StatusResponse\x12\x36\n\x05Stats\x12\x15.kvdb.v1.StatsRequest\x1a\x16.kvdb.v1.StatsResponse\x12\x45\n\nMemberList\x12\x1a.kvdb.v1.MemberListRequest\x1a\x1b.kvdb.v1.MemberListResponse\x12\x42\n\tMemberAdd\x12\x19.kvdb.v1.MemberAddRequest\x1a\x1a.kvdb.v1.MemberAddResponse\x12K\n\x0cMemberRemove\x12\x1c.kvdb.v1.MemberRemoveRequest\x1a\x1d.kvdb.v1.MemberRemoveResponse\x12Q\n\x0eTransferLeader\x12\x1e.kvdb.v1.TransferLeaderRequest\x1a\x1f.kvdb.v1.TransferLeaderResponseB)Z\'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkvdb/v1/admin_service.proto\x12\x07kvdb.v1\x1a\x10kvdb/v1/kv.proto\"\x0f\n\rStatusRequest\"\xb8\x02\n\x0eStatusResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x11\n\tis_leader\x18\x03 \x01(\x08\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x12\n\nraft_state\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\t\x12\x0c\n\x04keys\x18\n \x01(\x03\x12\x14\n\x0cmemory_usage\x18\x0b \x01(\x03\x12\x10\n\x08\x64\x61ta_dir\x18\x0c \x01(\t\x12\x18\n\x10leader_member_id\x18\r \x01(\x04\x12\x16\n\x0e\x63lient_address\x18\x0e \x01(\t\"\x0e\n\x0cStatsRequest\"\x87\x02\n\rStatsResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12&\n\x07storage\x18\x02 \x01(\x0b\x32\x15.kvdb.v1.StorageStats\x12&\n\x07network\x18\x03 \x01(\x0b\x32\x15.kvdb.v1.NetworkStats\x12 \n\x04raft\x18\x04 \x01(\x0b\x32\x12.kvdb.v1.RaftStats\x12*\n\x07metrics\x18\x05 \x01(\x0b\x32\x19.kvdb.v1.OperationMetrics\x12/\n\x0ctransactions\x18\x06 \x01(\x0b\x32\x19.kvdb.v1.TransactionStats\"T\n\x10TransactionStats\x12\x0f\n\x07\x63ommits\x18\x01 \x01(\x03\x12\x0e\n\x06\x61\x62orts\x18\x02 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x03\"\x9c\x01\n\x0cStorageStats\x12\x0c\n\x04keys\x18\x01 \x01(\x03\x12\x14\n\x0cmemory_usage\x18\x02 \x01(\x03\x12\x12\n\nmax_memory\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x14\n\x0c\x65victed_keys\x18\x05 \x01(\x03\x12\x17\n\x0f\x65viction_policy\x18\x06 \x01(\t\x12\x14\n\x0c\x65xpired_keys\x18\x07 \x01(\x03\"S\n\x0cNetworkStats\x12\x1a\n\x12\x61\x63tive_connections\x18\x01 \x01(\x03\x12\x16\n\x0etotal_requests\x18\x02 \x01(\x03\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\x92\x01\n\tRaftStats\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\x05\x12\x14\n\x0c\x63urrent_term\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x12\n\nlog_length\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x12\n\nstate_name\x18\x07 \x01(\t\"\xb5\x01\n\x10OperationMetrics\x12\x16\n\x0euptime_seconds\x18\x01 \x01(\x01\x12=\n\noperations\x18\x02 \x03(\x0b\x32).kvdb.v1.OperationMetrics.OperationsEntry\x1aJ\n\x0fOperationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.kvdb.v1.OperationStats:\x02\x38\x01\"s\n\x0eOperationStats\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x13\n\x0bops_per_sec\x18\x02 \x01(\x01\x12\x13\n\x0b\x61vg_latency\x18\x03 \x01(\x03\x12\x13\n\x0bp95_latency\x18\x04 \x01(\x03\x12\x13\n\x0bp99_latency\x18\x05 \x01(\x03\"\xe0\x01\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x11\n\tis_leader\x18\x04 \x01(\x08\x12\x12\n\nis_learner\x18\x05 \x01(\x08\x12\x14\n\x0cpeer_address\x18\x06 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x07 \x01(\t\x12\x16\n\treachable\x18\x08 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0flast_contact_ms\x18\t \x01(\x03H\x01\x88\x01\x01\x42\x0c\n\n_reachableB\x12\n\x10_last_contact_ms\"\x13\n\x11MemberListRequest\"_\n\x12MemberListResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12 \n\x07members\x18\x02 \x03(\x0b\x32\x0f.kvdb.v1.Member\"G\n\x10MemberAddRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\"\x7f\n\x11MemberAddResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x1f\n\x06member\x18\x02 \x01(\x0b\x32\x0f.kvdb.v1.Member\x12 \n\x07members\x18\x03 \x03(\x0b\x32\x0f.kvdb.v1.Member\"#\n\x13MemberRemoveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x14MemberRemoveResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12 \n\x07members\x18\x02 \x03(\x0b\x32\x0f.kvdb.v1.Member\"%\n\x15TransferLeaderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Q\n\x16TransferLeaderResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x0e\n\x06leader\x18\x02 \x01(\t2\xac\x03\n\x0c\x41\x64minService\x12\x39\n\x06Status\x12\x16.kvdb.v1.StatusRequest\x1a\x17.kvdb.v1.StatusResponse\x12\x36\n\x05Stats\x12\x15.kvdb.v1.StatsRequest\x1a\x16.kvdb.v1.StatsResponse\x12\x45\n\nMemberList\x12\x1a.kvdb.v1.MemberListRequest\x1a\x1b.kvdb.v1.MemberListResponse\x12\x42\n\tMemberAdd\x12\x19.kvdb.v1.MemberAddRequest\x1a\x1a.kvdb.v1.MemberAddResponse\x12K\n\x0cMemberRemove\x12\x1c.kvdb.v1.MemberRemoveRequest\x1a\x1d.kvdb.v1.MemberRemoveResponse\x12Q\n\x0eTransferLeader\x12\x1e.kvdb.v1.TransferLeaderRequest\x1a\x1f.kvdb.v1.TransferLeaderResponseB)Z\'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kvdb.v1.admin_service_pb2', globals())
@@ -35,35 +35,35 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _TRANSACTIONSTATS._serialized_start=672
   _TRANSACTIONSTATS._serialized_end=756
   _STORAGESTATS._serialized_start=759
-  _STORAGESTATS._serialized_end=893
-  _NETWORKSTATS._serialized_start=895
-  _NETWORKSTATS._serialized_end=978
-  _RAFTSTATS._serialized_start=981
-  _RAFTSTATS._serialized_end=1127
-  _OPERATIONMETRICS._serialized_start=1130
-  _OPERATIONMETRICS._serialized_end=1311
-  _OPERATIONMETRICS_OPERATIONSENTRY._serialized_start=1237
-  _OPERATIONMETRICS_OPERATIONSENTRY._serialized_end=1311
-  _OPERATIONSTATS._serialized_start=1313
-  _OPERATIONSTATS._serialized_end=1428
-  _MEMBER._serialized_start=1431
-  _MEMBER._serialized_end=1655
-  _MEMBERLISTREQUEST._serialized_start=1657
-  _MEMBERLISTREQUEST._serialized_end=1676
-  _MEMBERLISTRESPONSE._serialized_start=1678
-  _MEMBERLISTRESPONSE._serialized_end=1773
-  _MEMBERADDREQUEST._serialized_start=1775
-  _MEMBERADDREQUEST._serialized_end=1846
-  _MEMBERADDRESPONSE._serialized_start=1848
-  _MEMBERADDRESPONSE._serialized_end=1975
-  _MEMBERREMOVEREQUEST._serialized_start=1977
-  _MEMBERREMOVEREQUEST._serialized_end=2012
-  _MEMBERREMOVERESPONSE._serialized_start=2014
-  _MEMBERREMOVERESPONSE._serialized_end=2111
-  _TRANSFERLEADERREQUEST._serialized_start=2113
-  _TRANSFERLEADERREQUEST._serialized_end=2150
-  _TRANSFERLEADERRESPONSE._serialized_start=2152
-  _TRANSFERLEADERRESPONSE._serialized_end=2233
-  _ADMINSERVICE._serialized_start=2236
-  _ADMINSERVICE._serialized_end=2664
+  _STORAGESTATS._serialized_end=915
+  _NETWORKSTATS._serialized_start=917
+  _NETWORKSTATS._serialized_end=1000
+  _RAFTSTATS._serialized_start=1003
+  _RAFTSTATS._serialized_end=1149
+  _OPERATIONMETRICS._serialized_start=1152
+  _OPERATIONMETRICS._serialized_end=1333
+  _OPERATIONMETRICS_OPERATIONSENTRY._serialized_start=1259
+  _OPERATIONMETRICS_OPERATIONSENTRY._serialized_end=1333
+  _OPERATIONSTATS._serialized_start=1335
+  _OPERATIONSTATS._serialized_end=1450
+  _MEMBER._serialized_start=1453
+  _MEMBER._serialized_end=1677
+  _MEMBERLISTREQUEST._serialized_start=1679
+  _MEMBERLISTREQUEST._serialized_end=1698
+  _MEMBERLISTRESPONSE._serialized_start=1700
+  _MEMBERLISTRESPONSE._serialized_end=1795
+  _MEMBERADDREQUEST._serialized_start=1797
+  _MEMBERADDREQUEST._serialized_end=1868
+  _MEMBERADDRESPONSE._serialized_start=1870
+  _MEMBERADDRESPONSE._serialized_end=1997
+  _MEMBERREMOVEREQUEST._serialized_start=1999
+  _MEMBERREMOVEREQUEST._serialized_end=2034
+  _MEMBERREMOVERESPONSE._serialized_start=2036
+  _MEMBERREMOVERESPONSE._serialized_end=2133
+  _TRANSFERLEADERREQUEST._serialized_start=2135
+  _TRANSFERLEADERREQUEST._serialized_end=2172
+  _TRANSFERLEADERRESPONSE._serialized_start=2174
+  _TRANSFERLEADERRESPONSE._serialized_end=2255
+  _ADMINSERVICE._serialized_start=2258
+  _ADMINSERVICE._serialized_end=2686
 # @@protoc_insertion_point(module_scope)

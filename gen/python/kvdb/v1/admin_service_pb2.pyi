@@ -188,20 +188,22 @@ class StatusResponse(_message.Message):
     def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., node_id: _Optional[str] = ..., is_leader: bool = ..., leader_id: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., raft_state: _Optional[str] = ..., version: _Optional[str] = ..., keys: _Optional[int] = ..., memory_usage: _Optional[int] = ..., data_dir: _Optional[str] = ..., leader_member_id: _Optional[int] = ..., client_address: _Optional[str] = ...) -> None: ...
 
 class StorageStats(_message.Message):
-    __slots__ = ["evicted_keys", "eviction_policy", "keys", "max_memory", "memory_usage", "version"]
+    __slots__ = ["evicted_keys", "eviction_policy", "expired_keys", "keys", "max_memory", "memory_usage", "version"]
     EVICTED_KEYS_FIELD_NUMBER: _ClassVar[int]
     EVICTION_POLICY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_KEYS_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     MAX_MEMORY_FIELD_NUMBER: _ClassVar[int]
     MEMORY_USAGE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     evicted_keys: int
     eviction_policy: str
+    expired_keys: int
     keys: int
     max_memory: int
     memory_usage: int
     version: int
-    def __init__(self, keys: _Optional[int] = ..., memory_usage: _Optional[int] = ..., max_memory: _Optional[int] = ..., version: _Optional[int] = ..., evicted_keys: _Optional[int] = ..., eviction_policy: _Optional[str] = ...) -> None: ...
+    def __init__(self, keys: _Optional[int] = ..., memory_usage: _Optional[int] = ..., max_memory: _Optional[int] = ..., version: _Optional[int] = ..., evicted_keys: _Optional[int] = ..., eviction_policy: _Optional[str] = ..., expired_keys: _Optional[int] = ...) -> None: ...
 
 class TransactionStats(_message.Message):
     __slots__ = ["aborts", "active", "commits", "expired"]

@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10kvdb/v1/kv.proto\x12\x07kvdb.v1\"f\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63reate_revision\x18\x03 \x01(\x03\x12\x14\n\x0cmod_revision\x18\x04 \x01(\x03\x12\x0f\n\x07version\x18\x05 \x01(\x03\"\\\n\x0eResponseHeader\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x11\n\traft_term\x18\x04 \x01(\x04*f\n\x0b\x43onsistency\x12\x1b\n\x17\x43ONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSISTENCY_LINEARIZABLE\x10\x01\x12\x1c\n\x18\x43ONSISTENCY_SERIALIZABLE\x10\x02\x42)Z\'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10kvdb/v1/kv.proto\x12\x07kvdb.v1\"\x8a\x01\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63reate_revision\x18\x03 \x01(\x03\x12\x14\n\x0cmod_revision\x18\x04 \x01(\x03\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12\r\n\x05lease\x18\x06 \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x07 \x01(\x03\"\\\n\x0eResponseHeader\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x11\n\traft_term\x18\x04 \x01(\x04*f\n\x0b\x43onsistency\x12\x1b\n\x17\x43ONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSISTENCY_LINEARIZABLE\x10\x01\x12\x1c\n\x18\x43ONSISTENCY_SERIALIZABLE\x10\x02\x42)Z\'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kvdb.v1.kv_pb2', globals())
@@ -21,10 +21,10 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'Z\'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1'
-  _CONSISTENCY._serialized_start=227
-  _CONSISTENCY._serialized_end=329
-  _KEYVALUE._serialized_start=29
-  _KEYVALUE._serialized_end=131
-  _RESPONSEHEADER._serialized_start=133
-  _RESPONSEHEADER._serialized_end=225
+  _CONSISTENCY._serialized_start=264
+  _CONSISTENCY._serialized_end=366
+  _KEYVALUE._serialized_start=30
+  _KEYVALUE._serialized_end=168
+  _RESPONSEHEADER._serialized_start=170
+  _RESPONSEHEADER._serialized_end=262
 # @@protoc_insertion_point(module_scope)

@@ -9,18 +9,22 @@ CONSISTENCY_UNSPECIFIED: Consistency
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class KeyValue(_message.Message):
-    __slots__ = ["create_revision", "key", "mod_revision", "value", "version"]
+    __slots__ = ["create_revision", "deadline_ms", "key", "lease", "mod_revision", "value", "version"]
     CREATE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     MOD_REVISION_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     create_revision: int
+    deadline_ms: int
     key: bytes
+    lease: int
     mod_revision: int
     value: bytes
     version: int
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., version: _Optional[int] = ..., lease: _Optional[int] = ..., deadline_ms: _Optional[int] = ...) -> None: ...
 
 class ResponseHeader(_message.Message):
     __slots__ = ["cluster_id", "member_id", "raft_term", "revision"]

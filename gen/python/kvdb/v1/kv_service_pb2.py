@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from kvdb.v1 import kv_pb2 as kvdb_dot_v1_dot_kv__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kvdb/v1/kv_service.proto\x12\x07kvdb.v1\x1a\x10kvdb/v1/kv.proto\"D\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12)\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x14.kvdb.v1.Consistency\"U\n\x0bGetResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x1d\n\x02kv\x18\x02 \x01(\x0b\x32\x11.kvdb.v1.KeyValue\"9\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07prev_kv\x18\x03 \x01(\x08\"Z\n\x0bPutResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\"\n\x07prev_kv\x18\x02 \x01(\x0b\x32\x11.kvdb.v1.KeyValue\"P\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x11\n\trange_end\x18\x02 \x01(\x0c\x12\x0f\n\x07prev_kv\x18\x03 \x01(\x08\x12\x0e\n\x06prefix\x18\x04 \x01(\x08\"o\n\x0e\x44\x65leteResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x03\x12#\n\x08prev_kvs\x18\x03 \x03(\x0b\x32\x11.kvdb.v1.KeyValue\"\x9f\x01\n\x0cRangeRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x11\n\trange_end\x18\x02 \x01(\x0c\x12\x0e\n\x06prefix\x18\x03 \x01(\x08\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x11\n\tkeys_only\x18\x05 \x01(\x08\x12\x12\n\ncount_only\x18\x06 \x01(\x08\x12)\n\x0b\x63onsistency\x18\x07 \x01(\x0e\x32\x14.kvdb.v1.Consistency\"u\n\rRangeResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x1e\n\x03kvs\x18\x02 \x03(\x0b\x32\x11.kvdb.v1.KeyValue\x12\x0c\n\x04more\x18\x03 \x01(\x08\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\"-\n\x0c\x42\x61tchRequest\x12\x1d\n\x03ops\x18\x01 \x03(\x0b\x32\x10.kvdb.v1.BatchOp\"Y\n\x07\x42\x61tchOp\x12 \n\x03put\x18\x01 \x01(\x0b\x32\x11.kvdb.v1.BatchPutH\x00\x12&\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x14.kvdb.v1.BatchDeleteH\x00\x42\x04\n\x02op\"&\n\x08\x42\x61tchPut\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x1a\n\x0b\x42\x61tchDelete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"W\n\rBatchResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x0c\n\x04puts\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x03\x32\x9a\x02\n\tKVService\x12\x30\n\x03Get\x12\x13.kvdb.v1.GetRequest\x1a\x14.kvdb.v1.GetResponse\x12\x30\n\x03Put\x12\x13.kvdb.v1.PutRequest\x1a\x14.kvdb.v1.PutResponse\x12\x39\n\x06\x44\x65lete\x12\x16.kvdb.v1.DeleteRequest\x1a\x17.kvdb.v1.DeleteResponse\x12\x36\n\x05Range\x12\x15.kvdb.v1.RangeRequest\x1a\x16.kvdb.v1.RangeResponse\x12\x36\n\x05\x42\x61tch\x12\x15.kvdb.v1.BatchRequest\x1a\x16.kvdb.v1.BatchResponseB)Z\'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kvdb/v1/kv_service.proto\x12\x07kvdb.v1\x1a\x10kvdb/v1/kv.proto\"D\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12)\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x14.kvdb.v1.Consistency\"U\n\x0bGetResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x1d\n\x02kv\x18\x02 \x01(\x0b\x32\x11.kvdb.v1.KeyValue\"X\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07prev_kv\x18\x03 \x01(\x08\x12\r\n\x05lease\x18\x04 \x01(\x03\x12\x0e\n\x06ttl_ms\x18\x05 \x01(\x03\"Z\n\x0bPutResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\"\n\x07prev_kv\x18\x02 \x01(\x0b\x32\x11.kvdb.v1.KeyValue\"P\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x11\n\trange_end\x18\x02 \x01(\x0c\x12\x0f\n\x07prev_kv\x18\x03 \x01(\x08\x12\x0e\n\x06prefix\x18\x04 \x01(\x08\"o\n\x0e\x44\x65leteResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x03\x12#\n\x08prev_kvs\x18\x03 \x03(\x0b\x32\x11.kvdb.v1.KeyValue\"\x9f\x01\n\x0cRangeRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x11\n\trange_end\x18\x02 \x01(\x0c\x12\x0e\n\x06prefix\x18\x03 \x01(\x08\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x11\n\tkeys_only\x18\x05 \x01(\x08\x12\x12\n\ncount_only\x18\x06 \x01(\x08\x12)\n\x0b\x63onsistency\x18\x07 \x01(\x0e\x32\x14.kvdb.v1.Consistency\"u\n\rRangeResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x1e\n\x03kvs\x18\x02 \x03(\x0b\x32\x11.kvdb.v1.KeyValue\x12\x0c\n\x04more\x18\x03 \x01(\x08\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\"-\n\x0c\x42\x61tchRequest\x12\x1d\n\x03ops\x18\x01 \x03(\x0b\x32\x10.kvdb.v1.BatchOp\"Y\n\x07\x42\x61tchOp\x12 \n\x03put\x18\x01 \x01(\x0b\x32\x11.kvdb.v1.BatchPutH\x00\x12&\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x14.kvdb.v1.BatchDeleteH\x00\x42\x04\n\x02op\"&\n\x08\x42\x61tchPut\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x1a\n\x0b\x42\x61tchDelete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"W\n\rBatchResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\x0c\n\x04puts\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x03\x32\x9a\x02\n\tKVService\x12\x30\n\x03Get\x12\x13.kvdb.v1.GetRequest\x1a\x14.kvdb.v1.GetResponse\x12\x30\n\x03Put\x12\x13.kvdb.v1.PutRequest\x1a\x14.kvdb.v1.PutResponse\x12\x39\n\x06\x44\x65lete\x12\x16.kvdb.v1.DeleteRequest\x1a\x17.kvdb.v1.DeleteResponse\x12\x36\n\x05Range\x12\x15.kvdb.v1.RangeRequest\x1a\x16.kvdb.v1.RangeResponse\x12\x36\n\x05\x42\x61tch\x12\x15.kvdb.v1.BatchRequest\x1a\x16.kvdb.v1.BatchResponseB)Z\'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kvdb.v1.kv_service_pb2', globals())
@@ -27,27 +27,27 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _GETRESPONSE._serialized_start=125
   _GETRESPONSE._serialized_end=210
   _PUTREQUEST._serialized_start=212
-  _PUTREQUEST._serialized_end=269
-  _PUTRESPONSE._serialized_start=271
-  _PUTRESPONSE._serialized_end=361
-  _DELETEREQUEST._serialized_start=363
-  _DELETEREQUEST._serialized_end=443
-  _DELETERESPONSE._serialized_start=445
-  _DELETERESPONSE._serialized_end=556
-  _RANGEREQUEST._serialized_start=559
-  _RANGEREQUEST._serialized_end=718
-  _RANGERESPONSE._serialized_start=720
-  _RANGERESPONSE._serialized_end=837
-  _BATCHREQUEST._serialized_start=839
-  _BATCHREQUEST._serialized_end=884
-  _BATCHOP._serialized_start=886
-  _BATCHOP._serialized_end=975
-  _BATCHPUT._serialized_start=977
-  _BATCHPUT._serialized_end=1015
-  _BATCHDELETE._serialized_start=1017
-  _BATCHDELETE._serialized_end=1043
-  _BATCHRESPONSE._serialized_start=1045
-  _BATCHRESPONSE._serialized_end=1132
-  _KVSERVICE._serialized_start=1135
-  _KVSERVICE._serialized_end=1417
+  _PUTREQUEST._serialized_end=300
+  _PUTRESPONSE._serialized_start=302
+  _PUTRESPONSE._serialized_end=392
+  _DELETEREQUEST._serialized_start=394
+  _DELETEREQUEST._serialized_end=474
+  _DELETERESPONSE._serialized_start=476
+  _DELETERESPONSE._serialized_end=587
+  _RANGEREQUEST._serialized_start=590
+  _RANGEREQUEST._serialized_end=749
+  _RANGERESPONSE._serialized_start=751
+  _RANGERESPONSE._serialized_end=868
+  _BATCHREQUEST._serialized_start=870
+  _BATCHREQUEST._serialized_end=915
+  _BATCHOP._serialized_start=917
+  _BATCHOP._serialized_end=1006
+  _BATCHPUT._serialized_start=1008
+  _BATCHPUT._serialized_end=1046
+  _BATCHDELETE._serialized_start=1048
+  _BATCHDELETE._serialized_end=1074
+  _BATCHRESPONSE._serialized_start=1076
+  _BATCHRESPONSE._serialized_end=1163
+  _KVSERVICE._serialized_start=1166
+  _KVSERVICE._serialized_end=1448
 # @@protoc_insertion_point(module_scope)

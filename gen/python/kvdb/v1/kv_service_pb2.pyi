@@ -83,14 +83,18 @@ class GetResponse(_message.Message):
     def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., kv: _Optional[_Union[_kv_pb2.KeyValue, _Mapping]] = ...) -> None: ...
 
 class PutRequest(_message.Message):
-    __slots__ = ["key", "prev_kv", "value"]
+    __slots__ = ["key", "lease", "prev_kv", "ttl_ms", "value"]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     PREV_KV_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     key: bytes
+    lease: int
     prev_kv: bool
+    ttl_ms: int
     value: bytes
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., prev_kv: bool = ...) -> None: ...
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., prev_kv: bool = ..., lease: _Optional[int] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class PutResponse(_message.Message):
     __slots__ = ["header", "prev_kv"]

@@ -1,0 +1,274 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3"
+
+	"github.com/kvdb/kvdb/internal/auth"
+	"github.com/kvdb/kvdb/internal/command"
+	"github.com/kvdb/kvdb/internal/engine"
+)
+
+// Leases, in etcd's model. The replicated state (id, granted TTL, attached
+// keys) lives in the engine and is changed only by log entries. A lease's
+// deadline lives in the leader's memory alone (the lessor): a new leader
+// gives every lease now + TTL + one election timeout, keep-alives renew to
+// now + TTL, and the leader's expiry loop (expire.go) proposes the revoke
+// of every lease whose deadline passed. Followers answer keep-alives with
+// the not-leader error naming the leader.
+
+// Errors of the lease operations.
+var (
+	// ErrLeaseNotFound is an operation on a lease that does not exist.
+	ErrLeaseNotFound = &Error{Code: NotFound, Msg: "requested lease not found"}
+	// ErrLeaseExists is a grant of an id already in use.
+	ErrLeaseExists = &Error{Code: FailedPrecondition, Msg: "lease already exists"}
+)
+
+// leaseError gives the engine's lease errors their codes.
+func leaseError(err error) error {
+	switch {
+	case errors.Is(err, engine.ErrLeaseNotFound):
+		return ErrLeaseNotFound
+	case errors.Is(err, engine.ErrLeaseExists):
+		return ErrLeaseExists
+	}
+	return err
+}
+
+// lessor holds the leader's lease deadlines. term is the term they were
+// set for (0: this node is not the leader, and holds none).
+type lessor struct {
+	mu        sync.Mutex
+	term      uint64
+	since     time.Time // when this node took office as leader
+	deadlines map[int64]time.Time
+}
+
+// leaderTerm returns the term this node leads, refreshing the lessor on a
+// change of term: a new leader extends every lease to now + TTL + one
+// election timeout, since the old leader's keep-alives are not known here.
+// It returns 0 when this node is not the leader.
+func (c *Core) leaderTerm(now time.Time) uint64 {
+	st := c.node.Status()
+	l := &c.lessor
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st.State != raft.StateLeader {
+		l.term, l.deadlines = 0, nil
+		return 0
+	}
+	if l.term == st.Term {
+		return l.term
+	}
+	leases := c.store.Leases()
+	l.term, l.since = st.Term, now
+	l.deadlines = make(map[int64]time.Time, len(leases))
+	grace := c.node.ElectionTimeout()
+	for _, ls := range leases {
+		l.deadlines[ls.ID] = now.Add(time.Duration(ls.TTL)*time.Second + grace)
+	}
+	return l.term
+}
+
+// LeaseApplied is the state machine's hook after a lease grant or revoke
+// is applied: the leader starts (or drops) the lease's deadline.
+func (c *Core) LeaseApplied(id, ttl int64, granted bool) {
+	l := &c.lessor
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.deadlines == nil {
+		return
+	}
+	if granted {
+		l.deadlines[id] = time.Now().Add(time.Duration(ttl) * time.Second)
+	} else {
+		delete(l.deadlines, id)
+	}
+}
+
+// dueLeases returns up to max leases whose deadline passed, and holds
+// each off for one election timeout so it is not proposed again while its
+// revoke is in flight.
+func (c *Core) dueLeases(now time.Time, max int) []int64 {
+	l := &c.lessor
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []int64
+	for id, d := range l.deadlines {
+		if len(out) == max {
+			break
+		}
+		if !d.After(now) {
+			out = append(out, id)
+			l.deadlines[id] = now.Add(c.node.ElectionTimeout())
+		}
+	}
+	return out
+}
+
+// LeaseStatus is a lease's state: its granted TTL, the seconds it has left
+// (the granted TTL when this node does not lead), and its keys.
+type LeaseStatus struct {
+	ID, TTL, GrantedTTL int64
+	Keys                [][]byte
+}
+
+// LeaseGrant creates a lease of ttl seconds; id 0 lets the node choose.
+// Any authenticated caller may grant.
+func (c *Core) LeaseGrant(ctx context.Context, ttl, id int64) (int64, int64, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return 0, 0, err
+	}
+	if err := c.limits.checkLeaseTTL(ttl); err != nil {
+		return 0, 0, err
+	}
+	if id < 0 {
+		return 0, 0, invalidf("lease id must not be negative")
+	}
+	if n := c.store.LeaseCount(); n >= c.limits.MaxLeases {
+		return 0, 0, Errorf(ResourceExhausted, "%d leases exist, the max-leases limit", n)
+	}
+	ctx, cancel := c.requestContext(ctx)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		lid := id
+		if lid == 0 {
+			lid = rand.Int64N(1<<62) + 1
+		}
+		data, err := command.EncodeLeaseGrant(lid, ttl)
+		if err != nil {
+			return 0, 0, err
+		}
+		_, err = c.proposeAlone(ctx, data)
+		if err == nil {
+			return lid, ttl, nil
+		}
+		if err = leaseError(err); id != 0 || err != ErrLeaseExists || attempt == 3 {
+			return 0, 0, err
+		}
+	}
+}
+
+// LeaseRevoke deletes lease id and its keys at one revision; the caller
+// must be allowed to write every attached key. It returns the revision.
+func (c *Core) LeaseRevoke(ctx context.Context, id int64) (int64, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return 0, err
+	}
+	_, keys, ok := c.store.Lease(id, true)
+	if !ok {
+		return 0, ErrLeaseNotFound
+	}
+	for _, k := range keys {
+		if err := c.authorize(ctx, auth.Write, k, nil); err != nil {
+			return 0, err
+		}
+	}
+	data, err := command.EncodeLeaseRevoke(id, false)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := c.requestContext(ctx)
+	defer cancel()
+	r, err := c.proposeAlone(ctx, data)
+	if err != nil {
+		return 0, leaseError(err)
+	}
+	return r.Res.Revision, nil
+}
+
+// LeaseKeepAlive renews lease id to its full TTL and returns it. Only the
+// leader renews: a follower answers with the not-leader error naming it.
+func (c *Core) LeaseKeepAlive(ctx context.Context, id int64) (int64, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	if c.leaderTerm(now) == 0 {
+		return 0, c.node.NotLeaderError()
+	}
+	ttl, _, ok := c.store.Lease(id, false)
+	if !ok {
+		return 0, ErrLeaseNotFound
+	}
+	l := &c.lessor
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.deadlines == nil {
+		return 0, c.node.NotLeaderError()
+	}
+	l.deadlines[id] = now.Add(time.Duration(ttl) * time.Second)
+	return ttl, nil
+}
+
+// LeaseTimeToLive reports lease id; with keys, its attached keys, each of
+// which the caller must be allowed to read.
+func (c *Core) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (LeaseStatus, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return LeaseStatus{}, err
+	}
+	ttl, attached, ok := c.store.Lease(id, keys)
+	if !ok {
+		return LeaseStatus{}, ErrLeaseNotFound
+	}
+	for _, k := range attached {
+		if err := c.authorize(ctx, auth.Read, k, nil); err != nil {
+			return LeaseStatus{}, err
+		}
+	}
+	st := LeaseStatus{ID: id, TTL: ttl, GrantedTTL: ttl, Keys: attached}
+	now := time.Now()
+	if c.leaderTerm(now) != 0 {
+		c.lessor.mu.Lock()
+		if d, ok := c.lessor.deadlines[id]; ok {
+			st.TTL = max(int64(d.Sub(now).Round(time.Second)/time.Second), 0)
+		}
+		c.lessor.mu.Unlock()
+	}
+	return st, nil
+}
+
+// Leases lists every lease by id.
+func (c *Core) Leases(ctx context.Context) ([]int64, error) {
+	if _, err := c.authenticated(ctx); err != nil {
+		return nil, err
+	}
+	ls := c.store.Leases()
+	out := make([]int64, len(ls))
+	for i, l := range ls {
+		out[i] = l.ID
+	}
+	return out, nil
+}
+
+func (l *Limits) checkLeaseTTL(ttl int64) error {
+	if ttl <= 0 {
+		return invalidf("lease ttl must be positive")
+	}
+	if ttl > int64(l.MaxTTL/time.Second) {
+		return invalidf("lease ttl %ds is over the max-ttl limit of %s", ttl, l.MaxTTL)
+	}
+	return nil
+}
+
+func (l *Limits) checkTTL(ttl time.Duration) error {
+	if ttl < 0 {
+		return invalidf("ttl must not be negative")
+	}
+	if ttl > l.MaxTTL {
+		return invalidf("ttl %s is over the max-ttl limit of %s", ttl, l.MaxTTL)
+	}
+	return nil
+}
+
+// String names a lease status for logs.
+func (s LeaseStatus) String() string {
+	return fmt.Sprintf("lease %x ttl %d/%d", s.ID, s.TTL, s.GrantedTTL)
+}

@@ -1,0 +1,199 @@
+package service
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/kvdb/kvdb/internal/core"
+)
+
+// Expiry over the Redis protocol: SET's EX, PX, EXAT, PXAT and KEEPTTL,
+// SETEX, PSETEX, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL, PTTL,
+// EXPIRETIME, PEXPIRETIME and PERSIST, with Redis's replies. Each goes
+// through core like every other command, with its permission checks: a
+// deadline is a write (EXPIRE and PERSIST are read-modify-writes of the
+// key, computed when applied), TTL a read.
+
+// expireArg reads an expiry argument: a positive integer of the unit.
+func expireArg(a []byte, cmd string) (int64, string) {
+	n, err := strconv.ParseInt(string(a), 10, 64)
+	if err != nil {
+		return 0, "ERR value is not an integer or out of range"
+	}
+	if n <= 0 {
+		return 0, "ERR invalid expire time in '" + cmd + "' command"
+	}
+	return n, ""
+}
+
+// ttlFrom turns an expiry option's value into a TTL from now: EX seconds,
+// PX milliseconds, EXAT unix seconds, PXAT unix milliseconds. A time in
+// the past gives the shortest TTL, so the key is hidden at once and
+// expired by the leader's next round.
+func ttlFrom(opt string, n int64) (time.Duration, bool) {
+	const maxMs = math.MaxInt64 / int64(time.Millisecond)
+	var ms int64
+	switch opt {
+	case "EX":
+		if n > maxMs/1000 {
+			return 0, false
+		}
+		ms = n * 1000
+	case "PX":
+		ms = n
+	case "EXAT":
+		if n > maxMs/1000 {
+			return 0, false
+		}
+		ms = n*1000 - time.Now().UnixMilli()
+	case "PXAT":
+		ms = n - time.Now().UnixMilli()
+	}
+	if ms > maxMs {
+		return 0, false
+	}
+	return time.Duration(max(ms, 1)) * time.Millisecond, true
+}
+
+// setTTL is SET with an expiry option and no NX, XX or GET: a put with a
+// TTL, or, with KEEPTTL, a read-modify-write keeping the key's deadline.
+func (c *respConn) setTTL(key, value []byte, o setOptions) {
+	if o.keepTTL {
+		c.submitRMW(c.s.core.PrepareSetKeepTTL(c.ctx, key, value))('+')
+		return
+	}
+	w, err := c.s.core.PreparePutOptions(c.ctx, key, value, false, core.PutOptions{TTL: o.ttl})
+	if err != nil {
+		c.settle()
+		c.fail(err)
+		return
+	}
+	c.submit(w, '+', time.Now())
+}
+
+// cmdSetEx is SETEX key seconds value and PSETEX key milliseconds value.
+func (c *respConn) cmdSetEx(args [][]byte) {
+	name, opt := "setex", "EX"
+	if isArg(args[0], "psetex") {
+		name, opt = "psetex", "PX"
+	}
+	n, msg := expireArg(args[2], name)
+	if msg != "" {
+		c.settle()
+		c.errorLine(msg)
+		return
+	}
+	ttl, ok := ttlFrom(opt, n)
+	if !ok {
+		c.settle()
+		c.errorLine("ERR invalid expire time in '" + name + "' command")
+		return
+	}
+	c.setTTL(args[1], args[3], setOptions{ttl: ttl})
+}
+
+// cmdExpire is EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT key n [NX|XX|GT|LT]:
+// 1 when the deadline was set, 0 when the key does not exist or the
+// condition does not hold. A deadline in the past hides the key at once;
+// the leader deletes it in its next round.
+func (c *respConn) cmdExpire(args [][]byte) {
+	name := string(args[0])
+	n, err := strconv.ParseInt(string(args[2]), 10, 64)
+	if err != nil {
+		c.settle()
+		c.errorLine("ERR value is not an integer or out of range")
+		return
+	}
+	cond := core.ExpireAlways
+	for _, a := range args[3:] {
+		var cd core.ExpireCondition
+		switch {
+		case isArg(a, "NX"):
+			cd = core.ExpireNX
+		case isArg(a, "XX"):
+			cd = core.ExpireXX
+		case isArg(a, "GT"):
+			cd = core.ExpireGT
+		case isArg(a, "LT"):
+			cd = core.ExpireLT
+		default:
+			c.settle()
+			c.errorLine("ERR Unsupported option " + string(a))
+			return
+		}
+		if cond != core.ExpireAlways && cond != cd {
+			c.settle()
+			c.errorLine("ERR NX and XX, GT or LT options at the same time are not compatible")
+			return
+		}
+		cond = cd
+	}
+	now := time.Now().UnixMilli()
+	var at int64
+	const maxMs = math.MaxInt64 / int64(time.Millisecond)
+	switch {
+	case isArg(args[0], "expire"):
+		if n > maxMs/1000 || n < -maxMs/1000 {
+			at = -1
+		} else {
+			at = now + n*1000
+		}
+	case isArg(args[0], "pexpire"):
+		at = now + n
+	case isArg(args[0], "expireat"):
+		if n > maxMs/1000 || n < -maxMs/1000 {
+			at = -1
+		} else {
+			at = n * 1000
+		}
+	default:
+		at = n
+	}
+	if at < 0 && n > 0 {
+		c.settle()
+		c.errorLine("ERR invalid expire time in '" + name + "' command")
+		return
+	}
+	c.submitRMW(c.s.core.PrepareExpire(c.ctx, args[1], max(at, 1), cond))('i')
+}
+
+// cmdPersist removes a key's TTL: 1 when it had one.
+func (c *respConn) cmdPersist(args [][]byte) {
+	c.submitRMW(c.s.core.PreparePersist(c.ctx, args[1]))('i')
+}
+
+// cmdTTL is TTL, PTTL, EXPIRETIME and PEXPIRETIME: -2 when the key does
+// not exist, -1 when it has no TTL; else the seconds or milliseconds left,
+// or the deadline as a unix time.
+func (c *respConn) cmdTTL(args [][]byte) {
+	key := args[1]
+	if err := c.s.core.CheckGet(c.ctx, key); err != nil {
+		c.fail(err)
+		return
+	}
+	if err := c.waitRead(); err != nil {
+		c.fail(err)
+		return
+	}
+	kv, _, err := c.s.core.ReadGet(key)
+	switch {
+	case err != nil:
+		c.int(-2)
+		return
+	case kv.Deadline == 0:
+		c.int(-1)
+		return
+	}
+	left := max(kv.Deadline-time.Now().UnixMilli(), 0)
+	switch {
+	case isArg(args[0], "ttl"):
+		c.int((left + 500) / 1000)
+	case isArg(args[0], "pttl"):
+		c.int(left)
+	case isArg(args[0], "expiretime"):
+		c.int(kv.Deadline / 1000)
+	default:
+		c.int(kv.Deadline)
+	}
+}

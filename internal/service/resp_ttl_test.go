@@ -1,0 +1,138 @@
+package service
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRESPTTL checks the expiry commands' replies against Redis's, one
+// exchange at a time over a raw connection.
+func TestRESPTTL(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	r := dialRESP(t, n.addr)
+	future := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	futureMs := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	tests := []struct {
+		cmd  string
+		want []string
+	}{
+		{"TTL missing", []string{":-2"}},
+		{"PTTL missing", []string{":-2"}},
+		{"SET plain v", []string{"+OK"}},
+		{"TTL plain", []string{":-1"}},
+		{"EXPIRETIME plain", []string{":-1"}},
+		{"PERSIST plain", []string{":0"}},
+		{"EXPIRE missing 10", []string{":0"}},
+		{"EXPIRE plain 100", []string{":1"}},
+		{"TTL plain", []string{":100"}},
+		{"EXPIRE plain 200 NX", []string{":0"}},
+		{"EXPIRE plain 50 GT", []string{":0"}},
+		{"EXPIRE plain 300 GT", []string{":1"}},
+		{"EXPIRE plain 30 LT", []string{":1"}},
+		{"TTL plain", []string{":30"}},
+		{"EXPIRE plain 10 XX", []string{":1"}},
+		{"PERSIST plain", []string{":1"}},
+		{"TTL plain", []string{":-1"}},
+		{"EXPIRE plain 10 NX XX", []string{"-ERR NX and XX, GT or LT options at the same time are not compatible"}},
+		{"EXPIRE plain ten", []string{"-ERR value is not an integer or out of range"}},
+		{"SET e v EX 100", []string{"+OK"}},
+		{"TTL e", []string{":100"}},
+		{"SET e v2 KEEPTTL", []string{"+OK"}},
+		{"TTL e", []string{":100"}},
+		{"GET e", []string{"$2", "v2"}},
+		{"SET e v3", []string{"+OK"}},
+		{"TTL e", []string{":-1"}},
+		{"SET p v PX 100000", []string{"+OK"}},
+		{"TTL p", []string{":100"}},
+		{"SET a v EXAT " + future, []string{"+OK"}},
+		{"EXPIRETIME a", []string{":" + future}},
+		{"SET b v PXAT " + futureMs, []string{"+OK"}},
+		{"PEXPIRETIME b", []string{":" + futureMs}},
+		{"SET x v EX 0", []string{"-ERR invalid expire time in 'set' command"}},
+		{"SET x v EX -5", []string{"-ERR invalid expire time in 'set' command"}},
+		{"SET x v EX", []string{"-ERR syntax error"}},
+		{"SET x v EX 10 PX 10", []string{"-ERR syntax error"}},
+		{"SET x v EX nope", []string{"-ERR value is not an integer or out of range"}},
+		{"SET nx v NX EX 100", []string{"+OK"}},
+		{"SET nx v NX EX 100", []string{"$-1"}},
+		{"TTL nx", []string{":100"}},
+		{"SETEX s 100 v", []string{"+OK"}},
+		{"TTL s", []string{":100"}},
+		{"PSETEX s 100000 v", []string{"+OK"}},
+		{"TTL s", []string{":100"}},
+		{"SETEX s 0 v", []string{"-ERR invalid expire time in 'setex' command"}},
+		{"INCR counter", []string{":1"}},
+		{"EXPIRE counter 100", []string{":1"}},
+		{"INCR counter", []string{":2"}},
+		{"TTL counter", []string{":100"}},
+		// A deadline in the past hides the key at once.
+		{"EXPIRE counter -1", []string{":1"}},
+		{"GET counter", []string{"$-1"}},
+		{"TTL counter", []string{":-2"}},
+		{"EXISTS counter", []string{":0"}},
+	}
+	for _, tc := range tests {
+		r.send(tc.cmd)
+		func() {
+			defer func() {
+				if t.Failed() {
+					t.Logf("after %q", tc.cmd)
+				}
+			}()
+			r.expect(tc.want...)
+		}()
+	}
+	// Every expiring key goes, and the count shows in INFO.
+	end := time.Now().Add(10 * time.Second)
+	for {
+		r.send("SET gone v PX 1")
+		r.expect("+OK")
+		time.Sleep(5 * time.Millisecond)
+		if n.srv.Store().ExpiredKeys() > 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("nothing expired")
+		}
+	}
+	r.send("INFO stats")
+	line, err := r.br.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, _ := strconv.Atoi(strings.TrimSpace(line[1:]))
+	buf := make([]byte, size+2)
+	if _, err := io.ReadFull(r.br, buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(buf), "expired_keys:") {
+		t.Fatalf("INFO stats without expired_keys: %s", buf)
+	}
+}
+
+// TestRESPTTLPermissions: every expiry command is checked through core:
+// alice (readwrite on "app/") may use them on her keys, not on others.
+func TestRESPTTLPermissions(t *testing.T) {
+	n, _ := authNode(t)
+	r := dialRESP(t, n.addr)
+	r.send("AUTH alice alicepw")
+	r.expect("+OK")
+	for _, cmd := range []string{"SET %s v EX 100", "SET %s v KEEPTTL", "SETEX %s 100 v", "PSETEX %s 100 v",
+		"EXPIRE %s 100", "PEXPIRE %s 100", "EXPIREAT %s 2000000000", "PEXPIREAT %s 2000000000000",
+		"PERSIST %s", "TTL %s", "PTTL %s", "EXPIRETIME %s", "PEXPIRETIME %s"} {
+		r.send(fmt.Sprintf(cmd, "app/k"))
+		line, err := r.br.ReadString('\n')
+		if err != nil || strings.HasPrefix(line, "-") {
+			t.Errorf("%s on alice's key: %q %v", cmd, line, err)
+		}
+		r.send(fmt.Sprintf(cmd, "other"))
+		line, err = r.br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "-NOPERM") {
+			t.Errorf("%s on another key: %q %v, want NOPERM", cmd, line, err)
+		}
+	}
+}
