@@ -21,6 +21,11 @@ type Limits struct {
 	// read stops with More set, after at least one key. Default 4 MiB, what
 	// a gRPC client accepts by default.
 	MaxResponseBytes int
+	// MaxWatchesPerStream bounds the watchers open at once on one watch
+	// stream; default 1,000. MaxWatchStreams bounds the watch streams
+	// open on the node; default 100,000.
+	MaxWatchesPerStream int
+	MaxWatchStreams     int
 }
 
 // DefaultLimits are the limits a node uses unless configured otherwise.
@@ -34,6 +39,9 @@ var DefaultLimits = Limits{
 	MaxTxnBytes:    2 << 20,
 
 	MaxResponseBytes: 4 << 20,
+
+	MaxWatchesPerStream: 1_000,
+	MaxWatchStreams:     100_000,
 }
 
 func (l *Limits) setDefaults() {
@@ -61,6 +69,12 @@ func (l *Limits) setDefaults() {
 	}
 	if l.MaxResponseBytes <= 0 {
 		l.MaxResponseBytes = d.MaxResponseBytes
+	}
+	if l.MaxWatchesPerStream <= 0 {
+		l.MaxWatchesPerStream = d.MaxWatchesPerStream
+	}
+	if l.MaxWatchStreams <= 0 {
+		l.MaxWatchStreams = d.MaxWatchStreams
 	}
 }
 

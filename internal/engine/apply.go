@@ -158,7 +158,7 @@ func (s *Store) applyLocked(ops []Op, out []OpResult) {
 		changed = changed || c
 	}
 	if changed {
-		s.rev.Store(rev)
+		s.setRevision(rev)
 	}
 }
 
@@ -189,6 +189,11 @@ func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
 	s.m.set(e)
 	s.tree.Set(e)
 	s.mem += e.size()
+	if exists {
+		s.record(EventPut, rev, e, old)
+	} else {
+		s.record(EventPut, rev, e, nil)
+	}
 	return true
 }
 
@@ -225,8 +230,12 @@ func (s *Store) deleteRange(op *Op, r *OpResult) bool {
 	return true
 }
 
+// remove takes e out of the store as part of the revision being applied
+// (Revision()+1), reporting it to the observer: every removal (delete,
+// range delete, eviction) goes through it.
 func (s *Store) remove(e *entry) {
 	s.m.del(e.key())
 	s.tree.Delete(e)
 	s.mem -= e.size()
+	s.record(EventDelete, s.rev.Load()+1, nil, e)
 }

@@ -100,6 +100,10 @@ func (s *Store) Restore(r io.Reader) error {
 	s.m, s.tree, s.mem = st.m, st.tree, st.mem
 	s.rev.Store(st.rev.Load())
 	s.applied.Store(st.applied.Load())
+	if s.obs != nil {
+		s.pending = s.pending[:0]
+		s.obs.Reset(st.rev.Load())
+	}
 	s.mu.Unlock()
 	return nil
 }

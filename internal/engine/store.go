@@ -47,6 +47,11 @@ type Store struct {
 	// evicted counts keys removed by ApplyEvict since New (not restored
 	// from snapshots: it describes this process, not the replicated state).
 	evicted atomic.Uint64
+
+	// obs is told of every change (observe.go); pending holds the current
+	// revision's changes until setRevision hands them over. Guarded by mu.
+	obs     Observer
+	pending []Event
 }
 
 // New returns an empty store at revision 0 and applied index 0.
