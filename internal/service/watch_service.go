@@ -1,0 +1,131 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/core"
+	"github.com/kvdb/kvdb/internal/engine"
+	"github.com/kvdb/kvdb/internal/watch"
+)
+
+// watchService implements kvdbv1.WatchServiceServer: it reads the client's
+// requests and hands them to core; the stream's sender (package watch)
+// writes the responses.
+type watchService struct {
+	kvdbv1.UnimplementedWatchServiceServer
+	s *Server
+}
+
+func (w *watchService) Watch(ss kvdbv1.WatchService_WatchServer) error {
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	st, err := w.s.core.OpenWatchStream(ctx, func(r *watch.Response) error {
+		return ss.Send(w.s.watchResponse(r))
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	defer st.Close()
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- st.Run(ctx) }()
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- w.recvLoop(ctx, ss, st) }()
+	select {
+	case err := <-recvErr:
+		cancel()
+		<-sendErr
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return toStatus(err)
+	case err := <-sendErr:
+		// The sender stops only when the stream is gone (or closing):
+		// grpc ends the receive side with the call.
+		cancel()
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return toStatus(err)
+	case <-w.s.stopC:
+		cancel()
+		<-sendErr
+		return toStatus(core.ErrShuttingDown)
+	}
+}
+
+// recvLoop applies the client's requests until the stream ends. A create
+// that fails validation or the permission check ends the stream with that
+// error's code.
+func (w *watchService) recvLoop(ctx context.Context, ss kvdbv1.WatchService_WatchServer, st *watch.Stream) error {
+	for {
+		req, err := ss.Recv()
+		if err != nil {
+			return err
+		}
+		switch r := req.GetRequest().(type) {
+		case *kvdbv1.WatchRequest_CreateRequest:
+			c := r.CreateRequest
+			wr := core.WatchRequest{
+				Key: c.GetKey(), End: c.GetRangeEnd(), Prefix: c.GetPrefix(),
+				StartRevision: c.GetStartRevision(), WatchID: c.GetWatchId(),
+				PrevKV: c.GetPrevKv(), ProgressNotify: c.GetProgressNotify(), Fragment: c.GetFragment(),
+			}
+			if len(c.GetFilters()) > 2 {
+				return core.Errorf(core.InvalidArgument, "filters holds %d entries, at most 2 (NOPUT, NODELETE)", len(c.GetFilters()))
+			}
+			for _, f := range c.GetFilters() {
+				switch f {
+				case kvdbv1.WatchCreateRequest_FILTER_TYPE_NOPUT:
+					wr.NoPut = true
+				case kvdbv1.WatchCreateRequest_FILTER_TYPE_NODELETE:
+					wr.NoDelete = true
+				}
+			}
+			if _, err := w.s.core.Watch(ctx, st, wr); err != nil {
+				return err
+			}
+		case *kvdbv1.WatchRequest_CancelRequest:
+			st.Cancel(r.CancelRequest.GetWatchId())
+		case *kvdbv1.WatchRequest_ProgressRequest:
+			st.RequestProgress()
+		default:
+			return core.Errorf(core.InvalidArgument, "a watch request must hold a create, cancel or progress request")
+		}
+	}
+}
+
+func (s *Server) watchResponse(r *watch.Response) *kvdbv1.WatchResponse {
+	out := &kvdbv1.WatchResponse{
+		Header:          s.header(r.Revision),
+		WatchId:         r.WatchID,
+		Created:         r.Created,
+		Canceled:        r.Canceled,
+		CompactRevision: r.CompactRevision,
+		CancelReason:    r.CancelReason,
+		Fragment:        r.Fragment,
+	}
+	if len(r.Events) > 0 {
+		out.Events = make([]*kvdbv1.Event, len(r.Events))
+		for i := range r.Events {
+			out.Events[i] = protoEvent(&r.Events[i], r.PrevKV)
+		}
+	}
+	return out
+}
+
+func protoEvent(ev *engine.Event, prevKV bool) *kvdbv1.Event {
+	e := &kvdbv1.Event{Type: kvdbv1.Event_EVENT_TYPE_PUT, Kv: toProtoKV(ev.KV(), false)}
+	if ev.Type() == engine.EventDelete {
+		e.Type = kvdbv1.Event_EVENT_TYPE_DELETE
+		e.Kv.Value = nil
+	}
+	if prevKV {
+		if p, ok := ev.PrevKV(); ok {
+			e.PrevKv = toProtoKV(p, false)
+		}
+	}
+	return e
+}
