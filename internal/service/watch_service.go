@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/core"
 	"github.com/kvdb/kvdb/internal/engine"
@@ -128,4 +130,36 @@ func protoEvent(ev *engine.Event, prevKV bool) *kvdbv1.Event {
 		}
 	}
 	return e
+}
+
+// watchMetrics are the kvdb_watch_* metrics, read from the hub at scrape
+// time (docs/monitoring.md).
+func (s *Server) watchMetrics() []prometheus.Collector {
+	hub := s.core.Watches()
+	stat := func(f func(watch.Stats) int64) func() float64 {
+		return func() float64 { return float64(f(hub.Stats())) }
+	}
+	gauge := func(name, help string, f func(watch.Stats) int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, stat(f))
+	}
+	counter := func(name, help string, f func(watch.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, stat(f))
+	}
+	return []prometheus.Collector{
+		gauge("kvdb_watch_watchers", "Watchers open on this node.", func(st watch.Stats) int64 { return st.Watchers }),
+		gauge("kvdb_watch_streams", "Watch streams open on this node.", func(st watch.Stats) int64 { return st.Streams }),
+		counter("kvdb_watch_events_sent_total", "Events sent to watchers.", func(st watch.Stats) int64 { return st.EventsSent }),
+		gauge("kvdb_watch_buffered_bytes", "Bytes of events buffered for watchers, waiting for their senders.",
+			func(st watch.Stats) int64 { return st.BufferedBytes }),
+		counter("kvdb_watch_lagged_total", "Times a watcher's buffer overflowed and it switched to catching up from the history.",
+			func(st watch.Stats) int64 { return st.Lagged }),
+		counter("kvdb_watch_slow_canceled_total", "Watchers canceled because they fell behind the history window.",
+			func(st watch.Stats) int64 { return st.CanceledSlow }),
+		gauge("kvdb_watch_history_oldest_revision", "Oldest revision a watch can start from.",
+			func(st watch.Stats) int64 { return st.OldestRevision }),
+		gauge("kvdb_watch_history_revisions", "Revisions held in the watch history window.",
+			func(st watch.Stats) int64 { return st.HistoryRevisions }),
+		gauge("kvdb_watch_history_bytes", "Bytes the watch history window keeps alive (events and the entries they hold).",
+			func(st watch.Stats) int64 { return st.HistoryBytes }),
+	}
 }
