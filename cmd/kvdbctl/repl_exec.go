@@ -20,6 +20,9 @@ const helpText = `Commands (case-insensitive):
   RANGE [prefix [limit]]        list keys starting with prefix (all keys without one);
                                 on a terminal values over 256 bytes are cut short
   BATCH PUT k v ... DELETE k    atomic batch; values are single words here
+  WATCH key [end] [PREFIX] [REV n] [PREVKV] [COUNT n]
+                                print changes (PUT key value / DELETE key) as they
+                                happen, until COUNT changes or Ctrl-C
   BEGIN [txid]                  start a transaction: GET/PUT/DELETE/RANGE then go to it
                                 (prompt kvdb(txid)> ); writes show QUEUED until COMMIT
   COMMIT                        apply the transaction atomically; ABORTED means a key it
@@ -85,6 +88,11 @@ func (a *app) execLine(ctx context.Context, w io.Writer, line string) (quit bool
 		return false, a.deleteKeys(ctx, w, &kvdbv1.DeleteRequest{Key: []byte(key)})
 	case "RANGE", "SCAN":
 		return false, a.execRange(ctx, w, rest)
+	case "WATCH":
+		if a.txnID != "" {
+			return false, fmt.Errorf("WATCH is not allowed inside transaction %s", a.txnID)
+		}
+		return false, a.execWatch(ctx, w, rest)
 	case "BATCH":
 		if a.txnID != "" {
 			return false, fmt.Errorf("BATCH is not allowed inside transaction %s: use PUT/DELETE, then COMMIT", a.txnID)
