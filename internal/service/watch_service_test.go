@@ -220,3 +220,74 @@ func TestWatchCompacted(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// TestWatchSlowWatcher: a watcher whose client stops reading does not hold
+// writes back (they all complete), its buffer stays within its bound, and
+// once it reads again it either catches up from the history with every
+// event once, in order, or, when the history no longer reaches back to
+// it, is canceled with the oldest revision held.
+func TestWatchSlowWatcher(t *testing.T) {
+	const writes = 1500
+	value := strings.Repeat("v", 1024)
+	for _, tc := range []struct {
+		name        string
+		history     int64
+		wantCatchUp bool
+	}{
+		{"catches up from the history", 100_000, true},
+		{"falls out of the history", 50, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := startNode(t, t.TempDir(), func(c *Config) {
+				c.WatchHistory = watch.Config{HistoryRevisions: tc.history, WatcherBufferBytes: 64 << 10}
+			})
+			ctx := ctxT(t)
+			slow, _ := openWatch(t, n, &kvdbv1.WatchCreateRequest{Key: []byte("s/"), Prefix: true})
+			hub := n.srv.core.Watches()
+			var first, last int64
+			maxBuffered := int64(0)
+			for i := range writes {
+				r, err := n.kv.Put(ctx, &kvdbv1.PutRequest{Key: []byte(fmt.Sprintf("s/%d", i%100)), Value: []byte(value)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					first = r.GetHeader().GetRevision()
+				}
+				last = r.GetHeader().GetRevision()
+				if i%100 == 0 {
+					maxBuffered = max(maxBuffered, hub.Stats().BufferedBytes)
+				}
+			}
+			st := hub.Stats()
+			if maxBuffered > 64<<10 || st.Lagged == 0 {
+				t.Errorf("buffered up to %d bytes (bound 64 KiB), lagged %d times; want within the bound and lagging", maxBuffered, st.Lagged)
+			}
+			next := first
+			for next <= last {
+				r, err := slow.Recv()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.GetCanceled() {
+					if tc.wantCatchUp || r.GetCompactRevision() == 0 {
+						t.Fatalf("canceled at %d: %v", next, r)
+					}
+					if hub.Stats().CanceledSlow != 1 {
+						t.Errorf("canceled slow watchers: %d, want 1", hub.Stats().CanceledSlow)
+					}
+					return
+				}
+				for _, e := range r.GetEvents() {
+					if e.GetKv().GetModRevision() != next {
+						t.Fatalf("event at revision %d, want %d", e.GetKv().GetModRevision(), next)
+					}
+					next++
+				}
+			}
+			if !tc.wantCatchUp {
+				t.Errorf("caught up to %d; want a cancellation", last)
+			}
+		})
+	}
+}
