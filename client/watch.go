@@ -103,7 +103,8 @@ func WithFilterDelete() WatchOption {
 
 // Watch streams the changes of key (or of the range or prefix the options
 // name) until ctx ends, then closes the channel. Watches go over gRPC
-// whatever the Client's protocol (a node's port serves both). When the
+// whatever the Client's protocol (a node's port serves both), on the first
+// endpoint of Options.Endpoints (any node serves watches). When the
 // node it watches on fails, it resumes on the next endpoint from the
 // revision after the last one delivered, so the channel sees every change
 // once, in order. An error it cannot recover from (ErrCompacted, a refused
@@ -120,15 +121,10 @@ func (c *Client) Watch(ctx context.Context, key []byte, opts ...WatchOption) <-c
 
 func (c *Client) watchLoop(ctx context.Context, req *kvdbv1.WatchCreateRequest, out chan<- WatchResponse) {
 	defer close(out)
+	// Any node serves watches: start on the first endpoint listed (not
+	// necessarily the leader), so a client can spread its watches.
 	eps := c.opts.Endpoints
 	start := 0
-	if cur := c.Endpoint(); cur != "" {
-		for i, ep := range eps {
-			if ep == cur {
-				start = i
-			}
-		}
-	}
 	next := req.GetStartRevision()
 	backoff := c.opts.BackoffBase
 	for attempt := 0; ; attempt++ {

@@ -37,11 +37,23 @@ func (w *watchService) Watch(ss kvdbv1.WatchService_WatchServer) error {
 	go func() { recvErr <- w.recvLoop(ctx, ss, st) }()
 	select {
 	case err := <-recvErr:
+		if errors.Is(err, io.EOF) {
+			// The client closed its side (grpcurl -d does after its
+			// requests): its watchers go on until it cancels the call.
+			select {
+			case err = <-sendErr:
+				if errors.Is(err, context.Canceled) {
+					return nil
+				}
+				return toStatus(err)
+			case <-w.s.stopC:
+				cancel()
+				<-sendErr
+				return toStatus(core.ErrShuttingDown)
+			}
+		}
 		cancel()
 		<-sendErr
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
 		return toStatus(err)
 	case err := <-sendErr:
 		// The sender stops only when the stream is gone (or closing):
