@@ -284,7 +284,9 @@ func TestWatchOrderAcrossClients(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	for _, k := range []string{"c/end", "c/k1"} {
+	// The single-key watchers' sentry first: the prefix watchers stop
+	// reading at theirs, which must be the last write.
+	for _, k := range []string{"c/k1", "c/end"} {
 		resp, err := c.kv(0).Put(ctx, &kvdbv1.PutRequest{Key: []byte(k), Value: []byte("end")})
 		if err != nil {
 			t.Fatal(err)

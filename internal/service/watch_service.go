@@ -31,43 +31,37 @@ func (w *watchService) Watch(ss kvdbv1.WatchService_WatchServer) error {
 		return toStatus(err)
 	}
 	defer st.Close()
+	// Two goroutines per stream: this one reads the client's requests,
+	// the sender writes the responses.
 	sendErr := make(chan error, 1)
-	go func() { sendErr <- st.Run(ctx) }()
-	recvErr := make(chan error, 1)
-	go func() { recvErr <- w.recvLoop(ctx, ss, st) }()
-	select {
-	case err := <-recvErr:
-		if errors.Is(err, io.EOF) {
-			// The client closed its side (grpcurl -d does after its
-			// requests): its watchers go on until it cancels the call.
-			select {
-			case err = <-sendErr:
-				if errors.Is(err, context.Canceled) {
-					return nil
-				}
-				return toStatus(err)
-			case <-w.s.stopC:
-				cancel()
-				<-sendErr
-				return toStatus(core.ErrShuttingDown)
-			}
+	go func() {
+		err := st.Run(ctx)
+		cancel()
+		sendErr <- err
+	}()
+	err = w.recvLoop(ctx, ss, st)
+	if errors.Is(err, io.EOF) {
+		// The client closed its side (grpcurl -d does after its
+		// requests): its watchers go on until it cancels the call or
+		// the node stops.
+		select {
+		case <-ctx.Done():
+		case <-w.s.stopC:
+			cancel()
+			<-sendErr
+			return toStatus(core.ErrShuttingDown)
 		}
-		cancel()
-		<-sendErr
-		return toStatus(err)
-	case err := <-sendErr:
-		// The sender stops only when the stream is gone (or closing):
-		// grpc ends the receive side with the call.
-		cancel()
-		if errors.Is(err, context.Canceled) {
-			return nil
-		}
-		return toStatus(err)
-	case <-w.s.stopC:
-		cancel()
-		<-sendErr
-		return toStatus(core.ErrShuttingDown)
+		err = nil
 	}
+	cancel()
+	serr := <-sendErr
+	switch {
+	case err != nil && ss.Context().Err() == nil:
+		return toStatus(err)
+	case serr != nil && !errors.Is(serr, context.Canceled):
+		return toStatus(serr)
+	}
+	return nil
 }
 
 // recvLoop applies the client's requests until the stream ends. A create
