@@ -82,6 +82,10 @@ type WatchResult struct {
 	ServerRSSBefore   int64   `json:"server_rss_before_bytes,omitempty"`
 	ServerRSSWatching int64   `json:"server_rss_watching_bytes,omitempty"`
 	RSSPerWatcher     float64 `json:"server_rss_per_watcher_bytes,omitempty"`
+	// ServerCPUPerWriteus is the node's CPU time (user + system) during
+	// the writes divided by the writes: what a write and its deliveries
+	// cost, less sensitive to other load on the machine than throughput.
+	ServerCPUPerWriteus float64 `json:"server_cpu_per_write_us,omitempty"`
 }
 
 // WriteText prints r for people.
@@ -93,6 +97,9 @@ delivery, write acknowledged → event received: p50 %.0f µs, p99 %.0f µs, max
 delivery, write sent → event received:         p50 %.0f µs, p99 %.0f µs
 `, r.Mode, r.Watchers, r.SlowWatchers, r.Streams, r.Seconds, r.Writes, r.WritesPerSec, r.WriteErrors, r.WriteP50us, r.WriteP99us,
 		r.Events, r.ExpectedEvents, r.EventsPerSec, r.AckToEventP50us, r.AckToEventP99us, r.AckToEventMaxus, r.SendToEventP50us, r.SendToEventP99us)
+	if err == nil && r.ServerCPUPerWriteus > 0 {
+		_, err = fmt.Fprintf(w, "server CPU per write (its deliveries included): %.1f µs\n", r.ServerCPUPerWriteus)
+	}
 	if err == nil && r.ServerRSSBefore > 0 {
 		_, err = fmt.Fprintf(w, "server RSS: %d MiB before the watchers, %d MiB with them: %.0f bytes per watcher\n",
 			r.ServerRSSBefore>>20, r.ServerRSSWatching>>20, r.RSSPerWatcher)
@@ -283,6 +290,10 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 		writeH   Histogram
 		writerWG sync.WaitGroup
 	)
+	var cpuBefore time.Duration
+	if cfg.ServerPID > 0 {
+		cpuBefore, _ = ProcessCPU(cfg.ServerPID)
+	}
 	start := time.Now()
 	end := start.Add(cfg.Duration)
 	var interval time.Duration
@@ -328,6 +339,11 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 	writerWG.Wait()
 	elapsed := time.Since(start)
 	writes := int64(len(acks))
+	if cfg.ServerPID > 0 && writes > 0 {
+		if cpu, err := ProcessCPU(cfg.ServerPID); err == nil {
+			res.ServerCPUPerWriteus = float64(cpu-cpuBefore) / float64(time.Microsecond) / float64(writes)
+		}
+	}
 	switch cfg.Mode {
 	case WatchKeys:
 		res.ExpectedEvents = writes
