@@ -163,6 +163,7 @@ func TestWatchRefusals(t *testing.T) {
 		{"end before key", []*kvdbv1.WatchCreateRequest{{Key: []byte("b"), RangeEnd: []byte("a")}}, codes.InvalidArgument},
 		{"negative start", []*kvdbv1.WatchCreateRequest{{Key: []byte("a"), StartRevision: -1}}, codes.InvalidArgument},
 		{"id in use", []*kvdbv1.WatchCreateRequest{{Key: []byte("a"), WatchId: 7}, {Key: []byte("b"), WatchId: 7}}, codes.InvalidArgument},
+		{"too many filters", []*kvdbv1.WatchCreateRequest{{Key: []byte("a"), Filters: []kvdbv1.WatchCreateRequest_FilterType{1, 2, 1}}}, codes.InvalidArgument},
 		{"too many on a stream", []*kvdbv1.WatchCreateRequest{{Key: []byte("a")}, {Key: []byte("b")}, {Key: []byte("c")}}, codes.ResourceExhausted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
