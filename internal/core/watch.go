@@ -34,13 +34,14 @@ func (c *Core) OpenWatchStream(ctx context.Context, send func(*watch.Response) e
 	if _, err := c.authenticated(ctx); err != nil {
 		return nil, err
 	}
-	if n := c.watches.Stats().Streams; n >= int64(c.limits.MaxWatchStreams) {
-		return nil, Errorf(ResourceExhausted, "too many watch streams on this node (the max-watch-streams limit is %d)", c.limits.MaxWatchStreams)
-	}
-	return c.watches.NewStream(watch.StreamConfig{
+	st, ok := c.watches.NewStreamBounded(c.limits.MaxWatchStreams, watch.StreamConfig{
 		MaxWatchers:      c.limits.MaxWatchesPerStream,
 		ProgressInterval: c.cfg.WatchProgressInterval,
-	}, send), nil
+	}, send)
+	if !ok {
+		return nil, Errorf(ResourceExhausted, "too many watch streams on this node (the max-watch-streams limit is %d)", c.limits.MaxWatchStreams)
+	}
+	return st, nil
 }
 
 // Watch validates r, checks the caller may read every key it watches, and

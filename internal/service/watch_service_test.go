@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -190,6 +191,38 @@ func TestWatchRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWatchStreamLimit: past -max-watch-streams a new stream is refused
+// with RESOURCE_EXHAUSTED; closing one makes room.
+func TestWatchStreamLimit(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config) { c.Limits.MaxWatchStreams = 1 })
+	ctx, cancel := context.WithCancel(ctxT(t))
+	first, err := kvdbv1.NewWatchServiceClient(n.conn).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Send(createReq(&kvdbv1.WatchCreateRequest{Key: []byte("a")})); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := first.Recv(); err != nil || !r.GetCreated() {
+		t.Fatalf("first stream: %v, %v", r, err)
+	}
+	second, err := kvdbv1.NewWatchServiceClient(n.conn).Watch(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.Recv(); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second stream: %v, want ResourceExhausted", err)
+	}
+	cancel()
+	for deadline := time.Now().Add(10 * time.Second); n.srv.core.Watches().Stats().Streams > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the canceled stream is still open")
+		}
+	}
+	third, _ := openWatch(t, n, &kvdbv1.WatchCreateRequest{Key: []byte("a")})
+	_ = third
 }
 
 // TestWatchCompacted: a start revision older than the history window gets

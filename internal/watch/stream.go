@@ -133,11 +133,21 @@ type Stream struct {
 // NewStream registers a stream whose responses go through send; Run
 // drives it.
 func (h *Hub) NewStream(cfg StreamConfig, send func(*Response) error) *Stream {
+	s, _ := h.NewStreamBounded(0, cfg, send)
+	return s
+}
+
+// NewStreamBounded is NewStream unless maxStreams (> 0) streams are open
+// already: then it returns false and registers nothing.
+func (h *Hub) NewStreamBounded(maxStreams int, cfg StreamConfig, send func(*Response) error) (*Stream, bool) {
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = DefaultProgressInterval
 	}
-	h.streams.Add(1)
-	return &Stream{hub: h, cfg: cfg, send: send, wakeC: make(chan struct{}, 1), watchers: map[int64]*watcher{}}
+	if n := h.streams.Add(1); maxStreams > 0 && n > int64(maxStreams) {
+		h.streams.Add(-1)
+		return nil, false
+	}
+	return &Stream{hub: h, cfg: cfg, send: send, wakeC: make(chan struct{}, 1), watchers: map[int64]*watcher{}}, true
 }
 
 func (s *Stream) wake() {
