@@ -40,21 +40,26 @@ func TestWatch(t *testing.T) {
 			if _, err := c.Batch(ctx, []BatchOp{{Key: []byte(p + "b"), Value: []byte("3")}, {Delete: true, Key: []byte(p + "a")}}); err != nil {
 				t.Fatal(err)
 			}
+			// One line per revision; a response holds whole revisions.
 			var got []string
-			for len(got) < 3 {
+			for events := 0; events < 4; {
 				r, ok := <-ch
 				if !ok || r.Err != nil {
 					t.Fatalf("channel closed or failed after %v: %v", got, r.Err)
 				}
 				var line []string
-				for _, e := range r.Events {
+				for i, e := range r.Events {
 					s := e.String()
 					if e.PrevKV != nil {
 						s += " prev=" + string(e.PrevKV.Value)
 					}
 					line = append(line, s)
+					if i == len(r.Events)-1 || r.Events[i+1].KV.ModRevision != e.KV.ModRevision {
+						got = append(got, strings.Join(line, "; "))
+						line = nil
+					}
+					events++
 				}
-				got = append(got, strings.Join(line, "; "))
 			}
 			want := []string{"PUT " + p + "a 1", "PUT " + p + "a 2 prev=1", "PUT " + p + "b 3; DELETE " + p + "a prev=2"}
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
