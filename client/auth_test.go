@@ -44,8 +44,13 @@ func TestClientAuthenticates(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			if _, err := c.Put(ctx, []byte("k"), []byte("v")); err != nil {
+			rev, err := c.Put(ctx, []byte("k"), []byte("v"))
+			if err != nil {
 				t.Fatalf("put as root: %v", err)
+			}
+			// Watches authenticate with the client's token too.
+			if r := <-c.Watch(ctx, []byte("k"), WithRev(rev)); r.Err != nil || len(r.Events) != 1 || r.Events[0].KV.ModRevision != rev {
+				t.Fatalf("watch as root: %+v", r)
 			}
 			if _, err := New(ctx, Options{Endpoints: []string{addr}, Protocol: proto, Username: "root", Password: "wrong"}); status.Code(err) != codes.Unauthenticated {
 				t.Fatalf("wrong password: %v", err)
@@ -59,5 +64,15 @@ func TestClientAuthenticates(t *testing.T) {
 	}
 	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("client without credentials: %v", err)
+	}
+	// A watch without credentials ends with UNAUTHENTICATED.
+	c, err := New(ctx, Options{Endpoints: []string{addr}, Username: "root", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.dial.tokens = nil
+	if r := <-c.Watch(ctx, []byte("k")); Code(r.Err) != codes.Unauthenticated {
+		t.Fatalf("watch without credentials: %+v", r)
 	}
 }

@@ -107,6 +107,8 @@ type Client struct {
 	mu     sync.Mutex
 	pool   *pool // the leader's (or best known endpoint's) connections
 	closed bool
+
+	watches watchConns // watch.go
 }
 
 // New connects to the leader among opts.Endpoints (or, when none says it
@@ -132,6 +134,7 @@ func (c *Client) Close() error {
 	if p != nil {
 		p.close()
 	}
+	c.watches.close()
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvdb/kvdb/internal/raftnode"
 	"github.com/kvdb/kvdb/internal/service"
+	"github.com/kvdb/kvdb/internal/watch"
 )
 
 // config is everything kvdb-server reads from flags and the environment.
@@ -65,6 +66,9 @@ type config struct {
 	// Advertise (a port mapped by Docker).
 	AdvertiseClient string
 
+	// WatchHistory bounds the watch history window (-watch-history).
+	WatchHistoryRevisions, WatchHistoryBytes int64
+
 	// Security: client TLS, peer authentication, protected mode (security.go).
 	Security securityConfig
 }
@@ -97,6 +101,7 @@ var envBindings = map[string]string{
 	"join":              "JOIN",
 	"log-format":        "LOG_FORMAT",
 	"log-level":         "LOG_LEVEL",
+	"watch-history":     "WATCH_HISTORY",
 
 	"advertise-client-address": "ADVERTISE_CLIENT_ADDRESS",
 }
@@ -124,6 +129,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		logLevel  string
 		policy    string
 		snapCount uint64
+		history   = historyFlag{revisions: watch.DefaultHistoryRevisions, bytes: watch.DefaultHistoryBytes, text: "2000000,512MiB"}
 	)
 	d := service.DefaultLimits
 	_ = maxMem.Set("1GB")
@@ -178,6 +184,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(&reqBuf, "max-request-buffer", "most bytes of large binary-protocol frames buffered at once across connections; a frame that does not fit waits (backpressure); at least one max-size frame always fits")
 	fs.IntVar(&c.Limits.MaxTxnOps, "max-txn-ops", d.MaxTxnOps, "most reads, ranges and writes one transaction holds")
 	fs.Var(&txnSize, "max-txn-bytes", "most key and value bytes one transaction holds")
+	fs.Var(&history, "watch-history", "the watch history window, REVISIONS,SIZE: watches can start from revisions still in it; the oldest leave when it holds more revisions or bytes (env WATCH_HISTORY)")
+	fs.IntVar(&c.Limits.MaxWatchesPerStream, "max-watches-per-stream", d.MaxWatchesPerStream, "most watchers open at once on one watch stream")
+	fs.IntVar(&c.Limits.MaxWatchStreams, "max-watch-streams", d.MaxWatchStreams, "most watch streams open at once on this node")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json (env LOG_FORMAT)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error (env LOG_LEVEL)")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
@@ -226,6 +235,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.Limits.MaxTTL <= 0 || c.Limits.MaxLeases <= 0 {
 		return nil, errors.New("-max-ttl and -max-leases must be positive")
 	}
+	c.WatchHistoryRevisions, c.WatchHistoryBytes = history.revisions, history.bytes
 	if err := c.Limits.Validate(); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvdb/kvdb/internal/raftnode"
 	"github.com/kvdb/kvdb/internal/service"
+	"github.com/kvdb/kvdb/internal/watch"
 )
 
 // Build information, set by `make build` and the Docker image with
@@ -166,6 +167,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		MaxConnections:        cfg.MaxConnections,
 		Binary:                service.BinaryConfig{MaxRequestBuffer: int(cfg.MaxRequestBuffer)},
 		Raft:                  raftCfg,
+		WatchHistory:          watch.Config{HistoryRevisions: cfg.WatchHistoryRevisions, HistoryBytes: cfg.WatchHistoryBytes},
 	})
 	if err != nil {
 		closeListeners()

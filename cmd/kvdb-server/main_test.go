@@ -66,3 +66,35 @@ func TestAdvertiseClientAddress(t *testing.T) {
 		t.Fatalf("env: %+v, %v", c, err)
 	}
 }
+
+func TestWatchHistoryFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args       []string
+		env        string
+		revs, size int64
+		bad        bool
+	}{
+		{revs: 2_000_000, size: 512 << 20},
+		{args: []string{"-watch-history=1000"}, revs: 1000, size: 512 << 20},
+		{args: []string{"-watch-history=,64MiB"}, revs: 2_000_000, size: 64 << 20},
+		{args: []string{"-watch-history=500,1MiB"}, revs: 500, size: 1 << 20},
+		{env: "700,2MiB", revs: 700, size: 2 << 20},
+		{args: []string{"-watch-history=9"}, env: "700,2MiB", revs: 9, size: 2 << 20},
+		{args: []string{"-watch-history=0"}, bad: true},
+		{args: []string{"-watch-history=10,1"}, bad: true},
+		{args: []string{"-watch-history=x"}, bad: true},
+		{args: []string{"-watch-history=,"}, bad: true},
+	} {
+		env := map[string]string{"WATCH_HISTORY": tc.env}
+		c, err := parseConfig(tc.args, func(k string) string { return env[k] }, &bytes.Buffer{})
+		if tc.bad {
+			if err == nil {
+				t.Errorf("%v: accepted", tc.args)
+			}
+			continue
+		}
+		if err != nil || c.WatchHistoryRevisions != tc.revs || c.WatchHistoryBytes != tc.size {
+			t.Errorf("%v env %q: %d, %d, %v; want %d, %d", tc.args, tc.env, c.WatchHistoryRevisions, c.WatchHistoryBytes, err, tc.revs, tc.size)
+		}
+	}
+}

@@ -69,3 +69,45 @@ func (f *sizeFlag) Set(s string) error {
 	f.bytes, f.text = n, s
 	return nil
 }
+
+// historyFlag is -watch-history: "REVISIONS,SIZE" (either may be left out:
+// "1000000", ",256MiB"), the watch history window's two bounds.
+type historyFlag struct {
+	revisions, bytes int64
+	text             string
+}
+
+func (f *historyFlag) String() string { return f.text }
+
+func (f *historyFlag) Set(s string) error {
+	revs, size, _ := strings.Cut(s, ",")
+	var r, b int64
+	if revs = strings.TrimSpace(revs); revs != "" {
+		n, err := strconv.ParseInt(revs, 10, 64)
+		if err != nil || n < 1 {
+			return fmt.Errorf("watch history %q: the revisions must be a positive number", s)
+		}
+		r = n
+	}
+	if size = strings.TrimSpace(size); size != "" {
+		n, err := parseSize(size)
+		if err != nil {
+			return fmt.Errorf("watch history %q: %w", s, err)
+		}
+		if n < 1<<10 {
+			return fmt.Errorf("watch history %q: the size must be at least 1KiB", s)
+		}
+		b = n
+	}
+	if r == 0 && b == 0 {
+		return fmt.Errorf("watch history %q: give REVISIONS, ,SIZE or REVISIONS,SIZE", s)
+	}
+	if r != 0 {
+		f.revisions = r
+	}
+	if b != 0 {
+		f.bytes = b
+	}
+	f.text = s
+	return nil
+}

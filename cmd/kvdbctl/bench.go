@@ -96,6 +96,7 @@ store, which a line on stderr says; --cleanup deletes them after the run.`,
 	fl.BoolVar(&f.json, "json", false, "print one JSON object (same as -o json)")
 	fl.BoolVar(&f.cleanup, "cleanup", false, "delete the keys the run wrote once it is over")
 	fl.IntVar(&f.serverPID, "server-pid", 0, "server process whose CPU time is reported beside the load generator's; 0: the process listening on --address's port on this machine, if any; -1: none")
+	cmd.AddCommand(newBenchWatchCmd(a))
 	return cmd
 }
 

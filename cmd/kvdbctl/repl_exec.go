@@ -21,6 +21,9 @@ const helpText = `Commands (case-insensitive):
   RANGE [prefix [limit]]        list keys starting with prefix (all keys without one);
                                 on a terminal values over 256 bytes are cut short
   BATCH PUT k v ... DELETE k    atomic batch; values are single words here
+  WATCH key [end] [PREFIX] [REV n] [PREVKV] [COUNT n]
+                                print changes (PUT key value / DELETE key) as they
+                                happen, until COUNT changes or Ctrl-C
   BEGIN [txid]                  start a transaction: GET/PUT/DELETE/RANGE then go to it
                                 (prompt kvdb(txid)> ); writes show QUEUED until COMMIT
   COMMIT                        apply the transaction atomically; ABORTED means a key it
@@ -92,6 +95,11 @@ func (a *app) execLine(ctx context.Context, w io.Writer, line string) (quit bool
 			return false, errors.New("usage: TTL key")
 		}
 		return false, a.ttl(ctx, w, key)
+	case "WATCH":
+		if a.txnID != "" {
+			return false, fmt.Errorf("WATCH is not allowed inside transaction %s", a.txnID)
+		}
+		return false, a.execWatch(ctx, w, rest)
 	case "BATCH":
 		if a.txnID != "" {
 			return false, fmt.Errorf("BATCH is not allowed inside transaction %s: use PUT/DELETE, then COMMIT", a.txnID)

@@ -30,6 +30,7 @@ import (
 	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/raftnode"
+	"github.com/kvdb/kvdb/internal/watch"
 )
 
 // Defaults of Config.
@@ -65,6 +66,11 @@ type Config struct {
 	Auth *auth.Store
 	// TokenTTL is how long tokens stay valid (default DefaultTokenTTL).
 	TokenTTL time.Duration
+	// WatchHistory tunes the watch hub: its history window and buffers.
+	WatchHistory watch.Config
+	// WatchProgressInterval is how often idle watchers that asked for
+	// progress notifications hear the current revision (default 10 min).
+	WatchProgressInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -108,6 +114,8 @@ type Core struct {
 	auth   *auth.Store
 	lessor lessor
 
+	watches *watch.Hub
+
 	limiter      *auth.Limiter
 	authFailures atomic.Int64
 
@@ -145,6 +153,11 @@ func New(cfg Config, store *engine.Store) *Core {
 		limit:   int64(cfg.MaxInFlightRequests),
 		stopC:   make(chan struct{}),
 	}
+	if cfg.WatchHistory.MaxResponseBytes <= 0 {
+		cfg.WatchHistory.MaxResponseBytes = min(cfg.Limits.MaxResponseBytes, 1<<20)
+	}
+	c.watches = watch.NewHub(cfg.WatchHistory, store.Revision())
+	store.SetObserver(c.watches)
 	c.mem = newMemoryGuard(store, cfg.MaxMemory, cfg.EvictionPolicy)
 	c.txns = newTxnManager(cfg.TxnIdleTimeout, cfg.MaxTxns, &c.limits, formatID(cfg.MemberID))
 	return c

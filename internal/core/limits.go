@@ -26,6 +26,11 @@ type Limits struct {
 	MaxTTL time.Duration
 	// MaxLeases bounds the leases that may exist at once; default 1,000,000.
 	MaxLeases int
+	// MaxWatchesPerStream bounds the watchers open at once on one watch
+	// stream; default 1,000. MaxWatchStreams bounds the watch streams
+	// open on the node; default 100,000.
+	MaxWatchesPerStream int
+	MaxWatchStreams     int
 }
 
 // DefaultLimits are the limits a node uses unless configured otherwise.
@@ -41,6 +46,9 @@ var DefaultLimits = Limits{
 	MaxResponseBytes: 4 << 20,
 	MaxTTL:           10 * 365 * 24 * time.Hour,
 	MaxLeases:        1_000_000,
+
+	MaxWatchesPerStream: 1_000,
+	MaxWatchStreams:     100_000,
 }
 
 func (l *Limits) setDefaults() {
@@ -74,6 +82,12 @@ func (l *Limits) setDefaults() {
 	}
 	if l.MaxLeases <= 0 {
 		l.MaxLeases = d.MaxLeases
+	}
+	if l.MaxWatchesPerStream <= 0 {
+		l.MaxWatchesPerStream = d.MaxWatchesPerStream
+	}
+	if l.MaxWatchStreams <= 0 {
+		l.MaxWatchStreams = d.MaxWatchStreams
 	}
 }
 

@@ -165,7 +165,7 @@ func (s *Store) applyLocked(ops []Op, out []OpResult) {
 		changed = changed || c
 	}
 	if changed {
-		s.rev.Store(rev)
+		s.setRevision(rev)
 	}
 }
 
@@ -204,6 +204,11 @@ func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
 	s.tree.Set(e)
 	s.mem += e.size()
 	s.indexMeta(e)
+	if exists {
+		s.record(EventPut, rev, e, old)
+	} else {
+		s.record(EventPut, rev, e, nil)
+	}
 	return true
 }
 
@@ -240,9 +245,13 @@ func (s *Store) deleteRange(op *Op, r *OpResult) bool {
 	return true
 }
 
+// remove takes e out of the store as part of the revision being applied
+// (Revision()+1), reporting it to the observer: every removal (delete,
+// range delete, eviction) goes through it.
 func (s *Store) remove(e *entry) {
 	s.m.del(e.key())
 	s.tree.Delete(e)
 	s.mem -= e.size()
 	s.unindexMeta(e)
+	s.record(EventDelete, s.rev.Load()+1, nil, e)
 }

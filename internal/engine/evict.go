@@ -58,7 +58,7 @@ func (s *Store) ApplyEvict(index uint64, keys []EvictKey) (evicted int, ok bool)
 		evicted++
 	}
 	if evicted > 0 {
-		s.rev.Add(1)
+		s.setRevision(s.rev.Load() + 1)
 		s.evicted.Add(uint64(evicted))
 	}
 	s.applied.Store(index)

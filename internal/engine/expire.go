@@ -106,7 +106,7 @@ func (s *Store) ApplyExpire(index uint64, keys []EvictKey) (expired int, ok bool
 		expired++
 	}
 	if expired > 0 {
-		s.rev.Add(1)
+		s.setRevision(s.rev.Load() + 1)
 		s.expired.Add(uint64(expired))
 	}
 	s.applied.Store(index)
@@ -212,7 +212,7 @@ func (s *Store) ApplyLeaseRevoke(index uint64, id int64, expired bool) (int, err
 	}
 	delete(s.leases, id)
 	if n > 0 {
-		s.rev.Add(1)
+		s.setRevision(s.rev.Load() + 1)
 		if expired {
 			s.expired.Add(uint64(n))
 		}

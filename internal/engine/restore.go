@@ -101,6 +101,10 @@ func (s *Store) Restore(r io.Reader) error {
 	s.dl, s.leases = st.dl, st.leases
 	s.rev.Store(st.rev.Load())
 	s.applied.Store(st.applied.Load())
+	if s.obs != nil {
+		s.pending = s.pending[:0]
+		s.obs.Reset(st.rev.Load())
+	}
 	s.mu.Unlock()
 	return nil
 }

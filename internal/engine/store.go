@@ -60,6 +60,11 @@ type Store struct {
 	// expired counts keys removed by ApplyExpire and by the revocation of
 	// an expired lease, likewise.
 	expired atomic.Uint64
+
+	// obs is told of every change (observe.go); pending holds the current
+	// revision's changes until setRevision hands them over. Guarded by mu.
+	obs     Observer
+	pending []Event
 }
 
 // New returns an empty store at revision 0 and applied index 0.

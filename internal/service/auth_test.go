@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -119,6 +120,8 @@ var sampleRequests = map[string]proto.Message{
 	"/kvdb.v1.LeaseService/LeaseLeases":     &kvdbv1.LeaseLeasesRequest{},
 	"/grpc.health.v1.Health/Check":          nil, // open, checked by the health tests
 	"/grpc.health.v1.Health/List":           nil,
+	"/kvdb.v1.WatchService/Watch": &kvdbv1.WatchRequest{Request: &kvdbv1.WatchRequest_CreateRequest{
+		CreateRequest: &kvdbv1.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte("z")}}},
 }
 
 // keyless are the RPCs any authenticated user may call: data RPCs that
@@ -144,9 +147,11 @@ func TestEveryRPCIsChecked(t *testing.T) {
 		}
 	}
 	var methods []string
+	streaming := map[string]bool{}
 	for svc, info := range n.srv.grpc.GetServiceInfo() {
 		for _, m := range info.Methods {
 			methods = append(methods, "/"+svc+"/"+m.Name)
+			streaming["/"+svc+"/"+m.Name] = m.IsClientStream || m.IsServerStream
 		}
 	}
 	sort.Strings(methods)
@@ -171,6 +176,11 @@ func TestEveryRPCIsChecked(t *testing.T) {
 		}
 		call := func(ctx context.Context) codes.Code {
 			out := newReply(m)
+			if streaming[m] {
+				// Through the stream interceptor: the first request, then
+				// the first answer (or the refusal).
+				return callStream(ctx, n.conn, m, req, out)
+			}
 			return status.Code(n.conn.Invoke(ctx, m, req, out))
 		}
 		if got := call(ctxT(t)); got != codes.Unauthenticated {
@@ -193,6 +203,21 @@ func TestEveryRPCIsChecked(t *testing.T) {
 	}
 }
 
+// callStream opens a bidirectional stream on method, sends req and returns
+// the code of the first answer: OK when one arrives.
+func callStream(ctx context.Context, conn *grpc.ClientConn, method string, req, out proto.Message) codes.Code {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, method)
+	if err != nil {
+		return status.Code(err)
+	}
+	if err := cs.SendMsg(req); err != nil {
+		return status.Code(cs.RecvMsg(out))
+	}
+	return status.Code(cs.RecvMsg(out))
+}
+
 // newReply returns an empty reply message for a method of this API.
 func newReply(method string) proto.Message {
 	svc, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
@@ -205,6 +230,7 @@ func newReply(method string) proto.Message {
 		{"kvdb.v1.TxnService", map[string]proto.Message{"Begin": &kvdbv1.BeginResponse{}, "Get": &kvdbv1.TxnServiceGetResponse{},
 			"Range": &kvdbv1.TxnServiceRangeResponse{}, "Put": &kvdbv1.TxnServicePutResponse{}, "Delete": &kvdbv1.TxnServiceDeleteResponse{},
 			"Commit": &kvdbv1.CommitResponse{}, "Rollback": &kvdbv1.RollbackResponse{}, "Execute": &kvdbv1.ExecuteResponse{}}},
+		{"kvdb.v1.WatchService", map[string]proto.Message{"Watch": &kvdbv1.WatchResponse{}}},
 	} {
 		if desc.svc == svc {
 			return desc.meth[name]

@@ -41,6 +41,7 @@ var rpcClasses = map[string]rpcClass{
 	"/kvdb.raft.v1.RaftService/":       rpcOpen,
 	"/kvdb.v1.KVService/":              rpcData,
 	"/kvdb.v1.TxnService/":             rpcData,
+	"/kvdb.v1.WatchService/":           rpcData,
 	"/kvdb.v1.AdminService/Status":     rpcUser,
 	"/kvdb.v1.AdminService/MemberList": rpcUser,
 	"/kvdb.v1.AdminService/":           rpcRoot,

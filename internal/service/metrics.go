@@ -206,6 +206,7 @@ func (s *Server) registerStateMetrics() {
 			func() float64 { return float64(s.resp.connCount()) }),
 		s.ops,
 	)
+	s.metrics.reg.MustRegister(s.watchMetrics()...)
 }
 
 // MetricsHandler serves the node's registry in the Prometheus text format.

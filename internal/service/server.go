@@ -28,6 +28,7 @@ import (
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/fsm"
 	"github.com/kvdb/kvdb/internal/raftnode"
+	"github.com/kvdb/kvdb/internal/watch"
 )
 
 // DefaultRequestTimeout bounds a request whose caller set no deadline.
@@ -104,6 +105,13 @@ type Config struct {
 	// ClientAddress, when set, is how clients reach this node if not at
 	// AdvertiseAddress (a host-mapped port); members report it.
 	ClientAddress string
+
+	// WatchHistory bounds the watch history window and watcher buffers
+	// (-watch-history); zero fields take watch's defaults.
+	WatchHistory watch.Config
+	// WatchProgressInterval is how often idle progress-notify watchers hear
+	// the current revision (default 10 minutes).
+	WatchProgressInterval time.Duration
 }
 
 // Server is one KVDB node: engine, raft node and the RPC services.
@@ -178,6 +186,9 @@ func New(cfg Config) (*Server, error) {
 		Logger:              cfg.Logger,
 		Auth:                s.auth,
 		TokenTTL:            cfg.AuthTokenTTL,
+
+		WatchHistory:          cfg.WatchHistory,
+		WatchProgressInterval: cfg.WatchProgressInterval,
 	}, s.store)
 	rc := cfg.Raft
 	rc.ID = cfg.MemberID
@@ -251,6 +262,7 @@ func (s *Server) buildGRPC() {
 	kvdbv1.RegisterTxnServiceServer(s.grpc, &txnService{s: s})
 	kvdbv1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
 	kvdbv1.RegisterLeaseServiceServer(s.grpc, &leaseService{s: s})
+	kvdbv1.RegisterWatchServiceServer(s.grpc, &watchService{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -22,7 +22,8 @@ var rules = map[string][]string{
 	"internal/command":  {"internal/engine", "gen/kvdb/raft/v1"},
 	"internal/auth":     {"gen/kvdb/raft/v1"},
 	"internal/fsm":      {"internal/auth", "internal/command", "internal/engine", "internal/raftnode", "gen/kvdb/raft/v1"},
-	"internal/core":     {"internal/auth", "internal/command", "internal/engine", "internal/fsm", "internal/raftnode", "gen/kvdb/raft/v1"},
+	"internal/watch":    {"internal/engine"},
+	"internal/core":     {"internal/auth", "internal/command", "internal/engine", "internal/fsm", "internal/raftnode", "internal/watch", "gen/kvdb/raft/v1"},
 	"client":            {"internal/wire", "gen/kvdb/v1"},
 }
 

@@ -26,7 +26,7 @@ var transportImports = []string{
 // protocol or metrics (their dependency on raftnode brings gRPC in
 // transitively, for the peer transport; their own code never uses it).
 func TestCoreLayersHaveNoTransportCode(t *testing.T) {
-	for _, pkg := range []string{"internal/core", "internal/fsm", "internal/command", "internal/auth"} {
+	for _, pkg := range []string{"internal/core", "internal/fsm", "internal/command", "internal/auth", "internal/watch"} {
 		cmd := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, "./"+pkg)
 		cmd.Dir = "../.."
 		out, err := cmd.CombinedOutput()
@@ -58,7 +58,9 @@ var adapters = []struct {
 }{
 	{"binary protocol", func(f string) bool { return strings.HasPrefix(f, "binary") },
 		[]string{"google.golang.org/grpc", module + "/gen/kvdb/v1", module + "/internal/resp"}},
-	{"gRPC", func(f string) bool { return f == "kv.go" || f == "txn_service.go" || f == "admin.go" },
+	{"gRPC", func(f string) bool {
+		return f == "kv.go" || f == "txn_service.go" || f == "admin.go" || f == "watch_service.go"
+	},
 		[]string{module + "/internal/wire", module + "/internal/resp"}},
 	{"Redis protocol", func(f string) bool { return strings.HasPrefix(f, "resp") },
 		[]string{"google.golang.org/grpc", module + "/gen/kvdb/v1", module + "/internal/wire"}},

@@ -229,6 +229,19 @@ func TestPythonLeaseExample(t *testing.T) {
 	}
 }
 
+// TestPythonWatchExample runs the watch example: the changes it wrote,
+// replayed from the node's history through the generated WatchService
+// stub, in order.
+func TestPythonWatchExample(t *testing.T) {
+	py := python(t)
+	addr := startNode(t)
+	out, code := run(t, nil, py, "examples/python/watch_example.py", "--address", addr)
+	want := "PUT watch-example/a 1\nPUT watch-example/a 2\nPUT watch-example/b 3\nDELETE watch-example/a\n"
+	if code != 0 || out != want {
+		t.Fatalf("watch example (exit %d) printed:\n%s\nwant:\n%s", code, out, want)
+	}
+}
+
 // TestPythonExampleWrongAddress: nobody listening is one clear line and
 // exit status 1, not a FutureTimeoutError traceback.
 func TestPythonExampleWrongAddress(t *testing.T) {

@@ -1,0 +1,368 @@
+// Package watch serves KVDB's change streams: it keeps a window of recent
+// changes (the history), matches every applied change against the
+// registered watchers, and feeds each stream's sender.
+//
+// The engine reports each revision's changes to the Hub (an
+// engine.Observer) from the apply loop, under the store's write lock. The
+// Hub appends them to the history and hands each matching watcher the
+// events in its bounded buffer; it never blocks and never waits for a
+// client. Each Stream has one sender goroutine that takes its watchers'
+// buffers and sends them, whole revisions at a time, in revision order.
+//
+// A watcher whose buffer overflows (its client reads slower than the
+// writes come) drops the buffer and is marked lagging: the sender then
+// reads its events from the history, from the first revision it has not
+// sent, a bounded slice per pass, and puts it back on the live path once it
+// has reached the newest revision (both under the Hub's lock, so no
+// revision is skipped or repeated). A lagging watcher whose next revision
+// has left the history is canceled with the oldest revision still there
+// (etcd's compacted answer).
+//
+// Registering a watcher and reading the Hub's revision happen under the
+// same lock Committed takes, so a watch from revision 0 starts exactly
+// after the last revision the store has published, and a client that read
+// at revision R and watches from R+1 sees every later change once.
+package watch
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/kvdb/kvdb/internal/engine"
+)
+
+// Defaults of Config.
+const (
+	// DefaultHistoryRevisions keeps about three minutes at 10,000 writes/s.
+	DefaultHistoryRevisions = 2_000_000
+	// DefaultHistoryBytes bounds the memory the history keeps alive.
+	DefaultHistoryBytes = 512 << 20
+	// DefaultWatcherBufferBytes bounds one watcher's buffered events.
+	DefaultWatcherBufferBytes = 1 << 20
+	// DefaultMaxBufferedBytes bounds every watcher's buffers together.
+	DefaultMaxBufferedBytes = 256 << 20
+	// DefaultCatchUpEvents is how many history events a lagging watcher
+	// reads per pass of its sender.
+	DefaultCatchUpEvents = 4096
+)
+
+// Config tunes a Hub.
+type Config struct {
+	// HistoryRevisions and HistoryBytes bound the history window: the
+	// oldest revisions leave it when it holds more of either.
+	HistoryRevisions int64
+	HistoryBytes     int64
+	// WatcherBufferBytes bounds one watcher's buffer and MaxBufferedBytes
+	// every buffer together; past either a watcher catches up from the
+	// history instead.
+	WatcherBufferBytes int64
+	MaxBufferedBytes   int64
+	// CatchUpEvents is the history events a lagging watcher reads per
+	// pass.
+	CatchUpEvents int
+	// MaxResponseBytes bounds the events of one response (whole revisions;
+	// a single larger revision is split only for fragment watchers).
+	MaxResponseBytes int
+}
+
+func (c *Config) setDefaults() {
+	if c.HistoryRevisions <= 0 {
+		c.HistoryRevisions = DefaultHistoryRevisions
+	}
+	if c.HistoryBytes <= 0 {
+		c.HistoryBytes = DefaultHistoryBytes
+	}
+	if c.WatcherBufferBytes <= 0 {
+		c.WatcherBufferBytes = DefaultWatcherBufferBytes
+	}
+	if c.MaxBufferedBytes <= 0 {
+		c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if c.CatchUpEvents <= 0 {
+		c.CatchUpEvents = DefaultCatchUpEvents
+	}
+	if c.MaxResponseBytes <= 0 {
+		c.MaxResponseBytes = 1 << 20
+	}
+}
+
+// Hub is one node's watch registry and history. Attach it to the store
+// with engine.Store.SetObserver before the apply loop starts.
+type Hub struct {
+	cfg Config
+
+	mu        sync.Mutex
+	rev       int64 // the last revision the store published
+	compacted int64 // every revision <= compacted has left the history
+	hist      ring
+	histBytes int64
+	histRevs  int64
+	exact     map[string][]*watcher // single-key watchers by key
+	ranges    []*watcher            // range and prefix watchers
+	watchers  int
+	buffered  int64 // bytes in every watcher's buffer
+
+	streams      atomic.Int64
+	eventsSent   atomic.Int64
+	canceledSlow atomic.Int64
+	lagged       atomic.Int64
+}
+
+var _ engine.Observer = (*Hub)(nil)
+
+// NewHub returns a Hub whose history starts after revision rev (the
+// store's revision when it is attached).
+func NewHub(cfg Config, rev int64) *Hub {
+	cfg.setDefaults()
+	return &Hub{cfg: cfg, rev: rev, compacted: rev, exact: map[string][]*watcher{}}
+}
+
+// Committed implements engine.Observer: it records rev's events in the
+// history and buffers them for the watchers they match. It never blocks.
+func (h *Hub) Committed(rev int64, events []engine.Event) {
+	h.mu.Lock()
+	for i := range events {
+		h.hist.push(events[i])
+		h.histBytes += events[i].Size()
+	}
+	h.histRevs++
+	h.rev = rev
+	h.trimLocked()
+	if h.watchers > 0 {
+		for i := range events {
+			ev := &events[i]
+			if ws := h.exact[ev.KeyString()]; len(ws) > 0 {
+				for _, w := range ws {
+					h.offerLocked(w, ev)
+				}
+			}
+			if len(h.ranges) > 0 {
+				k := ev.KeyString()
+				for _, w := range h.ranges {
+					if w.matches(k) {
+						h.offerLocked(w, ev)
+					}
+				}
+			}
+		}
+	}
+	h.mu.Unlock()
+}
+
+// Reset implements engine.Observer: the store was replaced by a snapshot
+// at rev, so the history restarts there. Watchers waiting for revisions
+// the snapshot skipped catch up from the (empty) history, which cancels
+// them as compacted; their clients resume with a read.
+func (h *Hub) Reset(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hist = ring{}
+	h.histBytes, h.histRevs = 0, 0
+	h.rev, h.compacted = rev, rev
+	h.forEachLocked(func(w *watcher) {
+		if w.next <= rev {
+			h.lagLocked(w)
+		}
+	})
+}
+
+// trimLocked drops the oldest revisions while the history holds more than
+// its bounds, always keeping the newest revision.
+func (h *Hub) trimLocked() {
+	for h.histRevs > 1 && (h.histRevs > h.cfg.HistoryRevisions || h.histBytes > h.cfg.HistoryBytes) {
+		r := h.hist.at(0).Revision()
+		for h.hist.n > 0 && h.hist.at(0).Revision() == r {
+			ev := h.hist.pop()
+			h.histBytes -= ev.Size()
+		}
+		h.histRevs--
+		h.compacted = r
+	}
+}
+
+// offerLocked buffers ev for w, or switches w to catching up when its
+// buffer (or every buffer together) is full.
+func (h *Hub) offerLocked(w *watcher, ev *engine.Event) {
+	if w.lagging || w.canceled || ev.Revision() < w.next || w.filtered(ev) {
+		return
+	}
+	size := ev.Size()
+	if w.bufBytes+size > h.cfg.WatcherBufferBytes || h.buffered+size > h.cfg.MaxBufferedBytes {
+		h.lagLocked(w)
+		return
+	}
+	w.buf = append(w.buf, *ev)
+	w.bufBytes += size
+	h.buffered += size
+	w.stream.wake()
+}
+
+// lagLocked drops w's buffer: its sender reads from the history instead,
+// from w.next.
+func (h *Hub) lagLocked(w *watcher) {
+	if !w.lagging {
+		h.lagged.Add(1)
+	}
+	w.lagging = true
+	h.buffered -= w.bufBytes
+	clear(w.buf)
+	w.buf, w.bufBytes = w.buf[:0], 0
+	w.stream.wake()
+}
+
+func (h *Hub) forEachLocked(fn func(*watcher)) {
+	for _, ws := range h.exact {
+		for _, w := range ws {
+			fn(w)
+		}
+	}
+	for _, w := range h.ranges {
+		fn(w)
+	}
+}
+
+func (h *Hub) addLocked(w *watcher) {
+	if w.end == "" {
+		h.exact[w.key] = append(h.exact[w.key], w)
+	} else {
+		h.ranges = append(h.ranges, w)
+	}
+	h.watchers++
+}
+
+func (h *Hub) removeLocked(w *watcher) {
+	if w.end == "" {
+		ws := h.exact[w.key]
+		for i, x := range ws {
+			if x == w {
+				ws[i] = ws[len(ws)-1]
+				ws[len(ws)-1] = nil
+				ws = ws[:len(ws)-1]
+				break
+			}
+		}
+		if len(ws) == 0 {
+			delete(h.exact, w.key)
+		} else {
+			h.exact[w.key] = ws
+		}
+	} else {
+		for i, x := range h.ranges {
+			if x == w {
+				h.ranges = append(h.ranges[:i], h.ranges[i+1:]...)
+				break
+			}
+		}
+	}
+	h.watchers--
+	h.buffered -= w.bufBytes
+	w.buf, w.bufBytes = nil, 0
+}
+
+// catchUpLocked reads w's events from the history, from w.next, at most
+// CatchUpEvents of them and always whole revisions, and advances w.next
+// past what it read. It reports false when w.next has left the history.
+// Once w reaches the newest revision it is back on the live path.
+func (h *Hub) catchUpLocked(w *watcher, out []engine.Event) ([]engine.Event, bool) {
+	if w.next <= h.compacted {
+		return out, false
+	}
+	i := h.hist.search(w.next)
+	scanned := 0
+	for ; i < h.hist.n; i++ {
+		ev := h.hist.at(i)
+		if scanned >= h.cfg.CatchUpEvents && ev.Revision() != h.hist.at(i-1).Revision() {
+			w.next = ev.Revision()
+			return out, true
+		}
+		scanned++
+		if w.matches(ev.KeyString()) && !w.filtered(ev) {
+			out = append(out, *ev)
+		}
+	}
+	w.next = h.rev + 1
+	w.lagging = false
+	return out, true
+}
+
+// Stats is a snapshot of the Hub's state for metrics.
+type Stats struct {
+	Watchers, Streams                int64
+	EventsSent, CanceledSlow, Lagged int64
+	BufferedBytes                    int64
+	Revision, OldestRevision         int64
+	HistoryRevisions, HistoryBytes   int64
+	HistoryEvents                    int64
+}
+
+// Stats reports the Hub's counters and sizes.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Stats{
+		Watchers:         int64(h.watchers),
+		Streams:          h.streams.Load(),
+		EventsSent:       h.eventsSent.Load(),
+		CanceledSlow:     h.canceledSlow.Load(),
+		Lagged:           h.lagged.Load(),
+		BufferedBytes:    h.buffered,
+		Revision:         h.rev,
+		OldestRevision:   h.compacted + 1,
+		HistoryRevisions: h.histRevs,
+		HistoryBytes:     h.histBytes,
+		HistoryEvents:    int64(h.hist.n),
+	}
+}
+
+// Revision is the last revision the Hub has seen published.
+func (h *Hub) Revision() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rev
+}
+
+// ring is a growable circular buffer of events in revision order.
+type ring struct {
+	buf  []engine.Event
+	head int
+	n    int
+}
+
+func (r *ring) push(ev engine.Event) {
+	if r.n == len(r.buf) {
+		nb := make([]engine.Event, max(64, 2*len(r.buf)))
+		for i := range r.n {
+			nb[i] = *r.at(i)
+		}
+		r.buf, r.head = nb, 0
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = ev
+	r.n++
+}
+
+func (r *ring) at(i int) *engine.Event { return &r.buf[(r.head+i)%len(r.buf)] }
+
+func (r *ring) pop() engine.Event {
+	ev := r.buf[r.head]
+	r.buf[r.head] = engine.Event{}
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	if r.n == 0 {
+		r.head = 0
+	}
+	// Give memory back when the window shrank a lot.
+	if len(r.buf) > 1024 && r.n < len(r.buf)/8 {
+		nb := make([]engine.Event, len(r.buf)/4)
+		for i := range r.n {
+			nb[i] = *r.at(i)
+		}
+		r.buf, r.head = nb, 0
+	}
+	return ev
+}
+
+// search returns the index of the first event at revision >= rev.
+func (r *ring) search(rev int64) int {
+	return sort.Search(r.n, func(i int) bool { return r.at(i).Revision() >= rev })
+}

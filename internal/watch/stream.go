@@ -1,0 +1,470 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kvdb/kvdb/internal/engine"
+)
+
+// CreateRequest opens one watcher on a stream. Key alone watches one key;
+// End (exclusive, "\x00" meaning every key >= Key) makes it a range. The
+// caller validates and authorizes it (core does).
+type CreateRequest struct {
+	Key, End []byte
+	// StartRevision is the first revision to report (0: the next one).
+	StartRevision int64
+	// WatchID asks for an id (0: the stream picks one).
+	WatchID int64
+	// PrevKV adds each key's previous state to its events.
+	PrevKV bool
+	// NoPut and NoDelete filter those events out.
+	NoPut, NoDelete bool
+	// ProgressNotify asks for an empty response with the current revision
+	// when the watcher has been idle for the stream's progress interval.
+	ProgressNotify bool
+	// Fragment lets one revision larger than a response be split across
+	// several responses (all but the last marked Fragment).
+	Fragment bool
+}
+
+// Response is one message of a stream: a watcher's creation or
+// cancellation, its events (one or more whole revisions, in order), or
+// progress.
+type Response struct {
+	WatchID int64
+	// Revision is the revision the response reflects: the last event's for
+	// events, else the newest revision every event of the watcher (or, for
+	// a progress answer, of the stream) up to which has been sent.
+	Revision int64
+	Created  bool
+	Canceled bool
+	// CompactRevision is set on a cancellation because the watch's next
+	// revision is older than the history: the oldest revision available.
+	CompactRevision int64
+	CancelReason    string
+	// Fragment marks a response whose revision continues in the next one.
+	Fragment bool
+	Events   []engine.Event
+	// PrevKV says whether the events' previous states are wanted.
+	PrevKV bool
+	// Progress marks a progress answer (WatchID -1 for a stream-wide one).
+	Progress bool
+}
+
+// Errors of Create and Cancel.
+var (
+	ErrWatchIDInUse = errors.New("watch id already in use on this stream")
+	ErrTooManyWatch = errors.New("too many watchers on this stream")
+	ErrStreamClosed = errors.New("watch stream closed")
+)
+
+// StreamConfig tunes one stream.
+type StreamConfig struct {
+	// MaxWatchers bounds the watchers open at once on the stream.
+	MaxWatchers int
+	// ProgressInterval is how often idle ProgressNotify watchers hear the
+	// current revision (default 10 minutes, etcd's).
+	ProgressInterval time.Duration
+}
+
+// DefaultProgressInterval is etcd's progress notification interval.
+const DefaultProgressInterval = 10 * time.Minute
+
+type watcher struct {
+	stream   *Stream
+	id       int64
+	key, end string // end "": key alone; "\x00": every key >= key
+	prevKV   bool
+	noPut    bool
+	noDelete bool
+	progress bool
+	fragment bool
+
+	// Guarded by Hub.mu.
+	next     int64 // every event below next has been taken by the sender
+	lagging  bool
+	canceled bool
+	buf      []engine.Event
+	bufBytes int64
+
+	// Sender only.
+	sentSinceTick bool
+}
+
+func (w *watcher) matches(k string) bool {
+	if w.end == "" {
+		return k == w.key
+	}
+	if k < w.key {
+		return false
+	}
+	return w.end == "\x00" || k < w.end
+}
+
+func (w *watcher) filtered(ev *engine.Event) bool {
+	if ev.Type() == engine.EventPut {
+		return w.noPut
+	}
+	return w.noDelete
+}
+
+// Stream is one client's watch stream: its watchers and the sender that
+// writes their responses through send, one at a time, from Run's
+// goroutine.
+type Stream struct {
+	hub  *Hub
+	cfg  StreamConfig
+	send func(*Response) error
+
+	wakeC chan struct{}
+
+	// Guarded by hub.mu.
+	watchers map[int64]*watcher
+	nextID   int64
+	control  []*Response // created/canceled answers, sent before events
+	progress bool        // a Progress request is waiting
+	closed   bool
+}
+
+// NewStream registers a stream whose responses go through send; Run
+// drives it.
+func (h *Hub) NewStream(cfg StreamConfig, send func(*Response) error) *Stream {
+	s, _ := h.NewStreamBounded(0, cfg, send)
+	return s
+}
+
+// NewStreamBounded is NewStream unless maxStreams (> 0) streams are open
+// already: then it returns false and registers nothing.
+func (h *Hub) NewStreamBounded(maxStreams int, cfg StreamConfig, send func(*Response) error) (*Stream, bool) {
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = DefaultProgressInterval
+	}
+	if n := h.streams.Add(1); maxStreams > 0 && n > int64(maxStreams) {
+		h.streams.Add(-1)
+		return nil, false
+	}
+	return &Stream{hub: h, cfg: cfg, send: send, wakeC: make(chan struct{}, 1), watchers: map[int64]*watcher{}}, true
+}
+
+func (s *Stream) wake() {
+	select {
+	case s.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+// Create opens a watcher and returns its id. Its Created answer, and then
+// its events, follow through the sender. A start revision that has left
+// the history gets a Created answer followed by a cancellation naming the
+// oldest revision available.
+func (s *Stream) Create(r CreateRequest) (int64, error) {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.closed {
+		return 0, ErrStreamClosed
+	}
+	if s.cfg.MaxWatchers > 0 && len(s.watchers) >= s.cfg.MaxWatchers {
+		return 0, fmt.Errorf("%w (at most %d)", ErrTooManyWatch, s.cfg.MaxWatchers)
+	}
+	id := r.WatchID
+	if id > 0 {
+		if _, ok := s.watchers[id]; ok {
+			return 0, fmt.Errorf("%w: %d", ErrWatchIDInUse, id)
+		}
+	} else {
+		for {
+			s.nextID++
+			if _, ok := s.watchers[s.nextID]; !ok {
+				break
+			}
+		}
+		id = s.nextID
+	}
+	w := &watcher{
+		stream: s, id: id, key: string(r.Key), end: string(r.End),
+		prevKV: r.PrevKV, noPut: r.NoPut, noDelete: r.NoDelete,
+		progress: r.ProgressNotify, fragment: r.Fragment,
+	}
+	s.control = append(s.control, &Response{WatchID: id, Created: true, Revision: h.rev})
+	switch {
+	case r.StartRevision <= 0:
+		w.next = h.rev + 1
+	case r.StartRevision <= h.compacted:
+		s.control = append(s.control, &Response{
+			WatchID: id, Canceled: true, Revision: h.rev, CompactRevision: h.compacted + 1,
+			CancelReason: fmt.Sprintf("revision %d has been compacted; the oldest revision available is %d", r.StartRevision, h.compacted+1),
+		})
+		s.wake()
+		return id, nil
+	default:
+		w.next = r.StartRevision
+		w.lagging = r.StartRevision <= h.rev
+	}
+	s.watchers[id] = w
+	h.addLocked(w)
+	s.wake()
+	return id, nil
+}
+
+// Cancel closes watcher id; its Canceled answer follows through the sender.
+func (s *Stream) Cancel(id int64) bool {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w, ok := s.watchers[id]
+	if !ok || s.closed {
+		return false
+	}
+	s.cancelLocked(w, &Response{WatchID: id, Canceled: true, Revision: h.rev})
+	return true
+}
+
+func (s *Stream) cancelLocked(w *watcher, resp *Response) {
+	w.canceled = true
+	delete(s.watchers, w.id)
+	s.hub.removeLocked(w)
+	s.control = append(s.control, resp)
+	s.wake()
+}
+
+// RequestProgress asks for a progress answer: once every event up to a
+// revision has been sent on the stream, a response with WatchID -1 and that
+// revision.
+func (s *Stream) RequestProgress() {
+	s.hub.mu.Lock()
+	s.progress = true
+	s.hub.mu.Unlock()
+	s.wake()
+}
+
+// Close unregisters every watcher; Run returns.
+func (s *Stream) Close() {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	for _, w := range s.watchers {
+		w.canceled = true
+		h.removeLocked(w)
+	}
+	s.watchers = nil
+	h.streams.Add(-1)
+	s.wake()
+}
+
+// outgoing is one watcher's events taken in one pass.
+type outgoing struct {
+	w   *watcher
+	evs []engine.Event
+}
+
+// Run is the stream's sender: it sends control answers and events until
+// ctx ends, the stream is closed or send fails, and then closes the
+// stream.
+func (s *Stream) Run(ctx context.Context) error {
+	defer s.Close()
+	tick := time.NewTicker(s.cfg.ProgressInterval)
+	defer tick.Stop()
+	var ctl []*Response
+	var outs []outgoing
+	for {
+		ticked := false
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.wakeC:
+		case <-tick.C:
+			ticked = true
+		}
+		var more, progress bool
+		var rev, progressRev int64
+		var closed bool
+		ctl, outs, rev, progressRev, progress, more, closed = s.take(ctl[:0], outs[:0])
+		if closed {
+			return ErrStreamClosed
+		}
+		for _, r := range ctl {
+			if err := s.send(r); err != nil {
+				return err
+			}
+		}
+		for _, o := range outs {
+			if err := s.sendEvents(o.w, o.evs); err != nil {
+				return err
+			}
+			o.w.sentSinceTick = true
+		}
+		if progress {
+			if err := s.send(&Response{WatchID: -1, Progress: true, Revision: progressRev}); err != nil {
+				return err
+			}
+		}
+		if ticked {
+			if err := s.notifyProgress(rev); err != nil {
+				return err
+			}
+		}
+		if more {
+			s.wake()
+		}
+		clear(ctl)
+		for i := range outs {
+			clear(outs[i].evs)
+			outs[i] = outgoing{}
+		}
+	}
+}
+
+// take collects, under the Hub's lock, the control answers and each
+// watcher's events (its buffer, or a slice of the history when it lags). It
+// reports the Hub's revision, the revision a waiting progress request
+// answers with, whether a watcher still lags (another pass is needed), and
+// whether the stream is closed.
+func (s *Stream) take(ctl []*Response, outs []outgoing) (_ []*Response, _ []outgoing, rev, progressRev int64, progress, more, closed bool) {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.closed {
+		return ctl, outs, 0, 0, false, false, true
+	}
+	ctl = append(ctl, s.control...)
+	clear(s.control)
+	s.control = s.control[:0]
+	rev = h.rev
+	progressRev = rev
+	for _, w := range s.watchers {
+		var evs []engine.Event
+		if w.lagging {
+			var ok bool
+			evs, ok = h.catchUpLocked(w, nil)
+			if !ok {
+				h.canceledSlow.Add(1)
+				s.cancelLocked(w, &Response{
+					WatchID: w.id, Canceled: true, Revision: h.rev, CompactRevision: h.compacted + 1,
+					CancelReason: fmt.Sprintf("watcher fell behind the history window: revision %d has been compacted; the oldest revision available is %d", w.next, h.compacted+1),
+				})
+				continue
+			}
+			if w.lagging {
+				more = true
+				progressRev = min(progressRev, w.next-1)
+			}
+		} else if len(w.buf) > 0 {
+			evs = w.buf
+			h.buffered -= w.bufBytes
+			w.buf, w.bufBytes = nil, 0
+			w.next = h.rev + 1
+		} else if w.next <= h.rev {
+			w.next = h.rev + 1
+		} else {
+			progressRev = min(progressRev, w.next-1)
+		}
+		if len(evs) > 0 {
+			outs = append(outs, outgoing{w: w, evs: evs})
+		}
+	}
+	// Cancellations made in this pass go out after the events taken.
+	if len(s.control) > 0 {
+		more = true
+	}
+	progress = s.progress
+	s.progress = false
+	return ctl, outs, rev, progressRev, progress, more, false
+}
+
+// sendEvents sends evs (whole revisions, in order) in responses of at most
+// MaxResponseBytes, never splitting a revision unless the watcher allows
+// fragments.
+func (s *Stream) sendEvents(w *watcher, evs []engine.Event) error {
+	limit := int64(s.hub.cfg.MaxResponseBytes)
+	for len(evs) > 0 {
+		n, size := 0, int64(0)
+		for n < len(evs) {
+			// The end of the revision starting at n.
+			j := n + 1
+			rsize := evs[n].Size()
+			for j < len(evs) && evs[j].Revision() == evs[n].Revision() {
+				rsize += evs[j].Size()
+				j++
+			}
+			if n > 0 && size+rsize > limit {
+				break
+			}
+			n, size = j, size+rsize
+			if size > limit {
+				break
+			}
+		}
+		batch := evs[:n]
+		evs = evs[n:]
+		if size > limit && w.fragment && len(batch) > 1 {
+			if err := s.sendFragments(w, batch, limit); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.send(&Response{WatchID: w.id, Revision: batch[len(batch)-1].Revision(), Events: batch, PrevKV: w.prevKV}); err != nil {
+			return err
+		}
+		s.hub.eventsSent.Add(int64(len(batch)))
+	}
+	return nil
+}
+
+// sendFragments splits one revision's events into responses of about
+// limit bytes, every one but the last marked Fragment.
+func (s *Stream) sendFragments(w *watcher, evs []engine.Event, limit int64) error {
+	for len(evs) > 0 {
+		n, size := 0, int64(0)
+		for n < len(evs) && (n == 0 || size+evs[n].Size() <= limit) {
+			size += evs[n].Size()
+			n++
+		}
+		r := &Response{WatchID: w.id, Revision: evs[0].Revision(), Events: evs[:n], PrevKV: w.prevKV, Fragment: n < len(evs)}
+		if err := s.send(r); err != nil {
+			return err
+		}
+		s.hub.eventsSent.Add(int64(n))
+		evs = evs[n:]
+	}
+	return nil
+}
+
+// notifyProgress sends rev to every ProgressNotify watcher that is caught
+// up and sent nothing since the last tick.
+func (s *Stream) notifyProgress(rev int64) error {
+	h := s.hub
+	h.mu.Lock()
+	var ids []int64
+	for _, w := range s.watchers {
+		if w.progress && !w.sentSinceTick && !w.lagging && len(w.buf) == 0 && w.next > rev {
+			ids = append(ids, w.id)
+		}
+		w.sentSinceTick = false
+	}
+	h.mu.Unlock()
+	for _, id := range ids {
+		if err := s.send(&Response{WatchID: id, Revision: rev, Progress: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// String describes a watcher's range for logs and errors.
+func (r CreateRequest) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%q", r.Key)
+	if len(r.End) > 0 {
+		fmt.Fprintf(&b, "..%q", r.End)
+	}
+	return b.String()
+}
