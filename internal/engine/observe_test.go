@@ -67,3 +67,35 @@ func TestObserverSeesEveryChange(t *testing.T) {
 		t.Errorf("resets %v, want [6]", o.resets)
 	}
 }
+
+// TestObserverSeesExpiries: an expiry and a lease's revocation are DELETE
+// events, all of one entry at one revision, like any other delete.
+func TestObserverSeesExpiries(t *testing.T) {
+	s := New()
+	o := &recordingObserver{}
+	s.SetObserver(o)
+	if err := s.ApplyLeaseGrant(1, 7, 60); err != nil {
+		t.Fatal(err)
+	}
+	put := func(k, v string, deadline, lease int64) Op {
+		return Op{Type: OpPut, Key: []byte(k), Value: []byte(v), Deadline: deadline, Lease: lease}
+	}
+	s.Apply(2, []Op{put("t1", "1", 1000, 0), put("t2", "1", 1000, 0), put("l1", "1", 0, 7), put("l2", "1", 0, 7)})
+	if n, ok := s.ApplyExpire(3, []EvictKey{{Key: []byte("t1"), ModRevision: 1}, {Key: []byte("t2"), ModRevision: 1}}); !ok || n != 2 {
+		t.Fatalf("ApplyExpire = %d, %v", n, ok)
+	}
+	if n, err := s.ApplyLeaseRevoke(4, 7, true); err != nil || n != 2 {
+		t.Fatalf("ApplyLeaseRevoke = %d, %v", n, err)
+	}
+	want := []string{
+		"1: PUT t1=1/1/1/1, PUT t2=1/1/1/1, PUT l1=1/1/1/1, PUT l2=1/1/1/1",
+		"2: DELETE t1=/0/2/0 prev=1, DELETE t2=/0/2/0 prev=1",
+		"3: DELETE l1=/0/3/0 prev=1, DELETE l2=/0/3/0 prev=1",
+	}
+	if got := strings.Join(o.lines, "\n"); got != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", got, strings.Join(want, "\n"))
+	}
+	if s.Revision() != 3 {
+		t.Errorf("revision %d, want 3", s.Revision())
+	}
+}
