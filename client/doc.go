@@ -25,8 +25,9 @@
 // It runs over gRPC on the first endpoint whatever the Client's protocol,
 // and when that node fails it resumes on the next endpoint from the
 // revision after the last one delivered, so no change is missed or
-// repeated. A revision that has left the server's history ends the channel
-// with ErrCompacted and the oldest revision the server holds.
+// repeated. A revision that has left the history of every endpoint (each
+// node keeps its own window) ends the channel with ErrCompacted and the
+// oldest revision the last one holds.
 //
 // # Concurrency
 //
