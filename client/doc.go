@@ -20,6 +20,15 @@
 // the protocol's transactions are connection-scoped. CompareAndSwap is the
 // one-shot conditional write.
 //
+// Watches: Watch(ctx, key, opts...) returns a channel of WatchResponses,
+// each one or more whole revisions of changes in order, until ctx ends.
+// It runs over gRPC on the first endpoint whatever the Client's protocol,
+// and when that node fails it resumes on the next endpoint from the
+// revision after the last one delivered, so no change is missed or
+// repeated. A revision that has left the history of every endpoint (each
+// node keeps its own window) ends the channel with ErrCompacted and the
+// oldest revision the last one holds.
+//
 // # Concurrency
 //
 // A Client and its Futures are safe for concurrent use. Returned values are

@@ -127,13 +127,27 @@ func (c *Client) watchLoop(ctx context.Context, req *kvdbv1.WatchCreateRequest, 
 	start := 0
 	next := req.GetStartRevision()
 	backoff := c.opts.BackoffBase
+	// compacted counts the endpoints in a row that answered that next has
+	// left their history. Each node keeps its own window (one restarted
+	// from a snapshot holds less), so the others are asked before giving
+	// up.
+	compacted := 0
 	for attempt := 0; ; attempt++ {
 		ep := eps[(start+attempt)%len(eps)]
 		r := proto(req)
 		r.StartRevision = next
+		before := next
 		progressed, err := c.watchOn(ctx, ep, r, &next, out)
 		if ctx.Err() != nil {
 			return
+		}
+		if next != before {
+			compacted = 0
+		}
+		if errors.Is(err, ErrCompacted) {
+			if compacted++; compacted < len(eps) {
+				continue
+			}
 		}
 		if err != nil && permanent(err) {
 			select {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvdb/kvdb/internal/service"
 	"github.com/kvdb/kvdb/internal/service/servicetest"
@@ -76,5 +77,43 @@ func TestWatch(t *testing.T) {
 				t.Errorf("watch from revision 1: %+v, want ErrCompacted with the oldest revision", r)
 			}
 		})
+	}
+}
+
+// TestWatchCompactedOnOneNodeOnly: a node whose history no longer holds
+// the revision answers compacted; the client asks the next endpoint before
+// giving up, and ends with ErrCompacted only when every endpoint did.
+func TestWatchCompactedOnOneNodeOnly(t *testing.T) {
+	ctx := ctxT(t)
+	_, short := servicetest.StartServer(t, func(c *service.Config) { c.WatchHistory = watch.Config{HistoryRevisions: 2} })
+	_, long := servicetest.StartServer(t, nil)
+	for _, addr := range []string{short, long} {
+		c, err := New(ctx, Options{Endpoints: []string{addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			if _, err := c.Put(ctx, []byte("k"), []byte(fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+	}
+	c, err := New(ctx, Options{Endpoints: []string{short, long}, BackoffBase: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := <-c.Watch(ctx, []byte("k"), WithRev(1))
+	if r.Err != nil || len(r.Events) == 0 || r.Events[0].KV.ModRevision != 1 {
+		t.Fatalf("watch from 1 over a short and a long history: %+v", r)
+	}
+	c2, err := New(ctx, Options{Endpoints: []string{short, short}, BackoffBase: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if r := <-c2.Watch(ctx, []byte("k"), WithRev(1)); !errors.Is(r.Err, ErrCompacted) || r.CompactRevision != 4 {
+		t.Fatalf("every endpoint compacted: %+v", r)
 	}
 }

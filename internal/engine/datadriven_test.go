@@ -26,6 +26,9 @@ import (
 //	stats                                 revision, applied index, len, memory
 //	dump                                  every key with revisions
 //	snapshot-roundtrip                    WriteTo+Restore into a new store, compare
+//	observe                               record the changes each apply reports
+//	events                                print (and forget) the recorded changes
+//	evict                                 one ApplyEvict; input lines k=<key> mod=<rev>
 //	txn [index=<n>]                       one ApplyTxn; input lines:
 //	    read k=<key> mod=<rev>             a point-read check
 //	    range k=<key> end=<end> count=<n> max=<rev>   a range-read check
@@ -195,6 +198,33 @@ func runCmd(t *testing.T, s *Store, d *datadriven.TestData) string {
 		}
 		fmt.Fprintf(&b, "count=%d more=%v rev=%d\n", r.Count, r.More, r.Revision)
 		return b.String()
+	case "observe":
+		s.SetObserver(&recordingObserver{})
+		return "ok\n"
+	case "events":
+		o, _ := s.obs.(*recordingObserver)
+		if o == nil {
+			d.Fatalf(t, "events needs observe first")
+		}
+		out := strings.Join(o.lines, "\n")
+		for _, r := range o.resets {
+			out += fmt.Sprintf("\nreset at %d", r)
+		}
+		o.lines, o.resets = nil, nil
+		if out == "" {
+			return "none\n"
+		}
+		return strings.TrimPrefix(out, "\n") + "\n"
+	case "evict":
+		var keys []EvictKey
+		for _, line := range strings.Split(d.Input, "\n") {
+			if _, a := parseArgs("key " + line); a["k"] != "" {
+				mod, _ := strconv.ParseInt(a["mod"], 10, 64)
+				keys = append(keys, EvictKey{Key: ddBytes(a["k"]), ModRevision: mod})
+			}
+		}
+		n, _ := s.ApplyEvict(next(), keys)
+		return check(fmt.Sprintf("evicted=%d rev=%d\n", n, s.Revision()))
 	case "mark-applied":
 		s.MarkApplied(next())
 		return fmt.Sprintf("applied=%d\n", s.AppliedIndex())

@@ -43,6 +43,12 @@
 //     memory and must never be modified by callers.
 //   - AppliedIndex never decreases except through Restore; Apply ignores
 //     entries at or below it, which makes log replay idempotent.
+//   - Every change of a key goes through put or remove (apply.go), which
+//     record it for the Observer (observe.go); every apply path that moves
+//     the revision does so through setRevision, which hands the revision's
+//     changes to the Observer before the write lock is released. Watches
+//     rely on this: a new removal or write path (expiry, lease revocation)
+//     produces events by using these primitives.
 //   - Every key/value accepted by ValidateOp fits the snapshot format limits
 //     (MaxKeySize, MaxValueSize), so every state can be snapshotted and
 //     restored.

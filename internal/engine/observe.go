@@ -118,9 +118,22 @@ func (s *Store) SetObserver(o Observer) {
 // record notes one change for the observer; the removal and write
 // primitives call it, so every path that changes a key reports it.
 func (s *Store) record(typ EventType, rev int64, cur, prev *entry) {
-	if s.obs != nil {
-		s.pending = append(s.pending, Event{rev: rev, typ: typ, cur: cur, prev: prev})
+	if s.obs == nil {
+		return
 	}
+	if len(s.pending) > 0 && s.pending[0].rev != rev {
+		// An apply path moved the revision without setRevision: hand its
+		// changes over now, under their own revision, rather than mix
+		// two revisions (CheckConsistency reports such a path).
+		s.publish(s.pending[0].rev)
+	}
+	s.pending = append(s.pending, Event{rev: rev, typ: typ, cur: cur, prev: prev})
+}
+
+func (s *Store) publish(rev int64) {
+	s.obs.Committed(rev, s.pending)
+	clear(s.pending)
+	s.pending = s.pending[:0]
 }
 
 // setRevision publishes rev as the store revision and hands the changes
@@ -129,8 +142,6 @@ func (s *Store) record(typ EventType, rev int64, cur, prev *entry) {
 func (s *Store) setRevision(rev int64) {
 	s.rev.Store(rev)
 	if s.obs != nil && len(s.pending) > 0 {
-		s.obs.Committed(rev, s.pending)
-		clear(s.pending)
-		s.pending = s.pending[:0]
+		s.publish(rev)
 	}
 }

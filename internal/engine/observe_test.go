@@ -99,3 +99,31 @@ func TestObserverSeesExpiries(t *testing.T) {
 		t.Errorf("revision %d, want 3", s.Revision())
 	}
 }
+
+// TestObserverUnpublishedPath: an apply path that moves the revision
+// without setRevision is reported by CheckConsistency, and its changes
+// still reach the observer under their own revision, before the next
+// revision's.
+func TestObserverUnpublishedPath(t *testing.T) {
+	s := New()
+	o := &recordingObserver{}
+	s.SetObserver(o)
+	s.Apply(1, []Op{{Type: OpPut, Key: []byte("a"), Value: []byte("1")}})
+	// A removal path that forgets setRevision.
+	s.mu.Lock()
+	e, _ := s.m.getBytes([]byte("a"))
+	s.remove(e)
+	s.rev.Add(1)
+	s.mu.Unlock()
+	if msg := s.CheckConsistency(); !strings.Contains(msg, "never published") {
+		t.Errorf("CheckConsistency = %q", msg)
+	}
+	s.Apply(2, []Op{{Type: OpPut, Key: []byte("b"), Value: []byte("1")}})
+	want := "1: PUT a=1/1/1/1\n2: DELETE a=/0/2/0 prev=1\n3: PUT b=1/3/3/1"
+	if got := strings.Join(o.lines, "\n"); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if msg := s.CheckConsistency(); msg != "" {
+		t.Errorf("after the next apply: %s", msg)
+	}
+}

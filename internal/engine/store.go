@@ -174,6 +174,11 @@ func (s *Store) checkConsistency() string {
 	if s.tree.Len() != s.m.len() {
 		return "tree and map sizes differ"
 	}
+	if len(s.pending) > 0 {
+		// Every apply path that changes keys publishes its revision
+		// through setRevision, which hands the changes to the observer.
+		return "changes recorded for the observer were never published (an apply path moved the revision without setRevision)"
+	}
 	var mem int64
 	withMeta := 0
 	prev := ""

@@ -86,6 +86,24 @@ func BenchmarkApplyPutObserved(b *testing.B) {
 	}
 }
 
+// BenchmarkApplyPutPrefixWatchers is the engine's put with 10,000 idle
+// watchers on 10,000 distinct prefixes (one map look-up per prefix length
+// per change, not one comparison per watcher).
+func BenchmarkApplyPutPrefixWatchers(b *testing.B) {
+	h := newBenchHub(b, 10_000, func(s *Stream, i int) {
+		p := []byte(fmt.Sprintf("idle/%05d/", i))
+		if _, err := s.Create(CreateRequest{Key: p, End: engine.PrefixEnd(p)}); err != nil {
+			b.Fatal(err)
+		}
+	})
+	value := make([]byte, 100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		h.put(fmt.Sprintf("key/%08d", i%10_000), value)
+	}
+}
+
 // BenchmarkFanout measures commit to send through the hub and the
 // senders: 10,000 single-key watchers (one per stream) with writes spread
 // over their keys, and 100 watchers of one prefix every write matches.

@@ -25,6 +25,7 @@
 package watch
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -99,7 +100,10 @@ type Hub struct {
 	histBytes int64
 	histRevs  int64
 	exact     map[string][]*watcher // single-key watchers by key
-	ranges    []*watcher            // range and prefix watchers
+	prefixes  map[string][]*watcher // prefix watchers by prefix
+	prefixLen []int                 // the lengths of the prefixes watched, ascending
+	lenCount  map[int]int           // prefix watchers per prefix length
+	ranges    []*watcher            // the other range watchers
 	watchers  int
 	buffered  int64 // bytes in every watcher's buffer
 
@@ -115,7 +119,8 @@ var _ engine.Observer = (*Hub)(nil)
 // store's revision when it is attached).
 func NewHub(cfg Config, rev int64) *Hub {
 	cfg.setDefaults()
-	return &Hub{cfg: cfg, rev: rev, compacted: rev, exact: map[string][]*watcher{}}
+	return &Hub{cfg: cfg, rev: rev, compacted: rev, exact: map[string][]*watcher{},
+		prefixes: map[string][]*watcher{}, lenCount: map[int]int{}}
 }
 
 // Committed implements engine.Observer: it records rev's events in the
@@ -132,17 +137,24 @@ func (h *Hub) Committed(rev int64, events []engine.Event) {
 	if h.watchers > 0 {
 		for i := range events {
 			ev := &events[i]
-			if ws := h.exact[ev.KeyString()]; len(ws) > 0 {
+			k := ev.KeyString()
+			if ws := h.exact[k]; len(ws) > 0 {
 				for _, w := range ws {
 					h.offerLocked(w, ev)
 				}
 			}
-			if len(h.ranges) > 0 {
-				k := ev.KeyString()
-				for _, w := range h.ranges {
-					if w.matches(k) {
-						h.offerLocked(w, ev)
-					}
+			// One map look-up per prefix length watched.
+			for _, n := range h.prefixLen {
+				if n > len(k) {
+					break
+				}
+				for _, w := range h.prefixes[k[:n]] {
+					h.offerLocked(w, ev)
+				}
+			}
+			for _, w := range h.ranges {
+				if w.matches(k) {
+					h.offerLocked(w, ev)
 				}
 			}
 		}
@@ -217,40 +229,70 @@ func (h *Hub) forEachLocked(fn func(*watcher)) {
 			fn(w)
 		}
 	}
+	for _, ws := range h.prefixes {
+		for _, w := range ws {
+			fn(w)
+		}
+	}
 	for _, w := range h.ranges {
 		fn(w)
 	}
 }
 
+// isPrefix reports whether [key, end) is exactly the keys starting with key.
+func isPrefix(key, end string) bool {
+	return key != "" && end != "\x00" && end == string(engine.PrefixEnd([]byte(key)))
+}
+
+func removeWatcher(ws []*watcher, w *watcher) []*watcher {
+	for i, x := range ws {
+		if x == w {
+			ws[i] = ws[len(ws)-1]
+			ws[len(ws)-1] = nil
+			return ws[:len(ws)-1]
+		}
+	}
+	return ws
+}
+
 func (h *Hub) addLocked(w *watcher) {
-	if w.end == "" {
+	switch {
+	case w.end == "":
 		h.exact[w.key] = append(h.exact[w.key], w)
-	} else {
+	case isPrefix(w.key, w.end):
+		h.prefixes[w.key] = append(h.prefixes[w.key], w)
+		if h.lenCount[len(w.key)]++; h.lenCount[len(w.key)] == 1 {
+			h.prefixLen = append(h.prefixLen, len(w.key))
+			slices.Sort(h.prefixLen)
+		}
+	default:
 		h.ranges = append(h.ranges, w)
 	}
 	h.watchers++
 }
 
 func (h *Hub) removeLocked(w *watcher) {
-	if w.end == "" {
-		ws := h.exact[w.key]
-		for i, x := range ws {
-			if x == w {
-				ws[i] = ws[len(ws)-1]
-				ws[len(ws)-1] = nil
-				ws = ws[:len(ws)-1]
-				break
-			}
-		}
-		if len(ws) == 0 {
+	switch {
+	case w.end == "":
+		if ws := removeWatcher(h.exact[w.key], w); len(ws) == 0 {
 			delete(h.exact, w.key)
 		} else {
 			h.exact[w.key] = ws
 		}
-	} else {
+	case isPrefix(w.key, w.end):
+		if ws := removeWatcher(h.prefixes[w.key], w); len(ws) == 0 {
+			delete(h.prefixes, w.key)
+		} else {
+			h.prefixes[w.key] = ws
+		}
+		if h.lenCount[len(w.key)]--; h.lenCount[len(w.key)] == 0 {
+			delete(h.lenCount, len(w.key))
+			h.prefixLen = slices.DeleteFunc(h.prefixLen, func(n int) bool { return n == len(w.key) })
+		}
+	default:
 		for i, x := range h.ranges {
 			if x == w {
-				h.ranges = append(h.ranges[:i], h.ranges[i+1:]...)
+				h.ranges = slices.Delete(h.ranges, i, i+1)
 				break
 			}
 		}

@@ -195,6 +195,8 @@ func runOrderCheck(t *testing.T, seed uint64) {
 	specs := []spec{
 		{name: "key a", req: CreateRequest{Key: []byte("a"), PrevKV: true}},
 		{name: "prefix a/", req: CreateRequest{Key: []byte("a/"), End: engine.PrefixEnd([]byte("a/")), PrevKV: true}},
+		{name: "prefix a", req: CreateRequest{Key: []byte("a"), End: engine.PrefixEnd([]byte("a"))}},
+		{name: "prefix b/1", req: CreateRequest{Key: []byte("b/1"), End: engine.PrefixEnd([]byte("b/1")), NoDelete: true}},
 		{name: "range b..c", req: CreateRequest{Key: []byte("b"), End: []byte("c")}},
 		{name: "all from rev 1", req: CreateRequest{Key: []byte{0}, End: []byte{0}, StartRevision: 1, PrevKV: true}},
 		{name: "all from rev 20, slow", req: CreateRequest{Key: []byte{0}, End: []byte{0}, StartRevision: 20, Fragment: true}, slow: true},
