@@ -81,6 +81,10 @@ var (
 	ErrRootRequired = errors.New("a root user with the root role is required while authentication is enabled")
 	// ErrInvalid is a malformed change.
 	ErrInvalid = errors.New("invalid auth change")
+	// ErrOldRevision refuses, when it is applied, a command whose caller's
+	// permissions were checked against an older auth state than the one
+	// it meets: it changed nothing, and may be sent again.
+	ErrOldRevision = errors.New("the users, roles or permissions changed while the request was in flight; it was not applied: retry it")
 )
 
 // Limits on names and passwords.

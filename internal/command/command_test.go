@@ -143,6 +143,15 @@ func TestFastPathMatchesProtoPath(t *testing.T) {
 				cmds = append(cmds, mustEnc(EncodeBatch(ops[:1+index%3])))
 			}
 		}
+		if index%3 != 0 {
+			// Commands checked with authentication on carry the auth
+			// revision, some of them at least.
+			for j := range cmds {
+				if j%2 == index%2 {
+					cmds[j] = StampAuthRevision(cmds[j], uint64(index*10+j))
+				}
+			}
+		}
 		entries := [][]byte{EncodeMulti(cmds, ident)}
 		if index%5 == 0 {
 			entries = append(entries, cmds...) // each alone, as a lone write is proposed
@@ -196,6 +205,8 @@ func FuzzDecode(f *testing.F) {
 	batch, _ := EncodeBatch([]BatchOp{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Delete: true}})
 	f.Add(batch)
 	f.Add(EncodeMulti([][]byte{batch, del, EncodePut([]byte("c"), []byte("3"), true)}, ident))
+	f.Add(StampAuthRevision(EncodePut([]byte("k"), []byte("v"), false), 7))
+	f.Add(EncodeMulti([][]byte{StampAuthRevision(del, 3), EncodePut([]byte("c"), []byte("3"), true)}, ident))
 	var d, fastD, slow Decoder
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := d.Decode(data)
@@ -266,5 +277,59 @@ func TestEncodeExpireMatchesProto(t *testing.T) {
 				t.Fatalf("key %d: fast %+v slow %+v want %+v", i, fast.Evict[i], slow.Evict[i], keys[i])
 			}
 		}
+	}
+}
+
+// TestAuthRevisionRoundTrip: the auth revision a command is stamped with
+// comes back from both decode paths, for a lone command and for each
+// command of a multi; an unstamped command reads 0.
+func TestAuthRevisionRoundTrip(t *testing.T) {
+	put := EncodePut([]byte("a"), []byte("1"), false)
+	del, err := EncodeDelete([]byte("b"), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn, err := EncodeTxn(&engine.Txn{Success: []engine.Op{{Type: engine.OpPut, Key: []byte("a")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := StampAuthRevision(put, 0); !bytes.Equal(got, put) {
+		t.Fatalf("a zero stamp changed the command")
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		rev  uint64
+	}{
+		{"put", StampAuthRevision(put, 42), 42},
+		{"unstamped put", put, 0},
+		{"delete", StampAuthRevision(del, 1<<40), 1 << 40},
+		{"txn", StampAuthRevision(txn, 9), 9},
+	} {
+		var d Decoder
+		got, err := d.Decode(tc.data)
+		if err != nil || got.AuthRevision != tc.rev {
+			t.Errorf("%s: Decode = rev %d, %v; want %d", tc.name, got.AuthRevision, err, tc.rev)
+		}
+		want, err := d.decodeProto(tc.data)
+		if err != nil || want.AuthRevision != tc.rev {
+			t.Errorf("%s: decodeProto = rev %d, %v; want %d", tc.name, want.AuthRevision, err, tc.rev)
+		}
+	}
+	multi := EncodeMulti([][]byte{StampAuthRevision(put, 5), del, StampAuthRevision(del, 6)}, ident)
+	for name, decode := range map[string]func(*Decoder, []byte) (Decoded, error){
+		"fast":  func(d *Decoder, b []byte) (Decoded, error) { out, _ := d.decodeFast(b); return out, nil },
+		"proto": (*Decoder).decodeProto,
+	} {
+		var d Decoder
+		got, err := decode(&d, multi)
+		if err != nil || fmt.Sprint(got.AuthRevisions) != "[5 0 6]" {
+			t.Errorf("%s: multi revisions %v, %v; want [5 0 6]", name, got.AuthRevisions, err)
+		}
+	}
+	var d Decoder
+	got, err := d.Decode(EncodeMulti([][]byte{put, del}, ident))
+	if err != nil || got.AuthRevisions != nil {
+		t.Errorf("unstamped multi: revisions %v, %v; want nil", got.AuthRevisions, err)
 	}
 }

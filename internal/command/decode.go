@@ -57,6 +57,11 @@ type Decoded struct {
 	// Errs holds, for a multi, the error of each command that did not
 	// decode or validate (nil entries for the others).
 	Errs []error
+	// AuthRevision is the auth revision the command's permissions were
+	// checked against (0: none); for a multi, AuthRevisions[i] is command
+	// i's, and AuthRevisions is nil when no command carries one.
+	AuthRevision  uint64
+	AuthRevisions []uint64
 }
 
 // Decoder decodes entries, reusing its buffers between calls: the Decoded
@@ -67,6 +72,7 @@ type Decoder struct {
 	bounds [][2]int
 	groups [][]engine.Op
 	errs   []error
+	revs   []uint64
 }
 
 // Decode reads one entry. An error (matching ErrInvalid) means the entry as
@@ -84,6 +90,13 @@ func (d *Decoder) decodeProto(data []byte) (Decoded, error) {
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		return Decoded{}, invalidf("undecodable command: %v", err)
 	}
+	out, err := d.decodeMessage(&cmd)
+	out.AuthRevision = cmd.GetAuthRevision()
+	return out, err
+}
+
+// decodeMessage is decodeProto's work on the decoded message.
+func (d *Decoder) decodeMessage(cmd *raftv1.Command) (Decoded, error) {
 	switch c := cmd.GetOp().(type) {
 	case *raftv1.Command_Txn:
 		// The engine validates a transaction as it applies it.
@@ -120,7 +133,14 @@ func (d *Decoder) decodeProto(data []byte) (Decoded, error) {
 		cmds := c.Multi.GetCommands()
 		groups, errs := d.reset(len(cmds))
 		var rmws []*RMW
+		var revs []uint64
 		for i, sub := range cmds {
+			if r := sub.GetAuthRevision(); r != 0 {
+				if revs == nil {
+					revs = d.resetRevs(len(cmds))
+				}
+				revs[i] = r
+			}
 			if _, nested := sub.GetOp().(*raftv1.Command_Multi); nested {
 				errs[i] = invalidf("nested multi command")
 				continue
@@ -134,14 +154,24 @@ func (d *Decoder) decodeProto(data []byte) (Decoded, error) {
 			}
 			groups[i], errs[i] = decodeOps(sub, nil)
 		}
-		return Decoded{Kind: KindMulti, Groups: groups, Errs: errs, RMWs: rmws}, nil
+		return Decoded{Kind: KindMulti, Groups: groups, Errs: errs, RMWs: rmws, AuthRevisions: revs}, nil
 	}
-	ops, err := decodeOps(&cmd, d.ops[:0])
+	ops, err := decodeOps(cmd, d.ops[:0])
 	if err != nil {
 		return Decoded{}, err
 	}
 	d.ops = ops
 	return Decoded{Kind: KindOps, Ops: ops}, nil
+}
+
+// resetRevs returns n zeroed auth revisions in the decoder's buffer.
+func (d *Decoder) resetRevs(n int) []uint64 {
+	if cap(d.revs) < n {
+		d.revs = make([]uint64, n)
+	}
+	d.revs = d.revs[:n]
+	clear(d.revs)
+	return d.revs
 }
 
 func (d *Decoder) reset(n int) ([][]engine.Op, []error) {
@@ -196,16 +226,20 @@ func decodeOps(cmd *raftv1.Command, ops []engine.Op) ([]engine.Op, error) {
 // validation) returns ok=false and takes the generic path, so both paths
 // decode the same bytes the same way and the generic one words the errors.
 func (d *Decoder) decodeFast(data []byte) (Decoded, bool) {
+	rev, data := splitAuthRevision(data)
 	num, body, ok := oneField(data)
 	if !ok {
 		return Decoded{}, false
 	}
 	if num == commandMultiField {
+		if rev != 0 {
+			return Decoded{}, false // a multi's revisions are its commands'
+		}
 		return d.decodeFastMulti(body)
 	}
 	if num == commandExpireField {
 		keys, ok := parseExpire(body)
-		return Decoded{Kind: KindExpire, Evict: keys}, ok
+		return Decoded{Kind: KindExpire, Evict: keys, AuthRevision: rev}, ok
 	}
 	ops, ok := parseWrite(num, body, d.ops[:0])
 	if !ok {
@@ -217,7 +251,7 @@ func (d *Decoder) decodeFast(data []byte) (Decoded, bool) {
 			return Decoded{}, false
 		}
 	}
-	return Decoded{Kind: KindOps, Ops: ops}, true
+	return Decoded{Kind: KindOps, Ops: ops, AuthRevision: rev}, true
 }
 
 // decodeFastMulti decodes a MultiCommand's body whose commands are all
@@ -225,6 +259,8 @@ func (d *Decoder) decodeFast(data []byte) (Decoded, bool) {
 func (d *Decoder) decodeFastMulti(inner []byte) (Decoded, bool) {
 	ops := d.ops[:0]
 	bounds := d.bounds[:0]
+	revs := d.revs[:0]
+	stamped := false
 	for len(inner) > 0 {
 		num, typ, n := protowire.ConsumeTag(inner)
 		if n < 0 || num != multiCommandsField || typ != protowire.BytesType {
@@ -235,6 +271,9 @@ func (d *Decoder) decodeFastMulti(inner []byte) (Decoded, bool) {
 			return Decoded{}, false
 		}
 		inner = inner[n+m:]
+		rev, sub := splitAuthRevision(sub)
+		revs = append(revs, rev)
+		stamped = stamped || rev != 0
 		cnum, body, ok := oneField(sub)
 		if !ok {
 			return Decoded{}, false
@@ -245,7 +284,10 @@ func (d *Decoder) decodeFastMulti(inner []byte) (Decoded, bool) {
 		}
 		bounds = append(bounds, [2]int{start, len(ops)})
 	}
-	d.ops, d.bounds = ops, bounds
+	d.ops, d.bounds, d.revs = ops, bounds, revs
+	if !stamped {
+		revs = nil
+	}
 	groups, errs := d.reset(len(bounds))
 	for i, b := range bounds {
 		if b[0] == b[1] {
@@ -261,7 +303,7 @@ func (d *Decoder) decodeFastMulti(inner []byte) (Decoded, bool) {
 		}
 		groups[i] = g
 	}
-	return Decoded{Kind: KindMulti, Groups: groups, Errs: errs}, true
+	return Decoded{Kind: KindMulti, Groups: groups, Errs: errs, AuthRevisions: revs}, true
 }
 
 // oneField reads a message holding exactly one length-delimited field, as

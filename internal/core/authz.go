@@ -114,6 +114,17 @@ func (c *Core) CheckAuthenticated(ctx context.Context) error {
 	return err
 }
 
+// authRevision is the auth revision a permission check about to be made
+// is made against, for the entry to carry (auth.ErrOldRevision); 0 while
+// authentication is off. Read before the check: the state the check sees
+// is at least as new.
+func (c *Core) authRevision() uint64 {
+	if !c.auth.Enabled() {
+		return 0
+	}
+	return c.auth.Revision()
+}
+
 // authorize checks perm on key (end empty) or on every key of [key, end),
 // and, for a session, that it is still valid: one look at the auth state.
 func (c *Core) authorize(ctx context.Context, perm auth.Perm, key, end []byte) error {
@@ -223,6 +234,7 @@ func (c *Core) AuthFailures() int64 { return c.authFailures.Load() }
 
 // proposeAuth replicates one auth change and returns its error, if refused.
 func (c *Core) proposeAuth(ctx context.Context, cmd *raftv1.AuthCommand) error {
+	authRev := c.authRevision()
 	if err := c.RequireRoot(ctx); err != nil {
 		return err
 	}
@@ -235,7 +247,7 @@ func (c *Core) proposeAuth(ctx context.Context, cmd *raftv1.AuthCommand) error {
 	}
 	ctx, cancel := c.requestContext(ctx)
 	defer cancel()
-	_, err = c.proposeAlone(ctx, data)
+	_, err = c.proposeAlone(ctx, command.StampAuthRevision(data, authRev))
 	return err
 }
 

@@ -81,6 +81,7 @@ func (w *coalescer) submit(ctx context.Context, p pendingWrite) (err error) {
 	if err := w.c.limits.checkRequestSize(len(p.w.data)); err != nil {
 		return err
 	}
+	p.w.data = command.StampAuthRevision(p.w.data, p.w.authRev)
 	if p.held, err = w.c.mem.admit(ctx, w.c.stopC, p.w.grow); err != nil {
 		return err
 	}

@@ -122,6 +122,7 @@ var errorCodes = []struct {
 	{auth.ErrPermNotFound, NotFound},
 	{auth.ErrRootRequired, FailedPrecondition},
 	{auth.ErrInvalid, InvalidArgument},
+	{auth.ErrOldRevision, Aborted},
 	{ErrInvalidArgument, InvalidArgument},
 	{command.ErrInvalid, InvalidArgument},
 	{engine.ErrCorruptSnapshot, DataLoss},

@@ -66,6 +66,7 @@ type ExecuteResult struct {
 
 // Execute validates, proposes and answers a one-shot transaction.
 func (c *Core) Execute(ctx context.Context, req ExecuteRequest) (ExecuteResult, error) {
+	authRev := c.authRevision()
 	if _, err := c.authenticated(ctx); err != nil {
 		return ExecuteResult{}, err
 	}
@@ -90,7 +91,7 @@ func (c *Core) Execute(ctx context.Context, req ExecuteRequest) (ExecuteResult, 
 	if t.Failure, err = c.txnOps(ctx, "failure", req.Failure); err != nil {
 		return ExecuteResult{}, err
 	}
-	r, err := c.proposeTxn(ctx, t)
+	r, err := c.proposeTxn(ctx, t, authRev)
 	if err != nil {
 		return ExecuteResult{}, err
 	}

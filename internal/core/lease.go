@@ -159,6 +159,7 @@ func (c *Core) LeaseGrant(ctx context.Context, ttl, id int64) (int64, int64, err
 // LeaseRevoke deletes lease id and its keys at one revision; the caller
 // must be allowed to write every attached key. It returns the revision.
 func (c *Core) LeaseRevoke(ctx context.Context, id int64) (int64, error) {
+	authRev := c.authRevision()
 	if _, err := c.authenticated(ctx); err != nil {
 		return 0, err
 	}
@@ -177,7 +178,7 @@ func (c *Core) LeaseRevoke(ctx context.Context, id int64) (int64, error) {
 	}
 	ctx, cancel := c.requestContext(ctx)
 	defer cancel()
-	r, err := c.proposeAlone(ctx, data)
+	r, err := c.proposeAlone(ctx, command.StampAuthRevision(data, authRev))
 	if err != nil {
 		return 0, leaseError(err)
 	}

@@ -88,13 +88,16 @@ func (c *Core) PrepareSetRange(ctx context.Context, key []byte, offset int64, va
 // missing src fails with ErrNoSuchKey. The caller must be allowed to read
 // and write src and write dst.
 func (c *Core) PrepareRename(ctx context.Context, src, dst []byte, onlyIfAbsent bool) (Write, error) {
+	rev := c.authRevision()
 	if err := c.limits.checkKey(dst); err != nil {
 		return Write{}, err
 	}
 	if err := c.authorize(ctx, auth.Write, dst, nil); err != nil {
 		return Write{}, err
 	}
-	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWRename, Key: src, Dest: dst, OnlyIfAbsent: onlyIfAbsent}, int64(c.limits.MaxValueSize))
+	w, err := c.prepareRMW(ctx, &command.RMW{Op: command.RMWRename, Key: src, Dest: dst, OnlyIfAbsent: onlyIfAbsent}, int64(c.limits.MaxValueSize))
+	w.authRev = rev // the earlier check's
+	return w, err
 }
 
 // IncrBy, IncrByFloat, Append, SetRange and Rename prepare and run a
@@ -200,6 +203,7 @@ func (c *Core) doRMW(ctx context.Context) func(Write, error) (RMWResult, error) 
 // prepareRMW checks and encodes one read-modify-write; grow is the most
 // its new value can hold.
 func (c *Core) prepareRMW(ctx context.Context, r *command.RMW, grow int64) (Write, error) {
+	rev := c.authRevision()
 	if _, err := c.authenticated(ctx); err != nil {
 		return Write{}, err
 	}
@@ -218,5 +222,5 @@ func (c *Core) prepareRMW(ctx context.Context, r *command.RMW, grow int64) (Writ
 	if err != nil {
 		return Write{}, err
 	}
-	return Write{op: OpRMW, data: data, rmw: true, grow: int64(len(r.Key)+len(r.Dest)) + grow + engine.EntryOverhead}, nil
+	return Write{op: OpRMW, data: data, rmw: true, grow: int64(len(r.Key)+len(r.Dest)) + grow + engine.EntryOverhead, authRev: rev}, nil
 }

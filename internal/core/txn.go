@@ -57,6 +57,9 @@ type txnSession struct {
 	id       string
 	owner    string // the user who began it ("" without auth)
 	startRev int64
+	// authRev is the auth revision when it began: its commit carries it,
+	// so a change of the auth state while it is open refuses the commit.
+	authRev  atomic.Uint64
 	lastUsed atomic.Int64 // unix nanoseconds
 	// state is txnActive until Commit/Rollback (txnEnded) or expiry.
 	state atomic.Int32

@@ -28,6 +28,7 @@ type BeginResult struct {
 
 // Begin opens a transaction under id, or a fresh id when id is empty.
 func (c *Core) Begin(ctx context.Context, id string) (BeginResult, error) {
+	authRev := c.authRevision()
 	user, err := c.authenticated(ctx)
 	if err != nil {
 		return BeginResult{}, err
@@ -43,6 +44,7 @@ func (c *Core) Begin(ctx context.Context, id string) (BeginResult, error) {
 	if err != nil {
 		return BeginResult{}, err
 	}
+	sess.authRev.Store(authRev)
 	return BeginResult{ID: sess.id, StartRevision: rev}, nil
 }
 
@@ -187,7 +189,7 @@ func (c *Core) Commit(ctx context.Context, id string) (CommitResult, error) {
 		return CommitResult{Revision: c.store.Revision()}, nil
 	}
 	t := sess.txn()
-	r, err := c.proposeTxn(ctx, t)
+	r, err := c.proposeTxn(ctx, t, sess.authRev.Load())
 	if err == nil && r.Txn != nil && r.Txn.Conflict != nil {
 		c.txns.aborts.Add(1)
 		err = &conflictError{txnID: sess.id, conflict: r.Txn.Conflict}
@@ -244,12 +246,13 @@ func (s *txnSession) txn() *engine.Txn {
 }
 
 // proposeTxn admits a transaction against MaxMemory and proposes it as its
-// own entry.
-func (c *Core) proposeTxn(ctx context.Context, t *engine.Txn) (fsmResult, error) {
+// own entry, carrying the auth revision its permissions were checked at.
+func (c *Core) proposeTxn(ctx context.Context, t *engine.Txn, authRev uint64) (fsmResult, error) {
 	data, err := command.EncodeTxn(t)
 	if err != nil {
 		return fsmResult{}, err
 	}
+	data = command.StampAuthRevision(data, authRev)
 	ctx, cancel := c.requestContext(ctx)
 	defer cancel()
 	held, err := c.mem.admit(ctx, c.stopC, txnGrowth(t))

@@ -19,6 +19,10 @@ type Write struct {
 	grow int64 // the most the write adds to MemoryUsage
 	puts int64 // puts of a batch
 	rmw  bool  // a read-modify-write: its result is WriteResult.RMW
+	// authRev is the auth revision the caller's permissions were checked
+	// against (0: authentication off); the entry carries it, and the state
+	// machine refuses the write if the auth state moved on meanwhile.
+	authRev uint64
 }
 
 // Op is the operation the write was prepared for.
@@ -43,6 +47,7 @@ type BatchOp = command.BatchOp
 
 // PreparePut validates and encodes a put the caller may write.
 func (c *Core) PreparePut(ctx context.Context, key, value []byte, prevKV bool) (Write, error) {
+	rev := c.authRevision()
 	if _, err := c.authenticated(ctx); err != nil {
 		return Write{}, err
 	}
@@ -55,7 +60,7 @@ func (c *Core) PreparePut(ctx context.Context, key, value []byte, prevKV bool) (
 	if err := c.authorize(ctx, auth.Write, key, nil); err != nil {
 		return Write{}, err
 	}
-	return Write{op: OpPut, data: command.EncodePut(key, value, prevKV), grow: entryGrowth(key, value)}, nil
+	return Write{op: OpPut, data: command.EncodePut(key, value, prevKV), grow: entryGrowth(key, value), authRev: rev}, nil
 }
 
 // PutOptions make a put's key expire: TTL after the put, or with Lease
@@ -111,6 +116,7 @@ func (c *Core) PutWith(ctx context.Context, key, value []byte, prevKV bool, o Pu
 // PrepareDelete validates and encodes the delete of key, of [key, end), or
 // of key's prefix, which the caller may write.
 func (c *Core) PrepareDelete(ctx context.Context, key, end []byte, prefix, prevKV bool) (Write, error) {
+	rev := c.authRevision()
 	if _, err := c.authenticated(ctx); err != nil {
 		return Write{}, err
 	}
@@ -130,12 +136,13 @@ func (c *Core) PrepareDelete(ctx context.Context, key, end []byte, prefix, prevK
 	if err != nil {
 		return Write{}, err
 	}
-	return Write{op: OpDelete, data: data}, nil
+	return Write{op: OpDelete, data: data, authRev: rev}, nil
 }
 
 // PrepareBatch validates and encodes a batch, applied atomically at one
 // revision; the caller must be allowed to write every key.
 func (c *Core) PrepareBatch(ctx context.Context, ops []BatchOp) (Write, error) {
+	rev := c.authRevision()
 	if _, err := c.authenticated(ctx); err != nil {
 		return Write{}, err
 	}
@@ -145,7 +152,7 @@ func (c *Core) PrepareBatch(ctx context.Context, ops []BatchOp) (Write, error) {
 	if len(ops) > c.limits.MaxBatchOps {
 		return Write{}, invalidf("batch has %d operations, over the max-batch-ops limit of %d", len(ops), c.limits.MaxBatchOps)
 	}
-	w := Write{op: OpBatch}
+	w := Write{op: OpBatch, authRev: rev}
 	for i, o := range ops {
 		if err := c.limits.checkKey(o.Key); err != nil {
 			return Write{}, invalidf("op %d: %v", i, err)

@@ -89,6 +89,10 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 		f.store.MarkApplied(index)
 		return Result{Err: err}
 	}
+	if f.auth.Enabled() && f.refuseStale(&d) {
+		f.store.MarkApplied(index)
+		return Result{Res: engine.Result{Revision: f.store.Revision()}, Err: auth.ErrOldRevision}
+	}
 	switch d.Kind {
 	case command.KindTxn:
 		res, _, err := f.store.ApplyTxn(index, d.Txn)
@@ -150,6 +154,45 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 	res, _ := f.store.Apply(index, d.Ops)
 	return Result{Res: res}
 }
+
+// refuseStale applies the auth revision check while authentication is on:
+// a command a caller proposed (every kind but the leader's own evictions,
+// expiries and lease expiries) whose permissions were checked against an
+// older auth state than the current one is refused, since a permission it
+// relied on may be gone. A command without an auth revision was checked
+// with authentication off (or written before commands carried one, so a
+// replayed log applies as it did) and is not refused. It reports whether
+// the whole entry is refused; in a multi it marks the refused commands in
+// d.Errs instead. The check reads only replicated state, so every replica
+// decides alike.
+func (f *FSM) refuseStale(d *command.Decoded) bool {
+	rev := f.auth.Revision()
+	switch d.Kind {
+	case command.KindEvict, command.KindExpire:
+		return false
+	case command.KindLeaseRevoke:
+		return !d.Lease.Expired && stale(d.AuthRevision, rev)
+	case command.KindMulti:
+		for i := range d.Groups {
+			var r uint64
+			if d.AuthRevisions != nil {
+				r = d.AuthRevisions[i]
+			}
+			if stale(r, rev) && d.Errs[i] == nil {
+				d.Errs[i], d.Groups[i] = auth.ErrOldRevision, nil
+				if d.RMWs != nil {
+					d.RMWs[i] = nil
+				}
+			}
+		}
+		return false
+	}
+	return stale(d.AuthRevision, rev)
+}
+
+// stale reports whether a command checked at auth revision checked (0:
+// not checked) is refused at auth revision now.
+func stale(checked, now uint64) bool { return checked != 0 && checked < now }
 
 // AppliedIndex implements raftnode.StateMachine.
 func (f *FSM) AppliedIndex() uint64 { return f.store.AppliedIndex() }

@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/auth"
+	"github.com/kvdb/kvdb/internal/core"
 	"github.com/kvdb/kvdb/internal/wire"
 )
 
@@ -515,5 +517,75 @@ func TestAuthRPCsBoundTheirInput(t *testing.T) {
 	_, err := a.Authenticate(ctxT(t), &kvdbv1.AuthenticateRequest{Name: "alice", Password: strings.Repeat("p", 1<<20)})
 	if status.Code(err) != codes.Unauthenticated || status.Convert(err).Message() != auth.ErrAuthFailed.Error() {
 		t.Fatalf("Authenticate with a 1 MiB password: %v", err)
+	}
+}
+
+// TestPermissionChangeInFlightIsRefused: a write checked against the
+// permissions before a change and applied after it is refused when it is
+// applied (Aborted, nothing written): a put, a read-modify-write and an
+// interactive transaction's commit. Sent again, it is checked anew.
+func TestPermissionChangeInFlightIsRefused(t *testing.T) {
+	n, a := authNode(t)
+	root := login(t, a, "root", "rootpw")
+	c := n.srv.core
+	alice := core.WithUser(ctxT(t), "alice")
+	revoke := func() {
+		t.Helper()
+		if _, err := a.UserRevokeRole(root, &kvdbv1.UserRevokeRoleRequest{Name: "alice", Role: "app"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grant := func() {
+		t.Helper()
+		if _, err := a.UserGrantRole(root, &kvdbv1.UserGrantRoleRequest{User: "alice", Role: "app"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		if core.CodeOf(err) != core.Aborted || !errors.Is(err, auth.ErrOldRevision) {
+			t.Fatalf("%s after the permission went: %v (%v), want Aborted", what, err, core.CodeOf(err))
+		}
+	}
+
+	w, err := c.PreparePut(alice, []byte("app/put"), []byte("1"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoke()
+	_, err = c.Do(alice, w)
+	refused("put", err)
+	if _, _, err := c.Get(core.WithUser(ctxT(t), "root"), []byte("app/put"), false); !errors.Is(err, core.ErrKeyNotFound) {
+		t.Fatalf("the refused put was written: %v", err)
+	}
+	if _, err := c.PreparePut(alice, []byte("app/put"), []byte("1"), false); core.CodeOf(err) != core.PermissionDenied {
+		t.Fatalf("sent again without the role: %v", err)
+	}
+
+	grant()
+	w, err = c.PrepareIncrBy(alice, []byte("app/n"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoke()
+	_, err = c.Do(alice, w)
+	refused("read-modify-write", err)
+
+	grant()
+	b, err := c.Begin(alice, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.TxnPut(alice, b.ID, []byte("app/txn"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	revoke()
+	_, err = c.Commit(alice, b.ID)
+	refused("commit", err)
+
+	// With the permission back, the same writes go through.
+	grant()
+	if _, err := c.Put(alice, []byte("app/put"), []byte("1"), false); err != nil {
+		t.Fatalf("put with the role back: %v", err)
 	}
 }

@@ -298,7 +298,15 @@ type Command struct {
 	//	*Command_Expire
 	//	*Command_LeaseGrant
 	//	*Command_LeaseRevoke
-	Op            isCommand_Op `protobuf_oneof:"op"`
+	Op isCommand_Op `protobuf_oneof:"op"`
+	// auth_revision is the revision of the auth state the proposing node
+	// checked the caller's permissions against (0: authentication was off).
+	// While authentication is on, a command whose auth_revision is older than
+	// the auth state it is applied to is refused, on every replica alike: the
+	// permissions may have changed after the check. Commands the leader
+	// proposes on its own (evictions, expiries) carry none and are not
+	// checked.
+	AuthRevision  uint64 `protobuf:"varint,31,opt,name=auth_revision,json=authRevision,proto3" json:"auth_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +445,13 @@ func (x *Command) GetLeaseRevoke() *LeaseRevokeCommand {
 		}
 	}
 	return nil
+}
+
+func (x *Command) GetAuthRevision() uint64 {
+	if x != nil {
+		return x.AuthRevision
+	}
+	return 0
 }
 
 type isCommand_Op interface {
@@ -1672,7 +1687,7 @@ var File_kvdb_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\x1a\x17kvdb/raft/v1/auth.proto\"\xdf\x04\n" +
+	"\x1akvdb/raft/v1/command.proto\x12\fkvdb.raft.v1\x1a\x17kvdb/raft/v1/auth.proto\"\x84\x05\n" +
 	"\aCommand\x12,\n" +
 	"\x03put\x18\x01 \x01(\v2\x18.kvdb.raft.v1.PutCommandH\x00R\x03put\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.kvdb.raft.v1.DeleteCommandH\x00R\x06delete\x122\n" +
@@ -1685,7 +1700,8 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x06expire\x18\r \x01(\v2\x1b.kvdb.raft.v1.ExpireCommandH\x00R\x06expire\x12B\n" +
 	"\vlease_grant\x18\x0e \x01(\v2\x1f.kvdb.raft.v1.LeaseGrantCommandH\x00R\n" +
 	"leaseGrant\x12E\n" +
-	"\flease_revoke\x18\x0f \x01(\v2 .kvdb.raft.v1.LeaseRevokeCommandH\x00R\vleaseRevokeB\x04\n" +
+	"\flease_revoke\x18\x0f \x01(\v2 .kvdb.raft.v1.LeaseRevokeCommandH\x00R\vleaseRevoke\x12#\n" +
+	"\rauth_revision\x18\x1f \x01(\x04R\fauthRevisionB\x04\n" +
 	"\x02op\"\xeb\x02\n" +
 	"\n" +
 	"RmwCommand\x12#\n" +
