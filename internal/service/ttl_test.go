@@ -456,6 +456,23 @@ func TestTTLLimitsAndStreamAuth(t *testing.T) {
 			}
 		})
 	}
+	// max-leases bounds the leases that exist at once.
+	l := n.srv.core.Limits()
+	saved := l.MaxLeases
+	l.MaxLeases = 1
+	n.srv.core.SetLimits(l)
+	first, err := leases.LeaseGrant(root, &kvdbv1.LeaseGrantRequest{Ttl: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leases.LeaseGrant(root, &kvdbv1.LeaseGrantRequest{Ttl: 60}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a grant past max-leases: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if _, err := leases.LeaseRevoke(root, &kvdbv1.LeaseRevokeRequest{Id: first.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	l.MaxLeases = saved
+	n.srv.core.SetLimits(l)
 	// The stream works for an authenticated caller.
 	g, err := leases.LeaseGrant(root, &kvdbv1.LeaseGrantRequest{Ttl: 60})
 	if err != nil {
