@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"time"
 
 	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/engine"
@@ -75,11 +76,19 @@ func (c *Core) Get(ctx context.Context, key []byte, serializable bool) (KeyValue
 // ReadGet reads a validated key from the local store, after WaitRead.
 func (c *Core) ReadGet(key []byte) (KeyValue, int64, error) {
 	kv, ok := c.store.Get(key)
-	if !ok || kv.Expired(nowMillis()) {
-		// A key past its deadline is hidden before its expiry applies.
+	if !ok || c.hidden(kv, time.Now()) {
 		return KeyValue{}, 0, ErrKeyNotFound
 	}
 	return kv, c.store.Revision(), nil
+}
+
+// hidden reports whether a read must not return kv: its deadline passed,
+// or (on the leader) its lease's did, and the delete has not applied yet.
+func (c *Core) hidden(kv KeyValue, now time.Time) bool {
+	if kv.Expired(now.UnixMilli()) {
+		return true
+	}
+	return kv.Lease != 0 && c.leaseOverdue(kv.Lease, now)
 }
 
 // CheckRange validates r, checks the caller may read its keys, and
@@ -120,7 +129,8 @@ func (c *Core) Range(ctx context.Context, r RangeRequest) (RangeResult, error) {
 // stop at Limit keys or MaxResponseBytes (after at least one key), with
 // More set; Count always counts the whole range.
 func (c *Core) ReadRange(r *RangeRequest) RangeResult {
-	res := c.store.Range(r.Key, r.End, engine.RangeOptions{Limit: int(r.Limit), KeysOnly: r.KeysOnly, CountOnly: r.CountOnly, Now: nowMillis()})
+	res := c.store.Range(r.Key, r.End, engine.RangeOptions{Limit: int(r.Limit), KeysOnly: r.KeysOnly, CountOnly: r.CountOnly,
+		Now: nowMillis(), HideLeases: c.overdueLeases()})
 	out := RangeResult{Revision: res.Revision, Count: res.Count, More: res.More}
 	if !r.CountOnly {
 		budget := c.limits.MaxResponseBytes

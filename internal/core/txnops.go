@@ -71,7 +71,7 @@ func (c *Core) TxnGet(ctx context.Context, id string, key []byte) (KeyValue, int
 	if err := sess.recordRead(&c.limits, key, kv.ModRevision); err != nil {
 		return KeyValue{}, 0, err
 	}
-	if !found || kv.Expired(nowMillis()) {
+	if !found || c.hidden(kv, time.Now()) {
 		return KeyValue{}, 0, ErrKeyNotFound
 	}
 	return kv, c.store.Revision(), nil

@@ -326,9 +326,19 @@ func TestLeaseKeepAliveAcrossLeaderChange(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	ttl, err := kvdbv1.NewLeaseServiceClient(c.nodes[lead].conn).LeaseTimeToLive(ctx, &kvdbv1.LeaseTimeToLiveRequest{Id: g.GetId()})
-	if err != nil || ttl.GetTtl() != -1 {
-		t.Fatalf("time-to-live of the expired lease: %v %v", ttl, err)
+	// The key is hidden from the moment the lease's deadline passes; the
+	// revoke follows.
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ttl, err := kvdbv1.NewLeaseServiceClient(c.nodes[lead].conn).LeaseTimeToLive(ctx, &kvdbv1.LeaseTimeToLiveRequest{Id: g.GetId()})
+		if err == nil && ttl.GetTtl() == -1 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("time-to-live of the expired lease: %v %v", ttl, err)
+		}
+	}
+	if ttl, err := keepAliveOnce(ctx, c.nodes[lead], g.GetId()); err != nil || ttl != 0 {
+		t.Fatalf("keep-alive of a revoked lease: ttl %d, %v (want 0: gone)", ttl, err)
 	}
 	c.waitConverged()
 }
