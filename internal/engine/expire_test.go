@@ -190,7 +190,7 @@ func TestSnapshotKeepsDeadlinesAndLeases(t *testing.T) {
 }
 
 // formatV1 writes s as the format-1 snapshot (no deadlines or leases).
-func formatV1(t *testing.T, s *Store) []byte {
+func formatV1(t testing.TB, s *Store) []byte {
 	t.Helper()
 	sn := s.Snapshot()
 	var b []byte
