@@ -91,6 +91,25 @@ func (c *Core) hidden(kv KeyValue, now time.Time) bool {
 	return kv.Lease != 0 && c.leaseOverdue(kv.Lease, now)
 }
 
+// visible drops from kvs the keys a read must not return (hidden), and
+// lowers count by as many; kvs is copied only when something is dropped.
+func (c *Core) visible(kvs []KeyValue, count int64, now time.Time) ([]KeyValue, int64) {
+	for i, kv := range kvs {
+		if !c.hidden(kv, now) {
+			continue
+		}
+		out := append([]KeyValue(nil), kvs[:i]...)
+		for _, kv := range kvs[i+1:] {
+			if !c.hidden(kv, now) {
+				out = append(out, kv)
+			}
+		}
+		dropped := int64(len(kvs) - len(out))
+		return out, max(count-dropped, 0)
+	}
+	return kvs, count
+}
+
 // CheckRange validates r, checks the caller may read its keys, and
 // normalises it in place: Prefix becomes End, Limit becomes the number of
 // keys to return.

@@ -108,6 +108,9 @@ func (c *Core) TxnRange(ctx context.Context, id string, r RangeRequest) (RangeRe
 	sess.ranges = append(sess.ranges, engine.RangeCheckOf(bytes.Clone(key), bytes.Clone(checkEnd), res.KVs))
 	kvs := sess.mergeWrites(res.KVs, own)
 	out := RangeResult{Revision: res.Revision, More: res.More}
+	// The range check recorded every key read; the answer hides the keys
+	// past their deadline.
+	kvs, _ = c.visible(kvs, 0, time.Now())
 	if len(kvs) > limit {
 		kvs, out.More = kvs[:limit], true
 	}
