@@ -103,10 +103,14 @@ func (c *Core) Execute(ctx context.Context, req ExecuteRequest) (ExecuteResult, 
 	}
 	out.Responses = make([]TxnOpResult, len(r.Res.Ops))
 	budget := c.limits.MaxResponseBytes // shared by every range of the branch
+	now := time.Now()
 	for i, o := range r.Res.Ops {
 		res := TxnOpResult{Type: ops[i].Type}
 		switch ops[i].Type {
 		case TxnRange:
+			// The range was read when the entry applied, where no clock is
+			// read; what it returns hides keys past their deadline.
+			o.KVs, o.Count = c.visible(o.KVs, o.Count, now)
 			res.Count, res.More = o.Count, o.More
 			if budget <= 0 && len(o.KVs) > 0 {
 				res.More = true // the budget went to earlier ranges
@@ -116,8 +120,8 @@ func (c *Core) Execute(ctx context.Context, req ExecuteRequest) (ExecuteResult, 
 				res.More = res.More || cut
 			}
 		case TxnPut:
-			if len(o.Prev) > 0 {
-				res.Prev = o.Prev[:1]
+			if prev, _ := c.visible(o.Prev, 0, now); len(prev) > 0 {
+				res.Prev = prev[:1]
 			}
 		default:
 			res.Deleted, res.Prev = o.Deleted, o.Prev

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -49,6 +50,32 @@ type lessor struct {
 	term      uint64
 	since     time.Time // when this node took office as leader
 	deadlines map[int64]time.Time
+	// revoking holds the leases whose revoke the expiry loop proposed, and
+	// when: one is proposed again only an election timeout later.
+	revoking map[int64]time.Time
+	// overdue is the set of leases past their deadline as of the expiry
+	// loop's last round (nil: none), read without the lock by ranges, which
+	// hide their keys.
+	overdue atomic.Pointer[map[int64]struct{}]
+}
+
+// leaseOverdue reports whether this node leads and lease id's deadline
+// has passed: its keys are hidden from reads until its revoke applies.
+func (c *Core) leaseOverdue(id int64, now time.Time) bool {
+	l := &c.lessor
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, ok := l.deadlines[id]
+	return ok && !d.After(now)
+}
+
+// overdueLeases is the set of leases past their deadline as of the expiry
+// loop's last round, for ranges; nil when there are none.
+func (c *Core) overdueLeases() map[int64]struct{} {
+	if p := c.lessor.overdue.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // leaderTerm returns the term this node leads, refreshing the lessor on a
@@ -61,7 +88,8 @@ func (c *Core) leaderTerm(now time.Time) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if st.State != raft.StateLeader {
-		l.term, l.deadlines = 0, nil
+		l.term, l.deadlines, l.revoking = 0, nil, nil
+		l.overdue.Store(nil)
 		return 0
 	}
 	if l.term == st.Term {
@@ -70,6 +98,8 @@ func (c *Core) leaderTerm(now time.Time) uint64 {
 	leases := c.store.Leases()
 	l.term, l.since = st.Term, now
 	l.deadlines = make(map[int64]time.Time, len(leases))
+	l.revoking = map[int64]time.Time{}
+	l.overdue.Store(nil)
 	grace := c.node.ElectionTimeout()
 	for _, ls := range leases {
 		l.deadlines[ls.ID] = now.Add(time.Duration(ls.TTL)*time.Second + grace)
@@ -90,25 +120,38 @@ func (c *Core) LeaseApplied(id, ttl int64, granted bool) {
 		l.deadlines[id] = time.Now().Add(time.Duration(ttl) * time.Second)
 	} else {
 		delete(l.deadlines, id)
+		delete(l.revoking, id)
 	}
 }
 
-// dueLeases returns up to max leases whose deadline passed, and holds
-// each off for one election timeout so it is not proposed again while its
-// revoke is in flight.
+// dueLeases returns up to max leases whose deadline passed and whose
+// revoke is not in flight (one proposed less than an election timeout ago),
+// marks them in flight, and publishes the set of overdue leases for reads.
 func (c *Core) dueLeases(now time.Time, max int) []int64 {
 	l := &c.lessor
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []int64
+	var overdue map[int64]struct{}
+	retry := c.node.ElectionTimeout()
 	for id, d := range l.deadlines {
-		if len(out) == max {
-			break
+		if d.After(now) {
+			continue
 		}
-		if !d.After(now) {
-			out = append(out, id)
-			l.deadlines[id] = now.Add(c.node.ElectionTimeout())
+		if overdue == nil {
+			overdue = map[int64]struct{}{}
 		}
+		overdue[id] = struct{}{}
+		if at, ok := l.revoking[id]; (ok && now.Sub(at) < retry) || len(out) == max {
+			continue
+		}
+		out = append(out, id)
+		l.revoking[id] = now
+	}
+	if overdue == nil {
+		l.overdue.Store(nil)
+	} else {
+		l.overdue.Store(&overdue)
 	}
 	return out
 }
@@ -204,6 +247,11 @@ func (c *Core) LeaseKeepAlive(ctx context.Context, id int64) (int64, error) {
 	defer l.mu.Unlock()
 	if l.deadlines == nil {
 		return 0, c.node.NotLeaderError()
+	}
+	if d, ok := l.deadlines[id]; ok && !d.After(now) {
+		// Too late: the lease expired and its revoke is (or is about to
+		// be) proposed; its keys are already hidden.
+		return 0, ErrLeaseNotFound
 	}
 	l.deadlines[id] = now.Add(time.Duration(ttl) * time.Second)
 	return ttl, nil

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"time"
 
 	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/engine"
@@ -87,11 +88,38 @@ func (c *Core) Get(ctx context.Context, key []byte, serializable bool) (KeyValue
 // ReadGet reads a validated key from the local store, after WaitRead.
 func (c *Core) ReadGet(key []byte) (KeyValue, int64, error) {
 	kv, ok := c.store.Get(key)
-	if !ok || kv.Expired(nowMillis()) {
-		// A key past its deadline is hidden before its expiry applies.
+	if !ok || c.hidden(kv, time.Now()) {
 		return KeyValue{}, 0, ErrKeyNotFound
 	}
 	return kv, c.store.Revision(), nil
+}
+
+// hidden reports whether a read must not return kv: its deadline passed,
+// or (on the leader) its lease's did, and the delete has not applied yet.
+func (c *Core) hidden(kv KeyValue, now time.Time) bool {
+	if kv.Expired(now.UnixMilli()) {
+		return true
+	}
+	return kv.Lease != 0 && c.leaseOverdue(kv.Lease, now)
+}
+
+// visible drops from kvs the keys a read must not return (hidden), and
+// lowers count by as many; kvs is copied only when something is dropped.
+func (c *Core) visible(kvs []KeyValue, count int64, now time.Time) ([]KeyValue, int64) {
+	for i, kv := range kvs {
+		if !c.hidden(kv, now) {
+			continue
+		}
+		out := append([]KeyValue(nil), kvs[:i]...)
+		for _, kv := range kvs[i+1:] {
+			if !c.hidden(kv, now) {
+				out = append(out, kv)
+			}
+		}
+		dropped := int64(len(kvs) - len(out))
+		return out, max(count-dropped, 0)
+	}
+	return kvs, count
 }
 
 // CheckRange validates r, checks the caller may read its keys, and
@@ -132,7 +160,8 @@ func (c *Core) Range(ctx context.Context, r RangeRequest) (RangeResult, error) {
 // stop at Limit keys or MaxResponseBytes (after at least one key), with
 // More set; Count always counts the whole range.
 func (c *Core) ReadRange(r *RangeRequest) RangeResult {
-	res := c.store.Range(r.Key, r.End, engine.RangeOptions{Limit: int(r.Limit), KeysOnly: r.KeysOnly, CountOnly: r.CountOnly, Now: nowMillis()})
+	res := c.store.Range(r.Key, r.End, engine.RangeOptions{Limit: int(r.Limit), KeysOnly: r.KeysOnly, CountOnly: r.CountOnly,
+		Now: nowMillis(), HideLeases: c.overdueLeases()})
 	out := RangeResult{Revision: res.Revision, Count: res.Count, More: res.More}
 	if !r.CountOnly {
 		budget := c.limits.MaxResponseBytes

@@ -73,7 +73,7 @@ func (c *Core) TxnGet(ctx context.Context, id string, key []byte) (KeyValue, int
 	if err := sess.recordRead(&c.limits, key, kv.ModRevision); err != nil {
 		return KeyValue{}, 0, err
 	}
-	if !found || kv.Expired(nowMillis()) {
+	if !found || c.hidden(kv, time.Now()) {
 		return KeyValue{}, 0, ErrKeyNotFound
 	}
 	return kv, c.store.Revision(), nil
@@ -110,6 +110,9 @@ func (c *Core) TxnRange(ctx context.Context, id string, r RangeRequest) (RangeRe
 	sess.ranges = append(sess.ranges, engine.RangeCheckOf(bytes.Clone(key), bytes.Clone(checkEnd), res.KVs))
 	kvs := sess.mergeWrites(res.KVs, own)
 	out := RangeResult{Revision: res.Revision, More: res.More}
+	// The range check recorded every key read; the answer hides the keys
+	// past their deadline.
+	kvs, _ = c.visible(kvs, 0, time.Now())
 	if len(kvs) > limit {
 		kvs, out.More = kvs[:limit], true
 	}

@@ -110,6 +110,18 @@ func TestApplyExpireAndLeases(t *testing.T) {
 	if r := a.Range([]byte("a"), []byte{0}, RangeOptions{}); r.Count != 5 {
 		t.Fatalf("range without a clock: %d", r.Count)
 	}
+	// The leader hides the keys of a lease past its deadline.
+	hide := RangeOptions{HideLeases: map[int64]struct{}{7: {}}}
+	if r := a.Range([]byte("a"), []byte{0}, hide); r.Count != 3 || len(r.KVs) != 3 {
+		t.Fatalf("range hiding lease 7: %d keys, count %d", len(r.KVs), r.Count)
+	}
+	if r := a.Range([]byte("d"), nil, hide); r.Count != 0 {
+		t.Fatal("single-key range returned a key of a hidden lease")
+	}
+	hide.Limit, hide.CountOnly = 1, false
+	if r := a.Range([]byte("a"), []byte{0}, hide); r.Count != 3 || len(r.KVs) != 1 || !r.More {
+		t.Fatalf("limited range hiding lease 7: %d keys, count %d, more %v", len(r.KVs), r.Count, r.More)
+	}
 	// Revoking the lease deletes its keys at one revision.
 	rev = a.Revision()
 	a.idx++
@@ -178,7 +190,7 @@ func TestSnapshotKeepsDeadlinesAndLeases(t *testing.T) {
 }
 
 // formatV1 writes s as the format-1 snapshot (no deadlines or leases).
-func formatV1(t *testing.T, s *Store) []byte {
+func formatV1(t testing.TB, s *Store) []byte {
 	t.Helper()
 	sn := s.Snapshot()
 	var b []byte

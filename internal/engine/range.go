@@ -19,6 +19,9 @@ type RangeOptions struct {
 	// is not applied yet. The state machine never sets it (applying must
 	// not depend on a clock).
 	Now int64
+	// HideLeases hides the keys attached to these leases (the leader's
+	// leases past their deadline, whose revoke has not applied yet).
+	HideLeases map[int64]struct{}
 }
 
 // RangeResult is the outcome of Range. KVs alias engine memory (read-only).
@@ -70,7 +73,7 @@ func (s *Store) rangeLocked(start, end []byte, opts RangeOptions) RangeResult {
 
 	if len(end) == 0 {
 		e, ok := s.m.getBytes(start)
-		if !ok || (opts.Now != 0 && e.expiredAt(opts.Now)) {
+		if !ok || opts.hides(e) {
 			return res
 		}
 		res.Count = 1
@@ -80,7 +83,7 @@ func (s *Store) rangeLocked(start, end []byte, opts RangeOptions) RangeResult {
 		return res
 	}
 
-	if s.anyDueLocked(opts.Now) {
+	if len(opts.HideLeases) > 0 || s.anyDueLocked(opts.Now) {
 		return s.rangeLive(start, end, opts, res)
 	}
 
@@ -116,7 +119,7 @@ func (s *Store) rangeLocked(start, end []byte, opts RangeOptions) RangeResult {
 func (s *Store) rangeLive(start, end []byte, opts RangeOptions, res RangeResult) RangeResult {
 	limit := max(opts.Limit, 0)
 	s.ascendRange(start, end, func(e *entry) bool {
-		if e.expiredAt(opts.Now) {
+		if opts.hides(e) {
 			return true
 		}
 		res.Count++
@@ -131,6 +134,23 @@ func (s *Store) rangeLive(start, end []byte, opts RangeOptions, res RangeResult)
 		return true
 	})
 	return res
+}
+
+// hides reports whether the read opts describe must skip e.
+func (opts *RangeOptions) hides(e *entry) bool {
+	if e.flags() == 0 {
+		return false
+	}
+	if opts.Now != 0 && e.expiredAt(opts.Now) {
+		return true
+	}
+	if len(opts.HideLeases) > 0 {
+		if _, l := e.meta(); l != 0 {
+			_, hide := opts.HideLeases[l]
+			return hide
+		}
+	}
+	return false
 }
 
 // expiredAt reports whether e's deadline is at or before now.

@@ -74,6 +74,13 @@ func TestRESPTTL(t *testing.T) {
 		{"GET counter", []string{"$-1"}},
 		{"TTL counter", []string{":-2"}},
 		{"EXISTS counter", []string{":0"}},
+		// A one-shot transaction's reads hide it too, whether or not its
+		// delete has applied yet.
+		{"SET g old", []string{"+OK"}},
+		{"EXPIRE g -1", []string{":1"}},
+		{"GETSET g new", []string{"$-1"}},
+		{"GET g", []string{"$3", "new"}},
+		{"TTL g", []string{":-1"}},
 	}
 	for _, tc := range tests {
 		r.send(tc.cmd)

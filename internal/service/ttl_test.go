@@ -326,9 +326,19 @@ func TestLeaseKeepAliveAcrossLeaderChange(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	ttl, err := kvdbv1.NewLeaseServiceClient(c.nodes[lead].conn).LeaseTimeToLive(ctx, &kvdbv1.LeaseTimeToLiveRequest{Id: g.GetId()})
-	if err != nil || ttl.GetTtl() != -1 {
-		t.Fatalf("time-to-live of the expired lease: %v %v", ttl, err)
+	// The key is hidden from the moment the lease's deadline passes; the
+	// revoke follows.
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ttl, err := kvdbv1.NewLeaseServiceClient(c.nodes[lead].conn).LeaseTimeToLive(ctx, &kvdbv1.LeaseTimeToLiveRequest{Id: g.GetId()})
+		if err == nil && ttl.GetTtl() == -1 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("time-to-live of the expired lease: %v %v", ttl, err)
+		}
+	}
+	if ttl, err := keepAliveOnce(ctx, c.nodes[lead], g.GetId()); err != nil || ttl != 0 {
+		t.Fatalf("keep-alive of a revoked lease: ttl %d, %v (want 0: gone)", ttl, err)
 	}
 	c.waitConverged()
 }
@@ -456,6 +466,23 @@ func TestTTLLimitsAndStreamAuth(t *testing.T) {
 			}
 		})
 	}
+	// max-leases bounds the leases that exist at once.
+	l := n.srv.core.Limits()
+	saved := l.MaxLeases
+	l.MaxLeases = 1
+	n.srv.core.SetLimits(l)
+	first, err := leases.LeaseGrant(root, &kvdbv1.LeaseGrantRequest{Ttl: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leases.LeaseGrant(root, &kvdbv1.LeaseGrantRequest{Ttl: 60}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a grant past max-leases: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if _, err := leases.LeaseRevoke(root, &kvdbv1.LeaseRevokeRequest{Id: first.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	l.MaxLeases = saved
+	n.srv.core.SetLimits(l)
 	// The stream works for an authenticated caller.
 	g, err := leases.LeaseGrant(root, &kvdbv1.LeaseGrantRequest{Ttl: 60})
 	if err != nil {
