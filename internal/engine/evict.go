@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 )
 
 // EvictPolicy is how an Evictor chooses keys, as Redis's maxmemory-policy:
@@ -44,6 +45,15 @@ type EvictKey struct {
 // Like Apply, an index <= AppliedIndex() is ignored (ok=false), and it must
 // be called from the single writer goroutine.
 func (s *Store) ApplyEvict(index uint64, keys []EvictKey) (evicted int, ok bool) {
+	return s.removeChosen(index, keys, false, &s.evicted)
+}
+
+// removeChosen removes, as the raft entry at index, every key of keys the
+// leader chose that still has the mod revision it was chosen at (and, with
+// needDeadline, still has a deadline), at one new revision when any went,
+// and adds their number to count. An index <= AppliedIndex() is ignored
+// (ok=false).
+func (s *Store) removeChosen(index uint64, keys []EvictKey, needDeadline bool, count *atomic.Uint64) (removed int, ok bool) {
 	if index <= s.applied.Load() {
 		return 0, false
 	}
@@ -51,18 +61,18 @@ func (s *Store) ApplyEvict(index uint64, keys []EvictKey) (evicted int, ok bool)
 	defer s.mu.Unlock()
 	for _, k := range keys {
 		e, exists := s.m.getBytes(k.Key)
-		if !exists || e.mod() != k.ModRevision {
+		if !exists || e.mod() != k.ModRevision || (needDeadline && e.tlen&flagDeadline == 0) {
 			continue
 		}
 		s.remove(e)
-		evicted++
+		removed++
 	}
-	if evicted > 0 {
+	if removed > 0 {
 		s.setRevision(s.rev.Load() + 1)
-		s.evicted.Add(uint64(evicted))
+		count.Add(uint64(removed))
 	}
 	s.applied.Store(index)
-	return evicted, true
+	return removed, true
 }
 
 // EvictedKeys returns how many keys ApplyEvict removed on this store since

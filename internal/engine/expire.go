@@ -92,25 +92,7 @@ func (s *Store) unindexMeta(e *entry) {
 // Like Apply, an index <= AppliedIndex() is ignored (ok=false), and it must
 // be called from the single writer goroutine.
 func (s *Store) ApplyExpire(index uint64, keys []EvictKey) (expired int, ok bool) {
-	if index <= s.applied.Load() {
-		return 0, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, k := range keys {
-		e, exists := s.m.getBytes(k.Key)
-		if !exists || e.mod() != k.ModRevision || e.tlen&flagDeadline == 0 {
-			continue
-		}
-		s.remove(e)
-		expired++
-	}
-	if expired > 0 {
-		s.setRevision(s.rev.Load() + 1)
-		s.expired.Add(uint64(expired))
-	}
-	s.applied.Store(index)
-	return expired, true
+	return s.removeChosen(index, keys, true, &s.expired)
 }
 
 // ExpiredKeys returns how many keys expired (ApplyExpire, and revocations
