@@ -160,7 +160,11 @@ func TestSingleNodeProposeReadRestart(t *testing.T) {
 	want := sm.commands()
 
 	sm2 := &logSM{}
-	startSingle(t, dir, sm2, nil)
+	n2 := startSingle(t, dir, sm2, nil)
+	// Leading does not wait for the replay; a linearizable read does.
+	if err := n2.ReadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
 	got := sm2.commands()
 	// The cancelled proposal may or may not have been applied; nothing else differs.
 	if len(got) < 100 || fmt.Sprint(got[:100]) != fmt.Sprint(want[:100]) {
@@ -217,7 +221,11 @@ func TestSnapshotCompactsTheWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	sm2 := &logSM{}
-	startSingle(t, dir, sm2, mutate)
+	n2 := startSingle(t, dir, sm2, mutate)
+	// Leading does not wait for the replay; a linearizable read does.
+	if err := n2.ReadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if got := sm2.commands(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after restart from snapshot + WAL: %d commands, want %d", len(got), len(want))
 	}
