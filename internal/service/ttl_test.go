@@ -230,6 +230,17 @@ func TestTTLHealthyClusterExpiresPromptly(t *testing.T) {
 	for c.nodes[l].srv.Store().KeysWithDeadline() > 0 && time.Now().Before(end) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The reader needs one more pass, on some node, to see the last
+	// deletions: wait for it (boundedly) before stopping it.
+	for time.Now().Before(end) {
+		w.mu.Lock()
+		n := len(w.gone)
+		w.mu.Unlock()
+		if n >= len(earliest) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 	w.mu.Lock()
