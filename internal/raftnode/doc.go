@@ -119,12 +119,6 @@
 // once its apply loop has reached that index. Serving reads on followers
 // spreads read load over the cluster.
 //
-// A lone voter's leader skips the round (readlocal.go): raft would answer
-// its ReadIndex at once with its commit index, so the raft loop publishes
-// that index after every iteration (once an entry of the current term is
-// committed; cleared at any membership or state change) and readers wait
-// for the apply loop to reach it without entering the raft loop.
-//
 // # A full disk
 //
 // etcd panics when its WAL cannot be written; a KVDB node instead treats a
