@@ -36,8 +36,11 @@ type binaryConn struct {
 	out   []byte // replies not yet written; guarded by mu
 	spare []byte // the other buffer, swapped with out by flush; guarded by wmu
 
-	wmu  sync.Mutex // serialises writes to c
-	kick chan struct{}
+	wmu sync.Mutex // serialises writes to c
+	// writeDL is c's write deadline (guarded by wmu), readDL its read
+	// deadline (the read loop's).
+	writeDL, readDL connDeadline
+	kick            chan struct{}
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -120,7 +123,7 @@ func (c *binaryConn) flush() error {
 	c.mu.Unlock()
 	var err error
 	if len(buf) > 0 {
-		_ = c.c.SetWriteDeadline(time.Now().Add(binaryWriteTimeout))
+		c.writeDL.write(c.c, binaryWriteTimeout)
 		_, err = c.c.Write(buf)
 	}
 	// Do not keep a huge buffer (a large RANGE reply) for the connection's
@@ -171,14 +174,14 @@ func (c *binaryConn) readLoop() {
 			// Idle until a frame's first bytes arrive; from then on the
 			// rest of it has ReadTimeout.
 			if c.rd.Buffered() == 0 {
-				_ = c.c.SetReadDeadline(time.Now().Add(c.b.cfg.IdleTimeout))
+				c.readDL.read(c.c, c.b.cfg.IdleTimeout)
 				if err := c.rd.Fill(); err != nil {
 					c.fail(err)
 					return
 				}
 			}
 			if !c.rd.HasFrame() {
-				_ = c.c.SetReadDeadline(time.Now().Add(c.b.cfg.ReadTimeout))
+				c.readDL.read(c.c, c.b.cfg.ReadTimeout)
 			}
 		}
 		f, err := c.rd.Next()

@@ -39,6 +39,9 @@ type respConn struct {
 
 	out []byte
 
+	// The socket's deadlines, re-armed only when they fall behind.
+	readDL, writeDL connDeadline
+
 	// pending writes, answered in order by settle.
 	slots   []*respSlot
 	npend   int
@@ -123,13 +126,9 @@ func (c *respConn) serve() {
 				return
 			}
 			if c.rd.Buffered() == 0 {
-				var d time.Time
-				if c.r.cfg.IdleTimeout > 0 {
-					d = time.Now().Add(c.r.cfg.IdleTimeout)
-				}
-				_ = c.c.SetReadDeadline(d)
+				c.readDL.read(c.c, c.r.cfg.IdleTimeout)
 			} else {
-				_ = c.c.SetReadDeadline(time.Now().Add(c.r.cfg.ReadTimeout))
+				c.readDL.read(c.c, c.r.cfg.ReadTimeout)
 			}
 			c.fresh = false
 			if err := c.rd.Fill(); err != nil {
@@ -162,7 +161,7 @@ func (c *respConn) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	_ = c.c.SetWriteDeadline(time.Now().Add(respWriteTimeout))
+	c.writeDL.write(c.c, respWriteTimeout)
 	_, err := c.c.Write(c.out)
 	if cap(c.out) > 1<<20 {
 		c.out = nil
