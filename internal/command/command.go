@@ -17,6 +17,7 @@
 package command
 
 import (
+	"slices"
 	"errors"
 	"fmt"
 
@@ -232,11 +233,17 @@ func EncodeAuth(c *raftv1.AuthCommand) ([]byte, error) {
 // encoded commands (none of them a multi), the same bytes proto.Marshal
 // would produce, without decoding them again.
 func EncodeMulti[T any](items []T, data func(T) []byte) []byte {
+	return AppendMulti(nil, items, data)
+}
+
+// AppendMulti is EncodeMulti appending to dst (which it grows once, to
+// the exact size).
+func AppendMulti[T any](dst []byte, items []T, data func(T) []byte) []byte {
 	inner := 0
 	for _, it := range items {
 		inner += protowire.SizeTag(multiCommandsField) + protowire.SizeBytes(len(data(it)))
 	}
-	buf := make([]byte, 0, protowire.SizeTag(commandMultiField)+protowire.SizeBytes(inner))
+	buf := slices.Grow(dst, protowire.SizeTag(commandMultiField)+protowire.SizeBytes(inner))
 	buf = protowire.AppendTag(buf, commandMultiField, protowire.BytesType)
 	buf = protowire.AppendVarint(buf, uint64(inner))
 	for _, it := range items {

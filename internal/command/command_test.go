@@ -31,6 +31,14 @@ func TestHandEncodedCommandsMatchProtoMarshal(t *testing.T) {
 	if len(cmds) != 2 || string(cmds[0].GetPut().GetKey()) != "a" || string(cmds[1].GetDelete().GetKey()) != "b" {
 		t.Fatalf("decoded multi = %v", &multi)
 	}
+	// AppendMulti leaves what is before it alone, whatever room it has.
+	for _, room := range []int{0, 3, 1000} {
+		prefix := append(make([]byte, 0, 8+room), "12345678"...)
+		got := AppendMulti(prefix, [][]byte{a, b}, ident)
+		if string(got[:8]) != "12345678" || !bytes.Equal(got[8:], EncodeMulti([][]byte{a, b}, ident)) {
+			t.Fatalf("AppendMulti with %d bytes of room = %x", room, got)
+		}
+	}
 }
 
 func ident(b []byte) []byte { return b }

@@ -29,8 +29,9 @@ const (
 
 // pendingWrite is one client write waiting to be proposed: a prepared
 // write (never a multi) and the caller's callback. The coalescer calls
-// finish exactly once per write, from one of its goroutines; done must not
-// block.
+// finish exactly once per write, from its own goroutine or from the raft
+// node's apply loop (raft loop for a dropped entry); done must be quick and
+// must not block.
 type pendingWrite struct {
 	w    Write
 	done func(WriteResult, error)
@@ -157,20 +158,26 @@ func (w *coalescer) run() {
 		}
 		// Enqueue here, in the order the writes arrived, so entries reach
 		// the log in that order; only the waiting happens concurrently.
-		data := batch[0].w.data
+		// The proposal is built behind the room the node needs for its
+		// header, so it is not copied again.
+		var data []byte
 		if len(batch) > 1 {
-			data = command.EncodeMulti(batch, func(p pendingWrite) []byte { return p.w.data })
+			data = command.AppendMulti(make([]byte, raftnode.ProposalHeader, raftnode.ProposalHeader+size+size/8+16),
+				batch, func(p pendingWrite) []byte { return p.w.data })
+		} else {
+			data = append(make([]byte, raftnode.ProposalHeader, raftnode.ProposalHeader+size), batch[0].w.data...)
 		}
-		prop, err := w.c.node.Enqueue(data)
+		w.wg.Add(1)
+		err := w.c.node.EnqueueFunc(data, w.c.cfg.RequestTimeout, func(v any, err error) {
+			w.complete(batch, v, err)
+		})
 		if err != nil {
+			w.wg.Done()
 			<-w.sem
 			for i := range batch {
 				w.finish(&batch[i], engine.Result{}, nil, err)
 			}
-			continue
 		}
-		w.wg.Add(1)
-		go w.await(batch, prop)
 	}
 }
 
@@ -189,13 +196,12 @@ func (w *coalescer) stop() {
 	}
 }
 
-// await waits for an enqueued entry and hands each write its result.
-func (w *coalescer) await(batch []pendingWrite, p *raftnode.Proposal) {
+// complete hands each write of an entry its result: v, the state
+// machine's, or err. It runs on the raft node's apply loop (or, for an
+// error, wherever the node found it), so it only encodes and hands over.
+func (w *coalescer) complete(batch []pendingWrite, v any, err error) {
 	defer w.wg.Done()
 	defer func() { <-w.sem }()
-	ctx, cancel := context.WithTimeout(context.Background(), w.c.cfg.RequestTimeout)
-	defer cancel()
-	v, err := p.Wait(ctx)
 	r, _ := v.(fsm.Result)
 	if len(batch) == 1 {
 		if err == nil {

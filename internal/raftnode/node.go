@@ -187,6 +187,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	go n.applyLoop(proto.Clone(cs).(*raftpb.ConfState))
 	go n.walLoop()
 	go n.raftLoop()
+	go n.expireLoop()
 	return n, nil
 }
 
@@ -354,34 +355,128 @@ func (n *Node) Enqueue(data []byte) (*Proposal, error) {
 }
 
 func (n *Node) enqueue(data []byte) (*Proposal, error) {
+	ch := make(chan result, 1)
+	id, err := n.enqueueWith(data, false, waiter{ch: ch})
+	if err != nil {
+		return nil, err
+	}
+	return &Proposal{n: n, id: id, ch: ch}, nil
+}
+
+// ProposalHeader is the room EnqueueFunc needs before a proposal's bytes.
+const ProposalHeader = idHeaderLen
+
+// EnqueueFunc hands a proposal to the raft loop like Enqueue and calls done
+// exactly once with the state machine's result: on the apply loop when the
+// entry is applied, or with an error when it cannot be (ErrStopped,
+// ErrLeaderChanged, ErrProposalDropped), or with
+// context.DeadlineExceeded once timeout has passed (the entry may still be
+// applied later). done must be quick and must not block: it runs on the
+// apply or the raft loop. When EnqueueFunc returns an error done is not
+// called.
+//
+// buf is ProposalHeader bytes of room followed by the proposal, and
+// belongs to the node from then on: the proposal is not copied.
+//
+// It spares a waiting goroutine, a channel and a timer per proposal, which
+// Enqueue's Wait costs.
+func (n *Node) EnqueueFunc(buf []byte, timeout time.Duration, done func(val any, err error)) error {
+	if len(buf) < ProposalHeader {
+		return fmt.Errorf("raftnode: a proposal of %d bytes has no room for its header", len(buf))
+	}
+	_, err := n.enqueueWith(buf, true, waiter{
+		deadline: time.Now().Add(timeout).UnixNano(),
+		fn: func(r result) {
+			if r.err != nil {
+				n.cfg.Metrics.ProposalFailed(r.err)
+			}
+			done(r.val, r.err)
+		},
+	})
+	if err != nil {
+		n.cfg.Metrics.ProposalFailed(err)
+	}
+	return err
+}
+
+// enqueueWith checks the node can take a proposal, registers wt as its
+// waiter and hands it to the raft loop. When headed, data begins with
+// ProposalHeader bytes of room for the id and is used as is.
+func (n *Node) enqueueWith(data []byte, headed bool, wt waiter) (uint64, error) {
 	if n.removed.Load() {
-		return nil, ErrRemoved
+		return 0, ErrRemoved
+	}
+	select {
+	case <-n.stopC:
+		return 0, ErrStopped
+	default:
 	}
 	if e := n.diskFullErr.Load(); e != nil {
-		return nil, e
+		return 0, e
 	}
 	if n.waits.pending.Load() >= int64(n.cfg.MaxPendingProposals) {
-		return nil, ErrOverloaded
+		return 0, ErrOverloaded
 	}
 	if n.commit.Load() > n.reads.applied.Load()+n.cfg.MaxApplyBacklog {
-		return nil, ErrOverloaded
+		return 0, ErrOverloaded
 	}
 	id := n.idBase + n.idSeq.Add(1)
-	buf := make([]byte, idHeaderLen+len(data))
+	buf := data
+	if !headed {
+		buf = make([]byte, idHeaderLen+len(data))
+		copy(buf[idHeaderLen:], data)
+	}
 	binary.BigEndian.PutUint64(buf, id)
-	copy(buf[idHeaderLen:], data)
 
-	ch := n.waits.register(id)
+	n.waits.add(id, wt)
+	var err error
 	select {
 	case n.proposeC <- proposal{id: id, data: buf}:
 	case <-n.stopC:
-		n.waits.cancel(id)
-		return nil, ErrStopped
+		err = ErrStopped
 	default:
-		n.waits.cancel(id)
-		return nil, ErrOverloaded
+		err = ErrOverloaded
 	}
-	return &Proposal{n: n, id: id, ch: ch}, nil
+	if err != nil {
+		// Refused: take the waiter back. A node stopping meanwhile may
+		// have failed it already, and then it has had its answer.
+		if _, ok := n.waits.take(id); ok || wt.fn == nil {
+			return 0, err
+		}
+		return id, nil
+	}
+	if wt.fn != nil {
+		// The node may have stopped meanwhile and failed its waiters
+		// before this one was added (expireLoop sweeps once more after
+		// done): fail it here if so; take makes sure only once.
+		select {
+		case <-n.done:
+			n.waits.trigger(id, result{err: ErrStopped})
+		default:
+		}
+	}
+	return id, nil
+}
+
+// expireInterval is how often callbacks past their deadline are failed.
+const expireInterval = 50 * time.Millisecond
+
+// expireLoop fails EnqueueFunc callbacks whose timeout has passed, until
+// the node is done. The apply loop fails every waiter as it ends; a
+// callback added during that is failed by the sweep after done here, or,
+// if added after that sweep, by enqueueWith itself.
+func (n *Node) expireLoop() {
+	t := time.NewTicker(expireInterval)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			n.waits.expire(now.UnixNano(), context.DeadlineExceeded)
+		case <-n.done:
+			n.waits.failAll(ErrStopped)
+			return
+		}
+	}
 }
 
 // Wait waits until the proposal has been applied locally and returns the

@@ -3,7 +3,6 @@ package raftnode
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 )
@@ -81,7 +80,7 @@ func TestReadRoundFailsAfterElectionTimeout(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.nodes[0].ReadIndex(context.Background()) }()
 	// The round starts when the loop next runs; ticks then count.
-	waitQueued(t, c.nodes[0])
+	waitQueued(t, c.nodes[0], false)
 	c.tick(t, 0, tickedElection)
 	select {
 	case err := <-done:
@@ -110,7 +109,7 @@ func TestPendingProposalFailsOnLeaderChange(t *testing.T) {
 		_, err := c.nodes[0].Propose(context.Background(), []byte("lost"))
 		done <- err
 	}()
-	waitQueued(t, c.nodes[0])
+	waitQueued(t, c.nodes[0], true)
 	for i := 0; ; i++ {
 		if i > 3*tickedElection {
 			t.Fatalf("proposal still pending after %d ticks", i)
@@ -133,12 +132,20 @@ func TestPendingProposalFailsOnLeaderChange(t *testing.T) {
 	}
 }
 
-// waitQueued lets the goroutine that just called into node n reach the raft
-// loop; the checks after it count ticks, not time.
-func waitQueued(t *testing.T, n *Node) {
+// waitQueued waits until the goroutine that just called into node n has
+// handed its request over and the raft loop has taken it (the request
+// channels are empty; for a proposal, its waiter is registered), so the
+// ticks that follow count from after it.
+func waitQueued(t *testing.T, n *Node, proposal bool) {
 	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	time.Sleep(20 * time.Millisecond)
-	_ = fmt.Sprint(n.Status())
+	for len(n.proposeC) != 0 || len(n.readC) != 0 || (proposal && n.waits.pending.Load() == 0) {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never reached the raft loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestLostMembershipChangeExpires: a membership change that cannot commit

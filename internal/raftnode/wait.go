@@ -15,73 +15,142 @@ type result struct {
 // proposers and the apply loop rarely contend.
 const waitShards = 16
 
-// waitRegistry maps request ids to the channel of the proposer waiting for
-// that entry to apply (etcd's pkg/wait). Safe for concurrent use.
+// waitRegistry maps request ids to whoever waits for that entry to apply
+// (etcd's pkg/wait): a proposer's channel, or a callback with a deadline.
+// Safe for concurrent use.
 type waitRegistry struct {
 	shards [waitShards]struct {
 		mu sync.Mutex
-		m  map[uint64]chan result
+		m  map[uint64]waiter
 	}
 	pending atomic.Int64
+	// callbacks counts the waiters that are callbacks, so expire has
+	// nothing to scan while there are none.
+	callbacks atomic.Int64
+}
+
+// waiter is one entry's waiter: ch, or fn with its deadline (unix nanos).
+type waiter struct {
+	ch       chan result
+	fn       func(result)
+	deadline int64
 }
 
 func newWaitRegistry() *waitRegistry {
 	w := &waitRegistry{}
 	for i := range w.shards {
-		w.shards[i].m = make(map[uint64]chan result)
+		w.shards[i].m = make(map[uint64]waiter)
 	}
 	return w
 }
 
 func (w *waitRegistry) register(id uint64) chan result {
 	ch := make(chan result, 1)
-	s := &w.shards[id%waitShards]
-	s.mu.Lock()
-	s.m[id] = ch
-	s.mu.Unlock()
-	w.pending.Add(1)
+	w.add(id, waiter{ch: ch})
 	return ch
 }
 
-// trigger completes the waiter for id, if any. Entries proposed by other
-// nodes have no waiter here, which is the common case on a follower.
-func (w *waitRegistry) trigger(id uint64, r result) {
+// add makes wt id's waiter; a callback's deadline is when expire fails it.
+func (w *waitRegistry) add(id uint64, wt waiter) {
+	if wt.fn != nil {
+		w.callbacks.Add(1)
+	}
 	s := &w.shards[id%waitShards]
 	s.mu.Lock()
-	ch, ok := s.m[id]
+	s.m[id] = wt
+	s.mu.Unlock()
+	w.pending.Add(1)
+}
+
+// take removes and returns id's waiter.
+func (w *waitRegistry) take(id uint64) (waiter, bool) {
+	s := &w.shards[id%waitShards]
+	s.mu.Lock()
+	wt, ok := s.m[id]
 	if ok {
 		delete(s.m, id)
 	}
 	s.mu.Unlock()
 	if ok {
 		w.pending.Add(-1)
-		ch <- r
+		if wt.fn != nil {
+			w.callbacks.Add(-1)
+		}
+	}
+	return wt, ok
+}
+
+// done hands r to a waiter taken from the registry.
+func (wt waiter) done(r result) {
+	if wt.fn != nil {
+		wt.fn(r)
+		return
+	}
+	wt.ch <- r
+}
+
+// trigger completes the waiter for id, if any. Entries proposed by other
+// nodes have no waiter here, which is the common case on a follower. A
+// callback runs on the calling goroutine (the apply loop, or the raft loop
+// for a dropped proposal).
+func (w *waitRegistry) trigger(id uint64, r result) {
+	if wt, ok := w.take(id); ok {
+		wt.done(r)
 	}
 }
 
 // cancel forgets a waiter whose proposer gave up.
 func (w *waitRegistry) cancel(id uint64) {
-	s := &w.shards[id%waitShards]
-	s.mu.Lock()
-	_, ok := s.m[id]
-	delete(s.m, id)
-	s.mu.Unlock()
-	if ok {
-		w.pending.Add(-1)
-	}
+	w.take(id)
 }
 
-// failAll completes every waiter with err; used when the node stops.
-func (w *waitRegistry) failAll(err error) {
+// expire fails, with err, every callback whose deadline (unix nanos) is
+// at or before now.
+func (w *waitRegistry) expire(now int64, err error) {
+	if w.callbacks.Load() == 0 {
+		return
+	}
+	var due []waiter
 	for i := range w.shards {
 		s := &w.shards[i]
 		s.mu.Lock()
-		for id, ch := range s.m {
-			delete(s.m, id)
-			w.pending.Add(-1)
-			ch <- result{err: err}
+		for id, wt := range s.m {
+			if wt.fn != nil && wt.deadline <= now {
+				delete(s.m, id)
+				due = append(due, wt)
+			}
 		}
 		s.mu.Unlock()
+	}
+	for _, wt := range due {
+		w.pending.Add(-1)
+		w.callbacks.Add(-1)
+		wt.fn(result{err: err})
+	}
+}
+
+// failAll completes every waiter with err; used when the node stops and
+// when leadership changes.
+func (w *waitRegistry) failAll(err error) {
+	var fns []waiter
+	for i := range w.shards {
+		s := &w.shards[i]
+		s.mu.Lock()
+		for id, wt := range s.m {
+			delete(s.m, id)
+			w.pending.Add(-1)
+			if wt.fn != nil {
+				w.callbacks.Add(-1)
+				fns = append(fns, wt)
+				continue
+			}
+			wt.ch <- result{err: err}
+		}
+		s.mu.Unlock()
+	}
+	// Callbacks run outside the shard locks.
+	for _, wt := range fns {
+		wt.fn(result{err: err})
 	}
 }
 
