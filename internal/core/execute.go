@@ -34,8 +34,10 @@ type TxnOp struct {
 	Limit               int64
 	KeysOnly, CountOnly bool
 	// TTL makes a put's key expire that long after the transaction is
-	// prepared (0: never).
+	// prepared (0: never); At instead gives the deadline itself, in unix
+	// milliseconds (Redis's EXAT and PXAT).
 	TTL time.Duration
+	At  int64
 }
 
 // ExecuteRequest is a one-shot conditional transaction: when every compare
@@ -171,13 +173,11 @@ func (c *Core) txnOps(ctx context.Context, branch string, ops []TxnOp) ([]engine
 			if err == nil {
 				err = c.authorize(ctx, auth.Write, o.Key, nil)
 			}
+			var deadline int64
 			if err == nil {
-				err = c.limits.checkTTL(o.TTL)
+				deadline, err = c.deadline(o.TTL, o.At)
 			}
-			out[i] = engine.Op{Type: engine.OpPut, Key: o.Key, Value: o.Value, PrevKV: o.PrevKV}
-			if o.TTL > 0 {
-				out[i].Deadline = time.Now().Add(o.TTL).UnixMilli()
-			}
+			out[i] = engine.Op{Type: engine.OpPut, Key: o.Key, Value: o.Value, PrevKV: o.PrevKV, Deadline: deadline}
 		case TxnDelete:
 			end := o.End
 			if o.Prefix {

@@ -28,6 +28,24 @@ const (
 // nowMillis is the local clock in unix milliseconds.
 func nowMillis() int64 { return time.Now().UnixMilli() }
 
+// DeadlineAfter is the deadline, in unix milliseconds, of a TTL that
+// starts now. A key counts as expired once the clock's whole milliseconds
+// reach its deadline, so the deadline is rounded up: a key never goes
+// before its TTL has passed (truncating made keys vanish up to a
+// millisecond early).
+func DeadlineAfter(ttl time.Duration) int64 {
+	return millisUp(time.Now().Add(ttl))
+}
+
+// millisUp is t in unix milliseconds, rounded up.
+func millisUp(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if t.Sub(time.UnixMilli(ms)) > 0 {
+		ms++
+	}
+	return ms
+}
+
 // ExpiredKeys is the number of keys expired on this node since it started.
 func (c *Core) ExpiredKeys() uint64 { return c.store.ExpiredKeys() }
 

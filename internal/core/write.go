@@ -66,7 +66,9 @@ func (c *Core) PreparePut(ctx context.Context, key, value []byte, prevKV bool) (
 // PutOptions make a put's key expire: TTL after the put, or with Lease
 // (which must exist) when the lease is revoked or expires. Not both.
 type PutOptions struct {
-	TTL   time.Duration
+	TTL time.Duration
+	// At is an absolute deadline in unix milliseconds, instead of TTL.
+	At    int64
 	Lease int64
 }
 
@@ -74,17 +76,18 @@ type PutOptions struct {
 // fixed here, by this node's clock (now + TTL), and carried in the log
 // entry, so every replica stores the same one.
 func (c *Core) PreparePutOptions(ctx context.Context, key, value []byte, prevKV bool, o PutOptions) (Write, error) {
-	if o.TTL == 0 && o.Lease == 0 {
+	if o.TTL == 0 && o.At == 0 && o.Lease == 0 {
 		return c.PreparePut(ctx, key, value, prevKV)
 	}
 	w, err := c.PreparePut(ctx, key, value, prevKV)
 	if err != nil {
 		return Write{}, err
 	}
-	if err := c.limits.checkTTL(o.TTL); err != nil {
+	deadline, err := c.deadline(o.TTL, o.At)
+	if err != nil {
 		return Write{}, err
 	}
-	if o.TTL != 0 && o.Lease != 0 {
+	if deadline != 0 && o.Lease != 0 {
 		return Write{}, invalidf("a put takes a ttl or a lease, not both")
 	}
 	if o.Lease < 0 {
@@ -95,13 +98,35 @@ func (c *Core) PreparePutOptions(ctx context.Context, key, value []byte, prevKV 
 			return Write{}, ErrLeaseNotFound
 		}
 	}
-	var deadline int64
-	if o.TTL > 0 {
-		deadline = time.Now().Add(o.TTL).UnixMilli()
-	}
 	w.data = command.EncodePutMeta(key, value, prevKV, deadline, o.Lease)
 	w.grow = engine.EntryGrowthMeta(len(key), len(value))
 	return w, nil
+}
+
+// deadline is a put's deadline in unix milliseconds (0: none) from a TTL
+// or an absolute time at, after checking it against the limits. An
+// absolute time already past is kept: the key is hidden at once and
+// expired by the leader's next round.
+func (c *Core) deadline(ttl time.Duration, at int64) (int64, error) {
+	switch {
+	case ttl != 0 && at != 0:
+		return 0, invalidf("a put takes a ttl or an expiry time, not both")
+	case at < 0:
+		return 0, invalidf("invalid expire time")
+	case at != 0:
+		if err := c.limits.checkTTL(max(time.Until(time.UnixMilli(at)), time.Millisecond)); err != nil {
+			return 0, err
+		}
+		return at, nil
+	case ttl != 0:
+		if err := c.limits.checkTTL(ttl); err != nil {
+			return 0, err
+		}
+		if ttl > 0 {
+			return DeadlineAfter(ttl), nil
+		}
+	}
+	return 0, nil
 }
 
 // PutWith prepares and runs a put with an expiry; see PreparePutOptions.
@@ -180,8 +205,8 @@ func (c *Core) PrepareBatch(ctx context.Context, ops []BatchOp) (Write, error) {
 }
 
 // Submit queues a prepared write for the log and returns at once; done
-// gets its result, exactly once, from another goroutine, and must not
-// block. Submit blocks only while the write queue is full or the write
+// gets its result exactly once, usually from the raft node's apply loop,
+// so it must be quick and must not block. Submit blocks only while the write queue is full or the write
 // waits for eviction to make room, until ctx ends.
 func (c *Core) Submit(ctx context.Context, w Write, done func(WriteResult, error)) {
 	if err := c.writes.submit(ctx, pendingWrite{w: w, done: done}); err != nil {

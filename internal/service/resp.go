@@ -59,6 +59,8 @@ type respServer struct {
 	conns  map[*respConn]struct{}
 	stop   bool
 	wg     sync.WaitGroup
+	// cursors are the node's SCAN cursors, shared by its connections.
+	cursors scanCursors
 }
 
 func newRESPServer(s *Server, cfg RESPConfig) *respServer {

@@ -2,10 +2,12 @@ package service
 
 import (
 	"bytes"
+	"container/list"
 	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kvdb/kvdb/internal/core"
@@ -223,11 +225,13 @@ func (c *respConn) cmdGet(args [][]byte) {
 	c.bulk(kv.Value)
 }
 
-// setOptions are SET's options: ttl is set by EX, PX, EXAT or PXAT.
+// setOptions are SET's options: ttl is set by EX or PX, at (unix
+// milliseconds) by EXAT or PXAT.
 type setOptions struct {
 	nx, xx, get bool
 	keepTTL     bool
 	ttl         time.Duration
+	at          int64
 }
 
 func parseSetOptions(args [][]byte) (setOptions, string) {
@@ -253,11 +257,11 @@ func parseSetOptions(args [][]byte) (setOptions, string) {
 			if msg != "" {
 				return o, msg
 			}
-			ttl, ok := ttlFrom(strings.ToUpper(string(a)), n)
+			ttl, at, ok := expiryFrom(strings.ToUpper(string(a)), n)
 			if !ok {
 				return o, "ERR invalid expire time in 'set' command"
 			}
-			o.ttl = ttl
+			o.ttl, o.at = ttl, at
 			expiry++
 			i++
 		default:
@@ -309,7 +313,7 @@ func (c *respConn) setCond(key, value []byte, o setOptions) {
 	case o.xx:
 		req.Compares = []core.Compare{{Key: key, Target: engine.CompareVersion, Op: engine.CompareGreater, Number: 0}}
 	}
-	put := core.TxnOp{Type: core.TxnPut, Key: key, Value: value, TTL: o.ttl}
+	put := core.TxnOp{Type: core.TxnPut, Key: key, Value: value, TTL: o.ttl, At: o.at}
 	get := core.TxnOp{Type: core.TxnRange, Key: key}
 	if o.get {
 		req.Success = []core.TxnOp{get, put}
@@ -679,29 +683,64 @@ func (c *respConn) cmdKeys(args [][]byte) {
 	}
 }
 
-// respCursors maps SCAN cursors of one connection to the key they resume
-// at: a key, so the cursor stays valid whatever is written meanwhile.
-type respCursors struct {
-	next uint64
-	m    map[uint64][]byte
+// scanCursors maps the SCAN cursors handed out by this node's RESP
+// connections to the key each resumes at: a key, so a cursor stays valid
+// whatever is written meanwhile, and it works on any connection to this
+// node (a client's connection pool may send each page on another one). A
+// cursor can be used again (a client retrying a page); the least recently
+// used ones are forgotten beyond maxScanCursors or maxScanCursorBytes of
+// keys, and then answer "invalid cursor". Cursor numbers are random, so
+// one client cannot guess another's; reading a page checks the reader's
+// own permissions either way.
+type scanCursors struct {
+	mu    sync.Mutex
+	m     map[uint64]*list.Element // of *scanCursor
+	lru   list.List                // front: most recently used
+	bytes int
 }
 
-const maxRESPCursors = 64
+type scanCursor struct {
+	id  uint64
+	key []byte
+}
 
-func (rc *respCursors) put(key []byte) uint64 {
-	if rc.m == nil {
-		rc.m = make(map[uint64][]byte)
+const (
+	maxScanCursors     = 100_000
+	maxScanCursorBytes = 64 << 20
+)
+
+// put records a cursor resuming at key and returns its number (never 0).
+func (sc *scanCursors) put(key []byte) uint64 {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.m == nil {
+		sc.m = make(map[uint64]*list.Element)
 	}
-	if len(rc.m) >= maxRESPCursors {
-		oldest := uint64(math.MaxUint64)
-		for id := range rc.m {
-			oldest = min(oldest, id)
-		}
-		delete(rc.m, oldest)
+	id := uint64(0)
+	for id == 0 || sc.m[id] != nil {
+		id = rand.Uint64() >> 1 // positive as a signed number too
 	}
-	rc.next++
-	rc.m[rc.next] = key
-	return rc.next
+	sc.m[id] = sc.lru.PushFront(&scanCursor{id: id, key: key})
+	sc.bytes += len(key)
+	for len(sc.m) > maxScanCursors || sc.bytes > maxScanCursorBytes {
+		old := sc.lru.Back().Value.(*scanCursor)
+		sc.lru.Remove(sc.lru.Back())
+		delete(sc.m, old.id)
+		sc.bytes -= len(old.key)
+	}
+	return id
+}
+
+// get returns the key cursor id resumes at.
+func (sc *scanCursors) get(id uint64) ([]byte, bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	e, ok := sc.m[id]
+	if !ok {
+		return nil, false
+	}
+	sc.lru.MoveToFront(e)
+	return e.Value.(*scanCursor).key, true
 }
 
 func (c *respConn) cmdScan(args [][]byte) {
@@ -741,11 +780,10 @@ func (c *respConn) cmdScan(args [][]byte) {
 	var from []byte
 	if cursor != 0 {
 		var ok bool
-		if from, ok = c.cursors.m[cursor]; !ok {
+		if from, ok = c.r.cursors.get(cursor); !ok {
 			c.errorLine("ERR invalid cursor")
 			return
 		}
-		delete(c.cursors.m, cursor)
 	}
 	if err := c.waitRead(); err != nil {
 		c.fail(err)
@@ -763,7 +801,7 @@ func (c *respConn) cmdScan(args [][]byte) {
 	}
 	id := uint64(0)
 	if next != nil {
-		id = c.cursors.put(next)
+		id = c.r.cursors.put(next)
 	}
 	c.array(2)
 	c.bulkString(strconv.FormatUint(id, 10))

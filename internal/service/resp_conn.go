@@ -56,7 +56,6 @@ type respConn struct {
 
 	multi   *respMulti
 	watches map[string]int64
-	cursors respCursors
 
 	// submitted: the command being dispatched went to the coalescer, whose
 	// completion leaves and observes it.

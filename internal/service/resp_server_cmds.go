@@ -62,7 +62,6 @@ func (c *respConn) cmdReadWrite(args [][]byte) {
 func (c *respConn) cmdReset(args [][]byte) {
 	c.multi, c.watches, c.serializable, c.resp3 = nil, nil, false, false
 	c.user, c.ctx = "", c.base
-	c.cursors = respCursors{}
 	c.setName("")
 	c.simple("RESET")
 }

@@ -27,33 +27,32 @@ func expireArg(a []byte, cmd string) (int64, string) {
 	return n, ""
 }
 
-// ttlFrom turns an expiry option's value into a TTL from now: EX seconds,
-// PX milliseconds, EXAT unix seconds, PXAT unix milliseconds. A time in
-// the past gives the shortest TTL, so the key is hidden at once and
-// expired by the leader's next round.
-func ttlFrom(opt string, n int64) (time.Duration, bool) {
+// expiryFrom turns an expiry option's value into a TTL from now (EX
+// seconds, PX milliseconds) or a deadline in unix milliseconds (EXAT unix
+// seconds, PXAT unix milliseconds). A deadline in the past hides the key
+// at once, and the leader's next round expires it.
+func expiryFrom(opt string, n int64) (ttl time.Duration, at int64, ok bool) {
 	const maxMs = math.MaxInt64 / int64(time.Millisecond)
-	var ms int64
 	switch opt {
 	case "EX":
 		if n > maxMs/1000 {
-			return 0, false
+			return 0, 0, false
 		}
-		ms = n * 1000
+		return time.Duration(max(n, 1)) * time.Second, 0, true
 	case "PX":
-		ms = n
+		if n > maxMs {
+			return 0, 0, false
+		}
+		return time.Duration(max(n, 1)) * time.Millisecond, 0, true
 	case "EXAT":
 		if n > maxMs/1000 {
-			return 0, false
+			return 0, 0, false
 		}
-		ms = n*1000 - time.Now().UnixMilli()
+		return 0, max(n*1000, 1), true
 	case "PXAT":
-		ms = n - time.Now().UnixMilli()
+		return 0, max(n, 1), true
 	}
-	if ms > maxMs {
-		return 0, false
-	}
-	return time.Duration(max(ms, 1)) * time.Millisecond, true
+	return 0, 0, false
 }
 
 // setTTL is SET with an expiry option and no NX, XX or GET: a put with a
@@ -63,7 +62,7 @@ func (c *respConn) setTTL(key, value []byte, o setOptions) {
 		c.submitRMW(c.s.core.PrepareSetKeepTTL(c.ctx, key, value))('+')
 		return
 	}
-	w, err := c.s.core.PreparePutOptions(c.ctx, key, value, false, core.PutOptions{TTL: o.ttl})
+	w, err := c.s.core.PreparePutOptions(c.ctx, key, value, false, core.PutOptions{TTL: o.ttl, At: o.at})
 	if err != nil {
 		c.settle()
 		c.fail(err)
@@ -84,7 +83,7 @@ func (c *respConn) cmdSetEx(args [][]byte) {
 		c.errorLine(msg)
 		return
 	}
-	ttl, ok := ttlFrom(opt, n)
+	ttl, _, ok := expiryFrom(opt, n)
 	if !ok {
 		c.settle()
 		c.errorLine("ERR invalid expire time in '" + name + "' command")
@@ -129,7 +128,13 @@ func (c *respConn) cmdExpire(args [][]byte) {
 		}
 		cond = cd
 	}
+	// A relative expiry into the future rounds its start up, so the key
+	// never goes early (core.DeadlineAfter); one at or before now stays
+	// due at once.
 	now := time.Now().UnixMilli()
+	if n > 0 {
+		now = core.DeadlineAfter(0)
+	}
 	var at int64
 	const maxMs = math.MaxInt64 / int64(time.Millisecond)
 	switch {

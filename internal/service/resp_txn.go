@@ -229,7 +229,7 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 				c.errorLine(msg)
 				return nil
 			}
-			if o.ttl != 0 || o.keepTTL {
+			if o.ttl != 0 || o.at != 0 || o.keepTTL {
 				c.errorLine("ERR SET with an expiry is not supported inside MULTI")
 				return nil
 			}
