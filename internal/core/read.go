@@ -42,8 +42,10 @@ func (c *Core) WaitRead(ctx context.Context, serializable bool) error {
 	if h := c.testHookBeforeReadIndex; h != nil {
 		h()
 	}
-	ctx, cancel := c.requestContext(ctx)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		// The request timeout without a timer per read.
+		return c.node.ReadIndexWithin(ctx, c.cfg.RequestTimeout)
+	}
 	return c.node.ReadIndex(ctx)
 }
 

@@ -215,3 +215,50 @@ func TestEnqueueFuncAcrossStop(t *testing.T) {
 
 // headed is s behind the room EnqueueFunc wants for its header.
 func headed(s string) []byte { return append(make([]byte, ProposalHeader), s...) }
+
+// TestReadIndexWithin: a read waits for the apply loop to reach the read
+// index and gives up with DeadlineExceeded once its timeout has passed;
+// once the apply loop catches up reads are answered again.
+func TestReadIndexWithin(t *testing.T) {
+	sm := &gatedSM{}
+	n, err := Start(Config{ID: 1, Name: "n1", Address: "mem:n1", ClusterID: 5, DataDir: t.TempDir(),
+		TickInterval: 5 * time.Millisecond, Logger: quietLogger()}, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for n.Status().Leader != 1 {
+		if ctx.Err() != nil {
+			t.Fatal("single voter did not elect itself")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := n.ReadIndexWithin(context.Background(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sm.hold()
+	stuck := newRecorder()
+	if err := n.EnqueueFunc(headed("held"), time.Minute, stuck.done); err != nil {
+		t.Fatal(err)
+	}
+	for n.Status().Commit <= n.Status().Applied {
+		if ctx.Err() != nil {
+			t.Fatal("the held entry never committed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if err := n.ReadIndexWithin(context.Background(), 100*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read behind a held apply: %v, want DeadlineExceeded", err)
+	}
+	if waited := time.Since(start); waited < 100*time.Millisecond {
+		t.Fatalf("gave up after %v, before its 100ms timeout", waited)
+	}
+	sm.release()
+	stuck.wait(t)
+	if err := n.ReadIndexWithin(context.Background(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

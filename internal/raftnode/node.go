@@ -93,6 +93,10 @@ type Node struct {
 	lock   *dirLock
 	waits  *waitRegistry
 	reads  appliedWaiters
+	// pulse is closed and replaced every expireInterval (expireLoop):
+	// a reader with a coarse deadline wakes on it to check the time
+	// instead of arming a timer per read (ReadIndexWithin).
+	pulse atomic.Pointer[chan struct{}]
 	idBase uint64
 	idSeq  atomic.Uint64
 
@@ -187,6 +191,8 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	go n.applyLoop(proto.Clone(cs).(*raftpb.ConfState))
 	go n.walLoop()
 	go n.raftLoop()
+	pulse := make(chan struct{})
+	n.pulse.Store(&pulse)
 	go n.expireLoop()
 	return n, nil
 }
@@ -471,6 +477,8 @@ func (n *Node) expireLoop() {
 	for {
 		select {
 		case now := <-t.C:
+			next := make(chan struct{})
+			close(*n.pulse.Swap(&next))
 			n.waits.expire(now.UnixNano(), context.DeadlineExceeded)
 		case <-n.done:
 			n.waits.failAll(ErrStopped)
@@ -528,6 +536,58 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 		return ErrStopped
 	}
 	return n.WaitApplied(ctx, index)
+}
+
+// ReadIndexWithin is ReadIndex bounded by timeout instead of a context
+// deadline, for callers whose ctx has none: the time is checked at each
+// pulse (expireInterval), so the bound is that coarse, and no timer is
+// armed per read.
+func (n *Node) ReadIndexWithin(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	req := readRequest{ch: make(chan readResult, 1)}
+	select {
+	case n.readC <- req:
+	case <-n.stopC:
+		return ErrStopped
+	default:
+		return ErrOverloaded
+	}
+	var index uint64
+	for confirmed := false; !confirmed; {
+		select {
+		case r := <-req.ch:
+			if r.err != nil {
+				return r.err
+			}
+			index, confirmed = r.index, true
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.done:
+			return ErrStopped
+		case <-*n.pulse.Load():
+			if !time.Now().Before(deadline) {
+				return context.DeadlineExceeded
+			}
+		}
+	}
+	ch := n.reads.wait(index)
+	if ch == nil {
+		return nil
+	}
+	for {
+		select {
+		case <-ch:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.done:
+			return ErrStopped
+		case <-*n.pulse.Load():
+			if !time.Now().Before(deadline) {
+				return context.DeadlineExceeded
+			}
+		}
+	}
 }
 
 // WaitApplied waits until the apply loop has applied index.
