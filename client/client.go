@@ -288,7 +288,9 @@ func idempotent(op wire.Opcode) bool {
 
 // do sends req and waits for its reply, applying the default deadline and
 // retrying idempotent requests on UNAVAILABLE with backoff and leader
-// discovery.
+// discovery. Any request refused because the permissions changed while it
+// was in flight (notApplied) is sent again at once, as etcd's client does;
+// a transaction's commit is not, since its reads were checked at begin.
 func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -298,6 +300,9 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, err
 	backoff := c.opts.BackoffBase
 	for attempt := 0; ; attempt++ {
 		resp, err := c.once(ctx, req)
+		if err != nil && notApplied(err) && req.Op != wire.OpCommit && attempt < c.opts.MaxRetries {
+			continue
+		}
 		if err == nil || !idempotent(req.Op) || !retryable(err) || attempt >= c.opts.MaxRetries {
 			return resp, err
 		}

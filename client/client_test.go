@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/service"
 	"github.com/kvdb/kvdb/internal/service/servicetest"
 	"github.com/kvdb/kvdb/internal/wire"
@@ -136,7 +138,11 @@ type fakeNode struct {
 	failGets   int32 // the first failGets Gets fail with UNAVAILABLE
 	failPuts   bool
 	blockGet   bool
-	addr       string
+	// abortPuts: the first abortPuts Puts are refused as applied after
+	// a permission change; conflictPuts: every Put is ABORTED otherwise.
+	abortPuts    int32
+	conflictPuts bool
+	addr         string
 }
 
 func (f *fakeNode) Status(context.Context, *kvdbv1.StatusRequest) (*kvdbv1.StatusResponse, error) {
@@ -156,7 +162,13 @@ func (f *fakeNode) Get(ctx context.Context, req *kvdbv1.GetRequest) (*kvdbv1.Get
 }
 
 func (f *fakeNode) Put(context.Context, *kvdbv1.PutRequest) (*kvdbv1.PutResponse, error) {
-	f.puts.Add(1)
+	n := f.puts.Add(1)
+	if n <= f.abortPuts {
+		return nil, status.Error(codes.Aborted, "service: "+auth.ErrOldRevision.Error())
+	}
+	if f.conflictPuts {
+		return nil, status.Error(codes.Aborted, "transaction conflict")
+	}
 	if f.failPuts {
 		return nil, status.Error(codes.Unavailable, "leader changed")
 	}
@@ -229,6 +241,54 @@ func TestClientRetriesOnlyIdempotentCalls(t *testing.T) {
 	}
 	if got := f.puts.Load(); got != 1 {
 		t.Fatalf("Put sent %d times, want exactly 1 (writes are not retried)", got)
+	}
+}
+
+// TestClientResendsWritesRefusedByAPermissionChange: a write refused
+// when applied because the permissions changed in flight was not applied,
+// so it is sent again at once; other ABORTED answers are not.
+func TestClientResendsWritesRefusedByAPermissionChange(t *testing.T) {
+	if !strings.Contains(auth.ErrOldRevision.Error(), oldAuthRevisionText) {
+		t.Fatalf("the server's message %q no longer contains %q", auth.ErrOldRevision, oldAuthRevisionText)
+	}
+	f := &fakeNode{leader: true, abortPuts: 2}
+	ctx := ctxT(t)
+	c, err := New(ctx, Options{Endpoints: []string{startFake(t, f)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Put(ctx, []byte("k"), []byte("v")); err != nil {
+		t.Fatalf("Put after two refusals: %v", err)
+	}
+	if got := f.puts.Load(); got != 3 {
+		t.Fatalf("Put sent %d times, want 3", got)
+	}
+
+	always := &fakeNode{leader: true, abortPuts: 1 << 30}
+	c2, err := New(ctx, Options{Endpoints: []string{startFake(t, always)}, MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.Put(ctx, []byte("k"), nil); !notApplied(err) {
+		t.Fatalf("Put refused every time: %v", err)
+	}
+	if got := always.puts.Load(); got != 4 {
+		t.Fatalf("Put refused every time was sent %d times, want 1 + MaxRetries (4)", got)
+	}
+
+	conflict := &fakeNode{leader: true, conflictPuts: true}
+	c3, err := New(ctx, Options{Endpoints: []string{startFake(t, conflict)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if _, err := c3.Put(ctx, []byte("k"), nil); Code(err) != codes.Aborted {
+		t.Fatalf("Put: %v, want ABORTED", err)
+	}
+	if got := conflict.puts.Load(); got != 1 {
+		t.Fatalf("a conflict was sent %d times, want once", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -58,4 +59,23 @@ func Code(err error) codes.Code {
 // retryable reports whether a failed idempotent request may be sent again.
 func retryable(err error) bool {
 	return Code(err) == codes.Unavailable
+}
+
+// oldAuthRevisionText is in the message of the ABORTED answer to a request
+// refused when applied because the users, roles or permissions changed
+// after it was checked (the server's auth.ErrOldRevision).
+const oldAuthRevisionText = "the users, roles or permissions changed while the request was in flight"
+
+// notApplied reports whether err says the request was refused as a whole
+// before it changed anything, so any request, a write too, may be sent
+// again: the server checks it afresh against the new permissions.
+func notApplied(err error) bool {
+	if Code(err) != codes.Aborted {
+		return false
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return strings.Contains(e.Message, oldAuthRevisionText)
+	}
+	return strings.Contains(status.Convert(err).Message(), oldAuthRevisionText)
 }
