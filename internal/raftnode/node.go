@@ -188,11 +188,11 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
+	pulse := make(chan struct{})
+	n.pulse.Store(&pulse)
 	go n.applyLoop(proto.Clone(cs).(*raftpb.ConfState))
 	go n.walLoop()
 	go n.raftLoop()
-	pulse := make(chan struct{})
-	n.pulse.Store(&pulse)
 	go n.expireLoop()
 	return n, nil
 }
