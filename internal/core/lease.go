@@ -1,6 +1,7 @@
 package core
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,13 @@ type lessor struct {
 	term      uint64
 	since     time.Time // when this node took office as leader
 	deadlines map[int64]time.Time
+	// queue orders the deadlines (a min-heap), so the expiry loop looks
+	// only at leases whose deadline passed, not at every lease; an entry
+	// whose lease's deadline moved or whose lease is gone is stale and
+	// dropped when it reaches the top.
+	queue deadlineQueue
+	// late are the leases found past their deadline, until revoked.
+	late map[int64]struct{}
 	// revoking holds the leases whose revoke the expiry loop proposed, and
 	// when: one is proposed again only an election timeout later.
 	revoking map[int64]time.Time
@@ -88,7 +96,7 @@ func (c *Core) leaderTerm(now time.Time) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if st.State != raft.StateLeader {
-		l.term, l.deadlines, l.revoking = 0, nil, nil
+		l.term, l.deadlines, l.revoking, l.queue, l.late = 0, nil, nil, nil, nil
 		l.overdue.Store(nil)
 		return 0
 	}
@@ -99,12 +107,52 @@ func (c *Core) leaderTerm(now time.Time) uint64 {
 	l.term, l.since = st.Term, now
 	l.deadlines = make(map[int64]time.Time, len(leases))
 	l.revoking = map[int64]time.Time{}
+	l.late = map[int64]struct{}{}
 	l.overdue.Store(nil)
 	grace := c.node.ElectionTimeout()
 	for _, ls := range leases {
 		l.deadlines[ls.ID] = now.Add(time.Duration(ls.TTL)*time.Second + grace)
 	}
+	l.rebuild()
 	return l.term
+}
+
+// setDeadline records lease id's deadline (l.mu held).
+func (l *lessor) setDeadline(id int64, d time.Time) {
+	l.deadlines[id] = d
+	heap.Push(&l.queue, leaseDeadline{at: d, id: id})
+	if len(l.queue) > 2*len(l.deadlines)+1024 {
+		l.rebuild() // keep-alives left too many stale entries
+	}
+}
+
+// rebuild makes the queue hold exactly the current deadlines.
+func (l *lessor) rebuild() {
+	l.queue = l.queue[:0]
+	for id, d := range l.deadlines {
+		l.queue = append(l.queue, leaseDeadline{at: d, id: id})
+	}
+	heap.Init(&l.queue)
+}
+
+// leaseDeadline is an entry of the lessor's queue.
+type leaseDeadline struct {
+	at time.Time
+	id int64
+}
+
+// deadlineQueue is a min-heap of deadlines (container/heap).
+type deadlineQueue []leaseDeadline
+
+func (q deadlineQueue) Len() int           { return len(q) }
+func (q deadlineQueue) Less(i, j int) bool { return q[i].at.Before(q[j].at) }
+func (q deadlineQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *deadlineQueue) Push(x any)        { *q = append(*q, x.(leaseDeadline)) }
+func (q *deadlineQueue) Pop() any {
+	old := *q
+	x := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return x
 }
 
 // LeaseApplied is the state machine's hook after a lease grant or revoke
@@ -117,10 +165,11 @@ func (c *Core) LeaseApplied(id, ttl int64, granted bool) {
 		return
 	}
 	if granted {
-		l.deadlines[id] = time.Now().Add(time.Duration(ttl) * time.Second)
+		l.setDeadline(id, time.Now().Add(time.Duration(ttl)*time.Second))
 	} else {
 		delete(l.deadlines, id)
 		delete(l.revoking, id)
+		delete(l.late, id)
 	}
 }
 
@@ -131,15 +180,30 @@ func (c *Core) dueLeases(now time.Time, max int) []int64 {
 	l := &c.lessor
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.due(now, c.node.ElectionTimeout(), max)
+}
+
+// due is dueLeases with l.mu held: retry is how long a proposed revoke is
+// waited for before it is proposed again.
+func (l *lessor) due(now time.Time, retry time.Duration, max int) []int64 {
+	if l.deadlines == nil {
+		return nil
+	}
+	for len(l.queue) > 0 && !l.queue[0].at.After(now) {
+		top := heap.Pop(&l.queue).(leaseDeadline)
+		if d, ok := l.deadlines[top.id]; ok && d.Equal(top.at) {
+			l.late[top.id] = struct{}{}
+		}
+	}
 	var out []int64
 	var overdue map[int64]struct{}
-	retry := c.node.ElectionTimeout()
-	for id, d := range l.deadlines {
-		if d.After(now) {
+	for id := range l.late {
+		if d, ok := l.deadlines[id]; !ok || d.After(now) {
+			delete(l.late, id)
 			continue
 		}
 		if overdue == nil {
-			overdue = map[int64]struct{}{}
+			overdue = make(map[int64]struct{}, len(l.late))
 		}
 		overdue[id] = struct{}{}
 		if at, ok := l.revoking[id]; (ok && now.Sub(at) < retry) || len(out) == max {
@@ -253,7 +317,7 @@ func (c *Core) LeaseKeepAlive(ctx context.Context, id int64) (int64, error) {
 		// be) proposed; its keys are already hidden.
 		return 0, ErrLeaseNotFound
 	}
-	l.deadlines[id] = now.Add(time.Duration(ttl) * time.Second)
+	l.setDeadline(id, now.Add(time.Duration(ttl)*time.Second))
 	return ttl, nil
 }
 
