@@ -131,6 +131,11 @@ type Node struct {
 	reserveHeld bool
 	stalled     *walGroup
 
+	// leaderFrom (raft loop only) is, while this node leads, the index of
+	// the empty entry raft appended when it was elected: the first entry of
+	// its term. No read is answered below it (readLoop.resolve).
+	leaderFrom uint64
+
 	// Published by the raft loop after every iteration.
 	term, lead, commit, lastIndex, snapIndex atomic.Uint64
 	state                                    atomic.Uint32
