@@ -42,9 +42,21 @@ func (c *Core) WaitRead(ctx context.Context, serializable bool) error {
 	if h := c.testHookBeforeReadIndex; h != nil {
 		h()
 	}
+	// A lone voter's leader that has applied its read index reads at once,
+	// without a deadline to arm.
+	if c.ReadableNow() {
+		return nil
+	}
 	ctx, cancel := c.requestContext(ctx)
 	defer cancel()
 	return c.node.ReadIndex(ctx)
+}
+
+// ReadableNow reports whether a linearizable read may be served from the
+// local state at once, with no ReadIndex to wait for (a lone voter's leader
+// that has applied its read index); adapters then serve it inline.
+func (c *Core) ReadableNow() bool {
+	return c.testHookBeforeReadIndex == nil && c.node.ReadableNow()
 }
 
 // SetTestHookBeforeReadIndex installs a function run before each

@@ -127,6 +127,12 @@
 // index is not waited for): without the floor a read right after the
 // restart could miss the last acknowledged writes.
 //
+// A lone voter's leader skips the round (readlocal.go): the raft loop
+// publishes its commit index after every iteration once an entry of the
+// current term is committed (so the index is past that floor; cleared at
+// any membership or state change) and readers wait for the apply loop to
+// reach it without entering the raft loop.
+//
 // # A full disk
 //
 // etcd panics when its WAL cannot be written; a KVDB node instead treats a

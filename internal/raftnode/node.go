@@ -140,6 +140,13 @@ type Node struct {
 	term, lead, commit, lastIndex, snapIndex atomic.Uint64
 	state                                    atomic.Uint32
 
+	// localRead (readlocal.go) is the read index a lone voter's leader may
+	// use without a round through the raft loop; 0 when there is none.
+	// solo and soloDirty belong to the raft loop.
+	localRead atomic.Uint64
+	solo      bool
+	soloDirty bool
+
 	stopOnce sync.Once
 	stopC    chan struct{}
 	raftDone chan struct{}
@@ -415,8 +422,13 @@ func (p *Proposal) wait(ctx context.Context) (any, error) {
 // ReadIndex waits until the local state machine reflects every write
 // committed before the call: it confirms leadership with a ReadIndex round
 // (batched with other waiting readers) and then waits for the apply loop to
-// reach the confirmed index.
+// reach the confirmed index. A lone voter's leader answers from its
+// published commit index instead (readlocal.go), the same index raft's
+// ReadIndex would give it, without the round through the raft loop.
 func (n *Node) ReadIndex(ctx context.Context) error {
+	if index := n.localRead.Load(); index != 0 {
+		return n.WaitApplied(ctx, index)
+	}
 	req := readRequest{ch: make(chan readResult, 1)}
 	select {
 	case n.readC <- req:

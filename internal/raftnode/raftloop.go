@@ -32,6 +32,8 @@ func (n *Node) raftLoop() {
 	// membership first; raft refuses to campaign over unapplied membership
 	// changes).
 	campaigned := !n.singleVoter()
+	n.soloDirty = true
+	defer n.localRead.Store(0)
 	drain := func() error {
 		for {
 			for !n.walStalled.Load() && n.rn.HasReady() {
@@ -39,6 +41,7 @@ func (n *Node) raftLoop() {
 					return err
 				}
 			}
+			n.publishLocalRead()
 			if campaigned {
 				return nil
 			}
@@ -160,6 +163,8 @@ func (n *Node) handleReady(rl *readLoop) error {
 
 	becameLeader := false
 	if rd.SoftState != nil {
+		n.soloDirty = true
+		n.localRead.Store(0)
 		n.lead.Store(rd.SoftState.Lead)
 		n.state.Store(uint32(rd.SoftState.RaftState))
 		becameLeader = rd.SoftState.RaftState == raft.StateLeader
@@ -261,6 +266,10 @@ func (n *Node) applyConfChange(e *raftpb.Entry) *raftpb.ConfState {
 		return nil
 	}
 	cs := n.rn.ApplyConfChange(cc)
+	// No local reads past a membership change until the raft loop has
+	// looked at the new configuration.
+	n.soloDirty = true
+	n.localRead.Store(0)
 	// The one log line per membership change, on every member.
 	var changes []string
 	for _, c := range cc.AsV2().GetChanges() {
