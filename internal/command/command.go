@@ -17,9 +17,9 @@
 package command
 
 import (
-	"slices"
 	"errors"
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"

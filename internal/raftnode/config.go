@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.etcd.io/raft/v3/raftpb"
+
 	"github.com/kvdb/kvdb/internal/raftnode/wal"
 )
 
@@ -99,6 +101,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives the node's events; nil means NopMetrics.
 	Metrics Metrics
+
+	// beforeWALWrite, when set (tests only), runs on the WAL goroutine
+	// before each group of appends is written; it may block to hold them.
+	beforeWALWrite func(apps []*raftpb.Message)
 }
 
 func (c *Config) setDefaults() {

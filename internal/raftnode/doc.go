@@ -119,6 +119,20 @@
 // once its apply loop has reached that index. Serving reads on followers
 // spreads read load over the cluster.
 //
+// A leader never hands readers an index below the first entry of its term
+// (readLoop.resolve). raft answers a lone voter's ReadIndex with its commit
+// index at once, before that entry is committed, and after a restart the
+// recovered commit index can be behind entries that were applied and
+// acknowledged before the crash (a HardState that only moves the commit
+// index is not waited for): without the floor a read right after the
+// restart could miss the last acknowledged writes.
+//
+// A lone voter's leader skips the round (readlocal.go): the raft loop
+// publishes its commit index after every iteration once an entry of the
+// current term is committed (so the index is past that floor; cleared at
+// any membership or state change) and readers wait for the apply loop to
+// reach it without entering the raft loop.
+//
 // # A full disk
 //
 // etcd panics when its WAL cannot be written; a KVDB node instead treats a

@@ -83,20 +83,20 @@ type applyBatch struct {
 
 // Node is one raft member. All methods are safe for concurrent use.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	sm     StateMachine
-	rn     *raft.RawNode
-	store  *raft.MemoryStorage
-	wal    *wal.WAL
-	snaps  *snap.Snapshotter
-	lock   *dirLock
-	waits  *waitRegistry
-	reads  appliedWaiters
+	cfg   Config
+	log   *slog.Logger
+	sm    StateMachine
+	rn    *raft.RawNode
+	store *raft.MemoryStorage
+	wal   *wal.WAL
+	snaps *snap.Snapshotter
+	lock  *dirLock
+	waits *waitRegistry
+	reads appliedWaiters
 	// pulse is closed and replaced every expireInterval (expireLoop):
 	// a reader with a coarse deadline wakes on it to check the time
 	// instead of arming a timer per read (ReadIndexWithin).
-	pulse atomic.Pointer[chan struct{}]
+	pulse  atomic.Pointer[chan struct{}]
 	idBase uint64
 	idSeq  atomic.Uint64
 
@@ -135,9 +135,21 @@ type Node struct {
 	reserveHeld bool
 	stalled     *walGroup
 
+	// leaderFrom (raft loop only) is, while this node leads, the index of
+	// the empty entry raft appended when it was elected: the first entry of
+	// its term. No read is answered below it (readLoop.resolve).
+	leaderFrom uint64
+
 	// Published by the raft loop after every iteration.
 	term, lead, commit, lastIndex, snapIndex atomic.Uint64
 	state                                    atomic.Uint32
+
+	// localRead (readlocal.go) is the read index a lone voter's leader may
+	// use without a round through the raft loop; 0 when there is none.
+	// solo and soloDirty belong to the raft loop.
+	localRead atomic.Uint64
+	solo      bool
+	soloDirty bool
 
 	stopOnce sync.Once
 	stopC    chan struct{}
@@ -513,8 +525,13 @@ func (p *Proposal) wait(ctx context.Context) (any, error) {
 // ReadIndex waits until the local state machine reflects every write
 // committed before the call: it confirms leadership with a ReadIndex round
 // (batched with other waiting readers) and then waits for the apply loop to
-// reach the confirmed index.
+// reach the confirmed index. A lone voter's leader answers from its
+// published commit index instead (readlocal.go), the same index raft's
+// ReadIndex would give it, without the round through the raft loop.
 func (n *Node) ReadIndex(ctx context.Context) error {
+	if index := n.localRead.Load(); index != 0 {
+		return n.WaitApplied(ctx, index)
+	}
 	req := readRequest{ch: make(chan readResult, 1)}
 	select {
 	case n.readC <- req:
@@ -544,22 +561,28 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 // armed per read.
 func (n *Node) ReadIndexWithin(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	req := readRequest{ch: make(chan readResult, 1)}
-	select {
-	case n.readC <- req:
-	case <-n.stopC:
-		return ErrStopped
-	default:
-		return ErrOverloaded
-	}
-	var index uint64
-	for confirmed := false; !confirmed; {
+	index := n.localRead.Load() // a lone voter's leader: no round (readlocal.go)
+	if index == 0 {
+		req := readRequest{ch: make(chan readResult, 1)}
 		select {
-		case r := <-req.ch:
-			if r.err != nil {
-				return r.err
-			}
-			index, confirmed = r.index, true
+		case n.readC <- req:
+		case <-n.stopC:
+			return ErrStopped
+		default:
+			return ErrOverloaded
+		}
+		if err := n.awaitReadIndex(ctx, req, deadline, &index); err != nil {
+			return err
+		}
+	}
+	ch := n.reads.wait(index)
+	if ch == nil {
+		return nil
+	}
+	for {
+		select {
+		case <-ch:
+			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-n.done:
@@ -570,13 +593,18 @@ func (n *Node) ReadIndexWithin(ctx context.Context, timeout time.Duration) error
 			}
 		}
 	}
-	ch := n.reads.wait(index)
-	if ch == nil {
-		return nil
-	}
+}
+
+// awaitReadIndex waits for req's read round to confirm an index, or for
+// deadline (checked at each pulse).
+func (n *Node) awaitReadIndex(ctx context.Context, req readRequest, deadline time.Time, index *uint64) error {
 	for {
 		select {
-		case <-ch:
+		case r := <-req.ch:
+			if r.err != nil {
+				return r.err
+			}
+			*index = r.index
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()

@@ -32,6 +32,8 @@ func (n *Node) raftLoop() {
 	// membership first; raft refuses to campaign over unapplied membership
 	// changes).
 	campaigned := !n.singleVoter()
+	n.soloDirty = true
+	defer n.localRead.Store(0)
 	drain := func() error {
 		for {
 			for !n.walStalled.Load() && n.rn.HasReady() {
@@ -39,6 +41,7 @@ func (n *Node) raftLoop() {
 					return err
 				}
 			}
+			n.publishLocalRead()
 			if campaigned {
 				return nil
 			}
@@ -158,9 +161,14 @@ func (n *Node) propose(p proposal) {
 func (n *Node) handleReady(rl *readLoop) error {
 	rd := n.rn.Ready()
 
+	becameLeader := false
 	if rd.SoftState != nil {
+		n.soloDirty = true
+		n.localRead.Store(0)
 		n.lead.Store(rd.SoftState.Lead)
 		n.state.Store(uint32(rd.SoftState.RaftState))
+		becameLeader = rd.SoftState.RaftState == raft.StateLeader
+		n.leaderFrom = 0
 	}
 	if hs := rd.HardState; hs != nil {
 		// Published before the entries it commits are applied, so no one
@@ -173,6 +181,9 @@ func (n *Node) handleReady(rl *readLoop) error {
 		switch m.GetTo() {
 		case raft.LocalAppendThread:
 			// 2. Persist, on the WAL goroutine.
+			if becameLeader {
+				n.leaderFrom = firstOfTerm(m.GetEntries(), n.term.Load())
+			}
 			n.walq.push(walItem{app: m})
 		case raft.LocalApplyThread:
 			// 4. Committed entries to the apply loop.
@@ -184,10 +195,29 @@ func (n *Node) handleReady(rl *readLoop) error {
 		}
 	}
 	n.cfg.Transport.Send(out)
+	if becameLeader && n.leaderFrom == 0 {
+		// raft appends the empty entry when it makes this node leader, so
+		// the Ready that says so carries it; should it ever not, reads
+		// wait for everything already in the log, the elected term's
+		// entry aside (everything of earlier terms, by the time this
+		// node could win its vote).
+		n.leaderFrom, _ = n.store.LastIndex()
+		n.log.Warn("elected without an entry of the new term in the Ready", "term", n.term.Load(), "reads_from", n.leaderFrom)
+	}
 	for _, rs := range rd.ReadStates {
-		rl.resolve(rs)
+		rl.resolve(rs, n.leaderFrom)
 	}
 	return nil
+}
+
+// firstOfTerm returns the index of the first entry of term in ents, or 0.
+func firstOfTerm(ents []*raftpb.Entry, term uint64) uint64 {
+	for _, e := range ents {
+		if e.GetTerm() == term {
+			return e.GetIndex()
+		}
+	}
+	return 0
 }
 
 // handOff queues a MsgStorageApply's committed entries for the apply loop.
@@ -236,6 +266,10 @@ func (n *Node) applyConfChange(e *raftpb.Entry) *raftpb.ConfState {
 		return nil
 	}
 	cs := n.rn.ApplyConfChange(cc)
+	// No local reads past a membership change until the raft loop has
+	// looked at the new configuration.
+	n.soloDirty = true
+	n.localRead.Store(0)
 	// The one log line per membership change, on every member.
 	var changes []string
 	for _, c := range cc.AsV2().GetChanges() {
@@ -295,12 +329,22 @@ func (rl *readLoop) maybeSend(n *Node) {
 	n.rn.ReadIndex(append([]byte(nil), rl.ctx[:]...))
 }
 
-func (rl *readLoop) resolve(rs raft.ReadState) {
+// resolve answers the round rs ends. On the leader the index is at least
+// leaderFrom, the first entry of its term: raft answers a lone voter's
+// ReadIndex with its commit index at once, even before an entry of the
+// leader's term is committed (with more voters it waits for one), and
+// after a restart that commit index can be behind writes that were
+// acknowledged: the WAL does not wait to record a HardState that only
+// moves the commit index (walloop.go), so the log can hold committed,
+// applied entries past the commit index recovered. They commit again with
+// the leader's first entry, and reading once that is applied sees them.
+func (rl *readLoop) resolve(rs raft.ReadState, leaderFrom uint64) {
 	if len(rs.RequestCtx) != 8 || binary.BigEndian.Uint64(rs.RequestCtx) != rl.seq {
 		return
 	}
+	index := max(rs.Index, leaderFrom)
 	for _, r := range rl.inflight {
-		r.ch <- readResult{index: rs.Index}
+		r.ch <- readResult{index: index}
 	}
 	clear(rl.inflight)
 	rl.inflight = rl.inflight[:0]

@@ -214,6 +214,9 @@ func (n *Node) writeGroup(g *walGroup) error {
 		g.apps = g.apps[:0]
 		return err
 	}
+	if h := n.cfg.beforeWALWrite; h != nil {
+		h(g.apps)
+	}
 	err := n.writeWAL(g.needSync)
 	if IsNoSpace(err) && n.enterDiskFull(err) {
 		err = n.writeWAL(g.needSync) // the reserve is free now: the same write again

@@ -163,7 +163,9 @@ func (c *binaryConn) read(req *wire.Request) {
 		c.finish(core.Binary, coreOp(req), rr.start)
 		return
 	}
-	if req.Flags&wire.FlagSerializable != 0 {
+	// Serializable reads, and linearizable ones when the node can serve
+	// them with no ReadIndex to wait for, are answered inline.
+	if req.Flags&wire.FlagSerializable != 0 || c.s.core.ReadableNow() {
 		c.mu.Lock()
 		c.out = c.appendRead(c.out, &rr)
 		c.mu.Unlock()
