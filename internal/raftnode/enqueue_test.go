@@ -42,6 +42,28 @@ func (s *gatedSM) Apply(index uint64, data []byte) any {
 	return s.logSM.Apply(index, data)
 }
 
+// startGated starts a lone voter over a gatedSM and waits for it to lead;
+// ctx bounds the test.
+func startGated(t *testing.T) (*Node, *gatedSM, context.Context) {
+	t.Helper()
+	sm := &gatedSM{}
+	n, err := Start(Config{ID: 1, Name: "n1", Address: "mem:n1", ClusterID: 5, DataDir: t.TempDir(),
+		TickInterval: 5 * time.Millisecond, Logger: quietLogger()}, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	for n.Status().Leader != 1 {
+		if ctx.Err() != nil {
+			t.Fatal("single voter did not elect itself")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return n, sm, ctx
+}
+
 // callbackRecorder records every call of an EnqueueFunc callback.
 type callbackRecorder struct {
 	calls atomic.Int32
@@ -73,21 +95,7 @@ func (r *callbackRecorder) wait(t *testing.T) {
 // applied later; a dropped proposal's callback gets the error; after Stop
 // EnqueueFunc fails and never calls back.
 func TestEnqueueFunc(t *testing.T) {
-	sm := &gatedSM{}
-	n, err := Start(Config{ID: 1, Name: "n1", Address: "mem:n1", ClusterID: 5, DataDir: t.TempDir(),
-		TickInterval: 5 * time.Millisecond, Logger: quietLogger()}, sm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for n.Status().Leader != 1 {
-		if ctx.Err() != nil {
-			t.Fatal("single voter did not elect itself")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	n, sm, ctx := startGated(t)
 
 	short := newRecorder()
 	if err := n.EnqueueFunc([]byte("x"), time.Second, short.done); err == nil {
@@ -220,21 +228,7 @@ func headed(s string) []byte { return append(make([]byte, ProposalHeader), s...)
 // index and gives up with DeadlineExceeded once its timeout has passed;
 // once the apply loop catches up reads are answered again.
 func TestReadIndexWithin(t *testing.T) {
-	sm := &gatedSM{}
-	n, err := Start(Config{ID: 1, Name: "n1", Address: "mem:n1", ClusterID: 5, DataDir: t.TempDir(),
-		TickInterval: 5 * time.Millisecond, Logger: quietLogger()}, sm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for n.Status().Leader != 1 {
-		if ctx.Err() != nil {
-			t.Fatal("single voter did not elect itself")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	n, sm, ctx := startGated(t)
 	if err := n.ReadIndexWithin(context.Background(), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -532,13 +532,9 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 	if index := n.localRead.Load(); index != 0 {
 		return n.WaitApplied(ctx, index)
 	}
-	req := readRequest{ch: make(chan readResult, 1)}
-	select {
-	case n.readC <- req:
-	case <-n.stopC:
-		return ErrStopped
-	default:
-		return ErrOverloaded
+	req, err := n.startRead()
+	if err != nil {
+		return err
 	}
 	var index uint64
 	select {
@@ -555,6 +551,20 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 	return n.WaitApplied(ctx, index)
 }
 
+// startRead hands the raft loop a request for a read round, batched with
+// the other reads waiting.
+func (n *Node) startRead() (readRequest, error) {
+	req := readRequest{ch: make(chan readResult, 1)}
+	select {
+	case n.readC <- req:
+		return req, nil
+	case <-n.stopC:
+		return req, ErrStopped
+	default:
+		return req, ErrOverloaded
+	}
+}
+
 // ReadIndexWithin is ReadIndex bounded by timeout instead of a context
 // deadline, for callers whose ctx has none: the time is checked at each
 // pulse (expireInterval), so the bound is that coarse, and no timer is
@@ -563,56 +573,42 @@ func (n *Node) ReadIndexWithin(ctx context.Context, timeout time.Duration) error
 	deadline := time.Now().Add(timeout)
 	index := n.localRead.Load() // a lone voter's leader: no round (readlocal.go)
 	if index == 0 {
-		req := readRequest{ch: make(chan readResult, 1)}
-		select {
-		case n.readC <- req:
-		case <-n.stopC:
-			return ErrStopped
-		default:
-			return ErrOverloaded
-		}
-		if err := n.awaitReadIndex(ctx, req, deadline, &index); err != nil {
+		req, err := n.startRead()
+		if err != nil {
 			return err
 		}
+		r, err := awaitPulsed(n, ctx, req.ch, deadline)
+		if err != nil {
+			return err
+		}
+		if r.err != nil {
+			return r.err
+		}
+		index = r.index
 	}
 	ch := n.reads.wait(index)
 	if ch == nil {
 		return nil
 	}
-	for {
-		select {
-		case <-ch:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.done:
-			return ErrStopped
-		case <-*n.pulse.Load():
-			if !time.Now().Before(deadline) {
-				return context.DeadlineExceeded
-			}
-		}
-	}
+	_, err := awaitPulsed(n, ctx, ch, deadline)
+	return err
 }
 
-// awaitReadIndex waits for req's read round to confirm an index, or for
-// deadline (checked at each pulse).
-func (n *Node) awaitReadIndex(ctx context.Context, req readRequest, deadline time.Time, index *uint64) error {
+// awaitPulsed receives from ch unless ctx ends, the node stops or the
+// deadline passes (checked at each pulse) first.
+func awaitPulsed[T any](n *Node, ctx context.Context, ch <-chan T, deadline time.Time) (T, error) {
+	var zero T
 	for {
 		select {
-		case r := <-req.ch:
-			if r.err != nil {
-				return r.err
-			}
-			*index = r.index
-			return nil
+		case v := <-ch:
+			return v, nil
 		case <-ctx.Done():
-			return ctx.Err()
+			return zero, ctx.Err()
 		case <-n.done:
-			return ErrStopped
+			return zero, ErrStopped
 		case <-*n.pulse.Load():
 			if !time.Now().Before(deadline) {
-				return context.DeadlineExceeded
+				return zero, context.DeadlineExceeded
 			}
 		}
 	}
