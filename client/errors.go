@@ -70,12 +70,6 @@ const oldAuthRevisionText = "the users, roles or permissions changed while the r
 // before it changed anything, so any request, a write too, may be sent
 // again: the server checks it afresh against the new permissions.
 func notApplied(err error) bool {
-	if Code(err) != codes.Aborted {
-		return false
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return strings.Contains(e.Message, oldAuthRevisionText)
-	}
-	return strings.Contains(status.Convert(err).Message(), oldAuthRevisionText)
+	st := status.Convert(err) // *Error carries a status too (GRPCStatus)
+	return st.Code() == codes.Aborted && strings.Contains(st.Message(), oldAuthRevisionText)
 }

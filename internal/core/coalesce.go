@@ -22,7 +22,7 @@ const (
 	// cut the same writes into more, smaller entries, each costing a
 	// proposal, a log record and an apply step (measured: 2 spends less
 	// CPU per write than 4 or 8; docs/benchmarks.md). With an fsync per
-	// write (Config.SyncWrites) one is better still: the writes that
+	// write (-sync-writes) one is better still: the writes that
 	// arrive during an fsync wait for it and leave together in the next
 	// entry, so each fsync covers more writes (measured: 50 unpipelined
 	// binary writers 14.1k → 15.7k writes/s, server CPU 62 → 49 µs per
@@ -71,7 +71,7 @@ type coalescer struct {
 
 func newCoalescer(c *Core) *coalescer {
 	inFlight := coalesceMaxInFlight
-	if c.cfg.SyncWrites {
+	if c.node.SyncWrites() {
 		inFlight = coalesceMaxInFlightSync
 	}
 	w := &coalescer{

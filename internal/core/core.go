@@ -44,10 +44,7 @@ const (
 // Config tunes the operation layer.
 type Config struct {
 	MemberID uint64 // raft member id: prefixes transaction ids, seeds eviction
-	// SyncWrites says the node fsyncs its log before acknowledging a write
-	// (-sync-writes): writes are then coalesced into fewer, larger entries.
-	SyncWrites bool
-	Limits     Limits
+	Limits   Limits
 	// MaxMemory is the MemoryUsage allowed (0: no limit) and EvictionPolicy
 	// what happens at it (default allkeys-lru).
 	MaxMemory      int64

@@ -206,8 +206,9 @@ func (c *Core) PrepareBatch(ctx context.Context, ops []BatchOp) (Write, error) {
 
 // Submit queues a prepared write for the log and returns at once; done
 // gets its result exactly once, usually from the raft node's apply loop,
-// so it must be quick and must not block. Submit blocks only while the write queue is full or the write
-// waits for eviction to make room, until ctx ends.
+// so it must be quick and must not block. Submit blocks only while the
+// write queue is full or the write waits for eviction to make room, until
+// ctx ends.
 func (c *Core) Submit(ctx context.Context, w Write, done func(WriteResult, error)) {
 	if err := c.writes.submit(ctx, pendingWrite{w: w, done: done}); err != nil {
 		done(WriteResult{}, err)

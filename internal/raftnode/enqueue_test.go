@@ -256,3 +256,33 @@ func TestReadIndexWithin(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWithdrawAfterTheNodeFailedTheWaiter: a proposal the raft loop did
+// not take gets its waiter back; when the node's stop had already failed
+// a callback waiter, the callback has had its one answer and the proposal
+// counts as enqueued, so the caller does not answer it a second time.
+func TestWithdrawAfterTheNodeFailedTheWaiter(t *testing.T) {
+	n, _, _ := startGated(t)
+	r := newRecorder()
+	n.waits.add(900, waiter{fn: r.done, deadline: time.Now().Add(time.Minute).UnixNano()})
+	n.waits.failAll(ErrStopped)
+	if id, err := n.withdraw(900, waiter{fn: r.done}, ErrOverloaded); err != nil || id != 900 {
+		t.Fatalf("withdraw of an answered callback = %d, %v; want 900, nil", id, err)
+	}
+	if c := r.calls.Load(); c != 1 || !errors.Is(r.err, ErrStopped) {
+		t.Fatalf("callback called %d times (%v), want once with ErrStopped", c, r.err)
+	}
+
+	// Not answered yet: taken back, the refusal returned, no call.
+	r2 := newRecorder()
+	n.waits.add(901, waiter{fn: r2.done, deadline: time.Now().Add(time.Minute).UnixNano()})
+	if _, err := n.withdraw(901, waiter{fn: r2.done}, ErrOverloaded); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("withdraw = %v, want ErrOverloaded", err)
+	}
+	if c := r2.calls.Load(); c != 0 {
+		t.Fatalf("a refused proposal's callback was called %d times", c)
+	}
+	if p := n.waits.pending.Load(); p != 0 {
+		t.Fatalf("%d waiters left registered", p)
+	}
+}

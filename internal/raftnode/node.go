@@ -170,7 +170,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		cfg:         cfg,
 		log:         cfg.Logger.With("component", "raft", "member", fmt.Sprintf("%x", cfg.ID)),
 		sm:          sm,
-		waits:       newWaitRegistry(),
+		waits:       newWaitRegistry(cfg.Metrics.ProposalFailed),
 		members:     newMembership(),
 		proposeC:    make(chan proposal, 4096),
 		confC:       make(chan confRequest),
@@ -338,6 +338,10 @@ func (n *Node) Stats() Stats {
 	}
 }
 
+// SyncWrites reports whether the node fsyncs its log before a write is
+// acknowledged (Config.SyncWrites).
+func (n *Node) SyncWrites() bool { return n.cfg.SyncWrites }
+
 // Term is the current raft term.
 func (n *Node) Term() uint64 { return n.term.Load() }
 
@@ -402,15 +406,7 @@ func (n *Node) EnqueueFunc(buf []byte, timeout time.Duration, done func(val any,
 	if len(buf) < ProposalHeader {
 		return fmt.Errorf("raftnode: a proposal of %d bytes has no room for its header", len(buf))
 	}
-	_, err := n.enqueueWith(buf, true, waiter{
-		deadline: time.Now().Add(timeout).UnixNano(),
-		fn: func(r result) {
-			if r.err != nil {
-				n.cfg.Metrics.ProposalFailed(r.err)
-			}
-			done(r.val, r.err)
-		},
-	})
+	_, err := n.enqueueWith(buf, true, waiter{fn: done, deadline: time.Now().Add(timeout).UnixNano()})
 	if err != nil {
 		n.cfg.Metrics.ProposalFailed(err)
 	}
@@ -456,12 +452,7 @@ func (n *Node) enqueueWith(data []byte, headed bool, wt waiter) (uint64, error) 
 		err = ErrOverloaded
 	}
 	if err != nil {
-		// Refused: take the waiter back. A node stopping meanwhile may
-		// have failed it already, and then it has had its answer.
-		if _, ok := n.waits.take(id); ok || wt.fn == nil {
-			return 0, err
-		}
-		return id, nil
+		return n.withdraw(id, wt, err)
 	}
 	if wt.fn != nil {
 		// The node may have stopped meanwhile and failed its waiters
@@ -472,6 +463,17 @@ func (n *Node) enqueueWith(data []byte, headed bool, wt waiter) (uint64, error) 
 			n.waits.trigger(id, result{err: ErrStopped})
 		default:
 		}
+	}
+	return id, nil
+}
+
+// withdraw takes back the waiter of a proposal the raft loop did not
+// take, and returns what enqueueWith returns. A node stopping meanwhile
+// may have failed the waiter already: a callback has then had its answer,
+// so the proposal counts as enqueued (its callback must not hear twice).
+func (n *Node) withdraw(id uint64, wt waiter, err error) (uint64, error) {
+	if _, ok := n.waits.take(id); ok || wt.fn == nil {
+		return 0, err
 	}
 	return id, nil
 }
@@ -529,40 +531,7 @@ func (p *Proposal) wait(ctx context.Context) (any, error) {
 // published commit index instead (readlocal.go), the same index raft's
 // ReadIndex would give it, without the round through the raft loop.
 func (n *Node) ReadIndex(ctx context.Context) error {
-	if index := n.localRead.Load(); index != 0 {
-		return n.WaitApplied(ctx, index)
-	}
-	req, err := n.startRead()
-	if err != nil {
-		return err
-	}
-	var index uint64
-	select {
-	case r := <-req.ch:
-		if r.err != nil {
-			return r.err
-		}
-		index = r.index
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.done:
-		return ErrStopped
-	}
-	return n.WaitApplied(ctx, index)
-}
-
-// startRead hands the raft loop a request for a read round, batched with
-// the other reads waiting.
-func (n *Node) startRead() (readRequest, error) {
-	req := readRequest{ch: make(chan readResult, 1)}
-	select {
-	case n.readC <- req:
-		return req, nil
-	case <-n.stopC:
-		return req, ErrStopped
-	default:
-		return req, ErrOverloaded
-	}
+	return n.readIndex(ctx, time.Time{})
 }
 
 // ReadIndexWithin is ReadIndex bounded by timeout instead of a context
@@ -570,12 +539,20 @@ func (n *Node) startRead() (readRequest, error) {
 // pulse (expireInterval), so the bound is that coarse, and no timer is
 // armed per read.
 func (n *Node) ReadIndexWithin(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+	return n.readIndex(ctx, time.Now().Add(timeout))
+}
+
+// readIndex is ReadIndex, also bounded by deadline unless it is zero.
+func (n *Node) readIndex(ctx context.Context, deadline time.Time) error {
 	index := n.localRead.Load() // a lone voter's leader: no round (readlocal.go)
 	if index == 0 {
-		req, err := n.startRead()
-		if err != nil {
-			return err
+		req := readRequest{ch: make(chan readResult, 1)}
+		select {
+		case n.readC <- req:
+		case <-n.stopC:
+			return ErrStopped
+		default:
+			return ErrOverloaded
 		}
 		r, err := awaitPulsed(n, ctx, req.ch, deadline)
 		if err != nil {
@@ -586,6 +563,15 @@ func (n *Node) ReadIndexWithin(ctx context.Context, timeout time.Duration) error
 		}
 		index = r.index
 	}
+	return n.waitApplied(ctx, index, deadline)
+}
+
+// WaitApplied waits until the apply loop has applied index.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	return n.waitApplied(ctx, index, time.Time{})
+}
+
+func (n *Node) waitApplied(ctx context.Context, index uint64, deadline time.Time) error {
 	ch := n.reads.wait(index)
 	if ch == nil {
 		return nil
@@ -595,10 +581,14 @@ func (n *Node) ReadIndexWithin(ctx context.Context, timeout time.Duration) error
 }
 
 // awaitPulsed receives from ch unless ctx ends, the node stops or the
-// deadline passes (checked at each pulse) first.
+// deadline (none when zero; checked at each pulse) passes first.
 func awaitPulsed[T any](n *Node, ctx context.Context, ch <-chan T, deadline time.Time) (T, error) {
 	var zero T
 	for {
+		var pulse <-chan struct{}
+		if !deadline.IsZero() {
+			pulse = *n.pulse.Load()
+		}
 		select {
 		case v := <-ch:
 			return v, nil
@@ -606,27 +596,11 @@ func awaitPulsed[T any](n *Node, ctx context.Context, ch <-chan T, deadline time
 			return zero, ctx.Err()
 		case <-n.done:
 			return zero, ErrStopped
-		case <-*n.pulse.Load():
+		case <-pulse:
 			if !time.Now().Before(deadline) {
 				return zero, context.DeadlineExceeded
 			}
 		}
-	}
-}
-
-// WaitApplied waits until the apply loop has applied index.
-func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
-	ch := n.reads.wait(index)
-	if ch == nil {
-		return nil
-	}
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.done:
-		return ErrStopped
 	}
 }
 

@@ -4,19 +4,20 @@ import "go.etcd.io/raft/v3"
 
 // Local reads on a lone voter.
 //
-// When the configuration has exactly one voter, raft answers a ReadIndex on
-// its leader at once with its commit index, provided an entry of the
-// current term is committed (raft.readOnly's singleton case). The raft loop
-// publishes that same index in localRead after every iteration, so a reader
-// can use it without the round trip through the raft loop's channels.
+// When the configuration has exactly one voter, its leader needs no one to
+// confirm its leadership: a read may use the commit index, once that is at
+// or past leaderFrom, the leader's first entry of its term (the same floor
+// readLoop.resolve puts under raft's own answer). The raft loop publishes
+// that index in localRead after every iteration, so a reader can use it
+// without the round trip through the raft loop's channels.
 //
 // Why the index may be a little old: every acknowledged write was applied
 // before it was acknowledged, and the apply loop's state only grows, so a
 // read of the applied state at or after localRead sees every write
 // acknowledged before the read began. The index matters only after a
 // restart or an election, where committed entries of earlier terms may not
-// be applied yet; requiring a committed entry of the current term covers
-// them, as in raft.
+// be applied yet, or not even committed again (resolve says why); they all
+// precede leaderFrom.
 //
 // localRead drops to 0 (readers take the raft loop's path) the moment a
 // membership change is applied to raft or the raft state changes, and is
@@ -27,9 +28,8 @@ func (n *Node) publishLocalRead() {
 		n.soloDirty = false
 	}
 	var index uint64
-	if n.solo && raft.StateType(n.state.Load()) == raft.StateLeader {
-		commit := n.commit.Load()
-		if term, err := n.store.Term(commit); err == nil && commit != 0 && term == n.term.Load() {
+	if n.solo && n.leaderFrom != 0 && raft.StateType(n.state.Load()) == raft.StateLeader {
+		if commit := n.commit.Load(); commit >= n.leaderFrom {
 			index = commit
 		}
 	}

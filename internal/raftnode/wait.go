@@ -27,17 +27,20 @@ type waitRegistry struct {
 	// callbacks counts the waiters that are callbacks, so expire has
 	// nothing to scan while there are none.
 	callbacks atomic.Int64
+	// failed hears every error a callback is given (the proposal-failure
+	// metric; a channel's proposer counts its own in Proposal.Wait).
+	failed func(error)
 }
 
 // waiter is one entry's waiter: ch, or fn with its deadline (unix nanos).
 type waiter struct {
 	ch       chan result
-	fn       func(result)
+	fn       func(val any, err error)
 	deadline int64
 }
 
-func newWaitRegistry() *waitRegistry {
-	w := &waitRegistry{}
+func newWaitRegistry(failed func(error)) *waitRegistry {
+	w := &waitRegistry{failed: failed}
 	for i := range w.shards {
 		w.shards[i].m = make(map[uint64]waiter)
 	}
@@ -72,21 +75,49 @@ func (w *waitRegistry) take(id uint64) (waiter, bool) {
 	}
 	s.mu.Unlock()
 	if ok {
-		w.pending.Add(-1)
-		if wt.fn != nil {
-			w.callbacks.Add(-1)
-		}
+		w.removed(wt)
 	}
 	return wt, ok
 }
 
-// done hands r to a waiter taken from the registry.
-func (wt waiter) done(r result) {
+// takeAll removes and returns every waiter match accepts (all for nil).
+func (w *waitRegistry) takeAll(match func(waiter) bool) []waiter {
+	var out []waiter
+	for i := range w.shards {
+		s := &w.shards[i]
+		s.mu.Lock()
+		for id, wt := range s.m {
+			if match == nil || match(wt) {
+				delete(s.m, id)
+				out = append(out, wt)
+			}
+		}
+		s.mu.Unlock()
+	}
+	for _, wt := range out {
+		w.removed(wt)
+	}
+	return out
+}
+
+// removed updates the counts for a waiter taken out of the map.
+func (w *waitRegistry) removed(wt waiter) {
+	w.pending.Add(-1)
 	if wt.fn != nil {
-		wt.fn(r)
+		w.callbacks.Add(-1)
+	}
+}
+
+// done hands r to a waiter taken from the registry.
+func (w *waitRegistry) done(wt waiter, r result) {
+	if wt.fn == nil {
+		wt.ch <- r
 		return
 	}
-	wt.ch <- r
+	if r.err != nil && w.failed != nil {
+		w.failed(r.err)
+	}
+	wt.fn(r.val, r.err)
 }
 
 // trigger completes the waiter for id, if any. Entries proposed by other
@@ -95,7 +126,7 @@ func (wt waiter) done(r result) {
 // for a dropped proposal).
 func (w *waitRegistry) trigger(id uint64, r result) {
 	if wt, ok := w.take(id); ok {
-		wt.done(r)
+		w.done(wt, r)
 	}
 }
 
@@ -110,47 +141,16 @@ func (w *waitRegistry) expire(now int64, err error) {
 	if w.callbacks.Load() == 0 {
 		return
 	}
-	var due []waiter
-	for i := range w.shards {
-		s := &w.shards[i]
-		s.mu.Lock()
-		for id, wt := range s.m {
-			if wt.fn != nil && wt.deadline <= now {
-				delete(s.m, id)
-				due = append(due, wt)
-			}
-		}
-		s.mu.Unlock()
-	}
-	for _, wt := range due {
-		w.pending.Add(-1)
-		w.callbacks.Add(-1)
-		wt.fn(result{err: err})
+	for _, wt := range w.takeAll(func(wt waiter) bool { return wt.fn != nil && wt.deadline <= now }) {
+		w.done(wt, result{err: err})
 	}
 }
 
 // failAll completes every waiter with err; used when the node stops and
-// when leadership changes.
+// when leadership changes. Callbacks run outside the shard locks.
 func (w *waitRegistry) failAll(err error) {
-	var fns []waiter
-	for i := range w.shards {
-		s := &w.shards[i]
-		s.mu.Lock()
-		for id, wt := range s.m {
-			delete(s.m, id)
-			w.pending.Add(-1)
-			if wt.fn != nil {
-				w.callbacks.Add(-1)
-				fns = append(fns, wt)
-				continue
-			}
-			wt.ch <- result{err: err}
-		}
-		s.mu.Unlock()
-	}
-	// Callbacks run outside the shard locks.
-	for _, wt := range fns {
-		wt.fn(result{err: err})
+	for _, wt := range w.takeAll(nil) {
+		w.done(wt, result{err: err})
 	}
 }
 

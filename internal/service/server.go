@@ -175,7 +175,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.core = core.New(core.Config{
 		MemberID:            cfg.MemberID,
-		SyncWrites:          cfg.Raft.SyncWrites,
 		Limits:              cfg.Limits,
 		MaxMemory:           cfg.MaxMemory,
 		EvictionPolicy:      cfg.EvictionPolicy,
