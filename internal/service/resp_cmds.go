@@ -29,6 +29,9 @@ type respCommand struct {
 	async bool
 	// txn: the command may be queued in MULTI.
 	txn bool
+	// inline: an event loop may run the command itself (resp_evloop_linux.go):
+	// a read of keys, or a write that only goes to the coalescer.
+	inline bool
 	// noAuth: allowed before AUTH while authentication is enabled.
 	noAuth bool
 	// keys: the arguments that are keys (first, last, step), for COMMAND.
@@ -44,24 +47,24 @@ var respCommands map[string]*respCommand
 
 func init() {
 	list := []*respCommand{
-		{name: "get", arity: 2, fn: (*respConn).cmdGet, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1},
-		{name: "set", arity: -3, fn: (*respConn).cmdSet, op: core.OpPut, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		{name: "get", arity: 2, fn: (*respConn).cmdGet, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1, inline: true},
+		{name: "set", arity: -3, fn: (*respConn).cmdSet, op: core.OpPut, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true, inline: true},
 		{name: "setnx", arity: 3, fn: (*respConn).cmdSetNX, op: core.OpExecute, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
 		{name: "getset", arity: 3, fn: (*respConn).cmdGetSet, op: core.OpExecute, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
 		{name: "getdel", arity: 2, fn: (*respConn).cmdGetDel, op: core.OpExecute, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "mget", arity: -2, fn: (*respConn).cmdMGet, op: core.OpGet, txn: true, firstKey: 1, lastKey: -1, step: 1},
-		{name: "mset", arity: -3, fn: (*respConn).cmdMSet, op: core.OpBatch, async: true, txn: true, firstKey: 1, lastKey: -1, step: 2, write: true},
+		{name: "mget", arity: -2, fn: (*respConn).cmdMGet, op: core.OpGet, txn: true, firstKey: 1, lastKey: -1, step: 1, inline: true},
+		{name: "mset", arity: -3, fn: (*respConn).cmdMSet, op: core.OpBatch, async: true, txn: true, firstKey: 1, lastKey: -1, step: 2, write: true, inline: true},
 		{name: "msetnx", arity: -3, fn: (*respConn).cmdMSetNX, op: core.OpExecute, txn: true, firstKey: 1, lastKey: -1, step: 2, write: true},
-		{name: "del", arity: -2, fn: (*respConn).cmdDel, op: core.OpDelete, async: true, txn: true, firstKey: 1, lastKey: -1, step: 1, write: true},
-		{name: "unlink", arity: -2, fn: (*respConn).cmdDel, op: core.OpDelete, async: true, txn: true, firstKey: 1, lastKey: -1, step: 1, write: true},
-		{name: "exists", arity: -2, fn: (*respConn).cmdExists, op: core.OpGet, txn: true, firstKey: 1, lastKey: -1, step: 1},
-		{name: "incr", arity: 2, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "decr", arity: 2, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "incrby", arity: 3, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "decrby", arity: 3, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
+		{name: "del", arity: -2, fn: (*respConn).cmdDel, op: core.OpDelete, async: true, txn: true, firstKey: 1, lastKey: -1, step: 1, write: true, inline: true},
+		{name: "unlink", arity: -2, fn: (*respConn).cmdDel, op: core.OpDelete, async: true, txn: true, firstKey: 1, lastKey: -1, step: 1, write: true, inline: true},
+		{name: "exists", arity: -2, fn: (*respConn).cmdExists, op: core.OpGet, txn: true, firstKey: 1, lastKey: -1, step: 1, inline: true},
+		{name: "incr", arity: 2, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true, inline: true},
+		{name: "decr", arity: 2, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true, inline: true},
+		{name: "incrby", arity: 3, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true, inline: true},
+		{name: "decrby", arity: 3, fn: (*respConn).cmdIncr, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true, inline: true},
 		{name: "incrbyfloat", arity: 3, fn: (*respConn).cmdIncrByFloat, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
 		{name: "append", arity: 3, fn: (*respConn).cmdAppend, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
-		{name: "strlen", arity: 2, fn: (*respConn).cmdStrlen, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1},
+		{name: "strlen", arity: 2, fn: (*respConn).cmdStrlen, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1, inline: true},
 		{name: "getrange", arity: 4, fn: (*respConn).cmdGetRange, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1},
 		{name: "substr", arity: 4, fn: (*respConn).cmdGetRange, op: core.OpGet, txn: true, firstKey: 1, lastKey: 1, step: 1},
 		{name: "setrange", arity: 4, fn: (*respConn).cmdSetRange, op: core.OpRMW, async: true, txn: true, firstKey: 1, lastKey: 1, step: 1, write: true},
@@ -79,8 +82,8 @@ func init() {
 		{name: "discard", arity: 1, fn: (*respConn).cmdDiscard},
 		{name: "watch", arity: -2, fn: (*respConn).cmdWatch, firstKey: 1, lastKey: -1, step: 1},
 		{name: "unwatch", arity: 1, fn: (*respConn).cmdUnwatch},
-		{name: "ping", arity: -1, fn: (*respConn).cmdPing, txn: true},
-		{name: "echo", arity: 2, fn: (*respConn).cmdEcho, txn: true},
+		{name: "ping", arity: -1, fn: (*respConn).cmdPing, txn: true, inline: true},
+		{name: "echo", arity: 2, fn: (*respConn).cmdEcho, txn: true, inline: true},
 		{name: "hello", arity: -1, fn: (*respConn).cmdHello, noAuth: true},
 		{name: "auth", arity: -2, fn: (*respConn).cmdAuth, noAuth: true},
 		{name: "select", arity: 2, fn: (*respConn).cmdSelect},
@@ -132,7 +135,6 @@ func (c *respConn) dispatch(args [][]byte) {
 	cmd := lookupCommand(args[0])
 	c.s.metrics.respCommand(cmd)
 	if cmd == nil {
-		c.settle()
 		c.unknownCommand(args)
 		if c.multi != nil {
 			c.multi.dirty = true
@@ -140,7 +142,6 @@ func (c *respConn) dispatch(args [][]byte) {
 		return
 	}
 	if (cmd.arity > 0 && len(args) != cmd.arity) || len(args) < -cmd.arity {
-		c.settle()
 		c.errorLine("ERR wrong number of arguments for '" + cmd.name + "' command")
 		if c.multi != nil {
 			c.multi.dirty = true
@@ -159,7 +160,6 @@ func (c *respConn) dispatch(args [][]byte) {
 		return
 	}
 	if err := c.s.core.Enter(true); err != nil {
-		c.settle()
 		c.fail(err)
 		return
 	}
@@ -282,7 +282,6 @@ func (c *respConn) cmdSet(args [][]byte) {
 	if len(args) == 3 {
 		w, err := c.s.core.PreparePut(c.ctx, key, value, false)
 		if err != nil {
-			c.settle()
 			c.fail(err)
 			return
 		}
@@ -291,7 +290,6 @@ func (c *respConn) cmdSet(args [][]byte) {
 	}
 	o, msg := parseSetOptions(args[3:])
 	if msg != "" {
-		c.settle()
 		c.errorLine(msg)
 		return
 	}
@@ -399,7 +397,6 @@ func (c *respConn) cmdMGet(args [][]byte) {
 
 func (c *respConn) cmdMSet(args [][]byte) {
 	if len(args)%2 != 1 {
-		c.settle()
 		c.errorLine("ERR wrong number of arguments for 'mset' command")
 		return
 	}
@@ -409,7 +406,6 @@ func (c *respConn) cmdMSet(args [][]byte) {
 	}
 	w, err := c.s.core.PrepareBatch(c.ctx, ops)
 	if err != nil {
-		c.settle()
 		c.fail(err)
 		return
 	}
@@ -447,7 +443,6 @@ func (c *respConn) cmdDel(args [][]byte) {
 		w, err = c.s.core.PrepareBatch(c.ctx, ops)
 	}
 	if err != nil {
-		c.settle()
 		c.fail(err)
 		return
 	}
@@ -513,7 +508,6 @@ func (c *respConn) cmdIncr(args [][]byte) {
 func (c *respConn) submitRMW(w core.Write, err error) func(kind byte) {
 	return func(kind byte) {
 		if err != nil {
-			c.settle()
 			c.fail(err)
 			return
 		}

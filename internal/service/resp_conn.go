@@ -69,14 +69,29 @@ type respConn struct {
 
 	closeOnce sync.Once
 	quit      bool
+
+	// On an event loop (resp_evloop_linux.go): ev is the loop's part;
+	// detached while a goroutine runs the connection's commands;
+	// closeReq asks the loop to close it; lastRead, lingerUntil and
+	// lingered time its input; finished once it is forgotten.
+	ev          *evConn
+	detached    atomic.Bool
+	closeReq    atomic.Bool
+	lastRead    time.Time
+	lingerUntil time.Time
+	lingered    int
+	lingerAfter bool
+	finished    bool
 }
 
 // respSlot is one pending write's place in the reply order. done is made
 // once per slot and reused.
 type respSlot struct {
 	// kind is the reply: '+' OK, ':' the deleted count, 'i' RMW.N, 'b'
-	// RMW.N as 0 or 1, 'f' RMW.Value as a bulk string.
+	// RMW.N as 0 or 1, 'f' RMW.Value as a bulk string, 'e' the error
+	// line msg (a command refused after writes still pending).
 	kind  byte
+	msg   string
 	val   []byte
 	start time.Time
 	op    core.Op
@@ -88,7 +103,7 @@ type respSlot struct {
 func newRESPConn(r *respServer, c net.Conn, inline bool) *respConn {
 	ctx, cancel := respContext()
 	rc := &respConn{
-		r: r, s: r.s, c: c, inline: inline, id: r.nextID.Add(1), start: time.Now(),
+		r: r, s: r.s, c: c, inline: inline, id: r.nextID.Add(1), start: time.Now(), lastRead: time.Now(),
 		ctx: ctx, base: ctx, cancel: cancel,
 		settled: make(chan struct{}, 1),
 	}
@@ -96,9 +111,15 @@ func newRESPConn(r *respServer, c net.Conn, inline bool) *respConn {
 	return rc
 }
 
+// close ends the connection; any goroutine may call it.
 func (c *respConn) close() {
 	c.closeOnce.Do(func() {
 		c.cancel()
+		if c.ev != nil {
+			c.closeReq.Store(true)
+			c.ev.wake()
+			return
+		}
 		c.c.Close()
 	})
 }
@@ -170,8 +191,8 @@ func (c *respConn) flush() error {
 	return err
 }
 
-// submit queues a prepared write, answered by settle in order.
-func (c *respConn) submit(w core.Write, kind byte, start time.Time) {
+// slot takes the next place in the reply order.
+func (c *respConn) slot() *respSlot {
 	if c.npend == respMaxPending {
 		c.settle()
 	}
@@ -189,12 +210,21 @@ func (c *respConn) submit(w core.Write, kind byte, start time.Time) {
 				case c.settled <- struct{}{}:
 				default:
 				}
+				if c.ev != nil {
+					c.ev.wake()
+				}
 			}
 		}
 		c.slots = append(c.slots, sl)
 	}
 	sl := c.slots[c.npend]
 	c.npend++
+	return sl
+}
+
+// submit queues a prepared write, answered by settle in order.
+func (c *respConn) submit(w core.Write, kind byte, start time.Time) {
+	sl := c.slot()
 	c.submitted = true
 	sl.kind, sl.start, sl.op, sl.n, sl.err = kind, start, w.Op(), 0, nil
 	c.waiting.Add(1)
@@ -211,6 +241,9 @@ func (c *respConn) settle() {
 	}
 	for _, sl := range c.slots[:c.npend] {
 		switch {
+		case sl.kind == 'e':
+			c.out = resp.AppendError(c.out, sl.msg)
+			sl.msg = ""
 		case sl.err != nil:
 			c.out = resp.AppendError(c.out, respError(sl.err))
 		case sl.kind == ':' || sl.kind == 'i':
@@ -243,15 +276,26 @@ func (c *respConn) waitRead() error {
 
 // Reply helpers.
 
-func (c *respConn) ok()                  { c.out = resp.AppendSimple(c.out, "OK") }
-func (c *respConn) simple(s string)      { c.out = resp.AppendSimple(c.out, s) }
-func (c *respConn) int(n int64)          { c.out = resp.AppendInt(c.out, n) }
-func (c *respConn) bulk(b []byte)        { c.out = resp.AppendBulk(c.out, b) }
-func (c *respConn) bulkString(s string)  { c.out = resp.AppendBulkString(c.out, s) }
-func (c *respConn) null()                { c.out = resp.AppendNull(c.out, c.resp3) }
-func (c *respConn) array(n int)          { c.out = resp.AppendArray(c.out, n) }
-func (c *respConn) errorLine(msg string) { c.out = resp.AppendError(c.out, msg) }
-func (c *respConn) fail(err error)       { c.out = resp.AppendError(c.out, respError(err)) }
+func (c *respConn) ok()                 { c.out = resp.AppendSimple(c.out, "OK") }
+func (c *respConn) simple(s string)     { c.out = resp.AppendSimple(c.out, s) }
+func (c *respConn) int(n int64)         { c.out = resp.AppendInt(c.out, n) }
+func (c *respConn) bulk(b []byte)       { c.out = resp.AppendBulk(c.out, b) }
+func (c *respConn) bulkString(s string) { c.out = resp.AppendBulkString(c.out, s) }
+func (c *respConn) null()               { c.out = resp.AppendNull(c.out, c.resp3) }
+func (c *respConn) array(n int)         { c.out = resp.AppendArray(c.out, n) }
+func (c *respConn) fail(err error)      { c.errorLine(respError(err)) }
+
+// errorLine answers an error. After writes still pending (a write command
+// refused in a pipeline of writes) it takes its place behind their
+// replies without waiting for them.
+func (c *respConn) errorLine(msg string) {
+	if c.npend == 0 {
+		c.out = resp.AppendError(c.out, msg)
+		return
+	}
+	sl := c.slot()
+	sl.kind, sl.msg = 'e', msg
+}
 func (c *respConn) bool(b bool) {
 	if b {
 		c.int(1)

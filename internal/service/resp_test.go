@@ -379,31 +379,33 @@ func (r *respConnT) expectClose() {
 // TestRESPMalformedInputCloses: protocol errors get -ERR and a close;
 // declared sizes over the limits are refused before anything is allocated.
 func TestRESPMalformedInputCloses(t *testing.T) {
-	n := startNode(t, t.TempDir(), func(c *Config) { c.Limits.MaxValueSize = 1024 })
-	for _, in := range []string{"*-5\r\n", "*1\r\n$99999999999\r\n", "*1\r\n$4097\r\n", "*1\r\n+PING\r\n", "*99999999999\r\n"} {
-		r := dialRESP(t, n.addr)
-		r.raw(in)
-		line, err := r.br.ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, "-ERR Protocol error") {
-			t.Fatalf("%q: %q %v", in, line, err)
+	respModes(t, func(t *testing.T, mode func(*Config)) {
+		n := startNode(t, t.TempDir(), func(c *Config) { mode(c); c.Limits.MaxValueSize = 1024 })
+		for _, in := range []string{"*-5\r\n", "*1\r\n$99999999999\r\n", "*1\r\n$4097\r\n", "*1\r\n+PING\r\n", "*99999999999\r\n"} {
+			r := dialRESP(t, n.addr)
+			r.raw(in)
+			line, err := r.br.ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "-ERR Protocol error") {
+				t.Fatalf("%q: %q %v", in, line, err)
+			}
+			r.expectClose()
 		}
+		// Unterminated bulk, then the client goes away: the server closes too.
+		r := dialRESP(t, n.addr)
+		r.raw("*2\r\n$3\r\nGET\r\n$100\r\nabc")
+		_ = r.c.(*net.TCPConn).CloseWrite()
 		r.expectClose()
-	}
-	// Unterminated bulk, then the client goes away: the server closes too.
-	r := dialRESP(t, n.addr)
-	r.raw("*2\r\n$3\r\nGET\r\n$100\r\nabc")
-	_ = r.c.(*net.TCPConn).CloseWrite()
-	r.expectClose()
-	// Inline commands are for -resp-address: on the node's port the first
-	// byte decides the protocol, and a RESP connection must send arrays.
-	r = dialRESP(t, n.addr)
-	r.send("PING")
-	r.raw("PING\r\n")
-	r.expect("+PONG", "-ERR Protocol error: expected '*', got 'P'")
-	// A key over max-key-size is an error reply, and the connection stays.
-	r = dialRESP(t, n.addr)
-	r.send("GET "+strings.Repeat("k", 1000), "SET k "+strings.Repeat("v", 1024), "PING")
-	r.expect("$-1", "+OK", "+PONG")
+		// Inline commands are for -resp-address: on the node's port the first
+		// byte decides the protocol, and a RESP connection must send arrays.
+		r = dialRESP(t, n.addr)
+		r.send("PING")
+		r.raw("PING\r\n")
+		r.expect("+PONG", "-ERR Protocol error: expected '*', got 'P'")
+		// A key over max-key-size is an error reply, and the connection stays.
+		r = dialRESP(t, n.addr)
+		r.send("GET "+strings.Repeat("k", 1000), "SET k "+strings.Repeat("v", 1024), "PING")
+		r.expect("$-1", "+OK", "+PONG")
+	})
 }
 
 // TestRESPAddressInlineAndSharedData: -resp-address takes inline commands;

@@ -64,7 +64,6 @@ func (c *respConn) setTTL(key, value []byte, o setOptions) {
 	}
 	w, err := c.s.core.PreparePutOptions(c.ctx, key, value, false, core.PutOptions{TTL: o.ttl, At: o.at})
 	if err != nil {
-		c.settle()
 		c.fail(err)
 		return
 	}
@@ -79,13 +78,11 @@ func (c *respConn) cmdSetEx(args [][]byte) {
 	}
 	n, msg := expireArg(args[2], name)
 	if msg != "" {
-		c.settle()
 		c.errorLine(msg)
 		return
 	}
 	ttl, _, ok := expiryFrom(opt, n)
 	if !ok {
-		c.settle()
 		c.errorLine("ERR invalid expire time in '" + name + "' command")
 		return
 	}
@@ -100,7 +97,6 @@ func (c *respConn) cmdExpire(args [][]byte) {
 	name := string(args[0])
 	n, err := strconv.ParseInt(string(args[2]), 10, 64)
 	if err != nil {
-		c.settle()
 		c.errorLine("ERR value is not an integer or out of range")
 		return
 	}
@@ -117,12 +113,10 @@ func (c *respConn) cmdExpire(args [][]byte) {
 		case isArg(a, "LT"):
 			cd = core.ExpireLT
 		default:
-			c.settle()
 			c.errorLine("ERR Unsupported option " + string(a))
 			return
 		}
 		if cond != core.ExpireAlways && cond != cd {
-			c.settle()
 			c.errorLine("ERR NX and XX, GT or LT options at the same time are not compatible")
 			return
 		}
@@ -156,7 +150,6 @@ func (c *respConn) cmdExpire(args [][]byte) {
 		at = n
 	}
 	if at < 0 && n > 0 {
-		c.settle()
 		c.errorLine("ERR invalid expire time in '" + name + "' command")
 		return
 	}

@@ -1,0 +1,214 @@
+//go:build linux
+
+package service
+
+import (
+	"errors"
+	"time"
+
+	"github.com/kvdb/kvdb/internal/resp"
+)
+
+// A Redis-protocol connection on an event loop (evloop_linux.go). The loop
+// answers what it can at once: reads that the node may serve from its own
+// state (a lone voter's leader, READONLY, or a read barrier already done
+// for this input) and plain writes, which go to core's coalescer and wake
+// the connection when they complete. Any other command, or a read that
+// would wait, is handed to a goroutine (detach) that runs the commands
+// still buffered as a goroutine-per-connection server does, and gives the
+// connection back when the buffer holds no complete command.
+
+// respFlushAt is how much output the loop collects before it writes even
+// though more commands are buffered.
+const respFlushAt = 64 << 10
+
+func (c *respConn) evConn() *evConn { return c.ev }
+
+// evServe runs on the loop when the socket has news or the connection was
+// woken.
+func (c *respConn) evServe() {
+	ec := c.ev
+	if c.detached.Load() {
+		return
+	}
+	if ec.closed || c.closeReq.Load() {
+		c.evClose()
+		return
+	}
+	if c.lingerUntil != (time.Time{}) {
+		c.evLinger()
+		return
+	}
+	if c.npend > 0 && c.waiting.Load() == 0 {
+		c.settle()
+	}
+	if !c.evFlush() {
+		return
+	}
+	for !c.quit {
+		args, ok, err := c.rd.Next()
+		if err != nil {
+			c.evProtocolError(err)
+			return
+		}
+		if ok {
+			if !c.canInline(args) {
+				c.detach(args)
+				return
+			}
+			c.dispatch(args)
+			if len(c.out) >= respFlushAt && !c.evFlush() {
+				return
+			}
+			continue
+		}
+		if !ec.readable {
+			break
+		}
+		switch err := c.rd.Fill(); {
+		case err == nil:
+			c.fresh = false
+			c.lastRead = time.Now()
+		case errors.Is(err, errWouldBlock):
+		case errors.Is(err, resp.ErrProtocol):
+			c.evProtocolError(err)
+			return
+		default: // the client went away
+			c.evClose()
+			return
+		}
+	}
+	if c.npend > 0 && c.waiting.Load() == 0 {
+		c.settle()
+	}
+	if !c.evFlush() {
+		return
+	}
+	if c.quit && c.npend == 0 {
+		if c.lingerAfter {
+			c.evStartLinger()
+		} else {
+			c.evClose()
+		}
+	}
+}
+
+// canInline reports whether the loop may run a command itself: it must not
+// wait for anything.
+func (c *respConn) canInline(args [][]byte) bool {
+	cmd := lookupCommand(args[0])
+	if cmd == nil || !cmd.inline || c.multi != nil {
+		return false
+	}
+	if (cmd.arity > 0 && len(args) != cmd.arity) || len(args) < -cmd.arity {
+		return false
+	}
+	if cmd.write {
+		// A plain SET; SET with options may run a transaction.
+		return c.npend < respMaxPending && (cmd.name != "set" || len(args) == 3)
+	}
+	return c.waiting.Load() == 0 && (c.serializable || c.fresh || c.s.core.ReadableNow())
+}
+
+// detach runs args, then every complete command still buffered, on a
+// goroutine of its own, and gives the connection back to the loop.
+func (c *respConn) detach(args [][]byte) {
+	c.detached.Store(true)
+	go func() {
+		c.dispatch(args)
+		for !c.quit && len(c.out) < respFlushAt && !c.closeReq.Load() {
+			args, ok, err := c.rd.Next()
+			if err != nil || !ok {
+				break // the loop reports a malformed command
+			}
+			c.dispatch(args)
+		}
+		c.settle()
+		c.detached.Store(false)
+		c.ev.wake()
+	}()
+}
+
+// evFlush writes the output: false when the connection closed or the
+// socket did not take all of it (the loop goes on at the next output
+// edge).
+func (c *respConn) evFlush() bool {
+	done, err := c.ev.flush(&c.out)
+	if err != nil {
+		c.evClose()
+		return false
+	}
+	return done
+}
+
+// evProtocolError answers a malformed command and closes, as serve does.
+func (c *respConn) evProtocolError(err error) {
+	c.settle()
+	c.out = resp.AppendError(c.out, "ERR "+err.Error())
+	c.quit, c.lingerAfter = true, true
+	if c.evFlush() {
+		c.evStartLinger()
+	}
+}
+
+// evStartLinger half-closes the connection and reads what the client still
+// sends for a while (lingerClose), so that the error is not lost to a
+// reset.
+func (c *respConn) evStartLinger() {
+	c.ev.shutdownWrite()
+	c.lingerUntil = time.Now().Add(lingerTimeout)
+	c.evLinger()
+}
+
+func (c *respConn) evLinger() {
+	var buf [4096]byte
+	for c.ev.readable {
+		n, err := c.ev.Read(buf[:])
+		if err != nil {
+			if !errors.Is(err, errWouldBlock) {
+				c.evClose()
+			}
+			return
+		}
+		if c.lingered += n; c.lingered >= lingerBytes {
+			c.evClose()
+			return
+		}
+	}
+}
+
+// evTick closes connections past their timeouts.
+func (c *respConn) evTick(now time.Time) {
+	ec := c.ev
+	if ec.closed || c.detached.Load() {
+		return
+	}
+	switch {
+	case c.lingerUntil != (time.Time{}):
+		if now.After(c.lingerUntil) {
+			c.evClose()
+		}
+	case !ec.outSince.IsZero() && now.Sub(ec.outSince) > respWriteTimeout:
+		c.evClose()
+	case c.npend > 0:
+	case c.rd.Buffered() > 0 && now.Sub(c.lastRead) > c.r.cfg.ReadTimeout:
+		c.evClose()
+	case c.rd.Buffered() == 0 && c.r.cfg.IdleTimeout > 0 && now.Sub(c.lastRead) > c.r.cfg.IdleTimeout:
+		c.evClose()
+	}
+}
+
+// evClose closes the socket; the connection is done once its pending
+// writes completed (the last completion wakes it, and evServe comes
+// back here).
+func (c *respConn) evClose() {
+	c.ev.close()
+	c.cancel()
+	if c.waiting.Load() != 0 || c.finished {
+		return
+	}
+	c.finished = true
+	c.c.Close()
+	c.r.forget(c)
+	c.r.wg.Done()
+}
