@@ -131,8 +131,10 @@ func lookupCommand(name []byte) *respCommand {
 }
 
 // dispatch runs one command.
-func (c *respConn) dispatch(args [][]byte) {
-	cmd := lookupCommand(args[0])
+func (c *respConn) dispatch(args [][]byte) { c.run(lookupCommand(args[0]), args) }
+
+// run runs one command, cmd (nil: unknown) named by args[0].
+func (c *respConn) run(cmd *respCommand, args [][]byte) {
 	c.s.metrics.respCommand(cmd)
 	if cmd == nil {
 		c.unknownCommand(args)

@@ -52,11 +52,12 @@ func (c *respConn) evServe() {
 			return
 		}
 		if ok {
-			if !c.canInline(args) {
-				c.detach(args)
+			cmd := lookupCommand(args[0])
+			if !c.canInline(cmd, args) {
+				c.detach(cmd, args)
 				return
 			}
-			c.dispatch(args)
+			c.run(cmd, args)
 			if len(c.out) >= respFlushAt && !c.evFlush() {
 				return
 			}
@@ -95,8 +96,7 @@ func (c *respConn) evServe() {
 
 // canInline reports whether the loop may run a command itself: it must not
 // wait for anything.
-func (c *respConn) canInline(args [][]byte) bool {
-	cmd := lookupCommand(args[0])
+func (c *respConn) canInline(cmd *respCommand, args [][]byte) bool {
 	if cmd == nil || !cmd.inline || c.multi != nil {
 		return false
 	}
@@ -112,10 +112,10 @@ func (c *respConn) canInline(args [][]byte) bool {
 
 // detach runs args, then every complete command still buffered, on a
 // goroutine of its own, and gives the connection back to the loop.
-func (c *respConn) detach(args [][]byte) {
+func (c *respConn) detach(cmd *respCommand, args [][]byte) {
 	c.detached.Store(true)
 	go func() {
-		c.dispatch(args)
+		c.run(cmd, args)
 		for !c.quit && len(c.out) < respFlushAt && !c.closeReq.Load() {
 			args, ok, err := c.rd.Next()
 			if err != nil || !ok {
