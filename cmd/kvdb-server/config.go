@@ -39,8 +39,8 @@ type config struct {
 	// RESPAddress, when set, serves the Redis protocol (inline commands
 	// too) on a listener of its own.
 	RESPAddress string
-	// RESPEventLoops is service.RESPConfig.EventLoops.
-	RESPEventLoops int
+	// EventLoops is service.Config.EventLoops.
+	EventLoops     int
 	SyncWrites     bool
 	DiskReserve    int64
 	WALSegmentSize int64
@@ -158,7 +158,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&policy, "eviction-policy", string(service.EvictAllKeysLRU), "what happens at -max-memory: allkeys-lru (the leader evicts least recently used keys), volatile-lru, volatile-ttl, allkeys-random, volatile-random (only keys with a TTL, as in Redis) or noeviction (writes fail with RESOURCE_EXHAUSTED) (env EVICTION_POLICY)")
 	fs.BoolVar(&c.EnableRaft, "enable-raft", false, "join the peers in -peers as a raft cluster (env ENABLE_RAFT); false runs a standalone node, still logged through raft's WAL")
 	fs.BoolVar(&c.EnableMetrics, "enable-metrics", true, "serve Prometheus /metrics on -address (env ENABLE_METRICS)")
-	fs.IntVar(&c.RESPEventLoops, "resp-event-loops", 0, "event loops serving plain-TCP Redis-protocol connections (Linux): 0 picks one per two processors, -1 gives every connection a goroutine of its own (docs/redis.md)")
+	fs.IntVar(&c.EventLoops, "event-loops", 0, "event loops serving the plain-TCP connections of the binary and Redis protocols (Linux): 0 picks one per two processors, -1 gives every connection goroutines of its own (docs/architecture.md)")
 	fs.StringVar(&c.RESPAddress, "resp-address", "", "also serve the Redis protocol (RESP2/RESP3, inline commands too) on this address, e.g. 127.0.0.1:6379 (env RESP_ADDRESS); -address serves it too (docs/redis.md)")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", "", "also serve /metrics, /healthz and /readyz over plain HTTP on this address, e.g. 127.0.0.1:9100 (env METRICS_ADDRESS); needs -enable-metrics")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", false, "serve Go's /debug/pprof/ profiles on -metrics-address, never on -address (env ENABLE_PPROF); needs -metrics-address")

@@ -166,7 +166,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		ProtocolDetectTimeout: cfg.DetectTimeout,
 		MaxConnections:        cfg.MaxConnections,
 		Binary:                service.BinaryConfig{MaxRequestBuffer: int(cfg.MaxRequestBuffer)},
-		RESP:                  service.RESPConfig{EventLoops: cfg.RESPEventLoops},
+		EventLoops:            cfg.EventLoops,
 		Raft:                  raftCfg,
 		WatchHistory:          watch.Config{HistoryRevisions: cfg.WatchHistoryRevisions, HistoryBytes: cfg.WatchHistoryBytes},
 	})

@@ -121,13 +121,27 @@ func (b *binaryServer) serveConn(c net.Conn) {
 		return
 	}
 	bc := newBinaryConn(b, c)
+	if ls := b.s.eventLoops(); ls != nil {
+		if ec, ok := ls.take(c, bc); ok {
+			bc.ev = ec
+		}
+	}
 	b.mu.Lock()
 	if b.stop {
 		b.mu.Unlock()
+		if bc.ev != nil {
+			bc.ev.release()
+		}
 		c.Close()
 		return
 	}
 	b.conns[bc] = struct{}{}
+	if bc.ev != nil {
+		b.wg.Add(1)
+		b.mu.Unlock()
+		bc.ev.wake() // the loop takes it from here
+		return
+	}
 	b.wg.Add(2)
 	b.mu.Unlock()
 	go bc.writeLoop()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvdb/kvdb/internal/wire"
@@ -62,6 +63,24 @@ type binaryConn struct {
 	// numbers the transactions BEGIN opened; both owned by readLoop.
 	txnID  string
 	txnSeq uint64
+
+	// On an event loop (binary_evloop_linux.go): ev is the loop's part;
+	// detached while a goroutine serves the connection's frames; closeReq
+	// asks the loop to close it; hello collects the client hello; quit,
+	// lingerAfter, lingerUntil and lingered end it; finished once it is
+	// forgotten.
+	ev          *evConn
+	detached    atomic.Bool
+	closeReq    atomic.Bool
+	budget      *loopBudget
+	hello       []byte
+	quit        bool
+	lingerAfter bool
+	lingerUntil time.Time
+	lingered    int
+	finished    bool
+	// partialSince: when the loop began waiting for the rest of a frame.
+	partialSince time.Time
 }
 
 func newBinaryConn(b *binaryServer, c net.Conn) *binaryConn {
@@ -79,7 +98,14 @@ func newBinaryConn(b *binaryServer, c net.Conn) *binaryConn {
 	}
 }
 
+// close ends the connection; any goroutine may call it.
 func (c *binaryConn) close() {
+	if c.ev != nil {
+		c.cancel()
+		c.closeReq.Store(true)
+		c.ev.wake()
+		return
+	}
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		c.cancel()
@@ -107,14 +133,23 @@ func (c *binaryConn) release() {
 // wake tells writeLoop that replies completed off the read loop are
 // buffered.
 func (c *binaryConn) wake() {
+	if c.ev != nil {
+		c.ev.wake()
+		return
+	}
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
 }
 
-// flush writes every buffered reply in one write.
+// flush writes every buffered reply in one write; on an event loop it
+// wakes the loop, which writes them.
 func (c *binaryConn) flush() error {
+	if c.ev != nil {
+		c.ev.wake()
+		return nil
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
@@ -257,6 +292,10 @@ func (c *binaryConn) protocolError(op wire.Opcode, id uint64, st wire.Status, er
 	c.mu.Lock()
 	c.out = wire.AppendError(c.out, op, id, st, err.Error())
 	c.mu.Unlock()
+	if c.ev != nil {
+		c.quit, c.lingerAfter = true, true // the loop writes it and lingers
+		return
+	}
 	if c.flush() == nil {
 		lingerClose(c.c)
 	}

@@ -82,230 +82,236 @@ func (r *rawConn) call(req *wire.Request) *wire.Response {
 }
 
 func TestBinaryEveryOpcode(t *testing.T) {
-	n := startNode(t, t.TempDir(), nil)
-	c := dialRaw(t, n.addr)
-	if r := c.call(&wire.Request{Op: wire.OpPing, ID: 1, Payload: []byte("hi")}); string(r.Payload) != "hi" {
-		t.Fatalf("PING = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpPut, ID: 2, Key: []byte("a"), Value: []byte("1")}); r.Status != wire.StatusOK || r.Revision != 1 {
-		t.Fatalf("PUT = %+v", r)
-	}
-	r := c.call(&wire.Request{Op: wire.OpPut, ID: 3, Flags: wire.FlagPrevKV, Key: []byte("a"), Value: []byte("2")})
-	if r.Flags&wire.FlagHasPrevKV == 0 || string(r.KV.Value) != "1" || r.Revision != 2 {
-		t.Fatalf("PUT prev = %+v", r)
-	}
-	for _, flags := range []uint8{0, wire.FlagSerializable} {
-		r = c.call(&wire.Request{Op: wire.OpGet, ID: 4, Flags: flags, Key: []byte("a")})
-		if r.Status != wire.StatusOK || string(r.KV.Value) != "2" || r.KV.Version != 2 || r.KV.CreateRevision != 1 || r.Revision != 2 {
-			t.Fatalf("GET = %+v", r)
+	connModes(t, func(t *testing.T, mode func(*Config)) {
+		n := startNode(t, t.TempDir(), mode)
+		c := dialRaw(t, n.addr)
+		if r := c.call(&wire.Request{Op: wire.OpPing, ID: 1, Payload: []byte("hi")}); string(r.Payload) != "hi" {
+			t.Fatalf("PING = %+v", r)
 		}
-	}
-	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 5, Key: []byte("missing")}); r.Status != wire.StatusNotFound {
-		t.Fatalf("GET missing = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 6}); r.Status != wire.StatusInvalidArgument {
-		t.Fatalf("GET empty key = %+v", r)
-	}
-	r = c.call(&wire.Request{Op: wire.OpBatch, ID: 7, Ops: []wire.BatchOp{
-		{Type: wire.BatchPut, Key: []byte("b1"), Value: []byte("x")},
-		{Type: wire.BatchPut, Key: []byte("b2"), Value: []byte("y")},
-		{Type: wire.BatchDelete, Key: []byte("a")},
-	}})
-	if r.Status != wire.StatusOK || r.Puts != 2 || r.Deleted != 1 || r.Revision != 3 {
-		t.Fatalf("BATCH = %+v", r)
-	}
-	r = c.call(&wire.Request{Op: wire.OpRange, ID: 8, Flags: wire.FlagPrefix, Key: []byte("b")})
-	if r.Status != wire.StatusOK || r.Count != 2 || len(r.KVs) != 2 || string(r.KVs[1].Value) != "y" {
-		t.Fatalf("RANGE = %+v", r)
-	}
-	r = c.call(&wire.Request{Op: wire.OpRange, ID: 9, Key: []byte("b"), End: []byte{0}, Limit: 1, Flags: wire.FlagKeysOnly})
-	if r.Count != 2 || !r.More || len(r.KVs) != 1 || len(r.KVs[0].Value) != 0 {
-		t.Fatalf("RANGE limit = %+v", r)
-	}
-	r = c.call(&wire.Request{Op: wire.OpDelete, ID: 10, Flags: wire.FlagPrefix | wire.FlagPrevKV, Key: []byte("b")})
-	if r.Status != wire.StatusOK || r.Deleted != 2 || len(r.KVs) != 2 {
-		t.Fatalf("DELETE = %+v", r)
-	}
-	r = c.call(&wire.Request{Op: wire.OpStats, ID: 11})
-	var stats struct {
-		Network struct {
-			ActiveConnections json.Number `json:"active_connections"`
-		} `json:"network"`
-	}
-	if err := json.Unmarshal(r.Payload, &stats); err != nil || stats.Network.ActiveConnections == "" || stats.Network.ActiveConnections == "0" {
-		t.Fatalf("STATS = %s (%v)", r.Payload, err)
-	}
-	// Connection-scoped transactions: COMMIT without BEGIN is refused,
-	// BEGIN / IN_TXN ops / COMMIT apply atomically, ROLLBACK discards, and
-	// TXN is compare-and-swap.
-	if r := c.call(&wire.Request{Op: wire.OpCommit, ID: 12}); r.Status != wire.StatusFailedPrecondition {
-		t.Fatalf("COMMIT without BEGIN = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpBegin, ID: 13}); r.Status != wire.StatusOK || r.TxnID != 1 {
-		t.Fatalf("BEGIN = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpBegin, ID: 14}); r.Status != wire.StatusFailedPrecondition {
-		t.Fatalf("second BEGIN = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpPut, ID: 15, Flags: wire.FlagInTxn, Key: []byte("t1"), Value: []byte("v1")}); r.Status != wire.StatusOK {
-		t.Fatalf("PUT in txn = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 16, Flags: wire.FlagInTxn, Key: []byte("t1")}); r.Status != wire.StatusOK || string(r.KV.Value) != "v1" {
-		t.Fatalf("GET in txn (read-your-writes) = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 17, Key: []byte("t1")}); r.Status != wire.StatusNotFound {
-		t.Fatalf("GET outside the txn before COMMIT = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpCommit, ID: 18}); r.Status != wire.StatusOK || r.Revision == 0 {
-		t.Fatalf("COMMIT = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 19, Key: []byte("t1")}); r.Status != wire.StatusOK || string(r.KV.Value) != "v1" {
-		t.Fatalf("GET after COMMIT = %+v", r)
-	}
-	c.call(&wire.Request{Op: wire.OpBegin, ID: 20})
-	c.call(&wire.Request{Op: wire.OpPut, ID: 21, Flags: wire.FlagInTxn, Key: []byte("t2"), Value: []byte("v")})
-	if r := c.call(&wire.Request{Op: wire.OpRollback, ID: 22}); r.Status != wire.StatusOK {
-		t.Fatalf("ROLLBACK = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 23, Key: []byte("t2")}); r.Status != wire.StatusNotFound {
-		t.Fatalf("rolled-back write visible: %+v", r)
-	}
-	cas := func(id uint64, expect string) *wire.Response {
-		return c.call(&wire.Request{Op: wire.OpTxn, ID: id,
-			Compares: []wire.Compare{{Key: []byte("t1"), Target: wire.TargetValue, Result: wire.CompareEqual, Value: []byte(expect)}},
-			Ops:      []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("t1"), Value: []byte("swapped")}},
-			Failure:  []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("cas-failed"), Value: []byte("1")}}})
-	}
-	if r := cas(24, "nope"); r.Status != wire.StatusOK || r.Succeeded {
-		t.Fatalf("TXN with a false compare = %+v", r)
-	}
-	if r := cas(25, "v1"); r.Status != wire.StatusOK || !r.Succeeded {
-		t.Fatalf("TXN = %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 26, Key: []byte("t1")}); string(r.KV.Value) != "swapped" {
-		t.Fatalf("after TXN: %+v", r)
-	}
-	if r := c.call(&wire.Request{Op: wire.OpGet, ID: 27, Key: []byte("cas-failed")}); r.Status != wire.StatusOK {
-		t.Fatalf("failure branch not applied: %+v", r)
-	}
-	// Binary requests are counted in STATS like gRPC ones.
-	st := n.srv.Stats()
-	if st.GetMetrics().GetOperations()["PUT"].GetCount() != 2 || st.GetMetrics().GetOperations()["GET"].GetCount() < 6 {
-		t.Fatalf("op stats = %v", st.GetMetrics().GetOperations())
-	}
+		if r := c.call(&wire.Request{Op: wire.OpPut, ID: 2, Key: []byte("a"), Value: []byte("1")}); r.Status != wire.StatusOK || r.Revision != 1 {
+			t.Fatalf("PUT = %+v", r)
+		}
+		r := c.call(&wire.Request{Op: wire.OpPut, ID: 3, Flags: wire.FlagPrevKV, Key: []byte("a"), Value: []byte("2")})
+		if r.Flags&wire.FlagHasPrevKV == 0 || string(r.KV.Value) != "1" || r.Revision != 2 {
+			t.Fatalf("PUT prev = %+v", r)
+		}
+		for _, flags := range []uint8{0, wire.FlagSerializable} {
+			r = c.call(&wire.Request{Op: wire.OpGet, ID: 4, Flags: flags, Key: []byte("a")})
+			if r.Status != wire.StatusOK || string(r.KV.Value) != "2" || r.KV.Version != 2 || r.KV.CreateRevision != 1 || r.Revision != 2 {
+				t.Fatalf("GET = %+v", r)
+			}
+		}
+		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 5, Key: []byte("missing")}); r.Status != wire.StatusNotFound {
+			t.Fatalf("GET missing = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 6}); r.Status != wire.StatusInvalidArgument {
+			t.Fatalf("GET empty key = %+v", r)
+		}
+		r = c.call(&wire.Request{Op: wire.OpBatch, ID: 7, Ops: []wire.BatchOp{
+			{Type: wire.BatchPut, Key: []byte("b1"), Value: []byte("x")},
+			{Type: wire.BatchPut, Key: []byte("b2"), Value: []byte("y")},
+			{Type: wire.BatchDelete, Key: []byte("a")},
+		}})
+		if r.Status != wire.StatusOK || r.Puts != 2 || r.Deleted != 1 || r.Revision != 3 {
+			t.Fatalf("BATCH = %+v", r)
+		}
+		r = c.call(&wire.Request{Op: wire.OpRange, ID: 8, Flags: wire.FlagPrefix, Key: []byte("b")})
+		if r.Status != wire.StatusOK || r.Count != 2 || len(r.KVs) != 2 || string(r.KVs[1].Value) != "y" {
+			t.Fatalf("RANGE = %+v", r)
+		}
+		r = c.call(&wire.Request{Op: wire.OpRange, ID: 9, Key: []byte("b"), End: []byte{0}, Limit: 1, Flags: wire.FlagKeysOnly})
+		if r.Count != 2 || !r.More || len(r.KVs) != 1 || len(r.KVs[0].Value) != 0 {
+			t.Fatalf("RANGE limit = %+v", r)
+		}
+		r = c.call(&wire.Request{Op: wire.OpDelete, ID: 10, Flags: wire.FlagPrefix | wire.FlagPrevKV, Key: []byte("b")})
+		if r.Status != wire.StatusOK || r.Deleted != 2 || len(r.KVs) != 2 {
+			t.Fatalf("DELETE = %+v", r)
+		}
+		r = c.call(&wire.Request{Op: wire.OpStats, ID: 11})
+		var stats struct {
+			Network struct {
+				ActiveConnections json.Number `json:"active_connections"`
+			} `json:"network"`
+		}
+		if err := json.Unmarshal(r.Payload, &stats); err != nil || stats.Network.ActiveConnections == "" || stats.Network.ActiveConnections == "0" {
+			t.Fatalf("STATS = %s (%v)", r.Payload, err)
+		}
+		// Connection-scoped transactions: COMMIT without BEGIN is refused,
+		// BEGIN / IN_TXN ops / COMMIT apply atomically, ROLLBACK discards, and
+		// TXN is compare-and-swap.
+		if r := c.call(&wire.Request{Op: wire.OpCommit, ID: 12}); r.Status != wire.StatusFailedPrecondition {
+			t.Fatalf("COMMIT without BEGIN = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpBegin, ID: 13}); r.Status != wire.StatusOK || r.TxnID != 1 {
+			t.Fatalf("BEGIN = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpBegin, ID: 14}); r.Status != wire.StatusFailedPrecondition {
+			t.Fatalf("second BEGIN = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpPut, ID: 15, Flags: wire.FlagInTxn, Key: []byte("t1"), Value: []byte("v1")}); r.Status != wire.StatusOK {
+			t.Fatalf("PUT in txn = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 16, Flags: wire.FlagInTxn, Key: []byte("t1")}); r.Status != wire.StatusOK || string(r.KV.Value) != "v1" {
+			t.Fatalf("GET in txn (read-your-writes) = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 17, Key: []byte("t1")}); r.Status != wire.StatusNotFound {
+			t.Fatalf("GET outside the txn before COMMIT = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpCommit, ID: 18}); r.Status != wire.StatusOK || r.Revision == 0 {
+			t.Fatalf("COMMIT = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 19, Key: []byte("t1")}); r.Status != wire.StatusOK || string(r.KV.Value) != "v1" {
+			t.Fatalf("GET after COMMIT = %+v", r)
+		}
+		c.call(&wire.Request{Op: wire.OpBegin, ID: 20})
+		c.call(&wire.Request{Op: wire.OpPut, ID: 21, Flags: wire.FlagInTxn, Key: []byte("t2"), Value: []byte("v")})
+		if r := c.call(&wire.Request{Op: wire.OpRollback, ID: 22}); r.Status != wire.StatusOK {
+			t.Fatalf("ROLLBACK = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 23, Key: []byte("t2")}); r.Status != wire.StatusNotFound {
+			t.Fatalf("rolled-back write visible: %+v", r)
+		}
+		cas := func(id uint64, expect string) *wire.Response {
+			return c.call(&wire.Request{Op: wire.OpTxn, ID: id,
+				Compares: []wire.Compare{{Key: []byte("t1"), Target: wire.TargetValue, Result: wire.CompareEqual, Value: []byte(expect)}},
+				Ops:      []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("t1"), Value: []byte("swapped")}},
+				Failure:  []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("cas-failed"), Value: []byte("1")}}})
+		}
+		if r := cas(24, "nope"); r.Status != wire.StatusOK || r.Succeeded {
+			t.Fatalf("TXN with a false compare = %+v", r)
+		}
+		if r := cas(25, "v1"); r.Status != wire.StatusOK || !r.Succeeded {
+			t.Fatalf("TXN = %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 26, Key: []byte("t1")}); string(r.KV.Value) != "swapped" {
+			t.Fatalf("after TXN: %+v", r)
+		}
+		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 27, Key: []byte("cas-failed")}); r.Status != wire.StatusOK {
+			t.Fatalf("failure branch not applied: %+v", r)
+		}
+		// Binary requests are counted in STATS like gRPC ones.
+		st := n.srv.Stats()
+		if st.GetMetrics().GetOperations()["PUT"].GetCount() != 2 || st.GetMetrics().GetOperations()["GET"].GetCount() < 6 {
+			t.Fatalf("op stats = %v", st.GetMetrics().GetOperations())
+		}
+	})
 }
 
 // TestBinaryPipeliningOutOfOrder: a linearizable read held at its read
 // index does not hold back the replies of requests sent after it; replies
 // are matched by request id.
 func TestBinaryPipeliningOutOfOrder(t *testing.T) {
-	release := make(chan struct{})
-	var once sync.Once
-	n := startNode(t, t.TempDir(), nil)
-	n.srv.core.SetTestHookBeforeReadIndex(func() { once.Do(func() { <-release }) })
-	c := dialRaw(t, n.addr)
-	c.call(&wire.Request{Op: wire.OpPut, ID: 1, Key: []byte("k"), Value: []byte("v")})
+	connModes(t, func(t *testing.T, mode func(*Config)) {
+		release := make(chan struct{})
+		var once sync.Once
+		n := startNode(t, t.TempDir(), mode)
+		n.srv.core.SetTestHookBeforeReadIndex(func() { once.Do(func() { <-release }) })
+		c := dialRaw(t, n.addr)
+		c.call(&wire.Request{Op: wire.OpPut, ID: 1, Key: []byte("k"), Value: []byte("v")})
 
-	var batch []byte
-	batch = wire.AppendGet(batch, 100, 0, []byte("k")) // held
-	for i := uint64(101); i < 110; i++ {
-		batch = wire.AppendGet(batch, i, wire.FlagSerializable, []byte("k"))
-	}
-	batch = wire.AppendPut(batch, 110, 0, []byte("k2"), []byte("v2"))
-	c.write(batch)
-	seen := map[uint64]bool{}
-	for len(seen) < 10 {
+		var batch []byte
+		batch = wire.AppendGet(batch, 100, 0, []byte("k")) // held
+		for i := uint64(101); i < 110; i++ {
+			batch = wire.AppendGet(batch, i, wire.FlagSerializable, []byte("k"))
+		}
+		batch = wire.AppendPut(batch, 110, 0, []byte("k2"), []byte("v2"))
+		c.write(batch)
+		seen := map[uint64]bool{}
+		for len(seen) < 10 {
+			r, err := c.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.ID == 100 {
+				t.Fatal("the held read answered before the others")
+			}
+			if r.Status != wire.StatusOK {
+				t.Fatalf("reply %d: %s %s", r.ID, r.Status, r.Payload)
+			}
+			seen[r.ID] = true
+		}
+		close(release)
 		r, err := c.next()
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || r.ID != 100 || string(r.KV.Value) != "v" {
+			t.Fatalf("held read: %+v, %v", r, err)
 		}
-		if r.ID == 100 {
-			t.Fatal("the held read answered before the others")
-		}
-		if r.Status != wire.StatusOK {
-			t.Fatalf("reply %d: %s %s", r.ID, r.Status, r.Payload)
-		}
-		seen[r.ID] = true
-	}
-	close(release)
-	r, err := c.next()
-	if err != nil || r.ID != 100 || string(r.KV.Value) != "v" {
-		t.Fatalf("held read: %+v, %v", r, err)
-	}
+	})
 }
 
 func TestBinaryMalformedInput(t *testing.T) {
-	n := startNode(t, t.TempDir(), nil)
-	good := wire.AppendGet(nil, 1, wire.FlagSerializable, []byte("k"))
-	cases := []struct {
-		name string
-		send []byte
-		// replies expected before the connection closes (status per reply);
-		// closes says whether the server closes the connection afterwards.
-		want   []wire.Status
-		closes bool
-	}{
-		{"truncated frame then EOF", good[:len(good)-2], nil, true},
-		{"huge length", []byte{0x7f, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, []wire.Status{wire.StatusResourceExhausted}, true},
-		{"length below header", []byte{0, 0, 0, 2, 2, 0}, []wire.Status{wire.StatusInvalidArgument}, true},
-		{"unknown opcode", append(wire.AppendRequest(nil, &wire.Request{Op: 0x55, ID: 9}), good...), []wire.Status{wire.StatusUnimplemented, wire.StatusNotFound}, false},
-		{"malformed body", func() []byte {
-			b := wire.AppendGet(nil, 3, 0, []byte("ab"))
-			b[4] = byte(wire.OpRange) // a 2-byte RANGE body cannot hold its key length
-			return b
-		}(), []wire.Status{wire.StatusInvalidArgument}, true},
-		{"bad body lengths", func() []byte {
-			b := wire.AppendRequest(nil, &wire.Request{Op: wire.OpPut, ID: 4, Key: []byte("k"), Value: []byte("v")})
-			b[wire.HeaderSize] = 0xff // key length past the body
-			return b
-		}(), []wire.Status{wire.StatusInvalidArgument}, true},
-		{"garbage after a good frame", append(bytes.Clone(good), []byte("GARBAGE GARBAGE GARBAGE")...), []wire.Status{wire.StatusNotFound, wire.StatusResourceExhausted}, true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := dialRaw(t, n.addr)
-			c.write(tc.send)
-			if tc.name == "truncated frame then EOF" {
-				_ = c.c.(*net.TCPConn).CloseWrite()
-			}
-			for i, st := range tc.want {
-				r, err := c.next()
-				if err != nil {
-					t.Fatalf("reply %d: %v", i, err)
+	connModes(t, func(t *testing.T, mode func(*Config)) {
+		n := startNode(t, t.TempDir(), mode)
+		good := wire.AppendGet(nil, 1, wire.FlagSerializable, []byte("k"))
+		cases := []struct {
+			name string
+			send []byte
+			// replies expected before the connection closes (status per reply);
+			// closes says whether the server closes the connection afterwards.
+			want   []wire.Status
+			closes bool
+		}{
+			{"truncated frame then EOF", good[:len(good)-2], nil, true},
+			{"huge length", []byte{0x7f, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, []wire.Status{wire.StatusResourceExhausted}, true},
+			{"length below header", []byte{0, 0, 0, 2, 2, 0}, []wire.Status{wire.StatusInvalidArgument}, true},
+			{"unknown opcode", append(wire.AppendRequest(nil, &wire.Request{Op: 0x55, ID: 9}), good...), []wire.Status{wire.StatusUnimplemented, wire.StatusNotFound}, false},
+			{"malformed body", func() []byte {
+				b := wire.AppendGet(nil, 3, 0, []byte("ab"))
+				b[4] = byte(wire.OpRange) // a 2-byte RANGE body cannot hold its key length
+				return b
+			}(), []wire.Status{wire.StatusInvalidArgument}, true},
+			{"bad body lengths", func() []byte {
+				b := wire.AppendRequest(nil, &wire.Request{Op: wire.OpPut, ID: 4, Key: []byte("k"), Value: []byte("v")})
+				b[wire.HeaderSize] = 0xff // key length past the body
+				return b
+			}(), []wire.Status{wire.StatusInvalidArgument}, true},
+			{"garbage after a good frame", append(bytes.Clone(good), []byte("GARBAGE GARBAGE GARBAGE")...), []wire.Status{wire.StatusNotFound, wire.StatusResourceExhausted}, true},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				c := dialRaw(t, n.addr)
+				c.write(tc.send)
+				if tc.name == "truncated frame then EOF" {
+					_ = c.c.(*net.TCPConn).CloseWrite()
 				}
-				if r.Status != st {
-					t.Fatalf("reply %d: status %s (%s), want %s", i, r.Status, r.Payload, st)
+				for i, st := range tc.want {
+					r, err := c.next()
+					if err != nil {
+						t.Fatalf("reply %d: %v", i, err)
+					}
+					if r.Status != st {
+						t.Fatalf("reply %d: status %s (%s), want %s", i, r.Status, r.Payload, st)
+					}
 				}
-			}
-			if tc.closes {
-				if _, err := c.next(); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
-					t.Fatalf("after the error reply: %v, want the connection closed", err)
+				if tc.closes {
+					if _, err := c.next(); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+						t.Fatalf("after the error reply: %v, want the connection closed", err)
+					}
 				}
+				// The server is still up.
+				if r := dialRaw(t, n.addr).call(&wire.Request{Op: wire.OpPing, ID: 1}); r.Status != wire.StatusOK {
+					t.Fatalf("PING after malformed input: %+v", r)
+				}
+			})
+		}
+		t.Run("bad version", func(t *testing.T) {
+			c, err := net.Dial("tcp", n.addr)
+			if err != nil {
+				t.Fatal(err)
 			}
-			// The server is still up.
-			if r := dialRaw(t, n.addr).call(&wire.Request{Op: wire.OpPing, ID: 1}); r.Status != wire.StatusOK {
-				t.Fatalf("PING after malformed input: %+v", r)
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.Write(wire.AppendClientHello(nil, 99))
+			var hello [wire.ServerHelloSize]byte
+			if _, err := io.ReadFull(c, hello[:]); err != nil {
+				t.Fatal(err)
+			}
+			if h, err := wire.ParseServerHello(hello[:]); !errors.Is(err, wire.ErrBadVersion) || h.Version != wire.Version {
+				t.Fatalf("hello %+v, %v", h, err)
+			}
+			if _, err := c.Read(hello[:]); !errors.Is(err, io.EOF) {
+				t.Fatalf("after refusing the version: %v", err)
 			}
 		})
-	}
-	t.Run("bad version", func(t *testing.T) {
-		c, err := net.Dial("tcp", n.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		c.Write(wire.AppendClientHello(nil, 99))
-		var hello [wire.ServerHelloSize]byte
-		if _, err := io.ReadFull(c, hello[:]); err != nil {
-			t.Fatal(err)
-		}
-		if h, err := wire.ParseServerHello(hello[:]); !errors.Is(err, wire.ErrBadVersion) || h.Version != wire.Version {
-			t.Fatalf("hello %+v, %v", h, err)
-		}
-		if _, err := c.Read(hello[:]); !errors.Is(err, io.EOF) {
-			t.Fatalf("after refusing the version: %v", err)
-		}
 	})
 }
 

@@ -56,8 +56,10 @@ type evConn struct {
 	// prefix holds bytes read before the loop took the socket (protocol
 	// detection); Read returns them first.
 	prefix []byte
-	// readable: the socket may hold unread bytes (loop only).
+	// readable: the socket may hold unread bytes; lastRead: when bytes
+	// last came (loop only).
 	readable bool
+	lastRead time.Time
 	// outOff: the bytes of the output already written; outSince: when
 	// the socket last refused more (zero: nothing waits).
 	outOff   int
@@ -95,6 +97,7 @@ func (ec *evConn) Read(p []byte) (int, error) {
 		if n < len(p) {
 			ec.readable = false
 		}
+		ec.lastRead = time.Now()
 		return n, nil
 	}
 }
@@ -364,7 +367,7 @@ func (ls *evLoops) take(c net.Conn, h evHandler) (*evConn, bool) {
 	}
 	_ = tcp.Close()
 	l := ls.loops[int(ls.next.Add(1))%len(ls.loops)]
-	return &evConn{loop: l, fd: fd, h: h, prefix: prefix}, true
+	return &evConn{loop: l, fd: fd, h: h, prefix: prefix, lastRead: time.Now()}, true
 }
 
 // plainTCP unwraps the node's connection wrappers down to a TCP socket,

@@ -269,62 +269,65 @@ func TestBinaryHeaderViolations(t *testing.T) {
 // waits, unread: it is served once the room is back, or gets
 // RESOURCE_EXHAUSTED after the read timeout.
 func TestBinaryRequestBufferBackpressure(t *testing.T) {
-	n := startNode(t, t.TempDir(), func(c *Config) {
-		// Long enough that the stalled frame below is not timed out
-		// while the test holds it; the no-room case waits it once.
-		c.Binary.ReadTimeout = 3 * time.Second
-		c.Binary.MaxRequestBuffer = 1 // raised to one max-size frame
-	})
-	b := n.srv.binary
-	put := wire.AppendPut(nil, 1, 0, []byte("big"), make([]byte, 1<<20))
+	connModes(t, func(t *testing.T, mode func(*Config)) {
+		n := startNode(t, t.TempDir(), func(c *Config) {
+			mode(c)
+			// Long enough that the stalled frame below is not timed out
+			// while the test holds it; the no-room case waits it once.
+			c.Binary.ReadTimeout = 3 * time.Second
+			c.Binary.MaxRequestBuffer = 1 // raised to one max-size frame
+		})
+		b := n.srv.binary
+		put := wire.AppendPut(nil, 1, 0, []byte("big"), make([]byte, 1<<20))
 
-	t.Run("no room: RESOURCE_EXHAUSTED", func(t *testing.T) {
-		if !b.buffers.TryAcquire(b.bufCap) {
-			t.Fatal("budget in use")
-		}
-		c := dialRaw(t, n.addr)
-		c.write(put)
-		r, err := c.next()
-		b.buffers.Release(b.bufCap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Op != wire.OpError || r.ID != 0 || r.Status != wire.StatusResourceExhausted || !strings.Contains(string(r.Payload), "max-request-buffer") {
-			t.Fatalf("reply op %s id %d %s %q", r.Op, r.ID, r.Status, r.Payload)
-		}
-		waitClosed(t, c.c, 5*time.Second)
-	})
-
-	t.Run("served when the holder goes", func(t *testing.T) {
-		// A stalled 4 MB frame reserves nearly the whole budget...
-		holder := dialRaw(t, n.addr)
-		huge := wire.AppendRequest(nil, &wire.Request{Op: wire.OpBatch, ID: 2, Ops: []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("h"), Value: make([]byte, 4<<20-200)}}})
-		holder.write(huge[:1<<20])
-		room := b.bufCap - int64(len(huge)) + 64<<10
-		for i := 0; i < 500 && b.buffers.TryAcquire(room); i++ {
-			b.buffers.Release(room)
-			time.Sleep(10 * time.Millisecond) // until the holder's reservation is made
-		}
-		// ...so a 1 MiB PUT waits, unanswered, while the holder stalls...
-		c := dialRaw(t, n.addr)
-		c.write(put)
-		replied := make(chan error, 1)
-		go func() {
-			r, err := c.next()
-			if err == nil && r.Status != wire.StatusOK {
-				err = fmt.Errorf("PUT: %s %q", r.Status, r.Payload)
+		t.Run("no room: RESOURCE_EXHAUSTED", func(t *testing.T) {
+			if !b.buffers.TryAcquire(b.bufCap) {
+				t.Fatal("budget in use")
 			}
-			replied <- err
-		}()
-		select {
-		case err := <-replied:
-			t.Fatalf("PUT answered while the budget was held: %v", err)
-		case <-time.After(300 * time.Millisecond):
-		}
-		// ...and is served once the holder goes.
-		holder.c.Close()
-		if err := <-replied; err != nil {
-			t.Fatal(err)
-		}
+			c := dialRaw(t, n.addr)
+			c.write(put)
+			r, err := c.next()
+			b.buffers.Release(b.bufCap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Op != wire.OpError || r.ID != 0 || r.Status != wire.StatusResourceExhausted || !strings.Contains(string(r.Payload), "max-request-buffer") {
+				t.Fatalf("reply op %s id %d %s %q", r.Op, r.ID, r.Status, r.Payload)
+			}
+			waitClosed(t, c.c, 5*time.Second)
+		})
+
+		t.Run("served when the holder goes", func(t *testing.T) {
+			// A stalled 4 MB frame reserves nearly the whole budget...
+			holder := dialRaw(t, n.addr)
+			huge := wire.AppendRequest(nil, &wire.Request{Op: wire.OpBatch, ID: 2, Ops: []wire.BatchOp{{Type: wire.BatchPut, Key: []byte("h"), Value: make([]byte, 4<<20-200)}}})
+			holder.write(huge[:1<<20])
+			room := b.bufCap - int64(len(huge)) + 64<<10
+			for i := 0; i < 500 && b.buffers.TryAcquire(room); i++ {
+				b.buffers.Release(room)
+				time.Sleep(10 * time.Millisecond) // until the holder's reservation is made
+			}
+			// ...so a 1 MiB PUT waits, unanswered, while the holder stalls...
+			c := dialRaw(t, n.addr)
+			c.write(put)
+			replied := make(chan error, 1)
+			go func() {
+				r, err := c.next()
+				if err == nil && r.Status != wire.StatusOK {
+					err = fmt.Errorf("PUT: %s %q", r.Status, r.Payload)
+				}
+				replied <- err
+			}()
+			select {
+			case err := <-replied:
+				t.Fatalf("PUT answered while the budget was held: %v", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			// ...and is served once the holder goes.
+			holder.c.Close()
+			if err := <-replied; err != nil {
+				t.Fatal(err)
+			}
+		})
 	})
 }

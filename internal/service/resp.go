@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,24 +41,11 @@ type RESPConfig struct {
 	// ReadTimeout bounds how long the rest of a command may take to arrive
 	// once its first bytes did.
 	ReadTimeout time.Duration
-	// EventLoops is how many event loops serve plain-TCP connections
-	// (Linux; TLS connections have a goroutine each): 0 picks
-	// DefaultRESPEventLoops, a negative number serves every connection
-	// with a goroutine of its own.
-	EventLoops int
 }
-
-// DefaultRESPEventLoops is one event loop for every two processors the
-// runtime uses: the loops answer reads and hand writes to the raft and
-// apply loops, which need the other processors.
-func DefaultRESPEventLoops() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 func (c *RESPConfig) setDefaults() {
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = DefaultRESPReadTimeout
-	}
-	if c.EventLoops == 0 {
-		c.EventLoops = DefaultRESPEventLoops()
 	}
 }
 
@@ -75,10 +61,6 @@ type respServer struct {
 	wg     sync.WaitGroup
 	// cursors are the node's SCAN cursors, shared by its connections.
 	cursors scanCursors
-	// loops serve plain-TCP connections, started with the first; nil
-	// when they cannot run here.
-	loopsOnce sync.Once
-	loops     *evLoops
 }
 
 func newRESPServer(s *Server, cfg RESPConfig) *respServer {
@@ -104,7 +86,7 @@ func (r *respServer) serveConn(c net.Conn, inline bool) {
 		return
 	}
 	rc := newRESPConn(r, c, inline)
-	if ls := r.eventLoops(); ls != nil {
+	if ls := r.s.eventLoops(); ls != nil {
 		if ec, ok := ls.take(c, rc); ok {
 			rc.ev = ec
 			rc.rd = resp.NewReader(ec, respReadBufferSize, r.limits(inline))
@@ -128,25 +110,6 @@ func (r *respServer) serveConn(c net.Conn, inline bool) {
 		return
 	}
 	go rc.serve()
-}
-
-// eventLoops starts the loops on first use; nil when connections are
-// served by goroutines.
-func (r *respServer) eventLoops() *evLoops {
-	r.loopsOnce.Do(func() {
-		if r.cfg.EventLoops < 0 {
-			return
-		}
-		ls, err := newEvLoops(r.cfg.EventLoops)
-		if err != nil {
-			if !errors.Is(err, errors.ErrUnsupported) {
-				r.s.log.Warn("Redis-protocol event loops unavailable; serving a goroutine per connection", "err", err)
-			}
-			return
-		}
-		r.loops = ls
-	})
-	return r.loops
 }
 
 // refuseRESP answers a client refused by protected mode and closes.
@@ -188,10 +151,6 @@ func (r *respServer) shutdown() {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
-	r.loopsOnce.Do(func() {}) // no loops start after this
-	if r.loops != nil {
-		r.loops.shutdown()
-	}
 }
 
 // ServeRESP serves the Redis protocol on l (the -resp-address listener),

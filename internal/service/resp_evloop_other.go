@@ -9,3 +9,9 @@ import "time"
 func (c *respConn) evConn() *evConn  { return c.ev }
 func (c *respConn) evServe()         {}
 func (c *respConn) evTick(time.Time) {}
+
+func (c *binaryConn) evConn() *evConn  { return c.ev }
+func (c *binaryConn) evServe()         {}
+func (c *binaryConn) evTick(time.Time) {}
+
+type loopBudget struct{}

@@ -12,13 +12,13 @@ import (
 
 // respModes runs f with Redis-protocol connections on event loops (the
 // default, on Linux) and with a goroutine each.
-func respModes(t *testing.T, f func(t *testing.T, mode func(*Config))) {
+func connModes(t *testing.T, f func(t *testing.T, mode func(*Config))) {
 	for _, m := range []struct {
 		name  string
 		loops int
 	}{{"loops", 1}, {"goroutines", -1}} {
 		t.Run(m.name, func(t *testing.T) {
-			f(t, func(c *Config) { c.RESP.EventLoops = m.loops })
+			f(t, func(c *Config) { c.EventLoops = m.loops })
 		})
 	}
 }
@@ -26,7 +26,7 @@ func respModes(t *testing.T, f func(t *testing.T, mode func(*Config))) {
 // TestRESPRefusedWriteAnswersInOrder: a write refused while writes before
 // it are still pending is answered after them, in command order.
 func TestRESPRefusedWriteAnswersInOrder(t *testing.T) {
-	respModes(t, func(t *testing.T, mode func(*Config)) {
+	connModes(t, func(t *testing.T, mode func(*Config)) {
 		n := startNode(t, t.TempDir(), func(c *Config) { mode(c); c.Limits.MaxKeySize = 64 })
 		r := dialRESP(t, n.addr)
 		for range 20 {
@@ -43,7 +43,7 @@ func TestRESPRefusedWriteAnswersInOrder(t *testing.T) {
 // itself and commands that run on a goroutine of their own keep their
 // order in one pipeline.
 func TestRESPPipelineMixesInlineAndDetachedCommands(t *testing.T) {
-	respModes(t, func(t *testing.T, mode func(*Config)) {
+	connModes(t, func(t *testing.T, mode func(*Config)) {
 		n := startNode(t, t.TempDir(), mode)
 		r := dialRESP(t, n.addr)
 		for i := range 10 {
@@ -62,7 +62,7 @@ func TestRESPPipelineMixesInlineAndDetachedCommands(t *testing.T) {
 // large reads before it reads anything gets every reply, in order, once
 // it reads (the socket refuses output for a while).
 func TestRESPSlowReaderGetsEveryReply(t *testing.T) {
-	respModes(t, func(t *testing.T, mode func(*Config)) {
+	connModes(t, func(t *testing.T, mode func(*Config)) {
 		n := startNode(t, t.TempDir(), mode)
 		r := dialRESP(t, n.addr)
 		big := strings.Repeat("v", 64<<10)
@@ -100,7 +100,7 @@ func TestRESPSlowReaderGetsEveryReply(t *testing.T) {
 // TestRESPTimeouts: an idle connection is closed after -resp idle timeout;
 // a command whose rest does not arrive within the read timeout too.
 func TestRESPTimeouts(t *testing.T) {
-	respModes(t, func(t *testing.T, mode func(*Config)) {
+	connModes(t, func(t *testing.T, mode func(*Config)) {
 		n := startNode(t, t.TempDir(), func(c *Config) {
 			mode(c)
 			c.RESP.IdleTimeout = 400 * time.Millisecond
@@ -127,7 +127,7 @@ func TestRESPTimeouts(t *testing.T) {
 // TestRESPShutdownWithWritesInFlight: the node shuts down while loop
 // connections have pipelined writes in flight and unread replies.
 func TestRESPShutdownWithWritesInFlight(t *testing.T) {
-	respModes(t, func(t *testing.T, mode func(*Config)) {
+	connModes(t, func(t *testing.T, mode func(*Config)) {
 		n := startNode(t, t.TempDir(), mode)
 		var conns []net.Conn
 		for i := range 8 {

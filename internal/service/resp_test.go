@@ -379,7 +379,7 @@ func (r *respConnT) expectClose() {
 // TestRESPMalformedInputCloses: protocol errors get -ERR and a close;
 // declared sizes over the limits are refused before anything is allocated.
 func TestRESPMalformedInputCloses(t *testing.T) {
-	respModes(t, func(t *testing.T, mode func(*Config)) {
+	connModes(t, func(t *testing.T, mode func(*Config)) {
 		n := startNode(t, t.TempDir(), func(c *Config) { mode(c); c.Limits.MaxValueSize = 1024 })
 		for _, in := range []string{"*-5\r\n", "*1\r\n$99999999999\r\n", "*1\r\n$4097\r\n", "*1\r\n+PING\r\n", "*99999999999\r\n"} {
 			r := dialRESP(t, n.addr)

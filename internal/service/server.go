@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,11 @@ type Config struct {
 	Binary BinaryConfig
 	// RESP tunes the Redis protocol (on the same port and -resp-address).
 	RESP RESPConfig
+	// EventLoops is how many event loops serve the plain-TCP connections
+	// of the binary and Redis protocols (Linux; TLS connections have a
+	// goroutine each): 0 picks DefaultEventLoops, a negative number serves
+	// every connection with goroutines of its own.
+	EventLoops int
 	// MaxInFlightRequests caps the KV and transaction requests served at
 	// once over both transports; past it requests fail at once with
 	// RESOURCE_EXHAUSTED (ErrOverloaded). 0 means
@@ -142,6 +148,10 @@ type Server struct {
 	stopC    chan struct{}
 	wg       sync.WaitGroup
 
+	// loops serve plain-TCP binary and Redis-protocol connections,
+	// started with the first (eventLoops).
+	loopsOnce sync.Once
+	loops     *evLoops
 	// respListeners are the -resp-address listeners ServeRESP serves.
 	respListeners []net.Listener
 }
@@ -503,6 +513,7 @@ func (s *Server) shutdown(ctx context.Context, kill bool) error {
 		s.mu.Unlock()
 		s.binary.shutdown()
 		s.resp.shutdown()
+		s.stopEventLoops()
 		s.core.Stop()
 		if !kill {
 			err = s.node.Stop()
@@ -560,4 +571,41 @@ func (s *Server) memberName(id uint64) string {
 		return m.Name
 	}
 	return fmt.Sprintf("%x", id)
+}
+
+// DefaultEventLoops is one event loop for every two processors the runtime
+// uses: the loops answer reads and hand writes to the raft and apply
+// loops, which need the other processors.
+func DefaultEventLoops() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+// eventLoops starts the event loops on first use; nil when connections are
+// served by goroutines.
+func (s *Server) eventLoops() *evLoops {
+	s.loopsOnce.Do(func() {
+		n := s.cfg.EventLoops
+		if n < 0 {
+			return
+		}
+		if n == 0 {
+			n = DefaultEventLoops()
+		}
+		ls, err := newEvLoops(n)
+		if err != nil {
+			if !errors.Is(err, errors.ErrUnsupported) {
+				s.log.Warn("event loops unavailable; serving a goroutine per connection", "err", err)
+			}
+			return
+		}
+		s.loops = ls
+	})
+	return s.loops
+}
+
+// stopEventLoops ends the loops once their connections are closed; none
+// start after it.
+func (s *Server) stopEventLoops() {
+	s.loopsOnce.Do(func() {})
+	if s.loops != nil {
+		s.loops.shutdown()
+	}
 }

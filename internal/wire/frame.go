@@ -326,3 +326,17 @@ func (r *Reader) HasFrame() bool {
 	n := int(binary.BigEndian.Uint32(r.buf[r.start:]))
 	return r.end-r.start >= n+4
 }
+
+// NeedsInput reports whether Next must read the stream before it returns:
+// no whole frame is buffered, and the bytes that are do not already show a
+// length Next refuses. An event loop reads a connection only then.
+func (r *Reader) NeedsInput() bool {
+	if r.HasFrame() {
+		return false
+	}
+	if r.end-r.start < 4 {
+		return true
+	}
+	n := int(binary.BigEndian.Uint32(r.buf[r.start:]))
+	return n+4 <= r.max && n+4 >= 0 && n >= headerAfterLen
+}

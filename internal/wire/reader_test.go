@@ -165,3 +165,41 @@ func FuzzReaderMemory(f *testing.F) {
 		}
 	})
 }
+
+// NeedsInput is false once a whole frame, or a length Next refuses, is
+// buffered.
+func TestReaderNeedsInput(t *testing.T) {
+	frame := AppendGet(nil, 1, 0, []byte("key"))
+	huge := []byte{0x7f, 0xff, 0xff, 0xff}
+	short := []byte{0, 0, 0, 2}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want bool
+	}{
+		{"nothing", nil, true},
+		{"part of a length", frame[:3], true},
+		{"part of a frame", frame[:len(frame)-1], true},
+		{"a frame", frame, false},
+		{"a frame and part of the next", append(bytes.Clone(frame), frame[:5]...), false},
+		{"a length over the limit", huge, false},
+		{"a length under the header", short, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(bytes.NewReader(tc.in), 64, 1<<20)
+			if len(tc.in) > 0 {
+				if err := r.Fill(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := r.NeedsInput(); got != tc.want {
+				t.Fatalf("NeedsInput() = %v, want %v", got, tc.want)
+			}
+			if !tc.want && !r.HasFrame() {
+				if _, err := r.Next(); err == nil {
+					t.Fatal("Next accepted a length NeedsInput refused")
+				}
+			}
+		})
+	}
+}
