@@ -64,8 +64,12 @@ type respConn struct {
 	// the command's (SET with options is an EXECUTE).
 	op core.Op
 
-	mu   sync.Mutex // guards name, read by CLIENT LIST
+	mu   sync.Mutex // guards what CLIENT LIST reads of other connections
 	name string
+	// shownUser and shownResp3 are user and resp3 as CLIENT LIST shows
+	// them (publish).
+	shownUser  string
+	shownResp3 bool
 
 	closeOnce sync.Once
 	quit      bool

@@ -150,3 +150,48 @@ func TestRESPShutdownWithWritesInFlight(t *testing.T) {
 		}
 	})
 }
+
+// TestRESPClientListWhileOthersChange: CLIENT LIST reads what other
+// connections show while they switch protocols and reset (run with -race).
+func TestRESPClientListWhileOthersChange(t *testing.T) {
+	connModes(t, func(t *testing.T, mode func(*Config)) {
+		n := startNode(t, t.TempDir(), mode)
+		changer := dialRESP(t, n.addr)
+		lister := dialRESP(t, n.addr)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range 50 {
+				lister.send("CLIENT LIST")
+				line, err := lister.br.ReadString('\n')
+				if err != nil || !strings.HasPrefix(line, "$") {
+					t.Errorf("CLIENT LIST: %q %v", line, err)
+					return
+				}
+				var size int64
+				for _, ch := range line[1 : len(line)-2] {
+					size = size*10 + int64(ch-'0')
+				}
+				if _, err := io.CopyN(io.Discard, lister.br, size+2); err != nil {
+					t.Errorf("CLIENT LIST body: %v", err)
+					return
+				}
+			}
+		}()
+		for range 50 {
+			changer.send("HELLO 3")
+			changer.send("RESET")
+		}
+		<-done
+		changer.send("PING")
+		for {
+			line, err := changer.br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "+PONG\r\n" {
+				break
+			}
+		}
+	})
+}

@@ -59,10 +59,19 @@ func (c *respConn) cmdReadWrite(args [][]byte) {
 	c.ok()
 }
 
+// publish copies what CLIENT LIST shows of the connection, for other
+// connections to read under mu.
+func (c *respConn) publish() {
+	c.mu.Lock()
+	c.shownUser, c.shownResp3 = c.user, c.resp3
+	c.mu.Unlock()
+}
+
 func (c *respConn) cmdReset(args [][]byte) {
 	c.multi, c.watches, c.serializable, c.resp3 = nil, nil, false, false
 	c.user, c.ctx = "", c.base
 	c.setName("")
+	c.publish()
 	c.simple("RESET")
 }
 
@@ -85,6 +94,7 @@ func (c *respConn) login(name, password []byte) bool {
 	}
 	c.user = string(name)
 	c.ctx = core.WithUser(c.base, c.user)
+	c.publish()
 	return true
 }
 
@@ -147,6 +157,7 @@ func (c *respConn) cmdHello(args [][]byte) {
 	}
 	if proto != 0 {
 		c.resp3 = proto == 3
+		c.publish()
 	}
 	role := "master"
 	if c.s.node.Status().State != raft.StateLeader {
@@ -186,7 +197,7 @@ func (c *respConn) setName(n string) {
 
 func (c *respConn) clientLine() string {
 	c.mu.Lock()
-	name := c.name
+	name, user, resp3 := c.name, c.shownUser, c.shownResp3
 	c.mu.Unlock()
 	addr, laddr := "", ""
 	if a := c.c.RemoteAddr(); a != nil {
@@ -195,12 +206,11 @@ func (c *respConn) clientLine() string {
 	if a := c.c.LocalAddr(); a != nil {
 		laddr = a.String()
 	}
-	user := c.user
 	if user == "" {
 		user = "default"
 	}
 	proto := 2
-	if c.resp3 {
+	if resp3 {
 		proto = 3
 	}
 	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=0 name=%s age=%d idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client user=%s redir=-1 resp=%d lib-name= lib-ver=",
