@@ -187,9 +187,12 @@ func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
 			return false
 		}
 	}
-	old, exists := s.m.getBytes(op.Key)
+	slot, h := s.m.lookup(op.Key)
+	exists := slot >= 0
+	var old *entry
 	create, version := rev, int64(1)
 	if exists {
+		old = *s.m.slot(slot)
 		create = old.create()
 		version = old.version() + 1
 		s.mem -= old.size()
@@ -200,7 +203,7 @@ func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
 	}
 	e := newEntryMeta(op.Key, op.Value, create, rev, version, op.Deadline, op.Lease)
 	e.access.Store(uint32(rev))
-	s.m.set(e)
+	s.m.setAt(slot, h, e)
 	s.tree.Set(e)
 	s.mem += e.size()
 	s.indexMeta(e)

@@ -91,14 +91,28 @@ func (x *index) getBytes(key []byte) (*entry, bool) {
 func (x *index) set(e *entry) {
 	key := e.key()
 	h := x.hash(key)
-	if i := x.find(key, h); i >= 0 {
+	x.setAt(x.find(key, h), h, e)
+}
+
+// lookup returns the slot holding key (-1: none) and key's hash, for a
+// setAt that follows with no other change to the index between them.
+func (x *index) lookup(key []byte) (int, uint64) {
+	k := unsafe.String(unsafe.SliceData(key), len(key))
+	h := x.hash(k)
+	return x.find(k, h), h
+}
+
+// setAt puts e, whose key hashes to h, in slot i found by lookup or find,
+// or, when i < 0, in a new slot.
+func (x *index) setAt(i int, h uint64, e *entry) {
+	if i >= 0 {
 		*x.slot(i) = e
 		return
 	}
 	if (x.used+1)*8 > x.size*7 {
 		x.resize(x.live + 1)
 	}
-	i := x.home(h)
+	i = x.home(h)
 	for *x.tag(i) > tagDeleted {
 		if i++; i == x.size {
 			i = 0
