@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -309,6 +310,13 @@ func (l *evLoop) run() {
 			for _, ec := range l.conns {
 				ec.h.evTick(now)
 			}
+		}
+		if n > 0 || len(q) > 0 {
+			// What the batch readied (the coalescer a write was handed
+			// to, a read round) runs now, not when the loop next parks:
+			// under load the loop finds new events every time and would
+			// keep its processor.
+			runtime.Gosched()
 		}
 		if stop && len(l.conns) == 0 {
 			return
