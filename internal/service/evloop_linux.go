@@ -16,22 +16,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The event loop: plain-TCP Redis-protocol connections are served from an
-// epoll instance by one goroutine, as Redis serves them, instead of by a
-// goroutine each. A request that arrives alone on a connection then costs
-// one read and one write system call and no goroutine switch: with a
-// goroutine per connection every request also parked and woke its
-// goroutine and read the socket once more to find it empty, and on a small
-// machine the scheduler's work was as much as the request's. What can wait
-// (a write's commit, a read barrier, a transaction) never blocks the loop:
-// writes complete through callbacks that wake the connection, and any
-// other command is handed to a goroutine of its own for as long as it
-// runs (respConn.detach).
+// The event loops: plain-TCP binary and Redis-protocol connections are
+// served from an epoll instance by one goroutine, as Redis serves its
+// clients, instead of by goroutines of their own. A request that arrives
+// alone on a connection then costs one read and one write system call and
+// no goroutine switch: with a goroutine per connection every request also
+// parked and woke its goroutine and read the socket once more to find it
+// empty, and on a small machine the scheduler's work was as much as the
+// request's. What can wait (a write's commit, a read barrier, a
+// transaction) never blocks the loop: writes complete through callbacks
+// that wake the connection, and whatever else may wait is handed to a
+// goroutine of its own for as long as it runs (respConn.detach,
+// binaryConn.evDetach).
 //
 // Sockets are registered edge-triggered for input and output once and
 // never modified: a connection that may hold unread bytes is marked
 // readable and read when its handler is ready for more; output that the
-// socket does not take at once waits for the next output edge.
+// socket does not take at once waits for the next output edge. The loop
+// goroutine waits in the runtime's poller (the epoll fd is registered
+// there), so it holds no processor while idle, and it yields after every
+// batch so that what the batch readied runs at once.
 
 // evHandler is a connection served by a loop. Its methods run on the loop
 // goroutine.
@@ -231,8 +235,9 @@ func (l *evLoop) shutdown() {
 	<-l.done
 }
 
-// wait returns the events ready, waiting for some until the next tick.
-func (l *evLoop) wait(raw syscall.RawConn, events []unix.EpollEvent, tick time.Time) int {
+// wait returns the events ready, waiting for some at most until the
+// read deadline set on epf (the next tick).
+func (l *evLoop) wait(raw syscall.RawConn, events []unix.EpollEvent) int {
 	n := 0
 	err := raw.Read(func(uintptr) bool {
 		var err error
@@ -259,7 +264,7 @@ func (l *evLoop) run() {
 	lastTick := time.Now()
 	_ = l.epf.SetReadDeadline(lastTick.Add(evTickInterval))
 	for {
-		n := l.wait(raw, events, lastTick)
+		n := l.wait(raw, events)
 		for i := range n {
 			ev := &events[i]
 			if ev.Fd == int32(l.efd) {
