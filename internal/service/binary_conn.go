@@ -66,9 +66,9 @@ type binaryConn struct {
 
 	// On an event loop (binary_evloop_linux.go): ev is the loop's part;
 	// detached while a goroutine serves the connection's frames; closeReq
-	// asks the loop to close it; hello collects the client hello; quit,
-	// lingerAfter, lingerUntil and lingered end it; finished once it is
-	// forgotten.
+	// asks the loop to close it; hello collects the client hello; quit
+	// ends it once the replies are out, lingering after them with
+	// lingerAfter; finished once it is forgotten.
 	ev          *evConn
 	detached    atomic.Bool
 	closeReq    atomic.Bool
@@ -76,8 +76,6 @@ type binaryConn struct {
 	hello       []byte
 	quit        bool
 	lingerAfter bool
-	lingerUntil time.Time
-	lingered    int
 	finished    bool
 	// partialSince: when the loop began waiting for the rest of a frame.
 	partialSince time.Time
@@ -273,18 +271,25 @@ func (c *binaryConn) handshake() bool {
 // INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for a frame over the limit or no
 // room to buffer it, before the close; a closed or timed-out socket does not.
 func (c *binaryConn) fail(err error) {
-	var st wire.Status
-	switch {
-	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, errRequestBufferFull):
-		st = wire.StatusResourceExhausted
-	case errors.Is(err, wire.ErrFrameTooShort), errors.Is(err, wire.ErrReservedBits), errors.Is(err, wire.ErrRequestStatus):
-		st = wire.StatusInvalidArgument
-	default:
+	st, ok := framingStatus(err)
+	if !ok {
 		// EOF, reset, deadline: nothing to say, nobody to say it to.
 		c.flush()
 		return
 	}
 	c.protocolError(wire.OpError, 0, st, err)
+}
+
+// framingStatus is the status a read error is answered with: false when it
+// is no framing violation (the stream ended or failed).
+func framingStatus(err error) (wire.Status, bool) {
+	switch {
+	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, errRequestBufferFull):
+		return wire.StatusResourceExhausted, true
+	case errors.Is(err, wire.ErrFrameTooShort), errors.Is(err, wire.ErrReservedBits), errors.Is(err, wire.ErrRequestStatus):
+		return wire.StatusInvalidArgument, true
+	}
+	return 0, false
 }
 
 func (c *binaryConn) protocolError(op wire.Opcode, id uint64, st wire.Status, err error) {

@@ -33,7 +33,7 @@ func (c *binaryConn) evServe() {
 		c.evClose()
 		return
 	}
-	if c.lingerUntil != (time.Time{}) {
+	if ec.lingering() {
 		c.evLinger()
 		return
 	}
@@ -181,39 +181,23 @@ func (c *binaryConn) evFlush() bool {
 
 // evFail ends the connection after a read error, as fail does.
 func (c *binaryConn) evFail(err error) {
-	var st wire.Status
-	switch {
-	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, errRequestBufferFull):
-		st = wire.StatusResourceExhausted
-	case errors.Is(err, wire.ErrFrameTooShort), errors.Is(err, wire.ErrReservedBits), errors.Is(err, wire.ErrRequestStatus):
-		st = wire.StatusInvalidArgument
-	default:
+	st, ok := framingStatus(err)
+	if !ok {
 		c.quit = true // EOF, reset: answer what is done and close
 		return
 	}
 	c.protocolError(wire.OpError, 0, st, err)
 }
 
+// evStartLinger writes nothing more and lingers (evConn.startLinger).
 func (c *binaryConn) evStartLinger() {
-	c.ev.shutdownWrite()
-	c.lingerUntil = time.Now().Add(lingerTimeout)
+	c.ev.startLinger()
 	c.evLinger()
 }
 
 func (c *binaryConn) evLinger() {
-	var buf [4096]byte
-	for c.ev.readable {
-		n, err := c.ev.Read(buf[:])
-		if err != nil {
-			if !errors.Is(err, errWouldBlock) {
-				c.evClose()
-			}
-			return
-		}
-		if c.lingered += n; c.lingered >= lingerBytes {
-			c.evClose()
-			return
-		}
+	if c.ev.linger(time.Now()) {
+		c.evClose()
 	}
 }
 
@@ -224,8 +208,8 @@ func (c *binaryConn) evTick(now time.Time) {
 		return
 	}
 	switch {
-	case c.lingerUntil != (time.Time{}):
-		if now.After(c.lingerUntil) {
+	case ec.lingering():
+		if ec.linger(now) {
 			c.evClose()
 		}
 	case !ec.outSince.IsZero() && now.Sub(ec.outSince) > binaryWriteTimeout:

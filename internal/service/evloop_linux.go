@@ -69,9 +69,12 @@ type evConn struct {
 	// the socket last refused more (zero: nothing waits).
 	outOff   int
 	outSince time.Time
-	queued   atomic.Bool
-	added    bool
-	closed   bool
+	// lingerUntil (zero: not lingering) and lingered: see startLinger.
+	lingerUntil time.Time
+	lingered    int
+	queued      atomic.Bool
+	added       bool
+	closed      bool
 }
 
 // Read reads what the socket holds without waiting: errWouldBlock when it
@@ -134,8 +137,34 @@ func (ec *evConn) flush(out *[]byte) (done bool, err error) {
 	return true, nil
 }
 
-// shutdownWrite half-closes the socket.
-func (ec *evConn) shutdownWrite() { _ = unix.Shutdown(ec.fd, unix.SHUT_WR) }
+// startLinger half-closes the socket after an error reply and has the
+// connection read what the client still sends for a while (lingerClose),
+// so that the reply is not lost to a reset.
+func (ec *evConn) startLinger() {
+	_ = unix.Shutdown(ec.fd, unix.SHUT_WR)
+	ec.lingerUntil = time.Now().Add(lingerTimeout)
+}
+
+func (ec *evConn) lingering() bool { return !ec.lingerUntil.IsZero() }
+
+// linger discards what arrived: done when the connection should close
+// (the client closed, lingerBytes arrived, or lingerTimeout passed).
+func (ec *evConn) linger(now time.Time) (done bool) {
+	if now.After(ec.lingerUntil) {
+		return true
+	}
+	var buf [4096]byte
+	for ec.readable {
+		n, err := ec.Read(buf[:])
+		if err != nil {
+			return !errors.Is(err, errWouldBlock)
+		}
+		if ec.lingered += n; ec.lingered >= lingerBytes {
+			return true
+		}
+	}
+	return false
+}
 
 // wake has the loop call the handler's evServe soon; any goroutine may
 // call it.

@@ -76,14 +76,13 @@ type respConn struct {
 
 	// On an event loop (resp_evloop_linux.go): ev is the loop's part;
 	// detached while a goroutine runs the connection's commands;
-	// closeReq asks the loop to close it; lastRead, lingerUntil and
-	// lingered time its input; finished once it is forgotten.
+	// closeReq asks the loop to close it; lastRead times its input;
+	// lingerAfter: linger once the replies are out; finished once it is
+	// forgotten.
 	ev          *evConn
 	detached    atomic.Bool
 	closeReq    atomic.Bool
 	lastRead    time.Time
-	lingerUntil time.Time
-	lingered    int
 	lingerAfter bool
 	finished    bool
 }

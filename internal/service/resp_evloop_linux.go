@@ -35,7 +35,7 @@ func (c *respConn) evServe() {
 		c.evClose()
 		return
 	}
-	if c.lingerUntil != (time.Time{}) {
+	if ec.lingering() {
 		c.evLinger()
 		return
 	}
@@ -151,29 +151,15 @@ func (c *respConn) evProtocolError(err error) {
 	}
 }
 
-// evStartLinger half-closes the connection and reads what the client still
-// sends for a while (lingerClose), so that the error is not lost to a
-// reset.
+// evStartLinger writes nothing more and lingers (evConn.startLinger).
 func (c *respConn) evStartLinger() {
-	c.ev.shutdownWrite()
-	c.lingerUntil = time.Now().Add(lingerTimeout)
+	c.ev.startLinger()
 	c.evLinger()
 }
 
 func (c *respConn) evLinger() {
-	var buf [4096]byte
-	for c.ev.readable {
-		n, err := c.ev.Read(buf[:])
-		if err != nil {
-			if !errors.Is(err, errWouldBlock) {
-				c.evClose()
-			}
-			return
-		}
-		if c.lingered += n; c.lingered >= lingerBytes {
-			c.evClose()
-			return
-		}
+	if c.ev.linger(time.Now()) {
+		c.evClose()
 	}
 }
 
@@ -184,8 +170,8 @@ func (c *respConn) evTick(now time.Time) {
 		return
 	}
 	switch {
-	case c.lingerUntil != (time.Time{}):
-		if now.After(c.lingerUntil) {
+	case ec.lingering():
+		if ec.linger(now) {
 			c.evClose()
 		}
 	case !ec.outSince.IsZero() && now.Sub(ec.outSince) > respWriteTimeout:
