@@ -121,11 +121,7 @@ func (b *binaryServer) serveConn(c net.Conn) {
 		return
 	}
 	bc := newBinaryConn(b, c)
-	if ls := b.s.eventLoops(); ls != nil {
-		if ec, ok := ls.take(c, bc); ok {
-			bc.ev = ec
-		}
-	}
+	bc.ev = b.s.loopConn(c, bc, binaryWriteTimeout)
 	b.mu.Lock()
 	if b.stop {
 		b.mu.Unlock()

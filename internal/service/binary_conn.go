@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/kvdb/kvdb/internal/wire"
@@ -65,13 +64,10 @@ type binaryConn struct {
 	txnSeq uint64
 
 	// On an event loop (binary_evloop_linux.go): ev is the loop's part;
-	// detached while a goroutine serves the connection's frames; closeReq
-	// asks the loop to close it; hello collects the client hello; quit
-	// ends it once the replies are out, lingering after them with
-	// lingerAfter; finished once it is forgotten.
+	// hello collects the client hello; quit ends the connection once the
+	// replies are out, lingering after them with lingerAfter; finished
+	// once it is forgotten.
 	ev          *evConn
-	detached    atomic.Bool
-	closeReq    atomic.Bool
 	budget      *loopBudget
 	hello       []byte
 	quit        bool
@@ -100,8 +96,7 @@ func newBinaryConn(b *binaryServer, c net.Conn) *binaryConn {
 func (c *binaryConn) close() {
 	if c.ev != nil {
 		c.cancel()
-		c.closeReq.Store(true)
-		c.ev.wake()
+		c.ev.requestClose()
 		return
 	}
 	c.closeOnce.Do(func() {

@@ -20,23 +20,10 @@ import (
 // completions wake it. Transactions, AUTH and STATS, which may wait, run on
 // a goroutine of their own (evDetach) until no complete frame is buffered.
 
-func (c *binaryConn) evConn() *evConn { return c.ev }
-
 // evServe runs on the loop when the socket has news or the connection was
 // woken.
 func (c *binaryConn) evServe() {
 	ec := c.ev
-	if c.detached.Load() {
-		return
-	}
-	if ec.closed || c.closeReq.Load() {
-		c.evClose()
-		return
-	}
-	if ec.lingering() {
-		c.evLinger()
-		return
-	}
 	if c.rd == nil && !c.evHello() {
 		return
 	}
@@ -70,7 +57,7 @@ func (c *binaryConn) evServe() {
 		if !c.handle(f) {
 			break
 		}
-		if c.outLen() >= respFlushAt && !c.evFlush() {
+		if c.outLen() >= evFlushAt && !c.evFlush() {
 			return
 		}
 	}
@@ -84,7 +71,7 @@ func (c *binaryConn) evServe() {
 	}
 	if c.quit {
 		if c.lingerAfter {
-			c.evStartLinger()
+			ec.startLinger()
 		} else {
 			c.evClose()
 		}
@@ -137,12 +124,10 @@ func (c *binaryConn) evHello() bool {
 // evDetach serves f, and then every complete frame still buffered, on a
 // goroutine of its own, and gives the connection back to the loop.
 func (c *binaryConn) evDetach(f wire.Frame) {
-	c.detached.Store(true)
-	c.b.wg.Add(1)
+	c.ev.detached.Store(true)
 	go func() {
-		defer c.b.wg.Done()
 		ok := c.handle(f)
-		for ok && !c.quit && !c.closeReq.Load() && c.rd.HasFrame() && len(c.slots) < cap(c.slots) {
+		for ok && !c.quit && !c.ev.closeReq.Load() && c.rd.HasFrame() && len(c.slots) < cap(c.slots) {
 			f, err := c.rd.Next()
 			if err != nil || f.Status != wire.StatusOK {
 				break // the loop reads it again and reports it
@@ -151,7 +136,7 @@ func (c *binaryConn) evDetach(f wire.Frame) {
 			ok = c.handle(f)
 		}
 		c.dispatchReads()
-		c.detached.Store(false)
+		c.ev.detached.Store(false)
 		c.ev.wake()
 	}()
 }
@@ -166,7 +151,7 @@ func (c *binaryConn) outLen() int {
 // the socket did not take all of them (the loop goes on at the next output
 // edge). Replies that complete meanwhile wait for the next flush.
 func (c *binaryConn) evFlush() bool {
-	if c.spare == nil || len(c.spare) == 0 {
+	if len(c.spare) == 0 {
 		c.mu.Lock()
 		c.spare, c.out = c.out, c.spare[:0]
 		c.mu.Unlock()
@@ -189,31 +174,10 @@ func (c *binaryConn) evFail(err error) {
 	c.protocolError(wire.OpError, 0, st, err)
 }
 
-// evStartLinger writes nothing more and lingers (evConn.startLinger).
-func (c *binaryConn) evStartLinger() {
-	c.ev.startLinger()
-	c.evLinger()
-}
-
-func (c *binaryConn) evLinger() {
-	if c.ev.linger(time.Now()) {
-		c.evClose()
-	}
-}
-
-// evTick closes connections past their timeouts.
+// evTick closes a connection past the hello, frame or idle timeout.
 func (c *binaryConn) evTick(now time.Time) {
 	ec := c.ev
-	if ec.closed || c.detached.Load() {
-		return
-	}
 	switch {
-	case ec.lingering():
-		if ec.linger(now) {
-			c.evClose()
-		}
-	case !ec.outSince.IsZero() && now.Sub(ec.outSince) > binaryWriteTimeout:
-		c.evClose()
 	case c.rd == nil:
 		if now.Sub(ec.lastRead) > c.b.cfg.ReadTimeout {
 			c.evClose()

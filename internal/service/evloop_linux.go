@@ -38,17 +38,25 @@ import (
 // batch so that what the batch readied runs at once.
 
 // evHandler is a connection served by a loop. Its methods run on the loop
-// goroutine.
+// goroutine, never while a goroutine holds the connection (detached), and
+// not for what the loop does itself: closing on request, lingering after
+// an error reply, the write timeout.
 type evHandler interface {
-	evConn() *evConn
 	// evServe does what the connection can do without blocking: read,
 	// answer, write.
 	evServe()
-	// evTick runs every evTickInterval: timeouts.
+	// evTick runs every evTickInterval: the protocol's own timeouts.
 	evTick(now time.Time)
+	// evClose closes the connection (evConn.close) and lets it go once
+	// nothing of it is in flight; called again, it checks again.
+	evClose()
 }
 
 const evTickInterval = 250 * time.Millisecond
+
+// evFlushAt is how much output a connection collects before the loop
+// writes it even though more requests are buffered.
+const evFlushAt = 64 << 10
 
 // errWouldBlock is what evConn's Read returns when the socket is empty.
 var errWouldBlock = errors.New("no input buffered on the socket")
@@ -69,12 +77,19 @@ type evConn struct {
 	// the socket last refused more (zero: nothing waits).
 	outOff   int
 	outSince time.Time
+	// writeTimeout closes the connection when the socket takes no output
+	// for this long.
+	writeTimeout time.Duration
 	// lingerUntil (zero: not lingering) and lingered: see startLinger.
 	lingerUntil time.Time
 	lingered    int
-	queued      atomic.Bool
-	added       bool
-	closed      bool
+	// detached: a goroutine holds the connection and the loop leaves it
+	// alone until it is woken; closeReq: close it (requestClose).
+	detached atomic.Bool
+	closeReq atomic.Bool
+	queued   atomic.Bool
+	added    bool
+	closed   bool
 }
 
 // Read reads what the socket holds without waiting: errWouldBlock when it
@@ -166,8 +181,14 @@ func (ec *evConn) linger(now time.Time) (done bool) {
 	return false
 }
 
-// wake has the loop call the handler's evServe soon; any goroutine may
-// call it.
+// requestClose has the loop close the connection; any goroutine may call
+// it.
+func (ec *evConn) requestClose() {
+	ec.closeReq.Store(true)
+	ec.wake()
+}
+
+// wake has the loop serve the connection soon; any goroutine may call it.
 func (ec *evConn) wake() {
 	if ec.queued.Swap(true) {
 		return
@@ -191,6 +212,41 @@ func (ec *evConn) close() {
 		delete(ec.loop.conns, int32(ec.fd))
 	}
 	_ = unix.Close(ec.fd)
+}
+
+// serve has the handler do what it can, unless a goroutine holds the
+// connection; closing on request and lingering are the loop's own.
+func (ec *evConn) serve() {
+	switch {
+	case ec.detached.Load():
+	case ec.closed || ec.closeReq.Load():
+		ec.h.evClose()
+	case ec.lingering():
+		if ec.linger(time.Now()) {
+			ec.h.evClose()
+		}
+	default:
+		ec.h.evServe()
+		if !ec.closed && ec.lingering() && ec.linger(time.Now()) {
+			ec.h.evClose()
+		}
+	}
+}
+
+// tick closes a connection past the write timeout or done lingering, and
+// lets the handler look at its own timeouts.
+func (ec *evConn) tick(now time.Time) {
+	switch {
+	case ec.detached.Load():
+	case ec.lingering():
+		if ec.linger(now) {
+			ec.h.evClose()
+		}
+	case !ec.outSince.IsZero() && now.Sub(ec.outSince) > ec.writeTimeout:
+		ec.h.evClose()
+	default:
+		ec.h.evTick(now)
+	}
 }
 
 // evLoop is one epoll instance and the goroutine serving it.
@@ -307,7 +363,7 @@ func (l *evLoop) run() {
 			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				ec.readable = true
 			}
-			ec.h.evServe()
+			ec.serve()
 		}
 		l.mu.Lock()
 		q := l.queue
@@ -331,7 +387,7 @@ func (l *evLoop) run() {
 					ec.readable = true
 				}
 			}
-			ec.h.evServe()
+			ec.serve()
 		}
 		l.mu.Lock()
 		if l.spare == nil {
@@ -342,7 +398,7 @@ func (l *evLoop) run() {
 			lastTick = now
 			_ = l.epf.SetReadDeadline(now.Add(evTickInterval))
 			for _, ec := range l.conns {
-				ec.h.evTick(now)
+				ec.tick(now)
 			}
 		}
 		if n > 0 || len(q) > 0 {
@@ -388,7 +444,7 @@ func (ls *evLoops) shutdown() {
 // connection (TLS), or its socket could not be taken. c itself is then
 // closed for the runtime's poller, but stays the connection's identity
 // (addresses, the connection count); the caller closes it when done.
-func (ls *evLoops) take(c net.Conn, h evHandler) (*evConn, bool) {
+func (ls *evLoops) take(c net.Conn, h evHandler, writeTimeout time.Duration) (*evConn, bool) {
 	tcp, prefix, ok := plainTCP(c)
 	if !ok {
 		return nil, false
@@ -409,7 +465,7 @@ func (ls *evLoops) take(c net.Conn, h evHandler) (*evConn, bool) {
 	}
 	_ = tcp.Close()
 	l := ls.loops[int(ls.next.Add(1))%len(ls.loops)]
-	return &evConn{loop: l, fd: fd, h: h, prefix: prefix, lastRead: time.Now()}, true
+	return &evConn{loop: l, fd: fd, h: h, prefix: prefix, lastRead: time.Now(), writeTimeout: writeTimeout}, true
 }
 
 // plainTCP unwraps the node's connection wrappers down to a TCP socket,

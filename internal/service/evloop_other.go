@@ -13,15 +13,16 @@ import (
 // goroutine.
 
 type evHandler interface {
-	evConn() *evConn
 	evServe()
 	evTick(now time.Time)
+	evClose()
 }
 
 type evConn struct{}
 
-func (ec *evConn) wake()    {}
-func (ec *evConn) release() {}
+func (ec *evConn) wake()         {}
+func (ec *evConn) requestClose() {}
+func (ec *evConn) release()      {}
 
 func (ec *evConn) Read([]byte) (int, error) { return 0, io.EOF }
 
@@ -31,4 +32,4 @@ func newEvLoops(int) (*evLoops, error) { return nil, errors.ErrUnsupported }
 
 func (ls *evLoops) shutdown() {}
 
-func (ls *evLoops) take(net.Conn, evHandler) (*evConn, bool) { return nil, false }
+func (ls *evLoops) take(net.Conn, evHandler, time.Duration) (*evConn, bool) { return nil, false }

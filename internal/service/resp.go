@@ -86,12 +86,6 @@ func (r *respServer) serveConn(c net.Conn, inline bool) {
 		return
 	}
 	rc := newRESPConn(r, c, inline)
-	if ls := r.s.eventLoops(); ls != nil {
-		if ec, ok := ls.take(c, rc); ok {
-			rc.ev = ec
-			rc.rd = resp.NewReader(ec, respReadBufferSize, r.limits(inline))
-		}
-	}
 	r.mu.Lock()
 	if r.stop {
 		r.mu.Unlock()

@@ -115,6 +115,15 @@ func init() {
 	}
 }
 
+// arityOK reports whether n arguments (the name included) fit the
+// command's arity.
+func (cmd *respCommand) arityOK(n int) bool {
+	if cmd.arity > 0 {
+		return n == cmd.arity
+	}
+	return n >= -cmd.arity
+}
+
 // lookupCommand finds a command by name, in any case, without allocating.
 func lookupCommand(name []byte) *respCommand {
 	var buf [16]byte
@@ -143,7 +152,7 @@ func (c *respConn) run(cmd *respCommand, args [][]byte) {
 		}
 		return
 	}
-	if (cmd.arity > 0 && len(args) != cmd.arity) || len(args) < -cmd.arity {
+	if !cmd.arityOK(len(args)) {
 		c.errorLine("ERR wrong number of arguments for '" + cmd.name + "' command")
 		if c.multi != nil {
 			c.multi.dirty = true

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -75,14 +76,9 @@ type respConn struct {
 	quit      bool
 
 	// On an event loop (resp_evloop_linux.go): ev is the loop's part;
-	// detached while a goroutine runs the connection's commands;
-	// closeReq asks the loop to close it; lastRead times its input;
 	// lingerAfter: linger once the replies are out; finished once it is
 	// forgotten.
 	ev          *evConn
-	detached    atomic.Bool
-	closeReq    atomic.Bool
-	lastRead    time.Time
 	lingerAfter bool
 	finished    bool
 }
@@ -103,14 +99,19 @@ type respSlot struct {
 	done  func(core.WriteResult, error)
 }
 
+// newRESPConn serves c, on an event loop when one takes it.
 func newRESPConn(r *respServer, c net.Conn, inline bool) *respConn {
 	ctx, cancel := respContext()
 	rc := &respConn{
-		r: r, s: r.s, c: c, inline: inline, id: r.nextID.Add(1), start: time.Now(), lastRead: time.Now(),
+		r: r, s: r.s, c: c, inline: inline, id: r.nextID.Add(1), start: time.Now(),
 		ctx: ctx, base: ctx, cancel: cancel,
 		settled: make(chan struct{}, 1),
 	}
-	rc.rd = resp.NewReader(c, respReadBufferSize, r.limits(inline))
+	var src io.Reader = c
+	if rc.ev = r.s.loopConn(c, rc, respWriteTimeout); rc.ev != nil {
+		src = rc.ev
+	}
+	rc.rd = resp.NewReader(src, respReadBufferSize, r.limits(inline))
 	return rc
 }
 
@@ -119,8 +120,7 @@ func (c *respConn) close() {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		if c.ev != nil {
-			c.closeReq.Store(true)
-			c.ev.wake()
+			c.ev.requestClose()
 			return
 		}
 		c.c.Close()

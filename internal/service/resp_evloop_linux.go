@@ -18,30 +18,10 @@ import (
 // still buffered as a goroutine-per-connection server does, and gives the
 // connection back when the buffer holds no complete command.
 
-// respFlushAt is how much output the loop collects before it writes even
-// though more commands are buffered.
-const respFlushAt = 64 << 10
-
-func (c *respConn) evConn() *evConn { return c.ev }
-
 // evServe runs on the loop when the socket has news or the connection was
 // woken.
 func (c *respConn) evServe() {
 	ec := c.ev
-	if c.detached.Load() {
-		return
-	}
-	if ec.closed || c.closeReq.Load() {
-		c.evClose()
-		return
-	}
-	if ec.lingering() {
-		c.evLinger()
-		return
-	}
-	if c.npend > 0 && c.waiting.Load() == 0 {
-		c.settle()
-	}
 	if !c.evFlush() {
 		return
 	}
@@ -49,7 +29,7 @@ func (c *respConn) evServe() {
 		args, ok, err := c.rd.Next()
 		if err != nil {
 			c.evProtocolError(err)
-			return
+			break
 		}
 		if ok {
 			cmd := lookupCommand(args[0])
@@ -58,7 +38,7 @@ func (c *respConn) evServe() {
 				return
 			}
 			c.run(cmd, args)
-			if len(c.out) >= respFlushAt && !c.evFlush() {
+			if len(c.out) >= evFlushAt && !c.evFlush() {
 				return
 			}
 			continue
@@ -69,25 +49,20 @@ func (c *respConn) evServe() {
 		switch err := c.rd.Fill(); {
 		case err == nil:
 			c.fresh = false
-			c.lastRead = time.Now()
 		case errors.Is(err, errWouldBlock):
 		case errors.Is(err, resp.ErrProtocol):
 			c.evProtocolError(err)
-			return
 		default: // the client went away
 			c.evClose()
 			return
 		}
-	}
-	if c.npend > 0 && c.waiting.Load() == 0 {
-		c.settle()
 	}
 	if !c.evFlush() {
 		return
 	}
 	if c.quit && c.npend == 0 {
 		if c.lingerAfter {
-			c.evStartLinger()
+			ec.startLinger()
 		} else {
 			c.evClose()
 		}
@@ -100,7 +75,7 @@ func (c *respConn) canInline(cmd *respCommand, args [][]byte) bool {
 	if cmd == nil || !cmd.inline || c.multi != nil {
 		return false
 	}
-	if (cmd.arity > 0 && len(args) != cmd.arity) || len(args) < -cmd.arity {
+	if !cmd.arityOK(len(args)) {
 		return false
 	}
 	if cmd.write {
@@ -113,10 +88,10 @@ func (c *respConn) canInline(cmd *respCommand, args [][]byte) bool {
 // detach runs args, then every complete command still buffered, on a
 // goroutine of its own, and gives the connection back to the loop.
 func (c *respConn) detach(cmd *respCommand, args [][]byte) {
-	c.detached.Store(true)
+	c.ev.detached.Store(true)
 	go func() {
 		c.run(cmd, args)
-		for !c.quit && len(c.out) < respFlushAt && !c.closeReq.Load() {
+		for !c.quit && len(c.out) < evFlushAt && !c.ev.closeReq.Load() {
 			args, ok, err := c.rd.Next()
 			if err != nil || !ok {
 				break // the loop reports a malformed command
@@ -124,15 +99,18 @@ func (c *respConn) detach(cmd *respCommand, args [][]byte) {
 			c.dispatch(args)
 		}
 		c.settle()
-		c.detached.Store(false)
+		c.ev.detached.Store(false)
 		c.ev.wake()
 	}()
 }
 
-// evFlush writes the output: false when the connection closed or the
-// socket did not take all of it (the loop goes on at the next output
-// edge).
+// evFlush appends the replies of completed writes and writes the output:
+// false when the connection closed or the socket did not take all of it
+// (the loop goes on at the next output edge).
 func (c *respConn) evFlush() bool {
+	if c.npend > 0 && c.waiting.Load() == 0 {
+		c.settle()
+	}
 	done, err := c.ev.flush(&c.out)
 	if err != nil {
 		c.evClose()
@@ -141,52 +119,28 @@ func (c *respConn) evFlush() bool {
 	return done
 }
 
-// evProtocolError answers a malformed command and closes, as serve does.
+// evProtocolError answers a malformed command after the replies before it
+// and has the connection close, lingering, as serve does.
 func (c *respConn) evProtocolError(err error) {
-	c.settle()
-	c.out = resp.AppendError(c.out, "ERR "+err.Error())
+	c.errorLine("ERR " + err.Error())
 	c.quit, c.lingerAfter = true, true
-	if c.evFlush() {
-		c.evStartLinger()
-	}
 }
 
-// evStartLinger writes nothing more and lingers (evConn.startLinger).
-func (c *respConn) evStartLinger() {
-	c.ev.startLinger()
-	c.evLinger()
-}
-
-func (c *respConn) evLinger() {
-	if c.ev.linger(time.Now()) {
-		c.evClose()
-	}
-}
-
-// evTick closes connections past their timeouts.
+// evTick closes a connection past the read or idle timeout.
 func (c *respConn) evTick(now time.Time) {
-	ec := c.ev
-	if ec.closed || c.detached.Load() {
-		return
-	}
+	idle := now.Sub(c.ev.lastRead)
 	switch {
-	case ec.lingering():
-		if ec.linger(now) {
-			c.evClose()
-		}
-	case !ec.outSince.IsZero() && now.Sub(ec.outSince) > respWriteTimeout:
-		c.evClose()
 	case c.npend > 0:
-	case c.rd.Buffered() > 0 && now.Sub(c.lastRead) > c.r.cfg.ReadTimeout:
+	case c.rd.Buffered() > 0 && idle > c.r.cfg.ReadTimeout:
 		c.evClose()
-	case c.rd.Buffered() == 0 && c.r.cfg.IdleTimeout > 0 && now.Sub(c.lastRead) > c.r.cfg.IdleTimeout:
+	case c.rd.Buffered() == 0 && c.r.cfg.IdleTimeout > 0 && idle > c.r.cfg.IdleTimeout:
 		c.evClose()
 	}
 }
 
 // evClose closes the socket; the connection is done once its pending
-// writes completed (the last completion wakes it, and evServe comes
-// back here).
+// writes completed (the last completion wakes it, and the loop comes back
+// here).
 func (c *respConn) evClose() {
 	c.ev.close()
 	c.cancel()

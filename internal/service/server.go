@@ -601,6 +601,17 @@ func (s *Server) eventLoops() *evLoops {
 	return s.loops
 }
 
+// loopConn moves c to an event loop for h: nil when it stays with
+// goroutines (no loops, or c is not plain TCP).
+func (s *Server) loopConn(c net.Conn, h evHandler, writeTimeout time.Duration) *evConn {
+	if ls := s.eventLoops(); ls != nil {
+		if ec, ok := ls.take(c, h, writeTimeout); ok {
+			return ec
+		}
+	}
+	return nil
+}
+
 // stopEventLoops ends the loops once their connections are closed; none
 // start after it.
 func (s *Server) stopEventLoops() {
