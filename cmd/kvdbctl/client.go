@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -95,11 +96,33 @@ func (c *client) check(err error) error {
 	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded:
-		if c.conn.GetState() != connectivity.Ready {
+		if !c.ready() {
 			return &unreachableError{address: c.address, err: err}
 		}
 	}
 	return err
+}
+
+// readyWait bounds how long ready waits for the connection's state to
+// catch up with an RPC that went through.
+const readyWait = 200 * time.Millisecond
+
+// ready reports whether the connection is READY. gRPC publishes the state
+// after the connection can already carry RPCs, so right after the first
+// RPC it may still say CONNECTING: ready waits a moment for it to settle
+// before it says no.
+func (c *client) ready() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), readyWait)
+	defer cancel()
+	for {
+		st := c.conn.GetState()
+		if st == connectivity.Ready {
+			return true
+		}
+		if st == connectivity.TransientFailure || st == connectivity.Shutdown || !c.conn.WaitForStateChange(ctx, st) {
+			return false
+		}
+	}
 }
 
 // invoke runs one RPC with the per-request timeout and classifies its error.
