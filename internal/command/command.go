@@ -163,14 +163,47 @@ func EncodeDelete(key, end []byte, prevKV bool) ([]byte, error) {
 
 // EncodeBatch encodes a batch applied atomically at one revision.
 func EncodeBatch(ops []BatchOp) ([]byte, error) {
-	cmd := &raftv1.BatchCommand{Ops: make([]*raftv1.BatchCommandOp, len(ops))}
-	for i, o := range ops {
-		cmd.Ops[i] = &raftv1.BatchCommandOp{Delete: o.Delete, Key: o.Key}
-		if !o.Delete {
-			cmd.Ops[i].Value = o.Value
+	// Hand-encoded like EncodePut, byte for byte what proto.Marshal of the
+	// generated BatchCommand gives (proto3: false and empty fields are
+	// left out), without a message per op and the copy through it.
+	item := func(o *BatchOp) int {
+		n := 0
+		if o.Delete {
+			n += protowire.SizeTag(batchOpDeleteField) + 1
+		}
+		if len(o.Key) > 0 {
+			n += protowire.SizeTag(batchOpKeyField) + protowire.SizeBytes(len(o.Key))
+		}
+		if !o.Delete && len(o.Value) > 0 {
+			n += protowire.SizeTag(batchOpValueField) + protowire.SizeBytes(len(o.Value))
+		}
+		return n
+	}
+	inner := 0
+	for i := range ops {
+		inner += protowire.SizeTag(batchOpsField) + protowire.SizeBytes(item(&ops[i]))
+	}
+	buf := make([]byte, 0, protowire.SizeTag(commandBatchField)+protowire.SizeBytes(inner))
+	buf = protowire.AppendTag(buf, commandBatchField, protowire.BytesType)
+	buf = protowire.AppendVarint(buf, uint64(inner))
+	for i := range ops {
+		o := &ops[i]
+		buf = protowire.AppendTag(buf, batchOpsField, protowire.BytesType)
+		buf = protowire.AppendVarint(buf, uint64(item(o)))
+		if o.Delete {
+			buf = protowire.AppendTag(buf, batchOpDeleteField, protowire.VarintType)
+			buf = protowire.AppendVarint(buf, 1)
+		}
+		if len(o.Key) > 0 {
+			buf = protowire.AppendTag(buf, batchOpKeyField, protowire.BytesType)
+			buf = protowire.AppendBytes(buf, o.Key)
+		}
+		if !o.Delete && len(o.Value) > 0 {
+			buf = protowire.AppendTag(buf, batchOpValueField, protowire.BytesType)
+			buf = protowire.AppendBytes(buf, o.Value)
 		}
 	}
-	return marshal(&raftv1.Command{Op: &raftv1.Command_Batch{Batch: cmd}})
+	return buf, nil
 }
 
 // EncodeTxn encodes a transaction: checks and compares, and two branches.

@@ -21,6 +21,25 @@ func TestHandEncodedCommandsMatchProtoMarshal(t *testing.T) {
 			t.Fatalf("EncodePut = %x, want %x", got, want)
 		}
 	}
+	for _, ops := range [][]BatchOp{
+		nil,
+		{{Key: []byte("p"), Value: []byte("1")}},
+		{{Delete: true, Key: []byte("q"), Value: []byte("a delete's value is not encoded")}, {Key: []byte("empty value")}, {}},
+		{{Key: bytes.Repeat([]byte("k"), 200), Value: bytes.Repeat([]byte("v"), 70000)}, {Delete: true}},
+	} {
+		cmd := &raftv1.BatchCommand{}
+		for _, o := range ops {
+			op := &raftv1.BatchCommandOp{Delete: o.Delete, Key: o.Key}
+			if !o.Delete {
+				op.Value = o.Value
+			}
+			cmd.Ops = append(cmd.Ops, op)
+		}
+		want, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&raftv1.Command{Op: &raftv1.Command_Batch{Batch: cmd}})
+		if got, err := EncodeBatch(ops); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("EncodeBatch(%d ops) = %x, %v, want %x", len(ops), got, err, want)
+		}
+	}
 	a, _ := proto.Marshal(&raftv1.Command{Op: &raftv1.Command_Put{Put: &raftv1.PutCommand{Key: []byte("a")}}})
 	b, _ := proto.Marshal(&raftv1.Command{Op: &raftv1.Command_Delete{Delete: &raftv1.DeleteCommand{Key: []byte("b")}}})
 	var multi raftv1.Command

@@ -239,7 +239,7 @@ func (p *grpcPeer) run() {
 func (p *grpcPeer) stream(ctx context.Context, client raftv1.RaftServiceClient, host Host) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := client.Stream(p.t.withToken(sctx, host, p.id))
+	s, err := client.Stream(p.t.withToken(sctx, host, p.id), grpc.ForceCodecV2(StreamCodec))
 	if err != nil {
 		return err
 	}
@@ -254,7 +254,7 @@ func (p *grpcPeer) stream(ctx context.Context, client raftv1.RaftServiceClient, 
 		cancel()
 	}()
 	// The first request also tells the peer where clients reach us.
-	req := &raftv1.StreamRequest{ClusterId: host.ClusterID(), From: host.ID(), ClientAddress: host.ClientAddress()}
+	batch := &outBatch{clusterID: host.ClusterID(), from: host.ID(), clientAddress: host.ClientAddress()}
 	for {
 		var m *raftpb.Message
 		select {
@@ -267,27 +267,23 @@ func (p *grpcPeer) stream(ctx context.Context, client raftv1.RaftServiceClient, 
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		req.Messages = req.Messages[:0]
-		size := 0
 		for m != nil {
-			b, err := proto.Marshal(m)
-			if err != nil {
-				return fmt.Errorf("encode raft message: %w", err)
-			}
-			req.Messages = append(req.Messages, b)
-			size += len(b)
+			batch.add(m)
 			m = nil
-			if size < maxBatchBytes {
+			if batch.bytes < maxBatchBytes {
 				select {
 				case m = <-p.queue:
 				default:
 				}
 			}
 		}
-		if err := s.Send(req); err != nil {
+		// StreamCodec encodes the batch while SendMsg runs.
+		err := s.SendMsg(batch)
+		batch.reset()
+		if err != nil {
 			return err
 		}
-		req.ClientAddress = ""
+		batch.clientAddress = ""
 	}
 }
 
@@ -387,37 +383,33 @@ func (t *GRPCTransport) Stream(s raftv1.RaftService_StreamServer) error {
 		return errors.New("raft transport not started")
 	}
 	from := uint64(0)
+	var req inBatch // StreamCodec decodes into it
 	for {
-		req, err := s.Recv()
-		if err != nil {
+		if err := s.RecvMsg(&req); err != nil {
 			return err
 		}
-		if req.GetClusterId() != host.ClusterID() {
-			_ = s.Send(&raftv1.StreamResponse{Error: fmt.Sprintf("cluster id mismatch: this member is in cluster %x, the sender in %x", host.ClusterID(), req.GetClusterId())})
+		if req.clusterID != host.ClusterID() {
+			_ = s.Send(&raftv1.StreamResponse{Error: fmt.Sprintf("cluster id mismatch: this member is in cluster %x, the sender in %x", host.ClusterID(), req.clusterID)})
 			return nil
 		}
-		if rh, ok := host.(removalHost); ok && rh.IsRemoved(req.GetFrom()) {
-			_ = s.Send(&raftv1.StreamResponse{Error: fmt.Sprintf("%s %x", removedMarker, req.GetFrom())})
+		if rh, ok := host.(removalHost); ok && rh.IsRemoved(req.from) {
+			_ = s.Send(&raftv1.StreamResponse{Error: fmt.Sprintf("%s %x", removedMarker, req.from)})
 			return nil
 		}
 		if from == 0 {
-			from = req.GetFrom()
+			from = req.from
 			if err := t.authorize(s.Context(), host, from); err != nil {
 				return t.refuse(s.Context(), from, err)
 			}
-		} else if req.GetFrom() != from {
+		} else if req.from != from {
 			return t.refuse(s.Context(), from, errPeerRefused("a stream carries one member's messages"))
 		}
 		// Only now, with the sender authenticated as from, is the client
 		// address it announces (first request of the stream) recorded.
-		if a := req.GetClientAddress(); a != "" {
+		if a := req.clientAddress; a != "" {
 			host.SetPeerClientAddress(from, a)
 		}
-		for _, b := range req.GetMessages() {
-			m := &raftpb.Message{}
-			if err := proto.Unmarshal(b, m); err != nil {
-				return fmt.Errorf("decode raft message: %w", err)
-			}
+		for _, m := range req.msgs {
 			if err := checkMessage(host, from, m); err != nil {
 				return t.refuse(s.Context(), from, err)
 			}

@@ -149,7 +149,7 @@ func (s *Server) buildPeerGRPC() {
 	if s.transport == nil || !s.cfg.Peer.Enabled || !s.cfg.Peer.OwnListener {
 		return
 	}
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.MaxSendMsgSize(64 << 20)}
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.MaxSendMsgSize(64 << 20), grpc.ForceServerCodecV2(raftnode.StreamCodec)}
 	if s.cfg.Peer.ServerTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.Peer.ServerTLS)))
 	}

@@ -254,19 +254,25 @@ func (s *Server) buildGRPC() {
 			})))
 	}
 	unary = append(unary, s.metrics.grpc.UnaryServerInterceptor(), s.protectedUnary, s.statsInterceptor)
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), s.metrics.grpc.StreamServerInterceptor(), s.protectedStream, s.authStreamInterceptor),
 		// Requests up to twice the limit reach the handler, which rejects
 		// those over the limit with INVALID_ARGUMENT naming it.
-		grpc.MaxRecvMsgSize(2*s.core.Limits().MaxRequestSize),
-		grpc.MaxSendMsgSize(64<<20),
+		grpc.MaxRecvMsgSize(2 * s.core.Limits().MaxRequestSize),
+		grpc.MaxSendMsgSize(64 << 20),
 		// Long-lived stream workers instead of a goroutine per call: a new
 		// goroutine's stack grows (and is copied) on every call, about a
 		// tenth of a PUT's server CPU. Calls beyond the workers (all busy
 		// waiting on raft) still get a goroutine of their own.
 		grpc.NumStreamWorkers(grpcStreamWorkers),
-	)
+	}
+	if s.servesPeersOnClientPort() {
+		// Raft streams decode straight into raft messages; everything
+		// else goes to the protobuf codec as before.
+		opts = append(opts, grpc.ForceServerCodecV2(raftnode.StreamCodec))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	kvdbv1.RegisterKVServiceServer(s.grpc, &kvService{s: s})
 	kvdbv1.RegisterAdminServiceServer(s.grpc, &adminService{s: s})
 	kvdbv1.RegisterTxnServiceServer(s.grpc, &txnService{s: s})
