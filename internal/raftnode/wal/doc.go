@@ -51,8 +51,10 @@
 //     index plus one and above the latest snapshot index. A lower index is a
 //     raft log overwrite and truncates every previously saved entry at or
 //     above it. The writer refuses input that recovery would later reject.
-//   - Files are never preallocated: a segment's size is exactly its records,
-//     so "the record ends at EOF" is well defined.
+//   - A non-final segment's size is exactly its records, so "the record
+//     ends at EOF" is well defined; only the current segment may have
+//     zeros after its records (see "Zeros written ahead"), and rotation
+//     cuts them off before the final fsync.
 //   - The file MANIFEST names the newest segment. It is replaced (temp file,
 //     fsync, rename, directory fsync) each time a segment has been created
 //     and made durable with its header, before any entry is written to it.
@@ -60,6 +62,20 @@
 //     lost; the manifest can.
 //   - The hard state's commit index never exceeds the last index in the
 //     log: entries are written before the hard state that commits them.
+//
+// # Zeros written ahead
+//
+// Appending grows the file, and on ext4 an fsync that must commit a new
+// file length waits for a journal commit: about 0.3 ms here against
+// 0.15-0.2 ms for an fsync of data written over existing blocks. With
+// Options.ZeroAhead (the fsync-per-write mode) the WAL keeps zeros
+// written past the current segment's last record: when less than half of
+// ZeroAhead is left, the next Sync writes zeros up to ZeroAhead past the
+// records before its fsync, so one fsync per ZeroAhead/2 bytes of log
+// commits a length and the ones between only write data. Records then
+// overwrite zeros. Zeros are not records and tell recovery where the log
+// ends; fallocate is no substitute (its unwritten extents make the first
+// write to each block a metadata change again).
 //
 // # On-disk format
 //
@@ -101,19 +117,22 @@
 // cut short; a missing or incomplete header there is rewritten. A WAL
 // without a manifest (written before it existed) is accepted and gets one.
 //
-// Segments are then read in sequence order. In the last segment a torn
-// tail is cut off (truncate, fsync, one log line saying the file, the
-// offset, how many bytes were dropped, which entry indexes they held as far
-// as they can be decoded, and the last index kept): a record the file ends
-// inside of, a final record whose checksum fails but which ends exactly at
-// EOF (a torn write that reached its full length), or a zero-filled tail
-// (a zero header followed only by zeros up to EOF: a filesystem that
-// extended the file before the data reached the disk). A final record
-// whose header checksum fails otherwise only counts as torn if its claimed
-// length ends exactly at EOF or no byte follows the header: with a damaged
-// length "the last record" cannot be established, so a garbled length is
-// refused rather than guessed at. Any other damage, any damage in an
-// earlier segment, a bad record followed by non-zero bytes, or an index
+// Segments are then read in sequence order. In the last segment, a zero
+// header followed only by zeros up to EOF is the end of the log (zeros
+// written ahead, or a filesystem that extended the file before the data
+// reached the disk): kept as it is, with nothing to repair, and the next
+// records are written over it. A torn tail is cut off (truncate, fsync,
+// one log line saying the file, the offset, how many bytes were dropped,
+// which entry indexes they held as far as they can be decoded, and the
+// last index kept): a record the file ends inside of, or a final record
+// whose checksum fails but which ends exactly at EOF (a torn write that
+// reached its full length) or is followed only by zeros (a write torn in
+// zeros written ahead). A final record whose header checksum fails
+// otherwise only counts as torn if its claimed length ends exactly at EOF,
+// no byte follows the header, or only zeros do: with a damaged length "the
+// last record" cannot be established, so a garbled length followed by
+// data is refused rather than guessed at. Any other damage, any damage in
+// an earlier segment, a bad record followed by non-zero bytes, or an index
 // discontinuity is reported as a *CorruptionError and nothing is modified:
 // losing acknowledged data silently is worse than refusing to start.
 package wal

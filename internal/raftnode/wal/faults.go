@@ -104,6 +104,10 @@ type faultFile struct {
 	f      *os.File
 	faults *Faults
 	synced int64
+	// dirtyFrom is the lowest offset written since the last fsync (-1:
+	// none). Inside the fsynced length, such bytes were zeros written
+	// ahead (Options.ZeroAhead) when that fsync ran.
+	dirtyFrom int64
 }
 
 func (w *WAL) wrap(f *os.File) segmentFile {
@@ -116,7 +120,25 @@ func (w *WAL) wrap(f *os.File) segmentFile {
 	if err == nil {
 		size = fi.Size()
 	}
-	return &faultFile{f: f, faults: w.faults, synced: size}
+	return &faultFile{f: f, faults: w.faults, synced: size, dirtyFrom: -1}
+}
+
+// loseUnsynced models a machine crash: every byte written at from or
+// later since the last fsync goes back to what that fsync left there,
+// zeros inside the fsynced length and nothing beyond it.
+func (ff *faultFile) loseUnsynced(from int64) {
+	if from < ff.synced {
+		_ = writeZeros(ff.f, from, ff.synced)
+	}
+	_ = ff.f.Truncate(ff.synced)
+}
+
+// unsyncedFrom is the lowest offset a machine crash loses, given a write at off.
+func (ff *faultFile) unsyncedFrom(off int64) int64 {
+	if ff.dirtyFrom >= 0 && ff.dirtyFrom < off {
+		return ff.dirtyFrom
+	}
+	return off
 }
 
 func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
@@ -128,7 +150,11 @@ func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	}
 	fs.writes++
 	if fs.writes != fs.At || (fs.Point != CrashAfterWrite && fs.Point != CrashTornWrite) {
-		return ff.f.WriteAt(p, off)
+		n, err := ff.f.WriteAt(p, off)
+		if n > 0 {
+			ff.dirtyFrom = ff.unsyncedFrom(off)
+		}
+		return n, err
 	}
 	if fs.Point == CrashAfterWrite {
 		n, err := ff.f.WriteAt(p, off)
@@ -137,8 +163,9 @@ func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 		}
 		note := fmt.Sprintf("%s: write %d (%d bytes at %s:%d) reached the file, crashed before its fsync", fs.Point, fs.At, len(p), ff.f.Name(), off)
 		if fs.LoseUnsynced {
-			_ = ff.f.Truncate(ff.synced)
-			note += fmt.Sprintf("; machine crash: cut back to the last fsynced length %d", ff.synced)
+			from := ff.unsyncedFrom(off)
+			ff.loseUnsynced(from)
+			note += fmt.Sprintf("; machine crash: bytes from offset %d lost, the file back to its last fsynced length %d", from, ff.synced)
 		}
 		fs.crash(note)
 		return n, ErrCrashed
@@ -147,10 +174,12 @@ func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	if fs.TornAt > 0 && len(p) > 1 {
 		k = 1 + fs.TornAt%(len(p)-1) // never all of it
 	}
-	if fs.LoseUnsynced && off > ff.synced {
-		// What came between the last fsync and this write is lost.
-		_ = ff.f.Truncate(ff.synced)
-		off = ff.synced
+	if fs.LoseUnsynced {
+		// What came between the last fsync and this write is lost; the
+		// piece lands right after the last durable byte.
+		from := ff.unsyncedFrom(off)
+		ff.loseUnsynced(from)
+		off = min(from, ff.synced)
 	}
 	n, _ := ff.f.WriteAt(p[:k], off)
 	fs.crash(fmt.Sprintf("%s: write %d reached %s only in part: %d of %d bytes at offset %d", fs.Point, fs.At, ff.f.Name(), n, len(p), off))
@@ -175,7 +204,20 @@ func (ff *faultFile) Sync() error {
 	if fi, err := ff.f.Stat(); err == nil {
 		ff.synced = fi.Size()
 	}
+	ff.dirtyFrom = -1
 	return nil
+}
+
+// zeroFill writes zeros ahead of the records (Options.ZeroAhead). It is not
+// a write of records: Faults.At does not count it.
+func (ff *faultFile) zeroFill(from, to int64) error {
+	fs := ff.faults
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.down {
+		return ErrCrashed
+	}
+	return writeZeros(ff.f, from, to)
 }
 
 func (ff *faultFile) Truncate(size int64) error {

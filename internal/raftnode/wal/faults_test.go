@@ -2,6 +2,7 @@ package wal
 
 import (
 	"errors"
+	"fmt"
 	"syscall"
 	"testing"
 )
@@ -10,6 +11,15 @@ import (
 // recovers is exactly what was fsynced (machine crash) or written (process
 // crash), a torn write is cut off, and a failed fsync poisons the WAL.
 func TestFaults(t *testing.T) {
+	for _, zeroAhead := range []int64{0, 64 << 10} {
+		t.Run(fmt.Sprintf("zero-ahead=%d", zeroAhead), func(t *testing.T) { testFaults(t, zeroAhead) })
+	}
+}
+
+// testFaults runs TestFaults's cases; with zeroAhead, records land in
+// zeros written ahead, and a machine crash turns what was not fsynced back
+// into zeros instead of cutting the file.
+func testFaults(t *testing.T, zeroAhead int64) {
 	// Writes 1 and 2 are the first segment's header and its fsync's;
 	// entries 1-10 are synced by write 2, entries 11-20 go in write 3.
 	for _, tc := range []struct {
@@ -22,12 +32,13 @@ func TestFaults(t *testing.T) {
 		// 101 bytes of write 3 land: two whole entry records, then a
 		// piece of the third, which recovery cuts off.
 		{"torn write", &Faults{Point: CrashTornWrite, At: 3, TornAt: 100}, 12},
+		{"machine crash, torn write", &Faults{Point: CrashTornWrite, At: 3, TornAt: 100, LoseUnsynced: true}, 12},
 		{"fsync error", &Faults{Point: FailSync, At: 3}, 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			f := tc.f
-			w, _ := mustOpen(t, dir, Options{Faults: f})
+			w, _ := mustOpen(t, dir, Options{Faults: f, ZeroAhead: zeroAhead})
 			must(t, w.Save(hardState(1, 1, 0), ents(1, 10, 1)))
 			must(t, w.Sync())
 			must(t, w.Save(hardState(1, 1, 10), ents(11, 20, 1)))

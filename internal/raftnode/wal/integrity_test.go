@@ -105,12 +105,46 @@ func TestIntegrity(t *testing.T) {
 			wantLog:  []string{"repaired torn tail", "bytes_dropped=", `dropped="index 41"`, "last_index_kept=40", last.name()},
 		},
 		{
+			// Zeros written ahead (Options.ZeroAhead), or a filesystem's
+			// extension: the clean end of the log, nothing to repair.
 			name: "zero-filled tail",
 			damage: func(t *testing.T, dir string) {
 				appendBytes(t, filepath.Join(dir, last.name()), make([]byte, 4096))
 			},
 			wantLast: 40,
-			wantLog:  []string{"repaired torn tail", "bytes_dropped=4096", "zero-filled tail", "no decodable entry"},
+		},
+		{
+			name: "torn record in zeros written ahead",
+			damage: func(t *testing.T, dir string) {
+				rec, err := appendRecord(nil, recEntry, ent(41, 1))
+				must(t, err)
+				appendBytes(t, filepath.Join(dir, last.name()), append(rec[:len(rec)/2], make([]byte, 4096)...))
+			},
+			wantLast: 40,
+			wantLog:  []string{"repaired torn tail", "payload checksum mismatch", "last_index_kept=40", last.name()},
+		},
+		{
+			name: "torn header in zeros written ahead",
+			damage: func(t *testing.T, dir string) {
+				rec, err := appendRecord(nil, recEntry, ent(41, 1))
+				must(t, err)
+				appendBytes(t, filepath.Join(dir, last.name()), append(rec[:5:5], make([]byte, 4096)...))
+			},
+			wantLast: 40,
+			wantLog:  []string{"repaired torn tail", "header checksum mismatch", "last_index_kept=40"},
+		},
+		{
+			// A damaged record with data after it is not a crash's tear.
+			name: "damaged record in zeros followed by data",
+			damage: func(t *testing.T, dir string) {
+				rec, err := appendRecord(nil, recEntry, ent(41, 1))
+				must(t, err)
+				tail := append(rec[:len(rec)/2], make([]byte, 4096)...)
+				tail[len(tail)-100] = 7
+				appendBytes(t, filepath.Join(dir, last.name()), tail)
+			},
+			wantErr:  []string{"payload checksum mismatch"},
+			wantFile: func(dir string) string { return filepath.Join(dir, last.name()) },
 		},
 	}
 	for _, tc := range tests {

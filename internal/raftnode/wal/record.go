@@ -54,6 +54,10 @@ func appendRecord(buf []byte, typ byte, m proto.Message) ([]byte, error) {
 type decodeError struct {
 	offset int64
 	torn   bool
+	// zeros: nothing but zeros from offset to EOF, the space written ahead
+	// of the records (Options.ZeroAhead) or a filesystem's extension: the
+	// clean end of the records (torn is set too, for non-final segments).
+	zeros  bool
 	reason string
 }
 
@@ -100,17 +104,20 @@ func (rr *recordReader) next() ([]byte, error) {
 		// write if nothing follows that could be acknowledged data: either no
 		// payload bytes at all, or exactly the claimed payload up to EOF.
 		torn := remain == headerSize || end == rr.size
-		if !torn && h == [headerSize]byte{} {
-			// Some filesystems extend a file with zeros before the data
-			// reaches the disk; a crash then leaves a zero-filled tail. It
-			// holds nothing that was ever acknowledged.
+		if !torn {
+			// Zeros up to EOF after a zero header are space written ahead
+			// of the records, or a filesystem that extended the file
+			// before the data reached the disk (a crash then leaves a
+			// zero-filled tail); after a damaged header, a record torn by
+			// a crash in that space. Neither holds anything acknowledged.
 			zeros, err := rr.restIsZero(remain - headerSize)
 			if err != nil {
 				return nil, err
 			}
-			if zeros {
-				return nil, &decodeError{offset: rr.off, torn: true, reason: "zero-filled tail"}
+			if zeros && h == [headerSize]byte{} {
+				return nil, &decodeError{offset: rr.off, torn: true, zeros: true, reason: "zero-filled tail"}
 			}
+			torn = zeros
 		}
 		return nil, &decodeError{offset: rr.off, torn: torn, reason: "header checksum mismatch"}
 	}
@@ -128,7 +135,17 @@ func (rr *recordReader) next() ([]byte, error) {
 		return nil, fmt.Errorf("wal: read record payload: %w", err)
 	}
 	if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(h[4:8]) {
-		return nil, &decodeError{offset: rr.off, torn: end == rr.size, reason: "payload checksum mismatch"}
+		// Torn: the last record, or followed only by zeros (a record cut
+		// short by a crash in space written ahead).
+		torn := end == rr.size
+		if !torn {
+			zeros, err := rr.restIsZero(rr.size - end)
+			if err != nil {
+				return nil, err
+			}
+			torn = zeros
+		}
+		return nil, &decodeError{offset: rr.off, torn: torn, reason: "payload checksum mismatch"}
 	}
 	rr.off = end
 	return p, nil

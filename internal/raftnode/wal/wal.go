@@ -78,6 +78,12 @@ type Options struct {
 	// newest snapshot file): a log that ends before it lost entries, and
 	// Open refuses it.
 	MinIndex uint64
+	// ZeroAhead, when positive, keeps about this many bytes of zeros
+	// written (and fsynced) past the last record of the current segment,
+	// so that an fsync after appending has no file size to commit: on ext4
+	// that halves its latency. For the fsync-per-write mode; see doc.go,
+	// "Zeros written ahead".
+	ZeroAhead int64
 	// OnSync, when set, is called after every fsync of a segment file with
 	// its duration, on the goroutine that called the WAL method.
 	OnSync func(time.Duration)
@@ -206,17 +212,21 @@ type segmentFile interface {
 
 // WAL is an open write-ahead log positioned for append.
 type WAL struct {
-	dir     string
-	segSize int64
-	logger  *slog.Logger
-	onSync  func(time.Duration)
-	faults  *Faults
+	dir       string
+	segSize   int64
+	zeroAhead int64
+	logger    *slog.Logger
+	onSync    func(time.Duration)
+	faults    *Faults
 
-	segs  []segment // live segments, oldest first; the last one is current
-	f     segmentFile
-	off   int64  // bytes of the current segment the OS holds
-	buf   []byte // complete records saved but not yet handed to the OS
-	dirty bool   // bytes handed to the OS since the last fsync
+	segs []segment // live segments, oldest first; the last one is current
+	f    segmentFile
+	off  int64 // bytes of the current segment the OS holds
+	// filled is where the current segment's file ends: records up to off,
+	// then zeros written ahead (ZeroAhead) up to filled.
+	filled int64
+	buf    []byte // complete records saved but not yet handed to the OS
+	dirty  bool   // bytes handed to the OS since the last fsync
 
 	st logState
 	hs *raftpb.HardState // latest saved, re-recorded at the start of each segment
@@ -245,12 +255,13 @@ func Open(dir string, opts Options) (*WAL, *Contents, error) {
 		return nil, nil, fmt.Errorf("wal: create dir: %w", err)
 	}
 	w := &WAL{
-		dir:     dir,
-		segSize: opts.SegmentSize,
-		logger:  opts.Logger,
-		onSync:  opts.OnSync,
-		faults:  opts.Faults,
-		hs:      &raftpb.HardState{},
+		dir:       dir,
+		segSize:   opts.SegmentSize,
+		zeroAhead: opts.ZeroAhead,
+		logger:    opts.Logger,
+		onSync:    opts.OnSync,
+		faults:    opts.Faults,
+		hs:        &raftpb.HardState{},
 	}
 	segs, err := listSegments(dir)
 	if err != nil {
@@ -346,6 +357,7 @@ func (rc *recovery) apply(p []byte) string {
 // segmentRead is what readSegment found in one segment.
 type segmentRead struct {
 	end, size  int64 // good data ends at end; size is the file size
+	zeroTail   bool  // only zeros follow end: nothing to repair
 	nrec       int
 	tornReason string
 	torn       []byte // the first bytes of a torn tail, for Repair's index range
@@ -373,6 +385,9 @@ func (rc *recovery) readSegment(path string, f *os.File, last bool) (segmentRead
 		}
 		var de *decodeError
 		if errors.As(err, &de) {
+			if de.zeros && last {
+				return segmentRead{end: de.offset, size: size, zeroTail: true, nrec: nrec}, nil
+			}
 			if de.torn && last {
 				sr := segmentRead{end: de.offset, size: size, nrec: nrec, tornReason: de.reason}
 				sr.torn = make([]byte, min(size-de.offset, 4096))
@@ -503,7 +518,7 @@ func (w *WAL) recover(segs []segment, man *segment, minIndex uint64) (*Contents,
 		c.Entries = rc.ents
 	}
 
-	if sr.end < sr.size {
+	if sr.end < sr.size && !sr.zeroTail {
 		if err := w.f.Truncate(sr.end); err != nil {
 			return nil, fmt.Errorf("wal: repair %s: %w", path, err)
 		}
@@ -520,14 +535,17 @@ func (w *WAL) recover(segs []segment, man *segment, minIndex uint64) (*Contents,
 	w.segments.Store(int64(len(segs)))
 	w.st = rc.st
 	w.hs = rc.hs
-	w.off = sr.end
+	w.off, w.filled = sr.end, sr.end
+	if sr.zeroTail {
+		w.filled = sr.size // keep writing into the zeros
+	}
 	if sr.nrec < 2 {
 		// A crash while a segment was being started left its header
 		// incomplete; rewrite it so the segment can stand alone later.
 		if err := w.f.Truncate(0); err != nil {
 			return nil, fmt.Errorf("wal: rewrite header of %s: %w", path, err)
 		}
-		w.off = 0
+		w.off, w.filled = 0, 0
 		w.appendHeader()
 		if err := w.syncCurrent(); err != nil {
 			return nil, err
@@ -761,10 +779,12 @@ func (w *WAL) writeBuf() error {
 			if terr := w.f.Truncate(w.off); terr != nil {
 				return w.fail(fmt.Errorf("wal: cutting %s back to offset %d after %v: %w", w.f.Name(), w.off, err, terr))
 			}
+			w.filled = w.off
 		}
 		return &NoSpaceError{File: w.f.Name(), Err: err}
 	}
 	w.off += int64(n)
+	w.filled = max(w.filled, w.off)
 	w.bytesWritten.Add(int64(n))
 	// A huge batch should not pin its buffer for the life of the WAL.
 	if cap(w.buf) <= 1<<20 {
@@ -780,6 +800,7 @@ func (w *WAL) syncCurrent() error {
 	if err := w.writeBuf(); err != nil {
 		return err
 	}
+	w.fillAhead()
 	if err := fsync(w.f); err != nil {
 		return w.fail(fmt.Errorf("wal: fsync: %w", err))
 	}
@@ -790,6 +811,45 @@ func (w *WAL) syncCurrent() error {
 		w.onSync(d)
 	}
 	w.dirty = false
+	return nil
+}
+
+// fillAhead writes zeros past the records when fewer than half of
+// ZeroAhead are left, up to ZeroAhead past them, while the segment is below
+// its rotation size; the fsync that follows makes the new length durable
+// once for the many appends that will land in the zeros. It may fail (a
+// full disk): the zeros are an optimisation, records are then appended
+// past them or in what was written.
+func (w *WAL) fillAhead() {
+	if w.zeroAhead <= 0 || w.off >= w.segSize || w.filled-w.off >= w.zeroAhead/2 {
+		return
+	}
+	from, to := w.filled, min(w.off+w.zeroAhead, w.segSize)
+	var err error
+	if zf, ok := w.f.(interface{ zeroFill(from, to int64) error }); ok {
+		err = zf.zeroFill(from, to)
+	} else {
+		err = writeZeros(w.f, from, to)
+	}
+	if err == nil {
+		w.filled = to
+		w.dirty = true
+	}
+}
+
+var zeroChunk [256 << 10]byte
+
+// writeZeros writes zeros over [from, to) of f.
+func writeZeros(f interface {
+	WriteAt([]byte, int64) (int, error)
+}, from, to int64) error {
+	for from < to {
+		n, err := f.WriteAt(zeroChunk[:min(int64(len(zeroChunk)), to-from)], from)
+		if err != nil {
+			return err
+		}
+		from += int64(n)
+	}
 	return nil
 }
 
@@ -815,8 +875,19 @@ func (w *WAL) maybeRotate() error {
 // rotate completes the current segment and starts the next one. On a full
 // disk the current segment stays current and the next call tries again.
 func (w *WAL) rotate() error {
-	// The outgoing segment becomes non-final and must be complete on disk.
-	if w.dirty || len(w.buf) > 0 {
+	// The outgoing segment becomes non-final and must be complete on disk,
+	// and end at its last record (no zeros written ahead: see doc.go).
+	if err := w.writeBuf(); err != nil {
+		return err
+	}
+	if w.filled > w.off {
+		if err := w.f.Truncate(w.off); err != nil {
+			return w.fail(fmt.Errorf("wal: cutting the zeros off %s: %w", w.f.Name(), err))
+		}
+		w.filled = w.off
+		w.dirty = true
+	}
+	if w.dirty {
 		if err := w.syncCurrent(); err != nil {
 			return err
 		}
@@ -845,8 +916,8 @@ func (w *WAL) startSegment(s segment) error {
 		}
 		return w.fail(fmt.Errorf("wal: create segment: %w", err))
 	}
-	prevF, prevOff, prevDirty, prevSegs := w.f, w.off, w.dirty, len(w.segs)
-	w.f, w.off, w.dirty = w.wrap(f), 0, false
+	prevF, prevOff, prevFilled, prevDirty, prevSegs := w.f, w.off, w.filled, w.dirty, len(w.segs)
+	w.f, w.off, w.filled, w.dirty = w.wrap(f), 0, 0, false
 	w.segs = append(w.segs, s)
 	w.appendHeader()
 	err = w.syncCurrent()
@@ -859,7 +930,7 @@ func (w *WAL) startSegment(s segment) error {
 	if err != nil {
 		f.Close()
 		os.Remove(path)
-		w.f, w.off, w.dirty = prevF, prevOff, prevDirty
+		w.f, w.off, w.filled, w.dirty = prevF, prevOff, prevFilled, prevDirty
 		w.segs = w.segs[:prevSegs]
 		w.buf = w.buf[:0]
 		if IsNoSpace(err) {

@@ -655,9 +655,10 @@ func TestDecodeRejectsHugeLength(t *testing.T) {
 	}
 }
 
-// A tail of zeros after the last record (a filesystem that extended the
-// file before the data landed) is a torn tail: cut off, not refused. A
-// zero header followed by anything else is still corruption.
+// A tail of zeros after the last record (zeros written ahead, or a
+// filesystem that extended the file before the data landed) is the clean
+// end of the log: kept, not repaired, and written over by the next
+// records. A zero header followed by anything else is still corruption.
 func TestZeroFilledTail(t *testing.T) {
 	const n = 6
 	src := t.TempDir()
@@ -671,14 +672,24 @@ func TestZeroFilledTail(t *testing.T) {
 		_, err = f.Write(make([]byte, zeros))
 		must(t, err)
 		must(t, f.Close())
-		_, c, err := Open(dir, Options{Logger: quiet})
+		size := end + zeros
+		w, c, err := Open(dir, Options{Logger: quiet})
 		if err != nil {
 			t.Fatalf("%d zero bytes: %v", zeros, err)
 		}
-		if c.RepairedBytes != zeros {
+		if c.RepairedBytes != 0 || c.Repair != nil {
 			t.Fatalf("%d zero bytes: repaired %d", zeros, c.RepairedBytes)
 		}
 		checkEntries(t, c.Entries, ents(1, n, 1))
+		must(t, w.Save(hardState(1, 1, n), ents(n+1, n+1, 1)))
+		must(t, w.Sync())
+		recordsEnd := w.off
+		must(t, w.Close())
+		if got := currentSize(t, dir); got != max(size, recordsEnd) {
+			t.Fatalf("%d zero bytes: the next record was not written over them (size %d, was %d)", zeros, got, size)
+		}
+		_, c = mustOpen(t, dir, Options{Logger: quiet})
+		checkEntries(t, c.Entries, ents(1, n+1, 1))
 	}
 	dir := copyDir(t, src)
 	path := lastSegmentPath(t, dir)
@@ -690,4 +701,55 @@ func TestZeroFilledTail(t *testing.T) {
 	must(t, err)
 	must(t, f.Close())
 	wantCorruption(t, dir, path, end)
+}
+
+// With ZeroAhead the current segment keeps zeros written past its records
+// (so an fsync has no new length to commit), records land in them, a
+// reopen keeps them without a repair, and a segment that rotates out is
+// cut back to its last record.
+func TestZeroAhead(t *testing.T) {
+	const ahead = 16 << 10
+	dir := t.TempDir()
+	w, _ := mustOpen(t, dir, Options{SegmentSize: 64 << 10, ZeroAhead: ahead, Logger: quiet})
+	first := lastSegmentPath(t, dir)
+	if got := currentSize(t, dir); got < ahead {
+		t.Fatalf("a new segment is %d bytes, want at least %d written ahead", got, ahead)
+	}
+	var idx uint64
+	for range 10 {
+		idx++
+		must(t, w.Save(hardState(1, 1, idx-1), ents(idx, idx, 1)))
+		must(t, w.Sync())
+	}
+	if got := currentSize(t, dir); got-w.off < ahead/2 || got != w.filled {
+		t.Fatalf("size %d, records end at %d: want at least %d bytes of zeros ahead", got, w.off, ahead/2)
+	}
+	must(t, w.Close())
+
+	var logBuf bytes.Buffer
+	w, c := mustOpen(t, dir, Options{SegmentSize: 64 << 10, ZeroAhead: ahead, Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	if c.Repair != nil || logBuf.Len() > 0 {
+		t.Fatalf("reopen repaired the zeros: %+v %s", c.Repair, logBuf.String())
+	}
+	checkEntries(t, c.Entries, ents(1, idx, 1))
+	// Enough records to rotate twice.
+	for lastSegmentPath(t, dir) == first || len(w.segs) < 3 {
+		idx++
+		must(t, w.Save(hardState(1, 1, idx-1), []*raftpb.Entry{{Term: proto.Uint64(1), Index: proto.Uint64(idx), Data: make([]byte, 1000)}}))
+		must(t, w.Sync())
+	}
+	must(t, w.Close())
+	segs, err := listSegments(dir)
+	must(t, err)
+	for _, s := range segs[:len(segs)-1] {
+		b, err := os.ReadFile(segmentPath(dir, s))
+		must(t, err)
+		if len(b) >= headerSize && bytes.Equal(b[len(b)-headerSize:], zeroHeader[:]) {
+			t.Fatalf("non-final segment %s ends in zeros", s.name())
+		}
+	}
+	_, c = mustOpen(t, dir, Options{Logger: quiet})
+	if got := c.Entries[len(c.Entries)-1].GetIndex(); got != idx {
+		t.Fatalf("recovered up to %d, want %d", got, idx)
+	}
 }
