@@ -75,7 +75,11 @@
 // commits a length and the ones between only write data. Records then
 // overwrite zeros. Zeros are not records and tell recovery where the log
 // ends; fallocate is no substitute (its unwritten extents make the first
-// write to each block a metadata change again).
+// write to each block a metadata change again). Zeros must never take the
+// space records need (a freed disk reserve, the next segment's manifest):
+// when writing them fails they are cut off again, and after that or any
+// other full-disk error no zeros are written ahead until the WAL is
+// opened again.
 //
 // # On-disk format
 //

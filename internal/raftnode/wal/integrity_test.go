@@ -10,6 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestIntegrity covers what Open refuses or repairs about the chain of
@@ -268,3 +271,53 @@ func (f fullSegment) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (f fullSegment) Close() error { return nil }
+
+// Zeros written ahead never take space records need: when writing them
+// fails, what was written is cut off again and no more are written until
+// the WAL is reopened; records go on landing in the zeros already there.
+func TestZeroAheadGivesWayOnFullDisk(t *testing.T) {
+	const ahead = 64 << 10
+	dir := t.TempDir()
+	w, _ := mustOpen(t, dir, Options{ZeroAhead: ahead, Logger: quiet})
+	must(t, w.Save(hardState(1, 1, 0), ents(1, 5, 1)))
+	must(t, w.Sync())
+	filled := currentSize(t, dir)
+	if filled < ahead {
+		t.Fatalf("segment is %d bytes, want %d of zeros ahead", filled, ahead)
+	}
+	// A disk with no block left past the zeros.
+	real := w.f
+	w.f = limitedFile{real.(*os.File), filled}
+	var idx uint64 = 5
+	big := make([]byte, 2000)
+	for w.off < filled-ahead/2+2000 { // past the point where more zeros are due
+		idx++
+		must(t, w.Save(hardState(1, 1, idx-1), []*raftpb.Entry{{Term: proto.Uint64(1), Index: proto.Uint64(idx), Data: big}}))
+		must(t, w.Sync())
+	}
+	if w.zeroAhead != 0 {
+		t.Fatal("zeros are still written ahead after writing them failed")
+	}
+	if got := currentSize(t, dir); got != filled {
+		t.Fatalf("segment is %d bytes, want %d: the failed zeros were not cut off", got, filled)
+	}
+	must(t, w.Close())
+	_, c := mustOpen(t, dir, Options{Logger: quiet})
+	if got := c.Entries[len(c.Entries)-1].GetIndex(); got != idx {
+		t.Fatalf("recovered up to %d, want %d", got, idx)
+	}
+}
+
+// limitedFile fails, as a full disk does, any write that reaches past limit.
+type limitedFile struct {
+	*os.File
+	limit int64
+}
+
+func (f limitedFile) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.limit {
+		n, _ := f.File.WriteAt(p[:max(0, f.limit-off)], off)
+		return n, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	return f.File.WriteAt(p, off)
+}

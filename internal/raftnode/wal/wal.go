@@ -781,6 +781,7 @@ func (w *WAL) writeBuf() error {
 			}
 			w.filled = w.off
 		}
+		w.zeroAhead = 0 // see fillAhead
 		return &NoSpaceError{File: w.f.Name(), Err: err}
 	}
 	w.off += int64(n)
@@ -817,9 +818,13 @@ func (w *WAL) syncCurrent() error {
 // fillAhead writes zeros past the records when fewer than half of
 // ZeroAhead are left, up to ZeroAhead past them, while the segment is below
 // its rotation size; the fsync that follows makes the new length durable
-// once for the many appends that will land in the zeros. It may fail (a
-// full disk): the zeros are an optimisation, records are then appended
-// past them or in what was written.
+// once for the many appends that will land in the zeros.
+//
+// The zeros are an optimisation and must never take space the records
+// need (a freed disk reserve, the manifest of the next segment): when
+// writing them fails, what was written is cut off again and no more zeros
+// are written ahead until the WAL is opened again; a full disk elsewhere
+// (noSpace) stops them the same way.
 func (w *WAL) fillAhead() {
 	if w.zeroAhead <= 0 || w.off >= w.segSize || w.filled-w.off >= w.zeroAhead/2 {
 		return
@@ -831,10 +836,13 @@ func (w *WAL) fillAhead() {
 	} else {
 		err = writeZeros(w.f, from, to)
 	}
-	if err == nil {
-		w.filled = to
-		w.dirty = true
+	if err != nil {
+		_ = w.f.Truncate(from)
+		w.zeroAhead = 0
+		return
 	}
+	w.filled = to
+	w.dirty = true
 }
 
 var zeroChunk [256 << 10]byte
@@ -912,6 +920,7 @@ func (w *WAL) startSegment(s segment) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		if IsNoSpace(err) {
+			w.zeroAhead = 0 // see fillAhead
 			return &NoSpaceError{File: path, Err: err}
 		}
 		return w.fail(fmt.Errorf("wal: create segment: %w", err))
@@ -934,7 +943,8 @@ func (w *WAL) startSegment(s segment) error {
 		w.segs = w.segs[:prevSegs]
 		w.buf = w.buf[:0]
 		if IsNoSpace(err) {
-			w.err = nil // syncCurrent poisons on any error; a full disk is not fatal here
+			w.zeroAhead = 0 // see fillAhead
+			w.err = nil     // syncCurrent poisons on any error; a full disk is not fatal here
 			var ns *NoSpaceError
 			if !errors.As(err, &ns) {
 				err = &NoSpaceError{File: path, Err: err}
