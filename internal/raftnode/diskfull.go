@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/kvdb/kvdb/internal/raftnode/wal"
 )
 
 // reserveName is the file that holds DiskReserve bytes of the data dir's
@@ -55,10 +57,7 @@ func writeZeros(path string, size int64) error {
 	if err != nil {
 		return err
 	}
-	zeros := make([]byte, 1<<20)
-	for left := size; left > 0 && err == nil; left -= int64(len(zeros)) {
-		_, err = f.Write(zeros[:min(left, int64(len(zeros)))])
-	}
+	err = wal.WriteZeros(f, 0, size)
 	if err == nil {
 		err = f.Sync()
 	}

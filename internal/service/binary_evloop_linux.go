@@ -156,12 +156,7 @@ func (c *binaryConn) evFlush() bool {
 		c.spare, c.out = c.out, c.spare[:0]
 		c.mu.Unlock()
 	}
-	done, err := c.ev.flush(&c.spare)
-	if err != nil {
-		c.evClose()
-		return false
-	}
-	return done
+	return c.ev.flushOrClose(&c.spare)
 }
 
 // evFail ends the connection after a read error, as fail does.

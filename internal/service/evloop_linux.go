@@ -152,6 +152,17 @@ func (ec *evConn) flush(out *[]byte) (done bool, err error) {
 	return true, nil
 }
 
+// flushOrClose is flush for a handler's evFlush: false when the socket did
+// not take all of out or failed, and then the connection is closed.
+func (ec *evConn) flushOrClose(out *[]byte) bool {
+	done, err := ec.flush(out)
+	if err != nil {
+		ec.h.evClose()
+		return false
+	}
+	return done
+}
+
 // startLinger half-closes the socket after an error reply and has the
 // connection read what the client still sends for a while (lingerClose),
 // so that the reply is not lost to a reset.

@@ -111,12 +111,7 @@ func (c *respConn) evFlush() bool {
 	if c.npend > 0 && c.waiting.Load() == 0 {
 		c.settle()
 	}
-	done, err := c.ev.flush(&c.out)
-	if err != nil {
-		c.evClose()
-		return false
-	}
-	return done
+	return c.ev.flushOrClose(&c.out)
 }
 
 // evProtocolError answers a malformed command after the replies before it

@@ -128,7 +128,7 @@ func (w *WAL) wrap(f *os.File) segmentFile {
 // zeros inside the fsynced length and nothing beyond it.
 func (ff *faultFile) loseUnsynced(from int64) {
 	if from < ff.synced {
-		_ = writeZeros(ff.f, from, ff.synced)
+		_ = WriteZeros(ff.f, from, ff.synced)
 	}
 	_ = ff.f.Truncate(ff.synced)
 }
@@ -217,7 +217,7 @@ func (ff *faultFile) zeroFill(from, to int64) error {
 	if fs.down {
 		return ErrCrashed
 	}
-	return writeZeros(ff.f, from, to)
+	return WriteZeros(ff.f, from, to)
 }
 
 func (ff *faultFile) Truncate(size int64) error {

@@ -834,7 +834,7 @@ func (w *WAL) fillAhead() {
 	if zf, ok := w.f.(interface{ zeroFill(from, to int64) error }); ok {
 		err = zf.zeroFill(from, to)
 	} else {
-		err = writeZeros(w.f, from, to)
+		err = WriteZeros(w.f, from, to)
 	}
 	if err != nil {
 		_ = w.f.Truncate(from)
@@ -847,8 +847,8 @@ func (w *WAL) fillAhead() {
 
 var zeroChunk [256 << 10]byte
 
-// writeZeros writes zeros over [from, to) of f.
-func writeZeros(f interface {
+// WriteZeros writes zeros over [from, to) of f.
+func WriteZeros(f interface {
 	WriteAt([]byte, int64) (int, error)
 }, from, to int64) error {
 	for from < to {
