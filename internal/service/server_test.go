@@ -32,30 +32,19 @@ func startNode(t *testing.T, dir string, mutate func(*Config)) *testNode {
 
 func startNodeTB(t testing.TB, dir string, mutate func(*Config), wait bool) *testNode {
 	t.Helper()
-	cfg := Config{
-		NodeID:    "node1",
-		MemberID:  1,
-		ClusterID: 42,
-		DataDir:   dir,
-		Logger:    testLogger(),
-		Raft:      raftnode.Config{TickInterval: 10 * time.Millisecond},
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := startOn(t, dir, lis, cfg)
+	n := startOn(t, dir, lis, nodeConfig(dir, mutate))
 	if wait {
 		waitLeader(t, n)
 	}
 	return n
 }
 
-// startNodeOn starts a node serving on lis, without waiting for a leader.
-func startNodeOn(t testing.TB, dir string, lis net.Listener, mutate func(*Config)) *testNode {
+// nodeConfig is a single node's test configuration with mutate applied.
+func nodeConfig(dir string, mutate func(*Config)) Config {
 	cfg := Config{
 		NodeID:    "node1",
 		MemberID:  1,
@@ -67,14 +56,31 @@ func startNodeOn(t testing.TB, dir string, lis net.Listener, mutate func(*Config
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	return startOn(t, dir, lis, cfg)
+	return cfg
+}
+
+// startNodeOn starts a node serving on lis, without waiting for a leader.
+func startNodeOn(t testing.TB, dir string, lis net.Listener, mutate func(*Config)) *testNode {
+	return startOn(t, dir, lis, nodeConfig(dir, mutate))
 }
 
 func startOn(t testing.TB, dir string, lis net.Listener, cfg Config) *testNode {
 	t.Helper()
-	srv, err := New(cfg)
+	n, err := tryStartOn(t, lis, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	return n
+}
+
+// tryStartOn is startOn for a node that may fail to start: New's error is
+// returned and lis closed.
+func tryStartOn(t testing.TB, lis net.Listener, cfg Config) (*testNode, error) {
+	t.Helper()
+	srv, err := New(cfg)
+	if err != nil {
+		lis.Close()
+		return nil, err
 	}
 	n := &testNode{srv: srv, addr: lis.Addr().String(), done: make(chan error, 1)}
 	go func() { n.done <- srv.Serve(lis) }()
@@ -84,7 +90,7 @@ func startOn(t testing.TB, dir string, lis net.Listener, cfg Config) *testNode {
 	}
 	n.conn, n.kv, n.admin = conn, kvdbv1.NewKVServiceClient(conn), kvdbv1.NewAdminServiceClient(conn)
 	t.Cleanup(func() { n.stop(t) })
-	return n
+	return n, nil
 }
 
 func (n *testNode) stop(t testing.TB) {
