@@ -131,7 +131,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		logLevel  string
 		policy    string
 		snapCount uint64
-		history   = historyFlag{revisions: watch.DefaultHistoryRevisions, bytes: watch.DefaultHistoryBytes, text: "2000000,512MiB"}
+		history   = historyFlag{revisions: watch.DefaultHistoryRevisions, bytes: watch.DefaultHistoryBytes, text: "2000000,64MiB"}
 	)
 	d := service.DefaultLimits
 	_ = maxMem.Set("1GB")

@@ -74,8 +74,8 @@ func TestWatchHistoryFlag(t *testing.T) {
 		revs, size int64
 		bad        bool
 	}{
-		{revs: 2_000_000, size: 512 << 20},
-		{args: []string{"-watch-history=1000"}, revs: 1000, size: 512 << 20},
+		{revs: 2_000_000, size: 64 << 20},
+		{args: []string{"-watch-history=1000"}, revs: 1000, size: 64 << 20},
 		{args: []string{"-watch-history=,64MiB"}, revs: 2_000_000, size: 64 << 20},
 		{args: []string{"-watch-history=500,1MiB"}, revs: 500, size: 1 << 20},
 		{env: "700,2MiB", revs: 700, size: 2 << 20},

@@ -27,6 +27,8 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 		lastTerm     uint64
 		snapshotting = make(chan struct{}, 1)
 		lastSnap     = n.snapIndex.Load()
+		// sinceSnap: bytes of the entries applied since lastSnap.
+		sinceSnap uint64
 	)
 	for b := range n.applyC {
 		if b.snapshot != nil {
@@ -36,6 +38,7 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 			}
 			confState = proto.Clone(b.snapshot.GetMetadata().GetConfState()).(*raftpb.ConfState)
 			lastSnap = b.snapshot.GetMetadata().GetIndex()
+			sinceSnap = 0
 			n.reads.advance(lastSnap)
 			continue
 		}
@@ -50,6 +53,7 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 				n.applyMembership(e, cs)
 			}
 			data := e.GetData()
+			sinceSnap += uint64(len(data))
 			if e.GetType() != raftpb.EntryNormal || len(data) < idHeaderLen {
 				n.sm.Apply(index, nil)
 				continue
@@ -67,10 +71,10 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 		if applied > n.reads.applied.Load() {
 			n.reads.advance(applied)
 		}
-		if applied-lastSnap >= n.cfg.SnapshotCount {
+		if applied-lastSnap >= n.cfg.SnapshotCount || sinceSnap >= n.snapshotBytesDue() {
 			select {
 			case snapshotting <- struct{}{}:
-				lastSnap = applied
+				lastSnap, sinceSnap = applied, 0
 				meta := &raftpb.SnapshotMetadata{
 					ConfState: proto.Clone(confState).(*raftpb.ConfState),
 					Index:     proto.Uint64(applied),
@@ -90,6 +94,13 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 	// Wait for a snapshot being written, then fail whoever still waits.
 	snapshotting <- struct{}{}
 	n.waits.failAll(ErrStopped)
+}
+
+// snapshotBytesDue is how many bytes of applied entries call for the next
+// snapshot: Config.SnapshotBytes, or the last snapshot's size when that is
+// larger, so that writing snapshots costs at most as much as the writes.
+func (n *Node) snapshotBytesDue() uint64 {
+	return max(n.cfg.SnapshotBytes, n.lastSnapSize.Load())
 }
 
 // saveSnapshot streams sn to a snapshot file, off the apply loop, and then
@@ -120,6 +131,7 @@ func (n *Node) saveSnapshot(meta *raftpb.SnapshotMetadata, sn Snapshot, members 
 		return
 	}
 	took := time.Since(start)
+	n.lastSnapSize.Store(uint64(size))
 	n.cfg.Metrics.SnapshotSaved(took, size)
 	n.log.Info("snapshot saved", "index", meta.GetIndex(), "term", meta.GetTerm(),
 		"bytes", size, "duration", took.Round(time.Millisecond))

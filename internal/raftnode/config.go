@@ -12,7 +12,10 @@ import (
 )
 
 // Defaults follow etcd's: 100 ms heartbeat, 1 s election timeout, a snapshot
-// every 10,000 applied entries keeping 5,000 for slow followers.
+// every 10,000 applied entries keeping 5,000 for slow followers. Unlike
+// etcd, the in-memory log is also bounded in bytes (DefaultSnapshotBytes,
+// DefaultSnapshotCatchUpBytes): entries of large batches would otherwise
+// keep hundreds of megabytes of replaced values alive.
 const (
 	DefaultTickInterval           = 100 * time.Millisecond
 	DefaultElectionTicks          = 10
@@ -20,6 +23,8 @@ const (
 	DefaultSyncInterval           = 100 * time.Millisecond
 	DefaultSnapshotCount          = 10_000
 	DefaultSnapshotCatchUpEntries = 5_000
+	DefaultSnapshotBytes          = 64 << 20
+	DefaultSnapshotCatchUpBytes   = 64 << 20
 	DefaultMaxPendingProposals    = 20_000
 	DefaultMaxApplyBacklog        = 50_000
 	// DefaultMaxSizePerMsg bounds the entries of one MsgApp, and
@@ -76,9 +81,16 @@ type Config struct {
 	HeartbeatTicks int
 	// SnapshotCount is the number of applied entries between snapshots.
 	SnapshotCount uint64
+	// SnapshotBytes: a snapshot is also taken once the entries applied
+	// since the last one hold this many bytes, or as many as the last
+	// snapshot's file if that is larger (so a large store is not written
+	// out more often than its own size in writes).
+	SnapshotBytes uint64
 	// SnapshotCatchUpEntries is how many entries before a snapshot stay in the
-	// in-memory log so a slightly lagging follower needs no snapshot.
+	// in-memory log so a slightly lagging follower needs no snapshot, and
+	// SnapshotCatchUpBytes the most bytes those entries may hold.
 	SnapshotCatchUpEntries uint64
+	SnapshotCatchUpBytes   uint64
 	// MaxPendingProposals bounds proposals waiting for their result.
 	MaxPendingProposals int
 	// MaxApplyBacklog bounds committed-but-not-applied entries; past it new
@@ -128,6 +140,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SnapshotCatchUpEntries == 0 {
 		c.SnapshotCatchUpEntries = DefaultSnapshotCatchUpEntries
+	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = DefaultSnapshotBytes
+	}
+	if c.SnapshotCatchUpBytes == 0 {
+		c.SnapshotCatchUpBytes = DefaultSnapshotCatchUpBytes
 	}
 	if c.MaxPendingProposals <= 0 {
 		c.MaxPendingProposals = DefaultMaxPendingProposals

@@ -172,6 +172,20 @@
 //   - A node that cannot create its reserve at start-up fails to start with
 //     an error IsNoSpace reports (kvdb-server exits with status 3).
 //
+// # Snapshots and the in-memory log
+//
+// The apply loop takes a snapshot every SnapshotCount applied entries, or
+// once the entries applied since the last one hold SnapshotBytes, or as
+// many bytes as the last snapshot file if that is larger: snapshots of a
+// large store come no more often than once per its own size in writes.
+// After the snapshot is recorded the WAL goroutine compacts MemoryStorage,
+// keeping SnapshotCatchUpEntries entries before the snapshot for lagging
+// followers, and of those no more than SnapshotCatchUpBytes. Bounding the
+// log in bytes matters for memory and speed alike: 10,000 entries of
+// 100-key batches held over 250 MiB, and a heap that keeps growing pays a
+// page fault for every fresh page (in a 3-node batch benchmark, copying
+// into and initialising fresh memory took 40% of a follower's CPU).
+//
 // # Storage integrity
 //
 // The WAL refuses a log that lost segments, ends before its hard state's

@@ -142,7 +142,9 @@ type Node struct {
 
 	// Published by the raft loop after every iteration.
 	term, lead, commit, lastIndex, snapIndex atomic.Uint64
-	state                                    atomic.Uint32
+	// lastSnapSize is the size of the last snapshot file written.
+	lastSnapSize atomic.Uint64
+	state        atomic.Uint32
 
 	// localRead (readlocal.go) is the read index a lone voter's leader may
 	// use without a round through the raft loop; 0 when there is none.

@@ -231,6 +231,108 @@ func TestSnapshotCompactsTheWAL(t *testing.T) {
 	}
 }
 
+// snapCounter counts the snapshots a node saves, with their sizes.
+type snapCounter struct {
+	NopMetrics
+	mu    sync.Mutex
+	sizes []int64
+}
+
+func (m *snapCounter) SnapshotSaved(_ time.Duration, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sizes = append(m.sizes, bytes)
+}
+
+func (m *snapCounter) saved() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]int64(nil), m.sizes...)
+}
+
+// TestLogBoundedInBytes: with entries far below SnapshotCount, the bytes
+// they hold call for snapshots (SnapshotBytes, or the last snapshot's size
+// when larger, so snapshots of a growing store come further apart), and
+// compaction keeps no more than SnapshotCatchUpBytes of entries before the
+// snapshot even when SnapshotCatchUpEntries would keep more.
+func TestLogBoundedInBytes(t *testing.T) {
+	const (
+		payloadSize = 1000
+		snapBytes   = 16 << 10
+		catchUp     = 8 << 10
+		proposals   = 400
+	)
+	dir := t.TempDir()
+	metrics := &snapCounter{}
+	sm := &logSM{}
+	mutate := func(c *Config) {
+		c.SnapshotCount = 1 << 40
+		c.SnapshotCatchUpEntries = 1000
+		c.SnapshotBytes = snapBytes
+		c.SnapshotCatchUpBytes = catchUp
+		c.Metrics = metrics
+	}
+	n := startSingle(t, dir, sm, mutate)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	payload := make([]byte, payloadSize)
+	for i := range proposals {
+		copy(payload, fmt.Sprintf("cmd-%04d", i))
+		if _, err := n.Propose(ctx, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last snapshot is due once the entries since the one before hold
+	// as many bytes as it: wait, boundedly, for the WAL goroutine to have
+	// recorded one past the store's half.
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Status().SnapshotIndex < proposals/2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	si := n.Status().SnapshotIndex
+	if si < proposals/2 {
+		t.Fatalf("snapshot index %d after %d proposals of %d bytes with SnapshotBytes %d", si, proposals, payloadSize, snapBytes)
+	}
+	// A fixed 16 KiB trigger would have taken about 25 snapshots; one that
+	// grows with the store's size about log2(400 KB / 16 KiB) + 1.
+	sizes := metrics.saved()
+	if len(sizes) < 2 || len(sizes) > 8 {
+		t.Fatalf("%d snapshots of sizes %v, want 2 to 8", len(sizes), sizes)
+	}
+	for i := 1; i < len(sizes); i++ {
+		if sizes[i] < 2*sizes[i-1]-int64(payloadSize)*2 {
+			t.Errorf("snapshot %d is %d bytes after one of %d: taken before the writes since reached the last one's size", i, sizes[i], sizes[i-1])
+		}
+	}
+	first, err := n.store.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each entry holds a payload and its 8-byte id header, counted with
+	// entryOverhead; the catch-up bound keeps no more than fit in it.
+	perEntry := uint64(payloadSize+idHeaderLen) + entryOverhead
+	if kept := si + 1 - first; kept > catchUp/perEntry {
+		t.Fatalf("the in-memory log keeps %d entries up to the snapshot at %d (first %d), want at most %d", kept, si, first, catchUp/perEntry)
+	}
+	if kept := si + 1 - first; kept < catchUp/perEntry-1 {
+		t.Fatalf("the in-memory log keeps %d entries up to the snapshot at %d, want the %d that fit in %d bytes", kept, si, catchUp/perEntry, catchUp)
+	}
+
+	// What was compacted comes back from the snapshot and the WAL.
+	want := sm.commands()
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	sm2 := &logSM{}
+	n2 := startSingle(t, dir, sm2, mutate)
+	if err := n2.ReadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sm2.commands(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after restart: %d commands, want %d", len(got), len(want))
+	}
+}
+
 func TestThreeNodesOverMemNetwork(t *testing.T) {
 	net := NewMemNetwork(1)
 	defer net.Close()

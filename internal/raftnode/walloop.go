@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -323,8 +324,7 @@ func (n *Node) snapshotSaved(meta *raftpb.SnapshotMetadata) error {
 	if _, err := n.store.CreateSnapshot(index, meta.GetConfState(), nil); err != nil {
 		n.log.Warn("raft log snapshot", "index", index, "err", err)
 	}
-	if index > n.cfg.SnapshotCatchUpEntries {
-		compact := index - n.cfg.SnapshotCatchUpEntries
+	if compact := n.compactTo(index); compact > 0 {
 		if first, _ := n.store.FirstIndex(); compact > first {
 			if err := n.store.Compact(compact); err != nil {
 				n.log.Warn("raft log compaction", "index", compact, "err", err)
@@ -339,6 +339,36 @@ func (n *Node) snapshotSaved(meta *raftpb.SnapshotMetadata) error {
 	}
 	n.snapIndex.Store(index)
 	return nil
+}
+
+// entryOverhead is what an entry costs in memory besides its data.
+const entryOverhead = 64
+
+// compactTo is the index up to which the in-memory log may be compacted
+// after a snapshot at index: it keeps the SnapshotCatchUpEntries entries
+// before index, and of those no more than SnapshotCatchUpBytes. 0: none.
+func (n *Node) compactTo(index uint64) uint64 {
+	var compact uint64
+	if index > n.cfg.SnapshotCatchUpEntries {
+		compact = index - n.cfg.SnapshotCatchUpEntries
+	}
+	first, err := n.store.FirstIndex()
+	if err != nil || first > index {
+		return compact
+	}
+	lo := max(first, compact+1)
+	ents, err := n.store.Entries(lo, index+1, math.MaxUint64)
+	if err != nil {
+		return compact
+	}
+	var kept uint64
+	for i := len(ents) - 1; i >= 0; i-- {
+		kept += uint64(len(ents[i].GetData())) + entryOverhead
+		if kept > n.cfg.SnapshotCatchUpBytes {
+			return max(compact, ents[i].GetIndex())
+		}
+	}
+	return compact
 }
 
 // syncWAL asks the WAL goroutine to fsync everything queued so far and
