@@ -17,7 +17,9 @@ import (
 // in one system call, and readLoop decodes replies and completes the
 // waiting Futures by request id. Senders only append their encoded frame to
 // the output buffer and wake writeLoop if it sleeps: no goroutine, channel
-// or closure per request, and Futures and their buffers are pooled.
+// or closure per request, and Futures and their buffers are pooled. A
+// Pipeline's Flush writes its window itself instead of waking writeLoop,
+// saving the hand-off.
 type binaryConn struct {
 	c     net.Conn
 	hello wire.ServerHello
@@ -29,8 +31,13 @@ type binaryConn struct {
 	wbuf    []byte // requests not yet written; guarded by mu
 	kicked  bool   // writeLoop has been woken for wbuf; guarded by mu
 
+	// wmu is held by whoever writes to the socket (writeLoop or a
+	// Pipeline's Flush), from taking wbuf to the end of the write, so
+	// writes go out in the order they were buffered; spare is its other
+	// buffer.
+	wmu   sync.Mutex
+	spare []byte
 	kick  chan struct{}
-	spare []byte // writeLoop's other buffer
 	done  chan struct{}
 }
 
@@ -84,7 +91,54 @@ func dialBinary(ctx context.Context, addr string, d *dialer) (*binaryConn, error
 
 // send encodes req (its ID is assigned here) for writeLoop and registers
 // f, which readLoop completes with the reply, or fail with an error.
-func (b *binaryConn) send(req *wire.Request, f *Future) {
+func (b *binaryConn) send(req *wire.Request, f *Future) { b.enqueue(req, f, true) }
+
+// queue is send without waking writeLoop: the request waits in the output
+// buffer for flush, or for any other request's send on the connection.
+func (b *binaryConn) queue(req *wire.Request, f *Future) {
+	f.held = true
+	b.enqueue(req, f, false)
+}
+
+// flush writes the requests queued and not written yet, on the caller's
+// goroutine, unless writeLoop has been woken for them already.
+func (b *binaryConn) flush() {
+	b.mu.Lock()
+	pending := !b.kicked && len(b.wbuf) > 0
+	b.mu.Unlock()
+	if !pending {
+		return
+	}
+	b.wmu.Lock()
+	err := b.writeOut()
+	b.wmu.Unlock()
+	if err != nil {
+		b.fail(fmt.Errorf("%w: %v", ErrClosed, err))
+	}
+}
+
+// writeOut writes everything buffered in one system call; wmu is held.
+func (b *binaryConn) writeOut() error {
+	b.mu.Lock()
+	buf := b.wbuf
+	b.wbuf = b.spare[:0]
+	b.kicked = false
+	b.mu.Unlock()
+	if len(buf) == 0 {
+		b.spare = buf
+		return nil
+	}
+	_, err := b.c.Write(buf)
+	// Do not keep a huge buffer (a large batch) for the connection's
+	// lifetime.
+	if cap(buf) > 1<<20 {
+		buf = nil
+	}
+	b.spare = buf[:0]
+	return err
+}
+
+func (b *binaryConn) enqueue(req *wire.Request, f *Future, kick bool) {
 	f.conn = b
 	b.mu.Lock()
 	if b.err != nil {
@@ -105,8 +159,10 @@ func (b *binaryConn) send(req *wire.Request, f *Future) {
 	default:
 		b.wbuf = wire.AppendRequest(b.wbuf, req)
 	}
-	wake := !b.kicked
-	b.kicked = true
+	wake := kick && !b.kicked
+	if wake {
+		b.kicked = true
+	}
 	b.mu.Unlock()
 	if wake {
 		select {
@@ -124,24 +180,13 @@ func (b *binaryConn) writeLoop() {
 		case <-b.done:
 			return
 		}
-		b.mu.Lock()
-		buf := b.wbuf
-		b.wbuf = b.spare[:0]
-		b.kicked = false
-		b.mu.Unlock()
-		if len(buf) == 0 {
-			continue
-		}
-		if _, err := b.c.Write(buf); err != nil {
+		b.wmu.Lock()
+		err := b.writeOut()
+		b.wmu.Unlock()
+		if err != nil {
 			b.fail(fmt.Errorf("%w: %v", ErrClosed, err))
 			return
 		}
-		// Do not keep a huge buffer (a large batch) for the connection's
-		// lifetime.
-		if cap(buf) > 1<<20 {
-			buf = nil
-		}
-		b.spare = buf[:0]
 	}
 }
 

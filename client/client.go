@@ -341,6 +341,9 @@ type Future struct {
 	resp wire.Response
 	body []byte
 	err  error
+	// held: the request was queued by a Pipeline and may not be written
+	// yet; waiting for it flushes its connection first.
+	held bool
 }
 
 var futures = sync.Pool{New: func() any { return &Future{done: make(chan struct{}, 1)} }}
@@ -367,6 +370,16 @@ func (f *Future) completeWith(resp *wire.Response, err error) {
 // wait waits for the reply or for ctx to end. On success, f.resp holds the
 // reply until release.
 func (f *Future) wait(ctx context.Context) error {
+	if f.held {
+		f.conn.flush()
+	}
+	// Pipelined replies have often come already: a plain receive is
+	// cheaper than the select.
+	select {
+	case <-f.done:
+		return f.err
+	default:
+	}
 	select {
 	case <-f.done:
 		return f.err
@@ -390,7 +403,7 @@ func (f *Future) release() {
 		f.body = nil
 	}
 	f.resp = wire.Response{KVs: kvs}
-	f.conn, f.id, f.err = nil, 0, nil
+	f.conn, f.id, f.err, f.held = nil, 0, nil, false
 	futures.Put(f)
 }
 

@@ -12,7 +12,8 @@
 //
 // For throughput, the *Async methods return at once with a Future; on the
 // binary transport many of them share one connection, pipelined, and their
-// replies are matched by request id.
+// replies are matched by request id. A Pipeline goes further: the requests
+// made through it until Flush go on one connection in one system call.
 //
 // Transactions: Begin returns a Txn (optimistic, serializable; Commit fails
 // with ErrAborted on a conflict and the transaction should be retried from

@@ -26,12 +26,20 @@ type Driver interface {
 }
 
 // Pipeliner is a Driver that can keep several requests of one worker in
-// flight on one connection. The returned Waiter waits for the reply; it is
-// waited for exactly once.
+// flight on one connection.
 type Pipeliner interface {
+	// Pipeline returns a Pipe for one worker.
+	Pipeline() Pipe
+}
+
+// Pipe sends a worker's window of requests together: they are queued until
+// Flush. The returned Waiter waits for the reply; it is waited for exactly
+// once, after Flush.
+type Pipe interface {
 	GetAsync(ctx context.Context, key []byte) Waiter
 	PutAsync(ctx context.Context, key, value []byte) Waiter
 	DeleteAsync(ctx context.Context, key []byte) Waiter
+	Flush()
 }
 
 // Waiter is a pipelined request in flight.

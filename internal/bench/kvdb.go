@@ -134,21 +134,32 @@ func (d *KVDB) Txn(ctx context.Context, readKey, writeKey, value []byte) error {
 	return coded(err)
 }
 
-// GetAsync pipelines a get (binary protocol; a goroutine per call on gRPC).
-// The value is not copied out: the load generator needs only the outcome.
-func (d *KVDB) GetAsync(ctx context.Context, key []byte) Waiter {
-	return getWaiter{d.c.GetAsync(ctx, key, d.reads...)}
+// Pipeline returns a Pipe on the client's binary connections (a goroutine
+// per call on gRPC).
+func (d *KVDB) Pipeline() Pipe { return kvdbPipe{p: d.c.Pipeline(), reads: d.reads} }
+
+type kvdbPipe struct {
+	p     *kvclient.Pipeline
+	reads []kvclient.ReadOption
 }
 
-// PutAsync pipelines a put.
-func (d *KVDB) PutAsync(ctx context.Context, key, value []byte) Waiter {
-	return putWaiter{d.c.PutAsync(ctx, key, value)}
+// GetAsync queues a get.
+func (k kvdbPipe) GetAsync(ctx context.Context, key []byte) Waiter {
+	return getWaiter{k.p.GetAsync(ctx, key, k.reads...)}
 }
 
-// DeleteAsync pipelines a delete.
-func (d *KVDB) DeleteAsync(ctx context.Context, key []byte) Waiter {
-	return deleteWaiter{d.c.DeleteAsync(ctx, key)}
+// PutAsync queues a put.
+func (k kvdbPipe) PutAsync(ctx context.Context, key, value []byte) Waiter {
+	return putWaiter{k.p.PutAsync(ctx, key, value)}
 }
+
+// DeleteAsync queues a delete.
+func (k kvdbPipe) DeleteAsync(ctx context.Context, key []byte) Waiter {
+	return deleteWaiter{k.p.DeleteAsync(ctx, key)}
+}
+
+// Flush writes what was queued.
+func (k kvdbPipe) Flush() { k.p.Flush() }
 
 type deleteWaiter struct{ f kvclient.DeleteFuture }
 
@@ -213,9 +224,44 @@ func (s *Spread) reader() *KVDB {
 // Get reads key on the next node in turn.
 func (s *Spread) Get(ctx context.Context, key []byte) error { return s.reader().Get(ctx, key) }
 
-// GetAsync pipelines a get on the next node in turn.
-func (s *Spread) GetAsync(ctx context.Context, key []byte) Waiter {
-	return s.reader().GetAsync(ctx, key)
+// Pipeline returns a Pipe that sends gets to every node in turn and writes
+// to the leader.
+func (s *Spread) Pipeline() Pipe {
+	sp := &spreadPipe{leader: s.KVDB.Pipeline()}
+	for _, r := range s.readers {
+		sp.readers = append(sp.readers, r.Pipeline())
+	}
+	return sp
+}
+
+type spreadPipe struct {
+	leader  Pipe
+	readers []Pipe
+	next    int
+}
+
+// GetAsync queues a get on the next node in turn.
+func (p *spreadPipe) GetAsync(ctx context.Context, key []byte) Waiter {
+	p.next++
+	return p.readers[p.next%len(p.readers)].GetAsync(ctx, key)
+}
+
+// PutAsync queues a put on the leader.
+func (p *spreadPipe) PutAsync(ctx context.Context, key, value []byte) Waiter {
+	return p.leader.PutAsync(ctx, key, value)
+}
+
+// DeleteAsync queues a delete on the leader.
+func (p *spreadPipe) DeleteAsync(ctx context.Context, key []byte) Waiter {
+	return p.leader.DeleteAsync(ctx, key)
+}
+
+// Flush writes what every node's pipe queued.
+func (p *spreadPipe) Flush() {
+	p.leader.Flush()
+	for _, r := range p.readers {
+		r.Flush()
+	}
 }
 
 // Close closes every connection.

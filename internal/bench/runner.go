@@ -152,6 +152,12 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 	defer cancel()
 
 	r := &runner{cfg: &cfg, d: d, value: value, waitCtx: waitCtx}
+	if cfg.Keys <= maxKeyTable {
+		r.keys = make([][]byte, cfg.Keys)
+		for i := range r.keys {
+			r.keys[i] = cfg.Key(i)
+		}
+	}
 	if p, ok := d.(Pipeliner); ok && cfg.Pipeline > 1 {
 		r.pipe = p
 	}
@@ -232,10 +238,13 @@ func Preload(ctx context.Context, d Driver, cfg *Config, value []byte) error {
 }
 
 type runner struct {
-	cfg     *Config
-	d       Driver
-	pipe    Pipeliner
-	value   []byte
+	cfg   *Config
+	d     Driver
+	pipe  Pipeliner
+	value []byte
+	// keys is the key space formatted once (nil when it is too large to
+	// keep: keys are then formatted per request).
+	keys    [][]byte
 	workers []*worker
 	waitCtx context.Context // bounds pipelined waits: the run's end plus DrainTimeout
 	// deadline is when the run stops issuing requests.
@@ -247,8 +256,11 @@ type runner struct {
 
 // claim reserves the next operation; false once Total are out or the
 // run's time is up.
-func (r *runner) claim() bool {
-	if !time.Now().Before(r.deadline) {
+func (r *runner) claim() bool { return r.claimAt(time.Now()) }
+
+// claimAt is claim at now, for a caller that also needs the time.
+func (r *runner) claimAt(now time.Time) bool {
+	if !now.Before(r.deadline) {
 		return false
 	}
 	if r.cfg.Total <= 0 {
@@ -267,11 +279,20 @@ type worker struct {
 }
 
 func (w *worker) key() []byte {
+	var i int
 	if w.r.cfg.Sequential {
-		return w.r.cfg.Key(int((w.r.seq.Add(1) - 1) % int64(w.r.cfg.Keys)))
+		i = int((w.r.seq.Add(1) - 1) % int64(w.r.cfg.Keys))
+	} else {
+		i = w.rnd.IntN(w.r.cfg.Keys)
 	}
-	return w.r.cfg.Key(w.rnd.IntN(w.r.cfg.Keys))
+	if w.r.keys != nil {
+		return w.r.keys[i]
+	}
+	return w.r.cfg.Key(i)
 }
+
+// maxKeyTable is the largest key space whose keys Run formats up front.
+const maxKeyTable = 1 << 20
 
 // next picks the operation of the next request.
 func (w *worker) next() Op {
@@ -301,15 +322,19 @@ func (w *worker) loop(ctx context.Context) {
 // request's send to the return of its wait, so it includes queueing behind
 // earlier replies of the same window.
 func (w *worker) pipelined(ctx context.Context) {
-	p := w.r.pipe
+	p := w.r.pipe.Pipeline()
 	waits := make([]Waiter, 0, w.r.cfg.Pipeline)
 	errs := make([]error, 0, w.r.cfg.Pipeline)
 	starts := make([]time.Time, 0, w.r.cfg.Pipeline)
 	ops := make([]Op, 0, w.r.cfg.Pipeline)
 	for ctx.Err() == nil {
 		waits, errs, starts, ops = waits[:0], errs[:0], starts[:0], ops[:0]
-		for len(waits) < w.r.cfg.Pipeline && w.r.claim() {
-			starts = append(starts, time.Now())
+		for len(waits) < w.r.cfg.Pipeline {
+			now := time.Now()
+			if !w.r.claimAt(now) {
+				break
+			}
+			starts = append(starts, now)
 			op := w.next()
 			ops = append(ops, op)
 			var wt Waiter
@@ -322,10 +347,12 @@ func (w *worker) pipelined(ctx context.Context) {
 			case OpDelete:
 				wt = p.DeleteAsync(ctx, w.key())
 			default:
+				p.Flush() // what is queued goes first
 				err = w.do(ctx, op)
 			}
 			waits, errs = append(waits, wt), append(errs, err)
 		}
+		p.Flush()
 		if len(waits) == 0 {
 			return
 		}
