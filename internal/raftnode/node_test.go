@@ -261,6 +261,9 @@ func TestLogBoundedInBytes(t *testing.T) {
 		snapBytes   = 16 << 10
 		catchUp     = 8 << 10
 		proposals   = 400
+		// maxProposals bounds the run: the store then holds about 3 MB,
+		// log2(3 MB / 16 KiB) + 1 snapshots.
+		maxProposals = 3000
 	)
 	dir := t.TempDir()
 	metrics := &snapCounter{}
@@ -275,42 +278,52 @@ func TestLogBoundedInBytes(t *testing.T) {
 	n := startSingle(t, dir, sm, mutate)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// Snapshots are taken by the apply loop as entries come, one at a
+	// time: keep proposing (boundedly) until one is past the store's
+	// half, however slow this machine is to write them.
 	payload := make([]byte, payloadSize)
-	for i := range proposals {
+	var si uint64
+	for i := 0; i < proposals || si < proposals/2; i++ {
+		if i >= maxProposals {
+			t.Fatalf("snapshot index %d after %d proposals of %d bytes with SnapshotBytes %d", si, i, payloadSize, snapBytes)
+		}
 		copy(payload, fmt.Sprintf("cmd-%04d", i))
 		if _, err := n.Propose(ctx, payload); err != nil {
 			t.Fatal(err)
 		}
+		si = n.Status().SnapshotIndex
 	}
-	// The last snapshot is due once the entries since the one before hold
-	// as many bytes as it: wait, boundedly, for the WAL goroutine to have
-	// recorded one past the store's half.
-	deadline := time.Now().Add(10 * time.Second)
-	for n.Status().SnapshotIndex < proposals/2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	si := n.Status().SnapshotIndex
-	if si < proposals/2 {
-		t.Fatalf("snapshot index %d after %d proposals of %d bytes with SnapshotBytes %d", si, proposals, payloadSize, snapBytes)
-	}
-	// A fixed 16 KiB trigger would have taken about 25 snapshots; one that
-	// grows with the store's size about log2(400 KB / 16 KiB) + 1.
+	// A fixed 16 KiB trigger would have taken one snapshot per 16
+	// proposals; one that grows with the store's size about
+	// log2(store / 16 KiB) + 1.
 	sizes := metrics.saved()
-	if len(sizes) < 2 || len(sizes) > 8 {
-		t.Fatalf("%d snapshots of sizes %v, want 2 to 8", len(sizes), sizes)
+	if len(sizes) < 2 || len(sizes) > 10 {
+		t.Fatalf("%d snapshots of sizes %v, want 2 to 10", len(sizes), sizes)
 	}
 	for i := 1; i < len(sizes); i++ {
 		if sizes[i] < 2*sizes[i-1]-int64(payloadSize)*2 {
 			t.Errorf("snapshot %d is %d bytes after one of %d: taken before the writes since reached the last one's size", i, sizes[i], sizes[i-1])
 		}
 	}
-	first, err := n.store.FirstIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Each entry holds a payload and its 8-byte id header, counted with
-	// entryOverhead; the catch-up bound keeps no more than fit in it.
+	// entryOverhead; the catch-up bound keeps no more than fit in it. A
+	// snapshot may still be being recorded: read the log's first index
+	// between two equal snapshot indexes, and before the next compaction.
 	perEntry := uint64(payloadSize+idHeaderLen) + entryOverhead
+	var first uint64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		si = n.Status().SnapshotIndex
+		var err error
+		if first, err = n.store.FirstIndex(); err != nil {
+			t.Fatal(err)
+		}
+		if n.Status().SnapshotIndex == si && first <= si+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the in-memory log starts at %d, after the snapshot at %d", first, si)
+		}
+	}
 	if kept := si + 1 - first; kept > catchUp/perEntry {
 		t.Fatalf("the in-memory log keeps %d entries up to the snapshot at %d (first %d), want at most %d", kept, si, first, catchUp/perEntry)
 	}
