@@ -357,20 +357,40 @@ func writeReport(o *options, rows []row, targets []target) error {
 	if err := os.WriteFile(filepath.Join(filepath.Dir(o.out), svgName), []byte(chart(rows, "PUT")), 0o644); err != nil {
 		return err
 	}
-	// The target rows (benchharness targets) are measured separately and
-	// kept from the existing report.
+	// Sections written by hand (the target rows of benchharness targets,
+	// measurements of single changes) are kept from the existing report.
 	if prev, err := os.ReadFile(o.out); err == nil {
-		if i := strings.Index(string(prev), targetsHeading); i >= 0 {
-			b.WriteString("\n" + string(prev[i:]))
-		}
+		b.WriteString(keptSections(string(prev), b.String()))
 	}
 	fmt.Printf("wrote %s and %s\n", o.out, svgName)
 	return os.WriteFile(o.out, []byte(b.String()), 0o644)
 }
 
-// targetsHeading starts the section of docs/benchmarks.md written by hand
-// from `benchharness targets`; compare keeps it.
-const targetsHeading = "## Target rows"
+// keptSections returns the "## " sections of the previous report prev
+// that the new one, generated, does not write itself, in their order: what
+// was written by hand survives a new run of compare.
+func keptSections(prev, generated string) string {
+	own := map[string]bool{}
+	for line := range strings.SplitSeq(generated, "\n") {
+		if strings.HasPrefix(line, "## ") {
+			own[line] = true
+		}
+	}
+	var out strings.Builder
+	keep := false
+	for line := range strings.SplitSeq(prev, "\n") {
+		if strings.HasPrefix(line, "## ") {
+			keep = !own[line]
+			if keep {
+				out.WriteString("\n")
+			}
+		}
+		if keep {
+			out.WriteString(line + "\n")
+		}
+	}
+	return strings.TrimRight(out.String(), "\n") + "\n"
+}
 
 func cpuModel() string {
 	b, _ := os.ReadFile("/proc/cpuinfo")
