@@ -300,8 +300,10 @@ func (c *binaryConn) write(req *wire.Request, prepare func() (core.Write, error)
 		}
 		c.mu.Unlock()
 		c.release()
-		c.wake()
+		// Counted before the reply can leave: a STATS the client sends
+		// after it must include this write.
 		c.finish(core.Binary, cop, start)
+		c.wake()
 	})
 }
 
