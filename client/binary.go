@@ -18,8 +18,9 @@ import (
 // waiting Futures by request id. Senders only append their encoded frame to
 // the output buffer and wake writeLoop if it sleeps: no goroutine, channel
 // or closure per request, and Futures and their buffers are pooled. A
-// Pipeline's Flush writes its window itself instead of waking writeLoop,
-// saving the hand-off.
+// Pipeline's Flush, and a synchronous call when it starts to wait, write
+// on the caller's goroutine instead of waking writeLoop, saving the
+// hand-off; writeLoop serves the asynchronous calls.
 type binaryConn struct {
 	c     net.Conn
 	hello wire.ServerHello

@@ -325,7 +325,10 @@ func (c *Client) once(ctx context.Context, req *wire.Request) (*wire.Response, e
 		g := p.grpc[p.next.Add(1)%uint64(len(p.grpc))]
 		return g.do(ctx, req)
 	}
-	return c.startOn(ctx, p, req).result(ctx)
+	// The caller waits at once: its request is written by its own
+	// goroutine when it starts to wait (with whatever other callers
+	// queued meanwhile), not handed to writeLoop.
+	return c.startOn(ctx, p, req, true).result(ctx)
 }
 
 // Future is the pending result of an asynchronous call. Futures are pooled:
@@ -421,15 +424,20 @@ func (f *Future) result(ctx context.Context) (*wire.Response, error) {
 // Wait waits for the reply or for ctx to end. Call it once.
 func (f *Future) Wait(ctx context.Context) (*wire.Response, error) { return f.result(ctx) }
 
-// startOn sends req on one of p's binary connections without waiting.
-func (c *Client) startOn(ctx context.Context, p *pool, req *wire.Request) *Future {
+// startOn sends req on one of p's binary connections without waiting;
+// held, it only queues it, for the Future's wait to write.
+func (c *Client) startOn(ctx context.Context, p *pool, req *wire.Request, held bool) *Future {
 	f := newFuture()
 	b, err := p.pickBinary(ctx, c.opts.DialTimeout)
 	if err != nil {
 		f.complete(err)
 		return f
 	}
-	b.send(req, f)
+	if held {
+		b.queue(req, f)
+	} else {
+		b.send(req, f)
+	}
 	return f
 }
 
@@ -444,7 +452,7 @@ func (c *Client) start(ctx context.Context, req *wire.Request) *Future {
 		return f
 	}
 	if len(p.binary) > 0 {
-		return c.startOn(ctx, p, req)
+		return c.startOn(ctx, p, req, false)
 	}
 	f := newFuture()
 	go func() {

@@ -66,7 +66,7 @@ func (c *Client) Begin(ctx context.Context) (*Txn, error) {
 
 func (t *Txn) binary(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	f := newFuture()
-	t.bin.send(req, f)
+	t.bin.queue(req, f)
 	return f.result(ctx)
 }
 
@@ -189,7 +189,7 @@ func (c *Client) CompareAndSwap(ctx context.Context, key, expect, value []byte) 
 	r, err := c.startOn(ctx, p, &wire.Request{Op: wire.OpTxn,
 		Compares: []wire.Compare{{Key: key, Target: wire.TargetValue, Result: wire.CompareEqual, Value: expect}},
 		Ops:      []wire.BatchOp{{Type: wire.BatchPut, Key: key, Value: value}},
-	}).Wait(ctx)
+	}, true).Wait(ctx)
 	if err != nil {
 		return false, err
 	}
