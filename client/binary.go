@@ -107,15 +107,21 @@ func (b *binaryConn) flush() {
 	b.mu.Lock()
 	pending := !b.kicked && len(b.wbuf) > 0
 	b.mu.Unlock()
-	if !pending {
-		return
+	if pending {
+		b.writeNow()
 	}
+}
+
+// writeNow writes everything buffered and fails the connection if the
+// write fails.
+func (b *binaryConn) writeNow() error {
 	b.wmu.Lock()
 	err := b.writeOut()
 	b.wmu.Unlock()
 	if err != nil {
 		b.fail(fmt.Errorf("%w: %v", ErrClosed, err))
 	}
+	return err
 }
 
 // writeOut writes everything buffered in one system call; wmu is held.
@@ -181,11 +187,7 @@ func (b *binaryConn) writeLoop() {
 		case <-b.done:
 			return
 		}
-		b.wmu.Lock()
-		err := b.writeOut()
-		b.wmu.Unlock()
-		if err != nil {
-			b.fail(fmt.Errorf("%w: %v", ErrClosed, err))
+		if b.writeNow() != nil {
 			return
 		}
 	}

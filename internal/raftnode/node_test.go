@@ -216,6 +216,13 @@ func TestSnapshotCompactsTheWAL(t *testing.T) {
 	if len(snaps) == 0 || len(snaps) > 2 {
 		t.Fatalf("%d snapshot files, want 1 or 2", len(snaps))
 	}
+	restartReplays(ctx, t, n, sm, dir, mutate)
+}
+
+// restartReplays stops n and starts a node on its data dir, which must
+// come back with every command sm applied, from the snapshot and the WAL.
+func restartReplays(ctx context.Context, t *testing.T, n *Node, sm *logSM, dir string, mutate func(*Config)) {
+	t.Helper()
 	want := sm.commands()
 	if err := n.Stop(); err != nil {
 		t.Fatal(err)
@@ -332,18 +339,7 @@ func TestLogBoundedInBytes(t *testing.T) {
 	}
 
 	// What was compacted comes back from the snapshot and the WAL.
-	want := sm.commands()
-	if err := n.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	sm2 := &logSM{}
-	n2 := startSingle(t, dir, sm2, mutate)
-	if err := n2.ReadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := sm2.commands(); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("after restart: %d commands, want %d", len(got), len(want))
-	}
+	restartReplays(ctx, t, n, sm, dir, mutate)
 }
 
 func TestThreeNodesOverMemNetwork(t *testing.T) {
