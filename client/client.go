@@ -427,12 +427,11 @@ func (f *Future) Wait(ctx context.Context) (*wire.Response, error) { return f.re
 // startOn sends req on one of p's binary connections without waiting;
 // held, it only queues it, for the Future's wait to write.
 func (c *Client) startOn(ctx context.Context, p *pool, req *wire.Request, held bool) *Future {
-	f := newFuture()
 	b, err := p.pickBinary(ctx, c.opts.DialTimeout)
 	if err != nil {
-		f.complete(err)
-		return f
+		return failedFuture(err)
 	}
+	f := newFuture()
 	if held {
 		b.queue(req, f)
 	} else {
@@ -447,13 +446,23 @@ func (c *Client) startOn(ctx context.Context, p *pool, req *wire.Request, held b
 func (c *Client) start(ctx context.Context, req *wire.Request) *Future {
 	p, err := c.current()
 	if err != nil {
-		f := newFuture()
-		f.complete(err)
-		return f
+		return failedFuture(err)
 	}
 	if len(p.binary) > 0 {
 		return c.startOn(ctx, p, req, false)
 	}
+	return c.startGRPC(ctx, req)
+}
+
+// failedFuture is a Future already completed with err.
+func failedFuture(err error) *Future {
+	f := newFuture()
+	f.complete(err)
+	return f
+}
+
+// startGRPC runs req on a goroutine of its own (the gRPC transport).
+func (c *Client) startGRPC(ctx context.Context, req *wire.Request) *Future {
 	f := newFuture()
 	go func() {
 		ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)

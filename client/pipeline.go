@@ -71,12 +71,10 @@ func (p *Pipeline) Flush() {
 func (p *Pipeline) start(ctx context.Context, req *wire.Request) *Future {
 	pl, err := p.c.current()
 	if err != nil {
-		f := newFuture()
-		f.complete(err)
-		return f
+		return failedFuture(err)
 	}
 	if len(pl.binary) == 0 {
-		return p.c.start(ctx, req)
+		return p.c.startGRPC(ctx, req)
 	}
 	if p.conn == nil || p.from != pl || p.conn.broken() {
 		// A new window, or the client moved to another node or the
@@ -84,9 +82,7 @@ func (p *Pipeline) start(ctx context.Context, req *wire.Request) *Future {
 		p.Flush()
 		b, err := pl.pickBinary(ctx, p.c.opts.DialTimeout)
 		if err != nil {
-			f := newFuture()
-			f.complete(err)
-			return f
+			return failedFuture(err)
 		}
 		p.conn, p.from = b, pl
 	}

@@ -341,7 +341,8 @@ func (n *Node) snapshotSaved(meta *raftpb.SnapshotMetadata) error {
 	return nil
 }
 
-// entryOverhead is what an entry costs in memory besides its data.
+// entryOverhead is an estimate, not a measurement, of what an entry costs
+// in memory besides its data (the raftpb.Entry and its fields).
 const entryOverhead = 64
 
 // compactTo is the index up to which the in-memory log may be compacted

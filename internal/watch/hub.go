@@ -39,7 +39,8 @@ const (
 	// of small values.
 	DefaultHistoryRevisions = 2_000_000
 	// DefaultHistoryBytes bounds the memory the history keeps alive: about
-	// a minute at 10,000 writes/s of 100-byte values. Larger, a node under
+	// half a minute at 10,000 writes/s of 16-byte keys and 100-byte values
+	// (engine.Event.Size: about 200 bytes an event). Larger, a node under
 	// a steady write load spends its time growing its heap (every fresh
 	// page a fault) long after its data stopped growing.
 	DefaultHistoryBytes = 64 << 20
