@@ -125,6 +125,7 @@ func (c *binaryConn) evHello() bool {
 // goroutine of its own, and gives the connection back to the loop.
 func (c *binaryConn) evDetach(f wire.Frame) {
 	c.ev.detached.Store(true)
+	c.ev.handedOff()
 	go func() {
 		ok := c.handle(f)
 		for ok && !c.quit && !c.ev.closeReq.Load() && c.rd.HasFrame() && len(c.slots) < cap(c.slots) {
@@ -249,6 +250,7 @@ func (lb *loopBudget) Acquire(n int) error {
 		return nil
 	}
 	lb.waiting = true
+	lb.c.ev.handedOff()
 	go func() {
 		ctx, cancel := context.WithTimeout(lb.c.ctx, b.cfg.ReadTimeout)
 		err := b.buffers.Acquire(ctx, int64(n))

@@ -205,6 +205,7 @@ func (c *binaryConn) dispatchReads() {
 		keys = keys[rr.keyLen+rr.endLen:]
 	}
 	c.b.wg.Add(1)
+	c.ev.handedOff()
 	go c.answerReads(c.ctx, batch)
 }
 
@@ -288,6 +289,7 @@ func (c *binaryConn) write(req *wire.Request, prepare func() (core.Write, error)
 		return
 	}
 	c.writes.Add(1)
+	c.ev.handedOff()
 	// Submit blocks only while core's write queue is full; the connection's
 	// context ends that wait when the connection closes.
 	c.s.core.Submit(c.ctx, w, func(res core.WriteResult, err error) {

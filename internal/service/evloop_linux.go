@@ -199,6 +199,16 @@ func (ec *evConn) requestClose() {
 	ec.wake()
 }
 
+// handedOff tells the loop that serving the connection readied another
+// goroutine (a write handed to the coalescer, a read round, a detached
+// request), which should run before the loop serves the next batch. A
+// no-op for a connection not on a loop (nil).
+func (ec *evConn) handedOff() {
+	if ec != nil {
+		ec.loop.handed.Store(true)
+	}
+}
+
 // wake has the loop serve the connection soon; any goroutine may call it.
 func (ec *evConn) wake() {
 	if ec.queued.Swap(true) {
@@ -274,6 +284,9 @@ type evLoop struct {
 	stop   bool
 	conns  map[int32]*evConn // loop only
 	done   chan struct{}
+	// handed: a connection handed work to another goroutine (readied
+	// it) since the loop last yielded; see handedOff.
+	handed atomic.Bool
 }
 
 func newEvLoop() (*evLoop, error) {
@@ -412,11 +425,14 @@ func (l *evLoop) run() {
 				ec.tick(now)
 			}
 		}
-		if n > 0 || len(q) > 0 {
+		if l.handed.Swap(false) {
 			// What the batch readied (the coalescer a write was handed
 			// to, a read round) runs now, not when the loop next parks:
 			// under load the loop finds new events every time and would
-			// keep its processor.
+			// keep its processor. A batch that readied nothing (reads
+			// answered inline) does not yield: a yield wakes another
+			// thread to look for work, which finds none and sleeps again,
+			// two system calls and a context switch for nothing.
 			runtime.Gosched()
 		}
 		if stop && len(l.conns) == 0 {

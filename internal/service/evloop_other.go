@@ -21,6 +21,7 @@ type evHandler interface {
 type evConn struct{}
 
 func (ec *evConn) wake()         {}
+func (ec *evConn) handedOff()    {}
 func (ec *evConn) requestClose() {}
 func (ec *evConn) release()      {}
 

@@ -231,6 +231,7 @@ func (c *respConn) submit(w core.Write, kind byte, start time.Time) {
 	c.submitted = true
 	sl.kind, sl.start, sl.op, sl.n, sl.err = kind, start, w.Op(), 0, nil
 	c.waiting.Add(1)
+	c.ev.handedOff()
 	c.s.core.Submit(c.ctx, w, sl.done)
 }
 

@@ -89,6 +89,7 @@ func (c *respConn) canInline(cmd *respCommand, args [][]byte) bool {
 // goroutine of its own, and gives the connection back to the loop.
 func (c *respConn) detach(cmd *respCommand, args [][]byte) {
 	c.ev.detached.Store(true)
+	c.ev.handedOff()
 	go func() {
 		c.run(cmd, args)
 		for !c.quit && len(c.out) < evFlushAt && !c.ev.closeReq.Load() {
