@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/kvdb/kvdb/internal/auth"
@@ -215,20 +216,37 @@ func (c *Core) Submit(ctx context.Context, w Write, done func(WriteResult, error
 	}
 }
 
+// doWaiter is what Do waits on: a channel for the result and the callback
+// that fills it, made once and reused (doWaiters), so a call allocates
+// neither.
+type doWaiter struct {
+	ch   chan doResult
+	done func(WriteResult, error)
+}
+
+type doResult struct {
+	res WriteResult
+	err error
+}
+
+var doWaiters = sync.Pool{New: func() any {
+	dw := &doWaiter{ch: make(chan doResult, 1)}
+	dw.done = func(r WriteResult, err error) { dw.ch <- doResult{r, err} }
+	return dw
+}}
+
 // Do proposes a prepared write and waits for its result.
 func (c *Core) Do(ctx context.Context, w Write) (WriteResult, error) {
 	ctx, cancel := c.requestContext(ctx)
 	defer cancel()
-	type out struct {
-		res WriteResult
-		err error
-	}
-	ch := make(chan out, 1)
-	c.Submit(ctx, w, func(r WriteResult, err error) { ch <- out{r, err} })
+	dw := doWaiters.Get().(*doWaiter)
+	c.Submit(ctx, w, dw.done)
 	select {
-	case o := <-ch:
+	case o := <-dw.ch:
+		doWaiters.Put(dw)
 		return o.res, o.err
 	case <-ctx.Done():
+		// The callback still comes, later: this waiter is not reused.
 		return WriteResult{}, ctx.Err()
 	}
 }

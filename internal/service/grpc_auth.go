@@ -73,16 +73,16 @@ func (s *Server) identify(ctx context.Context, method string) (context.Context, 
 	if class == rpcOpen && method == "/kvdb.v1.AuthService/Authenticate" {
 		return ctx, nil
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if toks := md.Get(tokenMetadata); len(toks) > 0 && toks[0] != "" {
-			user, err := s.core.VerifyToken(toks[0])
-			if err != nil {
-				if s.core.AuthEnabled() {
-					return ctx, err
-				}
-			} else {
-				ctx = core.WithUser(ctx, user)
+	// ValueFromIncomingContext copies the one value, where
+	// FromIncomingContext would copy every header of the call.
+	if toks := metadata.ValueFromIncomingContext(ctx, tokenMetadata); len(toks) > 0 && toks[0] != "" {
+		user, err := s.core.VerifyToken(toks[0])
+		if err != nil {
+			if s.core.AuthEnabled() {
+				return ctx, err
 			}
+		} else {
+			ctx = core.WithUser(ctx, user)
 		}
 	}
 	switch {
