@@ -34,8 +34,9 @@ import (
 // readable and read when its handler is ready for more; output that the
 // socket does not take at once waits for the next output edge. The loop
 // goroutine waits in the runtime's poller (the epoll fd is registered
-// there), so it holds no processor while idle, and it yields after every
-// batch so that what the batch readied runs at once.
+// there), so it holds no processor while idle, and it yields after a
+// batch that handed work to another goroutine, so that the work runs at
+// once.
 
 // evHandler is a connection served by a loop. Its methods run on the loop
 // goroutine, never while a goroutine holds the connection (detached), and
