@@ -881,8 +881,11 @@ func globPrefix(p []byte) []byte {
 	return p
 }
 
-// globMatch is Redis's glob: * ? [abc] [^a-z] and \ escapes, matched
-// byte by byte. Backtracking is over the last * only, so the work is
+// globMatch is Redis's glob (stringmatchlen): * ? [abc] [^a-z] and \
+// escapes, matched byte by byte, with Redis's answers on the edge cases: a
+// class left open ("[a") runs to the end of the pattern, "[" alone matches
+// nothing, a trailing \ is a literal backslash. Backtracking is over the
+// last * only (every other token takes exactly one byte), so the work is
 // bounded by len(p)*len(s).
 func globMatch(p, s []byte) bool {
 	pi, si := 0, 0
@@ -899,20 +902,18 @@ func globMatch(p, s []byte) bool {
 				si++
 				continue
 			case '[':
-				if n, ok := matchClass(p[pi:], s[si]); n > 0 {
-					if ok {
-						pi += n
-						si++
-						continue
-					}
-				} else if s[si] == '[' { // an unterminated class is literal
-					pi++
+				if n, ok := matchClass(p[pi:], s[si]); ok {
+					pi += n
 					si++
 					continue
 				}
 			case '\\':
-				if pi+1 < len(p) && p[pi+1] == s[si] {
-					pi += 2
+				q := pi
+				if pi+1 < len(p) {
+					q = pi + 1
+				}
+				if p[q] == s[si] {
+					pi = q + 1
 					si++
 					continue
 				}
@@ -936,8 +937,11 @@ func globMatch(p, s []byte) bool {
 	return pi == len(p)
 }
 
-// matchClass matches ch against the class p starts with ("[...]"): the
-// class's length (0 when unterminated) and whether ch is in it.
+// matchClass matches ch against the class p starts with ('['), parsed as
+// Redis parses it: the class's length in the pattern (to its ']', or to
+// the pattern's end when there is none) and whether ch is in it. In
+// "[a-z]" a range needs two bytes after its first, whatever they are, so
+// "[a-]" is the range from ']' to 'a' left open.
 func matchClass(p []byte, ch byte) (int, bool) {
 	i := 1
 	neg := i < len(p) && p[i] == '^'
@@ -945,14 +949,19 @@ func matchClass(p []byte, ch byte) (int, bool) {
 		i++
 	}
 	match := false
-	for ; i < len(p) && p[i] != ']'; i++ {
+	for {
 		switch {
-		case p[i] == '\\' && i+1 < len(p):
+		case i >= len(p):
+			// Left open: the class ends with the pattern.
+			return len(p), match != neg
+		case p[i] == '\\' && len(p)-i >= 2:
 			i++
 			if p[i] == ch {
 				match = true
 			}
-		case i+2 < len(p) && p[i+1] == '-' && p[i+2] != ']':
+		case p[i] == ']':
+			return i + 1, match != neg
+		case len(p)-i >= 3 && p[i+1] == '-':
 			lo, hi := p[i], p[i+2]
 			if lo > hi {
 				lo, hi = hi, lo
@@ -966,9 +975,6 @@ func matchClass(p []byte, ch byte) (int, bool) {
 				match = true
 			}
 		}
+		i++
 	}
-	if i >= len(p) {
-		return 0, false
-	}
-	return i + 1, match != neg
 }

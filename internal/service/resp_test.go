@@ -276,6 +276,10 @@ func TestRESPPipelineAndTransactions(t *testing.T) {
 	raw := dialRESP(t, n.addr)
 	raw.send("MULTI", "SET k v", "GET", "EXEC")
 	raw.expect("+OK", "+QUEUED", "-ERR wrong number of arguments for 'get' command", "-EXECABORT Transaction discarded because of previous errors.")
+	// A SET with an expiry is refused when queued: the whole EXEC aborts
+	// and the INCR before it is not applied.
+	raw.send("MULTI", "INCR multi-ttl", "SET multi-lock me NX EX 10", "EXEC", "EXISTS multi-ttl multi-lock")
+	raw.expect("+OK", "+QUEUED", "-"+errSetExpiryInMulti, "-EXECABORT Transaction discarded because of previous errors.", ":0")
 	raw.send("EXEC", "DISCARD", "MULTI", "MULTI", "DISCARD")
 	raw.expect("-ERR EXEC without MULTI", "-ERR DISCARD without MULTI", "+OK", "-ERR MULTI calls can not be nested", "+OK")
 

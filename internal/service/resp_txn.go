@@ -28,6 +28,18 @@ type respMulti struct {
 	dirty bool
 }
 
+const errSetExpiryInMulti = "ERR SET with an expiry is not supported inside MULTI (docs/redis.md)"
+
+// hasExpiryOption reports whether SET's options name an expiry.
+func hasExpiryOption(opts [][]byte) bool {
+	for _, a := range opts {
+		if isArg(a, "EX") || isArg(a, "PX") || isArg(a, "EXAT") || isArg(a, "PXAT") || isArg(a, "KEEPTTL") {
+			return true
+		}
+	}
+	return false
+}
+
 // maxExecAttempts bounds the runs of one EXEC's queue on conflicts.
 const maxExecAttempts = 16
 
@@ -44,6 +56,13 @@ func (c *respConn) queue(cmd *respCommand, args [][]byte) {
 	m := c.multi
 	if !cmd.txn {
 		c.errorLine("ERR " + cmd.name + " is not supported inside MULTI (docs/redis.md)")
+		m.dirty = true
+		return
+	}
+	if cmd.name == "set" && hasExpiryOption(args[3:]) {
+		// Refused now, so that EXEC aborts as a whole: at EXEC it would
+		// fail alone while the rest of the queue commits.
+		c.errorLine(errSetExpiryInMulti)
 		m.dirty = true
 		return
 	}
@@ -230,7 +249,7 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 				return nil
 			}
 			if o.ttl != 0 || o.at != 0 || o.keepTTL {
-				c.errorLine("ERR SET with an expiry is not supported inside MULTI")
+				c.errorLine(errSetExpiryInMulti)
 				return nil
 			}
 		}
