@@ -467,6 +467,13 @@ func TestRESPAuth(t *testing.T) {
 		t.Fatalf("FLUSHALL by a non-root user: %q", line)
 	}
 	r.expect("$1", "1")
+	// Inside MULTI a plain SET outside the prefix is refused for writing
+	// (it reads nothing); the queue's other writes commit, as in Redis.
+	r.send("MULTI", "SET app/m 1", "SET other 1", "EXEC")
+	r.expect("+OK", "+QUEUED", "+QUEUED", "*2", "+OK")
+	if line, _ = r.br.ReadString('\n'); !strings.HasPrefix(line, "-NOPERM") || !strings.Contains(line, "may not write key") {
+		t.Fatalf("SET outside alice's prefix inside MULTI: %q", line)
+	}
 	alice := redisClient(t, n.addr, 3, func(o *redis.Options) { o.Username, o.Password = "alice", "alicepw" })
 	if v := must(alice.Incr(ctx, "app/x").Result()); v != 2 {
 		t.Fatalf("incr as alice over HELLO AUTH = %d", v)
@@ -474,7 +481,7 @@ func TestRESPAuth(t *testing.T) {
 	wantErr(t, alice.Incr(ctx, "nope").Err(), "NOPERM")
 	// A scan whose pattern stays in alice's prefix is allowed; INFO and
 	// CLIENT LIST, the node's state, need root.
-	if keys, _, err := alice.Scan(ctx, 0, "app/*", 10).Result(); err != nil || len(keys) != 1 {
+	if keys, _, err := alice.Scan(ctx, 0, "app/*", 10).Result(); err != nil || len(keys) != 2 {
 		t.Fatalf("scan app/*: %v %v", keys, err)
 	}
 	wantErr(t, alice.Scan(ctx, 0, "*", 10).Err(), "NOPERM")

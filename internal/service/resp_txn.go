@@ -253,6 +253,14 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 				return nil
 			}
 		}
+		if cmd.name == "set" && !o.nx && !o.xx && !o.get {
+			// A plain SET reads nothing: it needs only the right to write.
+			if err := t.put(args[1], args[2]); err != nil {
+				return err
+			}
+			c.ok()
+			return nil
+		}
 		old, exists, err := t.get(args[1])
 		if err != nil {
 			return err
