@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -276,6 +277,19 @@ func TestClusterReplicatesFromAnyNode(t *testing.T) {
 	for _, m := range list.GetMembers() {
 		if m.GetIsLeader() != (m.GetName() == c.names[l]) || m.GetAddress() != "mem:"+m.GetName() {
 			t.Fatalf("member %v", m)
+		}
+	}
+	// INFO replication over the Redis protocol: the leader is the master
+	// with two replicas, a follower a replica with none of its own.
+	for i, want := range map[int][]string{l: {"role:master", "connected_slaves:2"}, f: {"role:slave", "connected_slaves:0"}} {
+		info, err := redisClient(t, c.nodes[i].addr, 2, nil).Info(ctx, "replication").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want {
+			if !strings.Contains(info, w+"\r\n") {
+				t.Fatalf("INFO replication on %s lacks %q:\n%s", c.names[i], w, info)
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"container/list"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -526,10 +527,20 @@ func (c *respConn) submitRMW(w core.Write, err error) func(kind byte) {
 	}
 }
 
+// floatArgError is Redis's answer to an increment fsm.ParseFloat refused:
+// an infinite one (inf, -inf, or too large for a float) would make the
+// result infinite; anything else is not a float.
+func floatArgError(b []byte) string {
+	if x, err := strconv.ParseFloat(string(b), 64); math.IsInf(x, 0) && (err == nil || errors.Is(err, strconv.ErrRange)) {
+		return "ERR increment would produce NaN or Infinity"
+	}
+	return "ERR value is not a valid float"
+}
+
 func (c *respConn) cmdIncrByFloat(args [][]byte) {
 	d, ok := fsm.ParseFloat(args[2])
 	if !ok {
-		c.errorLine("ERR value is not a valid float")
+		c.errorLine(floatArgError(args[2]))
 		return
 	}
 	c.submitRMW(c.s.core.PrepareIncrByFloat(c.ctx, args[1], d))('f')
@@ -767,8 +778,12 @@ func (c *respConn) cmdScan(args [][]byte) {
 			pattern = args[i+1]
 		case isArg(args[i], "COUNT"):
 			n, ok := fsm.ParseInt(args[i+1])
-			if !ok || n < 1 {
-				c.errorLine("ERR value is out of range, must be positive")
+			if !ok {
+				c.errorLine(errNotInteger)
+				return
+			}
+			if n < 1 {
+				c.errorLine("ERR syntax error")
 				return
 			}
 			count = min(n, 10_000)
@@ -853,6 +868,10 @@ func (c *respConn) cmdRandomKey(args [][]byte) {
 }
 
 func (c *respConn) cmdFlush(args [][]byte) {
+	if len(args) > 2 {
+		c.errorLine("ERR syntax error")
+		return
+	}
 	for _, a := range args[1:] {
 		if !isArg(a, "ASYNC") && !isArg(a, "SYNC") {
 			c.errorLine("ERR syntax error")

@@ -220,6 +220,13 @@ func (c *respConn) clientLine() string {
 func (c *respConn) cmdClient(args [][]byte) {
 	sub := strings.ToLower(string(args[1]))
 	switch sub {
+	case "getname", "id", "info":
+		if len(args) != 2 {
+			c.errorLine("ERR wrong number of arguments for 'client|" + sub + "' command")
+			return
+		}
+	}
+	switch sub {
 	case "setname":
 		if len(args) != 3 {
 			c.errorLine("ERR wrong number of arguments for 'client|setname' command")
@@ -302,6 +309,10 @@ func (c *respConn) cmdCommand(args [][]byte) {
 	}
 	switch strings.ToLower(string(args[1])) {
 	case "count":
+		if len(args) != 2 {
+			c.errorLine("ERR wrong number of arguments for 'command|count' command")
+			return
+		}
 		c.int(int64(len(respCommands)))
 	case "info":
 		if len(args) > 2 {
@@ -315,7 +326,7 @@ func (c *respConn) cmdCommand(args [][]byte) {
 			if cmd := respCommands[n]; cmd != nil {
 				c.commandInfo(cmd)
 			} else {
-				c.out = resp.AppendNullArray(c.out, c.resp3)
+				c.null()
 			}
 		}
 	case "docs":
@@ -466,7 +477,11 @@ func (c *respConn) cmdInfo(args [][]byte) {
 		kv("raft_leader", c.s.memberName(st.Leader))
 		kv("raft_commit_index", st.Commit)
 		kv("raft_applied_index", st.Applied)
-		kv("connected_slaves", max(len(c.s.node.Members())-1, 0))
+		followers := 0
+		if st.State == raft.StateLeader {
+			followers = max(len(c.s.node.Members())-1, 0)
+		}
+		kv("connected_slaves", followers)
 	}
 	if show("keyspace") {
 		section("Keyspace")

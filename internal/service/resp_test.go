@@ -280,6 +280,13 @@ func TestRESPPipelineAndTransactions(t *testing.T) {
 	// and the INCR before it is not applied.
 	raw.send("MULTI", "INCR multi-ttl", "SET multi-lock me NX EX 10", "EXEC", "EXISTS multi-ttl multi-lock")
 	raw.expect("+OK", "+QUEUED", "-"+errSetExpiryInMulti, "-EXECABORT Transaction discarded because of previous errors.", ":0")
+	// Redis's texts for arguments it refuses.
+	raw.send("INCRBYFLOAT f inf", "INCRBYFLOAT f 1e400", "INCRBYFLOAT f abc", "SCAN 0 COUNT 0", "SCAN 0 COUNT abc",
+		"CLIENT ID x", "COMMAND COUNT x", "COMMAND INFO nonexistent", "FLUSHALL SYNC ASYNC")
+	raw.expect("-ERR increment would produce NaN or Infinity", "-ERR increment would produce NaN or Infinity",
+		"-ERR value is not a valid float", "-ERR syntax error", "-ERR value is not an integer or out of range",
+		"-ERR wrong number of arguments for 'client|id' command", "-ERR wrong number of arguments for 'command|count' command",
+		"*1", "$-1", "-ERR syntax error")
 	raw.send("EXEC", "DISCARD", "MULTI", "MULTI", "DISCARD")
 	raw.expect("-ERR EXEC without MULTI", "-ERR DISCARD without MULTI", "+OK", "-ERR MULTI calls can not be nested", "+OK")
 

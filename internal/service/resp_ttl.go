@@ -3,6 +3,7 @@ package service
 import (
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kvdb/kvdb/internal/core"
@@ -94,33 +95,49 @@ func (c *respConn) cmdSetEx(args [][]byte) {
 // condition does not hold. A deadline in the past hides the key at once;
 // the leader deletes it in its next round.
 func (c *respConn) cmdExpire(args [][]byte) {
-	name := string(args[0])
+	name := strings.ToLower(string(args[0]))
 	n, err := strconv.ParseInt(string(args[2]), 10, 64)
 	if err != nil {
 		c.errorLine("ERR value is not an integer or out of range")
 		return
 	}
-	cond := core.ExpireAlways
+	var nx, xx, gt, lt bool
 	for _, a := range args[3:] {
-		var cd core.ExpireCondition
 		switch {
 		case isArg(a, "NX"):
-			cd = core.ExpireNX
+			nx = true
 		case isArg(a, "XX"):
-			cd = core.ExpireXX
+			xx = true
 		case isArg(a, "GT"):
-			cd = core.ExpireGT
+			gt = true
 		case isArg(a, "LT"):
-			cd = core.ExpireLT
+			lt = true
 		default:
 			c.errorLine("ERR Unsupported option " + string(a))
 			return
 		}
-		if cond != core.ExpireAlways && cond != cd {
-			c.errorLine("ERR NX and XX, GT or LT options at the same time are not compatible")
-			return
-		}
-		cond = cd
+	}
+	// Redis's checks, in its order.
+	cond := core.ExpireAlways
+	switch {
+	case nx && (xx || gt || lt):
+		c.errorLine("ERR NX and XX, GT or LT options at the same time are not compatible")
+		return
+	case gt && lt:
+		c.errorLine("ERR GT and LT options at the same time are not compatible")
+		return
+	case xx && lt:
+		c.errorLine("ERR XX and LT options together are not supported (docs/redis.md)")
+		return
+	case nx:
+		cond = core.ExpireNX
+	case gt:
+		// GT already needs a deadline to compare with: XX GT is GT.
+		cond = core.ExpireGT
+	case lt:
+		cond = core.ExpireLT
+	case xx:
+		cond = core.ExpireXX
 	}
 	// A relative expiry into the future rounds its start up, so the key
 	// never goes early (core.DeadlineAfter); one at or before now stays

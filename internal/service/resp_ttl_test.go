@@ -38,6 +38,11 @@ func TestRESPTTL(t *testing.T) {
 		{"PERSIST plain", []string{":1"}},
 		{"TTL plain", []string{":-1"}},
 		{"EXPIRE plain 10 NX XX", []string{"-ERR NX and XX, GT or LT options at the same time are not compatible"}},
+		{"EXPIRE plain 10 GT LT", []string{"-ERR GT and LT options at the same time are not compatible"}},
+		{"EXPIRE plain 10 XX LT", []string{"-ERR XX and LT options together are not supported (docs/redis.md)"}},
+		{"EXPIRE plain 10 XX GT", []string{":0"}}, // no TTL: XX GT does nothing, as in Redis
+		{"EXPIRE plain 10 FOO", []string{"-ERR Unsupported option FOO"}},
+		{"EXPIRE plain 99999999999999999", []string{"-ERR invalid expire time in 'expire' command"}},
 		{"EXPIRE plain ten", []string{"-ERR value is not an integer or out of range"}},
 		{"SET e v EX 100", []string{"+OK"}},
 		{"TTL e", []string{":100"}},

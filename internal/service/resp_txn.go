@@ -386,7 +386,7 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 	case "incrbyfloat":
 		d, ok := fsm.ParseFloat(args[2])
 		if !ok {
-			c.errorLine("ERR value is not a valid float")
+			c.errorLine(floatArgError(args[2]))
 			return nil
 		}
 		v, exists, err := t.get(args[1])
