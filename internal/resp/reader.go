@@ -202,6 +202,10 @@ func readLength(b []byte, skip int) (v int64, n int, err error) {
 	if len(line) == 0 || len(line) > 18 {
 		return 0, 0, ErrProtocol
 	}
+	// As Redis's string2ll: no leading zero and no "-0".
+	if line[0] == '0' && (len(line) > 1 || neg) {
+		return 0, 0, ErrProtocol
+	}
 	for _, c := range line {
 		if c < '0' || c > '9' {
 			return 0, 0, ErrProtocol
