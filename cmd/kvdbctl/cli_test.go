@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"maps"
+	"net"
 	"reflect"
 	"slices"
 	"strings"
@@ -263,6 +264,31 @@ func TestUnreachableServer(t *testing.T) {
 	}
 	if want := "Error: cannot reach KVDB server at " + addr + ": "; !strings.HasPrefix(errOut, want) {
 		t.Errorf("stderr = %q, want prefix %q", errOut, want)
+	}
+}
+
+// TestNotAGRPCPort: a port that answers in another protocol (here a Redis
+// error line, as a node's -resp-address does) gets an explanation, not
+// only gRPC's words about HTTP/2 frames.
+func TestNotAGRPCPort(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("-ERR Protocol error: invalid multibulk length\r\n"))
+			c.Close()
+		}
+	}()
+	_, errOut, code := runCLI(t, nil, "", "--address", lis.Addr().String(), "--timeout", "2s", "get", "a")
+	if code != 1 || !strings.Contains(errOut, "does not speak gRPC") {
+		t.Errorf("got exit %d stderr %q", code, errOut)
 	}
 }
 

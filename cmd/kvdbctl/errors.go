@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/status"
 )
@@ -67,12 +68,19 @@ func grpcStatus(err error) (*status.Status, bool) {
 // plain text otherwise. The CLI prefixes it with "Error: ", the REPL with
 // "(error) ".
 func describeError(err error) string {
+	var msg string
 	var ue *unreachableError
 	if errors.As(err, &ue) {
-		return ue.Error()
+		msg = ue.Error()
+	} else if st, ok := grpcStatus(err); ok {
+		msg = fmt.Sprintf("%s (%s)", st.Message(), st.Code())
+	} else {
+		msg = err.Error()
 	}
-	if st, ok := grpcStatus(err); ok {
-		return fmt.Sprintf("%s (%s)", st.Message(), st.Code())
+	// gRPC's words when the port speaks another protocol (a Redis-protocol
+	// port, an HTTP server) are about HTTP/2 frames; say what they mean.
+	if strings.Contains(msg, "server preface") {
+		msg += " (the server at that address does not speak gRPC: is it a KVDB node's -address, not its -resp-address or another service?)"
 	}
-	return err.Error()
+	return msg
 }

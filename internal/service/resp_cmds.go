@@ -845,6 +845,15 @@ func (c *respConn) cmdDBSize(args [][]byte) {
 }
 
 func (c *respConn) cmdRandomKey(args [][]byte) {
+	// Any key may come out: the user must be allowed to read them all.
+	if err := c.s.core.CheckRange(c.ctx, &core.RangeRequest{Key: []byte{0}, End: []byte{0}}); err != nil {
+		if errors.Is(err, core.ErrPermissionDenied) {
+			c.errorLine("NOPERM RANDOMKEY needs the right to read every key")
+		} else {
+			c.fail(err)
+		}
+		return
+	}
 	if err := c.waitRead(); err != nil {
 		c.fail(err)
 		return

@@ -481,6 +481,8 @@ func TestRESPAuth(t *testing.T) {
 	if line, _ = r.br.ReadString('\n'); !strings.HasPrefix(line, "-NOPERM") || !strings.Contains(line, "may not write key") {
 		t.Fatalf("SET outside alice's prefix inside MULTI: %q", line)
 	}
+	r.send("RANDOMKEY")
+	r.expect("-NOPERM RANDOMKEY needs the right to read every key")
 	alice := redisClient(t, n.addr, 3, func(o *redis.Options) { o.Username, o.Password = "alice", "alicepw" })
 	if v := must(alice.Incr(ctx, "app/x").Result()); v != 2 {
 		t.Fatalf("incr as alice over HELLO AUTH = %d", v)
