@@ -62,6 +62,7 @@ const (
 	batchOpDeleteField  = 1
 	batchOpKeyField     = 2
 	batchOpValueField   = 3
+	batchOpPrevKVField  = 4
 	commandExpireField  = 13
 	expireKeysField     = 1
 	evictKeyKeyField    = 1
@@ -72,6 +73,8 @@ const (
 type BatchOp struct {
 	Delete     bool
 	Key, Value []byte
+	// PrevKV asks a delete for the key-value it removed.
+	PrevKV bool
 }
 
 // EncodePut returns the bytes of Command{put: PutCommand{key, value,
@@ -177,6 +180,9 @@ func EncodeBatch(ops []BatchOp) ([]byte, error) {
 		if !o.Delete && len(o.Value) > 0 {
 			n += protowire.SizeTag(batchOpValueField) + protowire.SizeBytes(len(o.Value))
 		}
+		if o.Delete && o.PrevKV {
+			n += protowire.SizeTag(batchOpPrevKVField) + 1
+		}
 		return n
 	}
 	inner := 0
@@ -202,6 +208,10 @@ func EncodeBatch(ops []BatchOp) ([]byte, error) {
 			buf = protowire.AppendTag(buf, batchOpValueField, protowire.BytesType)
 			buf = protowire.AppendBytes(buf, o.Value)
 		}
+		if o.Delete && o.PrevKV {
+			buf = protowire.AppendTag(buf, batchOpPrevKVField, protowire.VarintType)
+			buf = protowire.AppendVarint(buf, 1)
+		}
 	}
 	return buf, nil
 }
@@ -214,6 +224,7 @@ func EncodeTxn(t *engine.Txn) ([]byte, error) {
 		Compares: make([]*raftv1.TxnCompare, len(t.Compares)),
 		Success:  encodeTxnOps(t.Success),
 		Failure:  encodeTxnOps(t.Failure),
+		NowMs:    t.Now,
 	}
 	for i, r := range t.Reads {
 		c.Reads[i] = &raftv1.ReadCheck{Key: r.Key, ModRevision: r.ModRevision}

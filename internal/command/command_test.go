@@ -26,10 +26,11 @@ func TestHandEncodedCommandsMatchProtoMarshal(t *testing.T) {
 		{{Key: []byte("p"), Value: []byte("1")}},
 		{{Delete: true, Key: []byte("q"), Value: []byte("a delete's value is not encoded")}, {Key: []byte("empty value")}, {}},
 		{{Key: bytes.Repeat([]byte("k"), 200), Value: bytes.Repeat([]byte("v"), 70000)}, {Delete: true}},
+		{{Delete: true, Key: []byte("d"), PrevKV: true}, {Key: []byte("a put's prev_kv is not encoded"), PrevKV: true}},
 	} {
 		cmd := &raftv1.BatchCommand{}
 		for _, o := range ops {
-			op := &raftv1.BatchCommandOp{Delete: o.Delete, Key: o.Key}
+			op := &raftv1.BatchCommandOp{Delete: o.Delete, Key: o.Key, PrevKv: o.Delete && o.PrevKV}
 			if !o.Delete {
 				op.Value = o.Value
 			}
@@ -68,13 +69,14 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, _ := EncodeBatch([]BatchOp{{Key: []byte("p"), Value: []byte("1")}, {Delete: true, Key: []byte("q"), Value: []byte("ignored")}})
+	batch, _ := EncodeBatch([]BatchOp{{Key: []byte("p"), Value: []byte("1")}, {Delete: true, Key: []byte("q"), Value: []byte("ignored")}, {Delete: true, Key: []byte("r"), PrevKV: true}})
 	txn := &engine.Txn{
 		Reads:    []engine.ReadCheck{{Key: []byte("r"), ModRevision: 3}},
 		Ranges:   []engine.RangeCheck{{Key: []byte("a"), End: []byte("b"), Count: 2, MaxModRevision: 5}},
 		Compares: []engine.Compare{{Key: []byte("c"), Target: engine.CompareMod, Op: engine.CompareLess, Number: 9}},
 		Success:  []engine.Op{{Type: engine.OpPut, Key: []byte("k"), Value: []byte("v"), PrevKV: true}, {Type: engine.OpRange, Key: []byte("a"), End: []byte{0}, Range: engine.RangeOptions{Limit: 4, KeysOnly: true}}},
 		Failure:  []engine.Op{{Type: engine.OpDeleteRange, Key: []byte("x"), End: []byte("y")}, {Type: engine.OpDelete, Key: []byte("z")}},
+		Now:      1700000000000,
 	}
 	txnData, _ := EncodeTxn(txn)
 	evict, _ := EncodeEvict([]engine.EvictKey{{Key: []byte("e"), ModRevision: 7}})
@@ -86,7 +88,7 @@ func TestRoundTrip(t *testing.T) {
 	}{
 		{"put", EncodePut([]byte("k"), []byte("v"), true), fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpPut, Key: []byte("k"), Value: []byte("v"), PrevKV: true}}})},
 		{"delete range", del, fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpDeleteRange, Key: []byte("a"), End: []byte("c"), PrevKV: true}}})},
-		{"batch", batch, fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpPut, Key: []byte("p"), Value: []byte("1")}, {Type: engine.OpDelete, Key: []byte("q")}}})},
+		{"batch", batch, fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpPut, Key: []byte("p"), Value: []byte("1")}, {Type: engine.OpDelete, Key: []byte("q")}, {Type: engine.OpDelete, Key: []byte("r"), PrevKV: true}}})},
 		{"txn", txnData, fmt.Sprint(Decoded{Kind: KindTxn, Txn: txn})},
 		{"evict", evict, fmt.Sprint(Decoded{Kind: KindEvict, Evict: []engine.EvictKey{{Key: []byte("e"), ModRevision: 7}}})},
 	}

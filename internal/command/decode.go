@@ -203,7 +203,7 @@ func decodeOps(cmd *raftv1.Command, ops []engine.Op) ([]engine.Op, error) {
 	case *raftv1.Command_Batch:
 		for _, o := range c.Batch.GetOps() {
 			if o.GetDelete() {
-				ops = append(ops, engine.Op{Type: engine.OpDelete, Key: o.GetKey()})
+				ops = append(ops, engine.Op{Type: engine.OpDelete, Key: o.GetKey(), PrevKV: o.GetPrevKv()})
 			} else {
 				ops = append(ops, engine.Op{Type: engine.OpPut, Key: o.GetKey(), Value: o.GetValue()})
 			}
@@ -352,14 +352,14 @@ func parseWrite(num protowire.Number, b []byte, ops []engine.Op) ([]engine.Op, b
 	return ops, false
 }
 
-// fields reads a message of up to three fields numbered 1 to 3, each at
+// fields reads a message of fields numbered 1 to last (at most 4), each at
 // most once: bytes fields into bs, varint fields (bools, 0 or 1) into vs.
 // kinds says which wire type each field must have.
-func fields(p []byte, kinds [4]protowire.Type) (bs [4][]byte, vs [4]bool, ok bool) {
-	var seen [4]bool
+func fields(p []byte, last protowire.Number, kinds [5]protowire.Type) (bs [5][]byte, vs [5]bool, ok bool) {
+	var seen [5]bool
 	for len(p) > 0 {
 		num, typ, n := protowire.ConsumeTag(p)
-		if n < 0 || num < 1 || num > 3 || seen[num] || typ != kinds[num] {
+		if n < 0 || num < 1 || num > last || seen[num] || typ != kinds[num] {
 			return bs, vs, false
 		}
 		seen[num] = true
@@ -429,13 +429,13 @@ func parseExpire(b []byte) ([]engine.EvictKey, bool) {
 
 // parsePut reads a PutCommand{key, value, prev_kv}.
 func parsePut(b []byte) (engine.Op, bool) {
-	bs, vs, ok := fields(b, [4]protowire.Type{0, protowire.BytesType, protowire.BytesType, protowire.VarintType})
+	bs, vs, ok := fields(b, 3, [5]protowire.Type{0, protowire.BytesType, protowire.BytesType, protowire.VarintType})
 	return engine.Op{Type: engine.OpPut, Key: bs[putKeyField], Value: bs[putValueField], PrevKV: vs[putPrevKVField]}, ok
 }
 
 // parseDelete reads a DeleteCommand{key, range_end, prev_kv}.
 func parseDelete(b []byte) (engine.Op, bool) {
-	bs, vs, ok := fields(b, [4]protowire.Type{0, protowire.BytesType, protowire.BytesType, protowire.VarintType})
+	bs, vs, ok := fields(b, 3, [5]protowire.Type{0, protowire.BytesType, protowire.BytesType, protowire.VarintType})
 	op := engine.Op{Type: engine.OpDelete, Key: bs[deleteKeyField], PrevKV: vs[deletePrevKVField]}
 	if len(bs[deleteRangeEndField]) > 0 {
 		op.Type, op.End = engine.OpDeleteRange, bs[deleteRangeEndField]
@@ -443,11 +443,11 @@ func parseDelete(b []byte) (engine.Op, bool) {
 	return op, ok
 }
 
-// parseBatchOp reads a BatchCommandOp{delete, key, value}.
+// parseBatchOp reads a BatchCommandOp{delete, key, value, prev_kv}.
 func parseBatchOp(b []byte) (engine.Op, bool) {
-	bs, vs, ok := fields(b, [4]protowire.Type{0, protowire.VarintType, protowire.BytesType, protowire.BytesType})
+	bs, vs, ok := fields(b, 4, [5]protowire.Type{0, protowire.VarintType, protowire.BytesType, protowire.BytesType, protowire.VarintType})
 	if vs[batchOpDeleteField] {
-		return engine.Op{Type: engine.OpDelete, Key: bs[batchOpKeyField]}, ok
+		return engine.Op{Type: engine.OpDelete, Key: bs[batchOpKeyField], PrevKV: vs[batchOpPrevKVField]}, ok
 	}
 	return engine.Op{Type: engine.OpPut, Key: bs[batchOpKeyField], Value: bs[batchOpValueField]}, ok
 }
@@ -462,6 +462,7 @@ func decodeTxn(c *raftv1.TxnCommand) *engine.Txn {
 		Compares: make([]engine.Compare, len(c.GetCompares())),
 		Success:  decodeTxnOps(c.GetSuccess()),
 		Failure:  decodeTxnOps(c.GetFailure()),
+		Now:      c.GetNowMs(),
 	}
 	for i, r := range c.GetReads() {
 		t.Reads[i] = engine.ReadCheck{Key: r.GetKey(), ModRevision: r.GetModRevision()}

@@ -76,7 +76,10 @@ func (c *Core) Execute(ctx context.Context, req ExecuteRequest) (ExecuteResult, 
 	if n > c.limits.MaxTxnOps {
 		return ExecuteResult{}, invalidf("transaction has %d compares and operations, over the max-txn-ops limit of %d", n, c.limits.MaxTxnOps)
 	}
-	t := &engine.Txn{Compares: make([]engine.Compare, len(req.Compares))}
+	// The compares see keys past their deadline as absent, as reads do:
+	// the clock is this node's, logged with the transaction so every
+	// replica decides alike.
+	t := &engine.Txn{Compares: make([]engine.Compare, len(req.Compares)), Now: nowMillis()}
 	for i, cmp := range req.Compares {
 		if err := c.checkCompare(cmp); err != nil {
 			return ExecuteResult{}, invalidf("compare %d: %v", i, err)

@@ -69,6 +69,10 @@ type Txn struct {
 	Compares []Compare
 	Success  []Op
 	Failure  []Op
+	// Now is the preparing node's clock (unix ms): the compares treat a
+	// key whose deadline is at or before it as absent, as reads do. 0:
+	// every stored key counts.
+	Now int64
 }
 
 // TxnResult is the outcome of ApplyTxn.
@@ -163,7 +167,7 @@ func (s *Store) ApplyTxn(index uint64, t *Txn) (TxnResult, bool, error) {
 	}
 	res.Succeeded = true
 	for i := range t.Compares {
-		if !s.compareLocked(&t.Compares[i]) {
+		if !s.compareLocked(&t.Compares[i], t.Now) {
 			res.Succeeded = false
 			break
 		}
@@ -210,8 +214,11 @@ func (s *Store) checkLocked(t *Txn) *Conflict {
 	return nil
 }
 
-func (s *Store) compareLocked(c *Compare) bool {
+func (s *Store) compareLocked(c *Compare, now int64) bool {
 	e, ok := s.m.getBytes(c.Key)
+	if ok && now != 0 && e.expiredAt(now) {
+		ok = false // past its deadline: absent, as for reads
+	}
 	var cmp int
 	switch c.Target {
 	case CompareValue:

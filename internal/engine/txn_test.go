@@ -34,10 +34,36 @@ func TestCompareOperators(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := s.compareLocked(&tc.c); got != tc.want {
+			if got := s.compareLocked(&tc.c, 0); got != tc.want {
 				t.Fatalf("compare = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCompareExpiredKey: with the preparing node's clock in the
+// transaction, a key past its deadline (its delete not applied yet) is
+// absent to the compares; without it (entries from before the clock was
+// logged) it is present, as it was.
+func TestCompareExpiredKey(t *testing.T) {
+	s := New()
+	s.Apply(1, []Op{{Type: OpPut, Key: []byte("k"), Value: []byte("v"), Deadline: 1000}})
+	absent := Compare{Key: []byte("k"), Target: CompareVersion, Op: CompareEqual, Number: 0}
+	for _, tc := range []struct {
+		now  int64
+		want bool
+	}{{0, false}, {999, false}, {1000, true}, {5000, true}} {
+		if got := s.compareLocked(&absent, tc.now); got != tc.want {
+			t.Errorf("version == 0 at now=%d: %v, want %v", tc.now, got, tc.want)
+		}
+	}
+	// Through ApplyTxn: SET NX on the expired key succeeds.
+	res, _, err := s.ApplyTxn(2, &Txn{Compares: []Compare{absent}, Success: []Op{put("k", "new")}, Now: 1000})
+	if err != nil || !res.Succeeded {
+		t.Fatalf("ApplyTxn = %+v, %v", res, err)
+	}
+	if kv, ok := s.Get([]byte("k")); !ok || string(kv.Value) != "new" || kv.Deadline != 0 {
+		t.Fatalf("k = %+v %v", kv, ok)
 	}
 }
 

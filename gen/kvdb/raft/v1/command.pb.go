@@ -1209,7 +1209,9 @@ type BatchCommandOp struct {
 	// key to write or delete.
 	Key []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// value to store (puts only).
-	Value         []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Value []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// prev_kv asks for the key-value a delete removed (deletes only).
+	PrevKv        bool `protobuf:"varint,4,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1265,6 +1267,13 @@ func (x *BatchCommandOp) GetValue() []byte {
 	return nil
 }
 
+func (x *BatchCommandOp) GetPrevKv() bool {
+	if x != nil {
+		return x.PrevKv
+	}
+	return false
+}
+
 // TxnCommand is a transaction validated and applied atomically in one entry:
 // an interactive commit (reads and ranges to validate, success = the
 // buffered writes) or a conditional Execute (compares choosing between
@@ -1281,7 +1290,11 @@ type TxnCommand struct {
 	// success runs when every check and compare holds.
 	Success []*TxnOp `protobuf:"bytes,4,rep,name=success,proto3" json:"success,omitempty"`
 	// failure runs when the checks hold but a compare does not.
-	Failure       []*TxnOp `protobuf:"bytes,5,rep,name=failure,proto3" json:"failure,omitempty"`
+	Failure []*TxnOp `protobuf:"bytes,5,rep,name=failure,proto3" json:"failure,omitempty"`
+	// now_ms is the preparing node's clock (unix milliseconds): the compares
+	// treat a key whose deadline is at or before it as absent, as reads do.
+	// 0: every stored key counts (entries written before this field).
+	NowMs         int64 `protobuf:"varint,6,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1349,6 +1362,13 @@ func (x *TxnCommand) GetFailure() []*TxnOp {
 		return x.Failure
 	}
 	return nil
+}
+
+func (x *TxnCommand) GetNowMs() int64 {
+	if x != nil {
+		return x.NowMs
+	}
+	return 0
 }
 
 // ReadCheck is one recorded point read.
@@ -1748,18 +1768,20 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\trange_end\x18\x02 \x01(\fR\brangeEnd\x12\x17\n" +
 	"\aprev_kv\x18\x03 \x01(\bR\x06prevKv\">\n" +
 	"\fBatchCommand\x12.\n" +
-	"\x03ops\x18\x01 \x03(\v2\x1c.kvdb.raft.v1.BatchCommandOpR\x03ops\"P\n" +
+	"\x03ops\x18\x01 \x03(\v2\x1c.kvdb.raft.v1.BatchCommandOpR\x03ops\"i\n" +
 	"\x0eBatchCommandOp\x12\x16\n" +
 	"\x06delete\x18\x01 \x01(\bR\x06delete\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\"\x81\x02\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\x17\n" +
+	"\aprev_kv\x18\x04 \x01(\bR\x06prevKv\"\x98\x02\n" +
 	"\n" +
 	"TxnCommand\x12-\n" +
 	"\x05reads\x18\x01 \x03(\v2\x17.kvdb.raft.v1.ReadCheckR\x05reads\x120\n" +
 	"\x06ranges\x18\x02 \x03(\v2\x18.kvdb.raft.v1.RangeCheckR\x06ranges\x124\n" +
 	"\bcompares\x18\x03 \x03(\v2\x18.kvdb.raft.v1.TxnCompareR\bcompares\x12-\n" +
 	"\asuccess\x18\x04 \x03(\v2\x13.kvdb.raft.v1.TxnOpR\asuccess\x12-\n" +
-	"\afailure\x18\x05 \x03(\v2\x13.kvdb.raft.v1.TxnOpR\afailure\"@\n" +
+	"\afailure\x18\x05 \x03(\v2\x13.kvdb.raft.v1.TxnOpR\afailure\x12\x15\n" +
+	"\x06now_ms\x18\x06 \x01(\x03R\x05nowMs\"@\n" +
 	"\tReadCheck\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12!\n" +
 	"\fmod_revision\x18\x02 \x01(\x03R\vmodRevision\"{\n" +
