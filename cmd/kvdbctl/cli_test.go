@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"maps"
 	"net"
 	"reflect"
@@ -282,8 +283,13 @@ func TestNotAGRPCPort(t *testing.T) {
 			if err != nil {
 				return
 			}
-			_, _ = c.Write([]byte("-ERR Protocol error: invalid multibulk length\r\n"))
-			c.Close()
+			// As a Redis-protocol port does: answer, keep the connection
+			// open and read on until the client hangs up.
+			go func() {
+				defer c.Close()
+				_, _ = c.Write([]byte("-ERR unknown command 'PRI', with args beginning with: '*' 'HTTP/2.0'\r\n"))
+				_, _ = io.Copy(io.Discard, c)
+			}()
 		}
 	}()
 	_, errOut, code := runCLI(t, nil, "", "--address", lis.Addr().String(), "--timeout", "2s", "get", "a")
