@@ -218,8 +218,10 @@ func readLength(b []byte, skip int) (v int64, n int, err error) {
 	return v, skip + end + 1, nil
 }
 
-// parseInline splits one line on spaces and tabs; double quotes group
-// words, with \" \\ \n \r \t and \xHH escapes as redis-cli writes them.
+// parseInline splits one line as Redis's sdssplitargs does: on C's
+// whitespace (a bare \r too); double quotes group words, with \" \\ \n \r
+// \t \a \b and \xHH escapes as redis-cli writes them; single quotes group
+// words literally but for \'.
 func (r *Reader) parseInline(b []byte) ([][]byte, int, error) {
 	nl := bytes.IndexByte(b[:min(len(b), maxInline)], '\n')
 	if nl < 0 {
@@ -234,7 +236,7 @@ func (r *Reader) parseInline(b []byte) ([][]byte, int, error) {
 	}
 	args := r.args[:0]
 	for i := 0; i < len(line); {
-		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		for i < len(line) && isSpace(line[i]) {
 			i++
 		}
 		if i == len(line) {
@@ -243,9 +245,34 @@ func (r *Reader) parseInline(b []byte) ([][]byte, int, error) {
 		if len(args) >= r.lim.MaxArgs {
 			return nil, 0, protoErrorf("invalid multibulk length")
 		}
+		if line[i] == '\'' {
+			// Single quotes, as Redis's sdssplitargs: only \' is an escape.
+			i++
+			start, out := i, i
+			closed := false
+			for i < len(line) {
+				c := line[i]
+				if c == '\\' && i+1 < len(line) && line[i+1] == '\'' {
+					c = '\''
+					i++
+				} else if c == '\'' {
+					closed = true
+					i++
+					break
+				}
+				line[out] = c
+				out++
+				i++
+			}
+			if !closed || (i < len(line) && !isSpace(line[i])) {
+				return nil, 0, protoErrorf("unbalanced quotes in request")
+			}
+			args = append(args, line[start:out:out])
+			continue
+		}
 		if line[i] != '"' {
 			start := i
-			for i < len(line) && line[i] != ' ' && line[i] != '\t' {
+			for i < len(line) && !isSpace(line[i]) {
 				i++
 			}
 			args = append(args, line[start:i:i])
@@ -271,6 +298,10 @@ func (r *Reader) parseInline(b []byte) ([][]byte, int, error) {
 					c = '\r'
 				case 't':
 					c = '\t'
+				case 'a':
+					c = '\a'
+				case 'b':
+					c = '\b'
 				case 'x':
 					if i+2 < len(line) && isHex(line[i+1]) && isHex(line[i+2]) {
 						c = unhex(line[i+1])<<4 | unhex(line[i+2])
@@ -286,13 +317,18 @@ func (r *Reader) parseInline(b []byte) ([][]byte, int, error) {
 			out++
 			i++
 		}
-		if !closed || (i < len(line) && line[i] != ' ' && line[i] != '\t') {
+		if !closed || (i < len(line) && !isSpace(line[i])) {
 			return nil, 0, protoErrorf("unbalanced quotes in request")
 		}
 		args = append(args, line[start:out:out])
 	}
 	r.args = args
 	return args, nl + 1, nil
+}
+
+// isSpace is C's isspace, what Redis splits inline commands on.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
 }
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }

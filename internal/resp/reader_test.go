@@ -57,8 +57,11 @@ func TestReaderCommands(t *testing.T) {
 		"*2\r\n$3\r\nGET\r\n$0\r\n\r\n" +
 		"PING\r\n" + "   \r\n" +
 		"set  \"a b\" \"x\\x41\\n\"\n" +
+		"PING\rPING\r\n" +
+		"set 'a b' 'it\\'s \\n' \"\\a\\b\"\r\n" +
 		"*1\r\n$" + "200" + "\r\n" + strings.Repeat("v", 200) + "\r\n"
-	want := [][]string{{"SET", "k", "hello"}, {"GET", ""}, {"PING"}, {"set", "a b", "xA\n"}, {strings.Repeat("v", 200)}}
+	want := [][]string{{"SET", "k", "hello"}, {"GET", ""}, {"PING"}, {"set", "a b", "xA\n"}, {"PING", "PING"},
+		{"set", "a b", "it's \\n", "\a\b"}, {strings.Repeat("v", 200)}}
 	for _, step := range []int{1, 3, 7, 64, 1 << 20} {
 		got, err := readAll(t, in, step, testLimits)
 		if !errors.Is(err, io.EOF) {
@@ -97,6 +100,8 @@ func TestReaderMalformed(t *testing.T) {
 		{"bulk not terminated", "*1\r\n$1\r\nab\r\n", testLimits},
 		{"inline refused", "PING\r\n", noInline},
 		{"unbalanced quotes", "SET \"a\r\n", testLimits},
+		{"unbalanced single quotes", "SET 'a\r\n", testLimits},
+		{"single quote not followed by a space", "SET 'a'b\r\n", testLimits},
 		{"too big inline", strings.Repeat("a", maxInline+1), testLimits},
 		{"request over the limit", "*2\r\n$1000000\r\n" + strings.Repeat("a", 1000002) + "$1000000\r\n" + strings.Repeat("a", 1000002),
 			Limits{MaxBulk: 1 << 20, MaxArgs: 10, MaxRequest: 1 << 20}},
