@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"sort"
@@ -389,6 +390,9 @@ func (c *respConn) cmdConfig(args [][]byte) {
 		for _, kv := range c.configValues() {
 			for _, p := range args[2:] {
 				if globMatch([]byte(strings.ToLower(string(p))), []byte(kv[0])) {
+					if !bytes.ContainsAny(p, "[*?") {
+						kv[0] = string(p) // a plain name comes back as given, as in Redis
+					}
 					hits = append(hits, kv)
 					break
 				}

@@ -180,6 +180,11 @@ func TestRESPGoRedis(t *testing.T) {
 			if v := must(c.ConfigGet(ctx, "maxmemory*").Result()); v["maxmemory"] != "0" {
 				t.Fatalf("config get = %v", v)
 			}
+			// A plain name comes back as it was asked for, a pattern's
+			// matches under their own names, as in Redis 7.0.
+			if v := must(c.ConfigGet(ctx, "MAXMEMORY").Result()); len(v) != 1 || v["MAXMEMORY"] != "0" {
+				t.Fatalf("config get MAXMEMORY = %v", v)
+			}
 			must(c.Do(ctx, "CLIENT", "SETNAME", "tester").Result())
 			if v := must(c.Do(ctx, "CLIENT", "GETNAME").Text()); v != "tester" {
 				t.Fatalf("client getname = %q", v)
