@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"time"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/core"
@@ -86,7 +87,13 @@ func (x *txnService) Execute(ctx context.Context, req *kvdbv1.ExecuteRequest) (*
 		}
 		in.Compares[i] = cmp
 	}
-	in.Success, in.Failure = executeOps(req.GetSuccess()), executeOps(req.GetFailure())
+	var err error
+	if in.Success, err = x.executeOps("success", req.GetSuccess()); err != nil {
+		return nil, toStatus(err)
+	}
+	if in.Failure, err = x.executeOps("failure", req.GetFailure()); err != nil {
+		return nil, toStatus(err)
+	}
 	r, err := x.s.core.Execute(ctx, in)
 	if err != nil {
 		return nil, toStatus(err)
@@ -124,9 +131,12 @@ var compareOps = map[kvdbv1.CompareOperator]engine.CompareOp{
 }
 
 // executeOps translates one branch; an op with none of range, put or
-// delete set becomes a zero TxnOp, which core rejects by position.
-func executeOps(ops []*kvdbv1.ExecuteOp) []core.TxnOp {
+// delete set becomes a zero TxnOp, which core rejects by position. A put's
+// ttl_ms is checked as Put checks it; a lease is refused, not ignored: a
+// transaction's put cannot attach one yet.
+func (x *txnService) executeOps(branch string, ops []*kvdbv1.ExecuteOp) ([]core.TxnOp, error) {
 	out := make([]core.TxnOp, len(ops))
+	maxTTL := x.s.core.Limits().MaxTTL
 	for i, op := range ops {
 		switch o := op.GetOp().(type) {
 		case *kvdbv1.ExecuteOp_Range:
@@ -135,11 +145,18 @@ func executeOps(ops []*kvdbv1.ExecuteOp) []core.TxnOp {
 				Limit: r.GetLimit(), KeysOnly: r.GetKeysOnly(), CountOnly: r.GetCountOnly()}
 		case *kvdbv1.ExecuteOp_Put:
 			p := o.Put
-			out[i] = core.TxnOp{Type: core.TxnPut, Key: p.GetKey(), Value: p.GetValue(), PrevKV: p.GetPrevKv()}
+			if ms := p.GetTtlMs(); ms < 0 || ms > int64(maxTTL/time.Millisecond) {
+				return nil, core.Errorf(core.InvalidArgument, "%s op %d: ttl_ms %d is outside 0 to the max-ttl limit of %s", branch, i, ms, maxTTL)
+			}
+			if p.GetLease() != 0 {
+				return nil, core.Errorf(core.InvalidArgument, "%s op %d: a put inside Execute does not take a lease (give it ttl_ms, or put with the lease outside the transaction)", branch, i)
+			}
+			out[i] = core.TxnOp{Type: core.TxnPut, Key: p.GetKey(), Value: p.GetValue(), PrevKV: p.GetPrevKv(),
+				TTL: time.Duration(p.GetTtlMs()) * time.Millisecond}
 		case *kvdbv1.ExecuteOp_Delete:
 			d := o.Delete
 			out[i] = core.TxnOp{Type: core.TxnDelete, Key: d.GetKey(), End: d.GetRangeEnd(), Prefix: d.GetPrefix(), PrevKV: d.GetPrevKv()}
 		}
 	}
-	return out
+	return out, nil
 }

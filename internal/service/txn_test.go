@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -362,6 +363,45 @@ func TestExecuteCompareAndSwap(t *testing.T) {
 	}
 	_, err := c.Execute(context.Background(), &kvdbv1.ExecuteRequest{Compares: []*kvdbv1.Compare{{Key: []byte("k")}}})
 	wantCode(t, err, codes.InvalidArgument, "compare 0")
+}
+
+// TestExecutePutTTLAndLease: a put inside Execute takes ttl_ms as Put does
+// (the lock pattern "create_revision = 0, then put with a TTL"); an
+// invalid ttl_ms and a lease, which it cannot attach, are refused, never
+// ignored.
+func TestExecutePutTTLAndLease(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	c := txnClient(n)
+	lock := func(p *kvdbv1.PutRequest) (*kvdbv1.ExecuteResponse, error) {
+		return c.Execute(context.Background(), &kvdbv1.ExecuteRequest{
+			Compares: []*kvdbv1.Compare{{Key: p.GetKey(), Operator: kvdbv1.CompareOperator_COMPARE_OPERATOR_EQUAL,
+				Operand: &kvdbv1.Compare_CreateRevision{CreateRevision: 0}}},
+			Success: []*kvdbv1.ExecuteOp{{Op: &kvdbv1.ExecuteOp_Put{Put: p}}},
+		})
+	}
+	before := time.Now().UnixMilli()
+	r, err := lock(&kvdbv1.PutRequest{Key: []byte("lock"), Value: []byte("me"), TtlMs: 60_000})
+	if err != nil || !r.GetSucceeded() {
+		t.Fatalf("lock = %v, %v", r, err)
+	}
+	kv, ok := n.srv.Store().Get([]byte("lock"))
+	if !ok || kv.Deadline < before+60_000 || kv.Deadline > time.Now().UnixMilli()+60_000 {
+		t.Fatalf("lock's deadline = %d, want now + 60 s", kv.Deadline)
+	}
+	for _, tc := range []struct {
+		p    *kvdbv1.PutRequest
+		want string
+	}{
+		{&kvdbv1.PutRequest{Key: []byte("l2"), TtlMs: -1}, "success op 0: ttl_ms -1"},
+		{&kvdbv1.PutRequest{Key: []byte("l2"), TtlMs: math.MaxInt64}, "max-ttl"},
+		{&kvdbv1.PutRequest{Key: []byte("l2"), Lease: 4242}, "does not take a lease"},
+	} {
+		_, err := lock(tc.p)
+		wantCode(t, err, codes.InvalidArgument, tc.want)
+	}
+	if _, ok := n.srv.Store().Get([]byte("l2")); ok {
+		t.Fatal("a refused Execute wrote l2")
+	}
 }
 
 // TestBatchAtomicWhenOneOpInvalid: a batch with one bad op applies nothing,
