@@ -140,6 +140,7 @@ var errorCodes = []struct {
 	{raftnode.ErrConfChangeInProgress, FailedPrecondition},
 	{raftnode.ErrWouldLoseQuorum, FailedPrecondition},
 	{raftnode.ErrUnknownMember, NotFound},
+	{raftnode.ErrMemberExists, AlreadyExists},
 	{context.DeadlineExceeded, DeadlineExceeded},
 	{context.Canceled, Canceled},
 }

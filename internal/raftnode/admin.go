@@ -22,6 +22,9 @@ var (
 	ErrWouldLoseQuorum = errors.New("raftnode: the change would leave the cluster without a quorum")
 	// ErrUnknownMember is returned for a member id that is not in the cluster.
 	ErrUnknownMember = errors.New("raftnode: unknown member")
+	// ErrMemberExists is returned when adding a member already in the
+	// cluster (member ids derive from names, so a name in use).
+	ErrMemberExists = errors.New("raftnode: the member is already in the cluster")
 	// ErrRemoved is returned by a node that was removed from the cluster.
 	ErrRemoved = errors.New("raftnode: this member was removed from the cluster")
 )
@@ -113,7 +116,7 @@ func (n *Node) checkAndProposeConfChange(cc *raftpb.ConfChange) error {
 	switch cc.GetType() {
 	case raftpb.ConfChangeType_ConfChangeAddNode:
 		if _, ok := voters[target]; ok {
-			return fmt.Errorf("%w: member %x is already a voter", ErrWouldLoseQuorum, target)
+			return fmt.Errorf("%w: member %x is already a voter (member names are unique)", ErrMemberExists, target)
 		}
 		if n.members.isRemoved(target) {
 			return fmt.Errorf("%w: member id %x was removed and cannot rejoin; use another name", ErrUnknownMember, target)
@@ -131,8 +134,9 @@ func (n *Node) checkAndProposeConfChange(cc *raftpb.ConfChange) error {
 		return fmt.Errorf("raftnode: unsupported membership change %v", cc.GetType())
 	}
 	active := 0
+	now := time.Now()
 	for id := range voters {
-		if pr, ok := st.Progress[id]; id == n.cfg.ID || ok && pr.RecentActive {
+		if pr, ok := st.Progress[id]; id == n.cfg.ID || ok && pr.RecentActive && n.heardRecently(id, now) {
 			active++
 		}
 	}
@@ -200,7 +204,7 @@ func (n *Node) transferLeadership(req transferRequest) {
 	if target == 0 {
 		var best uint64
 		for id, pr := range st.Progress {
-			if _, voter := st.Config.Voters.IDs()[id]; id == n.cfg.ID || !voter || !pr.RecentActive {
+			if _, voter := st.Config.Voters.IDs()[id]; id == n.cfg.ID || !voter || !pr.RecentActive || !n.heardRecently(id, time.Now()) {
 				continue
 			}
 			if target == 0 || pr.Match > best {
@@ -256,6 +260,15 @@ func (n *Node) OpenSnapshot(index uint64) (io.ReadCloser, error) {
 // NotLeaderError is what a leader-only operation answers on a follower:
 // ErrNotLeader naming the leader and where clients reach it.
 func (n *Node) NotLeaderError() error { return n.notLeaderError() }
+
+// heardRecently reports whether a message from peer id arrived within the
+// last election timeout. raft marks a member it has just added as recently
+// active before it ever answers, so a member added and never started would
+// count as reachable by RecentActive alone; raft loop only.
+func (n *Node) heardRecently(id uint64, now time.Time) bool {
+	t, ok := n.lastContact[id]
+	return ok && now.Sub(t) <= n.ElectionTimeout()
+}
 
 // ElectionTimeout is the election timeout: ElectionTicks tick intervals.
 func (n *Node) ElectionTimeout() time.Duration {

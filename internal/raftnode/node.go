@@ -269,8 +269,9 @@ func (n *Node) ClientAddressOf(id uint64) string {
 
 // PeerReachability is the leader's view of one follower.
 type PeerReachability struct {
-	// Active is raft's RecentActive: the peer answered within the last
-	// election timeout.
+	// Active: the peer answered within the last election timeout (raft's
+	// RecentActive, and a message heard: raft counts a member it has just
+	// added as active before it ever answers).
 	Active bool
 	// LastContact is when the last message from the peer arrived; zero
 	// when none arrived since this node started.
@@ -290,7 +291,7 @@ func (n *Node) Reachability(ctx context.Context) map[uint64]PeerReachability {
 		out := make(map[uint64]PeerReachability, len(st.Progress))
 		for id, pr := range st.Progress {
 			if id != n.cfg.ID {
-				out[id] = PeerReachability{Active: pr.RecentActive, LastContact: n.lastContact[id]}
+				out[id] = PeerReachability{Active: pr.RecentActive && n.heardRecently(id, time.Now()), LastContact: n.lastContact[id]}
 			}
 		}
 		ch <- out

@@ -506,6 +506,28 @@ func TestClusterMembership(t *testing.T) {
 	if err := c.put(l, "after-remove", "v"); err != nil {
 		t.Fatal(err)
 	}
+	// A member added and never started does not count as reachable: with
+	// 2 live voters, n4 makes 2 of 3 (allowed), n5 would make 2 of 4.
+	// (raft marks a member it has just added as recently active; counting
+	// that, both adds passed and the cluster lost its quorum for good.)
+	if _, err := admin.MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: "n4", Address: "mem:n4"}); err != nil {
+		t.Fatalf("add n4 with 2 of 2 live: %v", err)
+	}
+	_, err = admin.MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: "n5", Address: "mem:n5"})
+	if Code(err).String() != "FailedPrecondition" {
+		t.Fatalf("add n5 with n4 never started: %v", err)
+	}
+	// A name already in the cluster is ALREADY_EXISTS, not a quorum matter.
+	_, err = admin.MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: c.names[f], Address: "mem:" + c.names[f]})
+	if Code(err).String() != "AlreadyExists" {
+		t.Fatalf("add an existing name: %v", err)
+	}
+	if _, err := admin.MemberRemove(ctx, &kvdbv1.MemberRemoveRequest{Name: "n4"}); err != nil {
+		t.Fatalf("remove n4: %v", err)
+	}
+	if err := c.put(l, "after-n4", "v"); err != nil {
+		t.Fatal(err)
+	}
 	// Unknown names are NOT_FOUND.
 	if _, err := admin.MemberRemove(ctx, &kvdbv1.MemberRemoveRequest{Name: "nobody"}); Code(err).String() != "NotFound" {
 		t.Fatalf("remove unknown: %v", err)
