@@ -29,6 +29,13 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 		lastSnap     = n.snapIndex.Load()
 		// sinceSnap: bytes of the entries applied since lastSnap.
 		sinceSnap uint64
+		// confChanged: a membership change was applied since lastSnap.
+		// The snapshot raft sends to a member that needs one is the last
+		// one taken, with the membership of its time: a member added
+		// after it is not in it, and raft on that member refuses it
+		// ("not in the ConfState"), so the member would stay empty until
+		// the next snapshot came due. One is taken at once instead.
+		confChanged bool
 	)
 	for b := range n.applyC {
 		if b.snapshot != nil {
@@ -51,6 +58,7 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 			if cs, ok := b.confStates[index]; ok {
 				confState = cs
 				n.applyMembership(e, cs)
+				confChanged = true
 			}
 			data := e.GetData()
 			sinceSnap += uint64(len(data))
@@ -71,10 +79,10 @@ func (n *Node) applyLoop(confState *raftpb.ConfState) {
 		if applied > n.reads.applied.Load() {
 			n.reads.advance(applied)
 		}
-		if applied-lastSnap >= n.cfg.SnapshotCount || sinceSnap >= n.snapshotBytesDue() {
+		if applied-lastSnap >= n.cfg.SnapshotCount || sinceSnap >= n.snapshotBytesDue() || confChanged {
 			select {
 			case snapshotting <- struct{}{}:
-				lastSnap, sinceSnap = applied, 0
+				lastSnap, sinceSnap, confChanged = applied, 0, false
 				meta := &raftpb.SnapshotMetadata{
 					ConfState: proto.Clone(confState).(*raftpb.ConfState),
 					Index:     proto.Uint64(applied),
