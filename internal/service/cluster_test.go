@@ -508,6 +508,28 @@ func TestClusterJoinAfterSnapshot(t *testing.T) {
 	}
 }
 
+// TestClusterRemoveLeader: removing the leader itself answers success
+// (the change applies as its term ends, and the wait for it ended with
+// "leader changed; may or may not have been applied"), and the two others
+// go on.
+func TestClusterRemoveLeader(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.waitLeader()
+	resp, err := c.nodes[l].admin.MemberRemove(ctxT(t), &kvdbv1.MemberRemoveRequest{Name: c.names[l]})
+	if err != nil || len(resp.GetMembers()) != 2 {
+		t.Fatalf("remove the leader = %v, %v", resp, err)
+	}
+	c.stop(l)
+	f := (l + 1) % 3
+	deadline := time.Now().Add(10 * time.Second)
+	for c.put(f, "after", "v") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the two remaining members took no write")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // c0members is what a joining member is seeded with in these tests: the
 // members its Peers named (the cluster's, itself included).
 func c0members(cfg *Config) []raftnode.Member { return cfg.Raft.Peers }

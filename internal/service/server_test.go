@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -101,10 +102,11 @@ func (n *testNode) stop(t testing.TB) {
 	n.conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := n.srv.Shutdown(ctx); err != nil {
+	// A member removed from its cluster ends with ErrRemoved: expected.
+	if err := n.srv.Shutdown(ctx); err != nil && !errors.Is(err, raftnode.ErrRemoved) {
 		t.Errorf("Shutdown: %v", err)
 	}
-	if err := <-n.done; err != nil {
+	if err := <-n.done; err != nil && !errors.Is(err, raftnode.ErrRemoved) {
 		t.Errorf("Serve: %v", err)
 	}
 	n.srv = nil
