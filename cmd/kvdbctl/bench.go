@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,10 @@ store, which a line on stderr says; --cleanup deletes them after the run.`,
 			if f.connections <= 0 || f.cfg.Clients <= 0 || f.cfg.Pipeline <= 0 || f.cfg.Keys <= 0 || f.cfg.ValueSize < 0 {
 				return &usageError{err: fmt.Errorf("--connections, --clients, --pipeline and --keys must be positive, --value-size not negative")}
 			}
+			fl := cmd.Flags()
+			if fl.Changed("total") && f.cfg.Total <= 0 || fl.Changed("batch-size") && f.cfg.BatchSize <= 0 || fl.Changed("duration") && f.cfg.Duration <= 0 {
+				return &usageError{err: fmt.Errorf("--total, --batch-size and --duration must be positive when given")}
+			}
 			if f.cfg.ValueSize == 0 {
 				f.cfg.ValueSize = -1 // bench.Config reads 0 as "default"; -1 is empty values
 			}
@@ -71,6 +76,10 @@ store, which a line on stderr says; --cleanup deletes them after the run.`,
 			}
 			if err != nil {
 				return err
+			}
+			if res.Requests == 0 && res.Errors > 0 {
+				// Nothing succeeded: the run measured nothing and wrote nothing.
+				return fmt.Errorf("every request failed (%d): %s", res.Errors, firstErrorCode(res.ErrorsByCode))
 			}
 			if !f.cleanup {
 				return writeText(a.stderr, "kvdbctl bench: left its keys %s in the store (--cleanup deletes them after a run)\n", benchKeys(&f.cfg))
@@ -283,4 +292,24 @@ func isLocalHost(host string) bool {
 		}
 	}
 	return false
+}
+
+// firstErrorCode names the codes of a run's failures, most frequent
+// first: "INVALID_ARGUMENT 5".
+func firstErrorCode(byCode map[string]int64) string {
+	codes := make([]string, 0, len(byCode))
+	for c := range byCode {
+		codes = append(codes, c)
+	}
+	sort.Slice(codes, func(i, j int) bool {
+		if byCode[codes[i]] != byCode[codes[j]] {
+			return byCode[codes[i]] > byCode[codes[j]]
+		}
+		return codes[i] < codes[j]
+	})
+	parts := make([]string, len(codes))
+	for i, c := range codes {
+		parts[i] = fmt.Sprintf("%s %d", c, byCode[c])
+	}
+	return strings.Join(parts, ", ")
 }

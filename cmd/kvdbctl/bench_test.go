@@ -58,6 +58,24 @@ func TestBenchCommand(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
 	})
+	t.Run("bad counts", func(t *testing.T) {
+		for _, args := range [][]string{{"--total", "0"}, {"--total", "-5"}, {"--op", "batch", "--batch-size", "0", "--total", "5"}, {"--duration", "-1s"}} {
+			_, errOut, code := runCLI(t, nil, "", append([]string{"--address", addr, "bench"}, args...)...)
+			if code != 1 || !strings.Contains(errOut, "must be positive") {
+				t.Fatalf("%v: exit %d: %s", args, code, errOut)
+			}
+		}
+	})
+	t.Run("every request fails", func(t *testing.T) {
+		// Values over the node's -max-value-size: every put is refused.
+		out, errOut, code := runCLI(t, nil, "", "--address", addr, "bench", "--op", "put", "--value-size", "2000000", "--total", "5", "--json")
+		if code != 1 || !strings.Contains(errOut, "every request failed (5): INVALID_ARGUMENT 5") || !strings.Contains(out, `"errors": 5`) {
+			t.Fatalf("exit %d\n%s%s", code, out, errOut)
+		}
+		if strings.Contains(errOut, "left its keys") {
+			t.Errorf("says it left keys though none was written: %s", errOut)
+		}
+	})
 	t.Run("repl BENCHMARK", func(t *testing.T) {
 		out, errOut, code := runCLI(t, nil, "BENCHMARK 200 bk_ 64\nGET bk_00000007\n", "--address", addr)
 		if code != 0 || !strings.Contains(out, "PUT: 200 ops") || !strings.Contains(out, "GET: 200 ops") || !strings.Contains(out, "ghijklm") {

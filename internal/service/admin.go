@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.etcd.io/raft/v3"
 	"google.golang.org/grpc/codes"
@@ -143,6 +144,11 @@ func (a *adminService) MemberAdd(ctx context.Context, req *kvdbv1.MemberAddReque
 	name, addr := strings.TrimSpace(req.GetName()), strings.TrimSpace(req.GetAddress())
 	if name == "" || addr == "" {
 		return nil, toStatus(core.Errorf(core.InvalidArgument, "a new member needs a name and an address"))
+	}
+	// The name is the new node's -node-id, and in a peer certificate its
+	// DNS name: no spaces or control characters.
+	if len(name) > 253 || strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) {
+		return nil, toStatus(core.Errorf(core.InvalidArgument, "member name %q: at most 253 printable characters, no spaces (it is the new node's -node-id)", name))
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, toStatus(core.Errorf(core.InvalidArgument, "address %q: %v", addr, err))

@@ -578,6 +578,11 @@ func TestClusterMembership(t *testing.T) {
 	if Code(err).String() != "FailedPrecondition" {
 		t.Fatalf("add n5 with n4 never started: %v", err)
 	}
+	// A name that could not be a -node-id is refused.
+	_, err = admin.MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: "bad name", Address: "mem:x"})
+	if Code(err).String() != "InvalidArgument" {
+		t.Fatalf("add a name with a space: %v", err)
+	}
 	// A name already in the cluster is ALREADY_EXISTS, not a quorum matter.
 	_, err = admin.MemberAdd(ctx, &kvdbv1.MemberAddRequest{Name: c.names[f], Address: "mem:" + c.names[f]})
 	if Code(err).String() != "AlreadyExists" {
