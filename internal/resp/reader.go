@@ -245,32 +245,7 @@ func (r *Reader) parseInline(b []byte) ([][]byte, int, error) {
 		if len(args) >= r.lim.MaxArgs {
 			return nil, 0, protoErrorf("invalid multibulk length")
 		}
-		if line[i] == '\'' {
-			// Single quotes, as Redis's sdssplitargs: only \' is an escape.
-			i++
-			start, out := i, i
-			closed := false
-			for i < len(line) {
-				c := line[i]
-				if c == '\\' && i+1 < len(line) && line[i+1] == '\'' {
-					c = '\''
-					i++
-				} else if c == '\'' {
-					closed = true
-					i++
-					break
-				}
-				line[out] = c
-				out++
-				i++
-			}
-			if !closed || (i < len(line) && !isSpace(line[i])) {
-				return nil, 0, protoErrorf("unbalanced quotes in request")
-			}
-			args = append(args, line[start:out:out])
-			continue
-		}
-		if line[i] != '"' {
+		if line[i] != '"' && line[i] != '\'' {
 			start := i
 			for i < len(line) && !isSpace(line[i]) {
 				i++
@@ -278,52 +253,77 @@ func (r *Reader) parseInline(b []byte) ([][]byte, int, error) {
 			args = append(args, line[start:i:i])
 			continue
 		}
-		// A quoted word is unescaped in place: it only shrinks.
-		i++
-		start, out := i, i
-		closed := false
-		for i < len(line) {
-			c := line[i]
-			if c == '"' {
-				closed = true
-				i++
-				break
-			}
-			if c == '\\' && i+1 < len(line) {
-				i++
-				switch line[i] {
-				case 'n':
-					c = '\n'
-				case 'r':
-					c = '\r'
-				case 't':
-					c = '\t'
-				case 'a':
-					c = '\a'
-				case 'b':
-					c = '\b'
-				case 'x':
-					if i+2 < len(line) && isHex(line[i+1]) && isHex(line[i+2]) {
-						c = unhex(line[i+1])<<4 | unhex(line[i+2])
-						i += 2
-					} else {
-						c = 'x'
-					}
-				default:
-					c = line[i]
-				}
-			}
-			line[out] = c
-			out++
-			i++
-		}
-		if !closed || (i < len(line) && !isSpace(line[i])) {
+		word, next, ok := unquote(line, i)
+		if !ok {
 			return nil, 0, protoErrorf("unbalanced quotes in request")
 		}
-		args = append(args, line[start:out:out])
+		args = append(args, word)
+		i = next
 	}
 	r.args = args
 	return args, nl + 1, nil
+}
+
+// unquote reads the quoted word at line[i] (a double or a single quote)
+// as Redis's sdssplitargs does, unescaping it in place (it only shrinks):
+// in double quotes \n \r \t \a \b \xHH and \ before any other byte; in
+// single quotes only \'. It returns the word and the index after the
+// closing quote; ok is false when the quote is not closed or is followed
+// by anything but a space.
+func unquote(line []byte, i int) (word []byte, next int, ok bool) {
+	q := line[i]
+	i++
+	start, out := i, i
+	closed := false
+	for i < len(line) {
+		c := line[i]
+		switch {
+		case c == q:
+			closed = true
+		case q == '\'' && c == '\\' && i+1 < len(line) && line[i+1] == '\'':
+			i++
+			c = '\''
+		case q == '"' && c == '\\' && i+1 < len(line):
+			i++
+			c = unescape(line, &i)
+		}
+		if closed {
+			i++
+			break
+		}
+		line[out] = c
+		out++
+		i++
+	}
+	if !closed || (i < len(line) && !isSpace(line[i])) {
+		return nil, 0, false
+	}
+	return line[start:out:out], i, true
+}
+
+// unescape is the byte a double-quoted escape stands for, line[*i] being
+// the byte after the backslash; *i ends on the escape's last byte.
+func unescape(line []byte, i *int) byte {
+	switch c := line[*i]; c {
+	case 'n':
+		return '\n'
+	case 'r':
+		return '\r'
+	case 't':
+		return '\t'
+	case 'a':
+		return '\a'
+	case 'b':
+		return '\b'
+	case 'x':
+		if *i+2 < len(line) && isHex(line[*i+1]) && isHex(line[*i+2]) {
+			*i += 2
+			return unhex(line[*i-1])<<4 | unhex(line[*i])
+		}
+		return 'x'
+	default:
+		return c
+	}
 }
 
 // isSpace is C's isspace, what Redis splits inline commands on.
