@@ -55,13 +55,41 @@ func (n *Node) AddMember(ctx context.Context, m Member) error {
 }
 
 // RemoveMember proposes removing member id and waits until the change is
-// applied locally. It must be called on the leader.
+// applied locally. It must be called on the leader. Removing the leader
+// itself ends its term as the change applies, and the wait for it then
+// ends with ErrLeaderChanged: the member leaving the membership within two
+// election timeouts makes that a success.
 func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
 	cc := &raftpb.ConfChange{
 		Type:   raftpb.ConfChangeType_ConfChangeRemoveNode.Enum(),
 		NodeId: proto.Uint64(id),
 	}
-	return n.changeMembership(ctx, cc)
+	err := n.changeMembership(ctx, cc)
+	if errors.Is(err, ErrLeaderChanged) || errors.Is(err, ErrRemoved) || errors.Is(err, ErrStopped) {
+		if n.memberGone(ctx, id) {
+			return nil
+		}
+	}
+	return err
+}
+
+// memberGone waits, at most two election timeouts, for member id to leave
+// this node's membership: true when it did (the removal was applied).
+func (n *Node) memberGone(ctx context.Context, id uint64) bool {
+	deadline := time.Now().Add(2 * n.ElectionTimeout())
+	for {
+		present := false
+		for _, m := range n.Members() {
+			present = present || m.ID == id
+		}
+		if !present {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) error {

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -180,7 +179,7 @@ func (a *adminService) MemberRemove(ctx context.Context, req *kvdbv1.MemberRemov
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := a.s.node.RemoveMember(ctx, id); err != nil && !(maybeApplied(err) && a.s.memberGone(ctx, id)) {
+	if err := a.s.node.RemoveMember(ctx, id); err != nil {
 		return nil, toStatus(err)
 	}
 	// raftnode logs the change itself on every member; this is the request.
@@ -204,32 +203,6 @@ func (a *adminService) TransferLeader(ctx context.Context, req *kvdbv1.TransferL
 	// raftnode logs the change itself on every member; this is the request.
 	a.s.log.Debug("leadership transferred", "to", a.s.memberName(lead))
 	return &kvdbv1.TransferLeaderResponse{Header: a.s.header(a.s.store.Revision()), Leader: a.s.memberName(lead)}, nil
-}
-
-// maybeApplied reports whether err leaves open that a membership change
-// was applied: removing the leader itself ends its term as the change
-// applies, and the wait for it ends with ErrLeaderChanged.
-func maybeApplied(err error) bool {
-	return errors.Is(err, raftnode.ErrLeaderChanged) || errors.Is(err, raftnode.ErrRemoved) || errors.Is(err, raftnode.ErrStopped)
-}
-
-// memberGone waits, at most two election timeouts, for member id to leave
-// this node's membership: true when it did (the removal was applied).
-func (s *Server) memberGone(ctx context.Context, id uint64) bool {
-	deadline := time.Now().Add(2 * s.node.ElectionTimeout())
-	for {
-		present := false
-		for _, m := range s.node.Members() {
-			present = present || m.ID == id
-		}
-		if !present {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // resolveMember finds a current member by name, or by its id in hex.

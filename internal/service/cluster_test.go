@@ -482,7 +482,8 @@ func TestClusterJoinAfterSnapshot(t *testing.T) {
 	c := newCluster(t, 3, func(cfg *Config) {
 		cfg.Raft.SnapshotCount, cfg.Raft.SnapshotCatchUpEntries = 100, 10
 		if cfg.NodeID == "n4" {
-			cfg.Raft.Peers, cfg.Raft.Join, cfg.Raft.JoinMembers = nil, true, c0members(cfg)
+			// A joiner is seeded with the members, itself included.
+			cfg.Raft.JoinMembers, cfg.Raft.Peers, cfg.Raft.Join = cfg.Raft.Peers, nil, true
 		}
 	})
 	l := c.waitLeader()
@@ -529,10 +530,6 @@ func TestClusterRemoveLeader(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
-// c0members is what a joining member is seeded with in these tests: the
-// members its Peers named (the cluster's, itself included).
-func c0members(cfg *Config) []raftnode.Member { return cfg.Raft.Peers }
 
 func TestClusterMembership(t *testing.T) {
 	c := newCluster(t, 3, nil)

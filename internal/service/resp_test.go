@@ -372,6 +372,28 @@ func (r *respConnT) raw(s string) {
 
 // expect reads one line per want (bulk strings: the length line, then the
 // data as the next want).
+// respExchange is one command and the reply lines it must get.
+type respExchange struct {
+	cmd  string
+	want []string
+}
+
+// exchange sends each command in turn and checks its reply, naming the
+// command a failed check came after.
+func (r *respConnT) exchange(exchanges []respExchange) {
+	for _, x := range exchanges {
+		r.send(x.cmd)
+		func() {
+			defer func() {
+				if r.t.Failed() {
+					r.t.Logf("after %q", x.cmd)
+				}
+			}()
+			r.expect(x.want...)
+		}()
+	}
+}
+
 func (r *respConnT) expect(want ...string) {
 	r.t.Helper()
 	for _, w := range want {

@@ -16,10 +16,7 @@ func TestRESPTTL(t *testing.T) {
 	r := dialRESP(t, n.addr)
 	future := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
 	futureMs := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
-	tests := []struct {
-		cmd  string
-		want []string
-	}{
+	r.exchange([]respExchange{
 		{"TTL missing", []string{":-2"}},
 		{"PTTL missing", []string{":-2"}},
 		{"SET plain v", []string{"+OK"}},
@@ -86,18 +83,7 @@ func TestRESPTTL(t *testing.T) {
 		{"GETSET g new", []string{"$-1"}},
 		{"GET g", []string{"$3", "new"}},
 		{"TTL g", []string{":-1"}},
-	}
-	for _, tc := range tests {
-		r.send(tc.cmd)
-		func() {
-			defer func() {
-				if t.Failed() {
-					t.Logf("after %q", tc.cmd)
-				}
-			}()
-			r.expect(tc.want...)
-		}()
-	}
+	})
 	// Every expiring key goes, and the count shows in INFO.
 	end := time.Now().Add(10 * time.Second)
 	for {
@@ -133,10 +119,7 @@ func TestRESPTTL(t *testing.T) {
 func TestRESPExpiredNotYetDeleted(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(cfg *Config) { cfg.Raft.ElectionTicks = 6000 })
 	r := dialRESP(t, n.addr)
-	for _, tc := range []struct {
-		cmd  string
-		want []string
-	}{
+	r.exchange([]respExchange{
 		{"MSET a 1 b 1 c 1 d 1 e 1 g 1 h 1", []string{"+OK"}},
 		{"PEXPIREAT a 1", []string{":1"}},
 		{"PEXPIREAT b 1", []string{":1"}},
@@ -154,10 +137,7 @@ func TestRESPExpiredNotYetDeleted(t *testing.T) {
 		{"SET g v NX", []string{"+OK"}},
 		{"SET h v XX", []string{"$-1"}},
 		{"TTL d", []string{":-1"}},
-	} {
-		r.send(tc.cmd)
-		r.expect(tc.want...)
-	}
+	})
 	if got := n.srv.Store().ExpiredKeys(); got != 0 {
 		t.Fatalf("the expiry loop deleted %d keys during the test: it did not test the window", got)
 	}

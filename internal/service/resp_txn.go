@@ -244,12 +244,9 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 		o := setOptions{nx: cmd.name == "setnx", get: cmd.name == "getset"}
 		if cmd.name == "set" {
 			var msg string
+			// An expiry option was refused when queued (queue).
 			if o, msg = parseSetOptions(args[3:]); msg != "" {
 				c.errorLine(msg)
-				return nil
-			}
-			if o.ttl != 0 || o.at != 0 || o.keepTTL {
-				c.errorLine(errSetExpiryInMulti)
 				return nil
 			}
 		}
