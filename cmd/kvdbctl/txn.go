@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,11 +30,13 @@ operations one per line, a blank line, failure operations.
 
   compare:    value("k") = "v" | version("k") > "0" | create("k") = "3" | mod("k") < "9"
               operators: = != > <; a value compare on a missing key never holds
-  operation:  put KEY VALUE | get KEY | del KEY      (quote words with spaces: "a b")
+  operation:  put KEY VALUE [--lease ID | --ttl DURATION] | get KEY | del KEY
+              (quote words with spaces: "a b")
 
 Prints SUCCESS or FAILURE, then each operation's answer; -o json prints
 {"succeeded":..,"revision":..,"responses":[..]}.`,
 		Example: `  kvdbctl txn --compare 'mod("lock") = "0"' --success 'put lock me' --failure 'get lock'
+  kvdbctl txn --compare 'create("lock") = "0"' --success 'put lock me --lease 694d77aa9e38260f'
   printf 'value("k") = "1"\n\nput k 2\n\nget k\n' | kvdbctl txn`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -152,16 +155,20 @@ func parseExecuteOps(branch string, lines []string) ([]*kvdbv1.ExecuteOp, error)
 		if err != nil {
 			return nil, fmt.Errorf("%s op %d: %w", branch, i+1, err)
 		}
-		bad := fmt.Errorf("%s op %d: cannot parse %q: want put KEY VALUE, get KEY or del KEY", branch, i+1, line)
+		bad := fmt.Errorf("%s op %d: cannot parse %q: want put KEY VALUE [--lease ID | --ttl DURATION], get KEY or del KEY", branch, i+1, line)
 		if len(words) == 0 {
 			return nil, bad
 		}
 		switch strings.ToLower(words[0]) {
 		case "put":
-			if len(words) != 3 {
+			if len(words) < 3 {
 				return nil, bad
 			}
-			ops = append(ops, &kvdbv1.ExecuteOp{Op: &kvdbv1.ExecuteOp_Put{Put: &kvdbv1.PutRequest{Key: []byte(words[1]), Value: []byte(words[2])}}})
+			p := &kvdbv1.PutRequest{Key: []byte(words[1]), Value: []byte(words[2])}
+			if err := putFlags(p, words[3:]); err != nil {
+				return nil, fmt.Errorf("%s op %d: %w", branch, i+1, err)
+			}
+			ops = append(ops, &kvdbv1.ExecuteOp{Op: &kvdbv1.ExecuteOp_Put{Put: p}})
 		case "get":
 			if len(words) != 2 {
 				return nil, bad
@@ -177,6 +184,40 @@ func parseExecuteOps(branch string, lines []string) ([]*kvdbv1.ExecuteOp, error)
 		}
 	}
 	return ops, nil
+}
+
+// putFlags reads a transaction put's options, as kvdbctl put takes them:
+// --lease ID (hexadecimal) and --ttl DURATION, each as one word (--ttl=10s)
+// or two.
+func putFlags(p *kvdbv1.PutRequest, words []string) error {
+	for len(words) > 0 {
+		name, val, inline := strings.Cut(words[0], "=")
+		if !inline {
+			if len(words) < 2 || (name != "--lease" && name != "--ttl") {
+				return fmt.Errorf("unknown put option %q: want --lease ID or --ttl DURATION", words[0])
+			}
+			val, words = words[1], words[2:]
+		} else {
+			words = words[1:]
+		}
+		switch name {
+		case "--lease":
+			id, err := parseLeaseID(val)
+			if err != nil {
+				return err
+			}
+			p.Lease = id
+		case "--ttl":
+			d, err := time.ParseDuration(val)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("--ttl must be a positive duration such as 10s, got %q", val)
+			}
+			p.TtlMs = d.Milliseconds()
+		default:
+			return fmt.Errorf("unknown put option %q: want --lease ID or --ttl DURATION", name)
+		}
+	}
+	return nil
 }
 
 // splitWords splits on blanks, keeping "double quoted" words (Go escapes

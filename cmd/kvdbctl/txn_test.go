@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -102,6 +103,56 @@ func TestTxnCommand(t *testing.T) {
 	_, errs, code = runCLI("", "txn", "--compare", `bogus("k") = "1"`, "--success", "put k v")
 	if code != 1 || !strings.Contains(errs, "cannot parse") {
 		t.Fatalf("bad compare: %q %d", errs, code)
+	}
+	// etcd's lock: the key is free, take it with the session's lease.
+	out, errs, code = runCLI("", "lease", "grant", "600")
+	var hexID string
+	if _, err := fmt.Sscanf(out, "lease %s granted", &hexID); code != 0 || err != nil {
+		t.Fatalf("lease grant: %q %q %d", out, errs, code)
+	}
+	id, _ := parseLeaseID(hexID)
+	out, errs, code = runCLI("", "txn", "--compare", `create("session") = "0"`, "--success", "put session me --lease "+hexID)
+	if kv, ok := srv.Store().Get([]byte("session")); code != 0 || !ok || kv.Lease != id {
+		t.Fatalf("txn put --lease: %q %q %d; session = %+v, %v", out, errs, code, kv, ok)
+	}
+	_, errs, code = runCLI("", "txn", "--success", "put other me --lease 12ab")
+	if code == 0 || !strings.Contains(errs, "requested lease not found") {
+		t.Fatalf("txn put with a missing lease: %q %d", errs, code)
+	}
+}
+
+func TestParseExecutePut(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // "" means a parse error
+	}{
+		{`put k v`, `key:"k" value:"v"`},
+		{`put k v --lease 1f`, `key:"k" value:"v" lease:31`},
+		{`put k v --lease=1f`, `key:"k" value:"v" lease:31`},
+		{`put k v --ttl 1.5s`, `key:"k" value:"v" ttl_ms:1500`},
+		{`put "a b" v --ttl=2m`, `key:"a b" value:"v" ttl_ms:120000`},
+		{`put k v --ttl -1s`, ""},
+		{`put k v --ttl`, ""},
+		{`put k v --lease xyz`, ""},
+		{`put k v --lease 0`, ""},
+		{`put k v extra`, ""},
+		{`put k v --prev-kv`, ""},
+	}
+	for _, tc := range tests {
+		ops, err := parseExecuteOps("success", []string{tc.in})
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("%s: parsed as %v, want an error", tc.in, ops)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		if got := strings.Join(strings.Fields(ops[0].GetPut().String()), " "); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.in, got, tc.want)
+		}
 	}
 }
 

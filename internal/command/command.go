@@ -245,7 +245,7 @@ func encodeTxnOps(ops []engine.Op) []*raftv1.TxnOp {
 		t := &raftv1.TxnOp{Key: o.Key, PrevKv: o.PrevKV}
 		switch o.Type {
 		case engine.OpPut:
-			t.Type, t.Value, t.DeadlineMs = raftv1.TxnOpType_TXN_OP_TYPE_PUT, o.Value, o.Deadline
+			t.Type, t.Value, t.DeadlineMs, t.Lease = raftv1.TxnOpType_TXN_OP_TYPE_PUT, o.Value, o.Deadline, o.Lease
 		case engine.OpDelete:
 			t.Type = raftv1.TxnOpType_TXN_OP_TYPE_DELETE
 		case engine.OpDeleteRange:

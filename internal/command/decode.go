@@ -488,7 +488,7 @@ func decodeTxnOps(ops []*raftv1.TxnOp) []engine.Op {
 		op := engine.Op{Key: o.GetKey(), End: o.GetRangeEnd(), Value: o.GetValue(), PrevKV: o.GetPrevKv()}
 		switch o.GetType() {
 		case raftv1.TxnOpType_TXN_OP_TYPE_PUT:
-			op.Type, op.End, op.Deadline = engine.OpPut, nil, max(o.GetDeadlineMs(), 0)
+			op.Type, op.End, op.Deadline, op.Lease = engine.OpPut, nil, max(o.GetDeadlineMs(), 0), max(o.GetLease(), 0)
 		case raftv1.TxnOpType_TXN_OP_TYPE_DELETE:
 			op.Type = engine.OpDelete
 			if len(op.End) > 0 {

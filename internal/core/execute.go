@@ -38,6 +38,10 @@ type TxnOp struct {
 	// milliseconds (Redis's EXAT and PXAT).
 	TTL time.Duration
 	At  int64
+	// Lease attaches a put's key to that lease (0: none), as PutOptions
+	// does; not together with TTL or At. A lease missing when the
+	// transaction applies fails it whole.
+	Lease int64
 }
 
 // ExecuteRequest is a one-shot conditional transaction: when every compare
@@ -97,6 +101,9 @@ func (c *Core) Execute(ctx context.Context, req ExecuteRequest) (ExecuteResult, 
 		return ExecuteResult{}, err
 	}
 	r, err := c.proposeTxn(ctx, t, authRev)
+	if errors.Is(err, engine.ErrLeaseNotFound) {
+		return ExecuteResult{}, Errorf(NotFound, "the branch that ran, %v", err)
+	}
 	if err != nil {
 		return ExecuteResult{}, err
 	}
@@ -180,7 +187,14 @@ func (c *Core) txnOps(ctx context.Context, branch string, ops []TxnOp) ([]engine
 			if err == nil {
 				deadline, err = c.deadline(o.TTL, o.At)
 			}
-			out[i] = engine.Op{Type: engine.OpPut, Key: o.Key, Value: o.Value, PrevKV: o.PrevKV, Deadline: deadline}
+			switch {
+			case err != nil:
+			case o.Lease < 0:
+				err = invalidf("lease id must not be negative")
+			case o.Lease != 0 && deadline != 0:
+				err = invalidf("a put takes a ttl or a lease, not both")
+			}
+			out[i] = engine.Op{Type: engine.OpPut, Key: o.Key, Value: o.Value, PrevKV: o.PrevKV, Deadline: deadline, Lease: o.Lease}
 		case TxnDelete:
 			end := o.End
 			if o.Prefix {

@@ -148,8 +148,10 @@ func ValidateTxn(t *Txn) error {
 // entry at raft index index (ignored, ok=false, when index <= AppliedIndex).
 // If t fails ValidateTxn, or a read or range check no longer holds, nothing
 // is applied; otherwise the compares choose Success or Failure, whose ops run
-// as in Apply at one new revision. The outcome depends only on the store's
-// state and t, so every replica decides the same.
+// as in Apply at one new revision; when a put of the branch that runs names
+// a lease that does not exist, nothing is applied and the error wraps
+// ErrLeaseNotFound. The outcome depends only on the store's state and t, so
+// every replica decides the same.
 func (s *Store) ApplyTxn(index uint64, t *Txn) (TxnResult, bool, error) {
 	if index <= s.applied.Load() {
 		return TxnResult{Result: Result{Revision: s.rev.Load()}}, false, nil
@@ -175,6 +177,15 @@ func (s *Store) ApplyTxn(index uint64, t *Txn) (TxnResult, bool, error) {
 	ops := t.Success
 	if !res.Succeeded {
 		ops = t.Failure
+	}
+	// A put naming a lease that does not exist fails the branch whole, as
+	// in etcd: checked before any op runs, so nothing is half applied.
+	for i := range ops {
+		if l := ops[i].Lease; ops[i].Type == OpPut && l != 0 {
+			if _, ok := s.leases[l]; !ok {
+				return TxnResult{Result: Result{Revision: s.rev.Load()}}, true, fmt.Errorf("op %d: %w", i, ErrLeaseNotFound)
+			}
+		}
 	}
 	res.Ops = make([]OpResult, len(ops))
 	s.applyLocked(ops, res.Ops)

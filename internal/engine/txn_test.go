@@ -1,6 +1,10 @@
 package engine
 
-import "testing"
+import (
+	"errors"
+	"strings"
+	"testing"
+)
 
 func TestCompareOperators(t *testing.T) {
 	s := New()
@@ -84,5 +88,39 @@ func TestApplyTxnInvalidAppliesNothing(t *testing.T) {
 		if err := ValidateTxn(txn); err == nil {
 			t.Errorf("txn %d: ValidateTxn accepted %+v", i, txn)
 		}
+	}
+}
+
+// TestApplyTxnLease: a put of the branch that runs attaches its key to the
+// lease; a lease missing when the transaction applies fails it whole
+// (consuming the index, moving nothing), and only the branch that runs is
+// checked.
+func TestApplyTxnLease(t *testing.T) {
+	s := New()
+	if err := s.ApplyLeaseGrant(1, 7, 60); err != nil {
+		t.Fatal(err)
+	}
+	free := Compare{Key: []byte("lock"), Target: CompareCreate, Op: CompareEqual, Number: 0}
+	res, _, err := s.ApplyTxn(2, &Txn{Compares: []Compare{free},
+		Success: []Op{putLease("lock", "me", 7)}, Failure: []Op{putLease("x", "y", 99)}})
+	if err != nil || !res.Succeeded {
+		t.Fatalf("ApplyTxn = %+v, %v", res, err)
+	}
+	if _, keys, _ := s.Lease(7, true); len(keys) != 1 || string(keys[0]) != "lock" {
+		t.Fatalf("lease 7 holds %q, want [lock]", keys)
+	}
+	rev := s.Revision()
+	res, ok, err := s.ApplyTxn(3, &Txn{Success: []Op{put("a", "1"), putLease("b", "2", 99)}})
+	if !errors.Is(err, ErrLeaseNotFound) || !ok || !strings.Contains(err.Error(), "op 1") {
+		t.Fatalf("ApplyTxn with a missing lease = %v, %v; want ErrLeaseNotFound naming op 1", ok, err)
+	}
+	if _, found := s.Get([]byte("a")); found || s.Revision() != rev || res.Revision != rev || s.AppliedIndex() != 3 {
+		t.Fatalf("the failed transaction applied something: a=%v revision %d (was %d) applied %d", found, s.Revision(), rev, s.AppliedIndex())
+	}
+	if _, err := s.ApplyLeaseRevoke(4, 7, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, found := s.Get([]byte("lock")); found {
+		t.Fatal("revoking lease 7 left lock")
 	}
 }

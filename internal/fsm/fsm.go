@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 
@@ -96,7 +97,10 @@ func (f *FSM) apply(index uint64, data []byte) Result {
 	switch d.Kind {
 	case command.KindTxn:
 		res, _, err := f.store.ApplyTxn(index, d.Txn)
-		if err != nil {
+		switch {
+		case errors.Is(err, engine.ErrLeaseNotFound):
+			return Result{Res: res.Result, Err: err}
+		case err != nil:
 			return Result{Res: res.Result, Err: command.Invalid(err)}
 		}
 		return Result{Res: res.Result, Txn: &res}

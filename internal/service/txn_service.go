@@ -132,8 +132,7 @@ var compareOps = map[kvdbv1.CompareOperator]engine.CompareOp{
 
 // executeOps translates one branch; an op with none of range, put or
 // delete set becomes a zero TxnOp, which core rejects by position. A put's
-// ttl_ms is checked as Put checks it; a lease is refused, not ignored: a
-// transaction's put cannot attach one yet.
+// ttl_ms is checked as Put checks it.
 func (x *txnService) executeOps(branch string, ops []*kvdbv1.ExecuteOp) ([]core.TxnOp, error) {
 	out := make([]core.TxnOp, len(ops))
 	maxTTL := x.s.core.Limits().MaxTTL
@@ -148,11 +147,8 @@ func (x *txnService) executeOps(branch string, ops []*kvdbv1.ExecuteOp) ([]core.
 			if ms := p.GetTtlMs(); ms < 0 || ms > int64(maxTTL/time.Millisecond) {
 				return nil, core.Errorf(core.InvalidArgument, "%s op %d: ttl_ms %d is outside 0 to the max-ttl limit of %s", branch, i, ms, maxTTL)
 			}
-			if p.GetLease() != 0 {
-				return nil, core.Errorf(core.InvalidArgument, "%s op %d: a put inside Execute does not take a lease (give it ttl_ms, or put with the lease outside the transaction)", branch, i)
-			}
 			out[i] = core.TxnOp{Type: core.TxnPut, Key: p.GetKey(), Value: p.GetValue(), PrevKV: p.GetPrevKv(),
-				TTL: time.Duration(p.GetTtlMs()) * time.Millisecond}
+				TTL: time.Duration(p.GetTtlMs()) * time.Millisecond, Lease: p.GetLease()}
 		case *kvdbv1.ExecuteOp_Delete:
 			d := o.Delete
 			out[i] = core.TxnOp{Type: core.TxnDelete, Key: d.GetKey(), End: d.GetRangeEnd(), Prefix: d.GetPrefix(), PrevKV: d.GetPrevKv()}

@@ -365,18 +365,24 @@ func TestExecuteCompareAndSwap(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "compare 0")
 }
 
-// TestExecutePutTTLAndLease: a put inside Execute takes ttl_ms as Put does
-// (the lock pattern "create_revision = 0, then put with a TTL"); an
-// invalid ttl_ms and a lease, which it cannot attach, are refused, never
-// ignored.
+// TestExecutePutTTLAndLease: a put inside Execute takes ttl_ms and a lease
+// as Put does (the lock patterns "create_revision = 0, then put with a
+// TTL" and etcd's "... then put with the session's lease"); a lease that
+// does not exist fails the branch that runs whole, and bad ttl_ms or lease
+// values are refused, never ignored.
 func TestExecutePutTTLAndLease(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil)
 	c := txnClient(n)
-	lock := func(p *kvdbv1.PutRequest) (*kvdbv1.ExecuteResponse, error) {
-		return c.Execute(context.Background(), &kvdbv1.ExecuteRequest{
+	ctx := context.Background()
+	put := func(p *kvdbv1.PutRequest) *kvdbv1.ExecuteOp { return &kvdbv1.ExecuteOp{Op: &kvdbv1.ExecuteOp_Put{Put: p}} }
+	lock := func(p *kvdbv1.PutRequest, more ...*kvdbv1.ExecuteOp) (*kvdbv1.ExecuteResponse, error) {
+		return c.Execute(ctx, &kvdbv1.ExecuteRequest{
 			Compares: []*kvdbv1.Compare{{Key: p.GetKey(), Operator: kvdbv1.CompareOperator_COMPARE_OPERATOR_EQUAL,
 				Operand: &kvdbv1.Compare_CreateRevision{CreateRevision: 0}}},
-			Success: []*kvdbv1.ExecuteOp{{Op: &kvdbv1.ExecuteOp_Put{Put: p}}},
+			Success: append([]*kvdbv1.ExecuteOp{put(p)}, more...),
+			// Never runs while the key is free: its missing lease must not
+			// matter.
+			Failure: []*kvdbv1.ExecuteOp{put(&kvdbv1.PutRequest{Key: []byte("other"), Lease: 999})},
 		})
 	}
 	before := time.Now().UnixMilli()
@@ -388,19 +394,44 @@ func TestExecutePutTTLAndLease(t *testing.T) {
 	if !ok || kv.Deadline < before+60_000 || kv.Deadline > time.Now().UnixMilli()+60_001 { // rounded up to the millisecond
 		t.Fatalf("lock's deadline = %d, want now + 60 s", kv.Deadline)
 	}
+
+	leases := kvdbv1.NewLeaseServiceClient(n.conn)
+	g, err := leases.LeaseGrant(ctx, &kvdbv1.LeaseGrantRequest{Ttl: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = lock(&kvdbv1.PutRequest{Key: []byte("session"), Value: []byte("me"), Lease: g.GetId()})
+	if err != nil || !r.GetSucceeded() {
+		t.Fatalf("lock with a lease = %v, %v", r, err)
+	}
+	if kv, ok := n.srv.Store().Get([]byte("session")); !ok || kv.Lease != g.GetId() {
+		t.Fatalf("session = %+v, %v; want it attached to lease %d", kv, ok, g.GetId())
+	}
+	if _, err := leases.LeaseRevoke(ctx, &kvdbv1.LeaseRevokeRequest{Id: g.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n.srv.Store().Get([]byte("session")); ok {
+		t.Fatal("revoking the lease left the key a transaction attached to it")
+	}
+
+	rev := n.srv.Store().Revision()
+	_, err = lock(&kvdbv1.PutRequest{Key: []byte("l2"), Value: []byte("v")},
+		put(&kvdbv1.PutRequest{Key: []byte("l3"), Lease: g.GetId()}))
+	wantCode(t, err, codes.NotFound, "op 1: requested lease not found")
 	for _, tc := range []struct {
 		p    *kvdbv1.PutRequest
 		want string
 	}{
 		{&kvdbv1.PutRequest{Key: []byte("l2"), TtlMs: -1}, "success op 0: ttl_ms -1"},
 		{&kvdbv1.PutRequest{Key: []byte("l2"), TtlMs: math.MaxInt64}, "max-ttl"},
-		{&kvdbv1.PutRequest{Key: []byte("l2"), Lease: 4242}, "does not take a lease"},
+		{&kvdbv1.PutRequest{Key: []byte("l2"), Lease: -3}, "success op 0: lease id must not be negative"},
+		{&kvdbv1.PutRequest{Key: []byte("l2"), Lease: g.GetId(), TtlMs: 1000}, "a ttl or a lease, not both"},
 	} {
 		_, err := lock(tc.p)
 		wantCode(t, err, codes.InvalidArgument, tc.want)
 	}
-	if _, ok := n.srv.Store().Get([]byte("l2")); ok {
-		t.Fatal("a refused Execute wrote l2")
+	if _, ok := n.srv.Store().Get([]byte("l2")); ok || n.srv.Store().Revision() != rev {
+		t.Fatalf("a refused Execute wrote l2 (revision %d, was %d)", n.srv.Store().Revision(), rev)
 	}
 }
 

@@ -1605,7 +1605,11 @@ type TxnOp struct {
 	CountOnly bool `protobuf:"varint,8,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
 	// deadline_ms, for a put, is when the key expires (unix milliseconds,
 	// fixed by the node that prepared the transaction); 0: never.
-	DeadlineMs    int64 `protobuf:"varint,9,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	DeadlineMs int64 `protobuf:"varint,9,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	// lease, for a put, attaches the key to that lease (0: none). A lease
+	// that does not exist when the entry applies fails the transaction
+	// whole: nothing of the branch is applied.
+	Lease         int64 `protobuf:"varint,10,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1699,6 +1703,13 @@ func (x *TxnOp) GetCountOnly() bool {
 func (x *TxnOp) GetDeadlineMs() int64 {
 	if x != nil {
 		return x.DeadlineMs
+	}
+	return 0
+}
+
+func (x *TxnOp) GetLease() int64 {
+	if x != nil {
+		return x.Lease
 	}
 	return 0
 }
@@ -1797,7 +1808,7 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\x0e2\x1e.kvdb.raft.v1.TxnCompareTargetR\x06target\x12<\n" +
 	"\boperator\x18\x03 \x01(\x0e2 .kvdb.raft.v1.TxnCompareOperatorR\boperator\x12\x14\n" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12\x16\n" +
-	"\x06number\x18\x05 \x01(\x03R\x06number\"\x85\x02\n" +
+	"\x06number\x18\x05 \x01(\x03R\x06number\"\x9b\x02\n" +
 	"\x05TxnOp\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.kvdb.raft.v1.TxnOpTypeR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1b\n" +
@@ -1809,7 +1820,9 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"count_only\x18\b \x01(\bR\tcountOnly\x12\x1f\n" +
 	"\vdeadline_ms\x18\t \x01(\x03R\n" +
-	"deadlineMs*\xc9\x01\n" +
+	"deadlineMs\x12\x14\n" +
+	"\x05lease\x18\n" +
+	" \x01(\x03R\x05lease*\xc9\x01\n" +
 	"\x05RmwOp\x12\x16\n" +
 	"\x12RMW_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eRMW_OP_INCR_BY\x10\x01\x12\x18\n" +
