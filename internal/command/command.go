@@ -59,6 +59,7 @@ const (
 	deleteRangeEndField = 2
 	deletePrevKVField   = 3
 	batchOpsField       = 1
+	batchNowField       = 2
 	batchOpDeleteField  = 1
 	batchOpKeyField     = 2
 	batchOpValueField   = 3
@@ -104,13 +105,14 @@ func EncodePut(key, value []byte, prevKV bool) []byte {
 }
 
 // EncodePutMeta encodes a put whose key expires at deadline (unix ms) or
-// is attached to lease; zero for both is EncodePut.
-func EncodePutMeta(key, value []byte, prevKV bool, deadline, lease int64) []byte {
-	if deadline == 0 && lease == 0 {
+// is attached to lease, prepared at now (unix ms, 0: not given; see
+// PutCommand.now_ms); zero for all three is EncodePut.
+func EncodePutMeta(key, value []byte, prevKV bool, deadline, lease, now int64) []byte {
+	if deadline == 0 && lease == 0 && now == 0 {
 		return EncodePut(key, value, prevKV)
 	}
 	b, err := marshal(&raftv1.Command{Op: &raftv1.Command_Put{Put: &raftv1.PutCommand{
-		Key: key, Value: value, PrevKv: prevKV, DeadlineMs: deadline, Lease: lease}}})
+		Key: key, Value: value, PrevKv: prevKV, DeadlineMs: deadline, Lease: lease, NowMs: now}}})
 	if err != nil {
 		panic(err) // a generated message always encodes
 	}
@@ -160,12 +162,13 @@ func EncodeLeaseRevoke(id int64, expired bool) ([]byte, error) {
 }
 
 // EncodeDelete encodes the delete of key, or of [key, end) when end is set.
-func EncodeDelete(key, end []byte, prevKV bool) ([]byte, error) {
-	return marshal(&raftv1.Command{Op: &raftv1.Command_Delete{Delete: &raftv1.DeleteCommand{Key: key, RangeEnd: end, PrevKv: prevKV}}})
+func EncodeDelete(key, end []byte, prevKV bool, now int64) ([]byte, error) {
+	return marshal(&raftv1.Command{Op: &raftv1.Command_Delete{Delete: &raftv1.DeleteCommand{Key: key, RangeEnd: end, PrevKv: prevKV, NowMs: now}}})
 }
 
-// EncodeBatch encodes a batch applied atomically at one revision.
-func EncodeBatch(ops []BatchOp) ([]byte, error) {
+// EncodeBatch encodes a batch applied atomically at one revision, prepared
+// at now (unix ms, 0: not given; see BatchCommand.now_ms).
+func EncodeBatch(ops []BatchOp, now int64) ([]byte, error) {
 	// Hand-encoded like EncodePut, byte for byte what proto.Marshal of the
 	// generated BatchCommand gives (proto3: false and empty fields are
 	// left out), without a message per op and the copy through it.
@@ -188,6 +191,9 @@ func EncodeBatch(ops []BatchOp) ([]byte, error) {
 	inner := 0
 	for i := range ops {
 		inner += protowire.SizeTag(batchOpsField) + protowire.SizeBytes(item(&ops[i]))
+	}
+	if now != 0 {
+		inner += protowire.SizeTag(batchNowField) + protowire.SizeVarint(uint64(now))
 	}
 	buf := make([]byte, 0, protowire.SizeTag(commandBatchField)+protowire.SizeBytes(inner))
 	buf = protowire.AppendTag(buf, commandBatchField, protowire.BytesType)
@@ -212,6 +218,10 @@ func EncodeBatch(ops []BatchOp) ([]byte, error) {
 			buf = protowire.AppendTag(buf, batchOpPrevKVField, protowire.VarintType)
 			buf = protowire.AppendVarint(buf, 1)
 		}
+	}
+	if now != 0 {
+		buf = protowire.AppendTag(buf, batchNowField, protowire.VarintType)
+		buf = protowire.AppendVarint(buf, uint64(now))
 	}
 	return buf, nil
 }

@@ -21,7 +21,7 @@ func TestHandEncodedCommandsMatchProtoMarshal(t *testing.T) {
 			t.Fatalf("EncodePut = %x, want %x", got, want)
 		}
 	}
-	for _, ops := range [][]BatchOp{
+	for i, ops := range [][]BatchOp{
 		nil,
 		{{Key: []byte("p"), Value: []byte("1")}},
 		{{Delete: true, Key: []byte("q"), Value: []byte("a delete's value is not encoded")}, {Key: []byte("empty value")}, {}},
@@ -36,9 +36,11 @@ func TestHandEncodedCommandsMatchProtoMarshal(t *testing.T) {
 			}
 			cmd.Ops = append(cmd.Ops, op)
 		}
+		now := int64(i) * 1_700_000_000_123 // 0 first: the field left out
+		cmd.NowMs = now
 		want, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&raftv1.Command{Op: &raftv1.Command_Batch{Batch: cmd}})
-		if got, err := EncodeBatch(ops); err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("EncodeBatch(%d ops) = %x, %v, want %x", len(ops), got, err, want)
+		if got, err := EncodeBatch(ops, now); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("EncodeBatch(%d ops, %d) = %x, %v, want %x", len(ops), now, got, err, want)
 		}
 	}
 	a, _ := proto.Marshal(&raftv1.Command{Op: &raftv1.Command_Put{Put: &raftv1.PutCommand{Key: []byte("a")}}})
@@ -65,20 +67,22 @@ func ident(b []byte) []byte { return b }
 
 // TestRoundTrip encodes every kind of command and decodes it back.
 func TestRoundTrip(t *testing.T) {
-	del, err := EncodeDelete([]byte("a"), []byte("c"), true)
+	del, err := EncodeDelete([]byte("a"), []byte("c"), true, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, _ := EncodeBatch([]BatchOp{{Key: []byte("p"), Value: []byte("1")}, {Delete: true, Key: []byte("q"), Value: []byte("ignored")}, {Delete: true, Key: []byte("r"), PrevKV: true}})
+	batch, _ := EncodeBatch([]BatchOp{{Key: []byte("p"), Value: []byte("1")}, {Delete: true, Key: []byte("q"), Value: []byte("ignored")}, {Delete: true, Key: []byte("r"), PrevKV: true}}, 0)
 	txn := &engine.Txn{
 		Reads:    []engine.ReadCheck{{Key: []byte("r"), ModRevision: 3}},
 		Ranges:   []engine.RangeCheck{{Key: []byte("a"), End: []byte("b"), Count: 2, MaxModRevision: 5}},
 		Compares: []engine.Compare{{Key: []byte("c"), Target: engine.CompareMod, Op: engine.CompareLess, Number: 9}},
-		Success:  []engine.Op{{Type: engine.OpPut, Key: []byte("k"), Value: []byte("v"), PrevKV: true}, {Type: engine.OpRange, Key: []byte("a"), End: []byte{0}, Range: engine.RangeOptions{Limit: 4, KeysOnly: true}}},
+		Success:  []engine.Op{{Type: engine.OpPut, Key: []byte("k"), Value: []byte("v"), PrevKV: true, Lease: 77}, {Type: engine.OpRange, Key: []byte("a"), End: []byte{0}, Range: engine.RangeOptions{Limit: 4, KeysOnly: true}}},
 		Failure:  []engine.Op{{Type: engine.OpDeleteRange, Key: []byte("x"), End: []byte("y")}, {Type: engine.OpDelete, Key: []byte("z")}},
 		Now:      1700000000000,
 	}
 	txnData, _ := EncodeTxn(txn)
+	delNow, _ := EncodeDelete([]byte("a"), nil, false, 1234)
+	batchNow, _ := EncodeBatch([]BatchOp{{Key: []byte("p"), Value: []byte("1")}, {Delete: true, Key: []byte("q")}}, 1234)
 	evict, _ := EncodeEvict([]engine.EvictKey{{Key: []byte("e"), ModRevision: 7}})
 	var d Decoder
 	tests := []struct {
@@ -89,6 +93,9 @@ func TestRoundTrip(t *testing.T) {
 		{"put", EncodePut([]byte("k"), []byte("v"), true), fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpPut, Key: []byte("k"), Value: []byte("v"), PrevKV: true}}})},
 		{"delete range", del, fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpDeleteRange, Key: []byte("a"), End: []byte("c"), PrevKV: true}}})},
 		{"batch", batch, fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpPut, Key: []byte("p"), Value: []byte("1")}, {Type: engine.OpDelete, Key: []byte("q")}, {Type: engine.OpDelete, Key: []byte("r"), PrevKV: true}}})},
+		{"put with the clock", EncodePutMeta([]byte("k"), []byte("v"), false, 0, 0, 1234), fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpPut, Key: []byte("k"), Value: []byte("v"), Now: 1234}}})},
+		{"delete with the clock", delNow, fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpDelete, Key: []byte("a"), Now: 1234}}})},
+		{"batch with the clock", batchNow, fmt.Sprint(Decoded{Kind: KindOps, Ops: []engine.Op{{Type: engine.OpPut, Key: []byte("p"), Value: []byte("1"), Now: 1234}, {Type: engine.OpDelete, Key: []byte("q"), Now: 1234}}})},
 		{"txn", txnData, fmt.Sprint(Decoded{Kind: KindTxn, Txn: txn})},
 		{"evict", evict, fmt.Sprint(Decoded{Kind: KindEvict, Evict: []engine.EvictKey{{Key: []byte("e"), ModRevision: 7}}})},
 	}
@@ -113,7 +120,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestDecodeRefusesInvalid(t *testing.T) {
 	emptyKey := EncodePut(nil, []byte("v"), false)
-	badRange, _ := EncodeDelete([]byte("b"), []byte("a"), false)
+	badRange, _ := EncodeDelete([]byte("b"), []byte("a"), false, 0)
 	var d Decoder
 	for name, data := range map[string][]byte{
 		"garbage":      {0xff, 0xff},
@@ -166,10 +173,10 @@ func TestFastPathMatchesProtoPath(t *testing.T) {
 				if j%2 == 1 {
 					end = append(append([]byte(nil), k...), 'z')
 				}
-				cmds = append(cmds, mustEnc(EncodeDelete(k, end, j%3 == 0)))
+				cmds = append(cmds, mustEnc(EncodeDelete(k, end, j%3 == 0, 0)))
 			case 3:
 				ops := []BatchOp{{Key: k, Value: v}, {Key: []byte("b"), Delete: true}, {Key: []byte("c"), Value: []byte("3")}}
-				cmds = append(cmds, mustEnc(EncodeBatch(ops[:1+index%3])))
+				cmds = append(cmds, mustEnc(EncodeBatch(ops[:1+index%3], 0)))
 			}
 		}
 		if index%3 != 0 {
@@ -229,9 +236,9 @@ func TestFastPathRefusesWhatItDoesNotKnow(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(EncodePut([]byte("k"), []byte("v"), true))
 	f.Add(EncodeMulti([][]byte{EncodePut([]byte("a"), nil, false)}, ident))
-	del, _ := EncodeDelete([]byte("a"), []byte("b"), false)
+	del, _ := EncodeDelete([]byte("a"), []byte("b"), false, 0)
 	f.Add(del)
-	batch, _ := EncodeBatch([]BatchOp{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Delete: true}})
+	batch, _ := EncodeBatch([]BatchOp{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Delete: true}}, 0)
 	f.Add(batch)
 	f.Add(EncodeMulti([][]byte{batch, del, EncodePut([]byte("c"), []byte("3"), true)}, ident))
 	f.Add(StampAuthRevision(EncodePut([]byte("k"), []byte("v"), false), 7))
@@ -314,7 +321,7 @@ func TestEncodeExpireMatchesProto(t *testing.T) {
 // command of a multi; an unstamped command reads 0.
 func TestAuthRevisionRoundTrip(t *testing.T) {
 	put := EncodePut([]byte("a"), []byte("1"), false)
-	del, err := EncodeDelete([]byte("b"), nil, false)
+	del, err := EncodeDelete([]byte("b"), nil, false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

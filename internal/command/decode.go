@@ -189,23 +189,25 @@ func decodeOps(cmd *raftv1.Command, ops []engine.Op) ([]engine.Op, error) {
 	switch c := cmd.GetOp().(type) {
 	case *raftv1.Command_Put:
 		ops = append(ops, engine.Op{Type: engine.OpPut, Key: c.Put.GetKey(), Value: c.Put.GetValue(), PrevKV: c.Put.GetPrevKv(),
-			Deadline: c.Put.GetDeadlineMs(), Lease: c.Put.GetLease()})
+			Deadline: c.Put.GetDeadlineMs(), Lease: c.Put.GetLease(), Now: max(c.Put.GetNowMs(), 0)})
 		if c.Put.GetDeadlineMs() < 0 {
 			return nil, invalidf("negative deadline")
 		}
 	case *raftv1.Command_Delete:
 		d := c.Delete
+		now := max(d.GetNowMs(), 0)
 		if len(d.GetRangeEnd()) > 0 {
-			ops = append(ops, engine.Op{Type: engine.OpDeleteRange, Key: d.GetKey(), End: d.GetRangeEnd(), PrevKV: d.GetPrevKv()})
+			ops = append(ops, engine.Op{Type: engine.OpDeleteRange, Key: d.GetKey(), End: d.GetRangeEnd(), PrevKV: d.GetPrevKv(), Now: now})
 		} else {
-			ops = append(ops, engine.Op{Type: engine.OpDelete, Key: d.GetKey(), PrevKV: d.GetPrevKv()})
+			ops = append(ops, engine.Op{Type: engine.OpDelete, Key: d.GetKey(), PrevKV: d.GetPrevKv(), Now: now})
 		}
 	case *raftv1.Command_Batch:
+		now := max(c.Batch.GetNowMs(), 0)
 		for _, o := range c.Batch.GetOps() {
 			if o.GetDelete() {
-				ops = append(ops, engine.Op{Type: engine.OpDelete, Key: o.GetKey(), PrevKV: o.GetPrevKv()})
+				ops = append(ops, engine.Op{Type: engine.OpDelete, Key: o.GetKey(), PrevKV: o.GetPrevKv(), Now: now})
 			} else {
-				ops = append(ops, engine.Op{Type: engine.OpPut, Key: o.GetKey(), Value: o.GetValue()})
+				ops = append(ops, engine.Op{Type: engine.OpPut, Key: o.GetKey(), Value: o.GetValue(), Now: now})
 			}
 		}
 	default:

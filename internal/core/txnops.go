@@ -70,10 +70,17 @@ func (c *Core) TxnGet(ctx context.Context, id string, key []byte) (KeyValue, int
 		return KeyValue{Key: bytes.Clone(key), Value: w.value}, c.store.Revision(), nil
 	}
 	kv, found := c.store.Get(key)
-	if err := sess.recordRead(&c.limits, key, kv.ModRevision); err != nil {
+	now := time.Now()
+	// A key past its deadline is read as absent (mod revision 0), as the
+	// commit, which logs its clock, will see it.
+	mod := kv.ModRevision
+	if kv.Expired(now.UnixMilli()) {
+		mod = 0
+	}
+	if err := sess.recordRead(&c.limits, key, mod); err != nil {
 		return KeyValue{}, 0, err
 	}
-	if !found || c.hidden(kv, time.Now()) {
+	if !found || c.hidden(kv, now) {
 		return KeyValue{}, 0, ErrKeyNotFound
 	}
 	return kv, c.store.Revision(), nil
@@ -106,13 +113,15 @@ func (c *Core) TxnRange(ctx context.Context, id string, r RangeRequest) (RangeRe
 	if err := sess.charge(&c.limits, 1, len(key)+len(checkEnd)); err != nil {
 		return RangeResult{}, err
 	}
-	// The check outlives the request: it keeps bytes of its own.
-	sess.ranges = append(sess.ranges, engine.RangeCheckOf(bytes.Clone(key), bytes.Clone(checkEnd), res.KVs))
+	// The check outlives the request: it keeps bytes of its own. It
+	// records the keys read but those past their deadline, which the
+	// commit, logging its clock, sees as absent too.
+	now := time.Now()
+	sess.ranges = append(sess.ranges, engine.RangeCheckOf(bytes.Clone(key), bytes.Clone(checkEnd), unexpired(res.KVs, now.UnixMilli())))
 	kvs := sess.mergeWrites(res.KVs, own)
 	out := RangeResult{Revision: res.Revision, More: res.More}
-	// The range check recorded every key read; the answer hides the keys
-	// past their deadline.
-	kvs, _ = c.visible(kvs, 0, time.Now())
+	// The answer also hides the keys of a lease past its deadline.
+	kvs, _ = c.visible(kvs, 0, now)
 	if len(kvs) > limit {
 		kvs, out.More = kvs[:limit], true
 	}
@@ -228,10 +237,13 @@ func (c *Core) Rollback(ctx context.Context, id string) error {
 // txn builds the commit entry: every recorded read and range, and the
 // buffered writes in key order. Callers hold s.mu.
 func (s *txnSession) txn() *engine.Txn {
+	// The reads hid keys past their deadline; the checks and the writes
+	// see them so too, by this node's clock, logged with the commit.
 	t := &engine.Txn{
 		Reads:   make([]engine.ReadCheck, 0, len(s.reads)),
 		Ranges:  slices.Clone(s.ranges),
 		Success: make([]engine.Op, 0, len(s.writes)),
+		Now:     nowMillis(),
 	}
 	for k, mod := range s.reads {
 		t.Reads = append(t.Reads, engine.ReadCheck{Key: []byte(k), ModRevision: mod})

@@ -61,11 +61,28 @@ func (c *Core) PreparePut(ctx context.Context, key, value []byte, prevKV bool) (
 	if err := c.authorize(ctx, auth.Write, key, nil); err != nil {
 		return Write{}, err
 	}
-	return Write{op: OpPut, data: command.EncodePut(key, value, prevKV), grow: entryGrowth(key, value), authRev: rev}, nil
+	data := command.EncodePut(key, value, prevKV)
+	if now := c.writeClock(); now != 0 {
+		data = command.EncodePutMeta(key, value, prevKV, 0, 0, now)
+	}
+	return Write{op: OpPut, data: data, grow: entryGrowth(key, value), authRev: rev}, nil
+}
+
+// writeClock is the clock a put, delete or batch carries in its log entry
+// (unix ms) when some key is past its deadline but not yet deleted, so
+// that on every replica the write sees such a key as absent, as reads do:
+// a put starts it anew, a delete does not count it. 0 otherwise: the entry
+// stays as small as it was, and every stored key counts.
+func (c *Core) writeClock() int64 {
+	if now := nowMillis(); c.store.AnyDue(now) {
+		return now
+	}
+	return 0
 }
 
 // PutOptions make a put's key expire: TTL after the put, or with Lease
-// (which must exist) when the lease is revoked or expires. Not both.
+// (which must exist when the put applies) when the lease is revoked or
+// expires. Not both.
 type PutOptions struct {
 	TTL time.Duration
 	// At is an absolute deadline in unix milliseconds, instead of TTL.
@@ -94,12 +111,10 @@ func (c *Core) PreparePutOptions(ctx context.Context, key, value []byte, prevKV 
 	if o.Lease < 0 {
 		return Write{}, invalidf("lease id must not be negative")
 	}
-	if o.Lease != 0 {
-		if _, _, ok := c.store.Lease(o.Lease, false); !ok {
-			return Write{}, ErrLeaseNotFound
-		}
-	}
-	w.data = command.EncodePutMeta(key, value, prevKV, deadline, o.Lease)
+	// Whether the lease exists is decided when the entry applies, on every
+	// replica alike (ErrLeaseNotFound then): this node's store may not
+	// have applied a grant the leader already acknowledged.
+	w.data = command.EncodePutMeta(key, value, prevKV, deadline, o.Lease, c.writeClock())
 	w.grow = engine.EntryGrowthMeta(len(key), len(value))
 	return w, nil
 }
@@ -158,7 +173,7 @@ func (c *Core) PrepareDelete(ctx context.Context, key, end []byte, prefix, prevK
 	if err := c.authorize(ctx, auth.Write, key, end); err != nil {
 		return Write{}, err
 	}
-	data, err := command.EncodeDelete(key, end, prevKV)
+	data, err := command.EncodeDelete(key, end, prevKV, c.writeClock())
 	if err != nil {
 		return Write{}, err
 	}
@@ -194,7 +209,7 @@ func (c *Core) PrepareBatch(ctx context.Context, ops []BatchOp) (Write, error) {
 			w.puts++
 		}
 	}
-	data, err := command.EncodeBatch(ops)
+	data, err := command.EncodeBatch(ops, c.writeClock())
 	if err != nil {
 		return Write{}, err
 	}

@@ -47,6 +47,12 @@ type Op struct {
 	// a lease, which must exist. Zero means none: a put without them
 	// clears the key's previous deadline and lease.
 	Deadline, Lease int64
+	// Now is the preparing node's clock (unix ms) for a put or delete: a
+	// key whose deadline is at or before it is absent, as reads see it. A
+	// put starts such a key anew (create revision, version 1, no Prev); a
+	// delete removes it without counting or returning it. 0: every stored
+	// key counts.
+	Now int64
 	// Range tunes an OpRange.
 	Range RangeOptions
 }
@@ -191,14 +197,20 @@ func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
 	exists := slot >= 0
 	var old *entry
 	create, version := rev, int64(1)
+	// prev is the key-value the put replaces as readers saw it: none for
+	// a key past its deadline.
+	var prev *entry
 	if exists {
 		old = *s.m.slot(slot)
-		create = old.create()
-		version = old.version() + 1
 		s.mem -= old.size()
 		s.unindexMeta(old)
-		if op.PrevKV {
-			r.Prev = []KeyValue{old.kv(false)}
+		if op.Now == 0 || !old.expiredAt(op.Now) {
+			prev = old
+			create = old.create()
+			version = old.version() + 1
+			if op.PrevKV {
+				r.Prev = []KeyValue{old.kv(false)}
+			}
 		}
 	}
 	e := newEntryMeta(op.Key, op.Value, create, rev, version, op.Deadline, op.Lease)
@@ -207,11 +219,7 @@ func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
 	s.tree.Set(e)
 	s.mem += e.size()
 	s.indexMeta(e)
-	if exists {
-		s.record(EventPut, rev, e, old)
-	} else {
-		s.record(EventPut, rev, e, nil)
-	}
+	s.record(EventPut, rev, e, prev)
 	return true
 }
 
@@ -221,6 +229,9 @@ func (s *Store) deleteKey(op *Op, r *OpResult) bool {
 		return false
 	}
 	s.remove(old)
+	if op.Now != 0 && old.expiredAt(op.Now) {
+		return true // gone already to readers: its delete is the expiry's
+	}
 	r.Deleted = 1
 	if op.PrevKV {
 		r.Prev = []KeyValue{old.kv(false)}
@@ -240,11 +251,14 @@ func (s *Store) deleteRange(op *Op, r *OpResult) bool {
 	}
 	for _, e := range victims {
 		s.remove(e)
+		if op.Now != 0 && e.expiredAt(op.Now) {
+			continue // gone already to readers
+		}
+		r.Deleted++
 		if op.PrevKV {
 			r.Prev = append(r.Prev, e.kv(false))
 		}
 	}
-	r.Deleted = int64(len(victims))
 	return true
 }
 

@@ -58,6 +58,9 @@ func (s *Store) indexMeta(e *entry) {
 	d, l := e.meta()
 	if d != 0 {
 		s.dl.Set(dlItem{d, e})
+		if cur := s.earliest.Load(); cur == 0 || d < cur {
+			s.earliest.Store(d)
+		}
 	}
 	if l != 0 {
 		if ls, ok := s.leases[l]; ok {
@@ -75,6 +78,10 @@ func (s *Store) unindexMeta(e *entry) {
 	d, l := e.meta()
 	if d != 0 {
 		s.dl.Delete(dlItem{d, e})
+		if d == s.earliest.Load() {
+			it, _ := s.dl.Min()
+			s.earliest.Store(it.deadline)
+		}
 	}
 	if l != 0 {
 		if ls, ok := s.leases[l]; ok {
@@ -124,6 +131,14 @@ func (s *Store) NextDeadline() (int64, bool) {
 	defer s.mu.RUnlock()
 	it, ok := s.dl.Min()
 	return it.deadline, ok
+}
+
+// AnyDue reports whether some key's deadline is at or before now (unix
+// ms): a key readers no longer see whose delete has not been applied yet.
+// It takes no lock.
+func (s *Store) AnyDue(now int64) bool {
+	d := s.earliest.Load()
+	return d != 0 && d <= now
 }
 
 // KeysWithDeadline returns how many keys have a deadline.

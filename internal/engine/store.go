@@ -49,6 +49,9 @@ type Store struct {
 	// is the lease table. Both are guarded by mu.
 	dl     *btree.BTreeG[dlItem]
 	leases map[int64]*lease
+	// earliest is dl's smallest deadline (0: dl is empty), written under
+	// mu and read lock-free by AnyDue.
+	earliest atomic.Int64
 
 	// rev and applied are written only under mu but read lock-free, so the
 	// cheap accessors never contend with readers holding mu.

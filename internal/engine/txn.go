@@ -69,9 +69,9 @@ type Txn struct {
 	Compares []Compare
 	Success  []Op
 	Failure  []Op
-	// Now is the preparing node's clock (unix ms): the compares treat a
-	// key whose deadline is at or before it as absent, as reads do. 0:
-	// every stored key counts.
+	// Now is the preparing node's clock (unix ms): the checks, the
+	// compares and the writes treat a key whose deadline is at or before
+	// it as absent, as reads do. 0: every stored key counts.
 	Now int64
 }
 
@@ -179,8 +179,12 @@ func (s *Store) ApplyTxn(index uint64, t *Txn) (TxnResult, bool, error) {
 		ops = t.Failure
 	}
 	// A put naming a lease that does not exist fails the branch whole, as
-	// in etcd: checked before any op runs, so nothing is half applied.
+	// in etcd: checked before any op runs, so nothing is half applied. The
+	// writes see keys past their deadline as the compares did.
 	for i := range ops {
+		if ops[i].Now == 0 {
+			ops[i].Now = t.Now
+		}
 		if l := ops[i].Lease; ops[i].Type == OpPut && l != 0 {
 			if _, ok := s.leases[l]; !ok {
 				return TxnResult{Result: Result{Revision: s.rev.Load()}}, true, fmt.Errorf("op %d: %w", i, ErrLeaseNotFound)
@@ -194,10 +198,11 @@ func (s *Store) ApplyTxn(index uint64, t *Txn) (TxnResult, bool, error) {
 }
 
 // checkLocked returns the first read or range check that no longer holds.
+// A key past its deadline at t.Now is absent, as the reads saw it.
 func (s *Store) checkLocked(t *Txn) *Conflict {
 	for _, r := range t.Reads {
 		var mod int64
-		if e, ok := s.m.getBytes(r.Key); ok {
+		if e, ok := s.m.getBytes(r.Key); ok && (t.Now == 0 || !e.expiredAt(t.Now)) {
 			mod = e.mod()
 		}
 		if mod != r.ModRevision {
@@ -208,6 +213,9 @@ func (s *Store) checkLocked(t *Txn) *Conflict {
 		var n int64
 		var newer []byte
 		s.ascendRange(r.Key, r.End, func(e *entry) bool {
+			if t.Now != 0 && e.expiredAt(t.Now) {
+				return true
+			}
 			n++
 			if e.mod() > r.MaxModRevision {
 				newer = e.keyBytes()

@@ -124,3 +124,103 @@ func TestApplyTxnLease(t *testing.T) {
 		t.Fatal("revoking lease 7 left lock")
 	}
 }
+
+// TestWritesSeeExpiredKeysAbsent: with the preparing node's clock, a key
+// past its deadline whose delete has not been applied is absent to writes
+// as it is to reads: a put starts it anew (create revision, version 1, no
+// previous key-value for the caller or for watchers), a delete removes it
+// without counting or returning it, a transaction's read check sees it
+// absent. Without the clock (entries written before it existed) it counts,
+// as it did.
+func TestWritesSeeExpiredKeysAbsent(t *testing.T) {
+	const deadline, now = 1000, 2000
+	setup := func() *Store {
+		s := New()
+		s.Apply(1, []Op{putTTL("a", "old", deadline), putTTL("b", "old", deadline), putTTL("c", "live", 9000)})
+		return s
+	}
+	tests := []struct {
+		name        string
+		op          Op
+		wantCreate  int64 // of key a after the op (0: absent)
+		wantVersion int64
+		wantPrev    int // previous key-values returned
+		wantDeleted int64
+	}{
+		{"put with the clock", Op{Type: OpPut, Key: []byte("a"), Value: []byte("new"), PrevKV: true, Now: now}, 2, 1, 0, 0},
+		{"put without the clock", Op{Type: OpPut, Key: []byte("a"), Value: []byte("new"), PrevKV: true}, 1, 2, 1, 0},
+		{"put before the deadline", Op{Type: OpPut, Key: []byte("a"), Value: []byte("new"), PrevKV: true, Now: deadline - 1}, 1, 2, 1, 0},
+		{"delete with the clock", Op{Type: OpDelete, Key: []byte("a"), PrevKV: true, Now: now}, 0, 0, 0, 0},
+		{"delete without the clock", Op{Type: OpDelete, Key: []byte("a"), PrevKV: true}, 0, 0, 1, 1},
+		{"range delete with the clock", Op{Type: OpDeleteRange, Key: []byte("a"), End: []byte("z"), PrevKV: true, Now: now}, 0, 0, 1, 1},
+		{"range delete without the clock", Op{Type: OpDeleteRange, Key: []byte("a"), End: []byte("z"), PrevKV: true}, 0, 0, 3, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := setup()
+			var obs recordingObserver
+			s.SetObserver(&obs)
+			res, _ := s.Apply(2, []Op{tc.op})
+			r := res.Ops[0]
+			if len(r.Prev) != tc.wantPrev || r.Deleted != tc.wantDeleted {
+				t.Fatalf("prev %d deleted %d, want %d and %d", len(r.Prev), r.Deleted, tc.wantPrev, tc.wantDeleted)
+			}
+			kv, ok := s.Get([]byte("a"))
+			if tc.wantCreate == 0 {
+				if ok {
+					t.Fatalf("a = %+v, want it deleted", kv)
+				}
+				return
+			}
+			if !ok || kv.CreateRevision != tc.wantCreate || kv.Version != tc.wantVersion || kv.Deadline != 0 {
+				t.Fatalf("a = %+v, want create %d version %d and no deadline", kv, tc.wantCreate, tc.wantVersion)
+			}
+			if hasPrev := strings.Contains(obs.lines[0], "prev="); hasPrev != (tc.wantPrev > 0) {
+				t.Fatalf("watch event %q: previous key-value %v, want %v", obs.lines[0], hasPrev, tc.wantPrev > 0)
+			}
+		})
+	}
+
+	s := setup()
+	// An interactive transaction read a as absent (hidden) and writes it.
+	res, _, err := s.ApplyTxn(2, &Txn{Reads: []ReadCheck{{Key: []byte("a")}},
+		Ranges: []RangeCheck{{Key: []byte("a"), End: []byte("c"), Count: 0}}, Success: []Op{put("a", "mine")}, Now: now})
+	if err != nil || res.Conflict != nil {
+		t.Fatalf("commit after reading an expired key as absent: %+v, %v", res.Conflict, err)
+	}
+	if kv, _ := s.Get([]byte("a")); kv.Version != 1 || kv.CreateRevision != 2 {
+		t.Fatalf("a = %+v, want a new key", kv)
+	}
+	if res, _, _ := s.ApplyTxn(3, &Txn{Reads: []ReadCheck{{Key: []byte("b")}}, Success: []Op{put("b", "x")}}); res.Conflict == nil {
+		t.Fatal("without the clock, an expired key read as absent must conflict as before")
+	}
+}
+
+// TestAnyDue: the lock-free earliest deadline follows every key that gains
+// or loses one.
+func TestAnyDue(t *testing.T) {
+	s := New()
+	if s.AnyDue(1 << 60) {
+		t.Fatal("an empty store has a due key")
+	}
+	s.Apply(1, []Op{putTTL("a", "v", 1000), putTTL("b", "v", 3000), putTTL("c", "v", 2000)})
+	steps := []struct {
+		op        Op
+		now       int64
+		due, late bool // AnyDue(now-1), AnyDue(now)
+	}{
+		{Op{}, 1000, false, true},
+		{put("a", "no deadline"), 2000, false, true},
+		{Op{Type: OpDelete, Key: []byte("c")}, 3000, false, true},
+		{putTTL("b", "v", 500), 500, false, true},
+		{Op{Type: OpDelete, Key: []byte("b")}, 1 << 60, false, false},
+	}
+	for i, st := range steps {
+		if st.op.Type != 0 {
+			s.Apply(uint64(i+2), []Op{st.op})
+		}
+		if got, late := s.AnyDue(st.now-1), s.AnyDue(st.now); got != st.due || late != st.late {
+			t.Fatalf("step %d: AnyDue(%d) = %v, AnyDue(%d) = %v; want %v, %v", i, st.now-1, got, st.now, late, st.due, st.late)
+		}
+	}
+}

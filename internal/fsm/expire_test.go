@@ -30,9 +30,9 @@ func TestExpiryEntriesApplyIdentically(t *testing.T) {
 	}{
 		{must(command.EncodeLeaseGrant(5, 60)), 0, -1, false},
 		{must(command.EncodeLeaseGrant(5, 60)), 0, -1, true}, // exists
-		{command.EncodePutMeta([]byte("a"), []byte("1"), false, 1000, 0), 0, -1, false},
-		{command.EncodePutMeta([]byte("b"), []byte("2"), false, 0, 5), 0, -1, false},
-		{command.EncodePutMeta([]byte("c"), []byte("3"), false, 0, 5), 0, -1, false},
+		{command.EncodePutMeta([]byte("a"), []byte("1"), false, 1000, 0, 0), 0, -1, false},
+		{command.EncodePutMeta([]byte("b"), []byte("2"), false, 0, 5, 0), 0, -1, false},
+		{command.EncodePutMeta([]byte("c"), []byte("3"), false, 0, 5, 0), 0, -1, false},
 		{command.EncodePut([]byte("d"), []byte("4"), false), 0, -1, false},
 		{rmw(command.RMW{Op: command.RMWExpire, Key: []byte("d"), Deadline: 2000}), 0, 1, false},
 		{rmw(command.RMW{Op: command.RMWExpire, Key: []byte("d"), Deadline: 3000, Condition: command.ExpireNX}), 0, 0, false},
@@ -42,7 +42,7 @@ func TestExpiryEntriesApplyIdentically(t *testing.T) {
 		{rmw(command.RMW{Op: command.RMWExpire, Key: []byte("missing"), Deadline: 10}), 0, 0, false},
 		// An INCR keeps the deadline; one past its deadline (by the
 		// preparer's clock) starts from absent.
-		{command.EncodePutMeta([]byte("n"), []byte("41"), false, 5000, 0), 0, -1, false},
+		{command.EncodePutMeta([]byte("n"), []byte("41"), false, 5000, 0, 0), 0, -1, false},
 		{rmw(command.RMW{Op: command.RMWIncrBy, Key: []byte("n"), Delta: 1, Now: 4000}), 0, 42, false},
 		{rmw(command.RMW{Op: command.RMWIncrBy, Key: []byte("n"), Delta: 1, Now: 6000}), 0, 1, false},
 		{must(command.EncodeExpire([]engine.EvictKey{{Key: []byte("d"), ModRevision: 7}})), 0, -1, false}, // stale mod revision

@@ -19,7 +19,7 @@ func TestApplyResults(t *testing.T) {
 	store := engine.New()
 	f := New(store, nil, nil)
 	put := func(k, v string) []byte { return command.EncodePut([]byte(k), []byte(v), true) }
-	del, _ := command.EncodeDelete([]byte("a"), []byte("z"), false)
+	del, _ := command.EncodeDelete([]byte("a"), []byte("z"), false, 0)
 	evicts := 0
 	f.evicted = func() { evicts++ }
 	evict, _ := command.EncodeEvict([]engine.EvictKey{{Key: []byte("c"), ModRevision: 4}})

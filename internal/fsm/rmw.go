@@ -68,7 +68,7 @@ func computeRMW(get func([]byte) (engine.KeyValue, bool), r *command.RMW) ([]eng
 	// A computed value keeps the key's deadline and lease, as Redis keeps
 	// a key's TTL through INCR or APPEND.
 	put := func(v []byte) []engine.Op {
-		return []engine.Op{{Type: engine.OpPut, Key: r.Key, Value: v, Deadline: cur.Deadline, Lease: cur.Lease}}
+		return []engine.Op{{Type: engine.OpPut, Key: r.Key, Value: v, Deadline: cur.Deadline, Lease: cur.Lease, Now: r.Now}}
 	}
 	switch r.Op {
 	case command.RMWExpire:
@@ -162,7 +162,7 @@ func computeRMW(get func([]byte) (engine.KeyValue, bool), r *command.RMW) ([]eng
 		}
 		return []engine.Op{
 			{Type: engine.OpDelete, Key: r.Key},
-			{Type: engine.OpPut, Key: r.Dest, Value: cur.Value, Deadline: cur.Deadline, Lease: cur.Lease},
+			{Type: engine.OpPut, Key: r.Dest, Value: cur.Value, Deadline: cur.Deadline, Lease: cur.Lease, Now: r.Now},
 		}, RMWResult{N: 1}, nil
 	}
 	return nil, RMWResult{}, command.Invalid(errUnknownRMW)

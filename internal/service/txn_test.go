@@ -374,7 +374,9 @@ func TestExecutePutTTLAndLease(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil)
 	c := txnClient(n)
 	ctx := context.Background()
-	put := func(p *kvdbv1.PutRequest) *kvdbv1.ExecuteOp { return &kvdbv1.ExecuteOp{Op: &kvdbv1.ExecuteOp_Put{Put: p}} }
+	put := func(p *kvdbv1.PutRequest) *kvdbv1.ExecuteOp {
+		return &kvdbv1.ExecuteOp{Op: &kvdbv1.ExecuteOp_Put{Put: p}}
+	}
 	lock := func(p *kvdbv1.PutRequest, more ...*kvdbv1.ExecuteOp) (*kvdbv1.ExecuteResponse, error) {
 		return c.Execute(ctx, &kvdbv1.ExecuteRequest{
 			Compares: []*kvdbv1.Compare{{Key: p.GetKey(), Operator: kvdbv1.CompareOperator_COMPARE_OPERATOR_EQUAL,

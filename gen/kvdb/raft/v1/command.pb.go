@@ -1021,7 +1021,12 @@ type PutCommand struct {
 	// fixed by the node that prepared the put.
 	DeadlineMs int64 `protobuf:"varint,4,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
 	// lease, when set, attaches the key to that lease.
-	Lease         int64 `protobuf:"varint,5,opt,name=lease,proto3" json:"lease,omitempty"`
+	Lease int64 `protobuf:"varint,5,opt,name=lease,proto3" json:"lease,omitempty"`
+	// now_ms is the preparing node's clock (unix milliseconds), set when the
+	// store held keys with a deadline: a key whose deadline is at or before
+	// it counts as absent, as reads see it: the put starts it anew
+	// (new create revision, version 1, no previous key-value). 0: every stored key counts.
+	NowMs         int64 `protobuf:"varint,6,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1091,6 +1096,13 @@ func (x *PutCommand) GetLease() int64 {
 	return 0
 }
 
+func (x *PutCommand) GetNowMs() int64 {
+	if x != nil {
+		return x.NowMs
+	}
+	return 0
+}
+
 // DeleteCommand removes one key or every key in [key, range_end).
 type DeleteCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1099,7 +1111,12 @@ type DeleteCommand struct {
 	// range_end, when set, is the exclusive end of the range.
 	RangeEnd []byte `protobuf:"bytes,2,opt,name=range_end,json=rangeEnd,proto3" json:"range_end,omitempty"`
 	// prev_kv asks the applier to return the deleted values.
-	PrevKv        bool `protobuf:"varint,3,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	PrevKv bool `protobuf:"varint,3,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	// now_ms is the preparing node's clock (unix milliseconds), set when the
+	// store held keys with a deadline: a key whose deadline is at or before
+	// it counts as absent, as reads see it: the delete removes it
+	// without counting or returning it. 0: every stored key counts.
+	NowMs         int64 `protobuf:"varint,4,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1155,11 +1172,23 @@ func (x *DeleteCommand) GetPrevKv() bool {
 	return false
 }
 
+func (x *DeleteCommand) GetNowMs() int64 {
+	if x != nil {
+		return x.NowMs
+	}
+	return 0
+}
+
 // BatchCommand applies writes atomically.
 type BatchCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ops are applied in order at one revision.
-	Ops           []*BatchCommandOp `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	Ops []*BatchCommandOp `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	// now_ms is the preparing node's clock (unix milliseconds), set when the
+	// store held keys with a deadline: a key whose deadline is at or before
+	// it counts as absent, as reads see it: as for PutCommand and
+	// DeleteCommand. 0: every stored key counts.
+	NowMs         int64 `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1199,6 +1228,13 @@ func (x *BatchCommand) GetOps() []*BatchCommandOp {
 		return x.Ops
 	}
 	return nil
+}
+
+func (x *BatchCommand) GetNowMs() int64 {
+	if x != nil {
+		return x.NowMs
+	}
+	return 0
 }
 
 // BatchCommandOp is one write of a batch.
@@ -1765,7 +1801,7 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12!\n" +
 	"\fmod_revision\x18\x02 \x01(\x03R\vmodRevision\"A\n" +
 	"\fMultiCommand\x121\n" +
-	"\bcommands\x18\x01 \x03(\v2\x15.kvdb.raft.v1.CommandR\bcommands\"\x84\x01\n" +
+	"\bcommands\x18\x01 \x03(\v2\x15.kvdb.raft.v1.CommandR\bcommands\"\x9b\x01\n" +
 	"\n" +
 	"PutCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -1773,13 +1809,16 @@ const file_kvdb_raft_v1_command_proto_rawDesc = "" +
 	"\aprev_kv\x18\x03 \x01(\bR\x06prevKv\x12\x1f\n" +
 	"\vdeadline_ms\x18\x04 \x01(\x03R\n" +
 	"deadlineMs\x12\x14\n" +
-	"\x05lease\x18\x05 \x01(\x03R\x05lease\"W\n" +
+	"\x05lease\x18\x05 \x01(\x03R\x05lease\x12\x15\n" +
+	"\x06now_ms\x18\x06 \x01(\x03R\x05nowMs\"n\n" +
 	"\rDeleteCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1b\n" +
 	"\trange_end\x18\x02 \x01(\fR\brangeEnd\x12\x17\n" +
-	"\aprev_kv\x18\x03 \x01(\bR\x06prevKv\">\n" +
+	"\aprev_kv\x18\x03 \x01(\bR\x06prevKv\x12\x15\n" +
+	"\x06now_ms\x18\x04 \x01(\x03R\x05nowMs\"U\n" +
 	"\fBatchCommand\x12.\n" +
-	"\x03ops\x18\x01 \x03(\v2\x1c.kvdb.raft.v1.BatchCommandOpR\x03ops\"i\n" +
+	"\x03ops\x18\x01 \x03(\v2\x1c.kvdb.raft.v1.BatchCommandOpR\x03ops\x12\x15\n" +
+	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\"i\n" +
 	"\x0eBatchCommandOp\x12\x16\n" +
 	"\x06delete\x18\x01 \x01(\bR\x06delete\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
