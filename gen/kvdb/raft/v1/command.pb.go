@@ -1024,8 +1024,9 @@ type PutCommand struct {
 	Lease int64 `protobuf:"varint,5,opt,name=lease,proto3" json:"lease,omitempty"`
 	// now_ms is the preparing node's clock (unix milliseconds), set when the
 	// store held keys with a deadline: a key whose deadline is at or before
-	// it counts as absent, as reads see it: the put starts it anew
-	// (new create revision, version 1, no previous key-value). 0: every stored key counts.
+	// it counts as absent, as reads see it: the put starts it anew (new
+	// create revision, version 1, no previous key-value). 0: every stored
+	// key counts.
 	NowMs         int64 `protobuf:"varint,6,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
