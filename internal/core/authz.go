@@ -127,6 +127,19 @@ func (c *Core) authRevision() uint64 {
 
 // authorize checks perm on key (end empty) or on every key of [key, end),
 // and, for a session, that it is still valid: one look at the auth state.
+// authorizeWrite checks the caller may write key (or [key, end)) and, when
+// the write returns the previous key-values (prevKV), read them too: a
+// write-only user must not read values through prev_kv, as in etcd.
+func (c *Core) authorizeWrite(ctx context.Context, key, end []byte, prevKV bool) error {
+	if err := c.authorize(ctx, auth.Write, key, end); err != nil {
+		return err
+	}
+	if prevKV {
+		return c.authorize(ctx, auth.Read, key, end)
+	}
+	return nil
+}
+
 func (c *Core) authorize(ctx context.Context, perm auth.Perm, key, end []byte) error {
 	if !c.auth.Enabled() {
 		return nil

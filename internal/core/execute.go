@@ -181,7 +181,7 @@ func (c *Core) txnOps(ctx context.Context, branch string, ops []TxnOp) ([]engine
 				err = c.limits.checkValue(o.Value)
 			}
 			if err == nil {
-				err = c.authorize(ctx, auth.Write, o.Key, nil)
+				err = c.authorizeWrite(ctx, o.Key, nil, o.PrevKV)
 			}
 			var deadline int64
 			if err == nil {
@@ -204,7 +204,7 @@ func (c *Core) txnOps(ctx context.Context, branch string, ops []TxnOp) ([]engine
 				err = c.limits.checkRangeEnd(o.Key, end)
 			}
 			if err == nil {
-				err = c.authorize(ctx, auth.Write, o.Key, end)
+				err = c.authorizeWrite(ctx, o.Key, end, o.PrevKV)
 			}
 			out[i] = engine.Op{Type: engine.OpDelete, Key: o.Key, PrevKV: o.PrevKV}
 			if len(end) > 0 {

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/command"
 	"github.com/kvdb/kvdb/internal/engine"
 	"github.com/kvdb/kvdb/internal/fsm"
@@ -58,7 +57,7 @@ func (c *Core) PreparePut(ctx context.Context, key, value []byte, prevKV bool) (
 	if err := c.limits.checkValue(value); err != nil {
 		return Write{}, err
 	}
-	if err := c.authorize(ctx, auth.Write, key, nil); err != nil {
+	if err := c.authorizeWrite(ctx, key, nil, prevKV); err != nil {
 		return Write{}, err
 	}
 	data := command.EncodePut(key, value, prevKV)
@@ -170,7 +169,7 @@ func (c *Core) PrepareDelete(ctx context.Context, key, end []byte, prefix, prevK
 	if err := c.limits.checkRangeEnd(key, end); err != nil {
 		return Write{}, err
 	}
-	if err := c.authorize(ctx, auth.Write, key, end); err != nil {
+	if err := c.authorizeWrite(ctx, key, end, prevKV); err != nil {
 		return Write{}, err
 	}
 	data, err := command.EncodeDelete(key, end, prevKV, c.writeClock())
@@ -198,7 +197,7 @@ func (c *Core) PrepareBatch(ctx context.Context, ops []BatchOp) (Write, error) {
 		if err := c.limits.checkKey(o.Key); err != nil {
 			return Write{}, invalidf("op %d: %v", i, err)
 		}
-		if err := c.authorize(ctx, auth.Write, o.Key, nil); err != nil {
+		if err := c.authorizeWrite(ctx, o.Key, nil, o.Delete && o.PrevKV); err != nil {
 			return Write{}, fmt.Errorf("op %d: %w", i, err)
 		}
 		if !o.Delete {

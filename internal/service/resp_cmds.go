@@ -445,14 +445,14 @@ func (c *respConn) cmdMSetNX(args [][]byte) {
 func (c *respConn) cmdDel(args [][]byte) {
 	var w core.Write
 	var err error
-	// The removed key-values come back so that keys already past their
-	// deadline are not counted, as Redis does not count them.
+	// Keys already past their deadline are not counted (the delete carries
+	// the node's clock while any key is), as Redis does not count them.
 	if len(args) == 2 {
-		w, err = c.s.core.PrepareDelete(c.ctx, args[1], nil, false, true)
+		w, err = c.s.core.PrepareDelete(c.ctx, args[1], nil, false, false)
 	} else {
 		ops := make([]core.BatchOp, len(args)-1)
 		for i, k := range args[1:] {
-			ops[i] = core.BatchOp{Delete: true, Key: k, PrevKV: true}
+			ops[i] = core.BatchOp{Delete: true, Key: k}
 		}
 		w, err = c.s.core.PrepareBatch(c.ctx, ops)
 	}
@@ -460,7 +460,7 @@ func (c *respConn) cmdDel(args [][]byte) {
 		c.fail(err)
 		return
 	}
-	c.submit(w, 'D', time.Now())
+	c.submit(w, ':', time.Now())
 }
 
 func (c *respConn) cmdExists(args [][]byte) {

@@ -205,10 +205,6 @@ func (c *respConn) slot() *respSlot {
 			sl.n, sl.err = r.Deleted, err
 			switch sl.kind {
 			case ':':
-			case 'D':
-				// DEL counts the keys it removed that were not past their
-				// deadline (hidden already, their delete not applied yet).
-				sl.n = visibleCount(r.Prev, time.Now().UnixMilli())
 			default:
 				sl.n, sl.val = r.RMW.N, r.RMW.Value
 			}
@@ -229,17 +225,6 @@ func (c *respConn) slot() *respSlot {
 	sl := c.slots[c.npend]
 	c.npend++
 	return sl
-}
-
-// visibleCount is how many of kvs are not past their deadline at now.
-func visibleCount(kvs []core.KeyValue, now int64) int64 {
-	n := int64(0)
-	for _, kv := range kvs {
-		if !kv.Expired(now) {
-			n++
-		}
-	}
-	return n
 }
 
 // submit queues a prepared write, answered by settle in order.
@@ -267,7 +252,7 @@ func (c *respConn) settle() {
 			sl.msg = ""
 		case sl.err != nil:
 			c.out = resp.AppendError(c.out, respError(sl.err))
-		case sl.kind == ':' || sl.kind == 'i' || sl.kind == 'D':
+		case sl.kind == ':' || sl.kind == 'i':
 			c.out = resp.AppendInt(c.out, sl.n)
 		case sl.kind == 'b':
 			c.out = resp.AppendInt(c.out, min(sl.n, 1))
