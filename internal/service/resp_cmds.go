@@ -397,6 +397,7 @@ func (c *respConn) cmdMGet(args [][]byte) {
 		c.fail(err)
 		return
 	}
+	mark := len(c.out)
 	c.array(len(args) - 1)
 	for _, k := range args[1:] {
 		if kv, _, err := c.s.core.ReadGet(k); err == nil {
@@ -404,7 +405,18 @@ func (c *respConn) cmdMGet(args [][]byte) {
 		} else {
 			c.null()
 		}
+		if len(c.out)-mark > c.s.core.Limits().MaxResponseBytes {
+			c.out = c.out[:mark]
+			c.errorLine("ERR " + respReplyTooLarge("mget", c.s.core.Limits().MaxResponseBytes))
+			return
+		}
 	}
+}
+
+// respReplyTooLarge is the error of a command whose reply would hold more
+// than the max-response-bytes limit: the reply is never built in full.
+func respReplyTooLarge(cmd string, limit int) string {
+	return "the reply of '" + cmd + "' would be over the max-response-bytes limit of " + strconv.Itoa(limit) + " bytes: ask for fewer keys"
 }
 
 func (c *respConn) cmdMSet(args [][]byte) {

@@ -602,3 +602,31 @@ func TestRESPProtectedModeAndDetection(t *testing.T) {
 		t.Fatalf("refusal: %q", got)
 	}
 }
+
+// TestRESPReplyBounded: a command whose reply would hold more than
+// max-response-bytes (MGET naming a large key many times, alone or inside
+// MULTI, or a whole EXEC) gets an error instead of a reply built in full
+// in memory; EXEC then applies nothing, and the connection goes on.
+func TestRESPReplyBounded(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config) { c.Limits.MaxResponseBytes = 1000 })
+	r := dialRESP(t, n.addr)
+	v := strings.Repeat("v", 300)
+	r.exchange([]respExchange{
+		{"SET k " + v, []string{"+OK"}},
+		{"MGET k k k", []string{"*3", "$300", v, "$300", v, "$300", v}},
+		{"MGET k k k k", []string{"-ERR the reply of 'mget' would be over the max-response-bytes limit of 1000 bytes: ask for fewer keys"}},
+		{"MULTI", []string{"+OK"}},
+		{"SET x 1", []string{"+QUEUED"}},
+		{"MGET k k k k", []string{"+QUEUED"}},
+		{"EXEC", []string{"*2", "+OK", "-ERR the reply of 'mget' would be over the max-response-bytes limit of 1000 bytes: ask for fewer keys"}},
+		{"MULTI", []string{"+OK"}},
+		{"SET y 1", []string{"+QUEUED"}},
+		{"GET k", []string{"+QUEUED"}},
+		{"GET k", []string{"+QUEUED"}},
+		{"GET k", []string{"+QUEUED"}},
+		{"GET k", []string{"+QUEUED"}},
+		{"EXEC", []string{"-ERR the reply of 'exec' would be over the max-response-bytes limit of 1000 bytes: ask for fewer keys; nothing was applied"}},
+		{"EXISTS x y", []string{":1"}},
+		{"PING", []string{"+PONG"}},
+	})
+}

@@ -188,8 +188,13 @@ func (c *respConn) runExec(m *respMulti, watches map[string]int64) (aborted bool
 			return true, nil
 		}
 	}
+	limit := c.s.core.Limits().MaxResponseBytes
 	for i, cmd := range m.cmds {
 		t.run(cmd, m.args[i])
+		if len(c.out) > limit {
+			// Not committed: the transaction is rolled back.
+			return false, errors.New(respReplyTooLarge("exec", limit) + "; nothing was applied")
+		}
 	}
 	committed = true
 	_, err = c.s.core.Commit(c.ctx, t.id)
@@ -221,11 +226,6 @@ func (t *respTxn) run(cmd *respCommand, args [][]byte) {
 		c.fail(err)
 	}
 }
-
-// errReply is a reply already written by exec.
-type errReply string
-
-func (e errReply) Error() string { return string(e) }
 
 func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 	c := t.c
@@ -296,12 +296,17 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 	case "mget":
 		vals := make([][]byte, len(args)-1)
 		found := make([]bool, len(args)-1)
+		size, limit := 0, c.s.core.Limits().MaxResponseBytes
 		for i, k := range args[1:] {
 			v, ok, err := t.get(k)
 			if err != nil {
 				return err
 			}
 			vals[i], found[i] = v, ok
+			if size += len(v); size > limit {
+				c.errorLine("ERR " + respReplyTooLarge("mget", limit))
+				return nil
+			}
 		}
 		c.array(len(vals))
 		for i, v := range vals {
