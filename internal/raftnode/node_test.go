@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.etcd.io/raft/v3"
 )
 
 // logSM is a state machine that records every command it applies, in
@@ -392,5 +394,66 @@ func TestThreeNodesOverMemNetwork(t *testing.T) {
 	sort.Strings(names)
 	if fmt.Sprint(names) != "[a@mem:a b@mem:b c@mem:c]" {
 		t.Fatalf("members = %v", names)
+	}
+}
+
+// TestRestartedFollowerReportsItsHardState: a follower restarted while the
+// cluster is idle reports the term and commit index its WAL holds, not 0
+// until the next write (a Ready carries the HardState only when it
+// changes).
+func TestRestartedFollowerReportsItsHardState(t *testing.T) {
+	net := NewMemNetwork(1)
+	defer net.Close()
+	members := []Member{{ID: 1, Name: "a", Address: "mem:a"}, {ID: 2, Name: "b", Address: "mem:b"}, {ID: 3, Name: "c", Address: "mem:c"}}
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	cfg := func(i int, transport Transport, tick time.Duration) Config {
+		return Config{ID: members[i].ID, Name: members[i].Name, Address: members[i].Address, ClusterID: 5,
+			DataDir: dirs[i], Peers: members, Transport: transport, TickInterval: tick, Logger: quietLogger()}
+	}
+	nodes := make([]*Node, 3)
+	for i := range nodes {
+		n, err := Start(cfg(i, net.Transport(members[i].ID), 5*time.Millisecond), &logSM{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = n
+		defer n.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 5; i++ {
+		for {
+			_, err := nodes[0].Propose(ctx, []byte(fmt.Sprint("p", i)))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrProposalDropped) {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond) // no leader yet
+		}
+	}
+	f := 1
+	if nodes[f].Status().State == raft.StateLeader {
+		f = 2
+	}
+	if err := nodes[f].ReadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := nodes[f].Status()
+	if err := nodes[f].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Alone on a network of its own and never ticking: nothing but its
+	// WAL tells it the term and the commit index.
+	alone := NewMemNetwork(1)
+	defer alone.Close()
+	n, err := Start(cfg(f, alone.Transport(members[f].ID), time.Hour), &logSM{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	if st := n.Status(); st.Term != before.Term || st.Commit != before.Commit || st.Term == 0 {
+		t.Fatalf("restarted follower reports term %d commit %d, want %d and %d", st.Term, st.Commit, before.Term, before.Commit)
 	}
 }

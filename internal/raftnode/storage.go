@@ -182,6 +182,12 @@ func (n *Node) open() (err error) {
 			return fmt.Errorf("raftnode: bootstrap: %w", err)
 		}
 	}
+	// A Ready carries the HardState only when it changes: publish the one
+	// loaded from the WAL now, or a restarted node reports term and commit
+	// 0 until the cluster next writes.
+	st := n.rn.Status()
+	n.term.Store(st.GetTerm())
+	n.commit.Store(st.GetCommit())
 	if err := n.cfg.Transport.Start(n); err != nil {
 		return fmt.Errorf("raftnode: start transport: %w", err)
 	}
