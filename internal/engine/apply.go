@@ -219,6 +219,11 @@ func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
 	s.tree.Set(e)
 	s.mem += e.size()
 	s.indexMeta(e)
+	if exists && prev == nil {
+		// The key past its deadline goes, as its expiry would have removed
+		// it: watchers see its delete before the new key.
+		s.record(EventDelete, rev, nil, old)
+	}
 	s.record(EventPut, rev, e, prev)
 	return true
 }

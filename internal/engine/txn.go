@@ -180,10 +180,14 @@ func (s *Store) ApplyTxn(index uint64, t *Txn) (TxnResult, bool, error) {
 	}
 	// A put naming a lease that does not exist fails the branch whole, as
 	// in etcd: checked before any op runs, so nothing is half applied. The
-	// writes see keys past their deadline as the compares did.
+	// writes and the ranges see keys past their deadline as the compares
+	// did (a range's limit counts only keys it returns).
 	for i := range ops {
 		if ops[i].Now == 0 {
 			ops[i].Now = t.Now
+		}
+		if ops[i].Type == OpRange && ops[i].Range.Now == 0 {
+			ops[i].Range.Now = t.Now
 		}
 		if l := ops[i].Lease; ops[i].Type == OpPut && l != 0 {
 			if _, ok := s.leases[l]; !ok {

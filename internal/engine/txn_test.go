@@ -175,8 +175,14 @@ func TestWritesSeeExpiredKeysAbsent(t *testing.T) {
 			if !ok || kv.CreateRevision != tc.wantCreate || kv.Version != tc.wantVersion || kv.Deadline != 0 {
 				t.Fatalf("a = %+v, want create %d version %d and no deadline", kv, tc.wantCreate, tc.wantVersion)
 			}
-			if hasPrev := strings.Contains(obs.lines[0], "prev="); hasPrev != (tc.wantPrev > 0) {
-				t.Fatalf("watch event %q: previous key-value %v, want %v", obs.lines[0], hasPrev, tc.wantPrev > 0)
+			// Watchers see the expired key go, then the new one; or the
+			// overwrite of a live key.
+			want := "2: DELETE a=/0/2/0 prev=old, PUT a=new/2/2/1"
+			if tc.wantPrev > 0 {
+				want = "2: PUT a=new/1/2/2 prev=old"
+			}
+			if obs.lines[0] != want {
+				t.Fatalf("watch events %q, want %q", obs.lines[0], want)
 			}
 		})
 	}
@@ -193,6 +199,12 @@ func TestWritesSeeExpiredKeysAbsent(t *testing.T) {
 	}
 	if res, _, _ := s.ApplyTxn(3, &Txn{Reads: []ReadCheck{{Key: []byte("b")}}, Success: []Op{put("b", "x")}}); res.Conflict == nil {
 		t.Fatal("without the clock, an expired key read as absent must conflict as before")
+	}
+	// A transaction's range skips the expired b: its limit of one returns
+	// the live c, and the count leaves b out.
+	res, _, err = s.ApplyTxn(4, &Txn{Success: []Op{{Type: OpRange, Key: []byte("b"), End: []byte("z"), Range: RangeOptions{Limit: 1}}}, Now: now})
+	if r := res.Ops[0]; err != nil || len(r.KVs) != 1 || string(r.KVs[0].Key) != "c" || r.Count != 1 || r.More {
+		t.Fatalf("range in a transaction = %+v, %v; want c alone", r, err)
 	}
 }
 
