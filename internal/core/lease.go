@@ -322,10 +322,16 @@ func (c *Core) LeaseKeepAlive(ctx context.Context, id int64) (int64, error) {
 }
 
 // LeaseTimeToLive reports lease id; with keys, its attached keys, each of
-// which the caller must be allowed to read.
+// which the caller must be allowed to read. Only the leader knows how long
+// a lease has left: a follower answers with the not-leader error naming
+// it, as for keep-alives.
 func (c *Core) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (LeaseStatus, error) {
 	if _, err := c.authenticated(ctx); err != nil {
 		return LeaseStatus{}, err
+	}
+	now := time.Now()
+	if c.leaderTerm(now) == 0 {
+		return LeaseStatus{}, c.node.NotLeaderError()
 	}
 	ttl, attached, ok := c.store.Lease(id, keys)
 	if !ok {
@@ -337,14 +343,13 @@ func (c *Core) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (LeaseS
 		}
 	}
 	st := LeaseStatus{ID: id, TTL: ttl, GrantedTTL: ttl, Keys: attached}
-	now := time.Now()
-	if c.leaderTerm(now) != 0 {
-		c.lessor.mu.Lock()
-		if d, ok := c.lessor.deadlines[id]; ok {
-			st.TTL = max(int64(d.Sub(now).Round(time.Second)/time.Second), 0)
-		}
-		c.lessor.mu.Unlock()
+	c.lessor.mu.Lock()
+	if d, ok := c.lessor.deadlines[id]; ok {
+		// A new leader's grace (one election timeout past the TTL) is
+		// its own margin, not time the lease was granted.
+		st.TTL = min(max(int64(d.Sub(now).Round(time.Second)/time.Second), 0), ttl)
 	}
+	c.lessor.mu.Unlock()
 	return st, nil
 }
 

@@ -105,24 +105,6 @@ func (c *Core) hidden(kv KeyValue, now time.Time) bool {
 	return kv.Lease != 0 && c.leaseOverdue(kv.Lease, now)
 }
 
-// unexpired drops from kvs the keys past their deadline at now (unix ms);
-// kvs is copied only when something is dropped.
-func unexpired(kvs []KeyValue, now int64) []KeyValue {
-	for i, kv := range kvs {
-		if !kv.Expired(now) {
-			continue
-		}
-		out := append([]KeyValue(nil), kvs[:i]...)
-		for _, kv := range kvs[i+1:] {
-			if !kv.Expired(now) {
-				out = append(out, kv)
-			}
-		}
-		return out
-	}
-	return kvs
-}
-
 // visible drops from kvs the keys a read must not return (hidden), and
 // lowers count by as many; kvs is copied only when something is dropped.
 func (c *Core) visible(kvs []KeyValue, count int64, now time.Time) ([]KeyValue, int64) {

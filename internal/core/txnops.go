@@ -103,7 +103,11 @@ func (c *Core) TxnRange(ctx context.Context, id string, r RangeRequest) (RangeRe
 	key, end := checkableRange(r.Key, r.End)
 	own := sess.bufferedIn(key, end)
 	// Own deletes may hide store keys, so read enough to fill limit anyway.
-	res := c.store.Range(key, end, engine.RangeOptions{Limit: limit + len(own)})
+	// Keys past their deadline are skipped by the read itself, so the
+	// limit counts only keys it can return; the commit, logging its clock,
+	// sees them absent too.
+	now := time.Now()
+	res := c.store.Range(key, end, engine.RangeOptions{Limit: limit + len(own), Now: now.UnixMilli()})
 	checkEnd := end
 	if res.More {
 		// Only the part of the range actually read is validated.
@@ -113,11 +117,8 @@ func (c *Core) TxnRange(ctx context.Context, id string, r RangeRequest) (RangeRe
 	if err := sess.charge(&c.limits, 1, len(key)+len(checkEnd)); err != nil {
 		return RangeResult{}, err
 	}
-	// The check outlives the request: it keeps bytes of its own. It
-	// records the keys read but those past their deadline, which the
-	// commit, logging its clock, sees as absent too.
-	now := time.Now()
-	sess.ranges = append(sess.ranges, engine.RangeCheckOf(bytes.Clone(key), bytes.Clone(checkEnd), unexpired(res.KVs, now.UnixMilli())))
+	// The check outlives the request: it keeps bytes of its own.
+	sess.ranges = append(sess.ranges, engine.RangeCheckOf(bytes.Clone(key), bytes.Clone(checkEnd), res.KVs))
 	kvs := sess.mergeWrites(res.KVs, own)
 	out := RangeResult{Revision: res.Revision, More: res.More}
 	// The answer also hides the keys of a lease past its deadline.

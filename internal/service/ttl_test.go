@@ -561,8 +561,18 @@ func TestWritesOnExpiredNotYetDeleted(t *testing.T) {
 	if _, ok := txnGet(t, c, id, "t"); ok {
 		t.Fatal("a transaction sees the expired key t")
 	}
-	if r, err := c.Range(ctx, &kvdbv1.TxnServiceRangeRequest{TxnId: id, Key: []byte("u"), RangeEnd: []byte("v")}); err != nil || len(r.GetKvs()) != 0 {
+	if _, err := n.kv.Put(ctx, &kvdbv1.PutRequest{Key: []byte("ulive"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	// A limit of one over [u, v) skips the expired u for the live ulive.
+	if r, err := c.Range(ctx, &kvdbv1.TxnServiceRangeRequest{TxnId: id, Key: []byte("u"), RangeEnd: []byte("v"), Limit: 1}); err != nil ||
+		len(r.GetKvs()) != 1 || string(r.GetKvs()[0].GetKey()) != "ulive" || r.GetMore() {
 		t.Fatalf("a transaction's range over the expired key u = %v, %v", r, err)
+	}
+	x, err := txnClient(n).Execute(ctx, &kvdbv1.ExecuteRequest{Success: []*kvdbv1.ExecuteOp{{Op: &kvdbv1.ExecuteOp_Range{
+		Range: &kvdbv1.RangeRequest{Key: []byte("u"), RangeEnd: []byte("v"), Limit: 1}}}}})
+	if rr := x.GetResponses()[0].GetRange(); err != nil || len(rr.GetKvs()) != 1 || rr.GetCount() != 1 || rr.GetMore() {
+		t.Fatalf("Execute's range over the expired key u = %v, %v", rr, err)
 	}
 	txnPut(t, c, id, "t", "mine")
 	if err := commit(c, id); err != nil {
@@ -609,4 +619,12 @@ func TestLeasePutThroughLaggingFollower(t *testing.T) {
 	if kv, ok := c.nodes[l].srv.Store().Get([]byte("svc")); !ok || kv.Lease != g.GetId() {
 		t.Fatalf("svc on the leader = %+v, %v", kv, ok)
 	}
+	// Only the leader knows how long the lease has left; a follower says
+	// so (it used to answer the granted TTL, or no lease at all).
+	ttl, err := kvdbv1.NewLeaseServiceClient(c.nodes[l].conn).LeaseTimeToLive(ctx, &kvdbv1.LeaseTimeToLiveRequest{Id: g.GetId()})
+	if err != nil || ttl.GetTtl() <= 0 || ttl.GetTtl() > 600 || ttl.GetGrantedTtl() != 600 {
+		t.Fatalf("LeaseTimeToLive on the leader = %v, %v", ttl, err)
+	}
+	_, err = kvdbv1.NewLeaseServiceClient(c.nodes[f].conn).LeaseTimeToLive(ctx, &kvdbv1.LeaseTimeToLiveRequest{Id: g.GetId()})
+	wantCode(t, err, codes.FailedPrecondition, "leader")
 }
