@@ -82,3 +82,23 @@ func TestHealthFollowsPartition(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartedFollowerOfIdleClusterServes: a follower restarted while the
+// cluster takes no writes becomes ready once it hears from the leader; it
+// stayed NOT_SERVING ("no log received yet") until the next write, as its
+// commit index read 0 until then.
+func TestRestartedFollowerOfIdleClusterServes(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.waitLeader()
+	if err := c.put(lead, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	f := (lead + 1) % 3
+	c.waitConverged()
+	c.stop(f)
+	c.start(f)
+	waitHealth(t, c, f, healthpb.HealthCheckResponse_SERVING)
+	if ok, why := c.nodes[f].srv.ready(); !ok {
+		t.Fatalf("restarted follower not ready: %s", why)
+	}
+}
