@@ -154,5 +154,44 @@ func (x *txnService) executeOps(branch string, ops []*kvdbv1.ExecuteOp) ([]core.
 			out[i] = core.TxnOp{Type: core.TxnDelete, Key: d.GetKey(), End: d.GetRangeEnd(), Prefix: d.GetPrefix(), PrevKV: d.GetPrevKv()}
 		}
 	}
+	if err := duplicateKeys(branch, out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// duplicateKeys refuses a branch that writes one key twice, as etcd does:
+// two puts of a key, or a put of a key a delete of the branch also removes
+// (deletes may overlap each other). Applied in order they would give one
+// key two changes at one revision.
+func duplicateKeys(branch string, ops []core.TxnOp) error {
+	puts := map[string]int{}
+	for i, op := range ops {
+		if op.Type != core.TxnPut {
+			continue
+		}
+		if j, ok := puts[string(op.Key)]; ok {
+			return core.Errorf(core.InvalidArgument, "%s ops %d and %d: duplicate key %q given in a transaction", branch, j, i, op.Key)
+		}
+		puts[string(op.Key)] = i
+	}
+	for i, op := range ops {
+		if op.Type != core.TxnDelete {
+			continue
+		}
+		end := op.End
+		if op.Prefix {
+			end = engine.PrefixEnd(op.Key)
+		}
+		for k, j := range puts {
+			in := k == string(op.Key)
+			if len(end) > 0 {
+				in = k >= string(op.Key) && (string(end) == "\x00" || k < string(end))
+			}
+			if in {
+				return core.Errorf(core.InvalidArgument, "%s ops %d and %d: key %q is both put and deleted in a transaction", branch, min(i, j), max(i, j), k)
+			}
+		}
+	}
+	return nil
 }

@@ -573,3 +573,42 @@ func TestTxnWriteSkewCannotBothCommit(t *testing.T) {
 		t.Fatal("write skew: both committed")
 	}
 }
+
+// TestExecuteDuplicateKeys: a branch that writes one key twice (two puts,
+// or a put inside a delete of the same branch) is refused as etcd refuses
+// it; deletes may overlap, and the two branches are separate.
+func TestExecuteDuplicateKeys(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	c := txnClient(n)
+	put := func(k string) *kvdbv1.ExecuteOp {
+		return &kvdbv1.ExecuteOp{Op: &kvdbv1.ExecuteOp_Put{Put: &kvdbv1.PutRequest{Key: []byte(k), Value: []byte("v")}}}
+	}
+	del := func(k, end string, prefix bool) *kvdbv1.ExecuteOp {
+		return &kvdbv1.ExecuteOp{Op: &kvdbv1.ExecuteOp_Delete{Delete: &kvdbv1.DeleteRequest{Key: []byte(k), RangeEnd: []byte(end), Prefix: prefix}}}
+	}
+	for _, tc := range []struct {
+		name             string
+		success, failure []*kvdbv1.ExecuteOp
+		want             string // "" means accepted
+	}{
+		{"two puts", []*kvdbv1.ExecuteOp{put("a"), put("b"), put("a")}, nil, "success ops 0 and 2: duplicate key"},
+		{"put and delete", []*kvdbv1.ExecuteOp{del("a", "", false), put("a")}, nil, "both put and deleted"},
+		{"put in a deleted range", nil, []*kvdbv1.ExecuteOp{put("k5"), del("k", "l", false)}, "failure ops 0 and 1: key \"k5\" is both"},
+		{"put under a deleted prefix", []*kvdbv1.ExecuteOp{del("p/", "", true), put("p/x")}, nil, "both put and deleted"},
+		{"put in a range to the end", []*kvdbv1.ExecuteOp{put("zz"), del("m", "\x00", false)}, nil, "both put and deleted"},
+		{"overlapping deletes", []*kvdbv1.ExecuteOp{del("a", "c", false), del("b", "", false), put("c")}, nil, ""},
+		{"one key per branch", []*kvdbv1.ExecuteOp{put("a")}, []*kvdbv1.ExecuteOp{put("a")}, ""},
+		{"put beside a range", []*kvdbv1.ExecuteOp{del("k", "l", false), put("l")}, nil, ""},
+	} {
+		_, err := c.Execute(context.Background(), &kvdbv1.ExecuteRequest{Success: tc.success, Failure: tc.failure})
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.want) {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT containing %q", tc.name, err, tc.want)
+		}
+	}
+}
