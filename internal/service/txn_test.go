@@ -280,7 +280,7 @@ func TestTxnLimits(t *testing.T) {
 
 	ops := make([]*kvdbv1.ExecuteOp, 4)
 	for i := range ops {
-		ops[i] = &kvdbv1.ExecuteOp{Op: &kvdbv1.ExecuteOp_Put{Put: &kvdbv1.PutRequest{Key: []byte("k"), Value: []byte("v")}}}
+		ops[i] = &kvdbv1.ExecuteOp{Op: &kvdbv1.ExecuteOp_Put{Put: &kvdbv1.PutRequest{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")}}}
 	}
 	_, err = c.Execute(context.Background(), &kvdbv1.ExecuteRequest{Success: ops})
 	wantCode(t, err, codes.InvalidArgument, "max-txn-ops")
