@@ -9,8 +9,10 @@
 //
 // Tokens are signed with HMAC-SHA256 under the replicated secret, so any
 // node verifies a token another issued; one names its user, the user's
-// password revision (a password change invalidates older tokens) and an
-// expiry. Permissions are looked up at each request, so a revoked role
+// password revision and an expiry. The password revision is the auth
+// revision at which the user was created or its password last changed, so
+// a password change, or deleting the user and creating one of the same
+// name, invalidates older tokens and sessions. Permissions are looked up at each request, so a revoked role
 // stops working at once.
 //
 // The user named "root" holds the role "root", which allows every key and
@@ -67,7 +69,8 @@ var (
 	// ErrAuthFailed is a wrong name or password: it never says which.
 	ErrAuthFailed = errors.New("authentication failed: invalid user name or password")
 	// ErrInvalidToken is a token that is malformed, forged, expired or
-	// issued before its user's password changed.
+	// issued before its user's password changed or to an earlier user of
+	// the same name.
 	ErrInvalidToken = errors.New("invalid or expired auth token: authenticate again")
 	// ErrUserExists, ErrUserNotFound, ErrRoleExists, ErrRoleNotFound and
 	// ErrPermNotFound name the state a change conflicted with.
@@ -95,8 +98,11 @@ const (
 )
 
 type user struct {
-	hash   []byte
-	roles  []string // sorted
+	hash  []byte
+	roles []string // sorted
+	// pwRev is the auth revision of the user's creation or last password
+	// change, unique over the store's history (0 only for a user from a
+	// snapshot of a version that left it unset until a password change).
 	pwRev  uint64
 	hasPwd bool
 }
@@ -175,7 +181,10 @@ func (s *Store) Apply(c *raftv1.AuthCommand) error {
 	s.on.Store(s.enabled)
 	s.rev++
 	s.revA.Store(s.rev)
-	if c.GetOp() == raftv1.AuthOp_AUTH_OP_USER_PASSWORD {
+	switch c.GetOp() {
+	case raftv1.AuthOp_AUTH_OP_USER_ADD, raftv1.AuthOp_AUTH_OP_USER_PASSWORD:
+		// The revision of this change: no earlier user of the same name
+		// had it, so its tokens and sessions do not match the new one.
 		s.users[c.GetUser()].pwRev = s.rev
 	}
 	return nil
@@ -446,9 +455,9 @@ func (s *Store) VerifyTokenExpiry(token string, now time.Time) (string, time.Tim
 	return string(nameB), time.Unix(exp, 0), nil
 }
 
-// PasswordRevision returns the auth revision of name's last password
-// change, and whether the user exists: a session opened with a password
-// stays valid while both still match.
+// PasswordRevision returns the auth revision of name's creation or last
+// password change, and whether the user exists: a session stays valid
+// while both still match (a user deleted and created again has a new one).
 func (s *Store) PasswordRevision(name string) (uint64, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

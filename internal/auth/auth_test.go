@@ -194,3 +194,79 @@ func TestLimiter(t *testing.T) {
 		t.Fatalf("limiter holds %d keys", len(l.keys))
 	}
 }
+
+// TestRecreatedUserRefusesOldCredentials: a token or session of a user
+// does not work for a later user of the same name, whether the first one
+// ever changed its password or not, on this store and on one restored from
+// its snapshot; a user from an older snapshot (password revision 0) keeps
+// its credentials until it is removed.
+func TestRecreatedUserRefusesOldCredentials(t *testing.T) {
+	hash, _ := HashPassword("pw")
+	add := &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_USER_ADD, User: "erin", PasswordHash: hash}
+	passwd := &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_USER_PASSWORD, User: "erin", PasswordHash: hash}
+	del := cmd(raftv1.AuthOp_AUTH_OP_USER_DELETE, "erin", "")
+	now := time.Unix(1_000_000, 0)
+	tests := []struct {
+		name   string
+		before []*raftv1.AuthCommand // after root and enable, before the credential is issued
+		oldRev bool                  // erin comes from a snapshot without a creation revision
+	}{
+		{name: "never changed password", before: []*raftv1.AuthCommand{add}},
+		{name: "changed password", before: []*raftv1.AuthCommand{add, passwd}},
+		{name: "from an older snapshot", before: []*raftv1.AuthCommand{add}, oldRev: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewStore()
+			rootHash, _ := HashPassword("rootpw")
+			mustApply(t, s, &raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_USER_ADD, User: Root, PasswordHash: rootHash},
+				&raftv1.AuthCommand{Op: raftv1.AuthOp_AUTH_OP_ENABLE, TokenSecret: []byte("0123456789abcdef0123")})
+			mustApply(t, s, tt.before...)
+			if tt.oldRev {
+				st := s.State()
+				for _, u := range st.GetUsers() {
+					u.PasswordRevision = 0
+				}
+				if err := s.Restore(st); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rev, err := s.CheckPassword("erin", "pw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, _ := s.IssueToken("erin", rev, now, time.Hour)
+			valid := func(s *Store) (token, session bool) {
+				_, err := s.VerifyToken(tok, now)
+				r, ok := s.PasswordRevision("erin")
+				return err == nil, ok && r == rev
+			}
+			if tok, sess := valid(s); !tok || !sess {
+				t.Fatalf("before the delete: token %v, session %v", tok, sess)
+			}
+			mustApply(t, s, del)
+			if tok, sess := valid(s); tok || sess {
+				t.Fatalf("deleted: token %v, session %v", tok, sess)
+			}
+			mustApply(t, s, add)
+			other := NewStore()
+			if err := other.Unmarshal(mustMarshal(t, s)); err != nil {
+				t.Fatal(err)
+			}
+			for name, st := range map[string]*Store{"this store": s, "restored": other} {
+				if tok, sess := valid(st); tok || sess {
+					t.Errorf("%s, created again: old token accepted %v, old session accepted %v", name, tok, sess)
+				}
+				if valid, _ := st.Check("erin", rev, true, Read, []byte("k"), nil); valid {
+					t.Errorf("%s, created again: Check accepts the old session", name)
+				}
+			}
+			// Both compute the new user's revision alike.
+			r1, _ := s.PasswordRevision("erin")
+			r2, _ := other.PasswordRevision("erin")
+			if r1 != r2 || r1 == 0 || r1 == rev {
+				t.Fatalf("new user's password revision: %d here, %d restored, old %d", r1, r2, rev)
+			}
+		})
+	}
+}

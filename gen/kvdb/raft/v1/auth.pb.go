@@ -360,8 +360,8 @@ type AuthUser struct {
 	PasswordHash []byte `protobuf:"bytes,2,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
 	// roles are the user's roles, sorted.
 	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
-	// password_revision is the auth revision of the last password change:
-	// tokens issued before it are refused.
+	// password_revision is the auth revision of the user's creation or last
+	// password change: tokens and sessions issued before it are refused.
 	PasswordRevision uint64 `protobuf:"varint,4,opt,name=password_revision,json=passwordRevision,proto3" json:"password_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
