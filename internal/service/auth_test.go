@@ -589,3 +589,95 @@ func TestPermissionChangeInFlightIsRefused(t *testing.T) {
 		t.Fatalf("put with the role back: %v", err)
 	}
 }
+
+// TestCredentialsEndWithTheirUser: a gRPC token, a binary-protocol session
+// and a Redis-protocol session of alice all stop working when her password
+// changes or she is removed, and do not come back when a user of her name
+// is created again (even one with more rights); a role change applies to
+// each of them at once.
+func TestCredentialsEndWithTheirUser(t *testing.T) {
+	type result struct {
+		resp   string // the first reply line to GET, or its prefix
+		binary wire.Status
+		grpc   codes.Code
+	}
+	unauthenticated := result{"-NOAUTH Authentication required.", wire.StatusUnauthenticated, codes.Unauthenticated}
+	tests := []struct {
+		name   string
+		change func(t *testing.T, a kvdbv1.AuthServiceClient, root context.Context) error
+		key    string
+		want   result
+		// newPassword, when set, logs a fresh RESP session in afterwards.
+		newPassword string
+	}{
+		{"password changed", func(t *testing.T, a kvdbv1.AuthServiceClient, root context.Context) error {
+			_, err := a.UserChangePassword(root, &kvdbv1.UserChangePasswordRequest{Name: "alice", Password: "new"})
+			return err
+		}, "app/x", unauthenticated, "new"},
+		{"removed", func(t *testing.T, a kvdbv1.AuthServiceClient, root context.Context) error {
+			_, err := a.UserDelete(root, &kvdbv1.UserDeleteRequest{Name: "alice"})
+			return err
+		}, "app/x", unauthenticated, ""},
+		{"removed and created again as root", func(t *testing.T, a kvdbv1.AuthServiceClient, root context.Context) error {
+			if _, err := a.UserDelete(root, &kvdbv1.UserDeleteRequest{Name: "alice"}); err != nil {
+				return err
+			}
+			if _, err := a.UserAdd(root, &kvdbv1.UserAddRequest{Name: "alice", Password: "other"}); err != nil {
+				return err
+			}
+			_, err := a.UserGrantRole(root, &kvdbv1.UserGrantRoleRequest{User: "alice", Role: "root"})
+			return err
+		}, "secret", unauthenticated, "other"},
+		{"role revoked", func(t *testing.T, a kvdbv1.AuthServiceClient, root context.Context) error {
+			_, err := a.UserRevokeRole(root, &kvdbv1.UserRevokeRoleRequest{Name: "alice", Role: "app"})
+			return err
+		}, "app/x", result{"-NOPERM", wire.StatusPermissionDenied, codes.PermissionDenied}, ""},
+		{"root granted", func(t *testing.T, a kvdbv1.AuthServiceClient, root context.Context) error {
+			_, err := a.UserGrantRole(root, &kvdbv1.UserGrantRoleRequest{User: "alice", Role: "root"})
+			return err
+		}, "secret", result{"$1", wire.StatusOK, codes.OK}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, a := authNode(t)
+			root := login(t, a, "root", "rootpw")
+			for _, k := range []string{"app/x", "secret"} {
+				if _, err := n.kv.Put(root, &kvdbv1.PutRequest{Key: []byte(k), Value: []byte("1")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			token := login(t, a, "alice", "alicepw")
+			bin := dialRaw(t, n.addr)
+			if r := bin.call(&wire.Request{Op: wire.OpAuth, ID: 1, Key: []byte("alice"), Value: []byte("alicepw")}); r.Status != wire.StatusOK {
+				t.Fatalf("binary AUTH: %v %s", r.Status, r.Payload)
+			}
+			red := dialRESP(t, n.addr)
+			red.send("AUTH alice alicepw", "GET app/x")
+			red.expect("+OK", "$1", "1")
+			get := func(key string) result {
+				red.send("GET " + key)
+				line, err := red.br.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.HasPrefix(line, "$") {
+					red.expect("1")
+				}
+				_, err = n.kv.Get(token, &kvdbv1.GetRequest{Key: []byte(key)})
+				return result{strings.TrimSuffix(line, "\r\n"), bin.call(&wire.Request{Op: wire.OpGet, ID: 2, Key: []byte(key)}).Status, status.Code(err)}
+			}
+			if err := tt.change(t, a, root); err != nil {
+				t.Fatal(err)
+			}
+			got := get(tt.key)
+			if !strings.HasPrefix(got.resp, tt.want.resp) || got.binary != tt.want.binary || got.grpc != tt.want.grpc {
+				t.Fatalf("GET %s: RESP %q, binary %v, gRPC %v; want RESP %q, binary %v, gRPC %v",
+					tt.key, got.resp, got.binary, got.grpc, tt.want.resp, tt.want.binary, tt.want.grpc)
+			}
+			if tt.newPassword != "" {
+				red.send("AUTH alice "+tt.newPassword, "GET "+tt.key)
+				red.expect("+OK", "$1", "1")
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 
+	"github.com/kvdb/kvdb/internal/auth"
 	"github.com/kvdb/kvdb/internal/core"
 	"github.com/kvdb/kvdb/internal/resp"
 )
@@ -76,13 +78,21 @@ func (c *respConn) cmdReset(args [][]byte) {
 	c.simple("RESET")
 }
 
-// login makes the connection user name when the password is right.
+// login makes the connection user name when the password is right. Like
+// a binary-protocol AUTH it opens a session: it lasts until the user is
+// removed or its password changes, after which every command checked
+// against the user answers -NOAUTH until the next AUTH.
 func (c *respConn) login(name, password []byte) bool {
 	from := ""
 	if a := c.c.RemoteAddr(); a != nil {
 		from = hostOf(a.String())
 	}
-	if _, err := c.s.core.Authenticate(c.ctx, string(name), string(password), from); err != nil {
+	var ctx context.Context
+	err := auth.ErrAuthFailed // no user has an empty name (and an empty name would mean a token)
+	if len(name) > 0 {
+		ctx, err = c.s.core.OpenSession(c.base, string(name), string(password), from)
+	}
+	if err != nil {
 		switch core.CodeOf(err) {
 		case core.FailedPrecondition:
 			c.errorLine("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
@@ -93,8 +103,7 @@ func (c *respConn) login(name, password []byte) bool {
 		}
 		return false
 	}
-	c.user = string(name)
-	c.ctx = core.WithUser(c.base, c.user)
+	c.user, c.ctx = string(name), ctx
 	c.publish()
 	return true
 }
