@@ -23,7 +23,9 @@ import (
 // Redis-protocol connection defaults (Config.RESP).
 const (
 	DefaultRESPIdleTimeout = 0 // Redis's default: idle clients are kept
-	DefaultRESPReadTimeout = 30 * time.Second
+	// DefaultRESPReadTimeout is the binary protocol's rule for a frame: a
+	// command must be whole this long after its first bytes arrived.
+	DefaultRESPReadTimeout = DefaultBinaryReadTimeout
 	respWriteTimeout       = 30 * time.Second
 	respReadBufferSize     = 16 << 10
 	// respMaxPending caps the writes of one connection in flight at once
@@ -39,7 +41,8 @@ type RESPConfig struct {
 	// never, as Redis's default timeout 0).
 	IdleTimeout time.Duration
 	// ReadTimeout bounds how long the rest of a command may take to arrive
-	// once its first bytes did.
+	// once its first bytes did, counted from them however slowly the rest
+	// trickles in; it does not apply between commands.
 	ReadTimeout time.Duration
 }
 

@@ -42,6 +42,11 @@ type respConn struct {
 
 	// The socket's deadlines, re-armed only when they fall behind.
 	readDL, writeDL connDeadline
+	// partialSince: when the connection began waiting for the rest of a
+	// command whose first bytes arrived (zero: none begun). The command
+	// must be whole within ReadTimeout of it, however slowly its bytes
+	// come; a connection idle between commands is not timed by it.
+	partialSince time.Time
 
 	// pending writes, answered in order by settle.
 	slots   []*respSlot
@@ -149,8 +154,12 @@ func (c *respConn) serve() {
 				return
 			}
 			if c.rd.Buffered() == 0 {
+				c.partialSince = time.Time{}
 				c.readDL.read(c.c, c.r.cfg.IdleTimeout)
-			} else {
+			} else if c.partialSince.IsZero() {
+				// A command begun: the deadline set now stands until it
+				// is whole, whatever arrives meanwhile.
+				c.partialSince = time.Now()
 				c.readDL.read(c.c, c.r.cfg.ReadTimeout)
 			}
 			c.fresh = false
@@ -165,6 +174,7 @@ func (c *respConn) serve() {
 			}
 			continue
 		}
+		c.partialSince = time.Time{}
 		c.dispatch(args)
 		if c.quit {
 			c.settle()

@@ -32,6 +32,7 @@ func (c *respConn) evServe() {
 			break
 		}
 		if ok {
+			c.partialSince = time.Time{}
 			cmd := lookupCommand(args[0])
 			if !c.canInline(cmd, args) {
 				c.detach(cmd, args)
@@ -56,6 +57,11 @@ func (c *respConn) evServe() {
 			c.evClose()
 			return
 		}
+	}
+	// A command begun and not whole has ReadTimeout from now to complete
+	// (evTick), however slowly the rest of it arrives.
+	if !c.quit && c.rd.Buffered() > 0 && c.partialSince.IsZero() {
+		c.partialSince = time.Now()
 	}
 	if !c.evFlush() {
 		return
@@ -122,14 +128,17 @@ func (c *respConn) evProtocolError(err error) {
 	c.quit, c.lingerAfter = true, true
 }
 
-// evTick closes a connection past the read or idle timeout.
+// evTick closes a connection past the read or idle timeout: a command
+// begun and not whole ReadTimeout after its first bytes, or no input for
+// IdleTimeout between commands.
 func (c *respConn) evTick(now time.Time) {
-	idle := now.Sub(c.ev.lastRead)
 	switch {
 	case c.npend > 0:
-	case c.rd.Buffered() > 0 && idle > c.r.cfg.ReadTimeout:
-		c.evClose()
-	case c.rd.Buffered() == 0 && c.r.cfg.IdleTimeout > 0 && idle > c.r.cfg.IdleTimeout:
+	case c.rd.Buffered() > 0:
+		if !c.partialSince.IsZero() && now.Sub(c.partialSince) > c.r.cfg.ReadTimeout {
+			c.evClose()
+		}
+	case c.r.cfg.IdleTimeout > 0 && now.Sub(c.ev.lastRead) > c.r.cfg.IdleTimeout:
 		c.evClose()
 	}
 }

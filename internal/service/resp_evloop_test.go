@@ -195,3 +195,71 @@ func TestRESPClientListWhileOthersChange(t *testing.T) {
 		}
 	})
 }
+
+// TestRESPCommandTimedFromItsFirstBytes: a command must be whole within the
+// read timeout of its first bytes, however slowly the rest trickles in, on
+// the node's port and on -resp-address (array and inline commands); a
+// connection idle between commands, or sending each command in pieces that
+// each complete it in time, is not closed.
+func TestRESPCommandTimedFromItsFirstBytes(t *testing.T) {
+	const readTimeout = 300 * time.Millisecond
+	connModes(t, func(t *testing.T, mode func(*Config)) {
+		n := startNode(t, t.TempDir(), func(c *Config) { mode(c); c.RESP.ReadTimeout = readTimeout })
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = n.srv.ServeRESP(lis) }()
+		for _, tt := range []struct {
+			name, addr, start string
+		}{
+			{"node port, array", n.addr, "*2\r\n$3\r\nGET\r\n$1000\r\n"},
+			{"resp-address, array", lis.Addr().String(), "*2\r\n$3\r\nGET\r\n$1000\r\n"},
+			{"resp-address, inline", lis.Addr().String(), "GET "},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				r := dialRESP(t, tt.addr)
+				r.raw(tt.start)
+				closed := make(chan struct{})
+				go func() {
+					_, _ = io.Copy(io.Discard, r.br) // until the server closes (or the dial's deadline)
+					close(closed)
+				}()
+				// One byte every readTimeout/6 for 10 read timeouts: each
+				// byte arrives well within the timeout of the one before.
+				const bytes = 60
+				for i := 0; ; i++ {
+					select {
+					case <-closed:
+						return
+					default:
+					}
+					if i == bytes {
+						t.Fatalf("still open after %d bytes over %v (read timeout %v)", bytes, 10*readTimeout, readTimeout)
+					}
+					if _, err := r.c.Write([]byte("a")); err != nil {
+						return // closed by the server
+					}
+					time.Sleep(readTimeout / 6)
+				}
+			})
+		}
+		t.Run("idle and piecewise commands stay", func(t *testing.T) {
+			t.Parallel()
+			r := dialRESP(t, lis.Addr().String())
+			r.send("PING")
+			r.expect("+PONG")
+			time.Sleep(2 * readTimeout) // idle between commands
+			r.send("PING")
+			r.expect("+PONG")
+			// Commands in two pieces each, for 3 read timeouts in all.
+			for range 6 {
+				r.raw("*1\r\n$4\r\nPI")
+				time.Sleep(readTimeout / 2)
+				r.raw("NG\r\n")
+				r.expect("+PONG")
+			}
+		})
+	})
+}
