@@ -12,8 +12,8 @@
 // password revision and an expiry. The password revision is the auth
 // revision at which the user was created or its password last changed, so
 // a password change, or deleting the user and creating one of the same
-// name, invalidates older tokens and sessions. Permissions are looked up at each request, so a revoked role
-// stops working at once.
+// name, invalidates older tokens and sessions. Permissions are looked up
+// at each request, so a revoked role stops working at once.
 //
 // The user named "root" holds the role "root", which allows every key and
 // the administrative calls; auth cannot be enabled without that user.
