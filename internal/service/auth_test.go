@@ -652,6 +652,13 @@ func TestCredentialsEndWithTheirUser(t *testing.T) {
 				t.Fatalf("binary AUTH: %v %s", r.Status, r.Payload)
 			}
 			red := dialRESP(t, n.addr)
+			// A token is no password: an empty user name is refused.
+			tok, err := a.Authenticate(ctxT(t), &kvdbv1.AuthenticateRequest{Name: "alice", Password: "alicepw"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			red.raw("*3\r\n$4\r\nAUTH\r\n$0\r\n\r\n$" + itoa(int64(len(tok.GetToken()))) + "\r\n" + tok.GetToken() + "\r\n")
+			red.expect("-WRONGPASS invalid username-password pair or user is disabled.")
 			red.send("AUTH alice alicepw", "GET app/x")
 			red.expect("+OK", "$1", "1")
 			get := func(key string) result {

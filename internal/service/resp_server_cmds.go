@@ -88,8 +88,12 @@ func (c *respConn) login(name, password []byte) bool {
 		from = hostOf(a.String())
 	}
 	var ctx context.Context
-	err := auth.ErrAuthFailed // no user has an empty name (and an empty name would mean a token)
-	if len(name) > 0 {
+	var err error
+	if len(name) == 0 && c.s.core.AuthEnabled() {
+		// No user has an empty name (OpenSession would take the password
+		// for a token).
+		err = auth.ErrAuthFailed
+	} else {
 		ctx, err = c.s.core.OpenSession(c.base, string(name), string(password), from)
 	}
 	if err != nil {
