@@ -133,13 +133,10 @@ func (s *Store) NextDeadline() (int64, bool) {
 	return it.deadline, ok
 }
 
-// AnyDue reports whether some key's deadline is at or before now (unix
-// ms): a key readers no longer see whose delete has not been applied yet.
-// It takes no lock.
-func (s *Store) AnyDue(now int64) bool {
-	d := s.earliest.Load()
-	return d != 0 && d <= now
-}
+// EarliestDeadline returns the earliest deadline of any key (unix ms), 0
+// when no key has one: once it has passed, some key readers no longer see
+// has not been deleted yet. It takes no lock.
+func (s *Store) EarliestDeadline() int64 { return s.earliest.Load() }
 
 // KeysWithDeadline returns how many keys have a deadline.
 func (s *Store) KeysWithDeadline() int {

@@ -50,7 +50,7 @@ type Store struct {
 	dl     *btree.BTreeG[dlItem]
 	leases map[int64]*lease
 	// earliest is dl's smallest deadline (0: dl is empty), written under
-	// mu and read lock-free by AnyDue.
+	// mu and read lock-free by EarliestDeadline.
 	earliest atomic.Int64
 
 	// rev and applied are written only under mu but read lock-free, so the
