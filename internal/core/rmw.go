@@ -20,6 +20,14 @@ import (
 // INCRBYFLOAT, APPEND, SETRANGE and RENAME* are these. They are recorded
 // under OpRMW.
 
+// The longest values INCRBY and INCRBYFLOAT write: "-9223372036854775808",
+// and the smallest subnormal float64 in fsm.FormatFloat's notation without
+// an exponent (327 bytes with its sign), rounded up.
+const (
+	maxIntLen   = 20
+	maxFloatLen = 330
+)
+
 // RMWResult is a read-modify-write's answer (WriteResult.RMW): N is the new
 // integer of IncrBy, the new length of Append or SetRange, 1 when Rename
 // renamed; Value the new value of IncrByFloat.
@@ -49,7 +57,7 @@ func rmwError(err error) error {
 // absent key counts as 0); RMW.N is the new value. The caller must be
 // allowed to read and write key.
 func (c *Core) PrepareIncrBy(ctx context.Context, key []byte, delta int64) (Write, error) {
-	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWIncrBy, Key: key, Delta: delta}, 20)
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWIncrBy, Key: key, Delta: delta}, engine.EntryGrowth(len(key), maxIntLen))
 }
 
 // PrepareIncrByFloat prepares adding delta to key's decimal number value;
@@ -58,7 +66,7 @@ func (c *Core) PrepareIncrByFloat(ctx context.Context, key []byte, delta float64
 	if math.IsNaN(delta) || math.IsInf(delta, 0) {
 		return Write{}, ErrNaN
 	}
-	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWIncrByFloat, Key: key, FloatDelta: delta}, 330)
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWIncrByFloat, Key: key, FloatDelta: delta}, engine.EntryGrowth(len(key), maxFloatLen))
 }
 
 // PrepareAppend prepares appending value to key's value (an absent key is
@@ -68,7 +76,7 @@ func (c *Core) PrepareAppend(ctx context.Context, key, value []byte) (Write, err
 	if err := c.limits.checkValue(value); err != nil {
 		return Write{}, err
 	}
-	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWAppend, Key: key, Value: value}, int64(c.limits.MaxValueSize))
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWAppend, Key: key, Value: value}, engine.EntryGrowth(len(key), len(value)))
 }
 
 // PrepareSetRange prepares overwriting key's value from offset with value,
@@ -80,7 +88,11 @@ func (c *Core) PrepareSetRange(ctx context.Context, key []byte, offset int64, va
 	if len(value) > 0 && offset+int64(len(value)) > int64(c.limits.MaxValueSize) {
 		return Write{}, ErrValueTooLong
 	}
-	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWSetRange, Key: key, Offset: offset, Value: value}, offset+int64(len(value)))
+	var grow int64
+	if len(value) > 0 {
+		grow = engine.EntryGrowth(len(key), int(offset)+len(value))
+	}
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWSetRange, Key: key, Offset: offset, Value: value}, grow)
 }
 
 // PrepareRename prepares moving src's value to dst (replacing it, or, with
@@ -95,7 +107,9 @@ func (c *Core) PrepareRename(ctx context.Context, src, dst []byte, onlyIfAbsent 
 	if err := c.authorize(ctx, auth.Write, dst, nil); err != nil {
 		return Write{}, err
 	}
-	w, err := c.prepareRMW(ctx, &command.RMW{Op: command.RMWRename, Key: src, Dest: dst, OnlyIfAbsent: onlyIfAbsent}, int64(c.limits.MaxValueSize))
+	// The value moves: the store grows by the longer key and the tail.
+	grow := engine.RewriteGrowth(len(dst) - len(src))
+	w, err := c.prepareRMW(ctx, &command.RMW{Op: command.RMWRename, Key: src, Dest: dst, OnlyIfAbsent: onlyIfAbsent}, grow)
 	w.authRev = rev // the earlier check's
 	return w, err
 }
@@ -159,13 +173,13 @@ func (c *Core) PrepareExpire(ctx context.Context, key []byte, at int64, cond Exp
 	if at > time.Now().Add(c.limits.MaxTTL).UnixMilli() {
 		return Write{}, invalidf("invalid expire time: over the max-ttl limit of %s", c.limits.MaxTTL)
 	}
-	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWExpire, Key: key, Deadline: at, Condition: cond}, int64(c.limits.MaxValueSize))
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWExpire, Key: key, Deadline: at, Condition: cond}, engine.RewriteGrowth(0))
 }
 
 // PreparePersist prepares removing key's deadline; RMW.N is 1 when it had
 // one.
 func (c *Core) PreparePersist(ctx context.Context, key []byte) (Write, error) {
-	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWPersist, Key: key}, int64(c.limits.MaxValueSize))
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWPersist, Key: key}, engine.RewriteGrowth(0))
 }
 
 // PrepareSetKeepTTL prepares storing value in key while keeping the key's
@@ -174,7 +188,7 @@ func (c *Core) PrepareSetKeepTTL(ctx context.Context, key, value []byte) (Write,
 	if err := c.limits.checkValue(value); err != nil {
 		return Write{}, err
 	}
-	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWSetKeepTTL, Key: key, Value: value}, int64(len(value)))
+	return c.prepareRMW(ctx, &command.RMW{Op: command.RMWSetKeepTTL, Key: key, Value: value}, entryGrowth(key, value))
 }
 
 // Expire and Persist: see PrepareExpire and PreparePersist.
@@ -200,8 +214,22 @@ func (c *Core) doRMW(ctx context.Context) func(Write, error) (RMWResult, error) 
 	}
 }
 
-// prepareRMW checks and encodes one read-modify-write; grow is the most
-// its new value can hold.
+// prepareRMW checks and encodes one read-modify-write; grow is the most it
+// can add to MemoryUsage when applied, whatever the key holds then (it may
+// differ from what this node's store holds now), and is what the write
+// reserves against MaxMemory:
+//
+//   - a computed value adds at most a new key's EntryGrowth with n value
+//     bytes, n being what the request can add: the longest number INCRBY
+//     and INCRBYFLOAT write, APPEND's bytes, SETRANGE's offset plus
+//     length, SET KEEPTTL's value. An absent key is written without a
+//     deadline or lease (EntryGrowth); an existing one grows by at most n
+//     bytes and its tail (engine.RewriteGrowth(n), which is less);
+//   - EXPIRE and PERSIST rewrite the key with its value: at most
+//     engine.RewriteGrowth(0), the tail's growth (nothing for a missing
+//     key);
+//   - RENAME moves the value to the new key: at most the longer key's
+//     extra bytes and the tail's growth.
 func (c *Core) prepareRMW(ctx context.Context, r *command.RMW, grow int64) (Write, error) {
 	rev := c.authRevision()
 	if _, err := c.authenticated(ctx); err != nil {
@@ -222,5 +250,5 @@ func (c *Core) prepareRMW(ctx context.Context, r *command.RMW, grow int64) (Writ
 	if err != nil {
 		return Write{}, err
 	}
-	return Write{op: OpRMW, data: data, rmw: true, grow: int64(len(r.Key)+len(r.Dest)) + grow + engine.EntryOverhead, authRev: rev}, nil
+	return Write{op: OpRMW, data: data, rmw: true, grow: grow, authRev: rev}, nil
 }

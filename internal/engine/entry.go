@@ -75,6 +75,15 @@ func EntryGrowth(klen, vlen int) int64 { return entrySize(klen, vlen, 15) }
 // and a lease (ten varint bytes each at most).
 func EntryGrowthMeta(klen, vlen int) int64 { return entrySize(klen, vlen, 35) }
 
+// RewriteGrowth is the most a put can add to MemoryUsage when it replaces
+// an existing entry with one whose key and value together are at most grow
+// bytes longer, whatever revisions, deadline and lease either carries: the
+// tail grows at most from its least (three one-byte revisions) to
+// EntryGrowthMeta's 35 bytes, and the index's share does not change. It is
+// never more than EntryGrowth(klen, grow) for any klen, the most a put of a
+// key that did not exist adds with a grow-byte value.
+func RewriteGrowth(grow int) int64 { return int64((max(grow, 0) + 35 - 3 + 15) &^ 15) }
+
 func (e *entry) tailLen() int { return int(e.tlen & tlenMask) }
 
 func (e *entry) flags() uint8 { return e.tlen & flagsMask }

@@ -253,6 +253,32 @@ func TestMemoryUsage(t *testing.T) {
 	}
 }
 
+// TestRewriteGrowthBounds checks RewriteGrowth against entrySize over every
+// tail the engine writes (3 to 35 bytes, old and new) and a span of key and
+// value sizes that covers every rounding: replacing an entry with one at
+// most grow bytes longer never adds more than RewriteGrowth(grow), which is
+// never more than a new key's EntryGrowth.
+func TestRewriteGrowthBounds(t *testing.T) {
+	for size := range 33 { // the old entry's key and value bytes
+		for grow := range 33 {
+			bound := RewriteGrowth(grow)
+			if eg := EntryGrowth(0, grow); bound > eg {
+				t.Fatalf("RewriteGrowth(%d) = %d, over EntryGrowth(0, %d) = %d", grow, bound, grow, eg)
+			}
+			for oldTail := 3; oldTail <= 35; oldTail++ {
+				for newTail := 3; newTail <= 35; newTail++ {
+					if d := entrySize(size+grow, 0, newTail) - entrySize(size, 0, oldTail); d > bound {
+						t.Fatalf("size %d grow %d tails %d->%d adds %d, over RewriteGrowth %d", size, grow, oldTail, newTail, d, bound)
+					}
+				}
+			}
+		}
+	}
+	if got := RewriteGrowth(-5); got != RewriteGrowth(0) {
+		t.Fatalf("RewriteGrowth(-5) = %d, want RewriteGrowth(0) = %d", got, RewriteGrowth(0))
+	}
+}
+
 // TestAtomicBatches runs a writer that moves value between two keys in
 // 2-op batches (sum stays constant) while readers check the invariant via
 // Get pairs inside a Range and via Range alone. Run with -race.
