@@ -159,7 +159,7 @@ func New(cfg Config, store *engine.Store) *Core {
 	c.watches = watch.NewHub(cfg.WatchHistory, store.Revision())
 	store.SetObserver(c.watches)
 	c.mem = newMemoryGuard(store, cfg.MaxMemory, cfg.EvictionPolicy)
-	c.txns = newTxnManager(cfg.TxnIdleTimeout, cfg.MaxTxns, &c.limits, formatID(cfg.MemberID))
+	c.txns = newTxnManager(cfg.TxnIdleTimeout, cfg.MaxTxns, &c.limits, c.mem, formatID(cfg.MemberID))
 	return c
 }
 

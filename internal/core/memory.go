@@ -77,8 +77,9 @@ const (
 // memoryGuard admits writes against MaxMemory. A write reserves the bytes it
 // may add (pending) until it has been applied, so concurrent writes cannot
 // pass the check together: on the node that admitted them, MemoryUsage plus
-// the reservations never exceeds the limit. Its methods are safe for
-// concurrent use.
+// the reservations never exceeds the limit. An open interactive transaction
+// reserves what it records and buffers until it ends (txnManager.charge).
+// Its methods are safe for concurrent use.
 type memoryGuard struct {
 	store   *engine.Store
 	limit   int64 // 0: no limit
@@ -127,12 +128,12 @@ func (g *memoryGuard) admit(ctx context.Context, stopC <-chan struct{}, grow int
 		if used+p <= g.limit {
 			return grow, nil
 		}
-		g.pending.Add(-grow)
+		others := g.pending.Add(-grow)
 		if g.policy == EvictNone {
-			return 0, fmt.Errorf("%w: %d of %d bytes used and policy %s", ErrMemoryLimit, used, g.limit, EvictNone)
+			return 0, fmt.Errorf("%w: %d of %d bytes used, %d reserved by writes in flight and open transactions, and policy %s", ErrMemoryLimit, used, g.limit, others, EvictNone)
 		}
 		if wait == admitWaits {
-			return 0, fmt.Errorf("%w: %d of %d bytes used and eviction is behind; retry later", ErrMemoryLimit, used, g.limit)
+			return 0, fmt.Errorf("%w: %d of %d bytes used, %d reserved by writes in flight and open transactions, and eviction is behind; retry later", ErrMemoryLimit, used, g.limit, others)
 		}
 		g.mu.Lock()
 		freed := g.freed

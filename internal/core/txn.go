@@ -2,6 +2,8 @@ package core
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -31,6 +33,10 @@ type txnManager struct {
 	timeout time.Duration
 	maxTxns int
 	limits  *Limits
+	// mem admits what sessions hold against MaxMemory; buffered is the sum
+	// of their reservations.
+	mem      *memoryGuard
+	buffered atomic.Int64
 	// now is the clock; tests replace it to expire sessions without sleeping.
 	now func() time.Time
 
@@ -43,9 +49,9 @@ type txnManager struct {
 	commits, aborts, expiredN atomic.Int64
 }
 
-func newTxnManager(timeout time.Duration, maxTxns int, limits *Limits, idPrefix string) *txnManager {
+func newTxnManager(timeout time.Duration, maxTxns int, limits *Limits, mem *memoryGuard, idPrefix string) *txnManager {
 	return &txnManager{
-		timeout: timeout, maxTxns: maxTxns, limits: limits, now: time.Now, idPrefix: idPrefix,
+		timeout: timeout, maxTxns: maxTxns, limits: limits, mem: mem, now: time.Now, idPrefix: idPrefix,
 		active: map[string]*txnSession{}, expired: map[string]time.Time{},
 	}
 }
@@ -70,6 +76,9 @@ type txnSession struct {
 	writes map[string]txnWrite
 	ops    int // recorded reads + ranges + buffered writes
 	bytes  int // bytes of keys and values recorded or buffered
+	// held is what the session has reserved against MaxMemory for what it
+	// records and buffers; whoever ends the session gives it back (release).
+	held atomic.Int64
 }
 
 const (
@@ -163,7 +172,31 @@ func (m *txnManager) end(id, owner string) (*txnSession, error) {
 		s.mu.Unlock()
 		return nil, m.goneError(id)
 	}
+	// The buffers stay alive until the caller is done, but a commit's own
+	// admission (txnGrowth) covers its writes from here on.
+	m.release(s)
 	return s, nil
+}
+
+// hold records n bytes reserved against MaxMemory for session s. If s has
+// ended meanwhile (expiry does not take s.mu), whoever ended it may have
+// released it already, so hold gives them back itself: either way they
+// are released exactly once.
+func (m *txnManager) hold(s *txnSession, n int64) {
+	m.buffered.Add(n)
+	s.held.Add(n)
+	if s.state.Load() != txnActive {
+		m.release(s)
+	}
+}
+
+// release gives back what session s holds against MaxMemory; it is called
+// once s has left txnActive.
+func (m *txnManager) release(s *txnSession) {
+	if n := s.held.Swap(0); n != 0 {
+		m.buffered.Add(-n)
+		m.mem.release(n)
+	}
 }
 
 // lookupLocked finds owner's open session, expiring it first if it sat idle
@@ -191,6 +224,7 @@ func (m *txnManager) idle(s *txnSession, now time.Time) bool {
 func (m *txnManager) expireLocked(s *txnSession, now time.Time) {
 	delete(m.active, s.id)
 	if s.state.CompareAndSwap(txnActive, txnExpired) {
+		m.release(s)
 		m.expiredN.Add(1)
 		if len(m.expired) < expiredMemory {
 			m.expired[s.id] = now
@@ -254,26 +288,49 @@ func (m *txnManager) activeCount() int {
 	return len(m.active)
 }
 
-// charge accounts n more operations and b more bytes against the limits.
-// Callers hold s.mu.
-func (s *txnSession) charge(l *Limits, n, b int) error {
+// txnOpOverhead approximates the heap one recorded read, range or
+// buffered write costs beyond its key and value bytes: its map slot or
+// slice element, string and slice headers, allocation rounding.
+const txnOpOverhead = 64
+
+// charge accounts n more operations and b more bytes of session s against
+// the limits: max-txn-ops and max-txn-bytes for the session, and
+// MaxMemory for all of them, which the bytes (plus txnOpOverhead per
+// operation) are reserved against until the session ends, as a write's
+// are until it applies. So the buffers of every open transaction on this
+// node, up to max-txns times max-txn-bytes, can never outgrow the memory
+// limit: when they would, the call fails with ErrMemoryLimit
+// (RESOURCE_EXHAUSTED), or, with an evicting policy, waits for eviction
+// to make room as a write does. Callers hold s.mu.
+func (m *txnManager) charge(ctx context.Context, stopC <-chan struct{}, s *txnSession, n, b int) error {
+	l := m.limits
 	if s.ops+n > l.MaxTxnOps {
 		return invalidf("transaction %q would hold %d operations, over the max-txn-ops limit of %d", s.id, s.ops+n, l.MaxTxnOps)
 	}
 	if s.bytes+b > l.MaxTxnBytes {
 		return invalidf("transaction %q would hold %d bytes, over the max-txn-bytes limit of %d", s.id, s.bytes+b, l.MaxTxnBytes)
 	}
+	grow := int64(b) + int64(n)*txnOpOverhead
+	held, err := m.mem.admit(ctx, stopC, grow)
+	if err != nil {
+		if !errors.Is(err, ErrMemoryLimit) {
+			return err
+		}
+		return fmt.Errorf("transaction %q cannot hold %d more bytes: open transactions' buffers (%d bytes on this node) count against the max-memory limit of %d bytes: %w",
+			s.id, grow, m.buffered.Load(), m.mem.limit, err)
+	}
+	m.hold(s, held)
 	s.ops += n
 	s.bytes += b
 	return nil
 }
 
 // recordRead remembers the first mod revision seen for key.
-func (s *txnSession) recordRead(l *Limits, key []byte, mod int64) error {
+func (m *txnManager) recordRead(ctx context.Context, stopC <-chan struct{}, s *txnSession, key []byte, mod int64) error {
 	if _, seen := s.reads[string(key)]; seen {
 		return nil
 	}
-	if err := s.charge(l, 1, len(key)); err != nil {
+	if err := m.charge(ctx, stopC, s, 1, len(key)); err != nil {
 		return err
 	}
 	s.reads[string(key)] = mod

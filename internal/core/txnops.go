@@ -77,7 +77,7 @@ func (c *Core) TxnGet(ctx context.Context, id string, key []byte) (KeyValue, int
 	if kv.Expired(now.UnixMilli()) {
 		mod = 0
 	}
-	if err := sess.recordRead(&c.limits, key, mod); err != nil {
+	if err := c.txns.recordRead(ctx, c.stopC, sess, key, mod); err != nil {
 		return KeyValue{}, 0, err
 	}
 	if !found || c.hidden(kv, now) {
@@ -114,7 +114,7 @@ func (c *Core) TxnRange(ctx context.Context, id string, r RangeRequest) (RangeRe
 		checkEnd = keyAfter(res.KVs[len(res.KVs)-1].Key)
 		own = sess.bufferedIn(key, checkEnd)
 	}
-	if err := sess.charge(&c.limits, 1, len(key)+len(checkEnd)); err != nil {
+	if err := c.txns.charge(ctx, c.stopC, sess, 1, len(key)+len(checkEnd)); err != nil {
 		return RangeResult{}, err
 	}
 	// The check outlives the request: it keeps bytes of its own.
@@ -171,7 +171,7 @@ func (c *Core) bufferWrite(ctx context.Context, id string, key []byte, w txnWrit
 		return err
 	}
 	defer sess.mu.Unlock()
-	if err := sess.charge(&c.limits, 1, len(key)+len(w.value)); err != nil {
+	if err := c.txns.charge(ctx, c.stopC, sess, 1, len(key)+len(w.value)); err != nil {
 		return err
 	}
 	sess.writes[string(key)] = w
