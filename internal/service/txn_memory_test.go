@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
@@ -91,5 +92,46 @@ func TestTxnBuffersCountAgainstMaxMemory(t *testing.T) {
 	fill()
 	if got := n.srv.Store().MemoryUsage(); got != 0 {
 		t.Errorf("memory_usage %d: a transaction's buffer reached the store", got)
+	}
+}
+
+// TestTxnBuffersMakeRoomByEviction: under allkeys-lru what open
+// transactions buffer makes the leader evict stored keys, as a write does,
+// so the stored data and the buffers stay under max-memory together.
+func TestTxnBuffersMakeRoomByEviction(t *testing.T) {
+	const (
+		limit = 1 << 20
+		value = 100_000
+	)
+	n := startNode(t, t.TempDir(), func(c *Config) { c.MaxMemory = limit })
+	c := txnClient(n)
+	ctx := ctxT(t)
+	val := make([]byte, value)
+	for i := range 8 {
+		if _, err := n.kv.Put(ctx, &kvdbv1.PutRequest{Key: fmt.Appendf(nil, "stored/%d", i), Value: val}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const txns = 3
+	for i := range txns {
+		id := begin(t, c, "")
+		var err error
+		for range 100 { // eviction may be behind: retry, boundedly
+			_, err = c.Put(ctx, &kvdbv1.TxnServicePutRequest{TxnId: id, Key: []byte("k"), Value: val})
+			if status.Code(err) != codes.ResourceExhausted {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("transaction %d: %v", i, err)
+		}
+	}
+	st := n.srv.Store()
+	if st.EvictedKeys() == 0 {
+		t.Errorf("no key evicted with %d stored bytes and %d buffered of %d", st.MemoryUsage(), txns*value, limit)
+	}
+	if used := st.MemoryUsage(); used+txns*value > limit {
+		t.Errorf("memory_usage %d plus %d buffered bytes passes max-memory %d", used, txns*value, limit)
 	}
 }
