@@ -371,16 +371,30 @@ func (p *grpcPeer) sendSnapshot(m *raftpb.Message) error {
 	return nil
 }
 
-// Stream receives one peer's raft messages. The first request names the
-// sender; the stream is refused unless the sender authenticates as that
-// member (peer_auth.go), and every message must come from it, be addressed
-// to this node, and come from a current member.
+// checkHeaders runs AuthorizeHeaders for a call the server's tap did not
+// check, before the call's first message is read.
+func (t *GRPCTransport) checkHeaders(ctx context.Context) error {
+	if ctx.Value(headersChecked{}) != nil {
+		return nil
+	}
+	_, err := t.AuthorizeHeaders(ctx)
+	return err
+}
+
+// Stream receives one peer's raft messages. Its headers must authenticate
+// a member before anything is read (AuthorizeHeaders). The first request
+// names the sender; the stream is refused unless the sender authenticates
+// as that member (peer_auth.go), and every message must come from it, be
+// addressed to this node, and come from a current member.
 func (t *GRPCTransport) Stream(s raftv1.RaftService_StreamServer) error {
 	t.mu.Lock()
 	host := t.host
 	t.mu.Unlock()
 	if host == nil {
 		return errors.New("raft transport not started")
+	}
+	if err := t.checkHeaders(s.Context()); err != nil {
+		return err
 	}
 	from := uint64(0)
 	var req inBatch // StreamCodec decodes into it
@@ -427,6 +441,9 @@ func (t *GRPCTransport) Snapshot(s raftv1.RaftService_SnapshotServer) error {
 	t.mu.Unlock()
 	if host == nil {
 		return errors.New("raft transport not started")
+	}
+	if err := t.checkHeaders(s.Context()); err != nil {
+		return err
 	}
 	first, err := s.Recv()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
@@ -39,8 +40,13 @@ type PeerSecurity struct {
 	Secret []byte
 }
 
-// peerTokenKey is the gRPC metadata key of the peer token.
-const peerTokenKey = "kvdb-peer-token"
+// peerTokenKey is the gRPC metadata key of the peer token; peerFromKey
+// names the sending member (hex), so a receiver can check the token from
+// the headers alone, before it reads any message of the stream.
+const (
+	peerTokenKey = "kvdb-peer-token"
+	peerFromKey  = "kvdb-peer-from"
+)
 
 // peerToken is HMAC-SHA256(secret, cluster|from|to): it proves knowledge of
 // the secret for one sender and receiver without revealing the secret.
@@ -55,13 +61,15 @@ func peerToken(secret []byte, cluster, from, to uint64) []byte {
 	return mac.Sum(nil)
 }
 
-// withToken adds this member's token for peer to to an outgoing context.
+// withToken adds this member's id and its token for peer to to an
+// outgoing context.
 func (t *GRPCTransport) withToken(ctx context.Context, host Host, to uint64) context.Context {
+	from := strconv.FormatUint(host.ID(), 16)
 	if len(t.sec.Secret) == 0 {
-		return ctx
+		return metadata.AppendToOutgoingContext(ctx, peerFromKey, from)
 	}
 	tok := peerToken(t.sec.Secret, host.ClusterID(), host.ID(), to)
-	return metadata.AppendToOutgoingContext(ctx, peerTokenKey, hex.EncodeToString(tok))
+	return metadata.AppendToOutgoingContext(ctx, peerFromKey, from, peerTokenKey, hex.EncodeToString(tok))
 }
 
 // errPeerRefused is the error a refused peer stream ends with. It says
@@ -77,9 +85,15 @@ func (t *GRPCTransport) authorize(ctx context.Context, host Host, from uint64) e
 	if !ok {
 		return errPeerRefused("%x is not a member this node accepts raft traffic from", from)
 	}
+	return t.authenticate(ctx, host, from, &m)
+}
+
+// authenticate checks the stream's credentials for sender from: its peer
+// token, and its certificate naming member m (with m nil, a sender that is
+// a member no longer, any verified certificate).
+func (t *GRPCTransport) authenticate(ctx context.Context, host Host, from uint64, m *Member) error {
 	if len(t.sec.Secret) > 0 {
-		md, _ := metadata.FromIncomingContext(ctx)
-		got := md.Get(peerTokenKey)
+		got := metadata.ValueFromIncomingContext(ctx, peerTokenKey)
 		want := peerToken(t.sec.Secret, host.ClusterID(), from, host.ID())
 		tok := []byte(nil)
 		if len(got) == 1 {
@@ -94,11 +108,65 @@ func (t *GRPCTransport) authorize(ctx context.Context, host Host, from uint64) e
 		if err != nil {
 			return err
 		}
-		if m.Name == "" || !slices.Contains(name, m.Name) {
+		if m != nil && (m.Name == "" || !slices.Contains(name, m.Name)) {
 			return errPeerRefused("the client certificate (%v) does not name member %q", name, m.Name)
 		}
 	}
 	return nil
+}
+
+// headersChecked marks the context of a call that AuthorizeHeaders let
+// through.
+type headersChecked struct{}
+
+// AuthorizeHeaders checks an incoming RaftService call from its headers
+// alone: with a secret or required certificates, the call must
+// authenticate as the member it names (peerFromKey) or, from a sender that
+// names none, as some current member. It runs before any message of the
+// call is read, so a caller without the cluster's credentials never has a
+// message buffered; Stream and Snapshot still check the sender each
+// message names as before. Servers call it from grpc.InTapHandle, when the
+// call's headers arrive; Stream and Snapshot call it before their first
+// read when the server did not. It returns ctx marked as checked.
+func (t *GRPCTransport) AuthorizeHeaders(ctx context.Context) (context.Context, error) {
+	t.mu.Lock()
+	host := t.host
+	t.mu.Unlock()
+	if host == nil {
+		return ctx, status.Error(codes.Unavailable, "raft transport not started")
+	}
+	if from, err := t.authorizeHeaders(ctx, host); err != nil {
+		return ctx, t.refuse(ctx, from, err)
+	}
+	return context.WithValue(ctx, headersChecked{}, true), nil
+}
+
+// memberLister is implemented by Node.
+type memberLister interface{ Members() []MemberStatus }
+
+func (t *GRPCTransport) authorizeHeaders(ctx context.Context, host Host) (from uint64, err error) {
+	if len(t.sec.Secret) == 0 && !t.sec.RequireCertificate {
+		return 0, nil // -insecure-peers: nothing to prove; every message is checked
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, peerFromKey); len(v) > 0 {
+		from, err := strconv.ParseUint(v[0], 16, 64)
+		if err != nil || len(v) != 1 {
+			return 0, errPeerRefused("malformed %s header", peerFromKey)
+		}
+		if rh, ok := host.(removalHost); ok && rh.IsRemoved(from) {
+			// Let a removed member that proves who it is hear so.
+			return from, t.authenticate(ctx, host, from, nil)
+		}
+		return from, t.authorize(ctx, host, from)
+	}
+	if ml, ok := host.(memberLister); ok {
+		for _, m := range ml.Members() {
+			if m.ID != host.ID() && t.authorize(ctx, host, m.ID) == nil {
+				return m.ID, nil
+			}
+		}
+	}
+	return 0, status.Error(codes.Unauthenticated, "raft peer refused: the call's headers authenticate no member (check -peer-secret-file and the peer certificates)")
 }
 
 // certificateNames returns the CommonName and DNS names of the verified

@@ -28,6 +28,12 @@ func init() { auth.SetBcryptCostForTests() }
 func authNode(t *testing.T) (*testNode, kvdbv1.AuthServiceClient) {
 	t.Helper()
 	n := startNode(t, t.TempDir(), nil)
+	return n, setUpAuth(t, n)
+}
+
+// setUpAuth sets up authNode's users and roles on n and enables auth.
+func setUpAuth(t *testing.T, n *testNode) kvdbv1.AuthServiceClient {
+	t.Helper()
 	a := kvdbv1.NewAuthServiceClient(n.conn)
 	ctx := ctxT(t)
 	steps := []func() error{
@@ -56,7 +62,7 @@ func authNode(t *testing.T) (*testNode, kvdbv1.AuthServiceClient) {
 			t.Fatalf("auth setup step %d: %v", i, err)
 		}
 	}
-	return n, a
+	return a
 }
 
 func login(t *testing.T, a kvdbv1.AuthServiceClient, user, password string) context.Context {

@@ -5,8 +5,8 @@ import (
 	"net"
 	"strings"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/tap"
 
 	"github.com/kvdb/kvdb/internal/core"
 )
@@ -68,6 +68,8 @@ const tokenMetadata = "token"
 // identify verifies the call's token, if any, and returns ctx carrying its
 // user; then it applies the method's class. A bad token is refused even on
 // open methods, so a client learns at once that it must authenticate again.
+// It looks at the call's headers only: tapHandle runs it before the
+// request is read.
 func (s *Server) identify(ctx context.Context, method string) (context.Context, error) {
 	class, known := classOf(method)
 	if class == rpcOpen && method == "/kvdb.v1.AuthService/Authenticate" {
@@ -88,9 +90,9 @@ func (s *Server) identify(ctx context.Context, method string) (context.Context, 
 	switch {
 	case class == rpcOpen:
 		return ctx, nil
-	case class == rpcData:
-		return ctx, nil // core checks every key
-	case class == rpcUser:
+	case class == rpcData, class == rpcUser:
+		// Core checks a data call's permission on every key it touches;
+		// here, before its request is read, only that it has a caller.
 		return ctx, s.core.CheckAuthenticated(ctx)
 	case class == rpcRoot, !known:
 		return ctx, s.core.RequireRoot(ctx)
@@ -98,21 +100,25 @@ func (s *Server) identify(ctx context.Context, method string) (context.Context, 
 	return ctx, nil
 }
 
-// authStreamInterceptor applies the same classes to streaming calls.
-func (s *Server) authStreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	ctx, err := s.identify(ss.Context(), info.FullMethod)
-	if err != nil {
-		return toStatus(err)
+// tapHandle runs when a call's headers arrive, before any of its message
+// is read (grpc.InTapHandle): a call its headers do not authorise is
+// refused without the server reading or buffering its request. Client
+// calls are identified by their token (identify); the context it returns,
+// carrying the caller, is the call's. RaftService calls on the client
+// port must authenticate as a peer from their headers.
+func (s *Server) tapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if isPeerMethod(info.FullMethodName) {
+		if s.servesPeersOnClientPort() {
+			return s.transport.AuthorizeHeaders(ctx)
+		}
+		return ctx, nil // not served here: Unimplemented
 	}
-	return h(srv, &identifiedStream{ServerStream: ss, ctx: ctx})
+	ctx, err := s.identify(ctx, info.FullMethodName)
+	if err != nil {
+		return ctx, toStatus(err)
+	}
+	return ctx, nil
 }
-
-type identifiedStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *identifiedStream) Context() context.Context { return s.ctx }
 
 // hostOf is the host part of a host:port address.
 func hostOf(addr string) string {

@@ -383,9 +383,14 @@ func indexOf(ns []*peerNode, n *peerNode) int {
 
 // testToken recomputes the peer token independently of raftnode.
 func testToken(secret []byte, from, to uint64) []byte {
+	return testTokenIn(secret, testClusterID, from, to)
+}
+
+// testTokenIn is testToken in cluster.
+func testTokenIn(secret []byte, cluster, from, to uint64) []byte {
 	mac := hmac.New(sha256.New, secret)
 	var b [24]byte
-	binary.BigEndian.PutUint64(b[0:], testClusterID)
+	binary.BigEndian.PutUint64(b[0:], cluster)
 	binary.BigEndian.PutUint64(b[8:], from)
 	binary.BigEndian.PutUint64(b[16:], to)
 	mac.Write([]byte("kvdb-peer-v1\x00"))

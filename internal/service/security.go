@@ -5,16 +5,20 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
 	"github.com/kvdb/kvdb/internal/raftnode"
@@ -37,6 +41,48 @@ type PeerConfig struct {
 	ServerTLS *tls.Config
 	// Security is how the transport authenticates peers and dials them.
 	Security raftnode.PeerSecurity
+	// MaxConnections caps the open connections of the peer listener; past
+	// it a new connection is closed at once. 0 means
+	// DefaultMaxPeerConnections, negative means no cap.
+	MaxConnections int
+}
+
+// Bounds of the peer listener. A member keeps one connection to each peer
+// for raft messages, with one call on it, and opens one more while it
+// sends that peer a snapshot.
+const (
+	// DefaultMaxPeerConnections caps the peer listener's open connections
+	// (PeerConfig.MaxConnections).
+	DefaultMaxPeerConnections = 128
+	// maxPeerStreams bounds the calls one peer connection has open at once.
+	maxPeerStreams = 16
+)
+
+// cappedListener closes, at once, connections accepted while max are open.
+type cappedListener struct {
+	net.Listener
+	max      int64
+	n        atomic.Int64
+	log      *slog.Logger
+	lastWarn atomic.Int64 // unix nanos of the last "at the cap" log line
+}
+
+func (l *cappedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.n.Load() < l.max {
+			l.n.Add(1)
+			return &countingConn{Conn: c, n: &l.n}, nil
+		}
+		c.Close()
+		if now := time.Now().UnixNano(); now-l.lastWarn.Load() > int64(time.Minute) {
+			l.lastWarn.Store(now)
+			l.log.Warn("refusing peer connections: at the cap", "max_peer_connections", l.max)
+		}
+	}
 }
 
 // ProtectedModeMessage is the error a non-loopback client gets from a node in
@@ -149,12 +195,28 @@ func (s *Server) buildPeerGRPC() {
 	if s.transport == nil || !s.cfg.Peer.Enabled || !s.cfg.Peer.OwnListener {
 		return
 	}
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.MaxSendMsgSize(64 << 20), grpc.ForceServerCodecV2(raftnode.StreamCodec)}
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.MaxSendMsgSize(64 << 20), grpc.ForceServerCodecV2(raftnode.StreamCodec),
+		// A call is refused from its headers unless they authenticate a
+		// member: nothing of it is read before.
+		grpc.InTapHandle(s.peerTap),
+		grpc.MaxConcurrentStreams(maxPeerStreams),
+		// The TLS handshake and the HTTP/2 preface must arrive within the
+		// detection timeout, and a connection without a call open is
+		// closed after as long.
+		grpc.ConnectionTimeout(s.cfg.ProtocolDetectTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.ProtocolDetectTimeout}),
+	}
 	if s.cfg.Peer.ServerTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.Peer.ServerTLS)))
 	}
 	s.peerGRPC = grpc.NewServer(opts...)
 	raftv1.RegisterRaftServiceServer(s.peerGRPC, s.transport)
+}
+
+// peerTap authenticates every call on the peer listener from its headers
+// (raftnode.GRPCTransport.AuthorizeHeaders).
+func (s *Server) peerTap(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	return s.transport.AuthorizeHeaders(ctx)
 }
 
 // errNoPeerListener is returned by ServePeers on a node without one.
@@ -166,6 +228,13 @@ func (s *Server) ServePeers(l net.Listener) error {
 	if s.peerGRPC == nil {
 		l.Close()
 		return errNoPeerListener
+	}
+	max := s.cfg.Peer.MaxConnections
+	if max == 0 {
+		max = DefaultMaxPeerConnections
+	}
+	if max > 0 {
+		l = &cappedListener{Listener: l, max: int64(max), log: s.log}
 	}
 	err := s.peerGRPC.Serve(l)
 	if errors.Is(err, grpc.ErrServerStopped) || errors.Is(err, net.ErrClosed) {

@@ -256,10 +256,16 @@ func (s *Server) buildGRPC() {
 	unary = append(unary, s.metrics.grpc.UnaryServerInterceptor(), s.protectedUnary, s.statsInterceptor)
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), s.metrics.grpc.StreamServerInterceptor(), s.protectedStream, s.authStreamInterceptor),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), s.metrics.grpc.StreamServerInterceptor(), s.protectedStream),
+		// Callers are identified, and refused, from their headers,
+		// before their request is read.
+		grpc.InTapHandle(s.tapHandle),
 		// Requests up to twice the limit reach the handler, which rejects
 		// those over the limit with INVALID_ARGUMENT naming it.
 		grpc.MaxRecvMsgSize(2 * s.core.Limits().MaxRequestSize),
+		// What one connection can make the node buffer: at most this many
+		// calls, each up to the message size above.
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 		grpc.MaxSendMsgSize(64 << 20),
 		// Long-lived stream workers instead of a goroutine per call: a new
 		// goroutine's stack grows (and is copied) on every call, about a
@@ -322,16 +328,18 @@ var grpcOps = map[string]core.Op{
 // hundred concurrent callers rather than for the CPU count.
 const grpcStreamWorkers = 256
 
+// MaxConcurrentStreams bounds the gRPC calls one client connection has open
+// at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): as many as the stream
+// workers. A client over it waits until one of its calls ends; the node-wide
+// bound on calls is -max-inflight-requests.
+const MaxConcurrentStreams = grpcStreamWorkers
+
 func (s *Server) statsInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	op, isOp := grpcOps[info.FullMethod]
 	if err := s.core.Enter(isOp); err != nil {
 		return nil, toStatus(err)
 	}
 	defer s.core.Leave(isOp)
-	ctx, err := s.identify(ctx, info.FullMethod)
-	if err != nil {
-		return nil, toStatus(err)
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
