@@ -5,7 +5,9 @@ import (
 	"net"
 	"strings"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
 	"github.com/kvdb/kvdb/internal/core"
@@ -69,11 +71,12 @@ const tokenMetadata = "token"
 // user; then it applies the method's class. A bad token is refused even on
 // open methods, so a client learns at once that it must authenticate again.
 // It looks at the call's headers only: tapHandle runs it before the
-// request is read.
-func (s *Server) identify(ctx context.Context, method string) (context.Context, error) {
+// request is read. open reports a call that needs no identity and proved
+// none.
+func (s *Server) identify(ctx context.Context, method string) (_ context.Context, open bool, _ error) {
 	class, known := classOf(method)
 	if class == rpcOpen && method == "/kvdb.v1.AuthService/Authenticate" {
-		return ctx, nil
+		return ctx, true, nil
 	}
 	// ValueFromIncomingContext copies the one value, where
 	// FromIncomingContext would copy every header of the call.
@@ -81,24 +84,54 @@ func (s *Server) identify(ctx context.Context, method string) (context.Context, 
 		user, err := s.core.VerifyToken(toks[0])
 		if err != nil {
 			if s.core.AuthEnabled() {
-				return ctx, err
+				return ctx, false, err
 			}
 		} else {
 			ctx = core.WithUser(ctx, user)
+			if class == rpcOpen {
+				return ctx, false, nil
+			}
 		}
 	}
 	switch {
 	case class == rpcOpen:
-		return ctx, nil
+		return ctx, true, nil
 	case class == rpcData, class == rpcUser:
 		// Core checks a data call's permission on every key it touches;
 		// here, before its request is read, only that it has a caller.
-		return ctx, s.core.CheckAuthenticated(ctx)
+		return ctx, false, s.core.CheckAuthenticated(ctx)
 	case class == rpcRoot, !known:
-		return ctx, s.core.RequireRoot(ctx)
+		return ctx, false, s.core.RequireRoot(ctx)
 	}
-	return ctx, nil
+	return ctx, false, nil
 }
+
+// DefaultMaxAnonymousCalls bounds the calls open at once, node-wide, that
+// carry no identity while authentication is enabled: Authenticate, and
+// health and reflection calls without a token. They are the only calls
+// whose requests the node reads from callers it does not know, so this
+// bound, times twice -max-request-size, bounds what such callers can make
+// it buffer. Past it they are refused with RESOURCE_EXHAUSTED from their
+// headers (Config.MaxAnonymousCalls).
+const DefaultMaxAnonymousCalls = 64
+
+// admitAnonymous counts an anonymous call until it ends (its context is
+// cancelled then), or refuses it when the node is at the bound.
+func (s *Server) admitAnonymous(ctx context.Context) error {
+	limit := int64(s.cfg.MaxAnonymousCalls)
+	if limit < 0 {
+		return nil
+	}
+	if s.anonCalls.Add(1) > limit {
+		s.anonCalls.Add(-1)
+		return errAnonymousBusy
+	}
+	context.AfterFunc(ctx, func() { s.anonCalls.Add(-1) })
+	return nil
+}
+
+var errAnonymousBusy = status.Error(codes.ResourceExhausted,
+	"too many unauthenticated calls in progress on this node (Authenticate, health, reflection); retry, or call with a token")
 
 // tapHandle runs when a call's headers arrive, before any of its message
 // is read (grpc.InTapHandle): a call its headers do not authorise is
@@ -113,9 +146,12 @@ func (s *Server) tapHandle(ctx context.Context, info *tap.Info) (context.Context
 		}
 		return ctx, nil // not served here: Unimplemented
 	}
-	ctx, err := s.identify(ctx, info.FullMethodName)
+	ctx, open, err := s.identify(ctx, info.FullMethodName)
 	if err != nil {
 		return ctx, toStatus(err)
+	}
+	if open && s.core.AuthEnabled() {
+		return ctx, s.admitAnonymous(ctx)
 	}
 	return ctx, nil
 }

@@ -388,3 +388,49 @@ func TestPeerListenerBounds(t *testing.T) {
 		}
 	})
 }
+
+// TestAnonymousCallsBounded: with authentication on, the calls that carry
+// no identity are bounded node-wide, refused from their headers past the
+// bound; calls with a token are not counted.
+func TestAnonymousCallsBounded(t *testing.T) {
+	const limit = 2
+	n := startNode(t, t.TempDir(), func(c *Config) { c.MaxAnonymousCalls = limit })
+	a := setUpAuth(t, n)
+	alice := login(t, a, "alice", "alicepw")
+	health := healthpb.NewHealthClient(n.conn)
+	// Health watches hold their calls open.
+	var cancels []context.CancelFunc
+	for i := range limit {
+		ctx, cancel := context.WithCancel(ctxT(t))
+		defer cancel()
+		w, err := health.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil {
+			_, err = w.Recv()
+		}
+		if err != nil {
+			t.Fatalf("anonymous watch %d: %v", i, err)
+		}
+		cancels = append(cancels, cancel)
+	}
+	if _, err := health.Check(ctxT(t), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("anonymous call past the bound: %v, want ResourceExhausted", err)
+	}
+	if _, err := a.Authenticate(ctxT(t), &kvdbv1.AuthenticateRequest{Name: "alice", Password: "alicepw"}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("Authenticate past the bound: %v, want ResourceExhausted", err)
+	}
+	if _, err := health.Check(alice, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a call with a token: %v", err)
+	}
+	// A call that ends gives its place back.
+	cancels[0]()
+	for i := 0; ; i++ {
+		_, err := health.Check(ctxT(t), &healthpb.HealthCheckRequest{})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.ResourceExhausted || i == 1000 {
+			t.Fatalf("anonymous call after one ended: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

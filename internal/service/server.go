@@ -108,6 +108,12 @@ type Config struct {
 	// DefaultMaxConnections, negative means no cap.
 	MaxConnections int
 
+	// MaxAnonymousCalls caps the calls without an identity (Authenticate,
+	// health and reflection without a token) open at once while
+	// authentication is enabled. 0 means DefaultMaxAnonymousCalls,
+	// negative means no cap.
+	MaxAnonymousCalls int
+
 	// ClientAddress, when set, is how clients reach this node if not at
 	// AdvertiseAddress (a host-mapped port); members report it.
 	ClientAddress string
@@ -148,6 +154,9 @@ type Server struct {
 	stopC    chan struct{}
 	wg       sync.WaitGroup
 
+	// anonCalls counts the open calls admitAnonymous let in.
+	anonCalls atomic.Int64
+
 	// loops serve plain-TCP binary and Redis-protocol connections,
 	// started with the first (eventLoops).
 	loopsOnce sync.Once
@@ -170,6 +179,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxConnections == 0 {
 		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.MaxAnonymousCalls == 0 {
+		cfg.MaxAnonymousCalls = DefaultMaxAnonymousCalls
 	}
 	if cfg.EvictionPolicy == "" {
 		cfg.EvictionPolicy = EvictAllKeysLRU
