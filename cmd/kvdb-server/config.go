@@ -64,6 +64,9 @@ type config struct {
 	LogLevel         slog.Level
 	ShowVersion      bool
 
+	// MaxAnonymousCalls is -max-anonymous-calls.
+	MaxAnonymousCalls int
+
 	// AdvertiseClient is where clients reach this node when not at
 	// Advertise (a port mapped by Docker).
 	AdvertiseClient string
@@ -184,6 +187,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.MaxInFlight, "max-inflight-requests", service.DefaultMaxInFlightRequests, "most KV and transaction requests served at once (both transports); more get RESOURCE_EXHAUSTED at once; -1: no cap")
 	fs.DurationVar(&c.DetectTimeout, "protocol-detect-timeout", service.DefaultProtocolDetectTimeout, "close a connection that has not shown which protocol it speaks (binary, gRPC, HTTP/1) within this time")
 	fs.IntVar(&c.MaxConnections, "max-connections", service.DefaultMaxConnections, "most open client connections; more are answered with an error in their protocol and closed; -1: no cap")
+	fs.IntVar(&c.MaxAnonymousCalls, "max-anonymous-calls", service.DefaultMaxAnonymousCalls, "while authentication is enabled, most gRPC calls without a token (Authenticate, health, reflection) open at once; more get RESOURCE_EXHAUSTED; -1: no cap")
 	fs.Var(&reqBuf, "max-request-buffer", "most bytes of large binary-protocol frames buffered at once across connections; a frame that does not fit waits (backpressure); at least one max-size frame always fits")
 	fs.IntVar(&c.Limits.MaxTxnOps, "max-txn-ops", d.MaxTxnOps, "most reads, ranges and writes one transaction holds")
 	fs.Var(&txnSize, "max-txn-bytes", "most key and value bytes one transaction holds")
@@ -327,6 +331,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.MaxConnections == 0 || c.MaxConnections < -1 {
 		return nil, errors.New("-max-connections must be positive, or -1 for no cap")
+	}
+	if c.MaxAnonymousCalls == 0 || c.MaxAnonymousCalls < -1 {
+		return nil, errors.New("-max-anonymous-calls must be positive, or -1 for no cap")
 	}
 	if c.DetectTimeout <= 0 || c.MaxRequestBuffer <= 0 {
 		return nil, errors.New("-protocol-detect-timeout and -max-request-buffer must be positive")

@@ -165,6 +165,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		Logger:                log,
 		ProtocolDetectTimeout: cfg.DetectTimeout,
 		MaxConnections:        cfg.MaxConnections,
+		MaxAnonymousCalls:     cfg.MaxAnonymousCalls,
 		Binary:                service.BinaryConfig{MaxRequestBuffer: int(cfg.MaxRequestBuffer)},
 		EventLoops:            cfg.EventLoops,
 		Raft:                  raftCfg,

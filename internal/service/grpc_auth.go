@@ -108,12 +108,14 @@ func (s *Server) identify(ctx context.Context, method string) (_ context.Context
 
 // DefaultMaxAnonymousCalls bounds the calls open at once, node-wide, that
 // carry no identity while authentication is enabled: Authenticate, and
-// health and reflection calls without a token. They are the only calls
-// whose requests the node reads from callers it does not know, so this
-// bound, times twice -max-request-size, bounds what such callers can make
-// it buffer. Past it they are refused with RESOURCE_EXHAUSTED from their
-// headers (Config.MaxAnonymousCalls).
-const DefaultMaxAnonymousCalls = 64
+// health and reflection calls without a token (-max-anonymous-calls). They
+// are the only calls whose requests the node reads from callers it does
+// not know, so this bound, times what one request of up to twice
+// -max-request-size costs to receive and decode (a few times its size),
+// bounds what such callers can make it hold. Past it they are refused with
+// RESOURCE_EXHAUSTED from their headers. Authenticate hashes a password,
+// so a few dozen at once already keep the processors busy.
+const DefaultMaxAnonymousCalls = 32
 
 // admitAnonymous counts an anonymous call until it ends (its context is
 // cancelled then), or refuses it when the node is at the bound.
