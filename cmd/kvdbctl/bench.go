@@ -58,6 +58,9 @@ store, which a line on stderr says; --cleanup deletes them after the run.`,
 			if fl.Changed("total") && f.cfg.Total <= 0 || fl.Changed("batch-size") && f.cfg.BatchSize <= 0 || fl.Changed("duration") && f.cfg.Duration <= 0 {
 				return &usageError{err: fmt.Errorf("--total, --batch-size and --duration must be positive when given")}
 			}
+			if err := f.cfg.Validate(); err != nil {
+				return &usageError{err: err}
+			}
 			if f.cfg.ValueSize == 0 {
 				f.cfg.ValueSize = -1 // bench.Config reads 0 as "default"; -1 is empty values
 			}
@@ -96,7 +99,7 @@ store, which a line on stderr says; --cleanup deletes them after the run.`,
 	fl.IntVar(&f.connections, "connections", 4, "connections to the node")
 	fl.IntVar(&f.cfg.Clients, "clients", 16, "concurrent clients sharing the connections")
 	fl.IntVar(&f.cfg.Pipeline, "pipeline", 1, "requests each client keeps in flight (pipelined on --protocol binary)")
-	fl.IntVar(&f.cfg.ValueSize, "value-size", 256, "value size in bytes")
+	fl.IntVar(&f.cfg.ValueSize, "value-size", 256, "value size in bytes (at most 64 MiB, the largest value a server can store)")
 	fl.IntVar(&f.cfg.Keys, "keys", 10_000, "size of the key space")
 	fl.StringVar(&f.cfg.KeyPrefix, "key-prefix", "bench/", "prefix of every key")
 	fl.IntVar(&f.cfg.BatchSize, "batch-size", 100, "puts per batch for --op batch")
@@ -233,9 +236,12 @@ func (a *app) execBenchmark(ctx context.Context, w io.Writer, args string) error
 		if _, err := fmt.Sscan(fields[2], &size); err != nil || size < 0 {
 			return fmt.Errorf("invalid valuesize %q: %w", fields[2], usage)
 		}
-		cfg.ValueSize = max(size, -1)
+		cfg.ValueSize = size
 		if size == 0 {
 			cfg.ValueSize = -1
+		}
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("invalid valuesize %q: %w", fields[2], err)
 		}
 	}
 	for _, op := range []bench.Op{bench.OpPut, bench.OpGet} {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/kvdb/kvdb/internal/bench"
 	"github.com/kvdb/kvdb/internal/service/servicetest"
 )
 
@@ -119,5 +121,48 @@ func TestBenchCleanup(t *testing.T) {
 	}
 	if got := count("sh_"); got != "0" {
 		t.Errorf("after CLEANUP %s keys under sh_", got)
+	}
+}
+
+// TestBenchValueSizeBound: a value size over the largest value any server
+// can store is refused as a bad flag, by `kvdbctl bench` and by the shell's
+// BENCHMARK, before anything is allocated or sent.
+func TestBenchValueSizeBound(t *testing.T) {
+	addr := servicetest.Start(t, nil)
+	tooLarge := strconv.Itoa(bench.MaxValueSize + 1)
+	tests := []struct {
+		name     string
+		stdin    string
+		args     []string
+		wantCode int
+		wantErr  string
+		wantOut  string
+	}{
+		{name: "bench", args: []string{"bench", "--op", "put", "--total", "5", "--value-size", tooLarge},
+			wantCode: 1, wantErr: "Error: value size 67108865 is over 67108864 bytes (64 MiB), the largest value a KVDB server can store\nRun 'kvdbctl --help' for usage."},
+		{name: "bench get", args: []string{"bench", "--op", "get", "--total", "5", "--keys", "5", "--value-size", tooLarge},
+			wantCode: 1, wantErr: "the largest value a KVDB server can store"},
+		{name: "bench batch", args: []string{"bench", "--op", "batch", "--total", "5", "--value-size", "1048576"},
+			wantCode: 1, wantErr: "a batch of 100 values of 1048576 bytes is over 67108864 bytes"},
+		{name: "shell BENCHMARK", stdin: "BENCHMARK 10 x " + tooLarge + "\n",
+			wantCode: 1, wantOut: "(error) invalid valuesize \"67108865\": value size 67108865 is over 67108864 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := runCLI(t, nil, tt.stdin, append([]string{"--address", addr}, tt.args...)...)
+			if code != tt.wantCode || !strings.Contains(errOut, tt.wantErr) || !strings.Contains(out, tt.wantOut) {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, out, errOut)
+			}
+			if strings.Contains(out+errOut, "INVALID_ARGUMENT") || strings.Contains(out, "ops") {
+				t.Errorf("requests were sent:\n%s%s", out, errOut)
+			}
+		})
+	}
+	// Nothing was written.
+	for _, prefix := range []string{"bench/", "x"} {
+		out, errOut, code := runCLI(t, nil, "", "--address", addr, "range", prefix, "--count-only")
+		if code != 0 || strings.TrimSpace(out) != "0" {
+			t.Errorf("keys under %s: exit %d %q %s", prefix, code, out, errOut)
+		}
 	}
 }

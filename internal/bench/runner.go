@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/kvdb/kvdb/internal/engine"
 )
 
 // Op is the kind of request a run sends.
@@ -41,12 +43,22 @@ const (
 	MaxDuration     = 10 * time.Minute
 )
 
+// MaxValueSize is the largest ValueSize a run accepts: the largest value any
+// KVDB server can store (its -max-value-size, 1 MiB by default, is at most
+// this). A larger value could never be written, and the run would hold it
+// in memory once per request in flight.
+const MaxValueSize = engine.MaxValueSize
+
+// MaxBatchBytes bounds the values of one batch of OpBatch (BatchSize ×
+// ValueSize): 64 MiB, the largest message or frame a KVDB client accepts.
+const MaxBatchBytes = 64 << 20
+
 // Config is one run's shape. Zero values take the defaults noted.
 type Config struct {
 	Op          Op
 	Clients     int // concurrent workers (default 16)
 	Pipeline    int // requests in flight per worker (default 1)
-	ValueSize   int // bytes (default 256)
+	ValueSize   int // bytes (default 256; negative: empty values; at most MaxValueSize)
 	Keys        int // key space (default 10,000)
 	KeyPrefix   string
 	BatchSize   int // puts per batch for OpBatch (default 100)
@@ -127,12 +139,31 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Validate reports a Config no run can use. Run calls it before it
+// allocates anything; front ends call it to refuse bad flags early.
+func (c *Config) Validate() error {
+	if c.ValueSize > MaxValueSize {
+		return fmt.Errorf("value size %d is over %d bytes (64 MiB), the largest value a KVDB server can store", c.ValueSize, MaxValueSize)
+	}
+	batch := c.BatchSize
+	if batch <= 0 {
+		batch = 100 // the default
+	}
+	if c.Op == OpBatch && int64(batch)*int64(max(c.ValueSize, 0)) > MaxBatchBytes {
+		return fmt.Errorf("a batch of %d values of %d bytes is over %d bytes (64 MiB), the largest request a run sends", batch, c.ValueSize, MaxBatchBytes)
+	}
+	return nil
+}
+
 // Key is the i-th key of the key space.
 func (c *Config) Key(i int) []byte { return fmt.Appendf(nil, "%s%08d", c.KeyPrefix, i) }
 
 // Run preloads the key space when the workload reads or deletes, then runs
 // the workload against d until a bound is reached or ctx ends.
 func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	cfg.setDefaults()
 	value := make([]byte, cfg.ValueSize)
 	for i := range value {

@@ -174,3 +174,50 @@ func TestParseOp(t *testing.T) {
 		t.Error("ParseOp(scan) accepted")
 	}
 }
+
+// TestConfigValidate: a value size no server can store, or a batch too
+// large to send, is refused before anything is allocated or sent.
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{name: "default", cfg: Config{}},
+		{name: "empty values", cfg: Config{ValueSize: -1}},
+		{name: "largest value", cfg: Config{Op: OpPut, ValueSize: MaxValueSize}},
+		{name: "value too large", cfg: Config{Op: OpPut, ValueSize: MaxValueSize + 1}, wantErr: "the largest value a KVDB server can store"},
+		{name: "value too large for get", cfg: Config{Op: OpGet, ValueSize: 99999999999}, wantErr: "value size 99999999999 is over 67108864 bytes"},
+		{name: "batch at the bound", cfg: Config{Op: OpBatch, BatchSize: 64, ValueSize: 1 << 20}},
+		{name: "batch too large", cfg: Config{Op: OpBatch, BatchSize: 65, ValueSize: 1 << 20}, wantErr: "a batch of 65 values"},
+		{name: "default batch too large", cfg: Config{Op: OpBatch, ValueSize: 1 << 20}, wantErr: "a batch of 100 values"},
+		{name: "large values, not a batch", cfg: Config{Op: OpPut, BatchSize: 1000, ValueSize: 1 << 20}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate = %v, want an error containing %q", err, tt.wantErr)
+			}
+			if tt.cfg.ValueSize > MaxValueSize+1 {
+				return // not given to Run: it would allocate the value if it did not check
+			}
+			// Run refuses it too, before it sends anything.
+			d := &fakeDriver{}
+			cfg := tt.cfg
+			cfg.Total = 1
+			if _, err := Run(context.Background(), d, cfg); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Run = %v, want an error containing %q", err, tt.wantErr)
+			}
+			if n := d.calls.Load() + d.batches.Load(); n != 0 {
+				t.Errorf("Run sent %d requests", n)
+			}
+		})
+	}
+}
