@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/status"
 )
@@ -78,9 +81,50 @@ func describeError(err error) string {
 		msg = err.Error()
 	}
 	// gRPC's words when the port speaks another protocol (a Redis-protocol
-	// port, an HTTP server) are about HTTP/2 frames; say what they mean.
-	if strings.Contains(msg, "server preface") {
-		msg += " (the server at that address does not speak gRPC: is it a KVDB node's -address, not its -resp-address or another service?)"
+	// port, an HTTP server, a TLS-only node reached without TLS) are about
+	// HTTP/2 frames; say what they mean. The binary protocol's handshake
+	// with a TLS-only node fails likewise.
+	if strings.Contains(msg, "server preface") || strings.Contains(msg, "binary handshake") {
+		switch {
+		case ue != nil && anySpeaksTLS(ue.address):
+			msg += " (the server at that address speaks TLS: pass --cacert with the CA that signed its certificate, and --cert and --key when it requires client certificates)"
+		case strings.Contains(msg, "server preface"):
+			msg += " (the server at that address does not speak gRPC: is it a KVDB node's -address, not its -resp-address or another service?)"
+		}
 	}
 	return msg
+}
+
+// tlsProbeTimeout bounds each TLS probe of anySpeaksTLS.
+const tlsProbeTimeout = 2 * time.Second
+
+// anySpeaksTLS reports whether a server among addresses (comma-separated)
+// answers a TLS handshake: after a plaintext connection failed, it tells a
+// TLS-only node apart from a port that speaks another protocol.
+func anySpeaksTLS(addresses string) bool {
+	for addr := range strings.SplitSeq(addresses, ",") {
+		if a, err := normalizeAddress(addr); err == nil && speaksTLS(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// speaksTLS reports whether the server at address answers a TLS
+// ClientHello with a handshake (completed, or ended by a TLS alert such as
+// "certificate required"). The probe only looks at the protocol: it trusts
+// nothing it is shown, sends no request and closes at once.
+func speaksTLS(address string) bool {
+	d := &net.Dialer{Timeout: tlsProbeTimeout} // bounds the handshake too
+	conn, err := tls.DialWithDialer(d, "tcp", address, &tls.Config{
+		InsecureSkipVerify: true, //nolint:gosec // a protocol probe: no data is exchanged
+		MinVersion:         tls.VersionTLS12,
+	})
+	if err == nil {
+		_ = conn.Close()
+		return true
+	}
+	var alert tls.AlertError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &alert) || errors.As(err, &verify)
 }
