@@ -347,6 +347,10 @@ type Future struct {
 	// held: the request was queued by a Pipeline and may not be written
 	// yet; waiting for it flushes its connection first.
 	held bool
+	// abandoned: the waiter gave up on a call its own goroutine still
+	// runs (gRPC), which completes the Future later: the Future is not
+	// reused, and the waiter reads nothing of it.
+	abandoned bool
 }
 
 var futures = sync.Pool{New: func() any { return &Future{done: make(chan struct{}, 1)} }}
@@ -392,12 +396,23 @@ func (f *Future) wait(ctx context.Context) error {
 			// the Future cannot be reused before it.
 			<-f.done
 		}
+		if f.conn == nil {
+			select {
+			case <-f.done:
+			default:
+				// A gRPC call still running on its goroutine.
+				f.abandoned = true
+			}
+		}
 		return ctx.Err()
 	}
 }
 
 // release returns f to the pool. Nothing may use f or its reply after.
 func (f *Future) release() {
+	if f.abandoned {
+		return // its goroutine completes it; the collector takes it
+	}
 	kvs := f.resp.KVs[:0]
 	if f.conn == nil {
 		kvs = nil // a gRPC reply's slice is not ours to reuse
@@ -649,7 +664,10 @@ type PutFuture struct{ f *Future }
 // Wait returns the revision the put created, or the error. Call it once.
 func (p PutFuture) Wait(ctx context.Context) (int64, error) {
 	err := p.f.wait(ctx)
-	rev := p.f.resp.Revision
+	var rev int64
+	if err == nil {
+		rev = p.f.resp.Revision
+	}
 	p.f.release()
 	return rev, err
 }
@@ -667,7 +685,10 @@ type DeleteFuture struct{ f *Future }
 // once.
 func (d DeleteFuture) Wait(ctx context.Context) (int64, error) {
 	err := d.f.wait(ctx)
-	n := d.f.resp.Deleted
+	var n int64
+	if err == nil {
+		n = d.f.resp.Deleted
+	}
 	d.f.release()
 	return n, err
 }

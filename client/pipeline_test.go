@@ -1,6 +1,8 @@
 package client
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -89,5 +91,42 @@ func TestPipeline(t *testing.T) {
 				t.Fatal("get after Close: no error")
 			}
 		})
+	}
+}
+
+// TestAbandonedGRPCFuture: a gRPC asynchronous call whose waiter gives up
+// (its context ends) still completes on its own goroutine; the Future is
+// not handed to another call meanwhile, so later calls get their own
+// replies (and -race sees no write to a reused Future).
+func TestAbandonedGRPCFuture(t *testing.T) {
+	_, addr := startNode(t)
+	ctx := ctxT(t)
+	c, err := New(ctx, Options{Endpoints: []string{addr}, Protocol: ProtocolGRPC, PoolSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	for i := range 100 {
+		key := fmt.Appendf(nil, "ab/%d", i)
+		waits := []func() error{
+			func() error { return c.PutAsync(ctx, key, key).Err(gone) },
+			func() error { _, err := c.PutAsync(ctx, key, key).Wait(gone); return err },
+			func() error { _, err := c.DeleteAsync(ctx, key).Wait(gone); return err },
+			func() error { _, err := c.GetAsync(ctx, key).Wait(gone); return err },
+		}
+		if err := waits[i%len(waits)](); err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("wait: %v", err)
+		}
+		// The abandoned call still runs: check another key.
+		checked, want := fmt.Appendf(nil, "ab/checked/%d", i), fmt.Appendf(nil, "v%d", i)
+		if _, err := c.Put(ctx, checked, want); err != nil {
+			t.Fatal(err)
+		}
+		kv, err := c.GetAsync(ctx, checked).Wait(ctx)
+		if err != nil || string(kv.Value) != string(want) {
+			t.Fatalf("GetAsync after an abandoned call = %q, %v; want %q", kv.Value, err, want)
+		}
 	}
 }
