@@ -107,6 +107,9 @@ type Client struct {
 	mu     sync.Mutex
 	pool   *pool // the leader's (or best known endpoint's) connections
 	closed bool
+	// finding is closed when the failover round in progress ends (nil:
+	// none is).
+	finding chan struct{}
 
 	watches watchConns // watch.go
 }
@@ -286,9 +289,45 @@ func idempotent(op wire.Opcode) bool {
 	return false
 }
 
+// failover looks for the leader among the endpoints again after a request
+// sent on failed (the pool it used) failed with UNAVAILABLE: the node went
+// away, is stopping, or lost its leadership. Later requests go to the node
+// found. Callers that fail together share one round and wait for it (or
+// for ctx); a pool that is no longer the current one was replaced already.
+func (c *Client) failover(ctx context.Context, failed *pool) {
+	c.mu.Lock()
+	if c.closed || c.pool != failed {
+		c.mu.Unlock()
+		return
+	}
+	if ch := c.finding; ch != nil {
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		return
+	}
+	ch := make(chan struct{})
+	c.finding = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.finding = nil
+		c.mu.Unlock()
+		close(ch)
+	}()
+	// The round serves every waiter: the caller's deadline does not cut
+	// it short.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.DialTimeout)
+	defer cancel()
+	_, _ = c.discover(dctx)
+}
+
 // do sends req and waits for its reply, applying the default deadline and
 // retrying idempotent requests on UNAVAILABLE with backoff and leader
-// discovery. Any request refused because the permissions changed while it
+// discovery. A write that fails with UNAVAILABLE is not sent again, but the
+// leader is looked for before it returns, so the next request goes to it. Any request refused because the permissions changed while it
 // was in flight (notApplied) is sent again at once, as etcd's client does;
 // a transaction's commit is not, since its reads were checked at begin.
 func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
@@ -299,11 +338,19 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, err
 	}
 	backoff := c.opts.BackoffBase
 	for attempt := 0; ; attempt++ {
-		resp, err := c.once(ctx, req)
+		p, err := c.current()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.onceOn(ctx, p, req)
 		if err != nil && notApplied(err) && req.Op != wire.OpCommit && attempt < c.opts.MaxRetries {
 			continue
 		}
-		if err == nil || !idempotent(req.Op) || !retryable(err) || attempt >= c.opts.MaxRetries {
+		if err == nil || !retryable(err) {
+			return resp, err
+		}
+		if !idempotent(req.Op) || attempt >= c.opts.MaxRetries {
+			c.failover(ctx, p)
 			return resp, err
 		}
 		select {
@@ -312,7 +359,7 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, err
 			return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
 		}
 		backoff = min(2*backoff, c.opts.BackoffMax)
-		_, _ = c.discover(ctx)
+		c.failover(ctx, p)
 	}
 }
 
@@ -321,6 +368,11 @@ func (c *Client) once(ctx context.Context, req *wire.Request) (*wire.Response, e
 	if err != nil {
 		return nil, err
 	}
+	return c.onceOn(ctx, p, req)
+}
+
+// onceOn sends req once on p's connections.
+func (c *Client) onceOn(ctx context.Context, p *pool, req *wire.Request) (*wire.Response, error) {
 	if len(p.grpc) > 0 {
 		g := p.grpc[p.next.Add(1)%uint64(len(p.grpc))]
 		return g.do(ctx, req)
@@ -347,6 +399,11 @@ type Future struct {
 	// held: the request was queued by a Pipeline and may not be written
 	// yet; waiting for it flushes its connection first.
 	held bool
+	// client and from: the Client that sent the request and the pool it
+	// went to, for failover when it fails with UNAVAILABLE (nil: a
+	// request of a transaction's own connection).
+	client *Client
+	from   *pool
 	// abandoned: the waiter gave up on a call its own goroutine still
 	// runs (gRPC), which completes the Future later: the Future is not
 	// reused, and the waiter reads nothing of it.
@@ -377,6 +434,16 @@ func (f *Future) completeWith(resp *wire.Response, err error) {
 // wait waits for the reply or for ctx to end. On success, f.resp holds the
 // reply until release.
 func (f *Future) wait(ctx context.Context) error {
+	err := f.waitReply(ctx)
+	if f.client != nil && Code(err) == codes.Unavailable {
+		// Asynchronous requests are not sent again, but the next ones
+		// go to the leader.
+		f.client.failover(ctx, f.from)
+	}
+	return err
+}
+
+func (f *Future) waitReply(ctx context.Context) error {
 	if f.held {
 		f.conn.flush()
 	}
@@ -422,6 +489,7 @@ func (f *Future) release() {
 	}
 	f.resp = wire.Response{KVs: kvs}
 	f.conn, f.id, f.err, f.held = nil, 0, nil, false
+	f.client, f.from = nil, nil
 	futures.Put(f)
 }
 
@@ -444,9 +512,9 @@ func (f *Future) Wait(ctx context.Context) (*wire.Response, error) { return f.re
 func (c *Client) startOn(ctx context.Context, p *pool, req *wire.Request, held bool) *Future {
 	b, err := p.pickBinary(ctx, c.opts.DialTimeout)
 	if err != nil {
-		return failedFuture(err)
+		return c.failedFuture(p, err)
 	}
-	f := newFuture()
+	f := c.newFuture(p)
 	if held {
 		b.queue(req, f)
 	} else {
@@ -466,7 +534,14 @@ func (c *Client) start(ctx context.Context, req *wire.Request) *Future {
 	if len(p.binary) > 0 {
 		return c.startOn(ctx, p, req, false)
 	}
-	return c.startGRPC(ctx, req)
+	return c.startGRPC(ctx, p, req)
+}
+
+// newFuture is a Future for a request sent on p.
+func (c *Client) newFuture(p *pool) *Future {
+	f := newFuture()
+	f.client, f.from = c, p
+	return f
 }
 
 // failedFuture is a Future already completed with err.
@@ -476,13 +551,21 @@ func failedFuture(err error) *Future {
 	return f
 }
 
-// startGRPC runs req on a goroutine of its own (the gRPC transport).
-func (c *Client) startGRPC(ctx context.Context, req *wire.Request) *Future {
-	f := newFuture()
+// failedFuture is a Future for a request that could not be sent on p,
+// completed with err.
+func (c *Client) failedFuture(p *pool, err error) *Future {
+	f := c.newFuture(p)
+	f.complete(err)
+	return f
+}
+
+// startGRPC runs req on p, on a goroutine of its own (the gRPC transport).
+func (c *Client) startGRPC(ctx context.Context, p *pool, req *wire.Request) *Future {
+	f := c.newFuture(p)
 	go func() {
 		ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 		defer cancel()
-		f.completeWith(c.once(ctx, req))
+		f.completeWith(c.onceOn(ctx, p, req))
 	}()
 	return f
 }

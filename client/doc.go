@@ -4,9 +4,12 @@
 //
 // A Client holds a pool of connections (Options.PoolSize) to the leader of
 // the endpoints it was given, found through AdminService.Status and found
-// again when a request fails with UNAVAILABLE. Reads (Get, Range, Ping,
-// Stats) are retried with exponential backoff on UNAVAILABLE; writes are
-// never retried, since a write whose reply was lost may have been applied.
+// again when a request fails with UNAVAILABLE (the node went away, is
+// stopping or lost its leadership); callers failing together share one
+// search. Reads (Get, Range, Ping, Stats) are retried with exponential
+// backoff on UNAVAILABLE; writes and asynchronous calls are never retried,
+// since a write whose reply was lost may have been applied, but the next
+// request goes to the leader found.
 // Every call takes a context; a call without a deadline gets
 // Options.RequestTimeout.
 //

@@ -74,7 +74,7 @@ func (p *Pipeline) start(ctx context.Context, req *wire.Request) *Future {
 		return failedFuture(err)
 	}
 	if len(pl.binary) == 0 {
-		return p.c.startGRPC(ctx, req)
+		return p.c.startGRPC(ctx, pl, req)
 	}
 	if p.conn == nil || p.from != pl || p.conn.broken() {
 		// A new window, or the client moved to another node or the
@@ -82,11 +82,11 @@ func (p *Pipeline) start(ctx context.Context, req *wire.Request) *Future {
 		p.Flush()
 		b, err := pl.pickBinary(ctx, p.c.opts.DialTimeout)
 		if err != nil {
-			return failedFuture(err)
+			return p.c.failedFuture(pl, err)
 		}
 		p.conn, p.from = b, pl
 	}
-	f := newFuture()
+	f := p.c.newFuture(pl)
 	p.conn.queue(req, f)
 	return f
 }

@@ -19,5 +19,8 @@
 // and, when neither is set, by DefaultDuration; with only Total set it is
 // still cut off after MaxDuration. Latencies are kept in a fixed-size
 // log-linear histogram (under 1% relative error), so memory does not grow
-// with the length of a run.
+// with the length of a run. A worker whose request failed with UNAVAILABLE
+// pauses before its next one (firstPause, doubled per failure in a row up
+// to maxPause), so a failing node is not hammered; the KVDB driver's client
+// meanwhile looks for the leader again and follows it.
 package bench

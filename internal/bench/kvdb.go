@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -22,10 +23,18 @@ import (
 // gRPC: the binary protocol has no transaction opcodes yet).
 type KVDB struct {
 	c     *kvclient.Client
-	txnC  *grpc.ClientConn // for Execute, opened by EnableTxn
-	txn   kvdbv1.TxnServiceClient
 	reads []kvclient.ReadOption
 	sec   Security
+
+	// txnMu guards the connection transactions go on (opened by
+	// EnableTxn), to txnEP: the endpoint the client sends to, followed
+	// when the client moves to another leader.
+	txnMu     sync.Mutex
+	txnOn     bool
+	txnEP     string
+	txnC      *grpc.ClientConn
+	txn       kvdbv1.TxnServiceClient
+	txnClosed bool
 }
 
 var (
@@ -55,16 +64,21 @@ func NewKVDB(ctx context.Context, endpoints []string, protocol kvclient.Protocol
 	return d, nil
 }
 
+// txnService is the TxnService of the endpoint the client sends to, its
+// connection opened again when the client moved to another node.
 func (d *KVDB) txnService() (kvdbv1.TxnServiceClient, error) {
-	if d.txn != nil {
+	d.txnMu.Lock()
+	defer d.txnMu.Unlock()
+	if !d.txnOn {
+		return nil, status.Error(codes.FailedPrecondition, "bench: transactions need EnableTxn first")
+	}
+	if d.txnClosed {
+		return nil, status.Error(codes.Unavailable, "bench: closed")
+	}
+	ep := d.c.Endpoint()
+	if d.txn != nil && ep == d.txnEP {
 		return d.txn, nil
 	}
-	return nil, status.Error(codes.FailedPrecondition, "bench: transactions need EnableTxn first")
-}
-
-// EnableTxn opens the gRPC connection transactions are sent on, to the
-// endpoint the client chose. Call it before Run when the workload is OpTxn.
-func (d *KVDB) EnableTxn() error {
 	creds := insecure.NewCredentials()
 	if d.sec.TLS != nil {
 		creds = credentials.NewTLS(d.sec.TLS)
@@ -73,12 +87,28 @@ func (d *KVDB) EnableTxn() error {
 	if d.sec.Username != "" {
 		opts = append(opts, grpc.WithChainUnaryInterceptor(kvclient.AuthInterceptor(d.sec.Username, d.sec.Password)))
 	}
-	conn, err := grpc.NewClient(kvclient.Target(d.c.Endpoint()), opts...)
+	conn, err := grpc.NewClient(kvclient.Target(ep), opts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d.txnC, d.txn = conn, kvdbv1.NewTxnServiceClient(conn)
-	return nil
+	if d.txnC != nil {
+		// Calls in flight on the old node's connection fail; they
+		// failed or were failing anyway.
+		_ = d.txnC.Close()
+	}
+	d.txnC, d.txn, d.txnEP = conn, kvdbv1.NewTxnServiceClient(conn), ep
+	return d.txn, nil
+}
+
+// EnableTxn opens the gRPC connection transactions are sent on, to the
+// endpoint the client chose (and later to the one it moves to). Call it
+// before Run when the workload is OpTxn.
+func (d *KVDB) EnableTxn() error {
+	d.txnMu.Lock()
+	d.txnOn = true
+	d.txnMu.Unlock()
+	_, err := d.txnService()
+	return err
 }
 
 // coded gives err the status code the client assigns it (a broken
@@ -131,6 +161,13 @@ func (d *KVDB) Txn(ctx context.Context, readKey, writeKey, value []byte) error {
 		{Op: &kvdbv1.ExecuteOp_Range{Range: &kvdbv1.RangeRequest{Key: readKey}}},
 		{Op: &kvdbv1.ExecuteOp_Put{Put: &kvdbv1.PutRequest{Key: writeKey, Value: value}}},
 	}})
+	if Code(err) == codes.Unavailable {
+		// The transaction's node went away or is stopping: a ping
+		// through the client (retried, with the leader looked for again
+		// when it fails) moves the client, and the next transaction
+		// follows it.
+		_ = d.c.Ping(ctx)
+	}
 	return coded(err)
 }
 
@@ -177,9 +214,12 @@ func (p putWaiter) Wait(ctx context.Context) error { return coded(p.f.Err(ctx)) 
 
 // Close closes the connections.
 func (d *KVDB) Close() error {
+	d.txnMu.Lock()
 	if d.txnC != nil {
 		_ = d.txnC.Close()
 	}
+	d.txnClosed = true
+	d.txnMu.Unlock()
 	return d.c.Close()
 }
 

@@ -307,6 +307,42 @@ type worker struct {
 	ok      int64
 	retried int64
 	errs    map[codes.Code]int64
+	// pause is how long the worker waits after a request failed with
+	// UNAVAILABLE before it sends the next one (0 after a success).
+	pause time.Duration
+}
+
+// Pauses after a request failed with UNAVAILABLE (the node went away, is
+// stopping, or has no leader): the first, doubled per failure in a row up
+// to the most. A failing node is not hammered, and a leader elected
+// meanwhile is found within the longest pause.
+const (
+	firstPause = 10 * time.Millisecond
+	maxPause   = 250 * time.Millisecond
+)
+
+// backOff waits after a request ended with err: the next pause after an
+// UNAVAILABLE, none otherwise. It ends at the run's deadline or ctx's end.
+func (w *worker) backOff(ctx context.Context, err error) {
+	if Code(err) != codes.Unavailable {
+		w.pause = 0
+		return
+	}
+	w.pause = min(max(2*w.pause, firstPause), maxPause)
+	if d := min(w.pause, time.Until(w.r.deadline)); d > 0 {
+		sleep(ctx, d)
+	}
+}
+
+// sleep waits for d or until ctx ends (a variable: tests record the
+// pauses).
+var sleep = func(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func (w *worker) key() []byte {
@@ -345,6 +381,7 @@ func (w *worker) loop(ctx context.Context) {
 		start := time.Now()
 		err := w.do(ctx, w.next())
 		w.finish(ctx, start, err)
+		w.backOff(ctx, err)
 	}
 }
 
@@ -387,6 +424,7 @@ func (w *worker) pipelined(ctx context.Context) {
 		if len(waits) == 0 {
 			return
 		}
+		var unavailable error // the window's last UNAVAILABLE, if any
 		for i, wait := range waits {
 			err := errs[i]
 			if wait != nil {
@@ -399,7 +437,11 @@ func (w *worker) pipelined(ctx context.Context) {
 				err = w.do(ctx, ops[i])
 			}
 			w.finish(ctx, starts[i], err)
+			if Code(err) == codes.Unavailable {
+				unavailable = err
+			}
 		}
+		w.backOff(ctx, unavailable)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -217,6 +219,48 @@ func TestConfigValidate(t *testing.T) {
 			}
 			if n := d.calls.Load() + d.batches.Load(); n != 0 {
 				t.Errorf("Run sent %d requests", n)
+			}
+		})
+	}
+}
+
+// TestUnavailableBacksOff: after a request fails with UNAVAILABLE a worker
+// pauses before its next one, doubling the pause per failure in a row up to
+// maxPause and starting over after a success; other errors do not pause.
+func TestUnavailableBacksOff(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name string
+		cfg  Config
+		d    *fakeDriver
+		want []time.Duration
+	}{
+		{name: "unavailable", cfg: Config{Op: OpPut, Total: 20, Clients: 1}, d: &fakeDriver{unavailableFirst: 8},
+			want: []time.Duration{10 * ms, 20 * ms, 40 * ms, 80 * ms, 160 * ms, 250 * ms, 250 * ms, 250 * ms}},
+		{name: "starts over after a success", cfg: Config{Op: OpPut, Total: 6, Clients: 1}, d: &fakeDriver{failEvery: 2, code: codes.Unavailable},
+			want: []time.Duration{10 * ms, 10 * ms, 10 * ms}},
+		{name: "other errors", cfg: Config{Op: OpPut, Total: 20, Clients: 1}, d: &fakeDriver{failEvery: 2, code: codes.ResourceExhausted}},
+		{name: "retried", cfg: Config{Op: OpPut, Total: 20, Clients: 1, RetryUnavailable: true}, d: &fakeDriver{unavailableFirst: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var got []time.Duration
+			orig := sleep
+			sleep = func(_ context.Context, d time.Duration) {
+				mu.Lock()
+				got = append(got, d)
+				mu.Unlock()
+			}
+			t.Cleanup(func() { sleep = orig })
+			tt.cfg.Duration = MaxDuration // so no pause is cut short by the deadline
+			if _, err := Run(context.Background(), tt.d, tt.cfg); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("pauses %v, want %v", got, tt.want)
 			}
 		})
 	}
