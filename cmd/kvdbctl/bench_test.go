@@ -23,6 +23,8 @@ func TestBenchCommand(t *testing.T) {
 		{"binary mixed serializable", []string{"bench", "--protocol", "binary", "--op", "mixed", "--consistency", "s", "--duration", "300ms", "-o", "json"}},
 		{"batch", []string{"bench", "--op", "batch", "--batch-size", "10", "--total", "20", "--json"}},
 		{"txn", []string{"bench", "--op", "txn", "--keys", "20", "--total", "50", "--json"}},
+		// The preload's batches fit the node's default request limit.
+		{"get with 1 MiB values", []string{"bench", "--op", "get", "--value-size", "1048576", "--keys", "12", "--total", "12", "--json"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -252,17 +252,34 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 	return res, nil
 }
 
+// Bounds of one preload batch: at most preloadOps keys (under etcd's
+// default limit of 128 operations per txn) and, past its first key, at
+// most preloadBytes of keys and values (well under a node's default
+// -max-request-size of 4 MiB).
+const (
+	preloadOps   = 100
+	preloadBytes = 1 << 20
+)
+
 // Preload writes every key of the key space in batches.
 func Preload(ctx context.Context, d Driver, cfg *Config, value []byte) error {
-	const chunk = 100 // under etcd's default limit of 128 operations per txn
 	var kvs []KV
+	size := 0
 	for i := 0; i < cfg.Keys; i++ {
-		kvs = append(kvs, KV{Key: cfg.Key(i), Value: value})
-		if len(kvs) == chunk || i == cfg.Keys-1 {
+		kv := KV{Key: cfg.Key(i), Value: value}
+		if len(kvs) > 0 && size+len(kv.Key)+len(kv.Value) > preloadBytes {
 			if err := d.Batch(ctx, kvs); err != nil {
 				return err
 			}
-			kvs = kvs[:0]
+			kvs, size = kvs[:0], 0
+		}
+		kvs = append(kvs, kv)
+		size += len(kv.Key) + len(kv.Value)
+		if len(kvs) == preloadOps || i == cfg.Keys-1 {
+			if err := d.Batch(ctx, kvs); err != nil {
+				return err
+			}
+			kvs, size = kvs[:0], 0
 		}
 	}
 	return nil

@@ -265,3 +265,55 @@ func TestUnavailableBacksOff(t *testing.T) {
 		})
 	}
 }
+
+// batchSizes records the key-values and bytes of every batch.
+type batchSizes struct {
+	fakeDriver
+	mu    sync.Mutex
+	kvs   []int
+	bytes []int
+}
+
+func (b *batchSizes) Batch(_ context.Context, kvs []KV) error {
+	n := 0
+	for _, kv := range kvs {
+		n += len(kv.Key) + len(kv.Value)
+	}
+	b.mu.Lock()
+	b.kvs, b.bytes = append(b.kvs, len(kvs)), append(b.bytes, n)
+	b.mu.Unlock()
+	return nil
+}
+
+// TestPreloadBatchesBounded: the preload's batches hold at most 100 keys
+// and, past their first key, at most 1 MiB, so large values fit a node's
+// default request limit.
+func TestPreloadBatchesBounded(t *testing.T) {
+	tests := []struct {
+		name      string
+		keys      int
+		valueSize int
+		wantKVs   []int
+	}{
+		{name: "small values", keys: 250, valueSize: 16, wantKVs: []int{100, 100, 50}},
+		{name: "100 KiB values", keys: 25, valueSize: 100 << 10, wantKVs: []int{10, 10, 5}},
+		{name: "1 MiB values", keys: 3, valueSize: 1 << 20, wantKVs: []int{1, 1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &batchSizes{}
+			cfg := Config{Keys: tt.keys, KeyPrefix: "p/"}
+			if err := Preload(context.Background(), d, &cfg, make([]byte, tt.valueSize)); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(d.kvs) != fmt.Sprint(tt.wantKVs) {
+				t.Errorf("batches of %v keys, want %v", d.kvs, tt.wantKVs)
+			}
+			for i, n := range d.bytes {
+				if d.kvs[i] > 1 && n > preloadBytes {
+					t.Errorf("batch %d: %d keys, %d bytes", i, d.kvs[i], n)
+				}
+			}
+		})
+	}
+}
