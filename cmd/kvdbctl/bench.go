@@ -37,10 +37,11 @@ func newBenchCmd(a *app) *cobra.Command {
 		Long: `bench sends a workload for --duration or until --total requests, then prints
 throughput, latency p50/p95/p99/max in microseconds and the errors by code.
 Reads (get, mixed, delete, txn) first preload the --keys key space. --address
-may list several nodes (a,b,c): the client sends to the leader among them,
-and to the new leader when that node stops or hands its leadership over
-(requests failing meanwhile count as errors). After an UNAVAILABLE a client
-pauses before its next request, 10 ms doubling up to 250 ms.
+may list several nodes (a,b,c): the client sends to the leader among them;
+when a request fails with UNAVAILABLE (its node stopped or lost its
+leadership) it counts as an error and the client finds the leader again.
+After an UNAVAILABLE a client pauses before its next request, 10 ms doubling
+up to 250 ms.
 A progress bar is drawn when stdout and stderr are a terminal.
 The keys written (--key-prefix then 8 digits, --keys of them) stay in the
 store, which a line on stderr says; --cleanup deletes them after the run.`,
