@@ -67,6 +67,15 @@ func TestWALFileLoss(t *testing.T) {
 		{"newest segment emptied", func(dir string) error {
 			return os.Truncate(filepath.Join(walDir(dir), base(-1)), 0)
 		}, []string{"newest segment is empty", "were lost"}},
+		{"MANIFEST removed", func(dir string) error {
+			return os.Remove(filepath.Join(walDir(dir), "MANIFEST"))
+		}, []string{"MANIFEST is missing", base(-1), "cannot be ruled out", "backup"}},
+		{"MANIFEST and newest segment removed", func(dir string) error {
+			if err := os.Remove(filepath.Join(walDir(dir), "MANIFEST")); err != nil {
+				return err
+			}
+			return os.Remove(filepath.Join(walDir(dir), base(-1)))
+		}, []string{"MANIFEST is missing", base(-2), "cannot be ruled out", "backup"}},
 		{"wal directory removed", func(dir string) error {
 			return os.RemoveAll(walDir(dir))
 		}, []string{"cluster_id", "the log was lost"}},

@@ -110,6 +110,10 @@
 //   - the manifest names a newer segment than the newest file (the newest
 //     segments were lost), or there are no segment files although the
 //     manifest exists (the whole log was lost);
+//   - there is no manifest but segments exist, unless the only one is the
+//     first segment of a fresh directory holding nothing past its header
+//     (a crash before its manifest was written): without the manifest
+//     the loss of the newest segments could not be detected;
 //   - a segment is empty: in the middle of the chain, or the newest one
 //     when the manifest names it (its header was durable, so its contents
 //     were lost);
@@ -118,8 +122,7 @@
 //     Options.MinIndex (the caller's newest snapshot file).
 //
 // A newest segment the manifest does not name yet is a rotation a crash
-// cut short; a missing or incomplete header there is rewritten. A WAL
-// without a manifest (written before it existed) is accepted and gets one.
+// cut short; a missing or incomplete header there is rewritten.
 //
 // Segments are then read in sequence order. In the last segment, a zero
 // header followed only by zeros up to EOF is the end of the log (zeros

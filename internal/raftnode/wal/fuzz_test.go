@@ -46,6 +46,9 @@ func FuzzDecode(f *testing.F) {
 		must(t, os.Mkdir(dir, 0o750))
 		defer func() { must(t, os.RemoveAll(dir)) }()
 		must(t, os.WriteFile(filepath.Join(dir, name), data, 0o640))
+		// With the manifest naming it, as every segment written to has:
+		// without one, a segment holding entries is refused unread.
+		must(t, os.WriteFile(filepath.Join(dir, manifestName), []byte("newest "+name+"\n"), 0o640))
 		// runtime/metrics rather than ReadMemStats, which stops the world
 		// twice per run.
 		before := heapAllocated()

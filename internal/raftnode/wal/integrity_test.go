@@ -56,6 +56,40 @@ func TestIntegrity(t *testing.T) {
 			wantFile: func(dir string) string { return dir },
 		},
 		{
+			name:     "missing oldest segment",
+			damage:   func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, segs[0].name()))) },
+			wantErr:  []string{"entries start at", "were lost"},
+			wantFile: func(dir string) string { return filepath.Join(dir, segs[1].name()) },
+		},
+		{
+			// Without the manifest nothing shows whether newer segments
+			// existed: the log may have lost its end.
+			name:     "missing manifest",
+			damage:   func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, manifestName))) },
+			wantErr:  []string{manifestName + " is missing", segs[0].name(), last.name(), "ends at index 40", "backup", `"newest ` + last.name() + `"`},
+			wantFile: func(dir string) string { return dir },
+		},
+		{
+			name: "missing manifest and newest segment",
+			damage: func(t *testing.T, dir string) {
+				must(t, os.Remove(filepath.Join(dir, manifestName)))
+				must(t, os.Remove(filepath.Join(dir, last.name())))
+			},
+			wantErr:  []string{manifestName + " is missing", segs[len(segs)-2].name(), "backup"},
+			wantFile: func(dir string) string { return dir },
+		},
+		{
+			name: "missing manifest, only the first segment left",
+			damage: func(t *testing.T, dir string) {
+				must(t, os.Remove(filepath.Join(dir, manifestName)))
+				for _, s := range segs[1:] {
+					must(t, os.Remove(filepath.Join(dir, s.name())))
+				}
+			},
+			wantErr:  []string{manifestName + " is missing", segs[0].name(), "backup"},
+			wantFile: func(dir string) string { return dir },
+		},
+		{
 			name: "every segment missing",
 			damage: func(t *testing.T, dir string) {
 				for _, s := range segs {
@@ -196,6 +230,35 @@ func TestIntegrity(t *testing.T) {
 					t.Fatalf("log %q does not say %q", line, s)
 				}
 			}
+		})
+	}
+}
+
+// A crash while a fresh directory gets its first segment can leave that
+// segment, complete or torn in its header, without the manifest: nothing
+// was ever written to it, so Open starts the log and writes the manifest.
+func TestFirstSegmentWithoutManifest(t *testing.T) {
+	for _, keep := range []int64{-1, 0, headerSize + 5} {
+		t.Run(fmt.Sprintf("keep=%d", keep), func(t *testing.T) {
+			dir := t.TempDir()
+			w, _ := mustOpen(t, dir, Options{Logger: quiet})
+			must(t, w.Close())
+			first := segmentPath(dir, segment{seq: 0, first: 1})
+			if keep >= 0 {
+				must(t, os.Truncate(first, keep))
+			}
+			must(t, os.Remove(filepath.Join(dir, manifestName)))
+			w, c := mustOpen(t, dir, Options{Logger: quiet})
+			if len(c.Entries) != 0 || c.Snapshot.GetIndex() != 0 {
+				t.Fatalf("recovered %v from a log never written to", c)
+			}
+			must(t, w.Save(hardState(1, 1, 2), ents(1, 2, 1)))
+			must(t, w.Close())
+			if _, err := os.Stat(filepath.Join(dir, manifestName)); err != nil {
+				t.Fatalf("no manifest after Open: %v", err)
+			}
+			_, c = mustOpen(t, dir, Options{Logger: quiet})
+			checkEntries(t, c.Entries, ents(1, 2, 1))
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -450,6 +451,26 @@ func (w *WAL) checkChain(segs []segment, man *segment) error {
 	return nil
 }
 
+// missingManifest is the refusal of segments without a manifest. The
+// manifest is written before the first segment can take an entry, so
+// segments beyond a bare first one without it mean it was lost, and with
+// it the only record of which segment is the newest.
+func (w *WAL) missingManifest(segs []segment, lastIndex uint64) error {
+	first, last := segs[0], segs[len(segs)-1]
+	man := filepath.Join(w.dir, manifestName)
+	held := "segment " + first.name()
+	if len(segs) > 1 {
+		held = fmt.Sprintf("segments %s to %s", first.name(), last.name())
+	}
+	return &CorruptionError{File: w.dir, Offset: -1, Reason: fmt.Sprintf(
+		"%s is missing, but the directory holds %s (the log found ends at index %d): "+
+			"%s records the newest segment, and without it the loss of newer segments and their entries cannot be ruled out. "+
+			"Restore the data dir from a backup, or replace a cluster member's data dir "+
+			"(member remove, then a new member with an empty data dir and -join); "+
+			"if only %s was lost and %s is known to be the newest segment, recreate %s holding the line %q",
+		man, held, lastIndex, manifestName, manifestName, last.name(), manifestName, "newest "+last.name())}
+}
+
 func (w *WAL) recover(segs []segment, man *segment, minIndex uint64) (*Contents, error) {
 	if err := w.checkChain(segs, man); err != nil {
 		return nil, err
@@ -490,6 +511,9 @@ func (w *WAL) recover(segs []segment, man *segment, minIndex uint64) (*Contents,
 	}
 	cur := segs[len(segs)-1]
 	path := segmentPath(w.dir, cur)
+	if man == nil && !(len(segs) == 1 && cur.seq == 0 && sr.nrec <= 2) {
+		return nil, w.missingManifest(segs, rc.st.lastIndex)
+	}
 	// A manifest that names the last segment says its header was durable:
 	// an empty (or header-less) last segment then lost its contents. Only
 	// a segment newer than the manifest can be a rotation cut short.
