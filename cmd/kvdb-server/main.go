@@ -81,6 +81,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		SnapshotCount:  cfg.SnapshotCount,
 		DiskReserve:    cfg.DiskReserve,
 		WALSegmentSize: cfg.WALSegmentSize,
+		Standalone:     !cfg.EnableRaft,
 	}
 	// Ports first: a start that fails must not touch the data dir.
 	lis, err := net.Listen("tcp", cfg.Address)

@@ -62,6 +62,10 @@ type Config struct {
 	// transport's address book.
 	Join        bool
 	JoinMembers []Member
+	// Standalone marks a node that serves no raft traffic: it can only
+	// ever be a lone voter, so a data dir whose recorded membership holds
+	// other members is refused at start.
+	Standalone bool
 	// DataDir holds the wal/ and snap/ directories.
 	DataDir string
 	// SyncWrites fsyncs every Ready before its writes are acknowledged.

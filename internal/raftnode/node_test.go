@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -456,4 +458,98 @@ func TestRestartedFollowerReportsItsHardState(t *testing.T) {
 	if st := n.Status(); st.Term != before.Term || st.Commit != before.Commit || st.Term == 0 {
 		t.Fatalf("restarted follower reports term %d commit %d, want %d and %d", st.Term, st.Commit, before.Term, before.Commit)
 	}
+}
+
+// TestStandaloneRefusesAClusterDataDir: a cluster member's data dir
+// started as a standalone node (which serves no raft traffic) is refused
+// with a message naming the members, whether the membership comes from
+// the log or from a snapshot, and left as it was; a standalone node's own
+// data dir restarts.
+func TestStandaloneRefusesAClusterDataDir(t *testing.T) {
+	for _, snapshotCount := range []uint64{0, 3} {
+		t.Run(fmt.Sprintf("snapshot-count=%d", snapshotCount), func(t *testing.T) {
+			net := NewMemNetwork(1)
+			defer net.Close()
+			members := []Member{{ID: 1, Name: "a", Address: "mem:a"}, {ID: 2, Name: "b", Address: "mem:b"}, {ID: 3, Name: "c", Address: "mem:c"}}
+			dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+			nodes := make([]*Node, 3)
+			for i := range nodes {
+				n, err := Start(Config{ID: members[i].ID, Name: members[i].Name, Address: members[i].Address, ClusterID: 5,
+					DataDir: dirs[i], Peers: members, Transport: net.Transport(members[i].ID), SnapshotCount: snapshotCount,
+					SnapshotCatchUpEntries: 1, TickInterval: 5 * time.Millisecond, Logger: quietLogger()}, &logSM{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				nodes[i] = n
+				defer n.Stop()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i := 0; i < 10; i++ {
+				for {
+					_, err := nodes[0].Propose(ctx, []byte(fmt.Sprint("p", i)))
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, ErrProposalDropped) {
+						t.Fatal(err)
+					}
+					time.Sleep(5 * time.Millisecond) // no leader yet
+				}
+			}
+			if err := nodes[1].ReadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := nodes[1].Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if snaps, _ := filepath.Glob(filepath.Join(dirs[1], "snap", "*.snap")); snapshotCount > 0 && len(snaps) == 0 {
+				t.Fatal("no snapshot taken: the membership would come from the log alone")
+			}
+			before := dirListing(t, dirs[1])
+			_, err := Start(Config{ID: 2, Name: "b", Address: "mem:b", DataDir: dirs[1], Standalone: true, Logger: quietLogger()}, &logSM{})
+			if err == nil {
+				t.Fatal("a cluster member's data dir started standalone")
+			}
+			for _, want := range []string{dirs[1], "cluster of 3 members (a, b, c)", "-enable-raft=true", "peer authentication"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("refusal %q does not say %q", err, want)
+				}
+			}
+			if after := dirListing(t, dirs[1]); after != before {
+				t.Fatalf("a refused start changed the data dir:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+	dir := t.TempDir()
+	sm := &logSM{}
+	n := startSingle(t, dir, sm, func(c *Config) { c.Standalone = true })
+	if _, err := n.Propose(context.Background(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	startSingle(t, dir, &logSM{}, func(c *Config) { c.Standalone = true })
+}
+
+// dirListing lists a directory tree's names and sizes.
+func dirListing(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s:%d ", path, fi.Size())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	raftv1 "github.com/kvdb/kvdb/gen/kvdb/raft/v1"
 	"github.com/kvdb/kvdb/internal/raftnode/snap"
 	"github.com/kvdb/kvdb/internal/raftnode/wal"
 )
@@ -149,6 +150,11 @@ func (n *Node) open() (err error) {
 	if err := n.snaps.DiscardReceived(); err != nil {
 		n.log.Warn("discarding received snapshots never installed", "err", err)
 	}
+	if n.cfg.Standalone && !fresh {
+		if err := n.checkStandalone(contents.Entries); err != nil {
+			return err
+		}
+	}
 	if !fresh && n.members.isRemoved(n.cfg.ID) {
 		return fmt.Errorf("%w: data dir %s belongs to member %s (id %x), which was removed from the cluster; a removed member cannot come back with its data: start a new member under another -node-id with an empty data dir and -join",
 			ErrRemoved, n.cfg.DataDir, n.cfg.Name, n.cfg.ID)
@@ -231,6 +237,54 @@ func (n *Node) restoreFromFile(index uint64) (*raftpb.SnapshotMetadata, error) {
 		}
 	}
 	return meta, nil
+}
+
+// checkStandalone refuses, for a standalone node, a data dir whose
+// membership (the snapshot's, changed by the membership changes in the
+// log after it) holds other members: the node could never reach them and
+// would wait for a quorum forever.
+func (n *Node) checkStandalone(ents []*raftpb.Entry) error {
+	members := make(map[uint64]bool)
+	for _, m := range n.members.list() {
+		members[m.ID] = true
+	}
+	names := make(map[uint64]string)
+	for _, e := range ents {
+		var cc raftpb.ConfChange
+		if e.GetType() != raftpb.EntryConfChange || proto.Unmarshal(e.GetData(), &cc) != nil {
+			continue
+		}
+		var mem raftv1.Member
+		if len(cc.GetContext()) > 0 && proto.Unmarshal(cc.GetContext(), &mem) == nil && mem.GetId() == cc.GetNodeId() && mem.GetName() != "" {
+			names[mem.GetId()] = mem.GetName()
+		}
+		if cc.GetType() == raftpb.ConfChangeType_ConfChangeRemoveNode {
+			delete(members, cc.GetNodeId())
+		} else {
+			members[cc.GetNodeId()] = true
+		}
+	}
+	others := 0
+	var list []string
+	for id := range members {
+		if id != n.cfg.ID {
+			others++
+		}
+		name := names[id]
+		if m, ok := n.members.get(id); name == "" && ok && m.Name != "" {
+			name = m.Name
+		} else if name == "" {
+			name = fmt.Sprintf("%x", id)
+		}
+		list = append(list, name)
+	}
+	if others == 0 {
+		return nil
+	}
+	sort.Strings(list)
+	return fmt.Errorf("raftnode: data dir %s belongs to a cluster of %d members (%s), and a standalone node cannot reach the others: "+
+		"start it with -enable-raft=true and peer authentication (-peer-secret-file, or peer mTLS with -peer-address), as the other members run",
+		n.cfg.DataDir, len(members), strings.Join(list, ", "))
 }
 
 // HasState reports whether dir holds a node's raft state, in which case a
