@@ -76,7 +76,11 @@ func tryJoin(ctx context.Context, addr string, self raftnode.Member, opts []grpc
 			leaderAddr = m.GetAddress()
 		}
 		if m.GetName() == name {
-			// An earlier attempt got through; start with what is there.
+			if m.GetAddress() != self.Address || m.GetPeerAddress() != self.PeerAddress {
+				return nil, 0, nameTaken(m, self)
+			}
+			// An earlier attempt got through (or the member was added for
+			// this node); start with what is there.
 			return toMembers(list.GetMembers()), list.GetHeader().GetClusterId(), nil
 		}
 	}
@@ -98,6 +102,22 @@ func tryJoin(ctx context.Context, addr string, self raftnode.Member, opts []grpc
 		return nil, 0, err
 	}
 	return toMembers(resp.GetMembers()), resp.GetHeader().GetClusterId(), nil
+}
+
+// nameTaken is the refusal of a join under the name of a member the
+// cluster knows at another address: raft would run this node as that
+// member, which is running, or waits to be started, elsewhere.
+func nameTaken(m *kvdbv1.Member, self raftnode.Member) error {
+	where, mine := m.GetAddress(), self.Address
+	if m.GetPeerAddress() != "" || self.PeerAddress != "" {
+		where += " (peer address " + m.GetPeerAddress() + ")"
+		mine += " (peer address " + self.PeerAddress + ")"
+	}
+	return status.Errorf(codes.AlreadyExists,
+		"the cluster already has a member named %q, at %s; this node advertises %s. A new member needs a -node-id of its own; "+
+			"to replace %s, remove it first (kvdbctl member remove %s) and join under another name; "+
+			"if %s was added for this node, start it with the address it was added with (-advertise-address, -advertise-peer-address)",
+		m.GetName(), where, mine, m.GetName(), m.GetName(), m.GetName())
 }
 
 func toMembers(ms []*kvdbv1.Member) []raftnode.Member {
