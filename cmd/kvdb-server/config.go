@@ -133,7 +133,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		reqBuf    = sizeFlag{}
 		logLevel  string
 		policy    string
-		snapCount uint64
+		snapCount int64
 		history   = historyFlag{revisions: watch.DefaultHistoryRevisions, bytes: watch.DefaultHistoryBytes, text: "2000000,64MiB"}
 	)
 	d := service.DefaultLimits
@@ -169,7 +169,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(&reserve, "disk-reserve", "space held in <data-dir>/space.reserve and freed when the disk fills, so writes in flight finish and reads go on; 0: none")
 	fs.Var(&walSeg, "wal-segment-size", "size at which a WAL segment file is closed and the next one started")
 	fs.DurationVar(&c.SyncInterval, "sync-interval", raftnode.DefaultSyncInterval, "background fsync interval when -sync-writes=false: the most a machine crash can lose")
-	fs.Uint64Var(&snapCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots (the WAL is compacted after each)")
+	fs.Int64Var(&snapCount, "snapshot-count", raftnode.DefaultSnapshotCount, "applied entries between snapshots (the WAL is compacted after each)")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", raftnode.DefaultTickInterval, "raft heartbeat interval (one raft tick)")
 	fs.IntVar(&c.ElectionTicks, "election-ticks", raftnode.DefaultElectionTicks, "election timeout in heartbeat intervals")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", service.DefaultRequestTimeout, "deadline for requests that carry none")
@@ -203,11 +203,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.AdvertiseClient, "advertise-client-address", "", "address clients use to reach this node when it differs from -advertise-address, e.g. the host port Docker maps (env ADVERTISE_CLIENT_ADDRESS); members report it to kvdbctl")
 
 	// Environment first, so that flags parsed next override it.
+	fromEnv := map[string]string{}
 	for name, env := range envBindings {
 		if v := getenv(env); v != "" {
 			if err := fs.Set(name, v); err != nil {
 				return nil, fmt.Errorf("environment variable %s=%q: %w", env, v, err)
 			}
+			fromEnv[name] = env
 		}
 	}
 	if err := fs.Parse(args); err != nil {
@@ -221,13 +223,26 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	for name := range givenFlags(fs, args) {
+		delete(fromEnv, name)
+	}
+	// source names where a flag's value came from, for error messages.
+	source := func(name string) string {
+		if env, ok := fromEnv[name]; ok {
+			return "environment variable " + env
+		}
+		return "-" + name
+	}
 	c.MaxMemory = maxMem.bytes
 	policyValue, perr := service.ParseEvictionPolicy(policy)
 	if perr != nil {
-		return nil, fmt.Errorf("-eviction-policy: %w", perr)
+		return nil, fmt.Errorf("%s: %w", source("eviction-policy"), perr)
 	}
 	c.EvictionPolicy = policyValue
-	c.SnapshotCount = snapCount
+	if err := checkRanges(c, snapCount, respSize.bytes); err != nil {
+		return nil, err
+	}
+	c.SnapshotCount = uint64(snapCount)
 	c.DiskReserve = reserve.bytes
 	c.WALSegmentSize = walSeg.bytes
 	if c.WALSegmentSize < 4<<10 {
@@ -239,18 +254,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.Limits.MaxResponseBytes = int(respSize.bytes)
 	c.Limits.MaxTxnBytes = int(txnSize.bytes)
 	c.MaxRequestBuffer = reqBuf.bytes
-	if c.Limits.MaxTTL <= 0 || c.Limits.MaxLeases <= 0 {
-		return nil, errors.New("-max-ttl and -max-leases must be positive")
+	if c.Limits.MaxTTL <= 0 {
+		return nil, errors.New("-max-ttl must be positive")
+	}
+	if c.Limits.MaxLeases <= 0 {
+		return nil, errors.New("-max-leases must be positive")
 	}
 	c.WatchHistoryRevisions, c.WatchHistoryBytes = history.revisions, history.bytes
 	if err := c.Limits.Validate(); err != nil {
 		return nil, err
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
-		return nil, fmt.Errorf("-log-level %q: use debug, info, warn or error", logLevel)
+		return nil, fmt.Errorf("%s %q: use debug, info, warn or error", source("log-level"), logLevel)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		return nil, fmt.Errorf("-log-format %q: use text or json", c.LogFormat)
+		return nil, fmt.Errorf("%s %q: use text or json", source("log-format"), c.LogFormat)
 	}
 	var err error
 	if c.Peers, err = parsePeers(peers); err != nil {
@@ -274,7 +292,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.Advertise == "" {
 		host, port, err := splitHostPort(c.Address)
 		if err != nil {
-			return nil, fmt.Errorf("-address: %w", err)
+			return nil, fmt.Errorf("%s: %w", source("address"), err)
 		}
 		if host == "" || host == "0.0.0.0" || host == "::" || host == "[::]" {
 			// Peers reach a node by its name, as in the compose
@@ -285,7 +303,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.AdvertiseClient != "" {
 		if _, _, err := splitHostPort(c.AdvertiseClient); err != nil {
-			return nil, fmt.Errorf("-advertise-client-address: %w", err)
+			return nil, fmt.Errorf("%s: %w", source("advertise-client-address"), err)
 		}
 	}
 	var others []peer
@@ -309,7 +327,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			return nil, errors.New("-metrics-address needs -enable-metrics=true")
 		}
 		if _, _, err := splitHostPort(c.MetricsAddress); err != nil {
-			return nil, fmt.Errorf("-metrics-address: %w", err)
+			return nil, fmt.Errorf("%s: %w", source("metrics-address"), err)
 		}
 	}
 	if c.EnablePprof && c.MetricsAddress == "" {
@@ -317,7 +335,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.RESPAddress != "" {
 		if _, _, err := splitHostPort(c.RESPAddress); err != nil {
-			return nil, fmt.Errorf("-resp-address: %w", err)
+			return nil, fmt.Errorf("%s: %w", source("resp-address"), err)
 		}
 	}
 	if c.MaxMemory < 0 {
@@ -345,6 +363,83 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, errors.New("-election-ticks must be at least 2")
 	}
 	return &c, nil
+}
+
+// Bounds of the flags checkRanges validates.
+const (
+	minHeartbeat      = 10 * time.Millisecond
+	maxHeartbeat      = 10 * time.Second
+	minSyncInterval   = time.Millisecond
+	maxSyncInterval   = time.Minute
+	minRequestTimeout = 10 * time.Millisecond
+	maxRequestTimeout = time.Hour
+	maxSnapshotCount  = 1_000_000_000
+	maxWatchesPerStrm = 1_000_000
+	maxWatchStreams   = 10_000_000
+	maxResponseBytes  = 64 << 20
+	maxEventLoops     = 1024
+)
+
+// checkRanges refuses values of numeric flags outside what a node can run
+// with, naming the flag and the range allowed. Zero is refused like any
+// other value out of range: none of these flags has a "0 means" meaning.
+func checkRanges(c config, snapCount, respBytes int64) error {
+	durations := []struct {
+		name     string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		// Much below 10 ms an idle node spends its time on ticks.
+		{"heartbeat-interval", c.HeartbeatInterval, minHeartbeat, maxHeartbeat},
+		{"sync-interval", c.SyncInterval, minSyncInterval, maxSyncInterval},
+		{"request-timeout", c.RequestTimeout, minRequestTimeout, maxRequestTimeout},
+	}
+	for _, d := range durations {
+		if d.v < d.min || d.v > d.max {
+			return fmt.Errorf("-%s %v: must be between %v and %v", d.name, d.v, d.min, d.max)
+		}
+	}
+	counts := []struct {
+		name     string
+		v        int64
+		min, max int64
+	}{
+		{"snapshot-count", snapCount, 1, maxSnapshotCount},
+		{"max-watches-per-stream", int64(c.Limits.MaxWatchesPerStream), 1, maxWatchesPerStrm},
+		{"max-watch-streams", int64(c.Limits.MaxWatchStreams), 1, maxWatchStreams},
+		{"max-response-bytes", respBytes, 1, maxResponseBytes},
+	}
+	for _, n := range counts {
+		if n.v < n.min || n.v > n.max {
+			return fmt.Errorf("-%s %d: must be between %d and %d", n.name, n.v, n.min, n.max)
+		}
+	}
+	if c.EventLoops < -1 || c.EventLoops > maxEventLoops {
+		return fmt.Errorf("-event-loops %d: must be -1 (goroutines per connection), 0 (one loop per two processors) or 1 to %d", c.EventLoops, maxEventLoops)
+	}
+	return nil
+}
+
+// givenFlags returns the names of the flags args sets, which fs.Parse
+// has accepted.
+func givenFlags(fs *flag.FlagSet, args []string) map[string]bool {
+	given := map[string]bool{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			break
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		given[name] = true
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) {
+			i++ // the value is the next argument
+		}
+	}
+	return given
 }
 
 func parsePeers(s string) ([]peer, error) {

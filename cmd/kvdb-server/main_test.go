@@ -98,3 +98,75 @@ func TestWatchHistoryFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagValuesOutOfRange: numeric flags with no meaning for zero,
+// negative or absurd values are refused with exit status 2 and a message
+// naming the flag (or the environment variable the value came from) and
+// what is allowed; values at the bounds are accepted.
+func TestFlagValuesOutOfRange(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want []string // substrings of the error; empty: accepted
+	}{
+		{args: []string{"-heartbeat-interval=0"}, want: []string{"-heartbeat-interval 0s", "between 10ms and 10s"}},
+		{args: []string{"-heartbeat-interval=1us"}, want: []string{"-heartbeat-interval 1µs", "between 10ms and 10s"}},
+		{args: []string{"-heartbeat-interval=1m"}, want: []string{"-heartbeat-interval 1m0s", "between 10ms and 10s"}},
+		{args: []string{"-heartbeat-interval=10ms"}},
+		{args: []string{"-sync-interval=0"}, want: []string{"-sync-interval 0s", "between 1ms and 1m0s"}},
+		{args: []string{"-sync-interval=-1s"}, want: []string{"-sync-interval -1s", "between 1ms and 1m0s"}},
+		{args: []string{"-sync-interval=1ms"}},
+		{args: []string{"-request-timeout=0"}, want: []string{"-request-timeout 0s", "between 10ms and 1h0m0s"}},
+		{args: []string{"-request-timeout=1h"}},
+		{args: []string{"-snapshot-count=0"}, want: []string{"-snapshot-count 0", "between 1 and 1000000000"}},
+		{args: []string{"-snapshot-count=-5"}, want: []string{"-snapshot-count -5", "between 1 and"}},
+		{args: []string{"-snapshot-count=1"}},
+		{args: []string{"-max-watches-per-stream=0"}, want: []string{"-max-watches-per-stream 0", "between 1 and 1000000"}},
+		{args: []string{"-max-watch-streams=-1"}, want: []string{"-max-watch-streams -1", "between 1 and 10000000"}},
+		{args: []string{"-max-response-bytes=0"}, want: []string{"-max-response-bytes 0", "between 1 and 67108864"}},
+		{args: []string{"-max-response-bytes=64MiB"}},
+		{args: []string{"-event-loops=-5"}, want: []string{"-event-loops -5", "-1", "1 to 1024"}},
+		{args: []string{"-event-loops=100000"}, want: []string{"-event-loops 100000", "1 to 1024"}},
+		{args: []string{"-event-loops=-1"}},
+		{args: []string{"-event-loops=0"}},
+		{args: []string{"-event-loops=1024"}},
+		{args: []string{"-max-ttl=0"}, want: []string{"-max-ttl must be positive"}},
+		{args: []string{"-max-leases=0"}, want: []string{"-max-leases must be positive"}},
+		{args: []string{"-max-memory=-1"}, want: []string{"-max-memory", "negative"}},
+		{args: []string{"-max-memory=0"}}, // no limit
+		// A bad value from the environment names the variable.
+		{env: map[string]string{"LOG_LEVEL": "loud"}, want: []string{`environment variable LOG_LEVEL "loud"`, "use debug, info, warn or error"}},
+		{args: []string{"-log-level=loud"}, want: []string{`-log-level "loud"`}},
+		{args: []string{"-log-level=warn"}, env: map[string]string{"LOG_LEVEL": "loud"}},
+		{env: map[string]string{"LOG_FORMAT": "xml"}, want: []string{`environment variable LOG_FORMAT "xml"`}},
+		{env: map[string]string{"EVICTION_POLICY": "lots"}, want: []string{"environment variable EVICTION_POLICY"}},
+		{args: []string{"-eviction-policy=lots"}, want: []string{"-eviction-policy"}},
+		{env: map[string]string{"METRICS_ADDRESS": "nohost"}, want: []string{"environment variable METRICS_ADDRESS", "no port"}},
+		{args: []string{"-enable-metrics", "-metrics-address", "nohost"}, want: []string{"-metrics-address", "no port"}},
+	} {
+		_, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, &bytes.Buffer{})
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("%v env %v: refused: %v", tc.args, tc.env, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%v env %v: accepted", tc.args, tc.env)
+			continue
+		}
+		for _, s := range tc.want {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("%v env %v: error %q does not say %q", tc.args, tc.env, err, s)
+			}
+		}
+		if strings.Contains(err.Error(), "-max-leases") && tc.args[0] == "-max-ttl=0" {
+			t.Errorf("-max-ttl=0 blames -max-leases: %v", err)
+		}
+	}
+	// A refusal is a usage error: exit status 2 (the bad -address keeps a
+	// build that accepted the interval from starting a node).
+	if _, errOut, code := runServer("-heartbeat-interval=0", "-address=127.0.0.1:x"); code != 2 || !strings.Contains(errOut, "-heartbeat-interval") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}

@@ -19,6 +19,9 @@ func parseSize(s string) (int64, error) {
 		i++
 	}
 	num, unit := t[:i], strings.ToUpper(strings.TrimSpace(t[i:]))
+	if strings.HasPrefix(t, "-") {
+		return 0, fmt.Errorf("size %q is negative", s)
+	}
 	if num == "" {
 		return 0, fmt.Errorf("size %q does not start with a number", s)
 	}
