@@ -118,9 +118,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return exitFailed
 		}
 	}
-	clusterID := newClusterID(ids, sec.InitialClusterToken)
 	sec.warn(log, cfg.EnableRaft)
 	hasState := raftnode.HasState(cfg.DataDir)
+	clusterID := configuredClusterID(ids, sec.InitialClusterToken, hasState)
 	if hasState && (len(cfg.Peers) > 0 || cfg.Join != "") {
 		log.Info("data dir holds state: membership comes from it, -peers and -join are ignored", "data_dir", cfg.DataDir)
 	}

@@ -170,3 +170,22 @@ func TestFlagValuesOutOfRange(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestConfiguredClusterID: a single member with state configures no
+// cluster id (the data dir's recorded one is used, with nothing to
+// compare), a fresh one a random id, and a cluster's members the id
+// derived from the members and the token, fresh or not.
+func TestConfiguredClusterID(t *testing.T) {
+	if id := configuredClusterID([]uint64{1}, "", true); id != 0 {
+		t.Errorf("single member with state: %x, want 0", id)
+	}
+	if a, b := configuredClusterID([]uint64{1}, "", false), configuredClusterID([]uint64{1}, "", false); a == 0 || a == b {
+		t.Errorf("fresh single member: %x then %x, want two random ids", a, b)
+	}
+	ids := []uint64{1, 2, 3}
+	for _, hasState := range []bool{false, true} {
+		if a, b := configuredClusterID(ids, "t", hasState), newClusterID(ids, "t"); a != b || a == 0 {
+			t.Errorf("cluster member (state %v): %x, want %x", hasState, a, b)
+		}
+	}
+}

@@ -164,6 +164,18 @@ func advertiseFor(addr, nodeID string) (string, error) {
 	return host + ":" + port, nil
 }
 
+// configuredClusterID is the cluster id the flags configure: none (0) for
+// a single member whose data dir holds state, which keeps the id it
+// recorded, since a new random one would only differ from it; otherwise
+// newClusterID. A cluster's initial members derive theirs from -peers,
+// and a restart compares it with the recorded one.
+func configuredClusterID(ids []uint64, token string, hasState bool) uint64 {
+	if hasState && len(ids) <= 1 {
+		return 0
+	}
+	return newClusterID(ids, token)
+}
+
 // newClusterID is the id of a cluster this node creates: random for a
 // single member, else derived from the members and -initial-cluster-token
 // so that every initial member computes the same one.

@@ -50,7 +50,9 @@ type Config struct {
 	// Address (a port mapped by Docker, a load balancer); the gRPC transport
 	// tells peers, so any member can name the leader's. Empty: Address.
 	ClientAddress string
-	// ClusterID identifies the cluster; peers from another cluster are refused.
+	// ClusterID identifies the cluster; peers from another cluster are
+	// refused. A data dir keeps the id it was first started with; 0 leaves
+	// the recorded one, or picks a random one for a fresh data dir.
 	ClusterID uint64
 	// Peers are the initial voters, this node included, for a fresh data
 	// directory; ignored when the data directory holds state. Empty means a

@@ -119,7 +119,7 @@ func startSingle(t *testing.T, dir string, sm *logSM, mutate func(*Config)) *Nod
 	}
 	t.Cleanup(func() { n.Stop() })
 	deadline := time.Now().Add(5 * time.Second)
-	for n.Status().Leader != 1 {
+	for n.Status().Leader != cfg.ID {
 		if time.Now().After(deadline) {
 			t.Fatal("single voter did not elect itself")
 		}
@@ -552,4 +552,69 @@ func dirListing(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// logBuffer collects log lines from several goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestClusterIDAndMembershipLog: a node configured with no cluster id
+// records a random one on its first start and keeps it, saying nothing
+// about it on a restart; a restart configured with another id uses the
+// recorded one and says so. The membership line shows member ids in hex.
+func TestClusterIDAndMembershipLog(t *testing.T) {
+	dir := t.TempDir()
+	start := func(clusterID uint64) (*Node, *logBuffer) {
+		var logs logBuffer
+		n := startSingle(t, dir, &logSM{}, func(c *Config) {
+			c.ID, c.ClusterID = 0xabcdef, clusterID
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		})
+		return n, &logs
+	}
+	n, logs := start(0)
+	id := n.ClusterID()
+	if id == 0 {
+		t.Fatal("no cluster id recorded")
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, "voters=[abcdef]") {
+		t.Fatalf("membership line does not show the voter in hex:\n%s", out)
+	}
+	n, logs = start(0)
+	if n.ClusterID() != id {
+		t.Fatalf("restart uses cluster id %x, want the recorded %x", n.ClusterID(), id)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); strings.Contains(out, "cluster id") {
+		t.Fatalf("a restart without a configured cluster id logs about it:\n%s", out)
+	}
+	n, logs = start(id + 1)
+	if n.ClusterID() != id {
+		t.Fatalf("restart uses cluster id %x, want the recorded %x", n.ClusterID(), id)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, "using the cluster id recorded in the data dir") {
+		t.Fatalf("a restart configured with another cluster id does not say which it uses:\n%s", out)
+	}
 }

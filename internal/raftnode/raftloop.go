@@ -276,8 +276,18 @@ func (n *Node) applyConfChange(e *raftpb.Entry) *raftpb.ConfState {
 		changes = append(changes, fmt.Sprintf("%s %x", c.GetType(), c.GetNodeId()))
 	}
 	n.log.Info("membership changed", "index", e.GetIndex(), "changes", changes,
-		"voters", cs.GetVoters(), "learners", cs.GetLearners())
+		"voters", hexIDs(cs.GetVoters()), "learners", hexIDs(cs.GetLearners()))
 	return cs
+}
+
+// hexIDs formats member ids in hex, as every other log line and member
+// list show them.
+func hexIDs(ids []uint64) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = fmt.Sprintf("%x", id)
+	}
+	return out
 }
 
 // sendApply queues a batch for the apply loop. The queue is bounded; when

@@ -1,6 +1,8 @@
 package raftnode
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -412,7 +414,8 @@ func (l *dataDirListing) undo() {
 }
 
 // loadClusterID keeps the cluster id with the data: the first start
-// records the configured one, later starts use the recorded one.
+// records the configured one (a random one when none is configured), later
+// starts use the recorded one.
 func (n *Node) loadClusterID() error {
 	path := filepath.Join(n.cfg.DataDir, clusterIDFile)
 	b, err := os.ReadFile(path)
@@ -429,6 +432,11 @@ func (n *Node) loadClusterID() error {
 	}
 	if !os.IsNotExist(err) {
 		return fmt.Errorf("raftnode: read cluster id: %w", err)
+	}
+	for n.cfg.ClusterID == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		n.cfg.ClusterID = binary.BigEndian.Uint64(b[:])
 	}
 	return writeFileDurably(path, fmt.Sprintf("%x\n", n.cfg.ClusterID))
 }
