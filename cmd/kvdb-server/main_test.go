@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -188,4 +190,30 @@ func TestConfiguredClusterID(t *testing.T) {
 			t.Errorf("cluster member (state %v): %x, want %x", hasState, a, b)
 		}
 	}
+}
+
+// TestNodeIDDefault: -node-id defaults to node1 for a standalone node
+// only; a raft member must name itself, as the README's table says.
+func TestNodeIDDefault(t *testing.T) {
+	c, err := parseConfig(nil, func(string) string { return "" }, &bytes.Buffer{})
+	if err != nil || c.NodeID != "node1" {
+		t.Fatalf("standalone: %+v, %v", c, err)
+	}
+	_, err = parseConfig([]string{"-enable-raft", "-insecure-peers"}, func(string) string { return "" }, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "-node-id is required") {
+		t.Fatalf("raft member without -node-id: %v", err)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "| `-node-id`") {
+			if !strings.Contains(line, "Required with `-enable-raft=true`") {
+				t.Fatalf("README's -node-id row does not say a raft member needs one: %s", line)
+			}
+			return
+		}
+	}
+	t.Fatal("README has no -node-id row")
 }

@@ -31,8 +31,8 @@
 //     The one mutable field is the access stamp used by eviction sampling:
 //     it is outside the replicated state (never hashed, snapshotted or
 //     compared) and only read and written atomically.
-//   - MemoryUsage is the sum of len(key)+len(value)+EntryOverhead over all
-//     entries. It changes only in apply, so it is identical on every
+//   - MemoryUsage is the sum of entrySize over all entries (about
+//     len(key)+len(value)+EntryOverhead). It changes only in apply, so it is identical on every
 //     replica. Eviction is an applied command (ApplyEvict) naming keys with
 //     their mod revisions; the Evictor that chooses them reads recency,
 //     which differs between replicas, but only the leader's choice is ever

@@ -2,7 +2,11 @@ package engine
 
 import (
 	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -51,5 +55,24 @@ func TestEntryOverhead(t *testing.T) {
 	// IndexOverhead: within 15% of the measured heap.
 	if got := float64(s.MemoryUsage()) / n; got < 0.85*float64(heap)/n || got > 1.15*float64(heap)/n {
 		t.Errorf("MemoryUsage %.1f B/entry, heap %.1f B/entry", got, float64(heap)/n)
+	}
+}
+
+// TestMemoryUsageDocumented: the README's worked example of what a key
+// costs is what the store counts.
+func TestMemoryUsageDocumented(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(string(readme)), " ") // line breaks as spaces
+	s := New()
+	s.Apply(1, []Op{{Type: OpPut, Key: []byte("abc"), Value: []byte("12345")}})
+	want := fmt.Sprintf("`put abc 12345` counts %d bytes", s.MemoryUsage())
+	if !strings.Contains(text, want) {
+		t.Fatalf("README.md does not say %q (the store counts %d bytes)", want, s.MemoryUsage())
+	}
+	if !strings.Contains(text, fmt.Sprintf("about %d bytes", EntryOverhead)) {
+		t.Fatalf("README.md does not give EntryOverhead (%d bytes)", EntryOverhead)
 	}
 }

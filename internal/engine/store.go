@@ -113,7 +113,8 @@ func (s *Store) Len() int {
 }
 
 // MemoryUsage returns the logical size of the data: the sum over entries of
-// len(key)+len(value)+EntryOverhead.
+// entrySize (key, value and revisions in their allocation, rounded up to 16
+// bytes, plus IndexOverhead; about len(key)+len(value)+EntryOverhead).
 func (s *Store) MemoryUsage() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -2,11 +2,14 @@ package wal
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -383,4 +386,57 @@ func (f limitedFile) WriteAt(p []byte, off int64) (int, error) {
 		return n, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
 	}
 	return f.File.WriteAt(p, off)
+}
+
+// TestTornTailLogDocumented: docs/monitoring.md's row for the torn-tail
+// repair names the message, level and fields the line really has.
+func TestTornTailLogDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "monitoring.md"))
+	must(t, err)
+	var row string
+	for _, line := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(line, "| torn WAL tail") {
+			row = line
+		}
+	}
+	cells := strings.Split(row, "|")
+	if len(cells) < 5 {
+		t.Fatalf("docs/monitoring.md has no row for the torn-tail repair: %q", row)
+	}
+	tick := regexp.MustCompile("`([^`]+)`")
+	var fields []string
+	for _, m := range tick.FindAllStringSubmatch(cells[3], -1) {
+		fields = append(fields, m[1])
+	}
+	msg := strings.Trim(strings.TrimSpace(cells[2]), "`")
+
+	dir := t.TempDir()
+	buildLog(t, dir, 5, 4096)
+	segs, err := listSegments(dir)
+	must(t, err)
+	rec, err := appendRecord(nil, recEntry, ent(6, 1))
+	must(t, err)
+	appendBytes(t, filepath.Join(dir, segs[len(segs)-1].name()), rec[:len(rec)/2])
+	var logBuf bytes.Buffer
+	w, _, err := Open(dir, Options{SegmentSize: 4096, Logger: slog.New(slog.NewJSONHandler(&logBuf, nil))})
+	must(t, err)
+	must(t, w.Close())
+	var line map[string]any
+	must(t, json.Unmarshal(logBuf.Bytes(), &line))
+	if line["msg"] != msg {
+		t.Errorf("the line says %q, docs/monitoring.md %q", line["msg"], msg)
+	}
+	if lvl := fmt.Sprint(line["level"]); !strings.Contains(cells[1], "`"+lvl+"`") {
+		t.Errorf("the line is at %s, docs/monitoring.md's row %q does not say so", lvl, cells[1])
+	}
+	for _, f := range fields {
+		if _, ok := line[f]; !ok {
+			t.Errorf("docs/monitoring.md lists field %q; the line has %v", f, line)
+		}
+	}
+	for k := range line {
+		if k != "time" && k != "level" && k != "msg" && !slices.Contains(fields, k) {
+			t.Errorf("docs/monitoring.md does not list field %q", k)
+		}
+	}
 }
