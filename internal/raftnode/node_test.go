@@ -128,6 +128,22 @@ func startSingle(t *testing.T, dir string, sm *logSM, mutate func(*Config)) *Nod
 	return n
 }
 
+// proposeOnceLed proposes data on n, again while the cluster has no
+// leader yet (the proposal is dropped), until it is applied.
+func proposeOnceLed(t *testing.T, ctx context.Context, n *Node, data []byte) {
+	t.Helper()
+	for {
+		_, err := n.Propose(ctx, data)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrProposalDropped) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // no leader yet
+	}
+}
+
 func TestSingleNodeProposeReadRestart(t *testing.T) {
 	dir := t.TempDir()
 	sm := &logSM{}
@@ -368,16 +384,7 @@ func TestThreeNodesOverMemNetwork(t *testing.T) {
 	// Proposals on every node, followers included, are applied everywhere
 	// in the same order.
 	for i := 0; i < 30; i++ {
-		for {
-			_, err := nodes[i%3].Propose(ctx, []byte(fmt.Sprint("p", i)))
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, ErrProposalDropped) {
-				t.Fatal(err)
-			}
-			time.Sleep(5 * time.Millisecond) // no leader yet
-		}
+		proposeOnceLed(t, ctx, nodes[i%3], []byte(fmt.Sprint("p", i)))
 	}
 	for _, n := range nodes {
 		if err := n.ReadIndex(ctx); err != nil {
@@ -424,16 +431,7 @@ func TestRestartedFollowerReportsItsHardState(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i := 0; i < 5; i++ {
-		for {
-			_, err := nodes[0].Propose(ctx, []byte(fmt.Sprint("p", i)))
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, ErrProposalDropped) {
-				t.Fatal(err)
-			}
-			time.Sleep(5 * time.Millisecond) // no leader yet
-		}
+		proposeOnceLed(t, ctx, nodes[0], []byte(fmt.Sprint("p", i)))
 	}
 	f := 1
 	if nodes[f].Status().State == raft.StateLeader {
@@ -486,16 +484,7 @@ func TestStandaloneRefusesAClusterDataDir(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			for i := 0; i < 10; i++ {
-				for {
-					_, err := nodes[0].Propose(ctx, []byte(fmt.Sprint("p", i)))
-					if err == nil {
-						break
-					}
-					if !errors.Is(err, ErrProposalDropped) {
-						t.Fatal(err)
-					}
-					time.Sleep(5 * time.Millisecond) // no leader yet
-				}
+				proposeOnceLed(t, ctx, nodes[0], []byte(fmt.Sprint("p", i)))
 			}
 			if err := nodes[1].ReadIndex(ctx); err != nil {
 				t.Fatal(err)
