@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/raftnode"
 	"github.com/kvdb/kvdb/internal/service"
+	"github.com/kvdb/kvdb/internal/service/servicetest"
 	"github.com/kvdb/kvdb/internal/tlsutil"
 	"github.com/kvdb/kvdb/internal/tlsutil/tlstest"
 )
@@ -35,30 +35,12 @@ func startTLSNode(t *testing.T, mtls bool) (string, *tlstest.CA, tlstest.Pair) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := service.New(service.Config{
+	_, addr := servicetest.Serve(t, service.Config{
 		NodeID: "node1", MemberID: 1, ClusterID: 42, DataDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Raft:   raftnode.Config{TickInterval: 10 * time.Millisecond},
 		TLS:    tlsCfg,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		<-done
-	})
-	addr := lis.Addr().String()
 	clientCfg, err := tlsutil.ClientConfig(tlsutil.Files{CAFile: ca.CAFile, CertFile: client.CertFile, KeyFile: client.KeyFile})
 	if err != nil {
 		t.Fatal(err)

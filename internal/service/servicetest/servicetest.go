@@ -28,18 +28,11 @@ func Start(t testing.TB, mutate func(*service.Config)) string {
 	return addr
 }
 
-// StartServer is Start returning the server too, for tests that look inside.
-func StartServer(t testing.TB, mutate func(*service.Config)) (*service.Server, string) {
+// Serve serves a node made from cfg on 127.0.0.1 until the test's cleanup
+// shuts it down, and returns it and its address at once (it may not lead
+// yet).
+func Serve(t testing.TB, cfg service.Config) (*service.Server, string) {
 	t.Helper()
-	cfg := service.Config{
-		NodeID: "node1", MemberID: 1, ClusterID: 42,
-		DataDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Raft:    raftnode.Config{TickInterval: 10 * time.Millisecond},
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +51,22 @@ func StartServer(t testing.TB, mutate func(*service.Config)) (*service.Server, s
 		}
 		<-done
 	})
-	addr := lis.Addr().String()
+	return srv, lis.Addr().String()
+}
+
+// StartServer is Start returning the server too, for tests that look inside.
+func StartServer(t testing.TB, mutate func(*service.Config)) (*service.Server, string) {
+	t.Helper()
+	cfg := service.Config{
+		NodeID: "node1", MemberID: 1, ClusterID: 42,
+		DataDir: t.TempDir(),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Raft:    raftnode.Config{TickInterval: 10 * time.Millisecond},
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, addr := Serve(t, cfg)
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
