@@ -139,6 +139,7 @@ var errorCodes = []struct {
 	{raftnode.ErrNotLeader, FailedPrecondition},
 	{raftnode.ErrConfChangeInProgress, FailedPrecondition},
 	{raftnode.ErrWouldLoseQuorum, FailedPrecondition},
+	{raftnode.ErrUnreachable, FailedPrecondition},
 	{raftnode.ErrUnknownMember, NotFound},
 	{raftnode.ErrMemberExists, AlreadyExists},
 	{context.DeadlineExceeded, DeadlineExceeded},

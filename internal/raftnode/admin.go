@@ -27,6 +27,9 @@ var (
 	ErrMemberExists = errors.New("raftnode: the member is already in the cluster")
 	// ErrRemoved is returned by a node that was removed from the cluster.
 	ErrRemoved = errors.New("raftnode: this member was removed from the cluster")
+	// ErrUnreachable is returned for a leader transfer to a voter the
+	// leader has not heard from within the election timeout.
+	ErrUnreachable = errors.New("raftnode: the member is not reachable")
 )
 
 type confRequest struct {
@@ -251,6 +254,10 @@ func (n *Node) transferLeadership(req transferRequest) {
 	}
 	if _, ok := st.Config.Voters.IDs()[target]; !ok {
 		req.errC <- fmt.Errorf("%w: %x is not a voter", ErrUnknownMember, target)
+		return
+	}
+	if !n.heardRecently(target, time.Now()) {
+		req.errC <- fmt.Errorf("%w: nothing heard from %x within the election timeout (%s): it is down or cut off, and leadership stays here", ErrUnreachable, target, n.ElectionTimeout())
 		return
 	}
 	n.rn.TransferLeader(target)

@@ -471,6 +471,21 @@ func TestClusterLeaderTransferAndGracefulHandOff(t *testing.T) {
 	if lead == 0 || lead == c.ids[target] {
 		t.Fatalf("after graceful stop the leader is %x", lead)
 	}
+	// A transfer to the stopped member is refused as unreachable once the
+	// leader has not heard from it for an election timeout (it timed out
+	// naming only the member's id).
+	now := c.waitLeader()
+	for range 20 {
+		actx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err = c.nodes[now].admin.TransferLeader(actx, &kvdbv1.TransferLeaderRequest{Name: c.names[target]})
+		cancel()
+		if Code(err).String() == "FailedPrecondition" {
+			break
+		}
+	}
+	if Code(err).String() != "FailedPrecondition" || !strings.Contains(err.Error(), "not reachable") {
+		t.Fatalf("transfer to a stopped member: %v, want FAILED_PRECONDITION saying it is not reachable", err)
+	}
 }
 
 // TestClusterJoinAfterSnapshot: a member added to a cluster whose log was
