@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"google.golang.org/grpc/codes"
 )
 
 func TestPipeline(t *testing.T) {
@@ -116,7 +118,9 @@ func TestAbandonedGRPCFuture(t *testing.T) {
 			func() error { _, err := c.DeleteAsync(ctx, key).Wait(gone); return err },
 			func() error { _, err := c.GetAsync(ctx, key).Wait(gone); return err },
 		}
-		if err := waits[i%len(waits)](); err != nil && !errors.Is(err, context.Canceled) {
+		// A wait may also see the call's own answer, when it came before
+		// the wait looked at its context: the Get's key was never written.
+		if err := waits[i%len(waits)](); err != nil && !errors.Is(err, context.Canceled) && Code(err) != codes.NotFound {
 			t.Fatalf("wait: %v", err)
 		}
 		// The abandoned call still runs: check another key.
