@@ -44,6 +44,22 @@ func leaseRPC[T any](ctx context.Context, a *app, rpc func(context.Context, kvdb
 	})
 }
 
+// leaderLeaseRPC is leaseRPC on the leader, the only node that renews
+// leases and knows how long they have left, found through the node
+// kvdbctl reached (onLeader).
+func leaderLeaseRPC[T any](ctx context.Context, a *app, rpc func(context.Context, kvdbv1.LeaseServiceClient) (T, error)) (T, error) {
+	var out T
+	err := a.onLeader(ctx, func(ctx context.Context, c *client) error {
+		r, err := rpc(ctx, kvdbv1.NewLeaseServiceClient(c.conn))
+		if err != nil {
+			return c.check(err)
+		}
+		out = r
+		return nil
+	})
+	return out, err
+}
+
 // parseLeaseID reads a lease id in hexadecimal (etcdctl's spelling).
 func parseLeaseID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 16, 64)
@@ -106,7 +122,8 @@ func newLeaseKeepAliveCmd(a *app) *cobra.Command {
 		Short: "Keep a lease alive until interrupted (or renew it once)",
 		Long: `Renew the lease to its full TTL, then again every third of it, printing
 each renewal, until interrupted or the lease is gone. The leader renews:
-use --endpoints, or the address of the leader.`,
+kvdbctl finds it through the node at --address (or among --endpoints), as
+member commands do; so does timetolive.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseLeaseID(args[0])
@@ -146,7 +163,7 @@ use --endpoints, or the address of the leader.`,
 
 // keepAliveOnce renews a lease over one LeaseKeepAlive exchange.
 func (a *app) keepAliveOnce(ctx context.Context, id int64) (int64, error) {
-	return leaseRPC(ctx, a, func(ctx context.Context, l kvdbv1.LeaseServiceClient) (int64, error) {
+	return leaderLeaseRPC(ctx, a, func(ctx context.Context, l kvdbv1.LeaseServiceClient) (int64, error) {
 		s, err := l.LeaseKeepAlive(ctx)
 		if err != nil {
 			return 0, err
@@ -179,7 +196,7 @@ func newLeaseTimeToLiveCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := leaseRPC(cmd.Context(), a, func(ctx context.Context, l kvdbv1.LeaseServiceClient) (*kvdbv1.LeaseTimeToLiveResponse, error) {
+			r, err := leaderLeaseRPC(cmd.Context(), a, func(ctx context.Context, l kvdbv1.LeaseServiceClient) (*kvdbv1.LeaseTimeToLiveResponse, error) {
 				return l.LeaseTimeToLive(ctx, &kvdbv1.LeaseTimeToLiveRequest{Id: id, Keys: keys})
 			})
 			if err != nil {

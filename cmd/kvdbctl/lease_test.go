@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kvdb/kvdb/internal/clustertest"
 )
 
 // TestLeaseCommands runs etcdctl's lease workflow against a real node:
@@ -60,6 +62,38 @@ func TestLeaseCommands(t *testing.T) {
 		var buf bytes.Buffer
 		if _, err := a.execLine(context.Background(), &buf, s.line); err != nil || buf.String() != s.want {
 			t.Errorf("%s: %q %v, want %q", s.line, buf.String(), err, s.want)
+		}
+	}
+}
+
+// TestLeaseCommandsOnAFollower: keep-alive and timetolive reach the
+// leader, the only node that renews leases and knows how long they have
+// left, through a follower given as --address (they failed there with
+// FAILED_PRECONDITION).
+func TestLeaseCommandsOnAFollower(t *testing.T) {
+	cl := clustertest.Start(t, 3)
+	follower := cl.Addrs[(cl.Leader()+1)%3]
+	cli := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := runCLI(t, nil, "", append([]string{"--address", follower}, args...)...)
+		if code != 0 {
+			t.Fatalf("kvdbctl %v on a follower: exit %d: %s", args, code, errOut)
+		}
+		return out
+	}
+	m := regexp.MustCompile(`^lease ([0-9a-f]+) granted`).FindStringSubmatch(cli("lease", "grant", "600"))
+	if m == nil {
+		t.Fatal("grant printed no id")
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lease", "keep-alive", m[1], "--once"}, `keepalived with TTL\(600\)`},
+		{[]string{"lease", "timetolive", m[1]}, `granted with TTL\(600s\), remaining\(\d+s\)`},
+	} {
+		if got := cli(tc.args...); !regexp.MustCompile(tc.want).MatchString(got) {
+			t.Errorf("kvdbctl %v printed %q, want /%s/", tc.args, got, tc.want)
 		}
 	}
 }

@@ -56,6 +56,7 @@ func Start(t testing.TB, size int) *Cluster {
 			NodeID: members[i].Name, MemberID: c.ids[i], ClusterID: 7,
 			DataDir:          t.TempDir(),
 			AdvertiseAddress: members[i].Address,
+			ClientAddress:    lis.Addr().String(),
 			Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Raft: raftnode.Config{Peers: members, Transport: c.net.Transport(c.ids[i]),
 				TickInterval: 10 * time.Millisecond},
@@ -68,6 +69,13 @@ func Start(t testing.TB, size int) *Cluster {
 		go func() { n.done <- srv.Serve(lis) }()
 		c.nodes[i] = n
 		c.Addrs = append(c.Addrs, lis.Addr().String())
+	}
+	// Over the gRPC transport members pass each other their client
+	// addresses; the in-memory network carries none, so tell each node.
+	for _, n := range c.nodes {
+		for j, addr := range c.Addrs {
+			n.srv.Node().SetPeerClientAddress(c.ids[j], addr)
+		}
 	}
 	t.Cleanup(func() {
 		for i := range c.nodes {
