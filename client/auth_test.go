@@ -25,8 +25,10 @@ func TestClientAuthenticates(t *testing.T) {
 	defer conn.Close()
 	a := kvdbv1.NewAuthServiceClient(conn)
 	ctx := ctxT(t)
-	if _, err := a.UserAdd(ctx, &kvdbv1.UserAddRequest{Name: "root", Password: "pw"}); err != nil {
-		t.Fatal(err)
+	for _, u := range []string{"root", "bob"} {
+		if _, err := a.UserAdd(ctx, &kvdbv1.UserAddRequest{Name: u, Password: "pw"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Credentials are accepted while authentication is still off.
 	c0, err := New(ctx, Options{Endpoints: []string{addr}, Protocol: ProtocolBinary, Username: "root", Password: "pw"})
@@ -74,5 +76,15 @@ func TestClientAuthenticates(t *testing.T) {
 	c.dial.tokens = nil
 	if r := <-c.Watch(ctx, []byte("k")); Code(r.Err) != codes.Unauthenticated {
 		t.Fatalf("watch without credentials: %+v", r)
+	}
+	// A watch the node refuses (bob may read nothing) ends with the code
+	// its refusal names, not retried.
+	bob, err := New(ctx, Options{Endpoints: []string{addr}, Username: "bob", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	if r := <-bob.Watch(ctx, []byte("k")); Code(r.Err) != codes.PermissionDenied {
+		t.Fatalf("watch of a key bob may not read: %+v", r)
 	}
 }

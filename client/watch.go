@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,6 +174,22 @@ func proto(r *kvdbv1.WatchCreateRequest) *kvdbv1.WatchCreateRequest {
 		PrevKv: r.PrevKv, ProgressNotify: r.ProgressNotify, Filters: r.Filters, Fragment: true}
 }
 
+// refusedWatch is the error of a create the node refused: its reason is
+// "Code: message" with a gRPC code name; an unknown name is Unknown.
+func refusedWatch(reason string) error {
+	name, msg, _ := strings.Cut(reason, ": ")
+	code := codes.Unknown
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		if c.String() == name {
+			code = c
+		}
+	}
+	if code == codes.Unknown {
+		msg = reason
+	}
+	return &Error{Code: code, Message: "watch refused: " + msg}
+}
+
 // compactedError carries the oldest revision a server holds.
 type compactedError struct {
 	rev    int64
@@ -239,6 +256,10 @@ func (c *Client) watchOn(ctx context.Context, ep string, req *kvdbv1.WatchCreate
 		}
 		progressed = true
 		switch {
+		case r.GetCreated() && r.GetCanceled():
+			// The node refused the create; the reason leads with the
+			// error's code name.
+			return progressed, refusedWatch(r.GetCancelReason())
 		case r.GetCreated():
 			// Resuming from here is gap-free: the watch covers every
 			// revision after the one it was created at.

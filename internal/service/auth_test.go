@@ -212,7 +212,8 @@ func TestEveryRPCIsChecked(t *testing.T) {
 }
 
 // callStream opens a bidirectional stream on method, sends req and returns
-// the code of the first answer: OK when one arrives.
+// the code of the first answer: OK when one arrives, or the code a refused
+// watch create names in its cancel reason.
 func callStream(ctx context.Context, conn *grpc.ClientConn, method string, req, out proto.Message) codes.Code {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -223,7 +224,18 @@ func callStream(ctx context.Context, conn *grpc.ClientConn, method string, req, 
 	if err := cs.SendMsg(req); err != nil {
 		return status.Code(cs.RecvMsg(out))
 	}
-	return status.Code(cs.RecvMsg(out))
+	if err := cs.RecvMsg(out); err != nil {
+		return status.Code(err)
+	}
+	if w, ok := out.(*kvdbv1.WatchResponse); ok && w.GetCreated() && w.GetCanceled() {
+		for c := codes.OK; c <= codes.Unauthenticated; c++ {
+			if strings.HasPrefix(w.GetCancelReason(), c.String()+": ") {
+				return c
+			}
+		}
+		return codes.Unknown
+	}
+	return codes.OK
 }
 
 // newReply returns an empty reply message for a method of this API.

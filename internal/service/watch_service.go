@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/status"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/core"
@@ -65,8 +66,10 @@ func (w *watchService) Watch(ss kvdbv1.WatchService_WatchServer) error {
 }
 
 // recvLoop applies the client's requests until the stream ends. A create
-// that fails validation or the permission check ends the stream with that
-// error's code.
+// that fails validation, the permission check or a limit is refused alone
+// (watch.Stream.Refuse), its reason led by the error's code name, e.g.
+// "PermissionDenied: ...": the stream and its other watchers go on, as in
+// etcd.
 func (w *watchService) recvLoop(ctx context.Context, ss kvdbv1.WatchService_WatchServer, st *watch.Stream) error {
 	for {
 		req, err := ss.Recv()
@@ -81,8 +84,9 @@ func (w *watchService) recvLoop(ctx context.Context, ss kvdbv1.WatchService_Watc
 				StartRevision: c.GetStartRevision(), WatchID: c.GetWatchId(),
 				PrevKV: c.GetPrevKv(), ProgressNotify: c.GetProgressNotify(), Fragment: c.GetFragment(),
 			}
+			var err error
 			if len(c.GetFilters()) > 2 {
-				return core.Errorf(core.InvalidArgument, "filters holds %d entries, at most 2 (NOPUT, NODELETE)", len(c.GetFilters()))
+				err = core.Errorf(core.InvalidArgument, "filters holds %d entries, at most 2 (NOPUT, NODELETE)", len(c.GetFilters()))
 			}
 			for _, f := range c.GetFilters() {
 				switch f {
@@ -92,8 +96,19 @@ func (w *watchService) recvLoop(ctx context.Context, ss kvdbv1.WatchService_Watc
 					wr.NoDelete = true
 				}
 			}
-			if _, err := w.s.core.Watch(ctx, st, wr); err != nil {
-				return err
+			if err == nil {
+				_, err = w.s.core.Watch(ctx, st, wr)
+			}
+			if err != nil {
+				if core.CodeOf(err) == core.Canceled || ctx.Err() != nil {
+					return err // the stream is closing
+				}
+				id := c.GetWatchId()
+				if id <= 0 {
+					id = -1
+				}
+				sts := status.Convert(toStatus(err))
+				st.Refuse(id, sts.Code().String()+": "+sts.Message())
 			}
 		case *kvdbv1.WatchRequest_CancelRequest:
 			st.Cancel(r.CancelRequest.GetWatchId())

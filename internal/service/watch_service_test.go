@@ -149,45 +149,63 @@ func TestWatchService(t *testing.T) {
 	}
 }
 
-// TestWatchRefusals: an invalid or oversized create ends the stream with
-// INVALID_ARGUMENT; a watch id in use is refused the same way.
+// TestWatchRefusals: an invalid, oversized or over-the-limit create is
+// answered alone, Created and Canceled with a reason led by its code name
+// (the id it asked for, or -1), as etcd answers it; the stream and the
+// watcher made before it go on delivering events.
 func TestWatchRefusals(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *Config) { c.Limits.MaxKeySize = 16; c.Limits.MaxWatchesPerStream = 2 })
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		name string
-		reqs []*kvdbv1.WatchCreateRequest
-		want codes.Code
+		req  *kvdbv1.WatchCreateRequest
+		id   int64
+		want string
 	}{
-		{"empty key", []*kvdbv1.WatchCreateRequest{{}}, codes.InvalidArgument},
-		{"oversized key", []*kvdbv1.WatchCreateRequest{{Key: []byte(strings.Repeat("k", 17))}}, codes.InvalidArgument},
-		{"oversized range end", []*kvdbv1.WatchCreateRequest{{Key: []byte("a"), RangeEnd: []byte(strings.Repeat("z", 17))}}, codes.InvalidArgument},
-		{"end before key", []*kvdbv1.WatchCreateRequest{{Key: []byte("b"), RangeEnd: []byte("a")}}, codes.InvalidArgument},
-		{"negative start", []*kvdbv1.WatchCreateRequest{{Key: []byte("a"), StartRevision: -1}}, codes.InvalidArgument},
-		{"id in use", []*kvdbv1.WatchCreateRequest{{Key: []byte("a"), WatchId: 7}, {Key: []byte("b"), WatchId: 7}}, codes.InvalidArgument},
-		{"too many filters", []*kvdbv1.WatchCreateRequest{{Key: []byte("a"), Filters: []kvdbv1.WatchCreateRequest_FilterType{1, 2, 1}}}, codes.InvalidArgument},
-		{"too many on a stream", []*kvdbv1.WatchCreateRequest{{Key: []byte("a")}, {Key: []byte("b")}, {Key: []byte("c")}}, codes.ResourceExhausted},
+		{"empty key", &kvdbv1.WatchCreateRequest{}, -1, "InvalidArgument: "},
+		{"oversized key", &kvdbv1.WatchCreateRequest{Key: []byte(strings.Repeat("k", 17))}, -1, "InvalidArgument: "},
+		{"oversized range end", &kvdbv1.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte(strings.Repeat("z", 17))}, -1, "InvalidArgument: "},
+		{"end before key", &kvdbv1.WatchCreateRequest{Key: []byte("b"), RangeEnd: []byte("a")}, -1, "InvalidArgument: "},
+		{"negative start", &kvdbv1.WatchCreateRequest{Key: []byte("a"), StartRevision: -1}, -1, "InvalidArgument: "},
+		{"id in use", &kvdbv1.WatchCreateRequest{Key: []byte("b"), WatchId: 7}, 7, "InvalidArgument: "},
+		{"too many filters", &kvdbv1.WatchCreateRequest{Key: []byte("a"), Filters: []kvdbv1.WatchCreateRequest_FilterType{1, 2, 1}}, -1, "InvalidArgument: filters"},
+		{"too many on a stream", &kvdbv1.WatchCreateRequest{Key: []byte("b"), WatchId: 9}, 9, "ResourceExhausted: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ws, err := kvdbv1.NewWatchServiceClient(n.conn).Watch(ctxT(t))
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, c := range tc.reqs {
-				if err := ws.Send(createReq(c)); err != nil {
-					break
-				}
-			}
-			for {
+			recv := func() *kvdbv1.WatchResponse {
+				t.Helper()
 				r, err := ws.Recv()
 				if err != nil {
-					if status.Code(err) != tc.want {
-						t.Errorf("got %v, want %v", err, tc.want)
-					}
-					return
+					t.Fatalf("the stream ended: %v", err)
 				}
-				if !r.GetCreated() {
-					t.Fatalf("unexpected answer %v", r)
+				return r
+			}
+			key := fmt.Sprintf("w%d", i)
+			if err := ws.Send(createReq(&kvdbv1.WatchCreateRequest{Key: []byte(key), WatchId: 7})); err != nil {
+				t.Fatal(err)
+			}
+			if r := recv(); !r.GetCreated() || r.GetCanceled() || r.GetWatchId() != 7 {
+				t.Fatalf("first create = %v", r)
+			}
+			if tc.want == "ResourceExhausted: " {
+				if err := ws.Send(createReq(&kvdbv1.WatchCreateRequest{Key: []byte("x"), WatchId: 8})); err != nil {
+					t.Fatal(err)
 				}
+				recv()
+			}
+			if err := ws.Send(createReq(tc.req)); err != nil {
+				t.Fatal(err)
+			}
+			r := recv()
+			if !r.GetCreated() || !r.GetCanceled() || r.GetWatchId() != tc.id || !strings.HasPrefix(r.GetCancelReason(), tc.want) {
+				t.Fatalf("refused create answered %v, want created+canceled id %d reason %q...", r, tc.id, tc.want)
+			}
+			mustPut(t, n, key, "v")
+			if r := recv(); r.GetWatchId() != 7 || len(r.GetEvents()) != 1 || string(r.GetEvents()[0].GetKv().GetKey()) != key {
+				t.Fatalf("the first watcher after the refusal got %v, want the put of %s", r, key)
 			}
 		})
 	}

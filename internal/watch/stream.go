@@ -211,6 +211,21 @@ func (s *Stream) Create(r CreateRequest) (int64, error) {
 	return id, nil
 }
 
+// Refuse answers a create that was not made (invalid or not permitted)
+// with one response both Created and Canceled, naming the reason, as etcd
+// does: the stream and its other watchers go on. id is the watch id the
+// create asked for, or -1 when it asked for none.
+func (s *Stream) Refuse(id int64, reason string) {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.control = append(s.control, &Response{WatchID: id, Created: true, Canceled: true, Revision: h.rev, CancelReason: reason})
+	s.wake()
+}
+
 // Cancel closes watcher id; its Canceled answer follows through the sender.
 func (s *Stream) Cancel(id int64) bool {
 	h := s.hub
