@@ -326,10 +326,11 @@ func (c *Client) failover(ctx context.Context, failed *pool) {
 
 // do sends req and waits for its reply, applying the default deadline and
 // retrying idempotent requests on UNAVAILABLE with backoff and leader
-// discovery. A write that fails with UNAVAILABLE is not sent again, but the
-// leader is looked for before it returns, so the next request goes to it. Any request refused because the permissions changed while it
-// was in flight (notApplied) is sent again at once, as etcd's client does;
-// a transaction's commit is not, since its reads were checked at begin.
+// discovery. A write that fails with UNAVAILABLE is not sent again, but
+// the leader is looked for before it returns, so the next request goes to
+// it. Any request refused because the permissions changed while it was in
+// flight (notApplied) is sent again at once, as etcd's client does; a
+// transaction's commit is not, since its reads were checked at begin.
 func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

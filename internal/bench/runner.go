@@ -142,15 +142,13 @@ func (c *Config) setDefaults() {
 // Validate reports a Config no run can use. Run calls it before it
 // allocates anything; front ends call it to refuse bad flags early.
 func (c *Config) Validate() error {
-	if c.ValueSize > MaxValueSize {
-		return fmt.Errorf("value size %d is over %d bytes (64 MiB), the largest value a KVDB server can store", c.ValueSize, MaxValueSize)
+	d := *c // with the defaults a run would use
+	d.setDefaults()
+	if d.ValueSize > MaxValueSize {
+		return fmt.Errorf("value size %d is over %d bytes (64 MiB), the largest value a KVDB server can store", d.ValueSize, MaxValueSize)
 	}
-	batch := c.BatchSize
-	if batch <= 0 {
-		batch = 100 // the default
-	}
-	if c.Op == OpBatch && int64(batch)*int64(max(c.ValueSize, 0)) > MaxBatchBytes {
-		return fmt.Errorf("a batch of %d values of %d bytes is over %d bytes (64 MiB), the largest request a run sends", batch, c.ValueSize, MaxBatchBytes)
+	if d.Op == OpBatch && int64(d.BatchSize)*int64(d.ValueSize) > MaxBatchBytes {
+		return fmt.Errorf("a batch of %d values of %d bytes is over %d bytes (64 MiB), the largest request a run sends", d.BatchSize, d.ValueSize, MaxBatchBytes)
 	}
 	return nil
 }

@@ -60,10 +60,8 @@ func (c *Core) PreparePut(ctx context.Context, key, value []byte, prevKV bool) (
 	if err := c.authorizeWrite(ctx, key, nil, prevKV); err != nil {
 		return Write{}, err
 	}
-	data := command.EncodePut(key, value, prevKV)
-	if now := c.writeClock(); now != 0 {
-		data = command.EncodePutMeta(key, value, prevKV, 0, 0, now)
-	}
+	// EncodePutMeta is EncodePut unless the clock is to be logged.
+	data := command.EncodePutMeta(key, value, prevKV, 0, 0, c.writeClock())
 	return Write{op: OpPut, data: data, grow: entryGrowth(key, value), authRev: rev}, nil
 }
 

@@ -1,7 +1,10 @@
 package service
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
@@ -163,17 +166,25 @@ func (x *txnService) executeOps(branch string, ops []*kvdbv1.ExecuteOp) ([]core.
 // duplicateKeys refuses a branch that writes one key twice, as etcd does:
 // two puts of a key, or a put of a key a delete of the branch also removes
 // (deletes may overlap each other). Applied in order they would give one
-// key two changes at one revision.
+// key two changes at one revision. The puts are sorted once, so each
+// delete looks up the first put at or after its start: O(n log n) in the
+// branch's operations (up to max-txn-ops).
 func duplicateKeys(branch string, ops []core.TxnOp) error {
-	puts := map[string]int{}
+	type put struct {
+		key string
+		i   int
+	}
+	var puts []put
 	for i, op := range ops {
-		if op.Type != core.TxnPut {
-			continue
+		if op.Type == core.TxnPut {
+			puts = append(puts, put{string(op.Key), i})
 		}
-		if j, ok := puts[string(op.Key)]; ok {
-			return core.Errorf(core.InvalidArgument, "%s ops %d and %d: duplicate key %q given in a transaction", branch, j, i, op.Key)
+	}
+	slices.SortFunc(puts, func(a, b put) int { return cmp.Or(strings.Compare(a.key, b.key), a.i-b.i) })
+	for n := 1; n < len(puts); n++ {
+		if puts[n].key == puts[n-1].key {
+			return core.Errorf(core.InvalidArgument, "%s ops %d and %d: duplicate key %q given in a transaction", branch, puts[n-1].i, puts[n].i, puts[n].key)
 		}
-		puts[string(op.Key)] = i
 	}
 	for i, op := range ops {
 		if op.Type != core.TxnDelete {
@@ -183,14 +194,17 @@ func duplicateKeys(branch string, ops []core.TxnOp) error {
 		if op.Prefix {
 			end = engine.PrefixEnd(op.Key)
 		}
-		for k, j := range puts {
-			in := k == string(op.Key)
-			if len(end) > 0 {
-				in = k >= string(op.Key) && (string(end) == "\x00" || k < string(end))
-			}
-			if in {
-				return core.Errorf(core.InvalidArgument, "%s ops %d and %d: key %q is both put and deleted in a transaction", branch, min(i, j), max(i, j), k)
-			}
+		j, _ := slices.BinarySearchFunc(puts, string(op.Key), func(p put, k string) int { return strings.Compare(p.key, k) })
+		if j == len(puts) {
+			continue
+		}
+		p := puts[j] // the first put at or after the delete's key
+		in := p.key == string(op.Key)
+		if len(end) > 0 {
+			in = string(end) == "\x00" || p.key < string(end)
+		}
+		if in {
+			return core.Errorf(core.InvalidArgument, "%s ops %d and %d: key %q is both put and deleted in a transaction", branch, min(i, p.i), max(i, p.i), p.key)
 		}
 	}
 	return nil
