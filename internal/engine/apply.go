@@ -204,7 +204,7 @@ func (s *Store) put(op *Op, rev int64, r *OpResult) bool {
 		old = *s.m.slot(slot)
 		s.mem -= old.size()
 		s.unindexMeta(old)
-		if op.Now == 0 || !old.expiredAt(op.Now) {
+		if !old.expiredAt(op.Now) {
 			prev = old
 			create = old.create()
 			version = old.version() + 1
@@ -234,7 +234,7 @@ func (s *Store) deleteKey(op *Op, r *OpResult) bool {
 		return false
 	}
 	s.remove(old)
-	if op.Now != 0 && old.expiredAt(op.Now) {
+	if old.expiredAt(op.Now) {
 		return true // gone already to readers: its delete is the expiry's
 	}
 	r.Deleted = 1
@@ -256,7 +256,7 @@ func (s *Store) deleteRange(op *Op, r *OpResult) bool {
 	}
 	for _, e := range victims {
 		s.remove(e)
-		if op.Now != 0 && e.expiredAt(op.Now) {
+		if e.expiredAt(op.Now) {
 			continue // gone already to readers
 		}
 		r.Deleted++

@@ -141,7 +141,7 @@ func (opts *RangeOptions) hides(e *entry) bool {
 	if e.flags() == 0 {
 		return false
 	}
-	if opts.Now != 0 && e.expiredAt(opts.Now) {
+	if e.expiredAt(opts.Now) {
 		return true
 	}
 	if len(opts.HideLeases) > 0 {
@@ -153,9 +153,10 @@ func (opts *RangeOptions) hides(e *entry) bool {
 	return false
 }
 
-// expiredAt reports whether e's deadline is at or before now.
+// expiredAt reports whether e's deadline is at or before now; never for
+// now 0 (no clock given: every stored key counts).
 func (e *entry) expiredAt(now int64) bool {
-	if e.tlen&flagDeadline == 0 {
+	if now == 0 || e.tlen&flagDeadline == 0 {
 		return false
 	}
 	return e.deadline() <= now

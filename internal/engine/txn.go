@@ -206,7 +206,7 @@ func (s *Store) ApplyTxn(index uint64, t *Txn) (TxnResult, bool, error) {
 func (s *Store) checkLocked(t *Txn) *Conflict {
 	for _, r := range t.Reads {
 		var mod int64
-		if e, ok := s.m.getBytes(r.Key); ok && (t.Now == 0 || !e.expiredAt(t.Now)) {
+		if e, ok := s.m.getBytes(r.Key); ok && !e.expiredAt(t.Now) {
 			mod = e.mod()
 		}
 		if mod != r.ModRevision {
@@ -217,7 +217,7 @@ func (s *Store) checkLocked(t *Txn) *Conflict {
 		var n int64
 		var newer []byte
 		s.ascendRange(r.Key, r.End, func(e *entry) bool {
-			if t.Now != 0 && e.expiredAt(t.Now) {
+			if e.expiredAt(t.Now) {
 				return true
 			}
 			n++
@@ -239,7 +239,7 @@ func (s *Store) checkLocked(t *Txn) *Conflict {
 
 func (s *Store) compareLocked(c *Compare, now int64) bool {
 	e, ok := s.m.getBytes(c.Key)
-	if ok && now != 0 && e.expiredAt(now) {
+	if ok && e.expiredAt(now) {
 		ok = false // past its deadline: absent, as for reads
 	}
 	var cmp int
