@@ -413,6 +413,10 @@ func (c *respConn) cmdMGet(args [][]byte) {
 	}
 }
 
+// respBulkSize is the size of a bulk string reply of n bytes: "$n\r\n",
+// the bytes, "\r\n".
+func respBulkSize(n int) int { return len(strconv.Itoa(n)) + n + 5 }
+
 // respReplyTooLarge is the error of a command whose reply would hold more
 // than the max-response-bytes limit: the reply is never built in full.
 func respReplyTooLarge(cmd string, limit int) string {
@@ -690,12 +694,19 @@ func (c *respConn) cmdKeys(args [][]byte) {
 		return
 	}
 	prefix := globPrefix(pattern)
+	// The reply is bounded like every other read's: a key space larger
+	// than max-response-bytes is listed with SCAN, a page at a time.
+	limit := c.s.core.Limits().MaxResponseBytes
 	var keys [][]byte
 	var from []byte
-	for pages := c.s.store.Len()/1000 + 2; pages > 0; pages-- {
+	size := 0
+	// Pages run to the end of the key space: each is bounded in bytes too,
+	// so it may hold fewer than the 1,000 keys asked for.
+	for size <= limit {
 		next, err := c.scanPage(from, prefix, 1000, func(k []byte) {
-			if globMatch(pattern, k) {
+			if size <= limit && globMatch(pattern, k) {
 				keys = append(keys, k)
+				size += respBulkSize(len(k))
 			}
 		})
 		if err != nil {
@@ -706,6 +717,10 @@ func (c *respConn) cmdKeys(args [][]byte) {
 			break
 		}
 		from = next
+	}
+	if size > limit {
+		c.errorLine("ERR " + respReplyTooLarge("keys", limit) + " (SCAN lists them a page at a time)")
+		return
 	}
 	c.array(len(keys))
 	for _, k := range keys {

@@ -88,3 +88,53 @@ func TestScanCursorsBounded(t *testing.T) {
 		t.Fatalf("%d cursors holding %d bytes: over the bounds", len(sc.m), sc.bytes)
 	}
 }
+
+// TestRESPKeysAndScanBounded: KEYS refuses a reply over
+// max-response-bytes instead of building it, and names SCAN; SCAN with a
+// COUNT over that limit returns a shorter page and a cursor, and its pages
+// still list every key once.
+func TestRESPKeysAndScanBounded(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config) { c.Limits.MaxResponseBytes = 1000 })
+	ctx := ctxT(t)
+	c := redisClient(t, n.addr, 1, nil)
+	const keys = 200 // 13 reply bytes each ("$7\r\nkey:007\r\n"): 2,600 in all
+	for i := range keys {
+		must(c.Set(ctx, fmt.Sprintf("key:%03d", i), "v", 0).Result())
+	}
+	all, err := c.Keys(ctx, "*").Result()
+	if err == nil {
+		t.Fatalf("KEYS *: %d keys, want an error", len(all))
+	}
+	wantErr(t, err, "ERR the reply of 'keys' would be over the max-response-bytes limit of 1000 bytes: ask for fewer keys (SCAN lists them a page at a time)")
+	wantErr(t, c.Keys(ctx, "key:*").Err(), "ERR the reply of 'keys'")
+	// A pattern that matches few keys reads every page of the key space
+	// (each page is bounded in bytes too).
+	if fives, err := c.Keys(ctx, "*5").Result(); err != nil || len(fives) != keys/10 {
+		t.Fatalf("KEYS *5: %d keys %v, want %d", len(fives), err, keys/10)
+	}
+	few, err := c.Keys(ctx, "key:01*").Result()
+	if err != nil || len(few) != 10 {
+		t.Fatalf("KEYS key:01*: %v %v", few, err)
+	}
+	var scanned []string
+	var cursor uint64
+	for page := 0; ; page++ {
+		if page > keys {
+			t.Fatal("SCAN never ended")
+		}
+		got, next, err := c.Scan(ctx, cursor, "", 10_000).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size := len(got) * 13; size > 1000+13 {
+			t.Fatalf("page %d: %d keys, about %d bytes over a 1000-byte limit", page, len(got), size)
+		}
+		scanned = append(scanned, got...)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	if len(scanned) != keys || scanned[0] != "key:000" || scanned[keys-1] != fmt.Sprintf("key:%03d", keys-1) {
+		t.Fatalf("SCAN listed %d keys, want %d", len(scanned), keys)
+	}
+}
