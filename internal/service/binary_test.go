@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -188,6 +189,24 @@ func TestBinaryEveryOpcode(t *testing.T) {
 		}
 		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 27, Key: []byte("cas-failed")}); r.Status != wire.StatusOK {
 			t.Fatalf("failure branch not applied: %+v", r)
+		}
+		// A branch that writes one key twice is refused, as gRPC's Execute
+		// refuses it, and nothing is applied.
+		for i, branch := range [][]wire.BatchOp{
+			{{Type: wire.BatchPut, Key: []byte("d"), Value: []byte("1")}, {Type: wire.BatchPut, Key: []byte("d"), Value: []byte("2")}},
+			{{Type: wire.BatchPut, Key: []byte("d"), Value: []byte("1")}, {Type: wire.BatchDelete, Key: []byte("d")}},
+		} {
+			r := c.call(&wire.Request{Op: wire.OpTxn, ID: 28 + uint64(i), Ops: branch})
+			if r.Status != wire.StatusInvalidArgument || !strings.Contains(string(r.Payload), "success ops 0 and 1") {
+				t.Fatalf("TXN writing key d twice = %+v", r)
+			}
+			r = c.call(&wire.Request{Op: wire.OpTxn, ID: 30 + uint64(i), Compares: []wire.Compare{{Key: []byte("t1"), Target: wire.TargetValue, Result: wire.CompareEqual, Value: []byte("nope")}}, Failure: branch})
+			if r.Status != wire.StatusInvalidArgument || !strings.Contains(string(r.Payload), "failure ops 0 and 1") {
+				t.Fatalf("TXN writing key d twice on failure = %+v", r)
+			}
+		}
+		if r := c.call(&wire.Request{Op: wire.OpGet, ID: 32, Key: []byte("d")}); r.Status != wire.StatusNotFound {
+			t.Fatalf("a refused TXN wrote: %+v", r)
 		}
 		// Binary requests are counted in STATS like gRPC ones.
 		st := n.srv.Stats()

@@ -41,7 +41,11 @@ func (c *binaryConn) txnRequest(ctx context.Context, req *wire.Request) (*wire.R
 	x := c.s.core
 	switch req.Op {
 	case wire.OpTxn:
-		res, err := x.Execute(ctx, executeRequest(req))
+		er, err := executeRequest(req)
+		if err != nil {
+			return nil, err
+		}
+		res, err := x.Execute(ctx, er)
 		if err != nil {
 			return nil, err
 		}
@@ -126,7 +130,7 @@ var (
 // executeRequest translates a TXN frame into core's one-shot transaction.
 // Unknown compare bytes become zero values, which core rejects. The bytes
 // alias the reader's buffer; Execute encodes them before it returns.
-func executeRequest(req *wire.Request) core.ExecuteRequest {
+func executeRequest(req *wire.Request) (core.ExecuteRequest, error) {
 	out := core.ExecuteRequest{Compares: make([]core.Compare, len(req.Compares))}
 	for i, c := range req.Compares {
 		out.Compares[i] = core.Compare{Key: c.Key, Op: wireCompareOps[c.Result], Target: wireCompareTargets[c.Target],
@@ -143,5 +147,12 @@ func executeRequest(req *wire.Request) core.ExecuteRequest {
 		return res
 	}
 	out.Success, out.Failure = branch(req.Ops), branch(req.Failure)
-	return out
+	// A branch writes each key once, as gRPC's Execute requires.
+	if err := duplicateKeys("success", out.Success); err != nil {
+		return out, err
+	}
+	if err := duplicateKeys("failure", out.Failure); err != nil {
+		return out, err
+	}
+	return out, nil
 }
