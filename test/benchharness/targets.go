@@ -105,6 +105,22 @@ func (constKV) Put(context.Context, *kvdbv1.PutRequest) (*kvdbv1.PutResponse, er
 
 // runConstServer is the harness re-executed as the constant-returning
 // server, so it is a process of its own like the servers it is compared to.
+// startConstServer starts this program's constserver command on a free
+// loopback address.
+func startConstServer() (*proc, string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	addr := freeAddr()
+	cs, err := start("const", self, "constserver", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	time.Sleep(500 * time.Millisecond)
+	return cs, addr, nil
+}
+
 func runConstServer(_ context.Context, _ *options) error {
 	lis, err := net.Listen("tcp", flag.Arg(1))
 	if err != nil {
@@ -235,7 +251,7 @@ func runTargets(ctx context.Context, o *options) error {
 		}
 		defer etcd.stop()
 		time.Sleep(time.Second)
-		fmt.Printf("\n== gRPC PUT -sync-writes=true, %d clients / %d connections, %d-byte values, vs etcd\n", tgtGRPCClients, tgtGRPCConns, cmpValueSize)
+		fmt.Printf("\n== gRPC PUT -sync-writes=true, %d clients / %d connections, %d-byte values, vs etcd (and, as ceilings, KVDB without fsync and a constant gRPC server)\n", tgtGRPCClients, tgtGRPCConns, cmpValueSize)
 		var systems []system
 		for _, b := range builds(o) {
 			addr := nodes[b.name+"/sync=true"].addrs[0]
@@ -249,30 +265,39 @@ func runTargets(ctx context.Context, o *options) error {
 			defer d.Close()
 			return bench.Run(ctx, d, bench.Config{Op: bench.OpPut, Clients: tgtGRPCClients, ValueSize: cmpValueSize, Keys: cmpKeys, KeyPrefix: "bench/", Duration: o.duration})
 		}, []*proc{etcd}})
+		// Two ceilings in the same rounds: the new build without fsync, and
+		// a gRPC server that answers every Put with a constant.
+		cs, caddr, err := startConstServer()
+		if err != nil {
+			return err
+		}
+		defer cs.stop()
+		nosync := nodes["new/sync=false"]
+		systems = append(systems,
+			system{"kvdb-new-nosync", func(ctx context.Context) (*bench.Result, error) { return grpcPutRun(ctx, o, nosync.addrs[0]) }, nosync.procs},
+			system{"const-grpc", func(ctx context.Context) (*bench.Result, error) { return grpcPutRun(ctx, o, caddr) }, []*proc{cs}})
 		med, err = interleave(ctx, o, systems)
 		if err != nil {
 			return err
 		}
+		e := med["etcd"].OpsPerSec
 		for _, b := range builds(o) {
 			k := med["kvdb-"+b.name]
-			emit(fmt.Sprintf("gRPC PUT sync (%s) | %.0f", b.name, k.OpsPerSec), fmt.Sprintf("etcd %.0f | %.2f×", med["etcd"].OpsPerSec, k.OpsPerSec/med["etcd"].OpsPerSec))
+			emit(fmt.Sprintf("gRPC PUT sync (%s) | %.0f", b.name, k.OpsPerSec), fmt.Sprintf("etcd %.0f | %.2f×", e, k.OpsPerSec/e))
 		}
+		emit(fmt.Sprintf("ceiling: gRPC PUT no-sync (new) | %.0f", med["kvdb-new-nosync"].OpsPerSec), fmt.Sprintf("etcd %.0f | %.2f×", e, med["kvdb-new-nosync"].OpsPerSec/e))
+		emit(fmt.Sprintf("ceiling: constant gRPC server | %.0f", med["const-grpc"].OpsPerSec), fmt.Sprintf("etcd %.0f | %.2f×", e, med["const-grpc"].OpsPerSec/e))
+		cs.stop()
 		etcd.stop()
 	}
 
 	// 2. gRPC PUT without fsync per write against a constant server.
 	if want("nosync") {
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		caddr := freeAddr()
-		cs, err := start("const", self, "constserver", caddr)
+		cs, caddr, err := startConstServer()
 		if err != nil {
 			return err
 		}
 		defer cs.stop()
-		time.Sleep(500 * time.Millisecond)
 		fmt.Printf("\n== gRPC PUT -sync-writes=false, %d clients / %d connections, vs a constant-returning gRPC server\n", tgtGRPCClients, tgtGRPCConns)
 		systems = nil
 		for _, b := range builds(o) {
