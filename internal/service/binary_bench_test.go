@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,17 +22,31 @@ import (
 //
 // Sub-benchmark names say the shape: Get/c50/d16 is 50 connections with 16
 // requests in flight on each.
+//
+// With KVDB_BENCH_BINARY_ADDR set to a running node's address, the same
+// load loop drives that node instead of one in this process: the load
+// generator is then a process of its own, as kvdbctl bench is, which shows
+// what that placement costs on the machine.
+var benchBinaryAddr = os.Getenv("KVDB_BENCH_BINARY_ADDR")
+
 func BenchmarkBinary(b *testing.B) {
 	shapes := []struct{ conns, depth int }{{1, 1}, {50, 1}, {50, 16}}
 	for _, op := range []string{"Get", "GetSerializable", "Put"} {
 		for _, sh := range shapes {
 			b.Run(fmt.Sprintf("%s/c%d/d%d", op, sh.conns, sh.depth), func(b *testing.B) {
-				n := benchNode(b, false)
 				value := make([]byte, 256)
-				if op != "Put" {
-					preload(b, n, value)
+				addr := benchBinaryAddr
+				switch {
+				case addr == "":
+					n := benchNode(b, false)
+					if op != "Put" {
+						preload(b, n, value)
+					}
+					addr = n.addr
+				case op != "Put":
+					preloadBinary(b, addr, value)
 				}
-				runBinaryLoad(b, n.addr, sh.conns, sh.depth, func(dst []byte, id uint64, i int) []byte {
+				runBinaryLoad(b, addr, sh.conns, sh.depth, func(dst []byte, id uint64, i int) []byte {
 					key := fmt.Appendf(nil, "key-%06d", i%10_000)
 					switch op {
 					case "Get":
@@ -42,6 +57,40 @@ func BenchmarkBinary(b *testing.B) {
 					return wire.AppendPut(dst, id, 0, key, value)
 				})
 			})
+		}
+	}
+}
+
+// preloadBinary writes the benchmarks' 10,000 keys to the node at addr in
+// binary BATCH requests of 1,000 puts.
+func preloadBinary(b *testing.B, addr string, value []byte) {
+	b.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(wire.AppendClientHello(nil, wire.Version))
+	var hello [wire.ServerHelloSize]byte
+	if _, err := io.ReadFull(c, hello[:]); err != nil {
+		b.Fatal(err)
+	}
+	rd := wire.NewReader(c, 64<<10, wire.MaxResponseFrameSize)
+	for i := 0; i < 10_000; i += 1000 {
+		req := wire.Request{Op: wire.OpBatch, ID: uint64(i + 1)}
+		for j := i; j < i+1000; j++ {
+			req.Ops = append(req.Ops, wire.BatchOp{Type: wire.BatchPut, Key: fmt.Appendf(nil, "key-%06d", j), Value: value})
+		}
+		if _, err := c.Write(wire.AppendRequest(nil, &req)); err != nil {
+			b.Fatal(err)
+		}
+		f, err := rd.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var resp wire.Response
+		if err := wire.DecodeResponse(f, &resp); err != nil || resp.Status != wire.StatusOK {
+			b.Fatalf("preload batch: %v %s %s", err, resp.Status, resp.Payload)
 		}
 	}
 }
