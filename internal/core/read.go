@@ -90,7 +90,8 @@ func (c *Core) Get(ctx context.Context, key []byte, serializable bool) (KeyValue
 // ReadGet reads a validated key from the local store, after WaitRead.
 func (c *Core) ReadGet(key []byte) (KeyValue, int64, error) {
 	kv, ok := c.store.Get(key)
-	if !ok || c.hidden(kv, time.Now()) {
+	// The clock is read only for a key that can expire.
+	if !ok || (kv.Deadline != 0 || kv.Lease != 0) && c.hidden(kv, time.Now()) {
 		return KeyValue{}, 0, ErrKeyNotFound
 	}
 	return kv, c.store.Revision(), nil

@@ -121,7 +121,7 @@ func (ec *evConn) Read(p []byte) (int, error) {
 		if n < len(p) {
 			ec.readable = false
 		}
-		ec.lastRead = time.Now()
+		ec.lastRead = ec.loop.now()
 		return n, nil
 	}
 }
@@ -288,7 +288,15 @@ type evLoop struct {
 	// handed: a connection handed work to another goroutine (readied
 	// it) since the loop last yielded; see handedOff.
 	handed atomic.Bool
+	// clock is the time (unix nanoseconds) the loop last woke: the
+	// connections' idle clock, read once per wake-up rather than once per
+	// read (see now).
+	clock atomic.Int64
 }
+
+// now is when the loop last woke: precise enough for idle and read
+// timeouts, which are seconds long.
+func (l *evLoop) now() time.Time { return time.Unix(0, l.clock.Load()) }
 
 func newEvLoop() (*evLoop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -311,6 +319,7 @@ func newEvLoop() (*evLoop, error) {
 		return nil, err
 	}
 	l := &evLoop{ep: ep, efd: efd, epf: os.NewFile(uintptr(ep), "epoll"), conns: make(map[int32]*evConn), done: make(chan struct{})}
+	l.clock.Store(time.Now().UnixNano())
 	go l.run()
 	return l, nil
 }
@@ -375,6 +384,7 @@ func (l *evLoop) run() {
 	_ = l.epf.SetReadDeadline(lastTick.Add(evTickInterval))
 	for {
 		n := l.wait(raw, events)
+		l.clock.Store(time.Now().UnixNano())
 		for i := range n {
 			ev := &events[i]
 			if ev.Fd == int32(l.efd) {
