@@ -53,7 +53,14 @@ type Reader struct {
 	buf     []byte
 	r, w    int // buf[r:w] is read and not yet parsed
 	args    [][]byte
+	// returned: args holds the last command Next returned, which its
+	// caller is done with once Next is called again.
+	returned bool
 }
+
+// keepArgs is the most argument slots a Reader keeps between commands: a
+// command with more (a large MSET) gets its own, let go after it.
+const keepArgs = 1024
 
 // NewReader reads from rd with an initial buffer of size bytes.
 func NewReader(rd io.Reader, size int, lim Limits) *Reader {
@@ -72,6 +79,10 @@ func (r *Reader) Buffered() int { return r.w - r.r }
 // of Next or Fill. An empty command (*0, a blank inline line) is skipped.
 // An error (matching ErrProtocol) means the stream cannot be parsed further.
 func (r *Reader) Next() (args [][]byte, ok bool, err error) {
+	if r.returned && cap(r.args) > keepArgs {
+		r.args = nil
+	}
+	r.returned = false
 	for {
 		args, n, err := r.parse(r.buf[r.r:r.w])
 		if err != nil || n == 0 {
@@ -82,6 +93,7 @@ func (r *Reader) Next() (args [][]byte, ok bool, err error) {
 			r.r, r.w = 0, 0
 		}
 		if len(args) > 0 {
+			r.returned = true
 			return args, true, nil
 		}
 	}
@@ -139,7 +151,10 @@ func (r *Reader) parse(b []byte) ([][]byte, int, error) {
 		}
 		return nil, 0, err
 	}
-	if count > int64(r.lim.MaxArgs) || count < -1 {
+	if count > int64(r.lim.MaxArgs) {
+		return nil, 0, protoErrorf("too many arguments in one command: at most %d", r.lim.MaxArgs)
+	}
+	if count < -1 {
 		return nil, 0, protoErrorf("invalid multibulk length")
 	}
 	args := r.args[:0]

@@ -3,6 +3,7 @@ package resp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -88,6 +89,7 @@ func TestReaderMalformed(t *testing.T) {
 		{"negative count", "*-5\r\n", testLimits},
 		{"huge bulk", "*1\r\n$99999999999\r\n", testLimits},
 		{"huge count", "*99999999999\r\n", testLimits},
+		{"more arguments than MaxArgs", "*1025\r\n", testLimits},
 		{"bulk over limit", "*1\r\n$2000000\r\n", testLimits},
 		{"negative bulk", "*1\r\n$-1\r\n", testLimits},
 		{"bulk length -0", "*1\r\n$-0\r\n", testLimits},
@@ -225,5 +227,42 @@ func BenchmarkReaderGetSet(b *testing.B) {
 		} else {
 			out = AppendSimple(out, "OK")
 		}
+	}
+}
+
+// TestReaderLetsLargeArgumentListsGo: a command with many arguments (an
+// MSET of thousands of keys) gets its slots, and the Reader lets them go
+// once the next command is asked for, keeping at most keepArgs.
+func TestReaderLetsLargeArgumentListsGo(t *testing.T) {
+	const n = 5000
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", n)
+	for range n {
+		b.WriteString("$0\r\n\r\n")
+	}
+	b.WriteString("*1\r\n$4\r\nPING\r\n")
+	rd := NewReader(strings.NewReader(b.String()), 64, Limits{MaxBulk: 1 << 10, MaxArgs: n, MaxRequest: 1 << 20})
+	var got []int
+	for range 1000 {
+		args, ok, err := rd.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			if err := rd.Fill(); err != nil {
+				break
+			}
+			continue
+		}
+		got = append(got, len(args))
+		if len(got) == 2 {
+			if cap(rd.args) > keepArgs {
+				t.Fatalf("after a %d-argument command the reader keeps %d slots", n, cap(rd.args))
+			}
+			break
+		}
+	}
+	if len(got) != 2 || got[0] != n || got[1] != 1 {
+		t.Fatalf("commands parsed: %v", got)
 	}
 }

@@ -31,9 +31,13 @@ const (
 	// respMaxPending caps the writes of one connection in flight at once
 	// (a pipeline's SETs); past it the connection waits for them.
 	respMaxPending = 1024
-	// respMaxArgs caps the arguments of one command (MSET, DEL, MGET).
-	respMaxArgs = 1 << 20
 )
+
+// respMaxArgs caps the arguments of one command (MSET, DEL, MGET): an
+// MSET of max-batch-ops pairs, and a few more. Each argument costs a
+// 24-byte slice header beside its bytes on the wire (6 at least), so this
+// cap, not max-request-size, bounds a command of many empty arguments.
+func respMaxArgs(l core.Limits) int { return 2*l.MaxBatchOps + 16 }
 
 // RESPConfig tunes the Redis-protocol listeners.
 type RESPConfig struct {
@@ -75,7 +79,7 @@ func (r *respServer) limits(inline bool) resp.Limits {
 	l := r.s.core.Limits()
 	return resp.Limits{
 		MaxBulk:    max(l.MaxValueSize, l.MaxKeySize),
-		MaxArgs:    respMaxArgs,
+		MaxArgs:    respMaxArgs(l),
 		MaxRequest: l.MaxRequestSize + 64<<10,
 		Inline:     inline,
 	}

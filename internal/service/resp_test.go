@@ -630,3 +630,28 @@ func TestRESPReplyBounded(t *testing.T) {
 		{"PING", []string{"+PONG"}},
 	})
 }
+
+// TestRESPQueuedArgumentsCharged: a MULTI queue charges each argument its
+// slice header beside its bytes, so commands of empty arguments cannot
+// hold many times max-request-size; and a command with more arguments than
+// an MSET of max-batch-ops pairs needs is refused and the connection
+// closed, before its argument list is built.
+func TestRESPQueuedArgumentsCharged(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config) { c.Limits.MaxRequestSize = 1000; c.Limits.MaxBatchOps = 100 })
+	r := dialRESP(t, n.addr)
+	// "MGET" and 39 empty keys: 4 bytes on the wire's bulk strings, 24 × 41
+	// charged with the headers: 988 of the 1,000.
+	mget := "*40\r\n$4\r\nMGET\r\n" + strings.Repeat("$0\r\n\r\n", 39)
+	r.exchange([]respExchange{{"MULTI", []string{"+OK"}}})
+	r.raw(mget)
+	r.expect("+QUEUED")
+	r.raw(mget)
+	r.expect("-ERR the transaction is over the max-request-size or max-txn-ops limit")
+	r.exchange([]respExchange{{"EXEC", []string{"-EXECABORT Transaction discarded because of previous errors."}}})
+	// 2 × 100 + 16 arguments at most.
+	r.raw("*217\r\n")
+	r.expect("-ERR Protocol error: too many arguments in one command: at most 216")
+	if _, err := r.br.ReadByte(); err == nil {
+		t.Fatal("connection still open after a protocol error")
+	}
+}

@@ -66,7 +66,9 @@ func (c *respConn) queue(cmd *respCommand, args [][]byte) {
 		m.dirty = true
 		return
 	}
-	n := 0
+	// A queued argument costs its bytes and its slice header (an empty
+	// one costs the header alone).
+	n := 24 * (len(args) + 1)
 	for _, a := range args {
 		n += len(a)
 	}
