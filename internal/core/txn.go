@@ -91,6 +91,8 @@ const (
 type txnWrite struct {
 	value   []byte
 	deleted bool
+	// deadline and lease of a put (0: none), see TxnPutKeep.
+	deadline, lease int64
 }
 
 // validTxnID accepts what a REPL user types: 1-128 printable ASCII

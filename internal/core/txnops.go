@@ -67,7 +67,7 @@ func (c *Core) TxnGet(ctx context.Context, id string, key []byte) (KeyValue, int
 		if w.deleted {
 			return KeyValue{}, 0, ErrKeyNotFound
 		}
-		return KeyValue{Key: bytes.Clone(key), Value: w.value}, c.store.Revision(), nil
+		return KeyValue{Key: bytes.Clone(key), Value: w.value, Deadline: w.deadline, Lease: w.lease}, c.store.Revision(), nil
 	}
 	kv, found := c.store.Get(key)
 	now := time.Now()
@@ -148,6 +148,18 @@ func (c *Core) TxnPut(ctx context.Context, id string, key, value []byte) error {
 		return err
 	}
 	return c.bufferWrite(ctx, id, key, txnWrite{value: bytes.Clone(value)})
+}
+
+// TxnPutKeep buffers a put of key that keeps the deadline and lease of
+// read, the key as this transaction read it with TxnGet (zero when it was
+// absent): a read-modify-write such as Redis's INCR leaves a key's TTL
+// alone. The read is validated at commit, so the key still has that
+// deadline and lease when the put applies.
+func (c *Core) TxnPutKeep(ctx context.Context, id string, key []byte, read KeyValue, value []byte) error {
+	if _, err := c.PreparePut(ctx, key, value, false); err != nil {
+		return err
+	}
+	return c.bufferWrite(ctx, id, key, txnWrite{value: bytes.Clone(value), deadline: read.Deadline, lease: read.Lease})
 }
 
 // TxnDelete buffers the delete of one key in transaction id.
@@ -251,7 +263,7 @@ func (s *txnSession) txn() *engine.Txn {
 	}
 	slices.SortFunc(t.Reads, func(a, b engine.ReadCheck) int { return bytes.Compare(a.Key, b.Key) })
 	for k, w := range s.writes {
-		op := engine.Op{Type: engine.OpPut, Key: []byte(k), Value: w.value}
+		op := engine.Op{Type: engine.OpPut, Key: []byte(k), Value: w.value, Deadline: w.deadline, Lease: w.lease}
 		if w.deleted {
 			op = engine.Op{Type: engine.OpDelete, Key: []byte(k)}
 		}

@@ -503,7 +503,8 @@ func (c *respConn) cmdInfo(args [][]byte) {
 	if show("keyspace") {
 		section("Keyspace")
 		if n := c.s.store.Len(); n > 0 {
-			kv("db0", fmt.Sprintf("keys=%d,expires=0,avg_ttl=0", n))
+			// avg_ttl is an estimate in Redis too; 0 stands for "not estimated".
+			kv("db0", fmt.Sprintf("keys=%d,expires=%d,avg_ttl=0", n, c.s.store.KeysWithDeadline()))
 		}
 	}
 	c.out = resp.AppendVerbatim(c.out, b.String(), c.resp3)

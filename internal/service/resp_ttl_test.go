@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestRESPTTL checks the expiry commands' replies against Redis's, one
@@ -163,5 +165,57 @@ func TestRESPTTLPermissions(t *testing.T) {
 		if err != nil || !strings.HasPrefix(line, "-NOPERM") {
 			t.Errorf("%s on another key: %q %v, want NOPERM", cmd, line, err)
 		}
+	}
+}
+
+// TestRESPTransactionKeepsTTL: inside MULTI/EXEC the read-modify-write
+// commands keep a key's TTL, as they do outside it and as Redis does
+// (redis-py's pipeline() runs them so); SET and GETSET drop it.
+func TestRESPTransactionKeepsTTL(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	ctx := ctxT(t)
+	c := redisClient(t, n.addr, 2, nil)
+	for _, tc := range []struct {
+		name    string
+		initial string
+		queue   func(p redis.Pipeliner)
+		keep    bool
+	}{
+		{"INCR", "5", func(p redis.Pipeliner) { p.Incr(ctx, "k") }, true},
+		{"DECRBY", "5", func(p redis.Pipeliner) { p.DecrBy(ctx, "k", 2) }, true},
+		{"INCRBYFLOAT", "5", func(p redis.Pipeliner) { p.IncrByFloat(ctx, "k", 0.5) }, true},
+		{"APPEND", "5", func(p redis.Pipeliner) { p.Append(ctx, "k", "x") }, true},
+		{"SETRANGE", "5", func(p redis.Pipeliner) { p.SetRange(ctx, "k", 3, "x") }, true},
+		{"INCR twice", "5", func(p redis.Pipeliner) { p.Incr(ctx, "k"); p.Incr(ctx, "k") }, true},
+		{"SET", "5", func(p redis.Pipeliner) { p.Set(ctx, "k", "1", 0) }, false},
+		{"SET then INCR", "5", func(p redis.Pipeliner) { p.Set(ctx, "k", "1", 0); p.Incr(ctx, "k") }, false},
+		{"GETSET", "5", func(p redis.Pipeliner) { p.GetSet(ctx, "k", "1") }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			must(c.Set(ctx, "k", tc.initial, time.Hour).Result())
+			if _, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error { tc.queue(p); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			ttl, err := c.TTL(ctx, "k").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kept := ttl > 59*time.Minute; kept != tc.keep {
+				t.Fatalf("TTL after the transaction: %v, want it kept: %v", ttl, tc.keep)
+			}
+		})
+	}
+	// A key created by INCR in a transaction has no TTL.
+	must(c.Del(ctx, "fresh").Result())
+	if _, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error { p.Incr(ctx, "fresh"); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := c.TTL(ctx, "fresh").Result(); err != nil || ttl != -1 {
+		t.Fatalf("TTL of a key INCR created: %v %v", ttl, err)
+	}
+	// INFO counts the keys with a TTL, as Redis's "expires" does.
+	must(c.Set(ctx, "e", "v", time.Hour).Result())
+	if v := must(c.Info(ctx, "keyspace").Result()); !strings.Contains(v, "db0:keys=3,expires=1,") {
+		t.Fatalf("INFO keyspace = %q", v)
 	}
 }

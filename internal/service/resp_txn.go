@@ -211,14 +211,30 @@ type respTxn struct {
 
 // get reads key in the transaction: the value, whether it exists.
 func (t *respTxn) get(key []byte) ([]byte, bool, error) {
-	kv, _, err := t.c.s.core.TxnGet(t.c.ctx, t.id, key)
-	if errors.Is(err, core.ErrKeyNotFound) {
-		return nil, false, nil
-	}
-	return kv.Value, err == nil, err
+	kv, err := t.read(key)
+	return kv.Value, err == nil && kv.Key != nil, err
 }
 
+// read reads key in the transaction: the key-value, zero when absent.
+func (t *respTxn) read(key []byte) (core.KeyValue, error) {
+	kv, _, err := t.c.s.core.TxnGet(t.c.ctx, t.id, key)
+	if errors.Is(err, core.ErrKeyNotFound) {
+		return core.KeyValue{}, nil
+	}
+	return kv, err
+}
+
+// put stores value in key as SET does, dropping its TTL.
 func (t *respTxn) put(key, value []byte) error { return t.c.s.core.TxnPut(t.c.ctx, t.id, key, value) }
+
+// modify reads key for a read-modify-write (INCR, APPEND, SETRANGE, ...)
+// and returns its value, whether it exists, and the put that stores the
+// new value while keeping the key's TTL, as those commands do.
+func (t *respTxn) modify(key []byte) ([]byte, bool, func([]byte) error, error) {
+	kv, err := t.read(key)
+	put := func(value []byte) error { return t.c.s.core.TxnPutKeep(t.c.ctx, t.id, key, kv, value) }
+	return kv.Value, err == nil && kv.Key != nil, put, err
+}
 
 // run answers one queued command into c.out; errors are that command's
 // reply, as in Redis.
@@ -369,7 +385,7 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 			c.errorLine(msg)
 			return nil
 		}
-		v, ok, err := t.get(args[1])
+		v, ok, put, err := t.modify(args[1])
 		if err != nil {
 			return err
 		}
@@ -383,7 +399,7 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 			return core.ErrOverflow
 		}
 		n += delta
-		if err := t.put(args[1], fsm.FormatInt(n)); err != nil {
+		if err := put(fsm.FormatInt(n)); err != nil {
 			return err
 		}
 		c.int(n)
@@ -393,7 +409,7 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 			c.errorLine(floatArgError(args[2]))
 			return nil
 		}
-		v, exists, err := t.get(args[1])
+		v, exists, put, err := t.modify(args[1])
 		if err != nil {
 			return err
 		}
@@ -408,17 +424,17 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 			return core.ErrNaN
 		}
 		nv := fsm.FormatFloat(x)
-		if err := t.put(args[1], nv); err != nil {
+		if err := put(nv); err != nil {
 			return err
 		}
 		c.bulk(nv)
 	case "append":
-		v, _, err := t.get(args[1])
+		v, _, put, err := t.modify(args[1])
 		if err != nil {
 			return err
 		}
 		nv := append(bytes.Clone(v), args[2]...)
-		if err := t.put(args[1], nv); err != nil {
+		if err := put(nv); err != nil {
 			return err
 		}
 		c.int(int64(len(nv)))
@@ -446,7 +462,7 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 			c.errorLine("ERR offset is out of range")
 			return nil
 		}
-		v, _, err := t.get(args[1])
+		v, _, put, err := t.modify(args[1])
 		if err != nil {
 			return err
 		}
@@ -461,7 +477,7 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 		nv := make([]byte, max(end, int64(len(v))))
 		copy(nv, v)
 		copy(nv[off:], args[3])
-		if err := t.put(args[1], nv); err != nil {
+		if err := put(nv); err != nil {
 			return err
 		}
 		c.int(int64(len(nv)))
