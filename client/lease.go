@@ -134,19 +134,25 @@ func (c *Client) TimeToLive(ctx context.Context, id LeaseID, keys bool) (LeaseIn
 	return info, nil
 }
 
-// Leases lists every lease.
+// Leases lists every lease, by id, asking the node a page at a time.
 func (c *Client) Leases(ctx context.Context) ([]LeaseID, error) {
-	r, err := onLeader(ctx, c, func(g *grpcConn) (*kvdbv1.LeaseLeasesResponse, error) {
-		return g.lease.LeaseLeases(ctx, &kvdbv1.LeaseLeasesRequest{})
-	})
-	if err != nil {
-		return nil, err
+	var out []LeaseID
+	after := int64(0)
+	for {
+		r, err := onLeader(ctx, c, func(g *grpcConn) (*kvdbv1.LeaseLeasesResponse, error) {
+			return g.lease.LeaseLeases(ctx, &kvdbv1.LeaseLeasesRequest{After: after})
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range r.GetLeases() {
+			out = append(out, LeaseID(l.GetId()))
+		}
+		if !r.GetMore() || len(r.GetLeases()) == 0 {
+			return out, nil
+		}
+		after = r.GetLeases()[len(r.GetLeases())-1].GetId()
 	}
-	out := make([]LeaseID, len(r.GetLeases()))
-	for i, l := range r.GetLeases() {
-		out[i] = LeaseID(l.GetId())
-	}
-	return out, nil
 }
 
 // PutOption changes what a put does.

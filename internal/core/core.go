@@ -105,14 +105,16 @@ func (c *Config) setDefaults() {
 type Core struct {
 	cfg    Config
 	limits Limits
-	log    *slog.Logger
-	store  *engine.Store
-	node   *raftnode.Node
-	mem    *memoryGuard
-	txns   *txnManager
-	writes *coalescer
-	auth   *auth.Store
-	lessor lessor
+	// leaseLists holds a token per lease listing running (Leases).
+	leaseLists chan struct{}
+	log        *slog.Logger
+	store      *engine.Store
+	node       *raftnode.Node
+	mem        *memoryGuard
+	txns       *txnManager
+	writes     *coalescer
+	auth       *auth.Store
+	lessor     lessor
 
 	watches *watch.Hub
 
@@ -144,14 +146,15 @@ type Core struct {
 func New(cfg Config, store *engine.Store) *Core {
 	cfg.setDefaults()
 	c := &Core{
-		cfg:     cfg,
-		limits:  cfg.Limits,
-		log:     cfg.Logger,
-		store:   store,
-		auth:    cfg.Auth,
-		limiter: auth.NewLimiter(),
-		limit:   int64(cfg.MaxInFlightRequests),
-		stopC:   make(chan struct{}),
+		leaseLists: make(chan struct{}, maxLeaseLists),
+		cfg:        cfg,
+		limits:     cfg.Limits,
+		log:        cfg.Logger,
+		store:      store,
+		auth:       cfg.Auth,
+		limiter:    auth.NewLimiter(),
+		limit:      int64(cfg.MaxInFlightRequests),
+		stopC:      make(chan struct{}),
 	}
 	if cfg.WatchHistory.MaxResponseBytes <= 0 {
 		cfg.WatchHistory.MaxResponseBytes = min(cfg.Limits.MaxResponseBytes, 1<<20)

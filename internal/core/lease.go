@@ -353,18 +353,29 @@ func (c *Core) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (LeaseS
 	return st, nil
 }
 
-// Leases lists every lease by id.
-func (c *Core) Leases(ctx context.Context) ([]int64, error) {
+// Leases lists, by id, at most limit leases (max-range-limit when limit is
+// 0 or larger) whose id is greater than after, and whether there are more.
+func (c *Core) Leases(ctx context.Context, after int64, limit int) ([]int64, bool, error) {
 	if _, err := c.authenticated(ctx); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	ls := c.store.Leases()
-	out := make([]int64, len(ls))
-	for i, l := range ls {
-		out[i] = l.ID
+	if limit <= 0 || limit > c.limits.MaxRangeLimit {
+		limit = c.limits.MaxRangeLimit
 	}
-	return out, nil
+	// A listing reads every lease once under the store's read lock: a
+	// few run at a time, the others wait their turn.
+	select {
+	case c.leaseLists <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	defer func() { <-c.leaseLists }()
+	ids, more := c.store.LeasePage(after, limit)
+	return ids, more, nil
 }
+
+// maxLeaseLists is how many lease listings run at once.
+const maxLeaseLists = 2
 
 func (l *Limits) checkLeaseTTL(ttl int64) error {
 	if ttl <= 0 {

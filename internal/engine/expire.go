@@ -256,6 +256,66 @@ func (s *Store) Leases() []LeaseInfo {
 	return s.leaseList()
 }
 
+// LeasePage returns, ordered, the ids of at most limit leases whose id is
+// greater than after, the smallest ones, and whether there are more. It
+// holds the read lock for one pass over the leases and allocates only the
+// page: a listing costs what it returns, whatever the number of leases.
+func (s *Store) LeasePage(after int64, limit int) (ids []int64, more bool) {
+	if limit <= 0 {
+		return nil, len(s.leasesAfter(after, 1)) > 0
+	}
+	ids = s.leasesAfter(after, limit+1)
+	if len(ids) > limit {
+		return ids[:limit], true
+	}
+	return ids, false
+}
+
+// leasesAfter returns the n smallest lease ids greater than after, in
+// order: a max-heap of the n smallest seen so far.
+func (s *Store) leasesAfter(after int64, n int) []int64 {
+	s.mu.RLock()
+	h := make([]int64, 0, min(n, len(s.leases)))
+	for id := range s.leases {
+		if id <= after {
+			continue
+		}
+		if len(h) < n {
+			h = append(h, id)
+			for i := len(h) - 1; i > 0; { // sift up
+				p := (i - 1) / 2
+				if h[p] >= h[i] {
+					break
+				}
+				h[p], h[i] = h[i], h[p]
+				i = p
+			}
+			continue
+		}
+		if id >= h[0] {
+			continue
+		}
+		h[0] = id
+		for i := 0; ; { // sift down
+			l, big := 2*i+1, i
+			if l < len(h) && h[l] > h[big] {
+				big = l
+			}
+			if l+1 < len(h) && h[l+1] > h[big] {
+				big = l + 1
+			}
+			if big == i {
+				break
+			}
+			h[i], h[big] = h[big], h[i]
+			i = big
+		}
+	}
+	s.mu.RUnlock()
+	slices.Sort(h)
+	return h
+}
+
 // leaseList is Leases for callers holding mu.
 func (s *Store) leaseList() []LeaseInfo {
 	out := make([]LeaseInfo, 0, len(s.leases))

@@ -271,3 +271,64 @@ func TestVolatileEvictionNeverTakesPlainKeys(t *testing.T) {
 		t.Fatalf("chose %v", keys)
 	}
 }
+
+// TestLeasePage: pages of lease ids in order, from after, at most limit,
+// with more set exactly when ids were left out; the pages of a listing
+// cover every lease once.
+func TestLeasePage(t *testing.T) {
+	a := newApplier()
+	for _, id := range []int64{50, 10, 90, 30, 70} {
+		a.grant(t, id, 60)
+	}
+	for _, tc := range []struct {
+		after int64
+		limit int
+		want  []int64
+		more  bool
+	}{
+		{0, 2, []int64{10, 30}, true},
+		{30, 2, []int64{50, 70}, true},
+		{70, 2, []int64{90}, false},
+		{90, 2, nil, false},
+		{0, 5, []int64{10, 30, 50, 70, 90}, false},
+		{0, 100, []int64{10, 30, 50, 70, 90}, false},
+		{49, 1, []int64{50}, true},
+		{-5, 1, []int64{10}, true},
+		{0, 0, nil, true},
+		{90, 0, nil, false},
+	} {
+		got, more := a.LeasePage(tc.after, tc.limit)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) || more != tc.more {
+			t.Errorf("LeasePage(%d, %d) = %v %v, want %v %v", tc.after, tc.limit, got, more, tc.want, tc.more)
+		}
+	}
+	// Many leases in a random order: the pages list them all, sorted.
+	b := newApplier()
+	want := map[int64]bool{}
+	for i := range 1000 {
+		id := int64(i*7919%100_003 + 1)
+		b.grant(t, id, 60)
+		want[id] = true
+	}
+	var all []int64
+	after := int64(0)
+	for pages := 0; ; pages++ {
+		if pages > 100 {
+			t.Fatal("listing never ended")
+		}
+		page, more := b.LeasePage(after, 64)
+		all = append(all, page...)
+		if !more {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	if len(all) != len(want) {
+		t.Fatalf("listed %d leases, want %d", len(all), len(want))
+	}
+	for i, id := range all {
+		if !want[id] || (i > 0 && all[i-1] >= id) {
+			t.Fatalf("listing out of order or unknown id at %d: %v", i, all[max(i-1, 0):i+1])
+		}
+	}
+}

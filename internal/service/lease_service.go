@@ -66,14 +66,19 @@ func (l *leaseService) LeaseTimeToLive(ctx context.Context, req *kvdbv1.LeaseTim
 		GrantedTtl: st.GrantedTTL, Keys: st.Keys}, nil
 }
 
-func (l *leaseService) LeaseLeases(ctx context.Context, _ *kvdbv1.LeaseLeasesRequest) (*kvdbv1.LeaseLeasesResponse, error) {
-	ids, err := l.s.core.Leases(ctx)
+func (l *leaseService) LeaseLeases(ctx context.Context, req *kvdbv1.LeaseLeasesRequest) (*kvdbv1.LeaseLeasesResponse, error) {
+	if req.GetLimit() < 0 {
+		return nil, toStatus(core.Errorf(core.InvalidArgument, "limit must not be negative"))
+	}
+	ids, more, err := l.s.core.Leases(ctx, req.GetAfter(), int(min(req.GetLimit(), 1<<30)))
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &kvdbv1.LeaseLeasesResponse{Header: l.s.header(l.s.store.Revision()), Leases: make([]*kvdbv1.LeaseStatus, len(ids))}
+	resp := &kvdbv1.LeaseLeasesResponse{Header: l.s.header(l.s.store.Revision()), Leases: make([]*kvdbv1.LeaseStatus, len(ids)), More: more}
+	statuses := make([]kvdbv1.LeaseStatus, len(ids)) // one allocation for the page
 	for i, id := range ids {
-		resp.Leases[i] = &kvdbv1.LeaseStatus{Id: id}
+		statuses[i].Id = id
+		resp.Leases[i] = &statuses[i]
 	}
 	return resp, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	kvclient "github.com/kvdb/kvdb/client"
 	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 )
 
@@ -627,4 +629,61 @@ func TestLeasePutThroughLaggingFollower(t *testing.T) {
 	}
 	_, err = kvdbv1.NewLeaseServiceClient(c.nodes[f].conn).LeaseTimeToLive(ctx, &kvdbv1.LeaseTimeToLiveRequest{Id: g.GetId()})
 	wantCode(t, err, codes.FailedPrecondition, "leader")
+}
+
+// TestLeaseLeasesPages: LeaseLeases answers a page of at most
+// max-range-limit leases by id, with more set, and the next page from
+// after; the Go client's Leases walks every page.
+func TestLeaseLeasesPages(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config) { c.Limits.MaxRangeLimit = 3 })
+	ctx := ctxT(t)
+	leases := kvdbv1.NewLeaseServiceClient(n.conn)
+	var granted []int64
+	for range 7 {
+		g, err := leases.LeaseGrant(ctx, &kvdbv1.LeaseGrantRequest{Ttl: 600})
+		if err != nil {
+			t.Fatal(err)
+		}
+		granted = append(granted, g.GetId())
+	}
+	slices.Sort(granted)
+	ids := func(r *kvdbv1.LeaseLeasesResponse) []int64 {
+		var out []int64
+		for _, l := range r.GetLeases() {
+			out = append(out, l.GetId())
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		req  *kvdbv1.LeaseLeasesRequest
+		want []int64
+		more bool
+	}{
+		{&kvdbv1.LeaseLeasesRequest{}, granted[:3], true},
+		{&kvdbv1.LeaseLeasesRequest{After: granted[2], Limit: 2}, granted[3:5], true},
+		{&kvdbv1.LeaseLeasesRequest{After: granted[4], Limit: 100}, granted[5:], false},
+		{&kvdbv1.LeaseLeasesRequest{After: granted[6]}, nil, false},
+	} {
+		r, err := leases.LeaseLeases(ctx, tc.req)
+		if err != nil || !slices.Equal(ids(r), tc.want) || r.GetMore() != tc.more {
+			t.Fatalf("LeaseLeases(%v) = %v more=%v %v, want %v more=%v", tc.req, ids(r), r.GetMore(), err, tc.want, tc.more)
+		}
+	}
+	if _, err := leases.LeaseLeases(ctx, &kvdbv1.LeaseLeasesRequest{Limit: -1}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("negative limit: %v", err)
+	}
+	c, err := kvclient.New(ctx, kvclient.Options{Endpoints: []string{n.addr}, Protocol: kvclient.ProtocolGRPC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	all, err := c.Leases(ctx)
+	if err != nil || len(all) != len(granted) {
+		t.Fatalf("client Leases = %v %v, want %v", all, err, granted)
+	}
+	for i, id := range all {
+		if int64(id) != granted[i] {
+			t.Fatalf("client Leases = %v, want %v", all, granted)
+		}
+	}
 }

@@ -483,7 +483,13 @@ func (x *LeaseTimeToLiveResponse) GetKeys() [][]byte {
 
 // LeaseLeasesRequest lists the leases.
 type LeaseLeasesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// after lists the leases whose id is greater than after; 0 from the
+	// first.
+	After int64 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
+	// limit is the most leases to return; 0 or more than the node's
+	// max-range-limit means max-range-limit.
+	Limit         int64 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -516,6 +522,20 @@ func (x *LeaseLeasesRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use LeaseLeasesRequest.ProtoReflect.Descriptor instead.
 func (*LeaseLeasesRequest) Descriptor() ([]byte, []int) {
 	return file_kvdb_v1_lease_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LeaseLeasesRequest) GetAfter() int64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *LeaseLeasesRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
 }
 
 // LeaseStatus is one lease of a listing.
@@ -569,8 +589,11 @@ type LeaseLeasesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// header describes the answering node.
 	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	// leases are every lease, by id.
-	Leases        []*LeaseStatus `protobuf:"bytes,2,rep,name=leases,proto3" json:"leases,omitempty"`
+	// leases are the leases of this page, by id.
+	Leases []*LeaseStatus `protobuf:"bytes,2,rep,name=leases,proto3" json:"leases,omitempty"`
+	// more is set when leases with greater ids were left out: ask again
+	// with after set to the last id of this page.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -619,6 +642,13 @@ func (x *LeaseLeasesResponse) GetLeases() []*LeaseStatus {
 	return nil
 }
 
+func (x *LeaseLeasesResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_kvdb_v1_lease_service_proto protoreflect.FileDescriptor
 
 const file_kvdb_v1_lease_service_proto_rawDesc = "" +
@@ -650,13 +680,16 @@ const file_kvdb_v1_lease_service_proto_rawDesc = "" +
 	"\x03ttl\x18\x03 \x01(\x03R\x03ttl\x12\x1f\n" +
 	"\vgranted_ttl\x18\x04 \x01(\x03R\n" +
 	"grantedTtl\x12\x12\n" +
-	"\x04keys\x18\x05 \x03(\fR\x04keys\"\x14\n" +
-	"\x12LeaseLeasesRequest\"\x1d\n" +
+	"\x04keys\x18\x05 \x03(\fR\x04keys\"@\n" +
+	"\x12LeaseLeasesRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\x03R\x05after\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x03R\x05limit\"\x1d\n" +
 	"\vLeaseStatus\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x03R\x02id\"t\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\"\x88\x01\n" +
 	"\x13LeaseLeasesResponse\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.kvdb.v1.ResponseHeaderR\x06header\x12,\n" +
-	"\x06leases\x18\x02 \x03(\v2\x14.kvdb.v1.LeaseStatusR\x06leases2\x96\x03\n" +
+	"\x06leases\x18\x02 \x03(\v2\x14.kvdb.v1.LeaseStatusR\x06leases\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more2\x96\x03\n" +
 	"\fLeaseService\x12E\n" +
 	"\n" +
 	"LeaseGrant\x12\x1a.kvdb.v1.LeaseGrantRequest\x1a\x1b.kvdb.v1.LeaseGrantResponse\x12H\n" +

@@ -47,7 +47,9 @@ type LeaseServiceClient interface {
 	// LeaseTimeToLive reports a lease's remaining and granted TTL and,
 	// optionally, its keys.
 	LeaseTimeToLive(ctx context.Context, in *LeaseTimeToLiveRequest, opts ...grpc.CallOption) (*LeaseTimeToLiveResponse, error)
-	// LeaseLeases lists every lease.
+	// LeaseLeases lists the leases by id, a page at a time: at most
+	// max-range-limit (10,000) per response, `more` set when there are
+	// others, which a request with `after` set to the last id returns.
 	LeaseLeases(ctx context.Context, in *LeaseLeasesRequest, opts ...grpc.CallOption) (*LeaseLeasesResponse, error)
 }
 
@@ -133,7 +135,9 @@ type LeaseServiceServer interface {
 	// LeaseTimeToLive reports a lease's remaining and granted TTL and,
 	// optionally, its keys.
 	LeaseTimeToLive(context.Context, *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error)
-	// LeaseLeases lists every lease.
+	// LeaseLeases lists the leases by id, a page at a time: at most
+	// max-range-limit (10,000) per response, `more` set when there are
+	// others, which a request with `after` set to the last id returns.
 	LeaseLeases(context.Context, *LeaseLeasesRequest) (*LeaseLeasesResponse, error)
 	mustEmbedUnimplementedLeaseServiceServer()
 }

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from kvdb.v1 import kv_pb2 as kvdb_dot_v1_dot_kv__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkvdb/v1/lease_service.proto\x12\x07kvdb.v1\x1a\x10kvdb/v1/kv.proto\",\n\x11LeaseGrantRequest\x12\x0b\n\x03ttl\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\"V\n\x12LeaseGrantResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\" \n\x12LeaseRevokeRequest\x12\n\n\x02id\x18\x01 \x01(\x03\">\n\x13LeaseRevokeResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\"#\n\x15LeaseKeepAliveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"Z\n\x16LeaseKeepAliveResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\"2\n\x16LeaseTimeToLiveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04keys\x18\x02 \x01(\x08\"~\n\x17LeaseTimeToLiveResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\x12\x13\n\x0bgranted_ttl\x18\x04 \x01(\x03\x12\x0c\n\x04keys\x18\x05 \x03(\x0c\"\x14\n\x12LeaseLeasesRequest\"\x19\n\x0bLeaseStatus\x12\n\n\x02id\x18\x01 \x01(\x03\"d\n\x13LeaseLeasesResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12$\n\x06leases\x18\x02 \x03(\x0b\x32\x14.kvdb.v1.LeaseStatus2\x96\x03\n\x0cLeaseService\x12\x45\n\nLeaseGrant\x12\x1a.kvdb.v1.LeaseGrantRequest\x1a\x1b.kvdb.v1.LeaseGrantResponse\x12H\n\x0bLeaseRevoke\x12\x1b.kvdb.v1.LeaseRevokeRequest\x1a\x1c.kvdb.v1.LeaseRevokeResponse\x12U\n\x0eLeaseKeepAlive\x12\x1e.kvdb.v1.LeaseKeepAliveRequest\x1a\x1f.kvdb.v1.LeaseKeepAliveResponse(\x01\x30\x01\x12T\n\x0fLeaseTimeToLive\x12\x1f.kvdb.v1.LeaseTimeToLiveRequest\x1a .kvdb.v1.LeaseTimeToLiveResponse\x12H\n\x0bLeaseLeases\x12\x1b.kvdb.v1.LeaseLeasesRequest\x1a\x1c.kvdb.v1.LeaseLeasesResponseB)Z\'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkvdb/v1/lease_service.proto\x12\x07kvdb.v1\x1a\x10kvdb/v1/kv.proto\",\n\x11LeaseGrantRequest\x12\x0b\n\x03ttl\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\"V\n\x12LeaseGrantResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\" \n\x12LeaseRevokeRequest\x12\n\n\x02id\x18\x01 \x01(\x03\">\n\x13LeaseRevokeResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\"#\n\x15LeaseKeepAliveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"Z\n\x16LeaseKeepAliveResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\"2\n\x16LeaseTimeToLiveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04keys\x18\x02 \x01(\x08\"~\n\x17LeaseTimeToLiveResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\x12\x13\n\x0bgranted_ttl\x18\x04 \x01(\x03\x12\x0c\n\x04keys\x18\x05 \x03(\x0c\"2\n\x12LeaseLeasesRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x03\"\x19\n\x0bLeaseStatus\x12\n\n\x02id\x18\x01 \x01(\x03\"r\n\x13LeaseLeasesResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.kvdb.v1.ResponseHeader\x12$\n\x06leases\x18\x02 \x03(\x0b\x32\x14.kvdb.v1.LeaseStatus\x12\x0c\n\x04more\x18\x03 \x01(\x08\x32\x96\x03\n\x0cLeaseService\x12\x45\n\nLeaseGrant\x12\x1a.kvdb.v1.LeaseGrantRequest\x1a\x1b.kvdb.v1.LeaseGrantResponse\x12H\n\x0bLeaseRevoke\x12\x1b.kvdb.v1.LeaseRevokeRequest\x1a\x1c.kvdb.v1.LeaseRevokeResponse\x12U\n\x0eLeaseKeepAlive\x12\x1e.kvdb.v1.LeaseKeepAliveRequest\x1a\x1f.kvdb.v1.LeaseKeepAliveResponse(\x01\x30\x01\x12T\n\x0fLeaseTimeToLive\x12\x1f.kvdb.v1.LeaseTimeToLiveRequest\x1a .kvdb.v1.LeaseTimeToLiveResponse\x12H\n\x0bLeaseLeases\x12\x1b.kvdb.v1.LeaseLeasesRequest\x1a\x1c.kvdb.v1.LeaseLeasesResponseB)Z\'github.com/kvdb/kvdb/gen/kvdb/v1;kvdbv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kvdb.v1.lease_service_pb2', globals())
@@ -39,11 +39,11 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _LEASETIMETOLIVERESPONSE._serialized_start=471
   _LEASETIMETOLIVERESPONSE._serialized_end=597
   _LEASELEASESREQUEST._serialized_start=599
-  _LEASELEASESREQUEST._serialized_end=619
-  _LEASESTATUS._serialized_start=621
-  _LEASESTATUS._serialized_end=646
-  _LEASELEASESRESPONSE._serialized_start=648
-  _LEASELEASESRESPONSE._serialized_end=748
-  _LEASESERVICE._serialized_start=751
-  _LEASESERVICE._serialized_end=1157
+  _LEASELEASESREQUEST._serialized_end=649
+  _LEASESTATUS._serialized_start=651
+  _LEASESTATUS._serialized_end=676
+  _LEASELEASESRESPONSE._serialized_start=678
+  _LEASELEASESRESPONSE._serialized_end=792
+  _LEASESERVICE._serialized_start=795
+  _LEASESERVICE._serialized_end=1201
 # @@protoc_insertion_point(module_scope)

@@ -41,16 +41,22 @@ class LeaseKeepAliveResponse(_message.Message):
     def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., id: _Optional[int] = ..., ttl: _Optional[int] = ...) -> None: ...
 
 class LeaseLeasesRequest(_message.Message):
-    __slots__ = []
-    def __init__(self) -> None: ...
+    __slots__ = ["after", "limit"]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after: int
+    limit: int
+    def __init__(self, after: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class LeaseLeasesResponse(_message.Message):
-    __slots__ = ["header", "leases"]
+    __slots__ = ["header", "leases", "more"]
     HEADER_FIELD_NUMBER: _ClassVar[int]
     LEASES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.ResponseHeader
     leases: _containers.RepeatedCompositeFieldContainer[LeaseStatus]
-    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., leases: _Optional[_Iterable[_Union[LeaseStatus, _Mapping]]] = ...) -> None: ...
+    more: bool
+    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., leases: _Optional[_Iterable[_Union[LeaseStatus, _Mapping]]] = ..., more: bool = ...) -> None: ...
 
 class LeaseRevokeRequest(_message.Message):
     __slots__ = ["id"]

@@ -86,7 +86,9 @@ class LeaseServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def LeaseLeases(self, request, context):
-        """LeaseLeases lists every lease.
+        """LeaseLeases lists the leases by id, a page at a time: at most
+        max-range-limit (10,000) per response, `more` set when there are
+        others, which a request with `after` set to the last id returns.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
