@@ -43,6 +43,10 @@ type txnManager struct {
 	mu      sync.Mutex
 	active  map[string]*txnSession
 	expired map[string]time.Time // recently expired id → when it expired
+	// owned counts the open sessions of each named user (auth on): one
+	// user may hold at most half of maxTxns, so it cannot lock the others
+	// out of transactions.
+	owned map[string]int
 
 	seq                       atomic.Uint64
 	idPrefix                  string
@@ -52,7 +56,7 @@ type txnManager struct {
 func newTxnManager(timeout time.Duration, maxTxns int, limits *Limits, mem *memoryGuard, idPrefix string) *txnManager {
 	return &txnManager{
 		timeout: timeout, maxTxns: maxTxns, limits: limits, mem: mem, now: time.Now, idPrefix: idPrefix,
-		active: map[string]*txnSession{}, expired: map[string]time.Time{},
+		active: map[string]*txnSession{}, expired: map[string]time.Time{}, owned: map[string]int{},
 	}
 }
 
@@ -119,6 +123,9 @@ func (m *txnManager) begin(id string, startRev int64, owner string) (*txnSession
 	if len(m.active) >= m.maxTxns {
 		return nil, fmt.Errorf("%w: %d open, the max-txns limit", ErrTooManyTxns, len(m.active))
 	}
+	if n := m.owned[owner]; owner != "" && n >= m.maxPerUser() {
+		return nil, fmt.Errorf("%w: user %q has %d open, half of the max-txns limit", ErrTooManyTxns, owner, n)
+	}
 	if id == "" {
 		// The prefix (the member id) keeps ids from different nodes apart;
 		// the loop skips any a client happened to choose.
@@ -136,7 +143,24 @@ func (m *txnManager) begin(id string, startRev int64, owner string) (*txnSession
 	s := &txnSession{id: id, owner: owner, startRev: startRev, reads: map[string]int64{}, writes: map[string]txnWrite{}}
 	s.lastUsed.Store(m.now().UnixNano())
 	m.active[id] = s
+	if owner != "" {
+		m.owned[owner]++
+	}
 	return s, nil
+}
+
+// maxPerUser is the most sessions one named user may hold open.
+func (m *txnManager) maxPerUser() int { return max(1, m.maxTxns/2) }
+
+// removeLocked takes s out of the open set.
+func (m *txnManager) removeLocked(s *txnSession) {
+	delete(m.active, s.id)
+	if s.owner == "" {
+		return
+	}
+	if m.owned[s.owner]--; m.owned[s.owner] <= 0 {
+		delete(m.owned, s.owner)
+	}
 }
 
 // use returns the open session id, locked; the caller must call s.mu.Unlock.
@@ -163,7 +187,7 @@ func (m *txnManager) end(id, owner string) (*txnSession, error) {
 	m.mu.Lock()
 	s, err := m.lookupLocked(id, owner)
 	if err == nil {
-		delete(m.active, id)
+		m.removeLocked(s)
 	}
 	m.mu.Unlock()
 	if err != nil {
@@ -224,7 +248,9 @@ func (m *txnManager) idle(s *txnSession, now time.Time) bool {
 }
 
 func (m *txnManager) expireLocked(s *txnSession, now time.Time) {
-	delete(m.active, s.id)
+	if m.active[s.id] == s {
+		m.removeLocked(s)
+	}
 	if s.state.CompareAndSwap(txnActive, txnExpired) {
 		m.release(s)
 		m.expiredN.Add(1)

@@ -104,3 +104,55 @@ func TestTxnChargeRacingExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestTxnSlotsPerUser: a named user holds at most half of max-txns open
+// sessions, so others can still begin; ending or expiring one frees its
+// slot. Without auth (no name) only max-txns applies.
+func TestTxnSlotsPerUser(t *testing.T) {
+	m := newTestTxnManager(0)
+	m.maxTxns = 6
+	begin := func(owner string) (*txnSession, error) { return m.begin("", 1, owner) }
+	var alice []*txnSession
+	for range 3 {
+		s, err := begin("alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice = append(alice, s)
+	}
+	if _, err := begin("alice"); !errors.Is(err, ErrTooManyTxns) {
+		t.Fatalf("alice's fourth: %v, want ErrTooManyTxns", err)
+	}
+	if _, err := begin("bob"); err != nil {
+		t.Fatalf("bob while alice holds her half: %v", err)
+	}
+	// Ended and expired sessions give their slots back.
+	got, err := m.end(alice[0].id, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.mu.Unlock()
+	m.mu.Lock()
+	m.expireLocked(alice[1], m.now())
+	m.mu.Unlock()
+	for range 2 {
+		if _, err := begin("alice"); err != nil {
+			t.Fatalf("alice after two of hers ended: %v", err)
+		}
+	}
+	if _, err := begin("alice"); !errors.Is(err, ErrTooManyTxns) {
+		t.Fatalf("alice over her half again: %v", err)
+	}
+	// Without a user name the node-wide limit alone applies: 4 are open.
+	for range 2 {
+		if _, err := begin(""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := begin(""); !errors.Is(err, ErrTooManyTxns) {
+		t.Fatalf("over max-txns: %v", err)
+	}
+	if len(m.owned) != 2 || m.owned["alice"] != 3 || m.owned["bob"] != 1 {
+		t.Fatalf("owned = %v", m.owned)
+	}
+}
