@@ -65,17 +65,7 @@ func BenchmarkBinary(b *testing.B) {
 // binary BATCH requests of 1,000 puts.
 func preloadBinary(b *testing.B, addr string, value []byte) {
 	b.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	c.Write(wire.AppendClientHello(nil, wire.Version))
-	var hello [wire.ServerHelloSize]byte
-	if _, err := io.ReadFull(c, hello[:]); err != nil {
-		b.Fatal(err)
-	}
-	rd := wire.NewReader(c, 64<<10, wire.MaxResponseFrameSize)
+	c, rd := dialBinaryBench(b, addr)
 	for i := 0; i < 10_000; i += 1000 {
 		req := wire.Request{Op: wire.OpBatch, ID: uint64(i + 1)}
 		for j := i; j < i+1000; j++ {
@@ -95,6 +85,23 @@ func preloadBinary(b *testing.B, addr string, value []byte) {
 	}
 }
 
+// dialBinaryBench opens a binary-protocol connection, closed when the
+// benchmark ends, past its hello.
+func dialBinaryBench(b *testing.B, addr string) (net.Conn, *wire.Reader) {
+	b.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	c.Write(wire.AppendClientHello(nil, wire.Version))
+	var hello [wire.ServerHelloSize]byte
+	if _, err := io.ReadFull(c, hello[:]); err != nil {
+		b.Fatal(err)
+	}
+	return c, wire.NewReader(c, 64<<10, wire.MaxResponseFrameSize)
+}
+
 // runBinaryLoad splits b.N requests over conns connections, each keeping up
 // to depth requests in flight (a closed loop per connection: a new request
 // leaves when a reply arrives).
@@ -106,17 +113,8 @@ func runBinaryLoad(b *testing.B, addr string, conns, depth int, encode func([]by
 	}
 	cs := make([]conn, conns)
 	for i := range cs {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		c.Write(wire.AppendClientHello(nil, wire.Version))
-		var hello [wire.ServerHelloSize]byte
-		if _, err := io.ReadFull(c, hello[:]); err != nil {
-			b.Fatal(err)
-		}
-		cs[i] = conn{c: c, rd: wire.NewReader(c, 64<<10, wire.MaxResponseFrameSize)}
+		c, rd := dialBinaryBench(b, addr)
+		cs[i] = conn{c: c, rd: rd}
 	}
 	var next atomic.Int64
 	lat := make([][]time.Duration, conns)
