@@ -30,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.etcd.io/etcd/pkg/v3/adt"
+
 	"github.com/kvdb/kvdb/internal/engine"
 )
 
@@ -108,7 +110,7 @@ type Hub struct {
 	prefixes  map[string][]*watcher // prefix watchers by prefix
 	prefixLen []int                 // the lengths of the prefixes watched, ascending
 	lenCount  map[int]int           // prefix watchers per prefix length
-	ranges    []*watcher            // the other range watchers
+	ranges    adt.IntervalTree      // the other range watchers: a *rangeWatchers per distinct range
 	watchers  int
 	buffered  int64 // bytes in every watcher's buffer
 
@@ -125,7 +127,7 @@ var _ engine.Observer = (*Hub)(nil)
 func NewHub(cfg Config, rev int64) *Hub {
 	cfg.setDefaults()
 	return &Hub{cfg: cfg, rev: rev, compacted: rev, exact: map[string][]*watcher{},
-		prefixes: map[string][]*watcher{}, lenCount: map[int]int{}}
+		prefixes: map[string][]*watcher{}, lenCount: map[int]int{}, ranges: adt.NewIntervalTree()}
 }
 
 // Committed implements engine.Observer: it records rev's events in the
@@ -157,10 +159,15 @@ func (h *Hub) Committed(rev int64, events []engine.Event) {
 					h.offerLocked(w, ev)
 				}
 			}
-			for _, w := range h.ranges {
-				if w.matches(k) {
-					h.offerLocked(w, ev)
-				}
+			// A search of the ranges holding k: a watcher whose range does
+			// not hold it costs nothing.
+			if h.ranges.Len() > 0 {
+				h.ranges.Visit(keyInterval(k), func(iv *adt.IntervalValue) bool {
+					for _, w := range iv.Val.(*rangeWatchers).ws {
+						h.offerLocked(w, ev)
+					}
+					return true
+				})
 			}
 		}
 	}
@@ -239,10 +246,41 @@ func (h *Hub) forEachLocked(fn func(*watcher)) {
 			fn(w)
 		}
 	}
-	for _, w := range h.ranges {
-		fn(w)
-	}
+	h.ranges.Visit(everyKey, func(iv *adt.IntervalValue) bool {
+		for _, w := range iv.Val.(*rangeWatchers).ws {
+			fn(w)
+		}
+		return true
+	})
 }
+
+// rangeWatchers are the watchers of one range, the value of its node in
+// Hub.ranges.
+type rangeWatchers struct {
+	ws []*watcher
+}
+
+// rangeInterval is [key, end) as a node of Hub.ranges. The tree's strings
+// treat "" as above every key, which is what an end of "\x00" means; keys
+// are never empty, so a range from "" starts at the first key, "\x00".
+func rangeInterval(key, end string) adt.Interval {
+	if key == "" {
+		key = "\x00"
+	}
+	if end == "\x00" {
+		end = ""
+	}
+	return adt.NewStringAffineInterval(key, end)
+}
+
+// keyInterval is the interval holding key alone: the ranges it overlaps are
+// the ranges holding key.
+func keyInterval(key string) adt.Interval {
+	return adt.NewStringAffineInterval(key, key+"\x00")
+}
+
+// everyKey overlaps every range of Hub.ranges.
+var everyKey = adt.NewStringAffineInterval("\x00", "")
 
 // isPrefix reports whether [key, end) is exactly the keys starting with key.
 func isPrefix(key, end string) bool {
@@ -271,7 +309,13 @@ func (h *Hub) addLocked(w *watcher) {
 			slices.Sort(h.prefixLen)
 		}
 	default:
-		h.ranges = append(h.ranges, w)
+		ivl := rangeInterval(w.key, w.end)
+		if iv := h.ranges.Find(ivl); iv != nil {
+			g := iv.Val.(*rangeWatchers)
+			g.ws = append(g.ws, w)
+		} else {
+			h.ranges.Insert(ivl, &rangeWatchers{ws: []*watcher{w}})
+		}
 	}
 	h.watchers++
 }
@@ -295,10 +339,11 @@ func (h *Hub) removeLocked(w *watcher) {
 			h.prefixLen = slices.DeleteFunc(h.prefixLen, func(n int) bool { return n == len(w.key) })
 		}
 	default:
-		for i, x := range h.ranges {
-			if x == w {
-				h.ranges = slices.Delete(h.ranges, i, i+1)
-				break
+		ivl := rangeInterval(w.key, w.end)
+		if iv := h.ranges.Find(ivl); iv != nil {
+			g := iv.Val.(*rangeWatchers)
+			if g.ws = removeWatcher(g.ws, w); len(g.ws) == 0 {
+				h.ranges.Delete(ivl)
 			}
 		}
 	}
