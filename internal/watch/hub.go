@@ -14,7 +14,11 @@
 // reads its events from the history, from the first revision it has not
 // sent, a bounded slice per pass, and puts it back on the live path once it
 // has reached the newest revision (both under the Hub's lock, so no
-// revision is skipped or repeated). A lagging watcher whose next revision
+// revision is skipped or repeated). A sender holds about
+// WatcherBufferBytes of events at a time (one revision if larger), buffers
+// and history slices alike, and they count against MaxBufferedBytes until
+// sent: a client that does not read makes its stream hold one batch, and
+// every stream together what MaxBufferedBytes allows. A lagging watcher whose next revision
 // has left the history is canceled with the oldest revision still there
 // (etcd's compacted answer).
 //
@@ -61,9 +65,11 @@ type Config struct {
 	// oldest revisions leave it when it holds more of either.
 	HistoryRevisions int64
 	HistoryBytes     int64
-	// WatcherBufferBytes bounds one watcher's buffer and MaxBufferedBytes
-	// every buffer together; past either a watcher catches up from the
-	// history instead.
+	// WatcherBufferBytes bounds one watcher's buffer, and what a stream's
+	// sender takes in one pass; MaxBufferedBytes every buffer and what
+	// every sender holds together. Past either a watcher catches up from
+	// the history instead, and catching up waits while every sender and
+	// buffer together hold MaxBufferedBytes.
 	WatcherBufferBytes int64
 	MaxBufferedBytes   int64
 	// CatchUpEvents is the history events a lagging watcher reads per
@@ -112,7 +118,13 @@ type Hub struct {
 	lenCount  map[int]int           // prefix watchers per prefix length
 	ranges    adt.IntervalTree      // the other range watchers: a *rangeWatchers per distinct range
 	watchers  int
-	buffered  int64 // bytes in every watcher's buffer
+	// buffered is the bytes of events waiting to be sent: in watchers'
+	// buffers and taken by senders (buffers and catch-up slices of the
+	// history) until they are sent.
+	buffered int64
+	// starved are the streams whose lagging watchers wait for buffered
+	// to fall below MaxBufferedBytes before they read more history.
+	starved map[*Stream]struct{}
 
 	streams      atomic.Int64
 	eventsSent   atomic.Int64
@@ -127,7 +139,8 @@ var _ engine.Observer = (*Hub)(nil)
 func NewHub(cfg Config, rev int64) *Hub {
 	cfg.setDefaults()
 	return &Hub{cfg: cfg, rev: rev, compacted: rev, exact: map[string][]*watcher{},
-		prefixes: map[string][]*watcher{}, lenCount: map[int]int{}, ranges: adt.NewIntervalTree()}
+		prefixes: map[string][]*watcher{}, lenCount: map[int]int{}, ranges: adt.NewIntervalTree(),
+		starved: map[*Stream]struct{}{}}
 }
 
 // Committed implements engine.Observer: it records rev's events in the
@@ -229,7 +242,7 @@ func (h *Hub) lagLocked(w *watcher) {
 		h.lagged.Add(1)
 	}
 	w.lagging = true
-	h.buffered -= w.bufBytes
+	h.releaseLocked(w.bufBytes)
 	clear(w.buf)
 	w.buf, w.bufBytes = w.buf[:0], 0
 	w.stream.wake()
@@ -348,34 +361,51 @@ func (h *Hub) removeLocked(w *watcher) {
 		}
 	}
 	h.watchers--
-	h.buffered -= w.bufBytes
+	h.releaseLocked(w.bufBytes)
 	w.buf, w.bufBytes = nil, 0
 }
 
-// catchUpLocked reads w's events from the history, from w.next, at most
-// CatchUpEvents of them and always whole revisions, and advances w.next
-// past what it read. It reports false when w.next has left the history.
-// Once w reaches the newest revision it is back on the live path.
-func (h *Hub) catchUpLocked(w *watcher, out []engine.Event) ([]engine.Event, bool) {
-	if w.next <= h.compacted {
-		return out, false
+// releaseLocked uncharges n bytes from buffered, and wakes the streams
+// waiting for room once there is some.
+func (h *Hub) releaseLocked(n int64) {
+	h.buffered -= n
+	if h.buffered < h.cfg.MaxBufferedBytes && len(h.starved) > 0 {
+		for s := range h.starved {
+			s.wake()
+		}
+		clear(h.starved)
 	}
-	i := h.hist.search(w.next)
+}
+
+// catchUpLocked reads w's events from the history, from w.next, always
+// whole revisions: it stops after CatchUpEvents scanned events or once the
+// events read reach budget bytes, whichever comes first, but reads at
+// least one revision. It advances w.next past what it read and returns the
+// events and their size; the caller charges them to buffered. It reports
+// false when w.next has left the history. Once w reaches the newest
+// revision it is back on the live path.
+func (h *Hub) catchUpLocked(w *watcher, out []engine.Event, budget int64) ([]engine.Event, int64, bool) {
+	if w.next <= h.compacted {
+		return out, 0, false
+	}
+	start := h.hist.search(w.next)
 	scanned := 0
-	for ; i < h.hist.n; i++ {
+	var size int64
+	for i := start; i < h.hist.n; i++ {
 		ev := h.hist.at(i)
-		if scanned >= h.cfg.CatchUpEvents && ev.Revision() != h.hist.at(i-1).Revision() {
+		if i > start && (scanned >= h.cfg.CatchUpEvents || size >= budget) && ev.Revision() != h.hist.at(i-1).Revision() {
 			w.next = ev.Revision()
-			return out, true
+			return out, size, true
 		}
 		scanned++
 		if w.matches(ev.KeyString()) && !w.filtered(ev) {
 			out = append(out, *ev)
+			size += ev.Size()
 		}
 	}
 	w.next = h.rev + 1
 	w.lagging = false
-	return out, true
+	return out, size, true
 }
 
 // Stats is a snapshot of the Hub's state for metrics.

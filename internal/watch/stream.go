@@ -85,6 +85,7 @@ type watcher struct {
 	fragment bool
 
 	// Guarded by Hub.mu.
+	pos      int   // w's index in stream.order
 	next     int64 // every event below next has been taken by the sender
 	lagging  bool
 	canceled bool
@@ -124,6 +125,8 @@ type Stream struct {
 
 	// Guarded by hub.mu.
 	watchers map[int64]*watcher
+	order    []*watcher // the watchers in the order the sender visits them
+	cursor   int        // where in order the sender's next pass starts
 	nextID   int64
 	control  []*Response // created/canceled answers, sent before events
 	progress bool        // a Progress request is waiting
@@ -206,6 +209,8 @@ func (s *Stream) Create(r CreateRequest) (int64, error) {
 		w.lagging = r.StartRevision <= h.rev
 	}
 	s.watchers[id] = w
+	w.pos = len(s.order)
+	s.order = append(s.order, w)
 	h.addLocked(w)
 	s.wake()
 	return id, nil
@@ -242,6 +247,10 @@ func (s *Stream) Cancel(id int64) bool {
 func (s *Stream) cancelLocked(w *watcher, resp *Response) {
 	w.canceled = true
 	delete(s.watchers, w.id)
+	last := s.order[len(s.order)-1]
+	s.order[w.pos], last.pos = last, w.pos
+	s.order[len(s.order)-1] = nil
+	s.order = s.order[:len(s.order)-1]
 	s.hub.removeLocked(w)
 	s.control = append(s.control, resp)
 	s.wake()
@@ -270,15 +279,18 @@ func (s *Stream) Close() {
 		w.canceled = true
 		h.removeLocked(w)
 	}
-	s.watchers = nil
+	s.watchers, s.order = nil, nil
+	delete(h.starved, s)
 	h.streams.Add(-1)
 	s.wake()
 }
 
-// outgoing is one watcher's events taken in one pass.
+// outgoing is one watcher's events taken in one pass, and their size,
+// charged to the Hub's buffered bytes until they are sent.
 type outgoing struct {
-	w   *watcher
-	evs []engine.Event
+	w    *watcher
+	evs  []engine.Event
+	size int64
 }
 
 // Run is the stream's sender: it sends control answers and events until
@@ -290,6 +302,12 @@ func (s *Stream) Run(ctx context.Context) error {
 	defer tick.Stop()
 	var ctl []*Response
 	var outs []outgoing
+	// Whatever was taken and not sent is uncharged when the sender stops.
+	defer func() {
+		for i := range outs {
+			s.release(&outs[i])
+		}
+	}()
 	for {
 		ticked := false
 		select {
@@ -311,8 +329,11 @@ func (s *Stream) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		for _, o := range outs {
-			if err := s.sendEvents(o.w, o.evs); err != nil {
+		for i := range outs {
+			o := &outs[i]
+			err := s.sendEvents(o.w, o.evs)
+			s.release(o)
+			if err != nil {
 				return err
 			}
 			o.w.sentSinceTick = true
@@ -338,11 +359,27 @@ func (s *Stream) Run(ctx context.Context) error {
 	}
 }
 
-// take collects, under the Hub's lock, the control answers and each
-// watcher's events (its buffer, or a slice of the history when it lags). It
-// reports the Hub's revision, the revision a waiting progress request
-// answers with, whether a watcher still lags (another pass is needed), and
-// whether the stream is closed.
+// release uncharges o's events once they are sent (or will not be).
+func (s *Stream) release(o *outgoing) {
+	if o.size == 0 {
+		return
+	}
+	s.hub.mu.Lock()
+	s.hub.releaseLocked(o.size)
+	s.hub.mu.Unlock()
+	o.size = 0
+}
+
+// take collects, under the Hub's lock, the control answers and watchers'
+// events (a buffer, or a slice of the history for a watcher that lags),
+// visiting the watchers round-robin from where the last pass stopped. A
+// pass stops taking events once it holds WatcherBufferBytes (having taken
+// at least one watcher's), so a stream whose client does not read holds
+// about one batch; what it holds stays charged to the Hub's buffered bytes
+// until sent, and a lagging watcher reads the history only while those are
+// below MaxBufferedBytes (else the stream waits for room). It reports the
+// Hub's revision, the revision a waiting progress request answers with,
+// whether another pass is needed, and whether the stream is closed.
 func (s *Stream) take(ctl []*Response, outs []outgoing) (_ []*Response, _ []outgoing, rev, progressRev int64, progress, more, closed bool) {
 	h := s.hub
 	h.mu.Lock()
@@ -355,36 +392,68 @@ func (s *Stream) take(ctl []*Response, outs []outgoing) (_ []*Response, _ []outg
 	s.control = s.control[:0]
 	rev = h.rev
 	progressRev = rev
-	for _, w := range s.watchers {
-		var evs []engine.Event
-		if w.lagging {
-			var ok bool
-			evs, ok = h.catchUpLocked(w, nil)
+	budget := h.cfg.WatcherBufferBytes
+	var taken int64
+	stopped := -1 // where the pass stopped taking events
+	var slow []*watcher
+	n := len(s.order)
+	for i := range n {
+		w := s.order[(s.cursor+i)%n]
+		full := taken >= budget
+		if full && stopped < 0 && (w.lagging || len(w.buf) > 0) {
+			stopped = (s.cursor + i) % n
+		}
+		var o outgoing
+		switch {
+		case w.lagging && full:
+			more = true
+			progressRev = min(progressRev, w.next-1)
+		case w.lagging && h.buffered >= h.cfg.MaxBufferedBytes:
+			// Every stream together holds as much as the node allows:
+			// wait until some is sent (releaseLocked wakes this stream).
+			h.starved[s] = struct{}{}
+			progressRev = min(progressRev, w.next-1)
+		case w.lagging:
+			evs, size, ok := h.catchUpLocked(w, nil, budget-taken)
 			if !ok {
-				h.canceledSlow.Add(1)
-				s.cancelLocked(w, &Response{
-					WatchID: w.id, Canceled: true, Revision: h.rev, CompactRevision: h.compacted + 1,
-					CancelReason: fmt.Sprintf("watcher fell behind the history window: revision %d has been compacted; the oldest revision available is %d", w.next, h.compacted+1),
-				})
+				slow = append(slow, w)
 				continue
 			}
+			h.buffered += size
+			o = outgoing{w: w, evs: evs, size: size}
 			if w.lagging {
 				more = true
 				progressRev = min(progressRev, w.next-1)
 			}
-		} else if len(w.buf) > 0 {
-			evs = w.buf
-			h.buffered -= w.bufBytes
+		case len(w.buf) > 0 && full:
+			more = true
+			progressRev = min(progressRev, w.next-1)
+		case len(w.buf) > 0:
+			// The buffer stays charged until it is sent.
+			o = outgoing{w: w, evs: w.buf, size: w.bufBytes}
 			w.buf, w.bufBytes = nil, 0
 			w.next = h.rev + 1
-		} else if w.next <= h.rev {
+		case w.next <= h.rev:
 			w.next = h.rev + 1
-		} else {
+		default:
 			progressRev = min(progressRev, w.next-1)
 		}
-		if len(evs) > 0 {
-			outs = append(outs, outgoing{w: w, evs: evs})
+		if len(o.evs) > 0 {
+			outs = append(outs, o)
+			taken += o.size
+		} else if o.size > 0 {
+			h.releaseLocked(o.size)
 		}
+	}
+	if stopped >= 0 {
+		s.cursor = stopped
+	}
+	for _, w := range slow {
+		h.canceledSlow.Add(1)
+		s.cancelLocked(w, &Response{
+			WatchID: w.id, Canceled: true, Revision: h.rev, CompactRevision: h.compacted + 1,
+			CancelReason: fmt.Sprintf("watcher fell behind the history window: revision %d has been compacted; the oldest revision available is %d", w.next, h.compacted+1),
+		})
 	}
 	// Cancellations made in this pass go out after the events taken.
 	if len(s.control) > 0 {
