@@ -41,6 +41,11 @@ func (w *watchService) Watch(ss kvdbv1.WatchService_WatchServer) error {
 		sendErr <- err
 	}()
 	err = w.recvLoop(ctx, ss, st)
+	if errors.Is(err, watch.ErrStreamClosed) || (errors.Is(err, context.Canceled) && ss.Context().Err() == nil) {
+		// The sender stopped while the reader waited for it: its error
+		// says why.
+		err = nil
+	}
 	if errors.Is(err, io.EOF) {
 		// The client closed its side (grpcurl -d does after its
 		// requests): its watchers go on until it cancels the call or
@@ -69,9 +74,14 @@ func (w *watchService) Watch(ss kvdbv1.WatchService_WatchServer) error {
 // that fails validation, the permission check or a limit is refused alone
 // (watch.Stream.Refuse), its reason led by the error's code name, e.g.
 // "PermissionDenied: ...": the stream and its other watchers go on, as in
-// etcd.
+// etcd. While the stream's answers wait for a client that does not read
+// them, it reads no further request (watch.Stream.WaitControlRoom): the
+// client's sends then wait on HTTP/2 flow control.
 func (w *watchService) recvLoop(ctx context.Context, ss kvdbv1.WatchService_WatchServer, st *watch.Stream) error {
 	for {
+		if err := st.WaitControlRoom(ctx); err != nil {
+			return err
+		}
 		req, err := ss.Recv()
 		if err != nil {
 			return err
@@ -170,6 +180,8 @@ func (s *Server) watchMetrics() []prometheus.Collector {
 		gauge("kvdb_watch_watchers", "Watchers open on this node.", func(st watch.Stats) int64 { return st.Watchers }),
 		gauge("kvdb_watch_streams", "Watch streams open on this node.", func(st watch.Stats) int64 { return st.Streams }),
 		counter("kvdb_watch_events_sent_total", "Events sent to watchers.", func(st watch.Stats) int64 { return st.EventsSent }),
+		gauge("kvdb_watch_control_queued", "Created and canceled answers waiting for their streams' senders.",
+			func(st watch.Stats) int64 { return st.ControlQueued }),
 		gauge("kvdb_watch_buffered_bytes", "Bytes of events buffered for watchers, waiting for their senders.",
 			func(st watch.Stats) int64 { return st.BufferedBytes }),
 		counter("kvdb_watch_lagged_total", "Times a watcher's buffer overflowed and it switched to catching up from the history.",

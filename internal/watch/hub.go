@@ -125,6 +125,8 @@ type Hub struct {
 	// starved are the streams whose lagging watchers wait for buffered
 	// to fall below MaxBufferedBytes before they read more history.
 	starved map[*Stream]struct{}
+	// controlQueued is the control answers waiting in every stream.
+	controlQueued int64
 
 	streams      atomic.Int64
 	eventsSent   atomic.Int64
@@ -413,6 +415,7 @@ type Stats struct {
 	Watchers, Streams                int64
 	EventsSent, CanceledSlow, Lagged int64
 	BufferedBytes                    int64
+	ControlQueued                    int64
 	Revision, OldestRevision         int64
 	HistoryRevisions, HistoryBytes   int64
 	HistoryEvents                    int64
@@ -429,6 +432,7 @@ func (h *Hub) Stats() Stats {
 		CanceledSlow:     h.canceledSlow.Load(),
 		Lagged:           h.lagged.Load(),
 		BufferedBytes:    h.buffered,
+		ControlQueued:    h.controlQueued,
 		Revision:         h.rev,
 		OldestRevision:   h.compacted + 1,
 		HistoryRevisions: h.histRevs,

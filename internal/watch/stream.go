@@ -69,10 +69,17 @@ type StreamConfig struct {
 	// ProgressInterval is how often idle ProgressNotify watchers hear the
 	// current revision (default 10 minutes, etcd's).
 	ProgressInterval time.Duration
+	// MaxControl bounds the created and canceled answers waiting for the
+	// sender (default DefaultMaxControl): past it WaitControlRoom blocks,
+	// so the stream's reader stops taking requests.
+	MaxControl int
 }
 
 // DefaultProgressInterval is etcd's progress notification interval.
 const DefaultProgressInterval = 10 * time.Minute
+
+// DefaultMaxControl is StreamConfig.MaxControl's default.
+const DefaultMaxControl = 64
 
 type watcher struct {
 	stream   *Stream
@@ -128,8 +135,9 @@ type Stream struct {
 	order    []*watcher // the watchers in the order the sender visits them
 	cursor   int        // where in order the sender's next pass starts
 	nextID   int64
-	control  []*Response // created/canceled answers, sent before events
-	progress bool        // a Progress request is waiting
+	control  []*Response   // created/canceled answers, sent before events
+	roomC    chan struct{} // closed when control is drained or the stream closes
+	progress bool          // a Progress request is waiting
 	closed   bool
 }
 
@@ -146,11 +154,60 @@ func (h *Hub) NewStreamBounded(maxStreams int, cfg StreamConfig, send func(*Resp
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = DefaultProgressInterval
 	}
+	if cfg.MaxControl <= 0 {
+		cfg.MaxControl = DefaultMaxControl
+	}
 	if n := h.streams.Add(1); maxStreams > 0 && n > int64(maxStreams) {
 		h.streams.Add(-1)
 		return nil, false
 	}
 	return &Stream{hub: h, cfg: cfg, send: send, wakeC: make(chan struct{}, 1), watchers: map[int64]*watcher{}}, true
+}
+
+// queueLocked adds a control answer for the sender.
+func (s *Stream) queueLocked(r *Response) {
+	s.control = append(s.control, r)
+	s.hub.controlQueued++
+	s.wake()
+}
+
+// WaitControlRoom returns once the stream's control answers waiting for the
+// sender are fewer than StreamConfig.MaxControl. The stream's reader calls
+// it before it reads each request (one request queues at most two
+// answers), so a client that sends requests and does not read the answers
+// is held back by its transport's flow control instead of growing the
+// queue. It fails once the stream is closed or ctx ends.
+func (s *Stream) WaitControlRoom(ctx context.Context) error {
+	h := s.hub
+	for {
+		h.mu.Lock()
+		if s.closed {
+			h.mu.Unlock()
+			return ErrStreamClosed
+		}
+		if len(s.control) < s.cfg.MaxControl {
+			h.mu.Unlock()
+			return nil
+		}
+		if s.roomC == nil {
+			s.roomC = make(chan struct{})
+		}
+		roomC := s.roomC
+		h.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-roomC:
+		}
+	}
+}
+
+// roomLocked wakes a WaitControlRoom.
+func (s *Stream) roomLocked() {
+	if s.roomC != nil {
+		close(s.roomC)
+		s.roomC = nil
+	}
 }
 
 func (s *Stream) wake() {
@@ -193,16 +250,15 @@ func (s *Stream) Create(r CreateRequest) (int64, error) {
 		prevKV: r.PrevKV, noPut: r.NoPut, noDelete: r.NoDelete,
 		progress: r.ProgressNotify, fragment: r.Fragment,
 	}
-	s.control = append(s.control, &Response{WatchID: id, Created: true, Revision: h.rev})
+	s.queueLocked(&Response{WatchID: id, Created: true, Revision: h.rev})
 	switch {
 	case r.StartRevision <= 0:
 		w.next = h.rev + 1
 	case r.StartRevision <= h.compacted:
-		s.control = append(s.control, &Response{
+		s.queueLocked(&Response{
 			WatchID: id, Canceled: true, Revision: h.rev, CompactRevision: h.compacted + 1,
 			CancelReason: fmt.Sprintf("revision %d has been compacted; the oldest revision available is %d", r.StartRevision, h.compacted+1),
 		})
-		s.wake()
 		return id, nil
 	default:
 		w.next = r.StartRevision
@@ -227,8 +283,7 @@ func (s *Stream) Refuse(id int64, reason string) {
 	if s.closed {
 		return
 	}
-	s.control = append(s.control, &Response{WatchID: id, Created: true, Canceled: true, Revision: h.rev, CancelReason: reason})
-	s.wake()
+	s.queueLocked(&Response{WatchID: id, Created: true, Canceled: true, Revision: h.rev, CancelReason: reason})
 }
 
 // Cancel closes watcher id; its Canceled answer follows through the sender.
@@ -252,8 +307,7 @@ func (s *Stream) cancelLocked(w *watcher, resp *Response) {
 	s.order[len(s.order)-1] = nil
 	s.order = s.order[:len(s.order)-1]
 	s.hub.removeLocked(w)
-	s.control = append(s.control, resp)
-	s.wake()
+	s.queueLocked(resp)
 }
 
 // RequestProgress asks for a progress answer: once every event up to a
@@ -281,6 +335,9 @@ func (s *Stream) Close() {
 	}
 	s.watchers, s.order = nil, nil
 	delete(h.starved, s)
+	h.controlQueued -= int64(len(s.control))
+	s.control = nil
+	s.roomLocked()
 	h.streams.Add(-1)
 	s.wake()
 }
@@ -388,8 +445,10 @@ func (s *Stream) take(ctl []*Response, outs []outgoing) (_ []*Response, _ []outg
 		return ctl, outs, 0, 0, false, false, true
 	}
 	ctl = append(ctl, s.control...)
+	h.controlQueued -= int64(len(s.control))
 	clear(s.control)
 	s.control = s.control[:0]
+	s.roomLocked()
 	rev = h.rev
 	progressRev = rev
 	budget := h.cfg.WatcherBufferBytes
