@@ -148,6 +148,11 @@ func (c *respConn) cmdExpire(args [][]byte) {
 	}
 	var at int64
 	const maxMs = math.MaxInt64 / int64(time.Millisecond)
+	if (isArg(args[0], "expire") || isArg(args[0], "expireat")) && n < math.MinInt64/1000 {
+		// Redis's bound: seconds it cannot turn into milliseconds.
+		c.errorLine("ERR invalid expire time in '" + name + "' command")
+		return
+	}
 	switch {
 	case isArg(args[0], "expire"):
 		if n > maxMs/1000 || n < -maxMs/1000 {
@@ -207,7 +212,7 @@ func (c *respConn) cmdTTL(args [][]byte) {
 	case isArg(args[0], "pttl"):
 		c.int(left)
 	case isArg(args[0], "expiretime"):
-		c.int(kv.Deadline / 1000)
+		c.int((kv.Deadline + 500) / 1000) // rounded, as Redis's TTL and EXPIRETIME are
 	default:
 		c.int(kv.Deadline)
 	}

@@ -18,6 +18,9 @@ func TestRESPTTL(t *testing.T) {
 	r := dialRESP(t, n.addr)
 	future := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
 	futureMs := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	// A deadline 700 ms past a second: EXPIRETIME rounds it up.
+	sec := time.Now().Add(time.Hour).Unix()
+	roundedMs, rounded := strconv.FormatInt(sec*1000+700, 10), strconv.FormatInt(sec+1, 10)
 	r.exchange([]respExchange{
 		{"TTL missing", []string{":-2"}},
 		{"PTTL missing", []string{":-2"}},
@@ -42,6 +45,9 @@ func TestRESPTTL(t *testing.T) {
 		{"EXPIRE plain 10 XX GT", []string{":0"}}, // no TTL: XX GT does nothing, as in Redis
 		{"EXPIRE plain 10 FOO", []string{"-ERR Unsupported option FOO"}},
 		{"EXPIRE plain 99999999999999999", []string{"-ERR invalid expire time in 'expire' command"}},
+		{"EXPIRE plain -9223372036854775808", []string{"-ERR invalid expire time in 'expire' command"}},
+		{"EXPIREAT plain -9223372036854776", []string{"-ERR invalid expire time in 'expireat' command"}},
+		{"EXISTS plain", []string{":1"}},
 		{"EXPIRE plain ten", []string{"-ERR value is not an integer or out of range"}},
 		{"SET e v EX 100", []string{"+OK"}},
 		{"TTL e", []string{":100"}},
@@ -56,6 +62,8 @@ func TestRESPTTL(t *testing.T) {
 		{"EXPIRETIME a", []string{":" + future}},
 		{"SET b v PXAT " + futureMs, []string{"+OK"}},
 		{"PEXPIRETIME b", []string{":" + futureMs}},
+		{"SET rounded v PXAT " + roundedMs, []string{"+OK"}},
+		{"EXPIRETIME rounded", []string{":" + rounded}}, // to the nearest second, as Redis
 		{"SET x v EX 0", []string{"-ERR invalid expire time in 'set' command"}},
 		{"SET x v EX -5", []string{"-ERR invalid expire time in 'set' command"}},
 		{"SET x v EX", []string{"-ERR syntax error"}},
