@@ -244,6 +244,12 @@ func (c *Core) LeaseGrant(ctx context.Context, ttl, id int64) (int64, int64, err
 	}
 	ctx, cancel := c.requestContext(ctx)
 	defer cancel()
+	// A lease takes memory as a key does (engine.LeaseOverhead).
+	held, err := c.mem.admit(ctx, c.stopC, engine.LeaseOverhead)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.mem.release(held)
 	for attempt := 0; ; attempt++ {
 		lid := id
 		if lid == 0 {

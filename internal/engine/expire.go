@@ -29,9 +29,16 @@ type LeaseInfo struct {
 
 // lease is one granted lease and the keys attached to it.
 type lease struct {
-	ttl  int64
+	ttl int64
+	// keys attached to the lease; nil until the first one is.
 	keys map[string]struct{}
 }
+
+// LeaseOverhead is what one lease adds to MemoryUsage: its entry in the
+// lease table and its record, and the leader's deadline for it. Leases
+// count against the memory limit as keys do, so granting a million of them
+// is admitted like the writes it costs.
+const LeaseOverhead = 160
 
 // dlItem is one key of the deadline index.
 type dlItem struct {
@@ -64,6 +71,9 @@ func (s *Store) indexMeta(e *entry) {
 	}
 	if l != 0 {
 		if ls, ok := s.leases[l]; ok {
+			if ls.keys == nil {
+				ls.keys = map[string]struct{}{}
+			}
 			ls.keys[e.key()] = struct{}{}
 		}
 	}
@@ -171,7 +181,8 @@ func (s *Store) ApplyLeaseGrant(index uint64, id, ttl int64) error {
 	if _, ok := s.leases[id]; ok {
 		return ErrLeaseExists
 	}
-	s.leases[id] = &lease{ttl: ttl, keys: map[string]struct{}{}}
+	s.leases[id] = &lease{ttl: ttl}
+	s.mem += LeaseOverhead
 	return nil
 }
 
@@ -205,6 +216,7 @@ func (s *Store) ApplyLeaseRevoke(index uint64, id int64, expired bool) (int, err
 		}
 	}
 	delete(s.leases, id)
+	s.mem -= LeaseOverhead
 	if n > 0 {
 		s.setRevision(s.rev.Load() + 1)
 		if expired {

@@ -332,3 +332,36 @@ func TestLeasePage(t *testing.T) {
 		}
 	}
 }
+
+// TestLeasesCountInMemoryUsage: every lease adds LeaseOverhead to
+// MemoryUsage until it is revoked, and a snapshot restores the same
+// figure.
+func TestLeasesCountInMemoryUsage(t *testing.T) {
+	a := newApplier()
+	a.apply(t, put("k", "v"))
+	base := a.MemoryUsage()
+	for id := int64(1); id <= 3; id++ {
+		a.grant(t, id, 60)
+	}
+	if got := a.MemoryUsage() - base; got != 3*LeaseOverhead {
+		t.Fatalf("three leases add %d, want %d", got, 3*LeaseOverhead)
+	}
+	a.idx++
+	if _, err := a.ApplyLeaseRevoke(a.idx, 2, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.MemoryUsage() - base; got != 2*LeaseOverhead {
+		t.Fatalf("after a revoke: %d, want %d", got, 2*LeaseOverhead)
+	}
+	var buf bytes.Buffer
+	if _, err := a.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	b := New()
+	if err := b.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if b.MemoryUsage() != a.MemoryUsage() {
+		t.Fatalf("restored %d, want %d", b.MemoryUsage(), a.MemoryUsage())
+	}
+}

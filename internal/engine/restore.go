@@ -237,7 +237,8 @@ func (d *decoder) leases(st *Store) error {
 		if id == 0 || (i > 0 && id <= prev) || ttl < 0 {
 			return fmt.Errorf("lease %d: invalid id %d or ttl %d", i, id, ttl)
 		}
-		st.leases[id] = &lease{ttl: ttl, keys: map[string]struct{}{}}
+		st.leases[id] = &lease{ttl: ttl}
+		st.mem += LeaseOverhead
 		prev = id
 	}
 	return nil

@@ -231,6 +231,7 @@ func (s *Store) checkConsistency() string {
 	for _, l := range s.leases {
 		attached += len(l.keys)
 	}
+	mem += int64(len(s.leases)) * LeaseOverhead
 	if withMeta < s.dl.Len() || withMeta < attached {
 		return "deadline index or leases hold keys the store does not"
 	}

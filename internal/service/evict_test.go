@@ -289,3 +289,37 @@ func TestClusterEvictionReplicasIdentical(t *testing.T) {
 	t.Logf("round 2: leader %s killed mid-eviction, new leader %s; replicas converged at hash %x with %d keys",
 		c.names[l], c.names[nl], h2, c.nodes[0].srv.Store().Len())
 }
+
+// TestLeasesAdmittedAgainstMaxMemory: a lease takes memory as a key does
+// (engine.LeaseOverhead), so under noeviction granting leases stops with
+// RESOURCE_EXHAUSTED at the limit, and a revoke makes room again.
+func TestLeasesAdmittedAgainstMaxMemory(t *testing.T) {
+	const limit = 16 << 10
+	n := startNode(t, t.TempDir(), func(c *Config) {
+		c.MaxMemory = limit
+		c.EvictionPolicy = EvictNone
+	})
+	ctx := ctxT(t)
+	leases := kvdbv1.NewLeaseServiceClient(n.conn)
+	var granted []int64
+	var err error
+	for range 2 * limit / engine.LeaseOverhead {
+		var g *kvdbv1.LeaseGrantResponse
+		if g, err = leases.LeaseGrant(ctx, &kvdbv1.LeaseGrantRequest{Ttl: 600}); err != nil {
+			break
+		}
+		granted = append(granted, g.GetId())
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("after %d leases: err %v, want RESOURCE_EXHAUSTED", len(granted), err)
+	}
+	if want := limit / engine.LeaseOverhead; len(granted) != want {
+		t.Errorf("granted %d leases under %d bytes, want %d", len(granted), limit, want)
+	}
+	if _, err := leases.LeaseRevoke(ctx, &kvdbv1.LeaseRevokeRequest{Id: granted[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leases.LeaseGrant(ctx, &kvdbv1.LeaseGrantRequest{Ttl: 600}); err != nil {
+		t.Fatalf("a grant after a revoke: %v", err)
+	}
+}
