@@ -201,7 +201,10 @@ func TestClusterEvictionReplicasIdentical(t *testing.T) {
 				defer wg.Done()
 				for i := first + w; i < first+perRound; i += workers {
 					var err error
-					for range 20 { // a node may be down or electing: try the next
+					// A node may be down or electing (a leader was killed):
+					// try the next, for as long as an election can take on
+					// a loaded machine.
+					for until := time.Now().Add(15 * time.Second); time.Now().Before(until); {
 						kv := c.kv(through(i))
 						if kv == nil {
 							i++
