@@ -118,13 +118,24 @@ func TestControlQueueBound(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the reader still waits")
 			}
+			if tt.wantErr == nil {
+				// The reader is done; the sender may still be sending the
+				// last answers.
+				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+					mu.Lock()
+					n, m := created, canceled
+					mu.Unlock()
+					if n == requests && m == requests {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("%d created and %d canceled answers, want %d each", n, m, requests)
+						break
+					}
+				}
+			}
 			cancel()
 			<-runDone
-			mu.Lock()
-			defer mu.Unlock()
-			if tt.wantErr == nil && (created != requests || canceled != requests) {
-				t.Errorf("%d created and %d canceled answers, want %d each", created, canceled, requests)
-			}
 			os.Close()
 			if st := hub.Stats(); st.ControlQueued != 0 || st.Watchers != 0 {
 				t.Errorf("after the streams ended: %+v", st)
