@@ -16,6 +16,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -432,5 +433,101 @@ func TestAnonymousCallsBounded(t *testing.T) {
 			t.Fatalf("anonymous call after one ended: %v", err)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestHeaderListBounded: a call's headers are read before anything checks
+// its caller, so the node advertises and enforces MaxHeaderListSize (gRPC's
+// default allows 16 MiB). On a connection already serving gRPC, a second
+// call whose header block is 1 MiB (in CONTINUATION frames) is refused
+// (RST_STREAM, or the connection closed) instead of being read and answered. (The first call's headers are
+// bounded by protocol detection, sniffMaxBytes.)
+func TestHeaderListBounded(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	c, err := net.DialTimeout("tcp", n.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	headers := func(extra ...hpack.HeaderField) []byte {
+		var block bytes.Buffer
+		enc := hpack.NewEncoder(&block)
+		fields := append([]hpack.HeaderField{
+			{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
+			{Name: ":path", Value: "/grpc.health.v1.Health/Check"}, {Name: ":authority", Value: "kvdb"},
+			{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
+		}, extra...)
+		for _, f := range fields {
+			if err := enc.WriteField(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return block.Bytes()
+	}
+	// A small call first: the port hands the connection to gRPC.
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headers(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WriteData(1, true, []byte{0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	var advertised uint32
+	answered := false
+	for advertised == 0 || !answered {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("before the oversized call: %v (advertised %d, answered %v)", err, advertised, answered)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if v, ok := f.Value(http2.SettingMaxHeaderListSize); ok {
+				advertised = v
+			}
+			if !f.IsAck() {
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			answered = answered || f.StreamID == 1
+		}
+	}
+	if advertised != MaxHeaderListSize {
+		t.Fatalf("SETTINGS_MAX_HEADER_LIST_SIZE = %d, want %d", advertised, MaxHeaderListSize)
+	}
+	b := headers(hpack.HeaderField{Name: "x-big", Value: string(bytes.Repeat([]byte("a"), 1<<20))})
+	const chunk = 16 << 10
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: b[:chunk]}); err != nil {
+		t.Fatal(err)
+	}
+	for off := chunk; off < len(b); off += chunk {
+		end := min(off+chunk, len(b))
+		if err := fr.WriteContinuation(3, end == len(b), b[off:end]); err != nil {
+			return // the node closed the connection rather than read it all
+		}
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return // closed: refused as a whole
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			if f.StreamID == 3 {
+				return
+			}
+		case *http2.GoAwayFrame:
+			return // the connection refused as a whole is as good
+		case *http2.HeadersFrame:
+			if f.StreamID == 3 {
+				t.Fatal("the call with a 1 MiB header block was answered")
+			}
+		}
 	}
 }

@@ -200,6 +200,7 @@ func (s *Server) buildPeerGRPC() {
 		// member: nothing of it is read before.
 		grpc.InTapHandle(s.peerTap),
 		grpc.MaxConcurrentStreams(maxPeerStreams),
+		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		// The TLS handshake and the HTTP/2 preface must arrive within the
 		// detection timeout, and a connection without a call open is
 		// closed after as long.

@@ -278,6 +278,9 @@ func (s *Server) buildGRPC() {
 		// What one connection can make the node buffer: at most this many
 		// calls, each up to the message size above.
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		// A call's headers are read before its token is checked: they
+		// are bounded as its body is (gRPC's default is 16 MiB).
+		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.MaxSendMsgSize(64 << 20),
 		// Long-lived stream workers instead of a goroutine per call: a new
 		// goroutine's stack grows (and is copied) on every call, about a
@@ -339,6 +342,11 @@ var grpcOps = map[string]core.Op{
 // write calls block until their entry is applied, so it is sized for a few
 // hundred concurrent callers rather than for the CPU count.
 const grpcStreamWorkers = 256
+
+// MaxHeaderListSize bounds the headers of one gRPC call, on the client
+// port and the peer port (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE): a token,
+// the method's metadata and room to spare.
+const MaxHeaderListSize = 64 << 10
 
 // MaxConcurrentStreams bounds the gRPC calls one client connection has open
 // at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): as many as the stream
