@@ -58,6 +58,10 @@ type binaryConn struct {
 	// writes counts this connection's writes not yet answered; a
 	// transactional request waits for them so it runs after them.
 	writes sync.WaitGroup
+
+	// backlogClosed: the connection is being closed because its unwritten
+	// replies passed maxReplyBacklog; guarded by mu.
+	backlogClosed bool
 	// txnID is the connection's open transaction ("" when none) and txnSeq
 	// numbers the transactions BEGIN opened; both owned by readLoop.
 	txnID  string
@@ -110,8 +114,31 @@ func (c *binaryConn) close() {
 func (c *binaryConn) send(frame func([]byte) []byte) {
 	c.mu.Lock()
 	c.out = frame(c.out)
+	over := c.backloggedLocked()
 	c.mu.Unlock()
 	c.release()
+	if over {
+		c.close()
+	}
+}
+
+// maxReplyBacklog bounds the replies a connection holds that the socket has
+// not taken: one reply of the largest frame, or many smaller ones. A
+// variable for tests.
+var maxReplyBacklog = wire.MaxResponseFrameSize
+
+// backloggedLocked reports, with c.mu held after a reply was appended,
+// whether the replies waiting to be written passed maxReplyBacklog: the
+// client asks much faster than it reads (a slot is freed when its reply is
+// buffered, so the in-flight cap alone does not bound them). They are
+// dropped, and the caller closes the connection.
+func (c *binaryConn) backloggedLocked() bool {
+	if !c.backlogClosed && len(c.out) <= maxReplyBacklog {
+		return false
+	}
+	c.out = nil
+	c.backlogClosed = true
+	return true
 }
 
 // release frees what an admitted request holds: its connection slot and

@@ -168,9 +168,13 @@ func (c *binaryConn) read(req *wire.Request) {
 	if req.Flags&wire.FlagSerializable != 0 || c.s.core.ReadableNow() {
 		c.mu.Lock()
 		c.out = c.appendRead(c.out, &rr)
+		over := c.backloggedLocked()
 		c.mu.Unlock()
 		c.release()
 		c.finish(core.Binary, coreOp(req), rr.start)
+		if over {
+			c.close()
+		}
 		return
 	}
 	// The keys must outlive the reader's buffer: the batch's key buffer
@@ -215,19 +219,28 @@ func (c *binaryConn) answerReads(ctx context.Context, batch *readBatch) {
 	reads := batch.reads
 	err := c.s.core.WaitRead(ctx, false)
 	c.mu.Lock()
+	over := c.backlogClosed
 	for i := range reads {
+		if over {
+			break // the connection is closing: the rest are dropped
+		}
 		if err != nil {
 			c.out = wire.AppendError(c.out, reads[i].op, reads[i].id, WireStatus(err), errorMessage(err))
 		} else {
 			c.out = c.appendRead(c.out, &reads[i])
 		}
+		over = c.backloggedLocked()
 	}
 	c.mu.Unlock()
 	for i := range reads {
 		c.release()
 		c.finish(core.Binary, coreOpOf(reads[i].op), reads[i].start)
 	}
-	c.flush()
+	if over {
+		c.close()
+	} else {
+		c.flush()
+	}
 	clear(reads)
 	if cap(batch.keys) <= 64<<10 && cap(reads) <= 4096 {
 		batch.reads, batch.keys = reads[:0], batch.keys[:0]
@@ -300,7 +313,11 @@ func (c *binaryConn) write(req *wire.Request, prepare func() (core.Write, error)
 		} else {
 			c.out = appendWriteReply(c.out, op, id, &res)
 		}
+		over := c.backloggedLocked()
 		c.mu.Unlock()
+		if over {
+			c.close()
+		}
 		c.release()
 		// Counted before the reply can leave: a STATS the client sends
 		// after it must include this write.

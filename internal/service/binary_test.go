@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	kvdbv1 "github.com/kvdb/kvdb/gen/kvdb/v1"
 	"github.com/kvdb/kvdb/internal/wire"
 )
 
@@ -452,5 +453,66 @@ func connWorkload(t *testing.T, addr string, i int) error {
 			}
 		}
 		return nil
+	})
+}
+
+// TestBinaryReplyBacklogBounded: a client that pipelines requests and
+// never reads their replies is closed once the replies waiting for the
+// socket pass maxReplyBacklog: a request's slot is freed when its reply is
+// buffered, so the in-flight cap alone would let them grow to 1,024 large
+// replies. Linearizable reads on a follower, answered together on their
+// ReadIndex, stop appending at the bound too. (An event loop answering
+// reads inline stops reading requests while the socket does not take its
+// replies, so it needs no bound.)
+func TestBinaryReplyBacklogBounded(t *testing.T) {
+	defer func(n int) { maxReplyBacklog = n }(maxReplyBacklog)
+	maxReplyBacklog = 1 << 20
+	value := bytes.Repeat([]byte("v"), 100<<10)
+	unread := func(t *testing.T, addr string) {
+		c := dialRaw(t, addr)
+		// 200 ranges of 400 KB each (80 MB of replies), never read.
+		var reqs []byte
+		for i := range 200 {
+			reqs = wire.AppendRequest(reqs, &wire.Request{Op: wire.OpRange, ID: uint64(100 + i), Flags: wire.FlagPrefix, Key: []byte("big/")})
+		}
+		if _, err := c.c.Write(reqs); err != nil {
+			t.Fatal(err)
+		}
+		// Let the node answer into its buffers while nothing is read,
+		// then read what it sends until it closes the connection.
+		time.Sleep(time.Second)
+		got, err := io.Copy(io.Discard, c.c)
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("after %d bytes: %v", got, err)
+		}
+		if got >= 40<<20 {
+			t.Fatalf("read %d bytes of replies: the connection was not closed at the backlog bound", got)
+		}
+		// The node goes on serving others.
+		if r := dialRaw(t, addr).call(&wire.Request{Op: wire.OpGet, ID: 1, Key: []byte("big/0"), Flags: wire.FlagSerializable}); r.Status != wire.StatusOK {
+			t.Fatalf("another client after: %+v", r)
+		}
+	}
+	t.Run("one node, reads answered on the connection's goroutine", func(t *testing.T) {
+		n := startNode(t, t.TempDir(), func(c *Config) { c.EventLoops = -1 })
+		c := dialRaw(t, n.addr)
+		for i := range 4 {
+			if r := c.call(&wire.Request{Op: wire.OpPut, ID: uint64(i + 1), Key: fmt.Appendf(nil, "big/%d", i), Value: value}); r.Status != wire.StatusOK {
+				t.Fatalf("put: %+v", r)
+			}
+		}
+		unread(t, n.addr)
+	})
+	connModes(t, func(t *testing.T, mode func(*Config)) {
+		c := newCluster(t, 3, mode)
+		l := c.waitLeader()
+		for i := range 4 {
+			if _, err := c.kv(l).Put(ctxT(t), &kvdbv1.PutRequest{Key: fmt.Appendf(nil, "big/%d", i), Value: value}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f := (l + 1) % 3
+		c.waitConverged()
+		unread(t, c.nodes[f].addr)
 	})
 }
