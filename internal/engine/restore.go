@@ -114,6 +114,16 @@ func (s *Store) Restore(r io.Reader) error {
 const minEncodedEntry = 3
 
 // decodeSnapshot builds a detached store image from r; it never panics.
+// VerifySnapshot reads a stream written by Snapshot.WriteTo and checks it
+// as Restore does, without touching any store: a snapshot received from
+// another member is checked before anything relies on it.
+func VerifySnapshot(r io.Reader) error {
+	if _, err := decodeSnapshot(r); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
+	}
+	return nil
+}
+
 func decodeSnapshot(r io.Reader) (*Store, error) {
 	// When r knows its length (a bytes.Reader: fuzzing, tests), size the
 	// read buffer and the map hint to it, so a short stream whose header

@@ -244,29 +244,9 @@ func (f *FSM) Snapshot() raftnode.Snapshot {
 
 // Restore implements raftnode.StateMachine.
 func (f *FSM) Restore(r io.Reader) error {
-	br := bufio.NewReader(r)
-	magic, err := br.Peek(len(authMagic))
+	users, br, err := readAuthSection(r)
 	if err != nil {
-		return fmt.Errorf("%w: %w", engine.ErrCorruptSnapshot, err)
-	}
-	authState := []byte(nil)
-	if bytes.Equal(magic, []byte(authMagic)) {
-		var hdr [len(authMagic) + 4]byte
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return fmt.Errorf("%w: auth section: %w", engine.ErrCorruptSnapshot, err)
-		}
-		n := binary.BigEndian.Uint32(hdr[len(authMagic):])
-		if n > maxAuthSection {
-			return fmt.Errorf("%w: auth section of %d bytes", engine.ErrCorruptSnapshot, n)
-		}
-		authState = make([]byte, n)
-		if _, err := io.ReadFull(br, authState); err != nil {
-			return fmt.Errorf("%w: auth section: %w", engine.ErrCorruptSnapshot, err)
-		}
-	}
-	users := auth.NewStore()
-	if err := users.Unmarshal(authState); err != nil {
-		return fmt.Errorf("%w: auth section: %w", engine.ErrCorruptSnapshot, err)
+		return err
 	}
 	if err := f.store.Restore(br); err != nil {
 		return err
@@ -278,4 +258,44 @@ func (f *FSM) Restore(r io.Reader) error {
 		checkInvariants(f.store, "restore")
 	}
 	return nil
+}
+
+// VerifySnapshot implements raftnode.SnapshotVerifier: it checks a
+// snapshot stream as Restore reads it, without changing anything.
+func (f *FSM) VerifySnapshot(r io.Reader) error {
+	_, br, err := readAuthSection(r)
+	if err != nil {
+		return err
+	}
+	return engine.VerifySnapshot(br)
+}
+
+// readAuthSection reads a snapshot's auth section, if it has one, and
+// returns the users it holds and the rest of the stream (the engine's).
+func readAuthSection(r io.Reader) (*auth.Store, *bufio.Reader, error) {
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(len(authMagic))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", engine.ErrCorruptSnapshot, err)
+	}
+	authState := []byte(nil)
+	if bytes.Equal(magic, []byte(authMagic)) {
+		var hdr [len(authMagic) + 4]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return nil, nil, fmt.Errorf("%w: auth section: %w", engine.ErrCorruptSnapshot, err)
+		}
+		n := binary.BigEndian.Uint32(hdr[len(authMagic):])
+		if n > maxAuthSection {
+			return nil, nil, fmt.Errorf("%w: auth section of %d bytes", engine.ErrCorruptSnapshot, n)
+		}
+		authState = make([]byte, n)
+		if _, err := io.ReadFull(br, authState); err != nil {
+			return nil, nil, fmt.Errorf("%w: auth section: %w", engine.ErrCorruptSnapshot, err)
+		}
+	}
+	users := auth.NewStore()
+	if err := users.Unmarshal(authState); err != nil {
+		return nil, nil, fmt.Errorf("%w: auth section: %w", engine.ErrCorruptSnapshot, err)
+	}
+	return users, br, nil
 }

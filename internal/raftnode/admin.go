@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -275,8 +276,35 @@ func (n *Node) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, body io.R
 	start := time.Now()
 	var size int64
 	if err := n.snaps.SaveReceived(meta, func(w io.Writer) error {
+		v, ok := n.sm.(SnapshotVerifier)
+		if !ok {
+			var err error
+			size, err = io.Copy(w, body)
+			return err
+		}
+		// The body is checked as it is written: the verifier reads a
+		// copy of it through a pipe.
+		pr, pw := io.Pipe()
+		verified := make(chan error, 1)
+		go func() {
+			// The body is the file's: the membership section, then the
+			// state machine's stream.
+			_, rest, err := readMembersSection(pr)
+			if err == nil {
+				err = v.VerifySnapshot(rest)
+			}
+			if err == nil {
+				_, _ = io.Copy(io.Discard, pr) // what the verifier left unread
+			}
+			pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe))
+			verified <- err
+		}()
 		var err error
-		size, err = io.Copy(w, body)
+		size, err = io.Copy(w, io.TeeReader(body, pw))
+		pw.CloseWithError(err)
+		if verr := <-verified; verr != nil {
+			return fmt.Errorf("the snapshot cannot be restored: %w", verr)
+		}
 		return err
 	}); err != nil {
 		return fmt.Errorf("raftnode: receive snapshot %d: %w", meta.GetIndex(), err)

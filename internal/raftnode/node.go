@@ -37,6 +37,15 @@ type StateMachine interface {
 	Restore(r io.Reader) error
 }
 
+// SnapshotVerifier is a StateMachine that can check a snapshot stream
+// without applying it. A snapshot received from the leader is checked
+// while it is stored, before raft is told of it: a stream that could not
+// be restored is refused (the sender tries again later) instead of leaving
+// a log that names a snapshot this member cannot load.
+type SnapshotVerifier interface {
+	VerifySnapshot(r io.Reader) error
+}
+
 // Snapshot is a point-in-time view of a StateMachine.
 type Snapshot interface {
 	Index() uint64

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -396,4 +398,40 @@ func testTokenIn(secret []byte, cluster, from, to uint64) []byte {
 	mac.Write([]byte("kvdb-peer-v1\x00"))
 	mac.Write(b[:])
 	return mac.Sum(nil)
+}
+
+// TestGarbageSnapshotRefused: a snapshot stream a member could not restore
+// (from a holder of the peer credentials, or a broken sender) is refused
+// while it is received, before raft hears of it: the member keeps serving
+// and restarts as before, instead of stopping on a log that names a
+// snapshot it cannot load.
+func TestGarbageSnapshotRefused(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.waitLeader()
+	ctx := ctxT(t)
+	if _, err := c.kv(l).Put(ctx, &kvdbv1.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged()
+	f := (l + 1) % 3
+	node := c.nodes[f].srv.node
+	st := node.Status()
+	msg := &raftpb.Message{Type: raftpb.MessageType_MsgSnap.Enum(), From: proto.Uint64(c.ids[l]), To: proto.Uint64(c.ids[f]), Term: proto.Uint64(st.Term),
+		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(st.Applied + 1000), Term: proto.Uint64(st.Term),
+			ConfState: &raftpb.ConfState{Voters: c.ids}}}}
+	garbage := bytes.Repeat([]byte("not a snapshot "), 70_000)
+	err := node.ReceiveSnapshot(ctx, msg, bytes.NewReader(garbage))
+	if err == nil || !strings.Contains(err.Error(), "cannot be restored") {
+		t.Fatalf("garbage snapshot: %v, want it refused as one that cannot be restored", err)
+	}
+	if _, err := c.kv(l).Put(ctx, &kvdbv1.PutRequest{Key: []byte("after"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged()
+	c.stop(f)
+	c.start(f)
+	c.waitConverged()
+	if got, err := c.kv(f).Get(ctx, &kvdbv1.GetRequest{Key: []byte("after"), Consistency: kvdbv1.Consistency_CONSISTENCY_SERIALIZABLE}); err != nil || string(got.GetKv().GetValue()) != "v" {
+		t.Fatalf("the member after a restart: %v %v", got, err)
+	}
 }
