@@ -371,6 +371,36 @@ func TestPeerListenerBounds(t *testing.T) {
 			}
 		}
 	})
+	t.Run("connections per host", func(t *testing.T) {
+		// A cap of 40: one host holds at most 10 of them, and the others
+		// still get in.
+		p := startPeerPortNode(t, true, func(c *Config) {
+			c.Peer.MaxConnections = 40
+			c.ProtocolDetectTimeout = time.Minute
+		})
+		dialFrom := func(ip string) net.Conn {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+			c, err := d.Dial("tcp", p.raftAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		var held []net.Conn
+		for range 10 {
+			held = append(held, dialFrom("127.0.0.2"))
+		}
+		waitClosed(t, dialFrom("127.0.0.2"), 10*time.Second)
+		for i, c := range held {
+			if err := stillOpen(c); err != nil {
+				t.Fatalf("connection %d of the host's 10: %v, want it open", i, err)
+			}
+		}
+		if err := stillOpen(dialFrom("127.0.0.3")); err != nil {
+			t.Fatalf("a connection from another host: %v, want it open", err)
+		}
+	})
 	t.Run("silent connection", func(t *testing.T) {
 		const detect = 300 * time.Millisecond
 		p := startPeerPortNode(t, true, func(c *Config) { c.ProtocolDetectTimeout = detect })

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,13 +60,24 @@ const (
 )
 
 // cappedListener closes, at once, connections accepted while max are open.
+// One remote host holds at most a quarter of them (perHost), so a host that opens
+// connections and sends nothing (they are closed after the detection
+// timeout, and it opens more) cannot keep the members on other hosts out.
 type cappedListener struct {
 	net.Listener
 	max      int64
 	n        atomic.Int64
 	log      *slog.Logger
 	lastWarn atomic.Int64 // unix nanos of the last "at the cap" log line
+
+	mu     sync.Mutex
+	byHost map[string]int64
 }
+
+// perHost is what one host may hold: a quarter of the cap, but not less
+// than 8 (or the whole cap when it is smaller), for the members that share
+// a host.
+func (l *cappedListener) perHost() int64 { return max(l.max/4, min(l.max, 8)) }
 
 func (l *cappedListener) Accept() (net.Conn, error) {
 	for {
@@ -73,16 +85,56 @@ func (l *cappedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.n.Load() < l.max {
+		host := remoteHost(c)
+		l.mu.Lock()
+		if l.byHost == nil {
+			l.byHost = map[string]int64{}
+		}
+		ok := l.n.Load() < l.max && l.byHost[host] < l.perHost()
+		if ok {
 			l.n.Add(1)
-			return &countingConn{Conn: c, n: &l.n}, nil
+			l.byHost[host]++
+		}
+		l.mu.Unlock()
+		if ok {
+			return &hostConn{Conn: c, l: l, host: host}, nil
 		}
 		c.Close()
 		if now := time.Now().UnixNano(); now-l.lastWarn.Load() > int64(time.Minute) {
 			l.lastWarn.Store(now)
-			l.log.Warn("refusing peer connections: at the cap", "max_peer_connections", l.max)
+			l.log.Warn("refusing peer connections: at the cap", "max_peer_connections", l.max,
+				"max_per_host", l.perHost(), "remote", host)
 		}
 	}
+}
+
+// hostConn gives its place in the cap back when it closes.
+type hostConn struct {
+	net.Conn
+	l    *cappedListener
+	host string
+	once sync.Once
+}
+
+func (c *hostConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		if c.l.byHost[c.host]--; c.l.byHost[c.host] <= 0 {
+			delete(c.l.byHost, c.host)
+		}
+		c.l.mu.Unlock()
+		c.l.n.Add(-1)
+	})
+	return c.Conn.Close()
+}
+
+// remoteHost is the address a connection comes from, without its port.
+func remoteHost(c net.Conn) string {
+	addr := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 // ProtectedModeMessage is the error a non-loopback client gets from a node in
