@@ -82,7 +82,7 @@ func init() {
 		{name: "exec", arity: 1, fn: (*respConn).cmdExec},
 		{name: "discard", arity: 1, fn: (*respConn).cmdDiscard},
 		{name: "watch", arity: -2, fn: (*respConn).cmdWatch, firstKey: 1, lastKey: -1, step: 1},
-		{name: "unwatch", arity: 1, fn: (*respConn).cmdUnwatch},
+		{name: "unwatch", arity: 1, fn: (*respConn).cmdUnwatch, txn: true},
 		{name: "ping", arity: -1, fn: (*respConn).cmdPing, txn: true, inline: true},
 		{name: "echo", arity: 2, fn: (*respConn).cmdEcho, txn: true, inline: true},
 		{name: "hello", arity: -1, fn: (*respConn).cmdHello, noAuth: true},

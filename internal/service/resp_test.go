@@ -655,3 +655,28 @@ func TestRESPQueuedArgumentsCharged(t *testing.T) {
 		t.Fatal("connection still open after a protocol error")
 	}
 }
+
+// TestRESPUnwatchInMulti: UNWATCH inside MULTI is queued and answers +OK
+// at EXEC, as in Redis; it does not undo the WATCH that EXEC checks first.
+func TestRESPUnwatchInMulti(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	r := dialRESP(t, n.addr)
+	other := dialRESP(t, n.addr)
+	r.exchange([]respExchange{
+		{"WATCH u", []string{"+OK"}},
+		{"MULTI", []string{"+OK"}},
+		{"UNWATCH", []string{"+QUEUED"}},
+		{"SET u 1", []string{"+QUEUED"}},
+		{"EXEC", []string{"*2", "+OK", "+OK"}},
+		{"GET u", []string{"$1", "1"}},
+		{"WATCH u", []string{"+OK"}},
+		{"MULTI", []string{"+OK"}},
+		{"UNWATCH", []string{"+QUEUED"}},
+		{"SET u 2", []string{"+QUEUED"}},
+	})
+	other.exchange([]respExchange{{"SET u 3", []string{"+OK"}}})
+	r.exchange([]respExchange{
+		{"EXEC", []string{"*-1"}},
+		{"GET u", []string{"$1", "3"}},
+	})
+}

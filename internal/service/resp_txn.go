@@ -499,6 +499,10 @@ func (t *respTxn) exec(cmd *respCommand, args [][]byte) error {
 		}
 	case "echo":
 		c.bulk(args[1])
+	case "unwatch":
+		// Queued, as Redis queues it: EXEC has checked the watched keys
+		// already, and ends every WATCH.
+		c.ok()
 	case "time":
 		c.timeReply()
 	default:
