@@ -28,6 +28,11 @@ const (
 	peerQueueSize = 4096
 	// maxBatchBytes bounds one StreamRequest.
 	maxBatchBytes = 4 << 20
+	// maxBatchMessages bounds the messages of one StreamRequest: a sender
+	// puts at most this many in one, and a receiver refuses a request with
+	// more before it decodes them (an empty message is two bytes on the
+	// wire and a few hundred decoded).
+	maxBatchMessages = peerQueueSize
 	// snapshotChunkSize is the size of one snapshot piece on the wire.
 	snapshotChunkSize = 1 << 20
 	minBackoff        = 50 * time.Millisecond
@@ -270,7 +275,7 @@ func (p *grpcPeer) stream(ctx context.Context, client raftv1.RaftServiceClient, 
 		for m != nil {
 			batch.add(m)
 			m = nil
-			if batch.bytes < maxBatchBytes {
+			if batch.bytes < maxBatchBytes && len(batch.msgs) < maxBatchMessages {
 				select {
 				case m = <-p.queue:
 				default:

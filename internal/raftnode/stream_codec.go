@@ -185,6 +185,9 @@ func (in *inBatch) decode(b []byte) error {
 				in.from = v
 			}
 		case num == fieldMessages && typ == protowire.BytesType:
+			if len(in.msgs) == maxBatchMessages {
+				return fmt.Errorf("%w: more than %d messages", errBadStreamRequest, maxBatchMessages)
+			}
 			var v []byte
 			if v, n = protowire.ConsumeBytes(b); n >= 0 {
 				m := &raftpb.Message{}

@@ -162,6 +162,7 @@ func TestStreamCodecMalformed(t *testing.T) {
 		{"client address not UTF-8", cat(tag(4, protowire.BytesType), []byte{1, 0xff})},
 		{"unknown field truncated", cat(tag(9, protowire.BytesType), []byte{5, 1})},
 		{"group end without start", tag(9, protowire.EndGroupType)},
+		{"more messages than a sender puts in one request", bytes.Repeat(cat(tag(3, protowire.BytesType), []byte{0}), maxBatchMessages+1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var in inBatch
@@ -174,6 +175,11 @@ func TestStreamCodecMalformed(t *testing.T) {
 				t.Fatalf("plain decode accepts it and the error says nothing useful: %v", err)
 			}
 		})
+	}
+	// As many empty messages as a sender puts in one request decode.
+	var full inBatch
+	if err := full.decode(bytes.Repeat(cat(tag(3, protowire.BytesType), []byte{0}), maxBatchMessages)); err != nil || len(full.msgs) != maxBatchMessages {
+		t.Fatalf("%d messages: %v (%d decoded)", maxBatchMessages, err, len(full.msgs))
 	}
 	// Unknown fields are skipped, as the generated code does.
 	var in inBatch
