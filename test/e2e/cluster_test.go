@@ -92,20 +92,38 @@ func startProcCluster(t *testing.T) *procCluster {
 // startProcClusterWith is startProcCluster with extra flags per node.
 func startProcClusterWith(t *testing.T, extra func(i int) []string) *procCluster {
 	t.Helper()
-	c := &procCluster{names: []string{"n1", "n2", "n3"}, extra: extra, ca: tlstest.NewCA(t, "peer-ca")}
-	for range c.names {
-		c.addrs = append(c.addrs, freeAddr(t))
-		c.peerAddrs = append(c.peerAddrs, freeAddr(t))
-		c.dirs = append(c.dirs, t.TempDir())
+	ca := tlstest.NewCA(t, "peer-ca")
+	// freeAddr's ports are free when chosen; another process (a test of
+	// another package, an outgoing connection) may take one before its
+	// server binds it. The cluster then starts again on new addresses.
+	for attempt := 1; ; attempt++ {
+		c := &procCluster{names: []string{"n1", "n2", "n3"}, extra: extra, ca: ca}
+		for range c.names {
+			c.addrs = append(c.addrs, freeAddr(t))
+			c.peerAddrs = append(c.peerAddrs, freeAddr(t))
+			c.dirs = append(c.dirs, t.TempDir())
+		}
+		c.procs = make([]*serverProc, 3)
+		for i := range c.names {
+			c.start(t, i)
+		}
+		taken := false
+		for _, p := range c.procs {
+			if taken = p.waitReadyOrTaken(t); taken {
+				break
+			}
+		}
+		if !taken {
+			return c
+		}
+		for _, p := range c.procs {
+			p.kill()
+		}
+		if attempt == 3 {
+			t.Fatal("an address of the cluster was taken before its server bound it, three times")
+		}
+		t.Log("an address was taken before its server bound it: starting the cluster again on new ones")
 	}
-	c.procs = make([]*serverProc, 3)
-	for i := range c.names {
-		c.start(t, i)
-	}
-	for _, p := range c.procs {
-		p.waitReady(t)
-	}
-	return c
 }
 
 func (c *procCluster) start(t *testing.T, i int) {

@@ -107,12 +107,25 @@ func spawnServer(t *testing.T, args ...string) *serverProc {
 
 func (p *serverProc) waitReady(t *testing.T) {
 	t.Helper()
+	if p.waitReadyOrTaken(t) {
+		t.Fatalf("server could not bind its address\n%s", p.logs())
+	}
+}
+
+// waitReadyOrTaken is waitReady, except that a server that exited because
+// one of its addresses was in use is reported (true) rather than failing
+// the test, for a caller that can choose other addresses.
+func (p *serverProc) waitReadyOrTaken(t *testing.T) (taken bool) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-p.exited:
 			p.exited <- err
+			if strings.Contains(p.logs(), "address already in use") {
+				return true
+			}
 			t.Fatalf("server exited before it was ready: %v\n%s", err, p.logs())
 		default:
 		}
@@ -120,12 +133,13 @@ func (p *serverProc) waitReady(t *testing.T) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return false
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("server at %s not ready in time\n%s", p.addr, p.logs())
+	return false
 }
 
 func (p *serverProc) logs() string {
