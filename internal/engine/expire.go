@@ -273,10 +273,7 @@ func (s *Store) Leases() []LeaseInfo {
 // holds the read lock for one pass over the leases and allocates only the
 // page: a listing costs what it returns, whatever the number of leases.
 func (s *Store) LeasePage(after int64, limit int) (ids []int64, more bool) {
-	if limit <= 0 {
-		return nil, len(s.leasesAfter(after, 1)) > 0
-	}
-	ids = s.leasesAfter(after, limit+1)
+	ids = s.leasesAfter(after, max(limit, 0)+1)
 	if len(ids) > limit {
 		return ids[:limit], true
 	}

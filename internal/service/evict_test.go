@@ -126,10 +126,7 @@ func TestEvictionKeepsMemoryUnderLimit(t *testing.T) {
 // back, and a delete makes room again.
 func TestNoEvictionRejectsWrites(t *testing.T) {
 	const limit = 64 << 10
-	n := startNode(t, t.TempDir(), func(c *Config) {
-		c.MaxMemory = limit
-		c.EvictionPolicy = EvictNone
-	})
+	n := noEvictionNode(t, limit)
 	ctx := ctxT(t)
 	val := make([]byte, evictTestValue)
 	stored := 0
@@ -293,15 +290,21 @@ func TestClusterEvictionReplicasIdentical(t *testing.T) {
 		c.names[l], c.names[nl], h2, c.nodes[0].srv.Store().Len())
 }
 
+// noEvictionNode starts a node that refuses writes past limit bytes.
+func noEvictionNode(t *testing.T, limit int64) *testNode {
+	t.Helper()
+	return startNode(t, t.TempDir(), func(c *Config) {
+		c.MaxMemory = limit
+		c.EvictionPolicy = EvictNone
+	})
+}
+
 // TestLeasesAdmittedAgainstMaxMemory: a lease takes memory as a key does
 // (engine.LeaseOverhead), so under noeviction granting leases stops with
 // RESOURCE_EXHAUSTED at the limit, and a revoke makes room again.
 func TestLeasesAdmittedAgainstMaxMemory(t *testing.T) {
 	const limit = 16 << 10
-	n := startNode(t, t.TempDir(), func(c *Config) {
-		c.MaxMemory = limit
-		c.EvictionPolicy = EvictNone
-	})
+	n := noEvictionNode(t, limit)
 	ctx := ctxT(t)
 	leases := kvdbv1.NewLeaseServiceClient(n.conn)
 	var granted []int64

@@ -429,7 +429,8 @@ func (l *evLoop) run() {
 			l.spare = q[:0]
 		}
 		l.mu.Unlock()
-		if now := time.Now(); now.Sub(lastTick) >= evTickInterval {
+		// The wake-up's clock: ticks are coarse, a reading per turn is not needed.
+		if now := l.now(); now.Sub(lastTick) >= evTickInterval {
 			lastTick = now
 			_ = l.epf.SetReadDeadline(now.Add(evTickInterval))
 			for _, ec := range l.conns {

@@ -66,12 +66,12 @@ const (
 type cappedListener struct {
 	net.Listener
 	max      int64
-	n        atomic.Int64
 	log      *slog.Logger
 	lastWarn atomic.Int64 // unix nanos of the last "at the cap" log line
 
 	mu     sync.Mutex
-	byHost map[string]int64
+	n      int64            // open connections
+	byHost map[string]int64 // open connections by remote host
 }
 
 // perHost is what one host may hold: a quarter of the cap, but not less
@@ -90,9 +90,9 @@ func (l *cappedListener) Accept() (net.Conn, error) {
 		if l.byHost == nil {
 			l.byHost = map[string]int64{}
 		}
-		ok := l.n.Load() < l.max && l.byHost[host] < l.perHost()
+		ok := l.n < l.max && l.byHost[host] < l.perHost()
 		if ok {
-			l.n.Add(1)
+			l.n++
 			l.byHost[host]++
 		}
 		l.mu.Unlock()
@@ -122,8 +122,8 @@ func (c *hostConn) Close() error {
 		if c.l.byHost[c.host]--; c.l.byHost[c.host] <= 0 {
 			delete(c.l.byHost, c.host)
 		}
+		c.l.n--
 		c.l.mu.Unlock()
-		c.l.n.Add(-1)
 	})
 	return c.Conn.Close()
 }
